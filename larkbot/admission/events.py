@@ -1,0 +1,239 @@
+"""Typed models of the events the long connection delivers.
+
+Everything is parsed once, here at the edge; nothing past admission sees a raw dict.
+Only the fields we use are modelled; unknown ones are ignored so a platform that
+adds fields never breaks parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "MESSAGE_RECEIVE",
+    "EventEnvelope",
+    "EventHeader",
+    "InboundMessage",
+    "Mention",
+    "MessageEvent",
+    "MessagePayload",
+    "Sender",
+    "UserId",
+    "extract_text",
+    "parse_envelope",
+]
+
+MESSAGE_RECEIVE = "im.message.receive_v1"
+ALL_MENTION_KEY = "@_all"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class UserId(_Model):
+    """The ids Lark gives a user or bot; ``open_id`` is the one we match on."""
+
+    open_id: str | None = None
+    union_id: str | None = None
+    user_id: str | None = None
+
+
+class Sender(_Model):
+    """Who sent a message (``sender_type`` is ``user`` or ``app``)."""
+
+    sender_id: UserId = Field(default_factory=UserId)
+    sender_type: str = "user"
+    tenant_key: str | None = None
+
+
+class Mention(_Model):
+    """One @mention; ``key`` (``@_user_1``) is its placeholder in the text."""
+
+    key: str
+    id: UserId = Field(default_factory=UserId)
+    name: str = ""
+
+
+class MessagePayload(_Model):
+    """``event.message`` of ``im.message.receive_v1``."""
+
+    message_id: str = Field(min_length=1)
+    root_id: str | None = None
+    parent_id: str | None = None
+    thread_id: str | None = None
+    create_time: int = Field(description="milliseconds since the epoch")
+    chat_id: str = Field(min_length=1)
+    chat_type: str
+    message_type: str
+    content: str = ""
+    mentions: list[Mention] = Field(default_factory=list)
+
+    @field_validator("create_time", mode="before")
+    @classmethod
+    def _millis(cls, value: Any) -> int:
+        return int(value)
+
+
+class MessageEvent(_Model):
+    """``event`` of ``im.message.receive_v1``."""
+
+    sender: Sender
+    message: MessagePayload
+
+
+class EventHeader(_Model):
+    """``header`` of a schema 2.0 event."""
+
+    event_id: str = ""
+    event_type: str
+    create_time: int | None = None
+    app_id: str | None = None
+    tenant_key: str | None = None
+
+    @field_validator("create_time", mode="before")
+    @classmethod
+    def _millis(cls, value: Any) -> int | None:
+        return None if value in (None, "") else int(value)
+
+
+class EventEnvelope(_Model):
+    """A schema 2.0 event: its header and, for message events, the typed body."""
+
+    header: EventHeader
+    message_event: MessageEvent | None = None
+
+
+def parse_envelope(payload: bytes) -> EventEnvelope:
+    """Parse an event payload; raise ``ValueError`` with a short reason when it is bad.
+
+    Only ``im.message.receive_v1`` bodies are modelled; other event types come back
+    with ``message_event=None`` so admission can ack and skip them.
+    """
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"event payload is not JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("header"), dict):
+        raise ValueError("event payload has no header (only schema 2.0 events are supported)")
+    try:
+        header = EventHeader.model_validate(raw["header"])
+        body = None
+        if header.event_type == MESSAGE_RECEIVE:
+            body = MessageEvent.model_validate(raw.get("event"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"event field {where or '(root)'}: {first['msg']}") from None
+    return EventEnvelope(header=header, message_event=body)
+
+
+def _post_text(content: dict[str, Any], mentions: dict[str, Mention]) -> str:
+    """Flatten ``post`` rich text (with or without a locale wrapper) to plain text."""
+    body: Any = content
+    if "content" not in body:
+        # {"zh_cn": {"title":..., "content": [...]}, "en_us": {...}}: take the first locale.
+        body = next((v for v in content.values() if isinstance(v, dict) and "content" in v), {})
+    lines: list[str] = []
+    title = body.get("title")
+    if isinstance(title, str) and title.strip():
+        lines.append(title.strip())
+    for paragraph in body.get("content") or []:
+        if not isinstance(paragraph, list):
+            continue
+        parts: list[str] = []
+        for element in paragraph:
+            if not isinstance(element, dict):
+                continue
+            tag = element.get("tag")
+            if tag in ("text", "a", "code_block", "md"):
+                parts.append(str(element.get("text", "")))
+            elif tag == "at":
+                user = element.get("user_id") or element.get("open_id") or ""
+                key = next((k for k, m in mentions.items() if m.id.open_id == user), None)
+                parts.append(key or f"@{element.get('user_name', '')}")
+            elif tag == "emotion":
+                parts.append(f":{element.get('emoji_type', '')}:")
+        lines.append("".join(parts))
+    return "\n".join(lines)
+
+
+def extract_text(message: MessagePayload, bot_open_id: str | None) -> str:
+    """Return the plain text of a text or post message, mentions resolved.
+
+    The bot's own mention placeholder is removed; other users' placeholders become
+    ``@name``. Other message types yield ``""``.
+    """
+    if message.message_type not in ("text", "post"):
+        return ""
+    try:
+        content = json.loads(message.content) if message.content else {}
+    except json.JSONDecodeError:
+        return ""
+    if not isinstance(content, dict):
+        return ""
+    by_key = {m.key: m for m in message.mentions}
+    if message.message_type == "text":
+        text = str(content.get("text", ""))
+    else:
+        text = _post_text(content, by_key)
+    for key, mention in by_key.items():
+        is_bot = bot_open_id is not None and mention.id.open_id == bot_open_id
+        replacement = "" if is_bot or key == ALL_MENTION_KEY else f"@{mention.name}"
+        text = text.replace(key, replacement)
+    return " ".join(text.split()) if "\n" not in text else "\n".join(
+        " ".join(line.split()) for line in text.strip().splitlines()
+    ).strip()
+
+
+class InboundMessage(_Model):
+    """A chat message admitted for an answer: what dispatch and the agent work on."""
+
+    message_id: str
+    event_id: str
+    chat_id: str
+    chat_type: Literal["p2p", "group"] | str
+    message_type: str
+    text: str
+    sender_open_id: str
+    root_id: str | None = None
+    thread_id: str | None = None
+    created_at: datetime
+    mentions_bot: bool = False
+
+    @classmethod
+    def from_event(cls, envelope: EventEnvelope, bot_open_id: str | None) -> InboundMessage:
+        """Build from a parsed ``im.message.receive_v1`` envelope."""
+        assert envelope.message_event is not None
+        event = envelope.message_event
+        message = event.message
+        return cls(
+            message_id=message.message_id,
+            event_id=envelope.header.event_id,
+            chat_id=message.chat_id,
+            chat_type=message.chat_type,
+            message_type=message.message_type,
+            text=extract_text(message, bot_open_id),
+            sender_open_id=event.sender.sender_id.open_id or "",
+            root_id=message.root_id or None,
+            thread_id=message.thread_id or None,
+            created_at=datetime.fromtimestamp(message.create_time / 1000, tz=UTC),
+            mentions_bot=bot_open_id is not None
+            and any(m.id.open_id == bot_open_id for m in message.mentions),
+        )
+
+    @property
+    def in_thread(self) -> bool:
+        """True when the message sits in a group topic thread."""
+        return self.thread_id is not None
+
+    @property
+    def conversation_key(self) -> str:
+        """One conversation per p2p chat, and per thread (chat + root message) in groups."""
+        if self.chat_type == "group" and (self.root_id or self.thread_id):
+            return f"{self.chat_id}:{self.root_id or self.thread_id}"
+        return self.chat_id
