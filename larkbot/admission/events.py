@@ -117,7 +117,8 @@ def parse_envelope(payload: bytes) -> EventEnvelope:
     try:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"event payload is not JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ValueError(f"event payload is not JSON: {reason}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("header"), dict):
         raise ValueError("event payload has no header (only schema 2.0 events are supported)")
     try:
@@ -185,9 +186,8 @@ def extract_text(message: MessagePayload, bot_open_id: str | None) -> str:
         is_bot = bot_open_id is not None and mention.id.open_id == bot_open_id
         replacement = "" if is_bot or key == ALL_MENTION_KEY else f"@{mention.name}"
         text = text.replace(key, replacement)
-    return " ".join(text.split()) if "\n" not in text else "\n".join(
-        " ".join(line.split()) for line in text.strip().splitlines()
-    ).strip()
+    lines = (" ".join(line.split()) for line in text.strip().splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 class InboundMessage(_Model):
@@ -204,6 +204,10 @@ class InboundMessage(_Model):
     thread_id: str | None = None
     created_at: datetime
     mentions_bot: bool = False
+    mentions_all: bool = False
+    mentions: tuple[Mention, ...] = Field(
+        default=(), description="users @mentioned in the message, the bot excluded"
+    )
 
     @classmethod
     def from_event(cls, envelope: EventEnvelope, bot_open_id: str | None) -> InboundMessage:
@@ -224,6 +228,12 @@ class InboundMessage(_Model):
             created_at=datetime.fromtimestamp(message.create_time / 1000, tz=UTC),
             mentions_bot=bot_open_id is not None
             and any(m.id.open_id == bot_open_id for m in message.mentions),
+            mentions_all=any(m.key == ALL_MENTION_KEY for m in message.mentions),
+            mentions=tuple(
+                m
+                for m in message.mentions
+                if m.key != ALL_MENTION_KEY and (bot_open_id is None or m.id.open_id != bot_open_id)
+            ),
         )
 
     @property

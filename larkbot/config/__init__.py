@@ -1,0 +1,73 @@
+"""Configuration: a TOML or JSON file, secret files and environment variables.
+
+Where the file is: ``--config`` (the ``config_path`` argument), else ``LARKBOT_CONFIG``,
+else ``./config/larkbot.toml``, else ``/etc/larkbot/larkbot.toml``, else none. A file
+ending in ``.json`` is JSON, any other is TOML; keys may be snake_case or camelCase.
+
+Precedence, highest first:
+
+1. environment variables: the generic ``LARKBOT_<SECTION>__<FIELD>`` (for example
+   ``LARKBOT_DISPATCH__MAX_CONCURRENCY=8``), then the flat names ``APP_ID``,
+   ``APP_SECRET``, ``PORT``, ``HOST``, ``LOG_LEVEL``, ``LOG_FORMAT``,
+   ``MAX_CONVERSATION_HISTORY``, ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``,
+   ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``LLM_MODEL``,
+   ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``; empty variables count as unset;
+2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``), else
+   systemd's ``$CREDENTIALS_DIRECTORY/app_secret`` (``openai_api_key``, ``sentry_dsn``);
+3. the configuration file;
+4. the defaults.
+
+Every problem is a :class:`ConfigError` whose message is one sentence naming the key,
+where its value came from and the fix, and never a secret's value; the CLI exits with
+:data:`EX_CONFIG` on it. Loading reads files synchronously, before the event loop starts.
+"""
+
+from larkbot.config._loader import load_settings
+from larkbot.config.settings import (
+    EX_CONFIG,
+    AdmissionSettings,
+    AgentProfileSettings,
+    AgentSettings,
+    AppSettings,
+    BaseTableSettings,
+    CacheSettings,
+    ConfigError,
+    DispatchSettings,
+    LarkSettings,
+    LlmSettings,
+    LogSettings,
+    PolicySettings,
+    RateLimitSettings,
+    SentrySettings,
+    ServerSettings,
+    SettingRow,
+    Settings,
+    ShutdownSettings,
+    StoreSettings,
+    describe_settings,
+)
+
+__all__ = [
+    "EX_CONFIG",
+    "AdmissionSettings",
+    "AgentProfileSettings",
+    "AgentSettings",
+    "AppSettings",
+    "BaseTableSettings",
+    "CacheSettings",
+    "ConfigError",
+    "DispatchSettings",
+    "LarkSettings",
+    "LlmSettings",
+    "LogSettings",
+    "PolicySettings",
+    "RateLimitSettings",
+    "SentrySettings",
+    "ServerSettings",
+    "SettingRow",
+    "Settings",
+    "ShutdownSettings",
+    "StoreSettings",
+    "describe_settings",
+    "load_settings",
+]

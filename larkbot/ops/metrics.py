@@ -57,7 +57,7 @@ OPENAPI_LATENCY = Histogram(
     "larkbot_openapi_request_duration_seconds",
     "OpenAPI request latency by route template (each attempt).",
     ["route"],
-    buckets=_FAST + (10.0,),
+    buckets=(*_FAST, 10.0),
     registry=REGISTRY,
 )
 DISPATCH_BACKLOG = Gauge(

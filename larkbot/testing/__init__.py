@@ -1,0 +1,32 @@
+"""A local stand-in of the Lark platform, for tests, ``larkbot console`` and the benchmark.
+
+``LarkStandIn`` serves the long connection and the OpenAPI on 127.0.0.1 inside the
+caller's event loop and records everything it receives. More OpenAPI routes plug in as
+``OpenApiRoute`` objects; their handlers get an ``ApiRequest`` and answer data, an
+``ApiResponse``, or raise ``ApiError``.
+"""
+
+from larkbot.testing._openapi import ApiError, ApiRequest, ApiResponse, OpenApiRoute
+from larkbot.testing._records import (
+    AckRecord,
+    ApiCallRecord,
+    OutboundRecord,
+    PatchRecord,
+    ReactionRecord,
+    ReplyRecord,
+)
+from larkbot.testing.standin import LarkStandIn
+
+__all__ = [
+    "AckRecord",
+    "ApiCallRecord",
+    "ApiError",
+    "ApiRequest",
+    "ApiResponse",
+    "LarkStandIn",
+    "OpenApiRoute",
+    "OutboundRecord",
+    "PatchRecord",
+    "ReactionRecord",
+    "ReplyRecord",
+]

@@ -33,7 +33,7 @@ def _load_frame_class() -> type:
     spec = importlib.util.find_spec("lark_oapi")
     if spec is None or not spec.submodule_search_locations:  # pragma: no cover
         raise ImportError("lark-oapi is not installed; it provides the frame schema")
-    root = list(spec.submodule_search_locations)[0]
+    root = next(iter(spec.submodule_search_locations))
     placeholders: list[str] = []
     for name, sub in (("lark_oapi", ""), ("lark_oapi.ws", "/ws")):
         if name not in sys.modules:
@@ -42,14 +42,14 @@ def _load_frame_class() -> type:
             sys.modules[name] = module
             placeholders.append(name)
     try:
-        from lark_oapi.ws.pb.pbbp2_pb2 import Frame as frame_class
+        from lark_oapi.ws.pb.pbbp2_pb2 import Frame as FrameClass
     finally:
         # Drop the placeholders so a later real ``import lark_oapi`` runs its own
         # ``__init__``; it then finds ``lark_oapi.ws.pb.*`` already loaded, so the
         # Frame class stays one and the same.
         for name in placeholders:
             del sys.modules[name]
-    return frame_class
+    return FrameClass
 
 
 Frame: Any = _load_frame_class()

@@ -1,0 +1,5 @@
+"""``python -m larkbot``: the same as the ``larkbot`` command."""
+
+from larkbot.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""Admission: decide, within milliseconds, what happens to each data frame.
+
+Order of the checks (each is cheap; the first that fails decides the outcome)::
+
+    frame type ─▶ size ─▶ parse ─▶ event type ─▶ self ─▶ stale ─▶ policy
+        ─▶ room in dispatch ─▶ durable admit (dedup + inbox) ─▶ submit ─▶ ack 200
+
+Room is checked *before* the message is recorded as seen: when the daemon is full it
+answers a non-200 ack and the platform re-delivers later, so overload never loses a
+message. The admit step writes the message to the inbox *before* the ack is sent, so a
+crash after the ack loses nothing either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from larkbot.admission.events import MESSAGE_RECEIVE, InboundMessage, parse_envelope
+from larkbot.dispatch.dispatcher import Dispatcher
+from larkbot.ops import metrics
+from larkbot.transport.frames import ACK_OK
+from larkbot.transport.long_connection import DataFrame
+
+__all__ = ["ACK_OVERLOADED", "Admission", "AdmissionPolicy", "AdmissionStore", "BotIdentity"]
+
+log = logging.getLogger("larkbot.admission")
+
+ACK_OVERLOADED = 503
+"""Ack code when the daemon cannot take the message now: the platform retries it later."""
+
+
+class AdmissionStore(Protocol):
+    """The seen-message ledger and inbox, as admission uses them."""
+
+    async def admit(self, message: InboundMessage) -> bool:
+        """Record ``message`` as seen and pending; ``False`` when it was seen before."""
+        ...
+
+
+@dataclass(slots=True)
+class BotIdentity:
+    """The bot's own ids, known once ``bot/v3/info`` has answered."""
+
+    open_id: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPolicy:
+    """Which messages deserve an answer."""
+
+    stale_after_seconds: float = 1800.0
+    respond_to_mention_all: bool = False
+    max_payload_bytes: int = 1_048_576
+    allowed_users: frozenset[str] | None = None
+    allowed_chats: frozenset[str] | None = None
+
+
+@dataclass(slots=True)
+class Admission:
+    """The frame handler given to the long connection; returns the ack code."""
+
+    store: AdmissionStore
+    dispatcher: Dispatcher
+    identity: BotIdentity
+    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    events_handled: int = 0
+
+    async def __call__(self, frame: DataFrame) -> int:
+        """Admit one data frame; see the module docstring for the order of checks."""
+        self.events_handled += 1
+        if frame.frame_type != "event":
+            log.debug("ignored a %r frame %s", frame.frame_type, frame.frame_id)
+            return self._outcome(frame.frame_type or "unknown", "unsupported")
+        if len(frame.payload) > self.policy.max_payload_bytes:
+            log.warning(
+                "dropped frame %s: payload of %d bytes is over the %d-byte limit",
+                frame.frame_id,
+                len(frame.payload),
+                self.policy.max_payload_bytes,
+            )
+            return self._outcome("unknown", "invalid")
+        try:
+            envelope = parse_envelope(frame.payload)
+        except ValueError as exc:
+            # Re-delivery would bring the same bytes: ack it, say why, move on.
+            log.warning("dropped frame %s: %s", frame.frame_id, exc)
+            return self._outcome("unknown", "invalid")
+        event_type = envelope.header.event_type
+        if event_type != MESSAGE_RECEIVE or envelope.message_event is None:
+            log.debug("ignored event type %s (event %s)", event_type, envelope.header.event_id)
+            return self._outcome(event_type, "unsupported")
+
+        message = InboundMessage.from_event(envelope, self.identity.open_id)
+        sender = envelope.message_event.sender
+        context = {"message_id": message.message_id, "chat_id": message.chat_id}
+        outcome = self._policy_outcome(message, sender.sender_type)
+        if outcome is not None:
+            log.info("skipped message %s: %s", message.message_id, outcome, extra=context)
+            return self._outcome(event_type, outcome)
+
+        if not self.dispatcher.has_room(message.chat_id):
+            log.warning(
+                "refused message %s for now: backlog full (%d); Lark will re-deliver it",
+                message.message_id,
+                self.dispatcher.backlog,
+                extra=context,
+            )
+            self._outcome(event_type, "overloaded")
+            return ACK_OVERLOADED
+        if not await self.store.admit(message):
+            log.info("skipped message %s: duplicate delivery", message.message_id, extra=context)
+            return self._outcome(event_type, "duplicate")
+        # Frames are handled one at a time, and dispatch only ever frees room while we
+        # awaited the store, so the room checked above is still there.
+        self.dispatcher.submit(message, force=True)
+        log.debug("accepted message %s", message.message_id, extra=context)
+        return self._outcome(event_type, "accepted")
+
+    def _policy_outcome(self, message: InboundMessage, sender_type: str) -> str | None:
+        if sender_type == "app" or (
+            self.identity.open_id is not None and message.sender_open_id == self.identity.open_id
+        ):
+            return "self"
+        age = (self.clock() - message.created_at).total_seconds()
+        if age > self.policy.stale_after_seconds:
+            return "stale"
+        if message.chat_type != "p2p" and not (
+            message.mentions_bot or (message.mentions_all and self.policy.respond_to_mention_all)
+        ):
+            return "unmentioned"
+        allowed_chats = self.policy.allowed_chats
+        if allowed_chats is not None and message.chat_id not in allowed_chats:
+            return "not_allowed"
+        if (
+            self.policy.allowed_users is not None
+            and message.sender_open_id not in self.policy.allowed_users
+        ):
+            return "not_allowed"
+        return None
+
+    @staticmethod
+    def _outcome(event_type: str, outcome: str) -> int:
+        metrics.EVENTS_RECEIVED.labels(event_type=event_type, outcome=outcome).inc()
+        return ACK_OK

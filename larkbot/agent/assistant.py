@@ -1,0 +1,195 @@
+"""The assistant: the one :class:`~larkbot.agent.base.Agent` the daemon talks to.
+
+Per message: pick the answer language, answer built-in commands, apply the per-user
+request limit, then let the brain (offline rules, or an LLM when configured) answer.
+Whatever happens inside the brain, the user gets a polite reply in their language.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from larkbot.admission.events import InboundMessage
+from larkbot.agent.base import Conversation, Reply, RuntimeStatus
+from larkbot.agent.brain import Brain, TurnContext
+from larkbot.agent.commands import Command, CommandContext, parse_command, run_command
+from larkbot.agent.i18n import translate
+from larkbot.agent.language import Language, choose_language
+from larkbot.agent.limits import RateLimiter
+from larkbot.agent.offline import OfflineBrain
+from larkbot.agent.profiles import DEFAULT_PROFILE, Profile, profiles_from_settings
+from larkbot.agent.tools.base import ToolContext
+from larkbot.ops.metrics import AGENT_RESPONSE_TIME, CONVERSATIONS_CACHED
+
+if TYPE_CHECKING:
+    from larkbot.agent.tools.runner import ToolRunner
+    from larkbot.config.settings import Settings
+    from larkbot.reply.openapi import LarkClient
+
+__all__ = ["Assistant"]
+
+logger = logging.getLogger("larkbot.agent")
+
+# Message types whose text the assistant reads; the rest get a polite "text only" reply.
+_TEXT_TYPES = frozenset({"text", "post"})
+
+
+class Assistant:
+    """Answers chat messages: commands, limits and languages here, the thinking in a brain.
+
+    ``runner`` and ``client`` give the brain its Lark tools (without both it answers
+    without tools); ``brain`` defaults to :class:`OfflineBrain`. ``clock`` drives the
+    request limiter (tests move it instead of sleeping).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        status: RuntimeStatus,
+        runner: ToolRunner | None = None,
+        client: LarkClient | None = None,
+        brain: Brain | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._status = status
+        self._runner = runner
+        self._client = client
+        self._brain: Brain = brain or OfflineBrain()
+        self._profiles = profiles_from_settings(settings)
+        limits = settings.rate_limiting
+        self._limiter = (
+            RateLimiter(limits.requests_per_minute, clock=clock) if limits.enabled else None
+        )
+
+    async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
+        """Answer ``message``, recording the exchange in ``conversation`` when a brain answers."""
+        started = time.perf_counter()
+        intent = "fallback"
+        try:
+            reply, intent = await self._respond(message, conversation)
+        finally:
+            profile = self._profile_of(conversation)
+            AGENT_RESPONSE_TIME.labels(agent_name=profile.name, intent_type=intent).observe(
+                time.perf_counter() - started
+            )
+        return reply
+
+    async def _respond(
+        self, message: InboundMessage, conversation: Conversation
+    ) -> tuple[Reply, str]:
+        profile = self._profile_of(conversation)
+        default: Language = profile.language or self._settings.agent.default_language
+        text = message.text.strip()
+        if message.message_type not in _TEXT_TYPES:
+            language = conversation.language or default
+            return Reply(translate("non_text", language)), "non_text"
+        if not text:
+            return Reply(translate("empty", conversation.language or default)), "empty"
+
+        command = parse_command(text)
+        if command is not None:
+            # A command word's own language beats script detection: 設定 is Japanese here.
+            language = conversation.language or command.language or default
+            # Commands are about the bot, not the conversation: they are not recorded, so
+            # ``reset`` leaves an empty history and the LLM never sees "status" as a turn.
+            return self._command(command, message, conversation, language, profile), command.name
+
+        language = choose_language(text, explicit=conversation.language, default=default)
+        if self._limiter is not None:
+            wait = self._limiter.try_acquire(message.sender_open_id or message.chat_id)
+            if wait is not None:
+                logger.info(
+                    "message %s: request limit reached for the sender, retry in %.0f s",
+                    message.message_id,
+                    wait,
+                    extra={"message_id": message.message_id},
+                )
+                reply = translate(
+                    "rate_limited",
+                    language,
+                    limit=self._limiter.per_minute,
+                    seconds=max(1, math.ceil(wait)),
+                )
+                return Reply(reply), "rate_limited"
+
+        turn = TurnContext(
+            settings=self._settings,
+            language=language,
+            profile=profile,
+            tool_ctx=self._tool_context(message, language),
+            runner=self._runner if self._client is not None else None,
+        )
+        try:
+            reply = await self._brain.think(message, conversation, turn)
+            intent = turn.intent or ("fallback" if isinstance(self._brain, OfflineBrain) else "llm")
+        except Exception:
+            logger.exception(
+                "message %s: the %s brain failed",
+                message.message_id,
+                self._brain.name,
+                extra={"message_id": message.message_id},
+            )
+            reply, intent = Reply(translate("error", language)), "error"
+        if not reply.text.strip():
+            reply = Reply(translate("error", language))
+        history = self._settings.agent.max_conversation_history
+        conversation.add("user", text, history)
+        conversation.add("assistant", reply.text, history)
+        return reply, intent
+
+    def _command(
+        self,
+        command: Command,
+        message: InboundMessage,
+        conversation: Conversation,
+        language: Language,
+        profile: Profile,
+    ) -> Reply:
+        llm = self._settings.llm
+        uses_llm = llm.enabled and not isinstance(self._brain, OfflineBrain)
+        ctx = CommandContext(
+            settings=self._settings,
+            status=self._status,
+            message=message,
+            conversation=conversation,
+            language=language,
+            profile=profile,
+            profiles=self._profiles,
+            tools=list(self._runner.registry) if self._runner is not None else [],
+            llm_model=llm.model if uses_llm else None,
+            conversations_cached=_conversations_cached,
+        )
+        return run_command(command, ctx)
+
+    def _profile_of(self, conversation: Conversation) -> Profile:
+        for name in (conversation.profile, self._settings.agent.profile, DEFAULT_PROFILE):
+            if name is not None and name in self._profiles:
+                return self._profiles[name]
+        return next(iter(self._profiles.values()))
+
+    def _tool_context(self, message: InboundMessage, language: Language) -> ToolContext | None:
+        if self._client is None or self._runner is None:
+            return None
+        return ToolContext(
+            client=self._client,
+            user_open_id=message.sender_open_id,
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            language=language,
+            bases=dict(self._settings.bases),
+        )
+
+
+def _conversations_cached() -> int | None:
+    # The conversation cache publishes its size on this gauge whenever it is touched (and
+    # the responder touches it just before asking us), so the gauge is current here.
+    for family in CONVERSATIONS_CACHED.collect():
+        for sample in family.samples:
+            return int(sample.value)
+    return None

@@ -1,0 +1,51 @@
+"""The seam between the assistant and what decides an answer (offline rules or an LLM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from larkbot.admission.events import InboundMessage
+from larkbot.agent.base import Conversation, Reply
+from larkbot.agent.language import Language
+from larkbot.agent.profiles import Profile
+
+if TYPE_CHECKING:
+    from larkbot.agent.tools.base import ToolContext
+    from larkbot.agent.tools.runner import ToolRunner
+    from larkbot.config.settings import Settings
+
+__all__ = ["Brain", "TurnContext"]
+
+
+@dataclass(slots=True)
+class TurnContext:
+    """What a brain needs besides the message: settings, language, profile and tools.
+
+    ``tool_ctx`` and ``runner`` are ``None`` when no Lark client is available; a brain
+    then answers without tools. A brain sets ``intent`` to a short label of what it did
+    (a tool name, ``"llm"``, ``"fallback"``...) so response times can be told apart.
+    """
+
+    settings: Settings
+    language: Language
+    profile: Profile
+    tool_ctx: ToolContext | None = None
+    runner: ToolRunner | None = None
+    intent: str | None = None
+
+
+class Brain(Protocol):
+    """Decides the answer to one message.
+
+    ``conversation.turns`` holds the earlier turns only; the assistant records this
+    message and the answer after :meth:`think` returns.
+    """
+
+    name: str
+
+    async def think(
+        self, message: InboundMessage, conversation: Conversation, turn: TurnContext
+    ) -> Reply:
+        """Answer ``message`` in ``turn.language``, calling tools through ``turn.runner``."""
+        ...

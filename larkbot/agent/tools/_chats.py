@@ -1,0 +1,142 @@
+"""Tools over chats: send a message, list the members of a chat."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._messages import say
+from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
+
+__all__ = ["ListChatMembers", "ListChatMembersInput", "SendMessage", "SendMessageInput"]
+
+SEND_ROUTE = "im/v1/messages"
+MEMBERS_ROUTE = "im/v1/chats/{chat_id}/members"
+
+_MEMBER_PAGES = 10
+_MEMBERS_SHOWN = 30
+
+
+class SendMessageInput(BaseModel):
+    """Arguments of ``send_message``: the text and exactly one target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000, description="The message text to send.")
+    chat_id: str | None = Field(
+        None, description="The chat to post in (oc_...). Give this or user_open_id, not both."
+    )
+    user_open_id: str | None = Field(
+        None, description="The user to message directly (ou_...). Give this or chat_id."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if bool(self.chat_id) == bool(self.user_open_id):
+            raise ValueError("give exactly one of chat_id and user_open_id")
+        return self
+
+
+class ListChatMembersInput(BaseModel):
+    """Arguments of ``list_chat_members``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chat_id: str | None = Field(
+        None, description="The chat (oc_...); leave it out for the chat the user is in."
+    )
+
+
+class SendMessage(Tool):
+    """Post a text message to a chat or to a user, as the bot."""
+
+    name: ClassVar[str] = "send_message"
+    description: ClassVar[str] = (
+        "Send a text message as the bot to another chat (chat_id, oc_...) or directly to a "
+        "user (user_open_id, ou_...). Use it when the user asks to tell, notify or remind "
+        "someone else, or to post in another group. Do not use it to answer the user: the "
+        "reply is sent anyway. Give exactly one target."
+    )
+    input_model: ClassVar[type[BaseModel]] = SendMessageInput
+    write: ClassVar[bool] = True
+    scopes: ClassVar[tuple[str, ...]] = ("im:message:send_as_bot",)
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Send the message with an idempotency uuid derived from the triggering message."""
+        assert isinstance(args, SendMessageInput)
+        if args.chat_id:
+            receive_id, id_type, key = args.chat_id.strip(), "chat_id", "message_sent_chat"
+        else:
+            receive_id, id_type, key = (
+                str(args.user_open_id).strip(),
+                "open_id",
+                "message_sent_user",
+            )
+        data = await ctx.client.request(
+            "POST",
+            "im/v1/messages",
+            route=SEND_ROUTE,
+            params={"receive_id_type": id_type},
+            json={
+                "receive_id": receive_id,
+                "msg_type": "text",
+                "content": json.dumps({"text": args.text}, ensure_ascii=False),
+                "uuid": idempotency_key(ctx, self.name, args),
+            },
+            write=True,
+        )
+        return ToolResult(
+            ok=True,
+            data={
+                "message_id": data.get("message_id"),
+                "chat_id": data.get("chat_id"),
+                "receive_id": receive_id,
+            },
+            text=say(ctx.language, key, target=receive_id),
+        )
+
+
+class ListChatMembers(Tool):
+    """List who is in a chat."""
+
+    name: ClassVar[str] = "list_chat_members"
+    description: ClassVar[str] = (
+        "List the members of a chat (their names and open_ids). Use it when the user asks "
+        "who is in this group or another group, or needs someone's open_id to message or "
+        "invite them. Without chat_id it lists the current chat."
+    )
+    input_model: ClassVar[type[BaseModel]] = ListChatMembersInput
+    write: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = ("im:chat:readonly",)
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Fetch every page of members (bounded) and list them."""
+        assert isinstance(args, ListChatMembersInput)
+        chat_id = (args.chat_id or ctx.chat_id).strip()
+        path = f"im/v1/chats/{path_segment(chat_id)}/members"
+        members: list[dict[str, str]] = []
+        total = 0
+        params: dict[str, Any] = {"member_id_type": "open_id", "page_size": 100}
+        for _ in range(_MEMBER_PAGES):
+            data = await ctx.client.request("GET", path, route=MEMBERS_ROUTE, params=params)
+            for item in data.get("items") or []:
+                members.append(
+                    {"open_id": str(item.get("member_id", "")), "name": item.get("name", "")}
+                )
+            total = int(data.get("member_total") or len(members))
+            if not data.get("has_more") or not data.get("page_token"):
+                break
+            params = {**params, "page_token": data["page_token"]}
+        total = max(total, len(members))
+        names = [m["name"] or m["open_id"] for m in members[:_MEMBERS_SHOWN]]
+        lines = [say(ctx.language, "members", total=total, count=total), ", ".join(names)]
+        if total > len(names):
+            lines.append(say(ctx.language, "members_more", count=total - len(names)))
+        return ToolResult(
+            ok=True,
+            data={"chat_id": chat_id, "total": total, "members": members},
+            text="\n".join(lines),
+        )

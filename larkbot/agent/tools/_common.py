@@ -1,0 +1,101 @@
+"""Helpers shared by the Lark tools: table lookup, path quoting, idempotency keys, time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, date, datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+
+from larkbot.agent.tools._messages import say
+from larkbot.agent.tools.base import ToolContext, ToolError
+
+if TYPE_CHECKING:
+    from larkbot.config.settings import BaseTableSettings
+
+__all__ = [
+    "DEFAULT_TIMEZONE",
+    "format_number",
+    "idempotency_key",
+    "parse_when",
+    "path_segment",
+    "resolve_table",
+]
+
+# Loaded once at import: building a ZoneInfo reads the tz database from disk, which must
+# not happen inside the event loop.
+DEFAULT_TIMEZONE: tzinfo = ZoneInfo("Asia/Tokyo")
+
+
+def path_segment(value: str) -> str:
+    """Quote ``value`` for use as one path segment (ids come from users and models)."""
+    return quote(value, safe="")
+
+
+def idempotency_key(ctx: ToolContext, tool_name: str, args: BaseModel) -> str:
+    """Return a UUID-shaped key that is the same whenever the same turn repeats the same call.
+
+    Derived from the triggering message id, the tool and its arguments, so a turn that is
+    retried after a crash or a redelivery cannot create or send the same thing twice,
+    while two different calls in one turn still get different keys.
+    """
+    canonical = json.dumps(args.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{ctx.message_id}\x00{tool_name}\x00{canonical}".encode()).digest()
+    # Version 4 layout: some endpoints validate the UUID format, not its randomness.
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def resolve_table(ctx: ToolContext, table: str) -> tuple[str, BaseTableSettings]:
+    """Find the configured Base table called ``table`` (its name or an alias, any case)."""
+    wanted = table.strip().casefold()
+    for name, settings in ctx.bases.items():
+        aliases = [name, *(getattr(settings, "aliases", None) or [])]
+        if any(alias.strip().casefold() == wanted for alias in aliases):
+            return name, settings
+    if not ctx.bases:
+        raise ToolError(say(ctx.language, "no_tables"))
+    listed = ", ".join(
+        f"{name} ({', '.join(aliases)})"
+        if (aliases := list(getattr(s, "aliases", None) or []))
+        else name
+        for name, s in ctx.bases.items()
+    )
+    raise ToolError(say(ctx.language, "unknown_table", table=table, tables=listed))
+
+
+def parse_when(value: Any, tz: tzinfo) -> datetime | None:
+    """Read a date or date-time given as ISO text or epoch seconds/milliseconds.
+
+    Naive values are taken in ``tz``. Returns ``None`` when ``value`` is not a date.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) >= 1e11 else value
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=tz)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=tz)
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace("/", "-")
+    if text.isdigit():
+        return parse_when(int(text), tz)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def format_number(value: float) -> str:
+    """Render a number the way a spreadsheet would: thousands separators, no stray ``.0``."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{int(value):,}"

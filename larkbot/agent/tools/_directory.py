@@ -1,0 +1,209 @@
+"""Tools over the directory and the documents: look up a user, search documents."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, tzinfo
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from larkbot.agent.tools._common import DEFAULT_TIMEZONE, path_segment
+from larkbot.agent.tools._messages import say
+from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
+from larkbot.reply.openapi import LarkAPIError
+
+__all__ = ["GetUserInfo", "GetUserInfoInput", "SearchDocuments", "SearchDocumentsInput"]
+
+USER_ROUTE = "contact/v3/users/{user_id}"
+BATCH_GET_ID_ROUTE = "contact/v3/users/batch_get_id"
+DEPARTMENT_ROUTE = "contact/v3/departments/{department_id}"
+DOC_SEARCH_ROUTE = "search/v2/doc_wiki/search"
+
+_DEPARTMENTS_LOOKED_UP = 3
+_HIGHLIGHT = re.compile(r"</?h[b]?>")
+
+
+class GetUserInfoInput(BaseModel):
+    """Arguments of ``get_user_info``: exactly one way to name the user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_open_id: str | None = Field(None, description="The user's open_id (ou_...).")
+    email: str | None = Field(None, description="The user's email address.")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if bool(self.user_open_id) == bool(self.email):
+            raise ValueError("give exactly one of user_open_id and email")
+        return self
+
+
+class SearchDocumentsInput(BaseModel):
+    """Arguments of ``search_documents``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=50, description="Words to look for.")
+    limit: int = Field(10, ge=1, le=20, description="How many documents to return at most.")
+
+
+class GetUserInfo(Tool):
+    """Look a user up in the directory."""
+
+    name: ClassVar[str] = "get_user_info"
+    description: ClassVar[str] = (
+        "Look up a person in the company directory by open_id (ou_...) or by email: name, "
+        "English name, email, job title, department, city. Use it when the user asks who "
+        "someone is, or needs a colleague's open_id from their email. Give exactly one of "
+        "user_open_id and email."
+    )
+    input_model: ClassVar[type[BaseModel]] = GetUserInfoInput
+    write: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = (
+        "contact:user.base:readonly",
+        "contact:user.email:readonly",
+        "contact:user.id:readonly",
+        "contact:department.base:readonly",
+    )
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Resolve an email to an open_id when needed, then fetch the user and departments."""
+        assert isinstance(args, GetUserInfoInput)
+        open_id = (args.user_open_id or "").strip()
+        if not open_id:
+            email = str(args.email).strip()
+            data = await ctx.client.request(
+                "POST",
+                "contact/v3/users/batch_get_id",
+                route=BATCH_GET_ID_ROUTE,
+                params={"user_id_type": "open_id"},
+                json={"emails": [email]},
+            )
+            found = next(
+                (u.get("user_id") for u in data.get("user_list") or [] if u.get("user_id")), None
+            )
+            if not found:
+                raise ToolError(say(ctx.language, "email_not_found", email=email))
+            open_id = str(found)
+        data = await ctx.client.request(
+            "GET",
+            f"contact/v3/users/{path_segment(open_id)}",
+            route=USER_ROUTE,
+            params={"user_id_type": "open_id", "department_id_type": "open_department_id"},
+        )
+        user: dict[str, Any] = data.get("user") or {}
+        departments = [
+            await self._department_name(ctx, str(d))
+            for d in (user.get("department_ids") or [])[:_DEPARTMENTS_LOOKED_UP]
+        ]
+        info = {
+            "open_id": user.get("open_id") or open_id,
+            "name": user.get("name", ""),
+            "en_name": user.get("en_name", ""),
+            "email": user.get("email") or user.get("enterprise_email") or "",
+            "job_title": user.get("job_title", ""),
+            "departments": departments,
+            "city": user.get("city", ""),
+        }
+        name = info["name"] or info["open_id"]
+        if info["en_name"] and info["en_name"] != info["name"]:
+            name = f"{name} ({info['en_name']})"
+        rows = [
+            ("label_name", name),
+            ("label_email", info["email"]),
+            ("label_department", ", ".join(departments)),
+            ("label_job_title", info["job_title"]),
+            ("label_city", info["city"]),
+        ]
+        text = "\n".join(f"- {say(ctx.language, label)}: {value}" for label, value in rows if value)
+        return ToolResult(ok=True, data=info, text=text)
+
+    @staticmethod
+    async def _department_name(ctx: ToolContext, department_id: str) -> str:
+        # A department name is a nicety: without the department scope the id still says
+        # something, and the user lookup itself succeeded.
+        try:
+            data = await ctx.client.request(
+                "GET",
+                f"contact/v3/departments/{path_segment(department_id)}",
+                route=DEPARTMENT_ROUTE,
+                params={"department_id_type": "open_department_id"},
+            )
+        except LarkAPIError:
+            return department_id
+        department = data.get("department") or {}
+        return str(department.get("name") or department_id)
+
+
+class SearchDocuments(Tool):
+    """Search documents and wiki pages by keyword."""
+
+    name: ClassVar[str] = "search_documents"
+    description: ClassVar[str] = (
+        "Search Lark documents, sheets, Bases and wiki pages by keyword and return their "
+        "titles, types, owners and links. Use it when the user looks for a document, a "
+        "spec, minutes or a manual. Results are limited to what the bot can see: documents "
+        "shared with the app (the platform answers this search for the app's own identity; "
+        "a user's private documents are not visible)."
+    )
+    input_model: ClassVar[type[BaseModel]] = SearchDocumentsInput
+    write: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
+
+    def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
+        self._tz = timezone
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Run the search and list the hits."""
+        assert isinstance(args, SearchDocumentsInput)
+        query = args.query.strip()
+        data = await ctx.client.request(
+            "POST",
+            "search/v2/doc_wiki/search",
+            route=DOC_SEARCH_ROUTE,
+            json={"query": query, "page_size": args.limit, "doc_filter": {}, "wiki_filter": {}},
+        )
+        documents: list[dict[str, Any]] = []
+        for unit in (data.get("res_units") or [])[: args.limit]:
+            meta: dict[str, Any] = unit.get("result_meta") or {}
+            kind = meta.get("doc_types") or unit.get("entity_type") or ""
+            if isinstance(kind, list):
+                kind = ",".join(str(k) for k in kind)
+            documents.append(
+                {
+                    "title": _HIGHLIGHT.sub("", str(unit.get("title_highlighted") or "")),
+                    "type": str(kind).lower(),
+                    "url": meta.get("url", ""),
+                    "owner": meta.get("owner_name", ""),
+                    "updated": self._date(meta.get("update_time")),
+                    "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
+                    "token": meta.get("token", ""),
+                }
+            )
+        total = max(int(data.get("total") or 0), len(documents))
+        if not documents:
+            return ToolResult(
+                ok=True,
+                data={"query": query, "total": 0, "documents": []},
+                text=say(ctx.language, "no_docs", query=query),
+            )
+        lines = [say(ctx.language, "docs_found", query=query, total=total, count=total)]
+        for doc in documents:
+            details = ", ".join(v for v in (doc["type"], doc["owner"], doc["updated"]) if v)
+            title = f"[{doc['title']}]({doc['url']})" if doc["url"] else doc["title"]
+            lines.append(f"- {title}" + (f" ({details})" if details else ""))
+        return ToolResult(
+            ok=True,
+            data={"query": query, "total": total, "documents": documents},
+            text="\n".join(lines),
+        )
+
+    def _date(self, seconds: Any) -> str:
+        try:
+            value = int(seconds)
+        except (TypeError, ValueError):
+            return ""
+        if value <= 0:
+            return ""
+        return datetime.fromtimestamp(value, tz=UTC).astimezone(self._tz).date().isoformat()

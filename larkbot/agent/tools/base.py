@@ -1,0 +1,77 @@
+"""What a tool is: a named, typed, scoped action the agent can take in Lark.
+
+Both brains (offline intents and the LLM) run tools only through
+:class:`larkbot.agent.tools.runner.ToolRunner`, which applies policy, rate limits,
+caching, metrics and the audit log in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from larkbot.config.settings import BaseTableSettings
+    from larkbot.reply.openapi import LarkClient
+
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolResult"]
+
+Language = Literal["ja", "en", "zh"]
+
+
+class ToolError(Exception):
+    """A failure the user should read: ``str(error)`` is a sentence in their language."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """Who is asking, where, and with which client."""
+
+    client: LarkClient
+    user_open_id: str
+    chat_id: str
+    message_id: str
+    language: Language = "ja"
+    bases: dict[str, BaseTableSettings] = field(default_factory=dict)
+
+
+class ToolResult(BaseModel):
+    """The outcome of one tool call.
+
+    ``data`` is JSON-serialisable (what the LLM sees); ``text`` is a readable rendering
+    in the caller's language (what the offline brain shows the user); ``error`` is set
+    when ``ok`` is false and is a sentence for the user, never a traceback.
+    """
+
+    ok: bool
+    data: Any = None
+    text: str = ""
+    error: str | None = None
+
+
+class Tool:
+    """Base class of every tool: subclass, set the class attributes, implement ``run``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    input_model: ClassVar[type[BaseModel]]
+    write: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = ()
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Do the work; raise :class:`ToolError` for a failure the user should read."""
+        raise NotImplementedError
+
+    @classmethod
+    def openai_schema(cls) -> dict[str, Any]:
+        """The OpenAI ``tools`` entry for this tool (function calling)."""
+        return {
+            "type": "function",
+            "function": {
+                "name": cls.name,
+                "description": cls.description,
+                "parameters": cls.input_model.model_json_schema(),
+            },
+        }

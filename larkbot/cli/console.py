@@ -1,0 +1,142 @@
+"""``larkbot console``: the real daemon against an in-process local Lark.
+
+Everything between the typed line and the printed reply is the production path: the
+line becomes an ``im.message.receive_v1`` event on a real WebSocket, the daemon acks it,
+the agent answers, and the reply goes through the OpenAPI client over real HTTP.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.text import Text
+
+from larkbot.config import Settings
+from larkbot.daemon import Daemon
+from larkbot.testing import LarkStandIn, ReplyRecord
+from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
+from larkbot.testing.workspace import workspace_routes
+
+__all__ = ["run_console"]
+
+_CHAT_ID = "oc_console"
+_USER_OPEN_ID = "ou_console_user"
+_REPLY_TIMEOUT = 120.0
+
+
+async def run_console(base: Settings) -> int:
+    """Chat over standard input/output until end of input; return the exit status."""
+    out = Console(highlight=False)
+    interactive = sys.stdin.isatty()
+    workspace = sample_workspace()
+    async with LarkStandIn(extra_routes=workspace_routes(workspace)) as lark:
+        settings = _console_settings(base, lark)
+        daemon = Daemon(settings, env={}, working_reaction_after=None)
+        async with anyio.create_task_group() as tg:
+            await tg.start(daemon.run)
+            with anyio.fail_after(15):
+                await daemon.ready.wait()
+            if interactive:
+                out.print(
+                    "[bold]larkbot console[/] — a local Lark with sample data; "
+                    "type [cyan]help[/], Ctrl-D to quit.",
+                )
+            while True:
+                line = await _read_line(out, interactive)
+                if line is None:
+                    break
+                if not line.strip():
+                    continue
+                await _exchange(lark, daemon, out, line.strip())
+            daemon.request_stop()
+    return 0
+
+
+def _console_settings(base: Settings, lark: LarkStandIn) -> Settings:
+    """The user's settings, pointed at the local Lark, with nothing left on disk."""
+    data = base.model_dump()
+    data["app"] = {"id": lark.app_id, "secret": lark.app_secret}
+    data["lark"]["domain"] = lark.url
+    data["server"].update(port=0, host="127.0.0.1")
+    data["store"]["kind"] = "memory"
+    data["bases"] = data["bases"] or SAMPLE_BASES
+    # Validated again (not model_copy) so the overrides get the same checks as any setting.
+    return Settings.model_validate(data)
+
+
+async def _read_line(out: Console, interactive: bool) -> str | None:
+    if interactive:
+        out.print("[bold green]you ›[/] ", end="")
+    # Standard input may be a regular file, which no event loop can poll: read it on a
+    # worker thread. This is the console only; the daemon itself never does this.
+    line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+    return line or None
+
+
+async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) -> None:
+    message_id = await lark.send_text(text, chat_id=_CHAT_ID, sender_open_id=_USER_OPEN_ID)
+    try:
+        with anyio.fail_after(_REPLY_TIMEOUT):
+            await lark.wait_for(
+                lambda: any(a.chat_message_id == message_id for a in lark.acks),
+                timeout=_REPLY_TIMEOUT,
+            )
+            await lark.wait_for(lambda: daemon.backlog == 0, timeout=_REPLY_TIMEOUT)
+    except TimeoutError:
+        out.print("[red]no reply within two minutes[/]")
+        return
+    for record in lark.replies:
+        if record.to_message_id == message_id:
+            _print_reply(out, record)
+
+
+def _print_reply(out: Console, record: ReplyRecord) -> None:
+    out.print(Text("bot ›", style="bold magenta"))
+    if record.msg_type == "text":
+        out.print(Text(str(record.content.get("text", ""))))
+    elif record.msg_type == "interactive":
+        out.print(Markdown(_card_markdown(record.content)))
+    elif record.msg_type == "post":
+        out.print(Text(_post_text(record.content)))
+    else:
+        out.print(Text(f"[{record.msg_type}]"))
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    """The markdown text of a card's elements (schema 1.0 and 2.0)."""
+    body = card.get("body") if isinstance(card.get("body"), dict) else card
+    elements = body.get("elements", []) if isinstance(body, dict) else []
+    parts = []
+    for element in elements:
+        if isinstance(element, dict):
+            if element.get("tag") in ("markdown", "lark_md"):
+                parts.append(str(element.get("content", "")))
+            elif isinstance(element.get("text"), dict):
+                parts.append(str(element["text"].get("content", "")))
+    return _hard_breaks("\n\n".join(parts))
+
+
+def _hard_breaks(markdown: str) -> str:
+    """Keep single line breaks, as Lark renders them, outside code fences.
+
+    CommonMark (and so rich) folds a single newline into a space; Lark's card markdown
+    shows it as a line break, and the agent's lists rely on that.
+    """
+    lines, fenced = [], False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        lines.append(line if fenced or not line.strip() else line + "  ")
+    return "\n".join(lines)
+
+
+def _post_text(post: dict[str, Any]) -> str:
+    body = next((v for v in post.values() if isinstance(v, dict)), post)
+    lines = []
+    for paragraph in body.get("content", []):
+        lines.append("".join(str(e.get("text", "")) for e in paragraph if isinstance(e, dict)))
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""``larkbot run | console | version``: the commands an operator and a developer use."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from larkbot import __version__
+from larkbot.cli._errors import EX_CONFIG, EX_FAILURE, fail, leaf_exceptions
+from larkbot.config import ConfigError, Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="larkbot",
+    help="An AI assistant for Lark/Feishu chats, over the long connection (no public endpoint).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML or JSON config file. Default: $LARKBOT_CONFIG, ./config/larkbot.toml, "
+        "/etc/larkbot/larkbot.toml.",
+        show_default=False,
+    ),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        fail(str(exc), EX_CONFIG)
+        raise  # unreachable: fail() exits
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the daemon: connect to Lark and answer chats until SIGTERM or Ctrl-C.
+
+    Needs APP_ID and APP_SECRET (or a config file). Health, readiness and metrics are
+    served on HOST:PORT (/healthz, /readyz, /metrics).
+    """
+    settings = _settings(config)
+    try:
+        settings.require_credentials()
+    except ConfigError as exc:
+        fail(str(exc), EX_CONFIG)
+    _setup_observability(settings)
+    _run_daemon_sync(settings)
+
+
+@app.command()
+def console(
+    config: ConfigOption = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the daemon's log lines too.")
+    ] = False,
+) -> None:
+    """Chat with the bot in the terminal, against a built-in local Lark (no credentials).
+
+    Each line you type is a message from a user in a one-to-one chat; the bot's replies
+    print as they arrive. Works with piped input too: [bold]echo help | larkbot console[/]
+    """
+    from larkbot.cli.console import run_console
+
+    settings = _settings(config)
+    # The chat is the output here: only errors interrupt it unless asked for more.
+    _setup_observability(settings, level="DEBUG" if verbose else "ERROR")
+    try:
+        code = anyio.run(run_console, settings)
+    except KeyboardInterrupt:
+        code = 0
+    except BaseException as exc:
+        _exit_for(exc)
+        raise
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print larkbot's version."""
+    typer.echo(f"larkbot {__version__}")
+
+
+def main() -> None:
+    """Entry point of the ``larkbot`` console script."""
+    app()
+
+
+def _setup_observability(settings: Settings, *, level: str | None = None) -> None:
+    from larkbot.ops.logging import setup_logging
+    from larkbot.ops.sentry import init_sentry
+
+    setup_logging(
+        level=level or settings.log.level,
+        fmt=settings.log.format,
+        secrets=settings.secrets(),
+    )
+    dsn = settings.sentry.dsn
+    init_sentry(
+        dsn=dsn.get_secret_value() if dsn is not None else None,
+        environment=settings.sentry.environment,
+        release=__version__,
+        secrets=settings.secrets(),
+        traces_sample_rate=settings.sentry.traces_sample_rate,
+    )
+
+
+def _run_daemon_sync(settings: Settings) -> None:
+    try:
+        anyio.run(_run_daemon, settings)
+    except BaseException as exc:
+        _exit_for(exc)
+        raise
+
+
+async def _run_daemon(settings: Settings) -> None:
+    from larkbot.daemon import Daemon
+
+    daemon = Daemon(settings, env=os.environ)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_relay_signals, daemon)
+        await daemon.run()
+        tg.cancel_scope.cancel()
+
+
+async def _relay_signals(daemon: object) -> None:
+    """First SIGTERM/SIGINT: graceful stop. Second: stop at once (nothing is lost either way)."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        count = 0
+        async for _ in signals:
+            count += 1
+            if count == 1:
+                daemon.request_stop()  # type: ignore[attr-defined]
+            else:
+                daemon.stop_now()  # type: ignore[attr-defined]
+
+
+def _exit_for(exc: BaseException) -> None:
+    """Exit with one clear line for errors a user can cause; re-raise anything else."""
+    from larkbot.ops.http import OpsPortError
+    from larkbot.reply.openapi import CredentialsError
+    from larkbot.store import StoreError
+    from larkbot.transport.long_connection import LarkAuthError, TransientConnectError
+
+    for leaf in leaf_exceptions(exc):
+        if isinstance(leaf, KeyboardInterrupt):
+            raise SystemExit(0) from None
+        if isinstance(leaf, CredentialsError):
+            fail(
+                f"Lark refused the app credentials (code {leaf.code}): check APP_ID and "
+                "APP_SECRET.",
+                EX_CONFIG,
+            )
+        if isinstance(leaf, LarkAuthError | ConfigError | OpsPortError | StoreError):
+            fail(f"{leaf}.".replace("..", "."), EX_CONFIG)
+        if isinstance(leaf, TransientConnectError):
+            fail(f"{leaf}.", EX_FAILURE)

@@ -1,0 +1,477 @@
+"""The daemon's settings: one frozen, validated model per section.
+
+Constructing :class:`Settings` directly gives the defaults plus whatever is passed in; it
+never reads the environment or a file. :func:`larkbot.config.load_settings` is the one
+place that reads them, layers them and records where every value came from, which
+:func:`describe_settings` then reports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from larkbot.config._schema import Key, dotted, is_secret
+
+__all__ = [
+    "EX_CONFIG",
+    "AdmissionSettings",
+    "AgentProfileSettings",
+    "AgentSettings",
+    "AppSettings",
+    "BaseTableSettings",
+    "CacheSettings",
+    "ConfigError",
+    "DispatchSettings",
+    "LarkSettings",
+    "LlmSettings",
+    "LogSettings",
+    "PolicySettings",
+    "RateLimitSettings",
+    "SentrySettings",
+    "ServerSettings",
+    "SettingRow",
+    "Settings",
+    "ShutdownSettings",
+    "StoreSettings",
+    "describe_settings",
+]
+
+EX_CONFIG = 78
+"""Exit status for a configuration error (``EX_CONFIG`` of ``sysexits.h``)."""
+
+_DOMAINS = {"feishu": "https://open.feishu.cn", "lark": "https://open.larksuite.com"}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+_MASK = "****"
+_UNSET = "(unset)"
+_EMPTY = "(empty)"
+
+Language = Literal["ja", "en", "zh"]
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one sentence naming the key and the fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _casefold(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _reveal(secret: SecretStr | str | None) -> str:
+    # ``model_copy(update=...)`` skips validation, so a plain ``str`` can land in a
+    # secret field; treat it the same rather than fail on ``get_secret_value``.
+    if secret is None:
+        return ""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+def _none_if_blank(value: Any) -> Any:
+    # An empty secret means "not configured": ``llm.enabled`` must not switch on for "".
+    if value is None:
+        return None
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return None if isinstance(text, str) and not text.strip() else value
+
+
+def _check_http_url(value: str, *, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be {what}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must be {what} without a query or fragment")
+    try:
+        # urlsplit parses the port lazily; touch it so "host:99999" is refused here.
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"must be {what} with a valid port") from None
+    return value
+
+
+_Lower = BeforeValidator(_casefold)
+_BlankIsNone = BeforeValidator(_none_if_blank)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AppSettings(_Section):
+    """The Lark app's credentials (``APP_ID`` / ``APP_SECRET``)."""
+
+    id: str = ""
+    secret: SecretStr = SecretStr("")
+
+
+class ServerSettings(_Section):
+    """The HTTP port for ``/healthz``, ``/readyz`` and ``/metrics``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=0, le=65535, description="0 binds any free port")
+    timeout: float = Field(30.0, gt=0)
+
+
+class LarkSettings(_Section):
+    """Which Lark deployment to talk to and how to reply."""
+
+    domain: str = "feishu"
+    reply_in_thread: bool = False
+
+    @field_validator("domain", mode="before")
+    @classmethod
+    def _valid_domain(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        alias = value.strip().lower()
+        if alias in _DOMAINS:
+            return alias
+        return _check_http_url(
+            value.strip(), what="feishu, lark or an http(s) URL such as https://open.feishu.cn"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAPI origin: Feishu's or Lark's for an alias, else the URL minus a final ``/``."""
+        return _DOMAINS.get(self.domain, self.domain.rstrip("/"))
+
+
+class LogSettings(_Section):
+    """Log level and output format (``auto`` picks rich on a terminal, JSON otherwise)."""
+
+    level: str = "INFO"
+    format: Annotated[Literal["auto", "json", "rich"], _Lower] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _valid_level(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        level = value.strip().upper()
+        level = "WARNING" if level == "WARN" else level
+        if level not in _LOG_LEVELS:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+
+class AgentProfileSettings(_Section):
+    """A named persona: its instructions, language, temperature and allowed tools."""
+
+    name: str = Field(min_length=1)
+    instructions: str = ""
+    language: Annotated[Language, _Lower] | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    tools: list[str] | None = None
+
+
+class AgentSettings(_Section):
+    """How the agent answers."""
+
+    default_language: Annotated[Language, _Lower] = "ja"
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(2000, ge=1)
+    max_conversation_history: int = Field(50, ge=1)
+    profile: str = "LarkAssistant"
+    merge_window_ms: int = Field(0, ge=0)
+    profiles: list[AgentProfileSettings] = Field(default_factory=list)
+
+    @field_validator("profiles")
+    @classmethod
+    def _unique_names(cls, profiles: list[AgentProfileSettings]) -> list[AgentProfileSettings]:
+        seen: set[str] = set()
+        for profile in profiles:
+            if profile.name in seen:
+                raise ValueError(f"must have unique names, but {profile.name!r} appears twice")
+            seen.add(profile.name)
+        return profiles
+
+
+class RateLimitSettings(_Section):
+    """Per-user request limits."""
+
+    enabled: bool = True
+    requests_per_minute: int = Field(50, ge=1)
+    write_requests_per_minute: int = Field(10, ge=1)
+
+
+class CacheSettings(_Section):
+    """The conversation cache (LRU with a time to live)."""
+
+    ttl_minutes: float = Field(5.0, gt=0)
+    max_size: int = Field(1000, ge=1)
+    idle_minutes: float = Field(60.0, gt=0)
+
+
+class AdmissionSettings(_Section):
+    """Which delivered events are taken on."""
+
+    stale_after_seconds: float = Field(1800.0, gt=0)
+    respond_to_mention_all: bool = False
+    max_payload_bytes: int = Field(1_048_576, ge=1)
+
+
+class PolicySettings(_Section):
+    """Allowlists; ``None`` means everyone, ``[]`` means no one."""
+
+    allowed_users: list[str] | None = None
+    allowed_chats: list[str] | None = None
+    writers: list[str] | None = None
+
+
+class DispatchSettings(_Section):
+    """Concurrency across chats and the bounds of the queues."""
+
+    max_concurrency: int = Field(32, ge=1)
+    max_backlog: int = Field(1000, ge=1)
+    max_per_chat: int = Field(100, ge=1)
+
+
+class StoreSettings(_Section):
+    """Where conversations and the seen-message ledger live."""
+
+    kind: Annotated[Literal["sqlite", "memory"], _Lower] = "sqlite"
+    state_dir: Path | None = None
+    ledger_ttl_hours: float = Field(24.0, gt=0)
+    ledger_max_entries: int = Field(1_000_000, ge=1)
+
+    def resolved_state_dir(self, env: Mapping[str, str] | None = None) -> Path:
+        """Return the state directory to use.
+
+        Order: ``LARKBOT_STATE_DIR``, then ``store.state_dir``, then systemd's
+        ``$STATE_DIRECTORY`` (its first entry when several are listed), then
+        ``$XDG_STATE_HOME/larkbot``, then ``~/.local/state/larkbot``. ``env`` defaults to
+        ``os.environ``. Nothing is created or touched on disk.
+        """
+        env = os.environ if env is None else env
+        if explicit := env.get("LARKBOT_STATE_DIR", "").strip():
+            return Path(explicit).expanduser()
+        if self.state_dir is not None:
+            return self.state_dir.expanduser()
+        systemd = env.get("STATE_DIRECTORY", "").split(":")[0].strip()
+        if systemd:
+            return Path(systemd)
+        if xdg := env.get("XDG_STATE_HOME", "").strip():
+            return Path(xdg) / "larkbot"
+        home = env.get("HOME", "").strip()
+        return (Path(home) if home else Path.home()) / ".local" / "state" / "larkbot"
+
+
+class ShutdownSettings(_Section):
+    """How long in-flight work may take to finish on SIGTERM."""
+
+    grace_seconds: float = Field(25.0, ge=0)
+
+
+class LlmSettings(_Section):
+    """An OpenAI-compatible LLM; without an API key the offline brain answers."""
+
+    api_key: Annotated[SecretStr | None, _BlankIsNone] = None
+    base_url: Annotated[str | None, _BlankIsNone] = None
+    model: str = Field("gpt-4o-mini", min_length=1)
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_tool_rounds: int = Field(5, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_http_url(
+            value.strip(), what="an http(s) URL such as https://api.openai.com/v1"
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether an API key is configured."""
+        return self.api_key is not None
+
+
+class SentrySettings(_Section):
+    """Error reporting to Sentry; off unless a DSN is set."""
+
+    dsn: Annotated[SecretStr | None, _BlankIsNone] = None
+    environment: str = "production"
+    traces_sample_rate: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("dsn")
+    @classmethod
+    def _valid_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so that a pasted-wrong DSN fails at start, not silently at the first
+        # error; the message must not repeat the DSN, which carries the project key.
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.username or not parts.hostname:
+            raise ValueError("must be a Sentry DSN such as https://<key>@<host>/<project>")
+        if not parts.path.strip("/"):
+            raise ValueError("must be a Sentry DSN ending in a project id")
+        return value
+
+
+class BaseTableSettings(_Section):
+    """A bitable table the tools may use, under a name users can say."""
+
+    app_token: str = Field(min_length=1)
+    table_id: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+class Settings(BaseSettings):
+    """Everything the daemon can be told, section by section."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    app: AppSettings = Field(default_factory=AppSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    lark: LarkSettings = Field(default_factory=LarkSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    rate_limiting: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    sentry: SentrySettings = Field(default_factory=SentrySettings)
+    bases: dict[str, BaseTableSettings] = Field(default_factory=dict)
+
+    # Filled by ``load_settings``: dotted-path tuples -> "file <path>", "env NAME", ...
+    _sources: dict[Key, str] = PrivateAttr(default_factory=dict)
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Use only the arguments given.
+
+        ``load_settings`` layers the file, secret files and environment itself, because it
+        must know where each value came from and reject misspelt keys, which the stock
+        sources cannot do.
+        """
+        return (init_settings,)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The configuration file these settings were loaded from, if any."""
+        return self._config_file
+
+    def secrets(self) -> list[str]:
+        """Return the non-empty secret values, for redacting them from logs."""
+        values = (self.app.secret, self.llm.api_key, self.sentry.dsn)
+        return [text for text in map(_reveal, values) if text]
+
+    def require_credentials(self) -> None:
+        """Raise :class:`ConfigError` unless the Lark app's ID and secret are both set."""
+        where = str(self._config_file) if self._config_file else "the configuration file"
+        if not self.app.id.strip():
+            raise ConfigError(
+                f"APP_ID is not set: set APP_ID (or app.id in {where}) to your Lark app's ID."
+            )
+        if not _reveal(self.app.secret).strip():
+            raise ConfigError(
+                "APP_SECRET is not set: set APP_SECRET or APP_SECRET_FILE "
+                f"(or app.secret in {where}) to your Lark app's secret."
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SettingRow:
+    """One leaf setting as shown to an operator: dotted key, printable value, origin."""
+
+    key: str
+    value: str
+    source: str
+
+
+def describe_settings(settings: Settings) -> list[SettingRow]:
+    """List every leaf setting with its value (secrets masked) and where it came from.
+
+    Sources read ``default``, ``file <path>``, ``env <NAME>``, ``secret file <path>``, or
+    ``argument`` for values passed to :class:`Settings` in code.
+    """
+    return [
+        SettingRow(dotted(path), _show(value, secret), _source_of(settings, path))
+        for path, value, secret in _leaves(settings, ())
+    ]
+
+
+def _leaves(node: Any, path: Key) -> Iterator[tuple[Key, Any, bool]]:
+    for name, info in type(node).model_fields.items():
+        value = getattr(node, name)
+        here = (*path, name)
+        if isinstance(value, BaseModel):
+            yield from _leaves(value, here)
+        elif isinstance(value, dict) and value:
+            for key, item in value.items():
+                yield from _leaves(item, (*here, key))
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            for index, item in enumerate(value):
+                yield from _leaves(item, (*here, index))
+        else:
+            yield here, value, is_secret(info.annotation)
+
+
+def _show(value: Any, secret: bool) -> str:
+    if secret:
+        return _MASK if _reveal(value) else _UNSET
+    if value is None:
+        return _UNSET
+    if value == "":
+        return _EMPTY
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(repr(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{}"
+    return str(value)
+
+
+def _source_of(settings: Settings, path: Key) -> str:
+    sources = settings._sources
+    for end in range(len(path), 0, -1):
+        if (found := sources.get(path[:end])) is not None:
+            return found
+    if _explicitly_set(settings, path):
+        return "argument"
+    return "default"
+
+
+def _explicitly_set(settings: Settings, path: Key) -> bool:
+    node: Any = settings
+    for part in path:
+        if isinstance(node, BaseModel):
+            if not isinstance(part, str) or part not in node.model_fields_set:
+                return False
+            node = getattr(node, part)
+        elif isinstance(node, dict | list):
+            node = node[part]
+        else:
+            return False
+    return True

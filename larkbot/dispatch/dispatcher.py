@@ -1,0 +1,141 @@
+"""Dispatch: one FIFO per chat, a global concurrency limit, a bounded backlog.
+
+Messages of one chat are answered in the order they arrived; different chats run
+concurrently up to ``max_concurrency``. The backlog (queued + running) is bounded so
+that admission can refuse work it cannot take (a non-200 ack makes the platform
+re-deliver later) instead of queueing without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from larkbot.admission.events import InboundMessage
+from larkbot.ops import metrics
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("larkbot.dispatch")
+
+MessageHandler = Callable[[InboundMessage], Awaitable[None]]
+
+
+class Dispatcher:
+    """Runs ``handler`` for each submitted message, per-chat FIFO, bounded.
+
+    Every handler task lives in the dispatcher's own task group (started by :meth:`run`);
+    nothing is fire-and-forget. ``handler`` is expected to deal with its own errors; an
+    exception escaping it is logged and does not stop the chat's queue.
+    """
+
+    def __init__(
+        self,
+        handler: MessageHandler,
+        *,
+        max_concurrency: int = 32,
+        max_backlog: int = 1000,
+        max_per_chat: int = 100,
+    ) -> None:
+        if max_concurrency < 1 or max_backlog < 1 or max_per_chat < 1:
+            raise ValueError("dispatch limits must be at least 1")
+        self._handler = handler
+        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        self._max_backlog = max_backlog
+        self._max_per_chat = max_per_chat
+        self._queues: dict[str, deque[InboundMessage]] = {}
+        self._backlog = 0
+        self._tg: TaskGroup | None = None
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.accepting = True
+        self.handled = 0
+
+    @property
+    def backlog(self) -> int:
+        """Messages queued or being handled."""
+        return self._backlog
+
+    def has_room(self, chat_id: str) -> bool:
+        """Whether a message for ``chat_id`` would be taken now."""
+        if not self.accepting or self._tg is None:
+            return False
+        queued = len(self._queues.get(chat_id, ()))
+        return self._backlog < self._max_backlog and queued < self._max_per_chat
+
+    def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
+        """Queue ``message`` behind earlier messages of its chat; never blocks.
+
+        :param force: bypass the backlog bounds (used when resuming the inbox at start,
+            whose items were already acked and must not be refused).
+        :returns: ``False`` when there is no room (the caller answers a non-200 ack).
+        """
+        if self._tg is None:
+            return False
+        if not force and not self.has_room(message.chat_id):
+            return False
+        queue = self._queues.get(message.chat_id)
+        self._backlog += 1
+        metrics.DISPATCH_BACKLOG.set(self._backlog)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        if queue is not None:
+            queue.append(message)
+            return True
+        self._queues[message.chat_id] = deque([message])
+        self._tg.start_soon(self._drain_chat, message.chat_id, name=f"chat {message.chat_id}")
+        return True
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the handler tasks until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+
+    def stop_accepting(self) -> None:
+        """Refuse new messages from now on (shutdown)."""
+        self.accepting = False
+
+    async def wait_idle(self) -> None:
+        """Return once every submitted message has been handled."""
+        await self._idle.wait()
+
+    async def _drain_chat(self, chat_id: str) -> None:
+        queue = self._queues[chat_id]
+        try:
+            while queue:
+                message = queue[0]
+                async with self._limiter:
+                    try:
+                        await self._handler(message)
+                    except Exception:
+                        log.exception(
+                            "handling message %s failed",
+                            message.message_id,
+                            extra={"message_id": message.message_id, "chat_id": chat_id},
+                        )
+                queue.popleft()
+                self._done_one()
+        finally:
+            # On cancellation (hard shutdown) the rest stays in the inbox for the next start.
+            if self._queues.get(chat_id) is queue:
+                del self._queues[chat_id]
+            if queue:
+                self._backlog -= len(queue)
+                metrics.DISPATCH_BACKLOG.set(self._backlog)
+                if self._backlog == 0:
+                    self._idle.set()
+
+    def _done_one(self) -> None:
+        self._backlog -= 1
+        self.handled += 1
+        metrics.DISPATCH_BACKLOG.set(self._backlog)
+        if self._backlog == 0:
+            self._idle.set()

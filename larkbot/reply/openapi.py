@@ -1,0 +1,642 @@
+"""The async Lark OpenAPI client: one connection pool, tenant tokens, retries.
+
+This is ours rather than lark-oapi's (DESIGN.md, "Known traps"): the SDK's async calls open
+a new ``httpx.AsyncClient`` per request, so nothing is pooled, and fetch the tenant token
+with a blocking ``requests`` call that stalls the event loop and deadlocks against a server
+living in the same loop. Here one ``httpx.AsyncClient`` serves every call and the token is
+fetched on the loop, behind one lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid as uuid_module
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+from urllib.parse import quote
+
+import anyio
+import httpx
+from pydantic import SecretStr
+
+from larkbot import __version__
+from larkbot.ops.metrics import OPENAPI_LATENCY, OPENAPI_REQUESTS
+from larkbot.reply._retry import RetryPolicy
+from larkbot.reply._tokens import TokenCache
+
+__all__ = [
+    "BotInfo",
+    "CredentialsError",
+    "LarkAPIError",
+    "LarkClient",
+    "SentMessage",
+    "reply_uuid",
+]
+
+logger = logging.getLogger("larkbot.reply")
+
+_API_PREFIX = "/open-apis/"
+_TOKEN_ROUTE = "auth/v3/tenant_access_token/internal"
+_TOKEN_INVALID_CODES = frozenset({99991661, 99991663, 99991668})
+_RATE_LIMITED_CODE = 99991400
+_RATE_LIMIT_RESET_HEADER = "x-ogw-ratelimit-reset"
+_LOG_ID_HEADER = "x-tt-logid"
+# Code of an error the platform did not give a Lark code for (network failure, an answer
+# that is not Lark's JSON).
+_NO_CODE = -1
+_JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_DEFAULT_TIMEOUT = 10.0
+# Lark keeps a ``uuid`` for about an hour and caps it at 50 characters; uuid5 gives 36.
+_UUID_NAMESPACE = uuid_module.uuid5(uuid_module.NAMESPACE_DNS, "reply.larkbot")
+# Failures after which the request certainly never reached the platform.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class LarkAPIError(Exception):
+    """An OpenAPI call failed: the platform refused it, or retries ran out.
+
+    ``code`` is Lark's error code, or -1 when there is none (network failure, an answer
+    that is not Lark's JSON). ``status`` is the HTTP status of the last attempt (``None``
+    when no answer came). The text never contains the token or the app secret.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        msg: str,
+        *,
+        status: int | None = None,
+        route: str,
+        log_id: str | None = None,
+    ) -> None:
+        """Record what failed; ``route`` is the templated path, never a concrete one."""
+        self.code = code
+        self.msg = msg
+        self.status = status
+        self.route = route
+        self.log_id = log_id
+        super().__init__(code, msg)
+
+    def __str__(self) -> str:
+        """Describe the failure in one line."""
+        status = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
+        log_id = f", log_id {self.log_id}" if self.log_id else ""
+        return f"Lark OpenAPI {self.route} failed: {self.msg} (code {self.code}, {status}{log_id})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Keep the keyword-only fields when the error is copied or pickled."""
+        return (
+            _rebuild_error,
+            (type(self), self.code, self.msg, self.status, self.route, self.log_id),
+        )
+
+
+class CredentialsError(LarkAPIError):
+    """The token endpoint refused the app id and app secret: a configuration error."""
+
+    def __str__(self) -> str:
+        """Say what the operator must fix, without the secret."""
+        return (
+            f"Lark refused the app id and app secret (code {self.code}: {self.msg}); "
+            "check the app credentials in the configuration."
+        )
+
+
+def _rebuild_error(
+    cls: type[LarkAPIError],
+    code: int,
+    msg: str,
+    status: int | None,
+    route: str,
+    log_id: str | None,
+) -> LarkAPIError:
+    return cls(code, msg, status=status, route=route, log_id=log_id)
+
+
+class _Retry(NamedTuple):
+    """A failed attempt worth another: why, how long to wait, what to raise if none is left."""
+
+    reason: str
+    delay: float
+    error: LarkAPIError
+    cause: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BotInfo:
+    """Who the bot is: its ``open_id`` (to spot @mentions and its own messages) and name."""
+
+    open_id: str
+    app_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message the platform accepted."""
+
+    message_id: str
+    chat_id: str | None
+
+
+def reply_uuid(message_id: str, chunk: int = 0) -> str:
+    """Return the idempotency key of the ``chunk``-th reply to ``message_id``.
+
+    The key depends only on its inputs, so a reply retried after a redelivery, a
+    reconnect or a restart carries the same ``uuid`` and the platform posts it once.
+    """
+    if not message_id:
+        raise ValueError("reply_uuid needs the inbound message id")
+    if chunk < 0:
+        raise ValueError("reply_uuid chunk must not be negative")
+    return str(uuid_module.uuid5(_UUID_NAMESPACE, f"{message_id}:{chunk}"))
+
+
+class LarkClient:
+    """An async client of Lark's OpenAPI over one pooled ``httpx.AsyncClient``.
+
+    Use it as an async context manager. ``base_url`` is the platform's domain
+    (``https://open.feishu.cn``, ``https://open.larksuite.com`` or a local stand-in);
+    calls go to ``{base_url}/open-apis/...``. When ``http`` is given it is used as is and
+    left open; otherwise the client owns its pool of ``max_connections`` and closes it.
+    ``timeout`` bounds each attempt, in seconds (10 by default; with a given ``http`` and
+    no ``timeout``, that client's own timeouts apply); ``retry`` bounds the whole call,
+    whose attempts never outlast its deadline. The tenant token is renewed when the
+    platform reports it invalid.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        app_id: str,
+        app_secret: str | SecretStr,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        """Prepare the client; no request is made until the first call."""
+        if not base_url:
+            raise ValueError("LarkClient needs the platform's base URL")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("LarkClient timeout must be positive")
+        self._base_url = base_url.rstrip("/")
+        self._api_root = self._base_url + _API_PREFIX
+        self._app_id = app_id
+        self._app_secret = (
+            app_secret if isinstance(app_secret, SecretStr) else SecretStr(app_secret)
+        )
+        # ``None`` with a given ``http``: that client's own timeouts apply.
+        self._timeout = (
+            httpx.Timeout(timeout)
+            if timeout is not None
+            else (httpx.Timeout(_DEFAULT_TIMEOUT) if http is None else None)
+        )
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._owns_http = http is None
+        self._http = (
+            http
+            if http is not None
+            else httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=max_connections,
+                    max_keepalive_connections=max_connections,
+                ),
+                headers={"User-Agent": f"larkbot/{__version__}"},
+            )
+        )
+        self._tokens = TokenCache(self._fetch_token)
+
+    def __repr__(self) -> str:
+        """Name the platform and the app, never the secret."""
+        return f"LarkClient(base_url={self._base_url!r}, app_id={self._app_id!r})"
+
+    async def __aenter__(self) -> Self:
+        """Return the client; its pool opens connections on demand."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the pool if this client created it."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pool if this client created it; a given ``http`` stays open."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def tenant_token(self) -> str:
+        """Return a valid tenant access token, fetching or renewing it when needed."""
+        return await self._tokens.get()
+
+    async def bot_info(self) -> BotInfo:
+        """Return the bot's identity (``GET bot/v3/info``)."""
+        body = await self._call("GET", "bot/v3/info", route="bot/v3/info")
+        # This endpoint answers with ``bot`` beside ``code``, not inside ``data``.
+        bot = body.get("bot") or _data_of(body).get("bot") or {}
+        open_id = bot.get("open_id") if isinstance(bot, dict) else None
+        if not open_id:
+            raise LarkAPIError(_NO_CODE, "the answer names no bot open_id", route="bot/v3/info")
+        return BotInfo(open_id=str(open_id), app_name=str(bot.get("app_name") or ""))
+
+    async def reply(
+        self,
+        message_id: str,
+        *,
+        msg_type: str,
+        content: dict[str, Any],
+        uuid: str | None = None,
+        reply_in_thread: bool = False,
+    ) -> SentMessage:
+        """Reply to ``message_id``; pass ``uuid=reply_uuid(message_id, chunk)``.
+
+        Without a ``uuid`` a random one is used for this call, which still makes its own
+        retries safe but not a second call for the same reply.
+        """
+        payload: dict[str, Any] = {
+            "msg_type": msg_type,
+            "content": _encode_content(content),
+            "uuid": uuid or str(uuid_module.uuid4()),
+        }
+        if reply_in_thread:
+            payload["reply_in_thread"] = True
+        route = "im/v1/messages/{message_id}/reply"
+        body = await self._call(
+            "POST",
+            f"im/v1/messages/{_segment(message_id)}/reply",
+            route=route,
+            json_body=payload,
+            message_id=message_id,
+        )
+        return _sent_message(body, route)
+
+    async def send(
+        self,
+        receive_id: str,
+        *,
+        receive_id_type: str = "chat_id",
+        msg_type: str,
+        content: dict[str, Any],
+        uuid: str | None = None,
+    ) -> SentMessage:
+        """Send a new message to ``receive_id`` (a chat id by default)."""
+        payload = {
+            "receive_id": receive_id,
+            "msg_type": msg_type,
+            "content": _encode_content(content),
+            "uuid": uuid or str(uuid_module.uuid4()),
+        }
+        route = "im/v1/messages"
+        body = await self._call(
+            "POST",
+            "im/v1/messages",
+            route=route,
+            params={"receive_id_type": receive_id_type},
+            json_body=payload,
+        )
+        return _sent_message(body, route)
+
+    async def patch(self, message_id: str, *, content: dict[str, Any]) -> None:
+        """Replace the content of a card the bot sent."""
+        await self._call(
+            "PATCH",
+            f"im/v1/messages/{_segment(message_id)}",
+            route="im/v1/messages/{message_id}",
+            json_body={"content": _encode_content(content)},
+            message_id=message_id,
+        )
+
+    async def react(self, message_id: str, emoji_type: str) -> str:
+        """Add an emoji reaction to ``message_id`` and return the reaction id."""
+        route = "im/v1/messages/{message_id}/reactions"
+        body = await self._call(
+            "POST",
+            f"im/v1/messages/{_segment(message_id)}/reactions",
+            route=route,
+            json_body={"reaction_type": {"emoji_type": emoji_type}},
+            message_id=message_id,
+        )
+        reaction_id = _data_of(body).get("reaction_id")
+        if not reaction_id:
+            raise LarkAPIError(_NO_CODE, "the answer names no reaction_id", route=route)
+        return str(reaction_id)
+
+    async def unreact(self, message_id: str, reaction_id: str) -> None:
+        """Remove a reaction the bot added."""
+        await self._call(
+            "DELETE",
+            f"im/v1/messages/{_segment(message_id)}/reactions/{_segment(reaction_id)}",
+            route="im/v1/messages/{message_id}/reactions/{reaction_id}",
+            message_id=message_id,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        write: bool = False,
+    ) -> dict[str, Any]:
+        """Make an authenticated call and return its ``data`` (``{}`` when absent).
+
+        ``path`` is relative to ``/open-apis/``; ``route`` is its template (ids replaced by
+        ``{placeholders}``), used as the metric label. Mark non-idempotent calls
+        ``write=True``: they are retried only when the platform certainly did not act on
+        them (rate limited, token refused, connection never made), since a record created
+        twice cannot be taken back.
+        """
+        body = await self._call(
+            method.upper(),
+            path.lstrip("/").removeprefix(_API_PREFIX.strip("/") + "/"),
+            route=route,
+            params=params,
+            json_body=json,
+            idempotent=not write,
+        )
+        return _data_of(body)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        body = await self._call(
+            "POST",
+            _TOKEN_ROUTE,
+            route=_TOKEN_ROUTE,
+            json_body={
+                "app_id": self._app_id,
+                "app_secret": self._app_secret.get_secret_value(),
+            },
+            authenticated=False,
+            refusal=CredentialsError,
+        )
+        token = body.get("tenant_access_token")
+        if not isinstance(token, str) or not token:
+            raise LarkAPIError(_NO_CODE, "the answer holds no tenant token", route=_TOKEN_ROUTE)
+        try:
+            expire = float(body.get("expire", 0))
+        except (TypeError, ValueError):
+            expire = 0.0
+        return token, expire
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+        authenticated: bool = True,
+        idempotent: bool = True,
+        message_id: str | None = None,
+        refusal: type[LarkAPIError] = LarkAPIError,
+    ) -> dict[str, Any]:
+        """Make one logical call, retrying per the policy; return the whole answer body.
+
+        Retrying a reply or a send is safe because each carries a ``uuid`` the platform
+        deduplicates on, so a retry after a lost answer cannot post twice.
+        """
+        policy = self._retry
+        deadline = anyio.current_time() + policy.deadline
+        content = None if json_body is None else _encode_body(json_body)
+        failures = 0
+        token_renewed = False
+        while True:
+            headers = {"Content-Type": _JSON_CONTENT_TYPE}
+            token: str | None = None
+            if authenticated:
+                token = await self._tokens.get()
+                headers["Authorization"] = f"Bearer {token}"
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise LarkAPIError(
+                    _NO_CODE,
+                    f"deadline of {policy.deadline:g}s passed before the call could be made",
+                    route=route,
+                )
+            started = anyio.current_time()
+            try:
+                # httpx's read timeout restarts with every chunk received; the outer
+                # limit holds the attempt to the call's deadline however the answer drips.
+                with anyio.fail_after(remaining):
+                    response = await self._http.request(
+                        method,
+                        self._api_root + path,
+                        params=params,
+                        content=content,
+                        headers=headers,
+                        timeout=self._attempt_timeout(remaining),
+                    )
+            except (httpx.TransportError, TimeoutError) as exc:
+                OPENAPI_REQUESTS.labels(route, "error").inc()
+                OPENAPI_LATENCY.labels(route).observe(anyio.current_time() - started)
+                failures += 1
+                retry = self._network_failure(exc, route, token, idempotent, failures)
+            except httpx.RequestError as exc:
+                raise LarkAPIError(_NO_CODE, f"{type(exc).__name__}: {exc}", route=route) from exc
+            else:
+                OPENAPI_REQUESTS.labels(route, str(response.status_code)).inc()
+                OPENAPI_LATENCY.labels(route).observe(anyio.current_time() - started)
+                body = _json_object(response)
+                code = _code_of(body)
+                if code in _TOKEN_INVALID_CODES and token is not None and not token_renewed:
+                    # Renewing has no side effect and the refused call did nothing, so
+                    # this one extra try does not count against the retry budget.
+                    token_renewed = True
+                    self._tokens.invalidate(token)
+                    logger.info(
+                        "OpenAPI %s: tenant token refused (code %d), renewing it and retrying",
+                        route,
+                        code,
+                    )
+                    continue
+                failures += 1
+                judged = self._judge(response, body, route, token, idempotent, failures, refusal)
+                if not isinstance(judged, _Retry):
+                    return judged
+                retry = judged
+            if failures >= policy.max_attempts or anyio.current_time() + retry.delay >= deadline:
+                raise self._exhausted(retry.error, failures) from retry.cause
+            self._log_retry(route, failures, retry.reason, retry.delay, message_id)
+            await anyio.sleep(retry.delay)
+
+    def _network_failure(
+        self,
+        exc: Exception,
+        route: str,
+        token: str | None,
+        idempotent: bool,
+        failures: int,
+    ) -> _Retry:
+        """Turn a failed attempt without an answer into a retry, or raise."""
+        reason = (
+            "no answer before the deadline"
+            if isinstance(exc, TimeoutError)
+            else f"network error: {type(exc).__name__}: {exc}"
+        )
+        error = LarkAPIError(_NO_CODE, self._redact(reason, token), route=route)
+        if not idempotent and not isinstance(exc, _NEVER_SENT):
+            error.msg += "; not retried, the platform may have applied it"
+            raise error from exc
+        return _Retry(reason, self._retry.backoff(failures), error, exc)
+
+    def _judge(
+        self,
+        response: httpx.Response,
+        body: dict[str, Any] | None,
+        route: str,
+        token: str | None,
+        idempotent: bool,
+        failures: int,
+        refusal: type[LarkAPIError],
+    ) -> dict[str, Any] | _Retry:
+        """Return the body of a successful answer, a retry for a passing failure, or raise."""
+        status = response.status_code
+        code = _code_of(body)
+        if body is not None and code in (0, None) and status < 400:
+            return body
+        log_id = response.headers.get(_LOG_ID_HEADER) or _log_id_of(body)
+        msg = self._redact(str(body.get("msg", "")) if body else "", token)
+        error = LarkAPIError(
+            code if code is not None else _NO_CODE,
+            msg or f"HTTP {status}",
+            status=status,
+            route=route,
+            log_id=log_id,
+        )
+        if status == 429 or code == _RATE_LIMITED_CODE:
+            delay = self._retry.rate_limit_wait(_reset_seconds(response), failures)
+            return _Retry(f"rate limited (HTTP {status}, code {code})", delay, error)
+        if status >= 500:
+            if not idempotent:
+                error.msg += "; not retried, the platform may have applied it"
+                raise error
+            return _Retry(f"HTTP {status}", self._retry.backoff(failures), error)
+        if body is None:
+            error.msg = "the answer is not Lark's JSON"
+            raise error
+        raise refusal(error.code, error.msg, status=status, route=route, log_id=log_id)
+
+    def _attempt_timeout(self, remaining: float) -> httpx.Timeout:
+        """Return the attempt's timeouts, none longer than what is left of the deadline."""
+        base = self._timeout if self._timeout is not None else self._http.timeout
+
+        def capped(value: float | None) -> float:
+            return remaining if value is None else min(value, remaining)
+
+        return httpx.Timeout(
+            connect=capped(base.connect),
+            read=capped(base.read),
+            write=capped(base.write),
+            pool=capped(base.pool),
+        )
+
+    def _exhausted(self, error: LarkAPIError, failures: int) -> LarkAPIError:
+        limit = (
+            f"{failures} attempts"
+            if failures >= self._retry.max_attempts
+            else f"the {self._retry.deadline:g}s deadline"
+        )
+        error.msg = f"gave up after {limit}: {error.msg}"
+        return error
+
+    def _log_retry(
+        self, route: str, failures: int, reason: str, delay: float, message_id: str | None
+    ) -> None:
+        attempts = self._retry.max_attempts
+        if message_id is None:
+            logger.warning(
+                "OpenAPI %s attempt %d/%d failed (%s); retrying in %.2fs",
+                route,
+                failures,
+                attempts,
+                reason,
+                delay,
+            )
+        else:
+            logger.warning(
+                "OpenAPI %s for message %s: attempt %d/%d failed (%s); retrying in %.2fs",
+                route,
+                message_id,
+                failures,
+                attempts,
+                reason,
+                delay,
+                extra={"message_id": message_id},
+            )
+
+    def _redact(self, text: str, token: str | None) -> str:
+        """Blank out the secret and the token should the platform ever echo them."""
+        for secret in (self._app_secret.get_secret_value(), token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def _segment(value: str) -> str:
+    """Quote an id for use as one path segment."""
+    return quote(value, safe="")
+
+
+def _encode_content(content: dict[str, Any]) -> str:
+    # The API takes ``content`` as a JSON string, not an object.
+    return json.dumps(content, ensure_ascii=False)
+
+
+def _encode_body(body: dict[str, Any]) -> bytes:
+    # A lone surrogate cannot be encoded as UTF-8; replacing it beats losing the reply.
+    return json.dumps(body, ensure_ascii=False).encode("utf-8", errors="replace")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _code_of(body: dict[str, Any] | None) -> int | None:
+    if body is None:
+        return None
+    try:
+        return int(body.get("code", 0))
+    except (TypeError, ValueError):
+        return None
+
+
+def _log_id_of(body: dict[str, Any] | None) -> str | None:
+    error = body.get("error") if body else None
+    log_id = error.get("log_id") if isinstance(error, dict) else None
+    return str(log_id) if log_id else None
+
+
+def _data_of(body: dict[str, Any]) -> dict[str, Any]:
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _reset_seconds(response: httpx.Response) -> float | None:
+    raw = response.headers.get(_RATE_LIMIT_RESET_HEADER)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _sent_message(body: dict[str, Any], route: str) -> SentMessage:
+    data = _data_of(body)
+    message_id = data.get("message_id")
+    if not message_id:
+        raise LarkAPIError(_NO_CODE, "the answer names no message_id", route=route)
+    chat_id = data.get("chat_id")
+    return SentMessage(message_id=str(message_id), chat_id=str(chat_id) if chat_id else None)

@@ -1,0 +1,151 @@
+"""The store's contract: a seen-message ledger and an inbox of accepted messages.
+
+Lark delivers every event at least once and retries for hours, and replicas, restarts and
+crashes happen. The store is what turns that into "answered exactly once":
+
+- :meth:`Store.admit` runs before an event is acked. It records the message id in the
+  ledger and the whole message in the inbox, in one transaction, or reports a duplicate.
+- :meth:`Store.mark_done` / :meth:`Store.mark_failed` settle an inbox item once its reply
+  is accepted or has finally failed.
+- :meth:`Store.unfinished` hands a starting process the pending items a previous process
+  acked but never settled (a crash between ack and reply), and expires the stale ones.
+- :meth:`Store.run_pruner` keeps the ledger and inbox bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from larkbot.admission.events import InboundMessage
+from larkbot.store.inbox import StoredMessage
+
+__all__ = ["Store", "StoreError"]
+
+logger = logging.getLogger("larkbot.store")
+
+_REASON_LIMIT = 500
+# A failure reason comes from exception text, which can quote a header or a request body.
+_SECRET_VALUE = re.compile(
+    r"(?i)(\b(?:bearer|basic)\s+"
+    r"|\b\w*(?:secret|token|password|authorization|api[_-]?key)\w*[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:bearer|basic)\s+)?)"
+    r"[^\s\"',;&}]+"
+)
+
+
+class StoreError(Exception):
+    """The store cannot be used; ``str()`` is one sentence that tells the operator what to do."""
+
+
+class Store(ABC):
+    """Seen-message ledger and inbox; open one with :func:`larkbot.store.open_store`.
+
+    ``kind`` is ``"sqlite"`` or ``"memory"``; ``path`` is the database file, or ``None``.
+    """
+
+    kind: str
+    path: Path | None
+
+    def __init__(
+        self, *, ledger_ttl_seconds: float, ledger_max_entries: int, prune_interval: float
+    ) -> None:
+        if ledger_ttl_seconds <= 0 or ledger_max_entries < 1 or prune_interval <= 0:
+            raise ValueError(
+                "ledger_ttl_seconds and prune_interval must be positive and "
+                "ledger_max_entries at least 1"
+            )
+        self._ttl = float(ledger_ttl_seconds)
+        self._max_entries = int(ledger_max_entries)
+        self._prune_interval = float(prune_interval)
+
+    @abstractmethod
+    async def admit(self, message: InboundMessage) -> bool:
+        """Record ``message`` as seen and pending; ``False`` when it was seen before.
+
+        Atomic, also across processes sharing the store: of any number of concurrent
+        admits of one message id, exactly one returns ``True``. Call it before the ack.
+        """
+
+    @abstractmethod
+    async def mark_done(self, message_id: str) -> None:
+        """Settle an inbox item whose reply the platform accepted."""
+
+    @abstractmethod
+    async def mark_failed(self, message_id: str, reason: str) -> None:
+        """Keep an inbox item whose reply finally failed, with a short ``reason``.
+
+        ``reason`` is trimmed to one line of at most 500 characters, and values that look
+        like credentials (``Bearer ...``, ``token=...``) are masked before it is stored.
+        """
+
+    @abstractmethod
+    async def unfinished(
+        self, max_age_seconds: float, now: datetime | None = None
+    ) -> tuple[list[InboundMessage], list[InboundMessage]]:
+        """Take over the pending items of processes that are gone: ``(resumable, expired)``.
+
+        An item whose chat message was created more than ``max_age_seconds`` before
+        ``now`` is marked expired and returned in the second list (the caller logs it);
+        the others, oldest first, are now this store's to answer. Items of this store and
+        of live processes are never returned, so calling this again is harmless.
+        """
+
+    @abstractmethod
+    async def depth(self) -> int:
+        """Count the pending inbox items (of every process sharing the store)."""
+
+    @abstractmethod
+    async def lookup(self, message_id: str) -> StoredMessage | None:
+        """Return the inbox item of ``message_id``, or ``None`` when there is none."""
+
+    @abstractmethod
+    async def prune(self, now: datetime | None = None) -> int:
+        """Drop old entries and return how many went.
+
+        Ledger entries older than the TTL go, then the oldest beyond ``ledger_max_entries``;
+        ``done`` and ``expired`` inbox items settled longer than the TTL ago go too.
+        ``failed`` items stay for inspection.
+        """
+
+    async def run_pruner(self) -> None:
+        """Prune now and every ``prune_interval`` seconds until cancelled.
+
+        Run it in the daemon's task group for the store's whole life; a failed prune is
+        logged and retried at the next interval.
+        """
+        while True:
+            try:
+                removed = await self.prune()
+            except StoreError as exc:
+                logger.warning(
+                    "pruning the store failed, next try in %.0f s: %s", self._prune_interval, exc
+                )
+            else:
+                if removed:
+                    logger.info("pruned %d old ledger and inbox entries", removed)
+            await anyio.sleep(self._prune_interval)
+
+    @staticmethod
+    def _timestamp(moment: datetime | None) -> float:
+        """Seconds since the epoch of ``moment`` (naive means UTC), or of now."""
+        if moment is None:
+            return time.time()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+
+    @staticmethod
+    def _clean_reason(reason: str) -> str:
+        """One line, credentials masked, at most 500 characters."""
+        line = " ".join(reason.split())
+        line = _SECRET_VALUE.sub(lambda match: f"{match.group(1)}***", line)
+        if len(line) > _REASON_LIMIT:
+            line = line[: _REASON_LIMIT - 1] + "…"
+        return line

@@ -1,0 +1,524 @@
+"""The durable store: one SQLite database in the state directory, shared by processes.
+
+Layout of the state directory (created with mode 0700)::
+
+    larkbot.sqlite3                 the database (WAL mode: ``-wal`` and ``-shm`` beside it)
+    larkbot.owners/<owner>.lock     one lock file per open store
+
+Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A commit is in the WAL file
+once ``COMMIT`` returns, so it survives any crash of the process (kill -9, OOM killer); only
+a power cut or kernel crash can lose the last commits, because fsync happens at
+checkpoints. ``FULL`` would fsync every commit, which costs milliseconds on ordinary disks,
+and every admit is spent inside an event's 3 s ack budget.
+
+Concurrency: every statement runs on aiosqlite's connection thread, never on the event
+loop. Several processes (replicas on one host, a restarted daemon while the old one
+drains) may open the same file; write transactions are ``BEGIN IMMEDIATE`` with a busy
+timeout, so they queue instead of failing.
+
+Ownership: every open store is an *owner*, with a random id, a heartbeat row in
+``owners`` and an exclusive ``flock`` on its lock file. ``admit`` stamps items with their
+owner. An owner is gone when its lock is free (the kernel drops it when the process ends,
+however abruptly, so a restarted daemon resumes at once) or when its heartbeat is older
+than the lease (a process frozen for a minute, or a filesystem that does not share
+locks). :meth:`SqliteStore.unfinished` claims the pending items of gone owners in one
+write transaction, so each is resumed by exactly one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+import anyio.to_thread
+from pydantic import ValidationError
+
+from larkbot.admission.events import InboundMessage
+from larkbot.store.inbox import InboxStatus, StoredMessage
+from larkbot.store.ledger import Store, StoreError
+
+__all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "SqliteStore"]
+
+logger = logging.getLogger("larkbot.store")
+
+DATABASE_NAME = "larkbot.sqlite3"
+_OWNERS_DIR = "larkbot.owners"
+_LEASE_SECONDS = 60.0
+_HEARTBEAT_SECONDS = 15.0
+_BUSY_TIMEOUT_MS = 5000
+_OWNER_ID = re.compile(r"[0-9a-f]{32}")
+
+# Migration N (1-based) brings a database from user_version N-1 to N. Append, never edit.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE seen (
+            message_id TEXT PRIMARY KEY,
+            seen_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX seen_by_time ON seen (seen_at)",
+        """CREATE TABLE inbox (
+            message_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'expired')),
+            owner TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            admitted_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            reason TEXT,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX inbox_by_status ON inbox (status, updated_at)",
+        """CREATE TABLE owners (
+            owner TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# The owners of pending items are passed as one JSON array parameter.
+_GONE = "owner IN (SELECT value FROM json_each(?))"
+
+
+class SqliteStore(Store):
+    """Ledger and inbox in SQLite; open it with :meth:`open` (or ``open_store``)."""
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        state_dir: Path,
+        owner: str,
+        lock_fd: int,
+        *,
+        ledger_ttl_seconds: float,
+        ledger_max_entries: int,
+        prune_interval: float,
+    ) -> None:
+        super().__init__(
+            ledger_ttl_seconds=ledger_ttl_seconds,
+            ledger_max_entries=ledger_max_entries,
+            prune_interval=prune_interval,
+        )
+        self.path: Path | None = state_dir / DATABASE_NAME
+        self._db = db
+        self._owners_dir = state_dir / _OWNERS_DIR
+        self._owner = owner
+        self._lock_fd = lock_fd
+        # One connection serves every task of this process: a transaction holds it whole.
+        self._lock = anyio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        state_dir: Path,
+        *,
+        ledger_ttl_seconds: float = 86400,
+        ledger_max_entries: int = 1_000_000,
+        prune_interval: float = 300.0,
+    ) -> AsyncIterator[SqliteStore]:
+        """Open (creating as needed) the store in ``state_dir``; close it on exit.
+
+        Raises :class:`StoreError` when the directory or database cannot be used.
+        """
+        owner = uuid.uuid4().hex
+        state_dir, lock_fd = await anyio.to_thread.run_sync(_take_owner_lock, state_dir, owner)
+        try:
+            db = await _connect(state_dir / DATABASE_NAME)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    _drop_owner_lock, state_dir / _OWNERS_DIR, owner, lock_fd
+                )
+            raise
+        store = cls(
+            db,
+            state_dir,
+            owner,
+            lock_fd,
+            ledger_ttl_seconds=ledger_ttl_seconds,
+            ledger_max_entries=ledger_max_entries,
+            prune_interval=prune_interval,
+        )
+        try:
+            try:
+                await store._renew_lease()
+            except sqlite3.Error as exc:
+                raise _store_error(exc, state_dir / DATABASE_NAME) from exc
+            yield store
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store._close()
+
+    async def admit(self, message: InboundMessage) -> bool:
+        """Record ``message`` as seen and pending; ``False`` when it was seen before."""
+        now = time.time()
+        async with self._transaction() as db:
+            if not await db.execute_fetchall(
+                "INSERT OR IGNORE INTO seen (message_id, seen_at) VALUES (?, ?) RETURNING 1",
+                (message.message_id, now),
+            ):
+                return False
+            # The ledger may have forgotten an id that the inbox still holds (it is bounded
+            # separately): that message is a duplicate too.
+            return bool(
+                await db.execute_fetchall(
+                    "INSERT OR IGNORE INTO inbox (message_id, status, owner, created_at,"
+                    " admitted_at, updated_at, body) VALUES (?, 'pending', ?, ?, ?, ?, ?)"
+                    " RETURNING 1",
+                    (
+                        message.message_id,
+                        self._owner,
+                        message.created_at.timestamp(),
+                        now,
+                        now,
+                        message.model_dump_json(),
+                    ),
+                )
+            )
+
+    async def mark_done(self, message_id: str) -> None:
+        """Settle an inbox item whose reply the platform accepted."""
+        await self._settle(message_id, InboxStatus.DONE, None)
+
+    async def mark_failed(self, message_id: str, reason: str) -> None:
+        """Keep an inbox item whose reply finally failed, with a short ``reason``."""
+        await self._settle(message_id, InboxStatus.FAILED, self._clean_reason(reason))
+
+    async def unfinished(
+        self, max_age_seconds: float, now: datetime | None = None
+    ) -> tuple[list[InboundMessage], list[InboundMessage]]:
+        """Take over the pending items of owners that are gone: ``(resumable, expired)``."""
+        cutoff = self._timestamp(now) - max_age_seconds
+        candidates = await self._query(
+            "SELECT c.owner, o.heartbeat_at FROM"
+            " (SELECT DISTINCT owner FROM inbox WHERE status = 'pending'"
+            "  UNION SELECT owner FROM owners) AS c"
+            " LEFT JOIN owners AS o ON o.owner = c.owner WHERE c.owner != ?",
+            (self._owner,),
+        )
+        if not candidates:
+            return [], []
+        gone = await anyio.to_thread.run_sync(
+            _gone_owners, self._owners_dir, [(row[0], row[1]) for row in candidates], time.time()
+        )
+        if not gone:
+            return [], []
+        owners = json.dumps(gone)
+        moment = time.time()
+        async with self._transaction() as db:
+            expired_rows = await db.execute_fetchall(
+                "UPDATE inbox SET status = 'expired', owner = ?, updated_at = ?"
+                f" WHERE status = 'pending' AND {_GONE} AND created_at < ?"
+                " RETURNING message_id, created_at, body",
+                (self._owner, moment, owners, cutoff),
+            )
+            claimed_rows = await db.execute_fetchall(
+                f"UPDATE inbox SET owner = ?, updated_at = ? WHERE status = 'pending' AND {_GONE}"
+                " RETURNING message_id, created_at, body",
+                (self._owner, moment, owners),
+            )
+            await db.execute_fetchall(f"DELETE FROM owners WHERE {_GONE}", (owners,))
+        if claimed_rows or expired_rows:
+            logger.info(
+                "took over %d unfinished and %d expired inbox items of %d stopped process(es)",
+                len(claimed_rows),
+                len(expired_rows),
+                len(gone),
+            )
+        return await self._messages(claimed_rows), await self._messages(expired_rows)
+
+    async def depth(self) -> int:
+        """Count the pending inbox items (of every process sharing the database)."""
+        rows = await self._query("SELECT count(*) FROM inbox WHERE status = 'pending'")
+        return int(rows[0][0])
+
+    async def lookup(self, message_id: str) -> StoredMessage | None:
+        """Return the inbox item of ``message_id``, or ``None`` when there is none."""
+        rows = await self._query(
+            "SELECT status, reason, admitted_at, updated_at, body FROM inbox WHERE message_id = ?",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        status, reason, admitted_at, updated_at, body = rows[0]
+        return StoredMessage(
+            message=InboundMessage.model_validate_json(body),
+            status=InboxStatus(status),
+            admitted_at=datetime.fromtimestamp(admitted_at, UTC),
+            updated_at=datetime.fromtimestamp(updated_at, UTC),
+            reason=reason,
+        )
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """Drop old ledger entries and settled inbox items; return how many went."""
+        cutoff = self._timestamp(now) - self._ttl
+        removed = 0
+        try:
+            async with self._transaction() as db:
+                for sql, params in (
+                    ("DELETE FROM seen WHERE seen_at < ?", (cutoff,)),
+                    (
+                        "DELETE FROM seen WHERE message_id IN (SELECT message_id FROM seen"
+                        " ORDER BY seen_at DESC, message_id DESC LIMIT -1 OFFSET ?)",
+                        (self._max_entries,),
+                    ),
+                    (
+                        "DELETE FROM inbox WHERE status IN ('done', 'expired') AND updated_at < ?",
+                        (cutoff,),
+                    ),
+                ):
+                    await db.execute_fetchall(sql, params)
+                    removed += (await db.execute_fetchall("SELECT changes()", ()))[0][0]
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path or Path()) from exc
+        return removed
+
+    async def run_pruner(self) -> None:
+        """Renew this process's lease every 15 s and prune every ``prune_interval`` s.
+
+        Run it for the store's whole life: without it, other processes take this one for
+        frozen after 60 s and take over its pending items.
+        """
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._keep_lease)
+            await super().run_pruner()
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await anyio.sleep(_HEARTBEAT_SECONDS)
+            try:
+                await self._renew_lease()
+            except sqlite3.Error as exc:
+                logger.warning("could not renew the store lease, retrying: %s", exc)
+
+    async def _renew_lease(self) -> None:
+        # An upsert, because a process that was frozen past its lease had its row removed.
+        now = time.time()
+        await self._query(
+            "INSERT INTO owners (owner, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (self._owner, os.getpid(), now, now),
+        )
+
+    async def _settle(self, message_id: str, status: InboxStatus, reason: str | None) -> None:
+        # A done item stays done: a late failure report cannot un-send a reply.
+        await self._query(
+            "UPDATE inbox SET status = ?, reason = ?, updated_at = ?"
+            " WHERE message_id = ? AND status != 'done'",
+            (status.value, reason, time.time(), message_id),
+        )
+
+    async def _messages(self, rows: Sequence[Any]) -> list[InboundMessage]:
+        """Parse claimed rows, oldest chat message first; fail those that no longer parse."""
+        messages: list[InboundMessage] = []
+        for message_id, _created_at, body in sorted(rows, key=lambda row: row[1]):
+            try:
+                messages.append(InboundMessage.model_validate_json(body))
+            except ValidationError:
+                logger.warning(
+                    "inbox item %s does not match this version of larkbot; marked failed",
+                    message_id,
+                    extra={"message_id": message_id},
+                )
+                await self._settle(
+                    message_id, InboxStatus.FAILED, "stored message no longer parses"
+                )
+        return messages
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement on its own (autocommit) and return its rows."""
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold the connection for one write transaction, committed unless the body raises.
+
+        Shielded from cancellation: aiosqlite runs a queued statement even when its caller
+        is cancelled, so a cancelled transaction would stay open on the shared connection.
+        """
+        async with self._lock:
+            with anyio.CancelScope(shield=True):
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._db.execute("ROLLBACK")
+                    raise
+
+    async def _close(self) -> None:
+        try:
+            # Without its row and lock, this owner's leftover pending items are free for
+            # the next process to resume.
+            await self._query("DELETE FROM owners WHERE owner = ?", (self._owner,))
+        except sqlite3.Error as exc:
+            logger.warning("could not unregister from the store on close: %s", exc)
+        finally:
+            await self._db.close()
+            await anyio.to_thread.run_sync(
+                _drop_owner_lock, self._owners_dir, self._owner, self._lock_fd
+            )
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    """Open the database, set its pragmas and bring its schema up to date."""
+    try:
+        # isolation_level=None: the sqlite3 module opens no transactions of its own; ours
+        # are explicit BEGIN IMMEDIATE ... COMMIT.
+        db = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _store_error(exc, path) from exc
+    try:
+        await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        (mode,) = (await db.execute_fetchall("PRAGMA journal_mode = WAL"))[0]
+        if str(mode).lower() != "wal":
+            logger.warning(
+                "the state database %s cannot use WAL mode (journal_mode is %s); "
+                "replicas sharing it will wait on each other",
+                path,
+                mode,
+            )
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await _migrate(db, path)
+    except sqlite3.Error as exc:
+        await db.close()
+        raise _store_error(exc, path) from exc
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Apply the missing migrations in one transaction, so racing processes apply them once."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        ((version,),) = await db.execute_fetchall("PRAGMA user_version")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the state database {path} has schema version {version} from a newer "
+                f"larkbot (this one knows {SCHEMA_VERSION}): upgrade larkbot or set "
+                "LARKBOT_STATE_DIR to another directory"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[number - 1]:
+                await db.execute(statement)
+            logger.info("state database %s migrated to schema version %d", path, number)
+        if version < SCHEMA_VERSION:
+            # PRAGMA takes no parameters; SCHEMA_VERSION is our own integer.
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
+        raise
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """Turn an SQLite failure into one sentence for the operator."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and any(
+        word in text for word in ("unable to open", "readonly", "disk I/O", "read-only")
+    ):
+        return _not_writable(path.parent)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"the state database {path} stayed locked by another process for more than "
+            f"{_BUSY_TIMEOUT_MS // 1000} s: check for a stuck larkbot using that directory"
+        )
+    if "not a database" in text or "malformed" in text:
+        return StoreError(
+            f"{path} is not a usable larkbot database ({text}): move it aside or set "
+            "LARKBOT_STATE_DIR to another directory"
+        )
+    return StoreError(f"the state database {path} failed: {text}")
+
+
+def _not_writable(state_dir: Path) -> StoreError:
+    return StoreError(
+        f"state directory {state_dir} is not writable: "
+        "set LARKBOT_STATE_DIR to a writable directory"
+    )
+
+
+def _take_owner_lock(state_dir: Path, owner: str) -> tuple[Path, int]:
+    """Create the state directory and hold this owner's lock; runs in a worker thread."""
+    state_dir = Path(state_dir).expanduser()
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        owners_dir = state_dir / _OWNERS_DIR
+        owners_dir.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(owners_dir / f"{owner}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise _not_writable(state_dir) from exc
+    try:
+        # Never contended: the id is fresh. The kernel releases it when the process ends.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StoreError(
+            f"state directory {state_dir} does not support file locks ({exc.strerror}): "
+            "set LARKBOT_STATE_DIR to a directory on a local filesystem"
+        ) from exc
+    return state_dir, fd
+
+
+def _drop_owner_lock(owners_dir: Path, owner: str, fd: int) -> None:
+    """Remove and release this owner's lock file; runs in a worker thread."""
+    with contextlib.suppress(FileNotFoundError):
+        (owners_dir / f"{owner}.lock").unlink()
+    os.close(fd)
+
+
+def _gone_owners(
+    owners_dir: Path, candidates: list[tuple[str, float | None]], now: float
+) -> list[str]:
+    """Return the owners that are gone; runs in a worker thread.
+
+    An owner whose lock is free has ended: its lock file is removed. An owner whose lock
+    is held but whose heartbeat is missing or older than the lease is taken for frozen;
+    its lock file stays, so once it wakes up it counts as alive again.
+    """
+    gone: list[str] = []
+    for owner, heartbeat_at in candidates:
+        if not _OWNER_ID.fullmatch(owner):
+            gone.append(owner)
+            continue
+        lock_path = owners_dir / f"{owner}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            gone.append(owner)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if heartbeat_at is None or heartbeat_at < now - _LEASE_SECONDS:
+                gone.append(owner)
+        else:
+            gone.append(owner)
+            with contextlib.suppress(FileNotFoundError):
+                lock_path.unlink()
+        finally:
+            os.close(fd)
+    return gone

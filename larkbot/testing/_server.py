@@ -1,0 +1,105 @@
+"""uvicorn, embedded: serves an ASGI app inside the caller's event loop.
+
+The protocol and lifespan modules uvicorn names in its config are imported here, at
+import time: uvicorn would otherwise import them on first start, inside the running
+event loop, and an import reads files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Generator
+from typing import Any
+
+import anyio
+import uvicorn
+import uvicorn.lifespan.off
+import uvicorn.protocols.http.h11_impl
+import uvicorn.protocols.websockets.websockets_sansio_impl
+from starlette.types import ASGIApp
+
+__all__ = ["EmbeddedServer", "server_config"]
+
+
+def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """Return a config fit for a stand-in living inside another program.
+
+    No logging setup (``log_config=None``) so the host program's logging stays as it is,
+    no access log and no lifespan, keepalive pings off (the long connection has its own
+    ping frames, and tests of silent sockets must control them), no compression (cheap
+    frames at benchmark rates), and a short graceful shutdown.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="h11",
+        ws="websockets-sansio",
+        proxy_headers=False,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=1,
+    )
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals alone and reports when it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+        self._exit_requested: anyio.Event | None = None
+
+    def request_exit(self) -> None:
+        """Ask the server to stop: close the listener, then the connections."""
+        self.should_exit = True
+        if self._exit_requested is not None:
+            self._exit_requested.set()
+
+    async def main_loop(self) -> None:
+        """Wait for ``request_exit`` instead of uvicorn's 100 ms polling, to stop sooner.
+
+        uvicorn's ticks only refresh the Date header, which this config turns off.
+        """
+        self._exit_requested = anyio.Event()
+        if not self.should_exit:
+            await self._exit_requested.wait()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Install no signal handlers: the host program owns SIGINT and SIGTERM."""
+        yield
+
+    async def startup(self, sockets: Any = None) -> None:
+        """Start listening, then report the real port (``port=0`` picks a free one)."""
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._on_started(self.bound_port)
+
+    @property
+    def bound_port(self) -> int:
+        """The port the first listening socket is bound to."""
+        server: asyncio.base_events.Server = self.servers[0]
+        return int(server.sockets[0].getsockname()[1])
+
+    def websocket_transports(self) -> list[tuple[dict[str, Any], asyncio.BaseTransport]]:
+        """Return ``(scope, transport)`` of every open WebSocket connection.
+
+        uvicorn does not hand the transport to the application; the stand-in needs it
+        to drop a connection abruptly (no close frame), as a network failure does.
+        """
+        found: list[tuple[dict[str, Any], asyncio.BaseTransport]] = []
+        for protocol in list(self.server_state.connections):
+            scope = getattr(protocol, "scope", None)
+            transport = getattr(protocol, "transport", None)
+            if isinstance(scope, dict) and scope.get("type") == "websocket" and transport:
+                found.append((scope, transport))
+        return found

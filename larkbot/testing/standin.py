@@ -1,0 +1,808 @@
+"""A local stand-in of the Lark platform: long connection, OpenAPI, and a record of both.
+
+One starlette app served by an embedded uvicorn inside the caller's event loop:
+
+- ``POST /callback/ws/endpoint``: endpoint discovery of the long connection;
+- ``/ws``: the long connection itself (binary ``pbbp2.Frame`` messages: ping/pong,
+  event delivery in cluster mode, acks);
+- ``/open-apis/...``: tenant token, bot info and the ``im/v1`` message routes, plus any
+  ``OpenApiRoute`` added with ``extra_routes=`` or ``add_routes()``.
+
+Everything it receives is recorded in plain lists (``acks``, ``replies``, ``patches``,
+``reactions``, ``api_calls``) and counters, and faults can be switched on from the test:
+refused credentials, refused handshakes, busy endpoint, silent pongs, dropped sockets,
+failing or rate-limited API calls, invalidated tokens, re-delivery of un-acked events.
+
+Choices where the platform's exact behaviour is not pinned down:
+
+- Token errors on the OpenAPI answer HTTP 400 with code 99991661 (no token) or 99991663
+  (unknown, invalidated or expired token). Request errors answer HTTP 400 as well.
+- A refused WebSocket handshake answers HTTP 403 whatever its ``handshake-status``.
+- ``fail_next`` without ``route`` never fails the tenant token route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from itertools import count
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from larkbot.testing._events import build_message_event
+from larkbot.testing._im import Messaging
+from larkbot.testing._openapi import OpenApi, OpenApiRoute
+from larkbot.testing._records import (
+    AckRecord,
+    ApiCallRecord,
+    OutboundRecord,
+    PatchRecord,
+    ReactionRecord,
+    ReplyRecord,
+)
+from larkbot.testing._server import EmbeddedServer, server_config
+from larkbot.transport.frames import (
+    ACK_OK,
+    Frame,
+    FrameMethod,
+    FrameType,
+    decode_frame,
+    encode_frame,
+    headers_of,
+)
+
+__all__ = ["LarkStandIn"]
+
+logger = logging.getLogger("larkbot.testing")
+
+# Codes of endpoint discovery and of a refused handshake (lark_oapi.ws.const).
+_CODE_SYSTEM_BUSY = 1
+_CODE_BAD_CREDENTIALS = 10003
+_AUTH_FAILED = 514
+_EXCEED_CONN_LIMIT = 1000040350
+
+_CONNECT_WAIT_SECONDS = 5.0
+_SHUTDOWN_GRACE_SECONDS = 0.2
+# Redeliver and reply lookups only need recent messages; bound what a long benchmark keeps.
+_REMEMBERED_EVENTS = 100_000
+
+
+@dataclass(eq=False, slots=True)
+class _Connection:
+    conn_id: str
+    service_id: int
+    websocket: WebSocket
+    transport: asyncio.BaseTransport | None
+    open: bool = True
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.websocket.send_bytes(data)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self.open = False
+            raise _ConnectionGoneError(self.conn_id) from exc
+
+
+class _ConnectionGoneError(Exception):
+    """The chosen connection closed while a frame was being written to it."""
+
+
+@dataclass(eq=False, slots=True)
+class _Delivery:
+    frame_id: str
+    payload: bytes
+    frame_type: str
+    event_id: str | None
+    chat_message_id: str | None
+    conn_id: str
+    attempt: int
+    delivered_at: float = 0.0
+    ack_code: int | None = None
+    acked: anyio.Event | None = field(default=None)
+
+
+def _split(payload: bytes, parts: int) -> list[bytes]:
+    if parts < 1:
+        raise ValueError("fragments must be at least 1")
+    if parts > max(1, len(payload)):
+        raise ValueError(f"cannot split {len(payload)} bytes into {parts} fragments")
+    size, extra = divmod(len(payload), parts)
+    chunks, start = [], 0
+    for index in range(parts):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(payload[start:end])
+        start = end
+    return chunks
+
+
+def _ids_of(event: dict[str, Any]) -> tuple[str | None, str | None]:
+    header = event.get("header")
+    body = event.get("event")
+    event_id = header.get("event_id") if isinstance(header, dict) else None
+    message = body.get("message") if isinstance(body, dict) else None
+    message_id = message.get("message_id") if isinstance(message, dict) else None
+    return (
+        event_id if isinstance(event_id, str) else None,
+        message_id if isinstance(message_id, str) else None,
+    )
+
+
+def _handshake_msg(status: int, auth_code: int | None) -> str:
+    if status == _AUTH_FAILED:
+        return "exceed connection limit" if auth_code == _EXCEED_CONN_LIMIT else "auth failed"
+    return "forbidden" if status == 403 else "handshake refused"
+
+
+class LarkStandIn:
+    """A local Lark platform for tests, the console and the benchmark.
+
+    Use it as an async context manager; ``url`` is what the daemon takes as its Lark
+    domain. Switches (``stop_ponging``, ``pong_config``, ``refuse_credentials``,
+    ``refuse_handshake``, ``endpoint_busy_times``, ``redeliver_after``, ``ack_timeout``,
+    ``max_connections``, ``ping_interval``...) are plain attributes read when they matter.
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str = "cli_test",
+        app_secret: str = "secret",
+        bot_open_id: str = "ou_bot",
+        bot_name: str = "larkbot",
+        ping_interval: int = 120,
+        reconnect_interval: int = 120,
+        reconnect_nonce: int = 30,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token_ttl: int = 7200,
+        tenant_key: str = "tenant",
+        max_connections: int = 50,
+        extra_routes: Sequence[OpenApiRoute] = (),
+    ) -> None:
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.bot_open_id = bot_open_id
+        self.bot_name = bot_name
+        self.tenant_key = tenant_key
+        self.host = host
+        self.ping_interval = ping_interval
+        self.reconnect_interval = reconnect_interval
+        self.reconnect_nonce = reconnect_nonce
+        self.max_connections = max_connections
+
+        # Switches a test flips to make the platform misbehave.
+        self.stop_ponging = False
+        self.pong_config: dict[str, Any] | None = None
+        self.refuse_credentials = False
+        self.refuse_handshake: tuple[int, int | None] | None = None
+        self.endpoint_busy_times = 0
+        self.redeliver_after: float | None = None
+        self.ack_timeout = 3.0
+        self.redelivery_limit = 4
+
+        # Records and counters.
+        self.acks: list[AckRecord] = []
+        self.pings = 0
+        self.handshakes = 0
+        self.refused_handshakes = 0
+        self.endpoint_calls = 0
+        self.bad_frames = 0
+        self.unmatched_acks = 0
+        self.redeliveries = 0
+
+        self._port = port
+        self._service_id = random.randint(10_000_000, 99_999_999)
+        self._devices = count(1)
+        self._frame_seq = count(1)
+        self._openapi = OpenApi(self, token_ttl)
+        self._messaging = Messaging(app_id, tenant_key)
+        self._openapi.routes.extend(self._messaging.routes())
+        self._openapi.routes.extend(extra_routes)
+        self._connections: list[_Connection] = []
+        self._deliveries: dict[str, _Delivery] = {}
+        self._payloads: dict[str, bytes] = {}
+        self._server: EmbeddedServer | None = None
+        self._server_stopped: anyio.Event | None = None
+        self._task_group: TaskGroup | None = None
+        self._exit_stack: AsyncExitStack | None = None
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._exit_stack is not None:
+            raise RuntimeError("this stand-in is already running")
+        self._server_stopped = anyio.Event()
+        stack = AsyncExitStack()
+        task_group = await stack.enter_async_context(anyio.create_task_group())
+        try:
+            self._port = await task_group.start(self._serve)
+        except BaseException:
+            task_group.cancel_scope.cancel()
+            await stack.aclose()
+            raise
+        self._task_group, self._exit_stack = task_group, stack
+        logger.info("Lark stand-in listening on %s", self.url)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, task_group = self._exit_stack, self._task_group
+        assert stack is not None and task_group is not None
+        # Shielded: the server must release its port even when the caller is cancelled.
+        with anyio.CancelScope(shield=True):
+            await self._shutdown()
+            task_group.cancel_scope.cancel()
+        self._exit_stack = self._task_group = None
+        # The caller's own exception stays out of the internal task group, which would
+        # otherwise wrap it in an exception group; it propagates as it was.
+        await stack.aclose()
+        return None
+
+    async def _serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        routes = [
+            Route("/callback/ws/endpoint", self._endpoint, methods=["POST"]),
+            WebSocketRoute("/ws", self._long_connection),
+            *self._openapi.starlette_routes(),
+        ]
+        config = server_config(Starlette(routes=routes), self.host, self._port)
+        self._server = EmbeddedServer(config, on_started=task_status.started)
+        try:
+            await self._server.serve()
+        except SystemExit:
+            # uvicorn exits the process when it cannot bind; a stand-in must only fail.
+            where = f"{self.host}:{self._port}"
+            raise OSError(f"the Lark stand-in could not listen on {where}") from None
+        finally:
+            assert self._server_stopped is not None
+            self._server_stopped.set()
+
+    async def _shutdown(self) -> None:
+        server, stopped = self._server, self._server_stopped
+        assert server is not None and stopped is not None
+        for connection in list(self._connections):
+            connection.open = False
+            with suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await connection.websocket.close(1001)
+        # Give clients a moment to answer the close frame, then cut the rest, so a client
+        # that does not read cannot hold the shutdown for uvicorn's close timeout.
+        with anyio.move_on_after(_SHUTDOWN_GRACE_SECONDS):
+            # uvicorn signals no event when a connection goes; polling is all there is.
+            while server.websocket_transports():  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        for _scope, transport in server.websocket_transports():
+            transport.abort()
+        server.request_exit()
+        with anyio.move_on_after(2.0):
+            await stopped.wait()
+        if not stopped.is_set():
+            server.force_exit = True
+            with anyio.move_on_after(1.0):
+                await stopped.wait()
+
+    # --------------------------------------------------------------------------- properties
+
+    @property
+    def url(self) -> str:
+        """Base URL of the stand-in (``http://127.0.0.1:<port>``), the daemon's Lark domain."""
+        if self._port == 0:
+            raise RuntimeError("the stand-in has not started; use it as `async with`")
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the real one when it was started with ``port=0``)."""
+        return self._port
+
+    @property
+    def connections(self) -> int:
+        """Number of long connections open now."""
+        return sum(1 for connection in self._connections if connection.open)
+
+    @property
+    def replies(self) -> list[ReplyRecord]:
+        """Replies and sends, newest last."""
+        return self._messaging.replies
+
+    @property
+    def patches(self) -> list[PatchRecord]:
+        """Edits of posted messages, newest last."""
+        return self._messaging.patches
+
+    @property
+    def reactions(self) -> list[ReactionRecord]:
+        """Reactions added and deleted, newest last."""
+        return self._messaging.reactions
+
+    @property
+    def api_calls(self) -> list[ApiCallRecord]:
+        """Every OpenAPI request, newest last."""
+        return self._openapi.api_calls
+
+    @property
+    def suppressed_duplicates(self) -> int:
+        """Replies and sends refused as already posted because their ``uuid`` was seen."""
+        return self._messaging.suppressed_duplicates
+
+    # ------------------------------------------------------------------------ OpenAPI control
+
+    def add_routes(self, *routes: OpenApiRoute) -> None:
+        """Add OpenAPI routes; only before the stand-in starts."""
+        if self._exit_stack is not None:
+            raise RuntimeError("add routes before the stand-in starts")
+        self._openapi.routes.extend(routes)
+
+    def fail_next(
+        self,
+        n: int,
+        *,
+        status: int = 500,
+        route: str | None = None,
+        code: int | None = None,
+        reset_seconds: float = 1,
+    ) -> None:
+        """Make the next ``n`` OpenAPI calls fail (only calls to ``route`` when given).
+
+        429 answers code 99991400 with ``x-ogw-ratelimit-limit`` and
+        ``x-ogw-ratelimit-reset: reset_seconds``; other statuses answer ``code`` (default:
+        the status) in a JSON error body; ``status=200`` with ``code`` answers that Lark
+        error in a successful HTTP response. Without ``route`` the tenant token route is
+        never failed.
+        """
+        self._openapi.add_fault(
+            n, status=status, route=route, code=code, reset_seconds=reset_seconds
+        )
+
+    def invalidate_tokens(self) -> None:
+        """Make every tenant token issued so far invalid (code 99991663)."""
+        self._openapi.tokens.invalidate()
+
+    def watch_outbound(
+        self, max_buffer: int = 1000
+    ) -> AbstractAsyncContextManager[MemoryObjectReceiveStream[OutboundRecord]]:
+        """Stream replies, sends, patches and reactions as they are recorded.
+
+        ``async with lark.watch_outbound() as records: async for record in records: ...``.
+        A watcher that falls ``max_buffer`` records behind loses the newest ones.
+        """
+        return self._messaging.watch(max_buffer)
+
+    # ------------------------------------------------------------------------- chat side
+
+    def build_message_event(
+        self,
+        text: str = "",
+        *,
+        chat_id: str | None = None,
+        chat_type: str = "p2p",
+        sender_open_id: str = "ou_user_1",
+        sender_type: str = "user",
+        mention_bot: bool = False,
+        mentions: Sequence[tuple[str, str]] = (),
+        message_id: str | None = None,
+        create_time_ms: int | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        thread_id: str | None = None,
+        message_type: str = "text",
+        content: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Build the ``im.message.receive_v1`` event of one chat message, without sending it.
+
+        ``chat_id`` defaults to ``oc_p2p_1`` or ``oc_group_1`` after ``chat_type``.
+        ``mention_bot`` mentions the bot as ``@_user_1``; ``mentions`` are other users'
+        ``(open_id, name)``; placeholders missing from ``text`` are put in front of it.
+        ``content`` (a dict) replaces the content built from ``text``.
+        """
+        return build_message_event(
+            text,
+            app_id=self.app_id,
+            tenant_key=self.tenant_key,
+            bot_open_id=self.bot_open_id,
+            bot_name=self.bot_name,
+            chat_id=chat_id or ("oc_group_1" if chat_type == "group" else "oc_p2p_1"),
+            chat_type=chat_type,
+            sender_open_id=sender_open_id,
+            sender_type=sender_type,
+            mention_bot=mention_bot,
+            mentions=mentions,
+            message_id=message_id,
+            create_time_ms=create_time_ms,
+            root_id=root_id,
+            parent_id=parent_id,
+            thread_id=thread_id,
+            message_type=message_type,
+            content=content,
+        )
+
+    async def send_text(
+        self,
+        text: str = "",
+        *,
+        chat_id: str | None = None,
+        chat_type: str = "p2p",
+        sender_open_id: str = "ou_user_1",
+        sender_type: str = "user",
+        mention_bot: bool = False,
+        mentions: Sequence[tuple[str, str]] = (),
+        message_id: str | None = None,
+        create_time_ms: int | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        thread_id: str | None = None,
+        fragments: int = 1,
+        message_type: str = "text",
+        content: dict[str, Any] | None = None,
+    ) -> str:
+        """Deliver a chat message to one connected client; return its ``om_`` message id.
+
+        Takes the arguments of ``build_message_event`` plus ``fragments``.
+        """
+        event = self.build_message_event(
+            text,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            sender_open_id=sender_open_id,
+            sender_type=sender_type,
+            mention_bot=mention_bot,
+            mentions=mentions,
+            message_id=message_id,
+            create_time_ms=create_time_ms,
+            root_id=root_id,
+            parent_id=parent_id,
+            thread_id=thread_id,
+            message_type=message_type,
+            content=content,
+        )
+        await self.push_event(event, fragments=fragments)
+        return str(event["event"]["message"]["message_id"])
+
+    async def push_event(
+        self, event: dict[str, Any], *, fragments: int = 1, frame_type: str = "event"
+    ) -> str:
+        """Deliver an event (any dict, JSON-encoded) to one random connected client.
+
+        Waits up to 5 s for a client to be connected (``TimeoutError`` otherwise). With
+        ``fragments > 1`` the payload goes out in that many frames sharing one frame
+        ``message_id``. Returns the frame id.
+        """
+        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        event_id, chat_message_id = _ids_of(event)
+        if chat_message_id is not None:
+            self._remember(chat_message_id, event, payload)
+        return await self._deliver(payload, fragments, frame_type, event_id, chat_message_id, 0)
+
+    async def redeliver(self, message_id: str, *, new_event_id: bool = False) -> str:
+        """Deliver a chat message's event again, as the platform's retries do.
+
+        The same ``event_id`` unless ``new_event_id``. Returns the frame id.
+        """
+        payload = self._payloads.get(message_id)
+        if payload is None:
+            raise KeyError(f"no event was delivered for chat message {message_id}")
+        event_id, _ = _ids_of(json.loads(payload))
+        if new_event_id:
+            event = json.loads(payload)
+            event["header"]["event_id"] = event_id = uuid.uuid4().hex
+            payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        self.redeliveries += 1
+        return await self._deliver(payload, 1, FrameType.EVENT.value, event_id, message_id, 0)
+
+    async def push_raw(self, data: bytes) -> None:
+        """Write raw bytes (usually garbage) as a binary message to every open connection."""
+        for connection in self._open_connections():
+            with suppress(_ConnectionGoneError):
+                await connection.send(data)
+
+    async def drop_connections(self) -> None:
+        """Cut every open long connection at once, without a close frame."""
+        for connection in self._open_connections():
+            connection.open = False
+            if connection.transport is not None:
+                connection.transport.abort()
+            else:
+                with suppress(WebSocketDisconnect, RuntimeError, OSError):
+                    await connection.websocket.close(1011)
+
+    # A test's one-line wait reads best with its limit in it, hence ``timeout`` arguments.
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until ``predicate()`` is true; ``TimeoutError`` after ``timeout`` seconds.
+
+        It polls every 5 ms: a predicate may read any record, so no event could cover it.
+        """
+        with anyio.fail_after(timeout):
+            while not predicate():  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+
+    async def wait_connected(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        *,
+        count: int = 1,
+    ) -> None:
+        """Wait until at least ``count`` long connections are open."""
+        await self.wait_for(lambda: self.connections >= count, timeout)
+
+    # ------------------------------------------------------------------- endpoint discovery
+
+    async def _endpoint(self, request: Request) -> Response:
+        self.endpoint_calls += 1
+        try:
+            body = json.loads(await request.body())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"code": _CODE_BAD_CREDENTIALS, "msg": "invalid request body"})
+        if self.endpoint_busy_times > 0:
+            self.endpoint_busy_times -= 1
+            return JSONResponse({"code": _CODE_SYSTEM_BUSY, "msg": "system busy"})
+        if (
+            self.refuse_credentials
+            or body.get("AppID") != self.app_id
+            or body.get("AppSecret") != self.app_secret
+        ):
+            return JSONResponse(
+                {"code": _CODE_BAD_CREDENTIALS, "msg": "invalid app_id or app_secret"}
+            )
+        device_id = f"{next(self._devices)}{random.randint(100_000, 999_999)}"
+        # The address the client reached us on, so the URL also works behind port mapping.
+        url = f"ws://{request.url.netloc}/ws?device_id={device_id}&service_id={self._service_id}"
+        config = {
+            "ReconnectCount": -1,
+            "ReconnectInterval": self.reconnect_interval,
+            "ReconnectNonce": self.reconnect_nonce,
+            "PingInterval": self.ping_interval,
+        }
+        return JSONResponse({"code": 0, "msg": "ok", "data": {"URL": url, "ClientConfig": config}})
+
+    # ---------------------------------------------------------------------- long connection
+
+    def _handshake_refusal(self) -> Response | None:
+        refusal = self.refuse_handshake
+        if refusal is None and self.connections >= self.max_connections:
+            refusal = (_AUTH_FAILED, _EXCEED_CONN_LIMIT)
+        if refusal is None:
+            return None
+        status, auth_code = refusal
+        headers = {"handshake-status": str(status), "handshake-msg": _handshake_msg(*refusal)}
+        if auth_code is not None:
+            headers["handshake-autherrcode"] = str(auth_code)
+        return Response(status_code=403, headers=headers)
+
+    def _server_transports(self) -> list[tuple[dict[str, Any], asyncio.BaseTransport]]:
+        return self._server.websocket_transports() if self._server is not None else []
+
+    async def _long_connection(self, websocket: WebSocket) -> None:
+        refusal = self._handshake_refusal()
+        if refusal is not None:
+            self.refused_handshakes += 1
+            await websocket.send_denial_response(refusal)
+            return
+        await websocket.accept()
+        self.handshakes += 1
+        query = websocket.query_params
+        try:
+            service_id = int(query.get("service_id", self._service_id))
+        except ValueError:
+            service_id = self._service_id
+        transport = next(
+            (t for scope, t in self._server_transports() if scope is websocket.scope), None
+        )
+        connection = _Connection(
+            conn_id=query.get("device_id") or f"conn{next(self._devices)}",
+            service_id=service_id,
+            websocket=websocket,
+            transport=transport,
+        )
+        self._connections.append(connection)
+        logger.debug("long connection %s opened", connection.conn_id)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    self.bad_frames += 1
+                    continue
+                await self._on_client_frame(connection, data)
+        except _ConnectionGoneError:
+            pass
+        finally:
+            connection.open = False
+            self._connections.remove(connection)
+            logger.debug("long connection %s closed", connection.conn_id)
+
+    async def _on_client_frame(self, connection: _Connection, data: bytes) -> None:
+        try:
+            frame = decode_frame(data)
+        except ValueError:
+            self.bad_frames += 1
+            return
+        headers = headers_of(frame)
+        if frame.method == FrameMethod.CONTROL and headers.get("type") == FrameType.PING:
+            self.pings += 1
+            if not self.stop_ponging:
+                await connection.send(encode_frame(self._pong(frame.service)))
+        elif frame.method == FrameMethod.DATA and "message_id" in headers:
+            self._on_ack(frame, headers)
+        else:
+            self.bad_frames += 1
+
+    def _pong(self, service: int) -> Any:
+        pong = Frame(SeqID=0, LogID=0, service=service, method=FrameMethod.CONTROL)
+        header = pong.headers.add()
+        header.key, header.value = "type", FrameType.PONG.value
+        if self.pong_config is not None:
+            # A new ClientConfig rides on one pong only, as the platform pushes it.
+            pong.payload = json.dumps(self.pong_config, separators=(",", ":")).encode()
+            self.pong_config = None
+        return pong
+
+    def _on_ack(self, frame: Any, headers: dict[str, str]) -> None:
+        now = time.monotonic()
+        delivery = self._deliveries.pop(headers["message_id"], None)
+        if delivery is None:
+            self.unmatched_acks += 1
+            return
+        try:
+            code = int(json.loads(frame.payload)["code"])
+        except (ValueError, TypeError, KeyError):
+            self.bad_frames += 1
+            return
+        try:
+            biz_rt: int | None = int(headers["biz_rt"])
+        except (KeyError, ValueError):
+            biz_rt = None
+        self.acks.append(
+            AckRecord(
+                frame_id=delivery.frame_id,
+                chat_message_id=delivery.chat_message_id,
+                event_id=delivery.event_id,
+                code=code,
+                delivered_at=delivery.delivered_at,
+                acked_at=now,
+                latency_ms=(now - delivery.delivered_at) * 1000.0,
+                biz_rt=biz_rt,
+                conn_id=delivery.conn_id,
+            )
+        )
+        delivery.ack_code = code
+        if delivery.acked is not None:
+            delivery.acked.set()
+
+    # ---------------------------------------------------------------------------- delivery
+
+    def _open_connections(self) -> list[_Connection]:
+        return [connection for connection in self._connections if connection.open]
+
+    def _remember(self, message_id: str, event: dict[str, Any], payload: bytes) -> None:
+        message = event["event"]["message"]
+        self._messaging.remember(message)
+        self._payloads.pop(message_id, None)
+        self._payloads[message_id] = payload
+        if len(self._payloads) > _REMEMBERED_EVENTS:
+            del self._payloads[next(iter(self._payloads))]
+
+    async def _deliver(
+        self,
+        payload: bytes,
+        fragments: int,
+        frame_type: str,
+        event_id: str | None,
+        chat_message_id: str | None,
+        attempt: int,
+    ) -> str:
+        chunks = _split(payload, fragments)
+        frame_id = uuid.uuid4().hex
+        trace_id = uuid.uuid4().hex[:16]
+        while True:
+            candidates = self._open_connections()
+            if not candidates:
+                await self.wait_connected(_CONNECT_WAIT_SECONDS)
+                continue
+            connection = random.choice(candidates)
+            delivery = _Delivery(
+                frame_id=frame_id,
+                payload=payload,
+                frame_type=frame_type,
+                event_id=event_id,
+                chat_message_id=chat_message_id,
+                conn_id=connection.conn_id,
+                attempt=attempt,
+                acked=anyio.Event() if self.redeliver_after is not None else None,
+            )
+            # Registered before the last fragment goes out, so no ack can outrun it.
+            self._deliveries[frame_id] = delivery
+            try:
+                await self._send_fragments(connection, delivery, chunks, trace_id)
+            except _ConnectionGoneError:
+                self._deliveries.pop(frame_id, None)
+                continue
+            break
+        if delivery.acked is not None and self._task_group is not None:
+            self._task_group.start_soon(self._retry_unless_acked, delivery)
+        return frame_id
+
+    async def _send_fragments(
+        self, connection: _Connection, delivery: _Delivery, chunks: list[bytes], trace_id: str
+    ) -> None:
+        total = str(len(chunks))
+        for seq, chunk in enumerate(chunks):
+            frame = Frame(
+                SeqID=next(self._frame_seq),
+                LogID=random.getrandbits(63),
+                service=connection.service_id,
+                method=FrameMethod.DATA,
+                payload=chunk,
+            )
+            for key, value in (
+                ("type", delivery.frame_type),
+                ("message_id", delivery.frame_id),
+                ("trace_id", trace_id),
+                ("sum", total),
+                ("seq", str(seq)),
+            ):
+                header = frame.headers.add()
+                header.key, header.value = key, value
+            delivery.delivered_at = time.monotonic()
+            await connection.send(encode_frame(frame))
+
+    async def _retry_unless_acked(self, delivery: _Delivery) -> None:
+        """Re-deliver an event not acked with 200 in time, as the platform retries."""
+        assert delivery.acked is not None
+        with anyio.move_on_after(self.ack_timeout):
+            await delivery.acked.wait()
+        if delivery.ack_code == ACK_OK or delivery.attempt >= self.redelivery_limit:
+            return
+        delay = self.redeliver_after
+        if delay is None:
+            return
+        await anyio.sleep(delay)
+        logger.debug(
+            "re-delivering event %s (message %s), attempt %d",
+            delivery.event_id,
+            delivery.chat_message_id,
+            delivery.attempt + 1,
+            extra={"message_id": delivery.chat_message_id},
+        )
+        self.redeliveries += 1
+        try:
+            await self._deliver(
+                delivery.payload,
+                1,
+                delivery.frame_type,
+                delivery.event_id,
+                delivery.chat_message_id,
+                delivery.attempt + 1,
+            )
+        except TimeoutError:
+            logger.warning(
+                "event %s (message %s) not re-delivered: no client connected",
+                delivery.event_id,
+                delivery.chat_message_id,
+                extra={"message_id": delivery.chat_message_id},
+            )

@@ -1,0 +1,433 @@
+"""The long connection: dial out to Lark's event WebSocket and keep it alive.
+
+Why our own and not ``lark_oapi.ws.Client``: that client binds an event loop at import,
+blocks forever in ``start()``, has no clean stop, and acks only after a synchronous
+handler returns (DESIGN.md, "Known traps"). This one runs inside the daemon's task group,
+stops when cancelled, and hands each data frame to an async handler whose answer (an ack
+code) it sends back at once.
+
+Lifecycle of one :meth:`LongConnection.run`::
+
+    discover endpoint ─▶ dial ─▶ session (receive │ ping │ watchdog) ─▶ drop ─▶ backoff ─┐
+          ▲                                                                          │
+          └──────────────────────────────────────────────────────────────────────────┘
+
+A refused credential or handshake is a configuration error (:class:`LarkAuthError`) and
+ends ``run`` at once: retrying cannot fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import anyio
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from larkbot.ops import metrics
+from larkbot.transport.frames import (
+    FragmentAssembler,
+    FrameMethod,
+    FrameType,
+    ack_frame,
+    decode_frame,
+    encode_frame,
+    headers_of,
+    ping_frame,
+)
+
+__all__ = [
+    "ClientConfig",
+    "DataFrame",
+    "FrameHandler",
+    "LarkAuthError",
+    "LongConnection",
+    "TransientConnectError",
+]
+
+log = logging.getLogger("larkbot.transport")
+
+# Endpoint codes that mean "try again later" (DESIGN.md); anything else non-zero is fatal.
+_RETRYABLE_ENDPOINT_CODES = frozenset({1, 1000040343})
+_HANDSHAKE_AUTH_FAILED = 514
+_HANDSHAKE_FORBIDDEN = 403
+_EXCEED_CONN_LIMIT = 1000040350
+# A Lark event is at most a few hundred KB; fragments keep frames well under this.
+_MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+
+class LarkAuthError(Exception):
+    """Lark refused the app (credentials, permission, connection limit): not retryable."""
+
+
+class TransientConnectError(Exception):
+    """Dialling failed for a reason that may pass (busy, network, server error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The server's connection settings, from endpoint discovery and pongs (seconds)."""
+
+    reconnect_count: int = -1
+    reconnect_interval: float = 120.0
+    reconnect_nonce: float = 30.0
+    ping_interval: float = 120.0
+
+    def merged(self, raw: dict[str, Any]) -> ClientConfig:
+        """Return a copy updated from a ``ClientConfig`` JSON object; bad values are ignored."""
+        names = {
+            "ReconnectCount": "reconnect_count",
+            "ReconnectInterval": "reconnect_interval",
+            "ReconnectNonce": "reconnect_nonce",
+            "PingInterval": "ping_interval",
+        }
+        changes: dict[str, Any] = {}
+        for key, attr in names.items():
+            value = raw.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if attr == "reconnect_count":
+                changes[attr] = int(value)
+            elif value > 0:
+                changes[attr] = float(value)
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class DataFrame:
+    """One complete data frame (fragments already joined), as admission sees it."""
+
+    frame_id: str
+    frame_type: str
+    trace_id: str
+    payload: bytes
+    received_at: float
+    conn_id: str
+
+
+FrameHandler = Callable[[DataFrame], Awaitable[int]]
+"""Admission: take a data frame, return the ack code (200, or non-200 to ask for re-delivery)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    url: str
+    conn_id: str
+    service_id: int
+    config: ClientConfig
+
+
+class LongConnection:
+    """Keeps one long connection open and feeds its data frames to ``handler``.
+
+    :param base_url: Lark's OpenAPI origin (``https://open.feishu.cn`` or a stand-in).
+    :param handler: called once per complete data frame; its return value is the ack code.
+    :param on_state: called with ``True`` when a session opens and ``False`` when it ends.
+    :param missed_pongs: after this many ping intervals without a pong the socket is dead.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        app_id: str,
+        app_secret: str,
+        handler: FrameHandler,
+        http: httpx.AsyncClient,
+        on_state: Callable[[bool], None] | None = None,
+        missed_pongs: int = 3,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._app_id = app_id
+        self._app_secret = app_secret
+        self._handler = handler
+        self._http = http
+        self._on_state = on_state or (lambda _up: None)
+        self._missed_pongs = missed_pongs
+        self._rng = rng or random.Random()
+        self._config = ClientConfig()
+        self._assembler = FragmentAssembler()
+        self._closing = False
+        self._config_changed = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self.connected = False
+        self.conn_id = ""
+        self.sessions = 0
+
+    @property
+    def config(self) -> ClientConfig:
+        """The server settings in force."""
+        return self._config
+
+    def close(self) -> None:
+        """Stop reading: close the socket and make :meth:`run` return.
+
+        Used by graceful shutdown, so the platform routes new events to other replicas.
+        """
+        self._closing = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        """Connect and stay connected until cancelled or :meth:`close` is called.
+
+        :raises LarkAuthError: the app's credentials or connection were refused.
+        :raises TransientConnectError: the server's ``ReconnectCount`` was used up.
+        """
+        attempt = 0
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            while not self._closing:
+                try:
+                    endpoint = await self._discover()
+                    await self._session(endpoint)
+                    attempt = 0  # a session that opened resets the backoff
+                except LarkAuthError:
+                    raise
+                except (TransientConnectError, OSError, ConnectionClosed, InvalidHandshake) as exc:
+                    log.warning("long connection failed: %s", _short(exc))
+                finally:
+                    self._set_state(False)
+                if self._closing:
+                    break
+                count = self._config.reconnect_count
+                if count >= 0 and attempt >= count:
+                    raise TransientConnectError(
+                        f"could not reconnect after {count} attempts (server's ReconnectCount)"
+                    )
+                delay = self._backoff(attempt)
+                attempt += 1
+                metrics.RECONNECTS.inc()
+                log.info("reconnecting in %.1f s (attempt %d)", delay, attempt)
+                await anyio.sleep(delay)
+        self._scope = None
+
+    def _backoff(self, attempt: int) -> float:
+        # Exponential from 1 s, capped by the server's ReconnectInterval, plus jitter bounded by
+        # its ReconnectNonce so replicas dropped together do not reconnect together.
+        base = min(self._config.reconnect_interval, 2.0**attempt)
+        return base + self._rng.uniform(0, min(self._config.reconnect_nonce, base))
+
+    def _set_state(self, up: bool) -> None:
+        if self.connected != up:
+            self.connected = up
+            metrics.CONNECTION_UP.set(1 if up else 0)
+            self._on_state(up)
+
+    async def _discover(self) -> _Endpoint:
+        """``POST /callback/ws/endpoint``: where to dial, and the server's settings."""
+        try:
+            response = await self._http.post(
+                f"{self._base_url}/callback/ws/endpoint",
+                json={"AppID": self._app_id, "AppSecret": self._app_secret},
+                headers={"locale": "en"},
+            )
+        except httpx.HTTPError as exc:
+            raise TransientConnectError(f"endpoint discovery failed: {_short(exc)}") from None
+        if response.status_code != 200:
+            raise TransientConnectError(f"endpoint discovery answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise TransientConnectError("endpoint discovery answered non-JSON") from None
+        code = body.get("code")
+        if code != 0:
+            msg = str(body.get("msg") or "")
+            if code in _RETRYABLE_ENDPOINT_CODES:
+                raise TransientConnectError(f"Lark is busy (code {code}: {msg})")
+            raise LarkAuthError(
+                f"Lark refused the app's credentials (code {code}: {msg}): check APP_ID and "
+                "APP_SECRET, and that the app uses long-connection event subscription"
+            )
+        data = body.get("data") or {}
+        url = data.get("URL")
+        if not isinstance(url, str) or not url:
+            raise TransientConnectError("endpoint discovery answered no URL")
+        query = parse_qs(urlparse(url).query)
+        try:
+            conn_id = query["device_id"][0]
+            service_id = int(query["service_id"][0])
+        except (KeyError, IndexError, ValueError):
+            raise TransientConnectError("endpoint URL lacks device_id or service_id") from None
+        if isinstance(data.get("ClientConfig"), dict):
+            self._config = self._config.merged(data["ClientConfig"])
+        return _Endpoint(url, conn_id, service_id, self._config)
+
+    async def _dial(self, endpoint: _Endpoint) -> ClientConnection:
+        try:
+            return await connect(
+                endpoint.url,
+                ping_interval=None,  # Lark pings at the application level (protobuf frames)
+                max_size=_MAX_FRAME_BYTES,
+                open_timeout=10,
+                proxy=None,
+                compression=None,
+            )
+        except InvalidStatus as exc:
+            headers = exc.response.headers
+            status = headers.get("handshake-status")
+            msg = headers.get("handshake-msg", "")
+            auth_code = headers.get("handshake-autherrcode")
+            if status is not None and int(status) == _HANDSHAKE_AUTH_FAILED:
+                if auth_code is not None and int(auth_code) == _EXCEED_CONN_LIMIT:
+                    raise LarkAuthError(
+                        "Lark refused the connection: the app already has the maximum of 50 "
+                        "long connections; stop other replicas or old processes"
+                    ) from None
+                raise LarkAuthError(
+                    f"Lark refused the connection handshake (auth failed: {msg}): check APP_ID "
+                    "and APP_SECRET"
+                ) from None
+            if status is not None and int(status) == _HANDSHAKE_FORBIDDEN:
+                raise LarkAuthError(
+                    f"Lark refused the connection handshake (forbidden: {msg}): check that the "
+                    "app is published and has event subscription by long connection enabled"
+                ) from None
+            raise TransientConnectError(
+                f"handshake refused with HTTP {exc.response.status_code} {msg}".rstrip()
+            ) from None
+
+    async def _session(self, endpoint: _Endpoint) -> None:
+        ws = await self._dial(endpoint)
+        self.conn_id = endpoint.conn_id
+        self.sessions += 1
+        self._last_pong = time.monotonic()
+        log.info("long connection open [conn_id=%s]", self.conn_id, extra={"conn_id": self.conn_id})
+        try:
+            self._set_state(True)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._ping_loop, ws, endpoint.service_id)
+                tg.start_soon(self._watchdog, ws)
+                await self._receive_loop(ws)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                await ws.close()
+            log.info(
+                "long connection closed [conn_id=%s]", self.conn_id, extra={"conn_id": self.conn_id}
+            )
+
+    async def _ping_loop(self, ws: ClientConnection, service_id: int) -> None:
+        ping = encode_frame(ping_frame(service_id))
+        try:
+            while True:
+                await ws.send(ping)
+                # Wake early when a pong changes PingInterval: sleeping out the old, longer
+                # interval would let the watchdog, already on the new one, see a healthy
+                # socket as dead.
+                with anyio.move_on_after(self._config.ping_interval):
+                    await self._config_changed.wait()
+                if self._config_changed.is_set():
+                    self._config_changed = anyio.Event()
+        except ConnectionClosed:
+            return  # the receive loop sees the close too and ends the session
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        # A half-open TCP connection never errors: only the missing pongs tell it is dead.
+        while True:
+            limit = self._config.ping_interval * self._missed_pongs
+            silent = time.monotonic() - self._last_pong
+            if silent > limit:
+                log.warning(
+                    "no pong for %.1f s: treating the connection as dead [conn_id=%s]",
+                    silent,
+                    self.conn_id,
+                    extra={"conn_id": self.conn_id},
+                )
+                await ws.close(code=1001, reason="no pong")
+                return
+            await anyio.sleep(min(self._config.ping_interval, max(limit - silent, 0.05)))
+
+    async def _receive_loop(self, ws: ClientConnection) -> None:
+        # A closed socket ends the session normally (run() then reconnects). Catching it
+        # here, not in run(), matters: out of the session's task group it would arrive
+        # wrapped in an exception group.
+        try:
+            await self._receive(ws)
+        except ConnectionClosed as exc:
+            log.warning(
+                "long connection dropped: %s [conn_id=%s]",
+                _short(exc),
+                self.conn_id,
+                extra={"conn_id": self.conn_id},
+            )
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        async for data in ws:
+            if isinstance(data, str):
+                log.debug("ignored a text message on the long connection")
+                continue
+            received_at = time.monotonic()
+            try:
+                frame = decode_frame(data)
+            except ValueError as exc:
+                log.warning("dropped an undecodable frame (%d bytes): %s", len(data), exc)
+                continue
+            headers = headers_of(frame)
+            if frame.method == FrameMethod.CONTROL:
+                self._on_control(frame, headers)
+            elif frame.method == FrameMethod.DATA:
+                await self._on_data(ws, frame, headers, received_at)
+
+    def _on_control(self, frame: Any, headers: dict[str, str]) -> None:
+        if headers.get("type") != FrameType.PONG:
+            return
+        self._last_pong = time.monotonic()
+        if frame.payload:
+            try:
+                raw = json.loads(frame.payload)
+            except ValueError:
+                log.debug("pong carried a non-JSON payload")
+                return
+            if isinstance(raw, dict):
+                merged = self._config.merged(raw)
+                if merged != self._config:
+                    log.info("server settings changed: %s", merged)
+                    self._config = merged
+                    self._config_changed.set()
+
+    async def _on_data(
+        self, ws: ClientConnection, frame: Any, headers: dict[str, str], received_at: float
+    ) -> None:
+        frame_id = headers.get("message_id", "")
+        try:
+            total = int(headers.get("sum", "1") or 1)
+            seq = int(headers.get("seq", "0") or 0)
+            payload = self._assembler.add(frame_id, total, seq, bytes(frame.payload), received_at)
+        except ValueError as exc:
+            log.warning("dropped a bad fragment of frame %s: %s", frame_id, exc)
+            return
+        if payload is None:
+            return  # more fragments to come; the platform expects one ack for the whole
+        data_frame = DataFrame(
+            frame_id=frame_id,
+            frame_type=headers.get("type", ""),
+            trace_id=headers.get("trace_id", ""),
+            payload=payload,
+            received_at=received_at,
+            conn_id=self.conn_id,
+        )
+        try:
+            code = await self._handler(data_frame)
+        except Exception:
+            # A handler bug must not lose the event: a non-200 ack makes Lark retry it.
+            log.exception("frame handler failed for frame %s", frame_id)
+            code = 500
+        elapsed = time.monotonic() - received_at
+        await ws.send(encode_frame(ack_frame(frame, code, round(elapsed * 1000))))
+        metrics.ACK_LATENCY.observe(time.monotonic() - received_at)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "…"
+

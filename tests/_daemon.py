@@ -1,0 +1,67 @@
+"""Running the real daemon against the real local Lark inside a test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from larkbot.admission.events import InboundMessage
+from larkbot.agent.base import Agent, Conversation, Reply
+from larkbot.config import Settings, load_settings
+from larkbot.daemon import Daemon
+from larkbot.testing import LarkStandIn
+
+
+class EchoAgent:
+    """Answers ``echo: <text>`` after ``delay`` seconds; records what it saw, in order."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.seen: list[InboundMessage] = []
+
+    async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
+        self.seen.append(message)
+        if self.delay:
+            await anyio.sleep(self.delay)
+        return Reply(f"echo: {message.text}")
+
+
+async def settings_for(lark: LarkStandIn, state_dir: Path | None = None, **env: str) -> Settings:
+    """Settings pointing at ``lark``, from environment names as an operator would set them."""
+    base: dict[str, str] = {
+        "APP_ID": lark.app_id,
+        "APP_SECRET": lark.app_secret,
+        "LARK_DOMAIN": lark.url,
+        "PORT": "0",
+    }
+    if state_dir is None:
+        base["LARKBOT_STORE__KIND"] = "memory"
+    else:
+        base["LARKBOT_STATE_DIR"] = str(state_dir)
+    base.update(env)
+    # The loader reads files, as it does before the daemon's loop starts; here a loop
+    # is already running, so it runs on a worker thread.
+    return await anyio.to_thread.run_sync(lambda: load_settings(None, env=base))
+
+
+@asynccontextmanager
+async def running_daemon(
+    settings: Settings,
+    agent: Agent | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 10.0,
+) -> AsyncIterator[Daemon]:
+    """Start the daemon, wait until it is ready, stop it gracefully on exit."""
+    daemon = Daemon(settings, agent=agent, env=env or {}, working_reaction_after=None)
+    async with anyio.create_task_group() as tg:
+        await tg.start(daemon.run)
+        with anyio.fail_after(ready_timeout):
+            await daemon.ready.wait()
+        try:
+            yield daemon
+        finally:
+            daemon.request_stop()

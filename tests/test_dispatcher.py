@@ -1,0 +1,142 @@
+"""Per-chat order, cross-chat concurrency, bounded backlog."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from larkbot.admission.events import InboundMessage
+from larkbot.dispatch.dispatcher import Dispatcher
+from tests._factories import inbound
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_order_is_kept_within_a_chat_and_chats_run_concurrently() -> None:
+    handled: list[tuple[str, str]] = []
+    running = 0
+    peak = 0
+
+    async def handler(message: InboundMessage) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.02)
+        handled.append((message.chat_id, message.text))
+        running -= 1
+
+    dispatcher = Dispatcher(handler, max_concurrency=8)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        for i in range(5):
+            for chat in ("a", "b", "c"):
+                assert dispatcher.submit(inbound(chat, str(i)))
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        tg.cancel_scope.cancel()
+    for chat in ("a", "b", "c"):
+        assert [t for c, t in handled if c == chat] == ["0", "1", "2", "3", "4"]
+    assert peak == 3  # one at a time per chat, three chats at once
+    assert dispatcher.handled == 15 and dispatcher.backlog == 0
+
+
+async def test_global_limit_bounds_concurrency() -> None:
+    running = 0
+    peak = 0
+
+    async def handler(message: InboundMessage) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.01)
+        running -= 1
+
+    dispatcher = Dispatcher(handler, max_concurrency=4)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        for i in range(20):
+            dispatcher.submit(inbound(f"chat{i}"))
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        tg.cancel_scope.cancel()
+    assert peak == 4
+
+
+async def test_full_backlog_refuses_without_blocking() -> None:
+    release = anyio.Event()
+
+    async def handler(message: InboundMessage) -> None:
+        await release.wait()
+
+    dispatcher = Dispatcher(handler, max_concurrency=2, max_backlog=3, max_per_chat=2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        assert dispatcher.submit(inbound("a"))
+        assert dispatcher.submit(inbound("a"))
+        assert not dispatcher.has_room("a")  # per-chat bound
+        assert not dispatcher.submit(inbound("a"))
+        assert dispatcher.submit(inbound("b"))
+        assert not dispatcher.has_room("c")  # global bound
+        assert not dispatcher.submit(inbound("c"))
+        assert dispatcher.submit(inbound("c"), force=True)  # resumed inbox items always go in
+        assert dispatcher.backlog == 4
+        release.set()
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        assert dispatcher.has_room("c")
+        tg.cancel_scope.cancel()
+
+
+async def test_a_failing_handler_does_not_stop_the_chat(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    async def handler(message: InboundMessage) -> None:
+        seen.append(message.text)
+        if message.text == "boom":
+            raise RuntimeError("agent bug")
+
+    dispatcher = Dispatcher(handler)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        dispatcher.submit(inbound("a", "boom", message_id="om_boom"))
+        dispatcher.submit(inbound("a", "next"))
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        tg.cancel_scope.cancel()
+    assert seen == ["boom", "next"]
+    assert "om_boom" in caplog.text
+
+
+async def test_stop_accepting_refuses_new_work() -> None:
+    async def handler(message: InboundMessage) -> None:
+        pass
+
+    dispatcher = Dispatcher(handler)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        dispatcher.stop_accepting()
+        assert not dispatcher.submit(inbound())
+        tg.cancel_scope.cancel()
+
+
+async def test_cancellation_leaves_the_backlog_consistent() -> None:
+    async def handler(message: InboundMessage) -> None:
+        await anyio.sleep_forever()
+
+    dispatcher = Dispatcher(handler)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        for _ in range(3):
+            dispatcher.submit(inbound("a"))
+        await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    assert dispatcher.backlog == 0
+
+
+def test_limits_are_validated() -> None:
+    async def handler(message: InboundMessage) -> None:
+        pass
+
+    with pytest.raises(ValueError):
+        Dispatcher(handler, max_concurrency=0)

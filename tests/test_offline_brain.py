@@ -1,0 +1,448 @@
+"""The offline brain: intents in Japanese, English and Chinese, and the tools they run.
+
+The parsing tests check the exact tool call planned for a request; the scenario tests
+send requests through the real assistant, the real ``ToolRunner`` and the real OpenAPI
+client to the local Lark stand-in serving the sample workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from larkbot.admission.events import InboundMessage, Mention, UserId
+from larkbot.agent.assistant import Assistant
+from larkbot.agent.base import Conversation
+from larkbot.agent.brain import TurnContext
+from larkbot.agent.language import Language, detect_language
+from larkbot.agent.offline import OfflineBrain, ToolCall
+from larkbot.agent.profiles import BUILTIN_PROFILES
+from larkbot.agent.tools.registry import default_registry
+from larkbot.agent.tools.runner import ToolRunner
+from larkbot.config.settings import Settings
+from larkbot.reply.openapi import LarkClient
+from larkbot.testing import LarkStandIn
+from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
+from larkbot.testing.workspace import Workspace, workspace_routes
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+# A Wednesday morning, so "tomorrow", "Friday" and "today 9am" have fixed answers.
+NOW = datetime(2025, 1, 15, 10, 0, tzinfo=TOKYO)
+MENTIONS = (
+    Mention(key="@_user_1", id=UserId(open_id="ou_tom"), name="Tom"),
+    Mention(key="@_user_2", id=UserId(open_id="ou_tanaka"), name="田中"),
+    Mention(key="@_user_3", id=UserId(open_id="ou_wang"), name="小王"),
+    Mention(key="@_user_4", id=UserId(open_id="ou_emma"), name="Emma Wilson"),
+)
+
+
+@dataclass
+class Status:
+    version: str = "1.0"
+    uptime_seconds: float = 1.0
+    connected: bool = True
+    events_handled: int = 0
+
+
+def message(
+    text: str, *, mentions: tuple[Mention, ...] = MENTIONS, chat: str = "oc_sales", index: int = 0
+) -> InboundMessage:
+    return InboundMessage(
+        message_id=f"om_offline_{index}_{abs(hash(text))}",
+        event_id="ev",
+        chat_id=chat,
+        chat_type="group",
+        message_type="text",
+        text=text,
+        sender_open_id="ou_console_user",
+        created_at=datetime.now(UTC),
+        mentions=mentions,
+    )
+
+
+def plan(
+    text: str, language: Language | None = None, *, mentions: tuple[Mention, ...] = MENTIONS
+) -> ToolCall | str | None:
+    """Plan ``text`` as the assistant would, answering in its language (default Japanese)."""
+    brain = OfflineBrain(now=lambda: NOW)
+    turn = TurnContext(
+        settings=Settings(bases=SAMPLE_BASES),
+        language=language or detect_language(text) or "ja",
+        profile=BUILTIN_PROFILES["LarkAssistant"],
+    )
+    return brain.plan(message(text, mentions=mentions), turn)
+
+
+def at(day: int, hour: int, minute: int = 0) -> str:
+    return datetime(2025, 1, day, hour, minute, tzinfo=TOKYO).isoformat()
+
+
+# --- what each request plans ----------------------------------------------------------
+
+PLANS: list[tuple[str, str, dict[str, Any]]] = [
+    # Base search: table by alias, date range, query, filters, limit.
+    ("顧客テーブルから今月の案件を検索して", "search_base_records",
+     {"table": "customers", "query": "", "date_range": "this_month"}),
+    ("search customers for Acme", "search_base_records", {"table": "customers", "query": "Acme"}),
+    ("在客户表中搜索 Acme", "search_base_records", {"table": "customers", "query": "Acme"}),
+    ("find Acme in customers", "search_base_records", {"table": "customers", "query": "Acme"}),
+    ("顧客からAcmeを検索", "search_base_records", {"table": "customers", "query": "Acme"}),
+    ("顧客から「山田商事」を探して", "search_base_records",
+     {"table": "customers", "query": "山田商事"}),
+    ('search customers for "Acme Corp"', "search_base_records",
+     {"table": "customers", "query": "Acme Corp"}),
+    ("search customers for deals this month", "search_base_records",
+     {"table": "customers", "query": "", "date_range": "this_month"}),
+    ("帮我查一下任务表里本周的记录", "search_base_records",
+     {"table": "tasks", "query": "", "date_range": "this_week"}),
+    ("今日のタスクを表示して", "search_base_records",
+     {"table": "tasks", "query": "", "date_range": "today"}),
+    ("search customers where Status=商談中", "search_base_records",
+     {"table": "customers", "query": "", "field_filters": {"Status": "商談中"}}),
+    ("顧客テーブルで Status＝受注 のレコードを検索", "search_base_records",
+     {"table": "customers", "query": "", "field_filters": {"Status": "受注"}}),
+    ("show me top 5 customers", "search_base_records",
+     {"table": "customers", "query": "", "limit": 5}),
+    ("タスク一覧", "search_base_records", {"table": "tasks", "query": ""}),
+    # Base writes: field=value pairs in any of the three styles.
+    ("顧客に追加 名前=Acme, 状態=商談中", "create_base_record",
+     {"table": "customers", "fields": {"名前": "Acme", "状態": "商談中"}}),
+    ("add to customers name=Acme Corp, status=open", "create_base_record",
+     {"table": "customers", "fields": {"name": "Acme Corp", "status": "open"}}),
+    ("在客户表中添加 名称：Acme，状态：洽谈中", "create_base_record",
+     {"table": "customers", "fields": {"名称": "Acme", "状态": "洽谈中"}}),
+    ("add a task Task: Call Acme, Priority: 高", "create_base_record",
+     {"table": "tasks", "fields": {"Task": "Call Acme", "Priority": "高"}}),
+    ("update recCust000002 in customers Amount=4000000", "update_base_record",
+     {"table": "customers", "record_id": "recCust000002", "fields": {"Amount": "4000000"}}),
+    ("顧客の recCust000001 を Status=受注 に更新", "update_base_record",
+     {"table": "customers", "record_id": "recCust000001", "fields": {"Status": "受注"}}),
+    ("修改客户表记录 recCust000003 Status=失注", "update_base_record",
+     {"table": "customers", "record_id": "recCust000003", "fields": {"Status": "失注"}}),
+    ("delete record recCust000013 from customers", "delete_base_record",
+     {"table": "customers", "record_id": "recCust000013"}),
+    ("顧客から recCust000013 を削除して", "delete_base_record",
+     {"table": "customers", "record_id": "recCust000013"}),
+    ("从客户表删除记录 recCust000013", "delete_base_record",
+     {"table": "customers", "record_id": "recCust000013"}),
+    # Messages: quoted or plain text, to a chat, a user id or a mention.
+    ("send 'hello' to oc_dev", "send_message", {"text": "hello", "chat_id": "oc_dev"}),
+    ("send hello to @Tom", "send_message", {"text": "hello", "user_open_id": "ou_tom"}),
+    ("send a message to @Tom saying see you at 5", "send_message",
+     {"text": "see you at 5", "user_open_id": "ou_tom"}),
+    ("tell @Tom the demo moved", "send_message",
+     {"text": "the demo moved", "user_open_id": "ou_tom"}),
+    ("「こんにちは」を @田中 に送って", "send_message",
+     {"text": "こんにちは", "user_open_id": "ou_tanaka"}),
+    ("@田中 にお疲れ様と伝えて", "send_message",
+     {"text": "お疲れ様", "user_open_id": "ou_tanaka"}),
+    ("oc_dev に「リリースしました」とメッセージを送って", "send_message",
+     {"text": "リリースしました", "chat_id": "oc_dev"}),
+    ("把“你好”发给 @小王", "send_message", {"text": "你好", "user_open_id": "ou_wang"}),
+    ("send 'delete everything' to ou_abc123", "send_message",
+     {"text": "delete everything", "user_open_id": "ou_abc123"}),
+    # People.
+    ("who is @Tom", "get_user_info", {"user_open_id": "ou_tom"}),
+    ("tell me about @Emma Wilson", "get_user_info", {"user_open_id": "ou_emma"}),
+    ("@田中 さんの情報", "get_user_info", {"user_open_id": "ou_tanaka"}),
+    ("@小王 是谁", "get_user_info", {"user_open_id": "ou_wang"}),
+    ("who is misaki.sato@example.com", "get_user_info", {"email": "misaki.sato@example.com"}),
+    ("ou_sato は誰？", "get_user_info", {"user_open_id": "ou_sato"}),
+    # Documents.
+    ("find documents about budget", "search_documents", {"query": "budget"}),
+    ("予算のドキュメントを探して", "search_documents", {"query": "予算"}),
+    ("搜索文档 预算", "search_documents", {"query": "预算"}),
+    ("搜索关于预算的文档", "search_documents", {"query": "预算"}),
+    # Chat members.
+    ("who is in this chat", "list_chat_members", {}),
+    ("メンバー一覧", "list_chat_members", {}),
+    ("群成员", "list_chat_members", {}),
+    ("list the members of oc_dev", "list_chat_members", {"chat_id": "oc_dev"}),
+    # Calendar: day, time (12 h, 24 h, 時, 点, 半), duration or end, title, attendees.
+    ("book a meeting tomorrow 3pm for 30 min about planning", "create_calendar_event",
+     {"summary": "planning", "start": at(16, 15), "end": at(16, 15, 30)}),
+    ("明日15時に会議を予約", "create_calendar_event", {"summary": "会議", "start": at(16, 15)}),
+    ("明天下午3点预约会议", "create_calendar_event", {"summary": "会议", "start": at(16, 15)}),
+    ("schedule a meeting on Friday 10:30 with @Tom", "create_calendar_event",
+     {"summary": "Meeting", "start": at(17, 10, 30), "attendee_open_ids": ["ou_tom"]}),
+    ("Q3予算の会議を明日15時から16時半まで入れて", "create_calendar_event",
+     {"summary": "Q3予算", "start": at(16, 15), "end": at(16, 16, 30)}),
+    ("来週の月曜日 午後2時に @田中 さんと打ち合わせを設定", "create_calendar_event",
+     {"summary": "会議", "start": at(20, 14), "attendee_open_ids": ["ou_tanaka"]}),
+    ("下周一上午十点安排关于预算的会议 1个小时", "create_calendar_event",
+     {"summary": "预算", "start": at(20, 10), "end": at(20, 11)}),
+    ("book a call on 1/20 at 9am for an hour", "create_calendar_event",
+     {"summary": "Meeting", "start": at(20, 9), "end": at(20, 10)}),
+    ("book a meeting today at noon", "create_calendar_event",
+     {"summary": "Meeting", "start": at(15, 12)}),
+    ("明天十二点半预约会议", "create_calendar_event", {"summary": "会议", "start": at(16, 12, 30)}),
+    # Today is Wednesday: 11 am is still ahead, 9 am means next week's.
+    ("book a meeting wednesday 11am", "create_calendar_event",
+     {"summary": "Meeting", "start": at(15, 11)}),
+    ("book a meeting wednesday 9am", "create_calendar_event",
+     {"summary": "Meeting", "start": at(22, 9)}),
+    # A length of nothing or of years is not a length: the tool's one hour applies.
+    ("book a meeting tomorrow 3pm for 0 min", "create_calendar_event",
+     {"summary": "Meeting", "start": at(16, 15)}),
+    ("book a meeting tomorrow 3pm for 99999999999 hours", "create_calendar_event",
+     {"summary": "Meeting", "start": at(16, 15)}),
+]
+
+
+@pytest.mark.parametrize(("text", "tool", "arguments"), PLANS)
+def test_request_plans_the_right_tool_call(text: str, tool: str, arguments: dict[str, Any]) -> None:
+    assert plan(text) == ToolCall(tool, arguments)
+
+
+QUESTIONS: list[tuple[str, Language, str]] = [
+    ("search for Acme", "en", "Which table? Available tables: customers (顧客, 顧客テーブル"),
+    ("delete recCust000001", "en", "Which table?"),
+    ("顧客に追加して", "ja", "設定する項目を `項目=値` の形で指定してください"),
+    ("update customers status=won", "en", "Please give the record ID"),
+    ("从客户表删除记录", "zh", "请提供记录 ID"),
+    ("@田中 にメッセージを送って", "ja", "送る内容を「」や \"\" で囲んで指定してください"),
+    ("send 'hi'", "en", "Who should I send it to?"),
+    ("send 'hi' to @Nobody", "en", "I could not find the ID of @Nobody."),
+    ("@佐藤さんの情報", "ja", "@佐藤 さんの ID が分かりませんでした。"),
+    ("who is Tom?", "en", "Whose details should I look up?"),
+    ("ドキュメントを探して", "ja", "何についてのドキュメントを探しますか？"),
+    ("book a meeting tomorrow", "en", "What time should the meeting start?"),
+    # "3点" could be 3 am or 3 pm: ask instead of guessing.
+    ("明天3点预约会议", "zh", "会议几点开始？"),
+    ("明日3時に会議を予約", "ja", "会議の開始時刻を教えてください"),
+    ("book a meeting today 9am", "en", "9:00 today has already passed."),
+    ("book a meeting on 2024-01-10 at 3pm", "en", "2024-01-10 15:00 has already passed."),
+    ("book a meeting on 2/29 at 3pm", "en", "There is no such date as 2/29."),
+    ("明天十十点预约会议", "zh", "会议几点开始？"),
+]
+
+
+@pytest.mark.parametrize(("text", "language", "question"), QUESTIONS)
+def test_missing_details_are_asked_for(text: str, language: Language, question: str) -> None:
+    asked = plan(text, language)
+    assert isinstance(asked, str)
+    assert question in asked
+
+
+def test_no_tables_configured_is_said_plainly() -> None:
+    brain = OfflineBrain(now=lambda: NOW)
+    turn = TurnContext(
+        settings=Settings(), language="en", profile=BUILTIN_PROFILES["LarkAssistant"]
+    )
+    asked = brain.plan(message("delete recCust000001"), turn)
+    assert asked == (
+        "No Base tables are configured. Please ask the administrator to set up `[bases]`."
+    )
+
+
+def test_a_single_table_is_used_without_being_named() -> None:
+    brain = OfflineBrain(now=lambda: NOW)
+    one = {"customers": SAMPLE_BASES["customers"]}
+    turn = TurnContext(
+        settings=Settings(bases=one), language="en", profile=BUILTIN_PROFILES["LarkAssistant"]
+    )
+    assert brain.plan(message("search for Acme"), turn) == ToolCall(
+        "search_base_records", {"table": "customers", "query": "Acme"}
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["what can you do?", "こんにちは", "你能做什么", "the weather is nice", "👍", "recipe"]
+)
+def test_unclear_requests_are_not_guessed(text: str) -> None:
+    assert plan(text) is None
+
+
+def test_placeholder_characters_typed_by_a_user_are_ignored() -> None:
+    # Shaped like the placeholder of a quoted part that does not exist.
+    assert plan("search customers for \ue0007\ue001") == ToolCall(
+        "search_base_records", {"table": "customers", "query": "7"}
+    )
+
+
+_PIECES = st.sampled_from(
+    ["顧客", "customers", "任务", "検索", "search", "add", "追加", "update", "delete", "删除",
+     "send", "送って", "'", "「", "」", "“", "@Tom", "@田中", "@", "recCust000001", "oc_dev",
+     "ou_x", "=", ":", "：", "明日", "来週", "下周一", "15時", "十十点", "下午", "3pm", "10:30",
+     "2/29", "2024-13-40", "for 0 min", "半", "会議", "予約", "book", "meeting", "文档",
+     "メンバー", "who is", "の", "を", " ", "\n", "top 500", "今月", "this week", "\ue000"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=10).map("".join))
+def test_reading_any_request_never_fails(text: str) -> None:
+    planned = plan(text)
+    if isinstance(planned, ToolCall):
+        assert planned.name in {tool.name for tool in default_registry()}
+    elif isinstance(planned, str):
+        assert planned.strip()
+
+
+# --- against the stand-in -------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    ws: Workspace
+    lark: LarkStandIn
+    assistant: Assistant
+
+    async def ask(self, text: str, *, index: int = 0, language: Language | None = None) -> str:
+        conversation = Conversation("oc_sales", language=language)
+        reply = await self.assistant.respond(message(text, index=index), conversation)
+        return reply.text
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    ws = sample_workspace()
+    async with (
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+    ):
+        runner = ToolRunner(
+            default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=60
+        )
+        assistant = Assistant(
+            Settings(bases=SAMPLE_BASES), status=Status(), runner=runner, client=client
+        )
+        yield Env(ws, lark, assistant)
+
+
+def routes(lark: LarkStandIn) -> list[str]:
+    return [call.route for call in lark.api_calls]
+
+
+@pytest.mark.anyio
+async def test_scenario_this_months_customers_in_japanese(env: Env) -> None:
+    text = await env.ask("顧客テーブルから今月の案件を検索して")
+    now = datetime.now(env.ws.timezone)
+    this_month, older = [], []
+    for record in env.ws.table("顧客一覧").records.values():
+        contact = datetime.fromtimestamp(record["Last contact"] / 1000, tz=UTC)
+        local = contact.astimezone(env.ws.timezone)
+        (this_month if (local.year, local.month) == (now.year, now.month) else older).append(
+            record["Name"]
+        )
+    assert this_month and older
+    assert text.startswith(f"customers で {len(this_month)} 件見つかりました")
+    for name in this_month:
+        assert f"**{name}**" in text
+    for name in older:
+        assert name not in text
+    assert "bitable/v1/apps/{app_token}/tables/{table_id}/records/search" in routes(env.lark)
+
+
+@pytest.mark.anyio
+async def test_search_by_query_in_english_and_chinese(env: Env) -> None:
+    english = await env.ask("search customers for Acme")
+    assert english.startswith("Found 1 record in customers:")
+    assert "**John Smith** (recCust000002) — Company: Acme Corporation" in english
+    chinese = await env.ask("在客户表中搜索 王伟")
+    assert chinese.startswith("在 customers 中找到 1 条记录")
+    assert "**王伟**" in chinese
+
+
+@pytest.mark.anyio
+async def test_create_update_delete_reach_the_table(env: Env) -> None:
+    created = await env.ask("顧客に追加 Name=テスト商事, Status=見込み", index=1)
+    assert "テスト商事" in created
+    updated = await env.ask("update recCust000002 in customers Amount=4000000", index=2)
+    assert "4,000,000" in updated
+    deleted = await env.ask("从客户表删除记录 recCust000013", index=3)
+    assert "recCust000013" in deleted
+    writes = [(w.method, w.path.rsplit("/", 1)[-1], w.body) for w in env.ws.writes]
+    assert writes == [
+        ("POST", "records", {"fields": {"Name": "テスト商事", "Status": "見込み"}}),
+        ("PUT", "recCust000002", {"fields": {"Amount": 4000000}}),
+        ("DELETE", "recCust000013", {}),
+    ]
+    records = env.ws.table("顧客一覧").records
+    assert records["recCust000002"]["Amount"] == 4_000_000
+    assert "recCust000013" not in records
+
+
+@pytest.mark.anyio
+async def test_a_tool_error_is_shown_as_its_sentence(env: Env) -> None:
+    text = await env.ask("delete record recGone000001 from customers", language="en")
+    assert text == "That record was not found (it was deleted, or the ID is wrong)."
+    wrong_field = await env.ask("顧客から 状態=商談中 を検索")
+    assert "「状態」というフィールドはありません" in wrong_field
+    assert "Name, Company, Status" in wrong_field
+
+
+@pytest.mark.anyio
+async def test_send_message_to_a_chat_and_to_a_mentioned_user(env: Env) -> None:
+    to_chat = await env.ask("send 'hello' to oc_dev", index=1)
+    assert "oc_dev" in to_chat
+    to_user = await env.ask("「こんにちは」を @田中 に送って", index=2)
+    assert "ou_tanaka" in to_user
+    sent = [
+        (r.receive_id_type, r.receive_id, r.content) for r in env.lark.replies if r.kind == "send"
+    ]
+    assert sent == [
+        ("chat_id", "oc_dev", {"text": "hello"}),
+        ("open_id", "ou_tanaka", {"text": "こんにちは"}),
+    ]
+
+
+@pytest.mark.anyio
+async def test_people_documents_and_members(env: Env) -> None:
+    emma = await env.ask("who is @Emma Wilson")
+    assert "emma.wilson@example.com" in emma and "Account Executive" in emma
+    sato = await env.ask("who is misaki.sato@example.com")
+    assert "佐藤 美咲 (Misaki Sato)" in sato
+    docs = await env.ask("議事録のドキュメントを探して")
+    assert "[議事録 週次営業会議](https://example.feishu.cn/docx/doxcnMinutes0000001)" in docs
+    roadmap = await env.ask("搜索文档 路线图")
+    assert "产品路线图 2025" in roadmap
+    members = await env.ask("メンバー一覧")
+    assert members.startswith("このチャットのメンバーは 5 人です")
+    for name in ("田中 健", "小林 さくら", "佐藤 美咲", "Emma Wilson", "陈静"):
+        assert name in members
+
+
+@pytest.mark.anyio
+async def test_calendar_event_lands_in_the_calendar(env: Env) -> None:
+    text = await env.ask("book a meeting tomorrow 3pm for 30 min about planning with @Emma Wilson")
+    tomorrow = (datetime.now(TOKYO) + timedelta(days=1)).date()
+    start = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 15, tzinfo=TOKYO)
+    assert f"{tomorrow.isoformat()} 15:00–15:30" in text
+    event = next(w for w in env.ws.writes if w.path.endswith("/events"))
+    assert event.body["summary"] == "planning"
+    assert event.body["start_time"] == {"timestamp": str(int(start.timestamp()))}
+    assert event.body["end_time"] == {"timestamp": str(int(start.timestamp()) + 1800)}
+    attendees = next(w for w in env.ws.writes if w.path.endswith("/attendees"))
+    invited = {a["user_id"] for a in attendees.body["attendees"]}
+    assert invited == {"ou_console_user", "ou_emma"}
+
+
+@pytest.mark.anyio
+async def test_without_a_client_the_brain_says_tools_are_unavailable() -> None:
+    assistant = Assistant(Settings(bases=SAMPLE_BASES), status=Status())
+    reply = await assistant.respond(message("メンバー一覧"), Conversation("c"))
+    assert reply.text == (
+        "申し訳ありません。現在 Lark のツールを利用できないため、このご依頼には対応できません。"
+    )
+
+
+@pytest.mark.anyio
+async def test_fallback_lists_what_the_brain_can_do(env: Env) -> None:
+    english = await env.ask("what can you do?")
+    assert english.startswith("I could not tell what you would like me to do.")
+    assert "• search customers for Acme" in english
+    assert "• book a meeting tomorrow 3pm for 30 min about planning" in english
+    japanese = await env.ask("今日はいい天気ですね")
+    assert japanese.startswith("ご依頼の内容を判断できませんでした。")
+    chinese = await env.ask("你能做什么")
+    assert chinese.startswith("我无法确定您想让我做什么。")
+    # Nothing was guessed, so nothing was called.
+    assert env.lark.api_calls == []

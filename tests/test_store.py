@@ -1,0 +1,471 @@
+"""The seen-message ledger and inbox, against real SQLite files and the memory store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import anyio.from_thread
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from larkbot.admission.events import InboundMessage
+from larkbot.store import InboxStatus, Store, StoreError, open_store
+from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
+
+KINDS = ["sqlite", "memory"]
+
+
+def _message(message_id: str, *, age: float = 0.0, text: str = "hello") -> InboundMessage:
+    return InboundMessage(
+        message_id=message_id,
+        event_id=f"ev_{message_id}",
+        chat_id="oc_chat",
+        chat_type="group",
+        message_type="text",
+        text=text,
+        sender_open_id="ou_user",
+        root_id="om_root",
+        created_at=datetime.now(UTC) - timedelta(seconds=age),
+        mentions_bot=True,
+    )
+
+
+@asynccontextmanager
+async def _open(kind: str, state_dir: Path, **limits: float) -> AsyncIterator[Store]:
+    async with open_store(kind, state_dir, **limits) as store:  # type: ignore[arg-type]
+        yield store
+
+
+def _sql(path: Path | None, query: str, params: tuple[object, ...] = ()) -> list[tuple]:
+    """Read or poke the database file through a connection of its own."""
+    assert path is not None
+    with sqlite3.connect(path, isolation_level=None) as db:
+        return db.execute(query, params).fetchall()
+
+
+async def _ledger_ids(store: Store) -> set[str]:
+    if store.kind == "sqlite":
+        return {row[0] for row in _sql(store.path, "SELECT message_id FROM seen")}
+    return set(store._ledger)  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_admit_once_then_duplicate(kind: str, tmp_path: Path) -> None:
+    message = _message("om_1")
+    async with _open(kind, tmp_path) as store:
+        assert await store.admit(message) is True
+        assert await store.admit(message) is False
+        # A retry may carry a new event id; the message id is what counts.
+        assert await store.admit(message.model_copy(update={"event_id": "ev_other"})) is False
+        item = await store.lookup("om_1")
+        assert item is not None
+        assert item.status is InboxStatus.PENDING
+        assert item.message == message
+        assert await store.lookup("om_unknown") is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_mark_done_settles_and_stays_duplicate(kind: str, tmp_path: Path) -> None:
+    async with _open(kind, tmp_path) as store:
+        await store.admit(_message("om_1"))
+        await store.mark_done("om_1")
+        item = await store.lookup("om_1")
+        assert item is not None and item.status is InboxStatus.DONE
+        assert await store.depth() == 0
+        assert await store.admit(_message("om_1")) is False
+        # A late failure report cannot turn a sent reply into a failed one.
+        await store.mark_failed("om_1", "timeout")
+        item = await store.lookup("om_1")
+        assert item is not None and item.status is InboxStatus.DONE and item.reason is None
+        await store.mark_done("om_never_admitted")
+        assert await store.lookup("om_never_admitted") is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_mark_failed_keeps_item_with_clean_reason(kind: str, tmp_path: Path) -> None:
+    async with _open(kind, tmp_path) as store:
+        await store.admit(_message("om_1"))
+        await store.mark_failed(
+            "om_1",
+            "HTTP 400 from im/v1/messages\n  Authorization: Bearer t-g104secretvalue "
+            'body {"app_secret": "s3cr3t"}' + " padding" * 200,
+        )
+        item = await store.lookup("om_1")
+        assert item is not None
+        assert item.status is InboxStatus.FAILED
+        assert item.reason is not None
+        assert item.reason.startswith("HTTP 400 from im/v1/messages Authorization: Bearer ***")
+        assert "t-g104secretvalue" not in item.reason and "s3cr3t" not in item.reason
+        assert "\n" not in item.reason and len(item.reason) <= 500
+        assert await store.depth() == 0
+        assert await store.admit(_message("om_1")) is False
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_depth_counts_pending(kind: str, tmp_path: Path) -> None:
+    async with _open(kind, tmp_path) as store:
+        assert await store.depth() == 0
+        for n in range(4):
+            await store.admit(_message(f"om_{n}"))
+        await store.mark_done("om_0")
+        await store.mark_failed("om_1", "gave up")
+        assert await store.depth() == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_unfinished_never_returns_own_items(kind: str, tmp_path: Path) -> None:
+    async with _open(kind, tmp_path) as store:
+        await store.admit(_message("om_fresh"))
+        await store.admit(_message("om_old", age=7200))
+        assert await store.unfinished(60) == ([], [])
+        assert await store.depth() == 2
+
+
+@pytest.mark.anyio
+async def test_unfinished_resumes_previous_process_split_by_age(tmp_path: Path) -> None:
+    async with _open("sqlite", tmp_path) as previous:
+        await previous.admit(_message("om_new", age=10))
+        await previous.admit(_message("om_older", age=100))
+        await previous.admit(_message("om_stale", age=7200))
+        await previous.admit(_message("om_answered", age=50))
+        await previous.mark_done("om_answered")
+        await previous.admit(_message("om_failed", age=50))
+        await previous.mark_failed("om_failed", "gave up")
+
+    async with _open("sqlite", tmp_path) as store:
+        resumable, expired = await store.unfinished(3600)
+        assert [m.message_id for m in resumable] == ["om_older", "om_new"]
+        assert [m.message_id for m in expired] == ["om_stale"]
+        stale = await store.lookup("om_stale")
+        assert stale is not None and stale.status is InboxStatus.EXPIRED
+        assert await store.depth() == 2
+        # Taken over once: the items are this store's now.
+        assert await store.unfinished(3600) == ([], [])
+        assert await store.admit(_message("om_stale")) is False
+
+    async with _open("sqlite", tmp_path) as store:
+        # `now` moves the cutoff: an hour later both leftovers are too old.
+        later = datetime.now(UTC) + timedelta(hours=1)
+        resumable, expired = await store.unfinished(3600, now=later)
+        assert resumable == []
+        assert {m.message_id for m in expired} == {"om_new", "om_older"}
+        assert await store.depth() == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_prune_by_ttl(kind: str, tmp_path: Path) -> None:
+    async with _open(kind, tmp_path, ledger_ttl_seconds=100) as store:
+        for name in ("om_done", "om_failed", "om_pending"):
+            await store.admit(_message(name))
+        await store.mark_done("om_done")
+        await store.mark_failed("om_failed", "gave up")
+        now = datetime.now(UTC)
+
+        assert await store.prune(now=now + timedelta(seconds=50)) == 0
+        # Three ledger entries and the done inbox item; failed and pending items stay.
+        assert await store.prune(now=now + timedelta(seconds=200)) == 4
+        assert await _ledger_ids(store) == set()
+        assert await store.lookup("om_done") is None
+        assert (await store.lookup("om_failed")) is not None
+        assert await store.depth() == 1
+        # Forgotten entirely, so a (very late) redelivery would be new; the inbox still
+        # knows the others.
+        assert await store.admit(_message("om_done")) is True
+        assert await store.admit(_message("om_failed")) is False
+        assert await store.admit(_message("om_pending")) is False
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_prune_by_max_entries_keeps_newest(kind: str, tmp_path: Path) -> None:
+    async with _open(kind, tmp_path, ledger_max_entries=3) as store:
+        for n in range(5):
+            await store.admit(_message(f"om_{n}"))
+            await store.mark_done(f"om_{n}")
+        removed = await store.prune()
+        # The memory ledger evicts as it fills; SQLite trims when pruning.
+        assert removed == (2 if kind == "sqlite" else 0)
+        assert await _ledger_ids(store) == {"om_2", "om_3", "om_4"}
+        assert await store.prune() == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_run_pruner_prunes_until_cancelled(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _open(kind, tmp_path, ledger_ttl_seconds=0.05, prune_interval=0.05) as store:
+        await store.admit(_message("om_1"))
+        await store.mark_done("om_1")
+        await anyio.sleep(0.06)  # the item must be older than the TTL
+        pruned_twice = anyio.Event()
+        removed: list[int] = []
+        prune = store.prune
+
+        async def observed_prune(now: datetime | None = None) -> int:
+            removed.append(await prune(now))
+            if len(removed) == 2:
+                pruned_twice.set()
+            return removed[-1]
+
+        monkeypatch.setattr(store, "prune", observed_prune)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.run_pruner)
+            with anyio.fail_after(5):
+                await pruned_twice.wait()
+            tg.cancel_scope.cancel()
+        assert removed[:2] == [2, 0]
+        assert await store.lookup("om_1") is None
+        assert await _ledger_ids(store) == set()
+
+
+@pytest.mark.anyio
+async def test_memory_store_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="larkbot.store")
+    async with _open("memory", tmp_path) as store:
+        assert store.kind == "memory" and store.path is None
+    warnings = [r for r in caplog.records if r.name == "larkbot.store"]
+    assert [r.getMessage() for r in warnings] == [
+        "store = memory: restarts forget which messages were answered"
+    ]
+    assert [p async for p in anyio.Path(tmp_path).iterdir()] == []
+
+
+@pytest.mark.anyio
+async def test_unwritable_state_dir_is_one_sentence(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError) as caught:
+        async with _open("sqlite", blocker / "state"):
+            pass
+    assert str(caught.value) == (
+        f"state directory {blocker / 'state'} is not writable: "
+        "set LARKBOT_STATE_DIR to a writable directory"
+    )
+
+
+@pytest.mark.anyio
+async def test_read_only_state_dir(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    if os.geteuid() == 0:
+        pytest.skip("running as root: permissions do not stop writes")
+    state_dir.mkdir(mode=0o500)
+    try:
+        with pytest.raises(StoreError, match=r"^state directory .* is not writable: set LARKBOT"):
+            async with _open("sqlite", state_dir):
+                pass
+    finally:
+        state_dir.chmod(0o700)
+
+
+@pytest.mark.anyio
+async def test_bad_kind_or_missing_dir_is_store_error() -> None:
+    with pytest.raises(StoreError, match="needs a state directory"):
+        async with _open("sqlite", None):  # type: ignore[arg-type]
+            pass
+    with pytest.raises(StoreError, match="is not a store kind"):
+        async with _open("redis", Path("/nonexistent")):
+            pass
+
+
+@pytest.mark.anyio
+async def test_sqlite_file_layout_and_schema_version(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state" / "larkbot"
+    async with _open("sqlite", state_dir) as store:
+        assert store.kind == "sqlite"
+        assert store.path == state_dir / DATABASE_NAME
+        await store.admit(_message("om_1"))
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+        assert _sql(store.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert _sql(store.path, "PRAGMA journal_mode") == [("wal",)]
+    # Reopening an up-to-date database changes nothing and keeps the data.
+    async with _open("sqlite", state_dir) as store:
+        assert await store.admit(_message("om_1")) is False
+        assert _sql(store.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+@pytest.mark.anyio
+async def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    _sql(tmp_path / DATABASE_NAME, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="from a newer larkbot"):
+        async with _open("sqlite", tmp_path):
+            pass
+
+
+@pytest.mark.anyio
+async def test_not_a_database_is_store_error(tmp_path: Path) -> None:
+    (tmp_path / DATABASE_NAME).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="is not a usable larkbot database"):
+        async with _open("sqlite", tmp_path):
+            pass
+
+
+@pytest.mark.anyio
+async def test_two_stores_on_one_file_share_the_ledger(tmp_path: Path) -> None:
+    async with _open("sqlite", tmp_path) as first, _open("sqlite", tmp_path) as second:
+        assert await first.admit(_message("om_1")) is True
+        assert await second.admit(_message("om_1")) is False
+
+        results: dict[str, list[bool]] = {f"om_race_{n}": [] for n in range(40)}
+
+        async def admit_all(store: Store) -> None:
+            for message_id, outcomes in results.items():
+                outcomes.append(await store.admit(_message(message_id)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(admit_all, first)
+            tg.start_soon(admit_all, second)
+        assert all(sorted(outcomes) == [False, True] for outcomes in results.values())
+        assert await first.depth() == await second.depth() == 41
+
+
+@pytest.mark.anyio
+async def test_live_owner_keeps_its_items_frozen_one_loses_them(tmp_path: Path) -> None:
+    async with _open("sqlite", tmp_path) as first:
+        await first.admit(_message("om_1"))
+        async with _open("sqlite", tmp_path) as second:
+            # The first store is alive (lock held, fresh heartbeat): nothing to take over.
+            assert await second.unfinished(3600) == ([], [])
+            # Its heartbeat goes stale, as if its process had been frozen past the lease.
+            _sql(
+                second.path,
+                "UPDATE owners SET heartbeat_at = heartbeat_at - 3600 WHERE owner ="
+                " (SELECT owner FROM inbox WHERE message_id = 'om_1')",
+            )
+            resumable, expired = await second.unfinished(3600)
+            assert [m.message_id for m in resumable] == ["om_1"] and expired == []
+            assert await second.unfinished(3600) == ([], [])
+            # A third store sees the first as alive again (its lock is still held) and the
+            # item as the second's.
+            async with _open("sqlite", tmp_path) as third:
+                assert await third.unfinished(3600) == ([], [])
+
+
+@pytest.mark.anyio
+async def test_closed_owner_items_are_resumed_at_once(tmp_path: Path) -> None:
+    async with _open("sqlite", tmp_path) as first:
+        await first.admit(_message("om_1"))
+        await first.admit(_message("om_2"))
+        await first.mark_done("om_2")
+    async with _open("sqlite", tmp_path) as second:
+        resumable, _ = await second.unfinished(3600)
+        assert [m.message_id for m in resumable] == ["om_1"]
+    assert [p async for p in anyio.Path(tmp_path, "larkbot.owners").iterdir()] == []
+
+
+@pytest.mark.anyio
+async def test_cancelled_admits_leave_the_store_consistent(tmp_path: Path) -> None:
+    ids = [f"om_{n}" for n in range(30)]
+    admitted: list[str] = []
+
+    async def admit(store: Store, message_id: str) -> None:
+        if await store.admit(_message(message_id)):
+            admitted.append(message_id)
+
+    async with _open("sqlite", tmp_path) as store:
+        async with anyio.create_task_group() as tg:
+            for message_id in ids:
+                tg.start_soon(admit, store, message_id)
+            await anyio.sleep(0.001)
+            tg.cancel_scope.cancel()
+        # Every admit either happened whole or not at all, and the connection is usable.
+        pending = await store.depth()
+        outcomes = {message_id: await store.admit(_message(message_id)) for message_id in ids}
+        assert pending == len(admitted)
+        assert {m for m, fresh in outcomes.items() if not fresh} == set(admitted)
+
+
+class _StoreMachine(RuleBasedStateMachine):
+    """Any sequence of admits, settlements and restarts keeps the ledger and inbox true."""
+
+    kind = "sqlite"
+    message_ids = st.sampled_from([f"om_{n}" for n in range(6)])
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tmp = tempfile.TemporaryDirectory()
+        self._portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
+        self._portal = self._portal_cm.__enter__()
+        self._open()
+        self.status: dict[str, InboxStatus] = {}
+
+    def _open(self) -> None:
+        self._store_cm = self._portal.wrap_async_context_manager(
+            open_store(self.kind, Path(self._tmp.name))
+        )
+        self.store = self._store_cm.__enter__()
+
+    @rule(message_id=message_ids)
+    def admit(self, message_id: str) -> None:
+        admitted = self._portal.call(self.store.admit, _message(message_id))
+        assert admitted == (message_id not in self.status)
+        self.status.setdefault(message_id, InboxStatus.PENDING)
+
+    @rule(message_id=message_ids)
+    def mark_done(self, message_id: str) -> None:
+        self._portal.call(self.store.mark_done, message_id)
+        if message_id in self.status:
+            self.status[message_id] = InboxStatus.DONE
+
+    @rule(message_id=message_ids)
+    def mark_failed(self, message_id: str) -> None:
+        self._portal.call(self.store.mark_failed, message_id, "gave up")
+        if self.status.get(message_id) is InboxStatus.PENDING:
+            self.status[message_id] = InboxStatus.FAILED
+
+    @rule()
+    def look_for_unfinished(self) -> None:
+        assert self._portal.call(self.store.unfinished, 3600) == ([], [])
+
+    @precondition(lambda self: self.kind == "sqlite")
+    @rule()
+    def restart(self) -> None:
+        self._store_cm.__exit__(None, None, None)
+        self._open()
+        resumable, expired = self._portal.call(self.store.unfinished, 3600)
+        pending = {m for m, s in self.status.items() if s is InboxStatus.PENDING}
+        assert sorted(m.message_id for m in resumable) == sorted(pending)
+        assert expired == []
+
+    @invariant()
+    def inbox_matches(self) -> None:
+        pending = sum(s is InboxStatus.PENDING for s in self.status.values())
+        assert self._portal.call(self.store.depth) == pending
+        for message_id, status in self.status.items():
+            item = self._portal.call(self.store.lookup, message_id)
+            assert item is not None and item.status is status
+
+    def teardown(self) -> None:
+        try:
+            self._store_cm.__exit__(None, None, None)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+            self._tmp.cleanup()
+
+
+class _MemoryStoreMachine(_StoreMachine):
+    kind = "memory"
+
+
+_MACHINE_SETTINGS = settings(max_examples=25, stateful_step_count=15, deadline=None)
+TestSqliteStoreProperties = _StoreMachine.TestCase
+TestSqliteStoreProperties.settings = _MACHINE_SETTINGS
+TestMemoryStoreProperties = _MemoryStoreMachine.TestCase
+TestMemoryStoreProperties.settings = _MACHINE_SETTINGS

@@ -1,0 +1,405 @@
+"""The nine Lark tools against the stand-in's workspace, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from larkbot.agent.tools import Tool, ToolContext, ToolError, ToolRegistry, default_registry
+from larkbot.agent.tools.lark_tools import (
+    CreateCalendarEventInput,
+    GetUserInfoInput,
+    SendMessageInput,
+)
+from larkbot.ops.metrics import REGISTRY
+from larkbot.reply.openapi import LarkAPIError, LarkClient
+from larkbot.testing import LarkStandIn
+from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
+from larkbot.testing.workspace import Workspace, workspace_routes
+
+pytestmark = pytest.mark.anyio
+
+SEARCH_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/records/search"
+
+
+@dataclass
+class Env:
+    ws: Workspace
+    lark: LarkStandIn
+    ctx: ToolContext
+    registry: ToolRegistry
+
+    async def run(self, name: str, ctx: ToolContext | None = None, **arguments: Any) -> Any:
+        tool = self.registry.get(name)
+        assert tool is not None
+        return await tool.run(ctx or self.ctx, tool.input_model.model_validate(arguments))
+
+    def calls(self, route: str) -> int:
+        return sum(1 for call in self.lark.api_calls if call.route == route)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    ws = sample_workspace()
+    async with (
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+    ):
+        ctx = ToolContext(
+            client=client,
+            user_open_id="ou_console_user",
+            chat_id="oc_console",
+            message_id="om_tools_1",
+            language="ja",
+            bases=dict(SAMPLE_BASES),
+        )
+        yield Env(ws, lark, ctx, default_registry())
+
+
+def customers(ws: Workspace) -> dict[str, dict[str, Any]]:
+    return ws.table("顧客一覧").records
+
+
+def month_of(millis: int, ws: Workspace) -> tuple[int, int]:
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC).astimezone(ws.timezone)
+    return moment.year, moment.month
+
+
+def requests_counted(route: str, status: str = "200") -> float:
+    value = REGISTRY.get_sample_value(
+        "larkbot_openapi_requests_total", {"route": route, "status": status}
+    )
+    return value or 0.0
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_default_registry_holds_the_nine_tools_with_flags_and_scopes() -> None:
+    registry = default_registry()
+    assert registry.names() == [
+        "search_base_records",
+        "create_base_record",
+        "update_base_record",
+        "delete_base_record",
+        "send_message",
+        "get_user_info",
+        "search_documents",
+        "list_chat_members",
+        "create_calendar_event",
+    ]
+    writes = {tool.name for tool in registry if tool.write}
+    assert writes == {
+        "create_base_record",
+        "update_base_record",
+        "delete_base_record",
+        "send_message",
+        "create_calendar_event",
+    }
+    assert all(tool.scopes and len(tool.description) > 80 for tool in registry)
+
+
+def test_openai_schemas_describe_arguments_and_can_be_narrowed() -> None:
+    registry = default_registry()
+    schemas = registry.openai_schemas()
+    assert len(schemas) == 9
+    search = schemas[0]["function"]
+    assert search["name"] == "search_base_records"
+    properties = search["parameters"]["properties"]
+    assert set(properties) == {"table", "query", "field_filters", "date_range", "limit"}
+    assert properties["date_range"]["anyOf"][0]["enum"] == ["today", "this_week", "this_month"]
+    assert search["parameters"]["required"] == ["table"]
+    assert all(p.get("description") for p in properties.values())
+    narrowed = registry.openai_schemas(["send_message", "nope"])
+    assert [s["function"]["name"] for s in narrowed] == ["send_message"]
+
+
+def test_registering_a_name_twice_is_refused() -> None:
+    class Echo(Tool):
+        name = "echo"
+        description = "Echo."
+        input_model = BaseModel
+
+    registry = ToolRegistry([Echo()])
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(Echo())
+    assert "echo" in registry and len(registry) == 1 and registry.get("nope") is None
+
+
+def test_input_models_enforce_exactly_one_target() -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        SendMessageInput(text="hi", chat_id="oc_1", user_open_id="ou_1")
+    with pytest.raises(ValidationError, match="exactly one"):
+        SendMessageInput(text="hi")
+    with pytest.raises(ValidationError, match="exactly one"):
+        GetUserInfoInput()
+    with pytest.raises(ValidationError, match="end must be after start"):
+        CreateCalendarEventInput(
+            summary="x", start=datetime(2030, 1, 1, 10), end=datetime(2030, 1, 1, 9)
+        )
+
+
+# ----------------------------------------------------------------------- base records
+
+
+async def test_search_this_month_by_alias_filters_on_the_server(env: Env) -> None:
+    before = requests_counted(SEARCH_ROUTE)
+    result = await env.run("search_base_records", table="顧客", date_range="this_month")
+    now = datetime.now(env.ws.timezone)
+    expected = {
+        rid
+        for rid, row in customers(env.ws).items()
+        if month_of(row["Last contact"], env.ws) == (now.year, now.month)
+    }
+    assert result.ok
+    assert {r["record_id"] for r in result.data["records"]} == expected
+    assert result.data["total"] == len(expected)
+    first = result.data["records"][0]["fields"]
+    assert first["Name"] == "山田 太郎" and first["Owner"] == "田中 健"
+    assert first["Last contact"] == now.date().isoformat()
+    assert result.text.startswith(f"customers で {len(expected)} 件見つかりました")
+    # The date asked about comes right after the primary field.
+    assert (
+        f"- **山田 太郎** (recCust000001) — Last contact: {now.date()}, "
+        "Company: 山田商事株式会社, Status: 商談中\n" in result.text
+    )
+    # One page, filtered by Lark: the date condition went to the server.
+    assert env.calls(SEARCH_ROUTE) == 1
+    assert requests_counted(SEARCH_ROUTE) == before + 1
+
+
+async def test_search_query_matches_text_fields_case_insensitively(env: Env) -> None:
+    result = await env.run("search_base_records", table="CUSTOMERS", query="acme")
+    assert [r["fields"]["Name"] for r in result.data["records"]] == ["John Smith"]
+    assert result.text == (
+        "customers で 1 件見つかりました:\n- **John Smith** (recCust000002) — "
+        "Company: Acme Corporation, Status: 受注, Amount: 3,500,000"
+    )
+    several = await env.run("search_base_records", table="客户", query="株式会社 商談中")
+    assert {r["fields"]["Name"] for r in several.data["records"]} == {"山田 太郎", "中村 由美"}
+    none = await env.run("search_base_records", table="customer", query="zzz")
+    assert none.ok and none.data["records"] == []
+    assert none.text == "customers に条件に合うレコードはありませんでした。"
+
+
+async def test_search_field_filters_by_type(env: Env) -> None:
+    won = await env.run("search_base_records", table="customers", field_filters={"status": "受注"})
+    assert {r["fields"]["Name"] for r in won.data["records"]} == {"John Smith", "李娜", "伊藤 健太"}
+    amount = await env.run(
+        "search_base_records", table="customers", field_filters={"Amount": "3,500,000"}
+    )
+    assert [r["fields"]["Name"] for r in amount.data["records"]] == ["John Smith"]
+    company = await env.run(
+        "search_base_records", table="customers", field_filters={"Company": "有限公司"}
+    )
+    assert len(company.data["records"]) == 4
+    done = await env.run("search_base_records", table="タスク", field_filters={"Done": "true"})
+    assert {r["fields"]["Task"] for r in done.data["records"]} == {
+        "Update the Q3 sales report",
+        "社内勉強会の資料作成",
+    }
+
+
+async def test_search_limit_and_rendering_in_english_and_chinese(env: Env) -> None:
+    en = replace(env.ctx, language="en")
+    result = await env.run("search_base_records", ctx=en, table="customers", limit=3)
+    assert len(result.data["records"]) == 3 and result.data["total"] == 13
+    lines = result.text.splitlines()
+    assert lines[0] == "Found 13 records in customers:"
+    assert lines[-1] == "…and 10 more"
+    one = await env.run("search_base_records", ctx=en, table="customers", query="Initech")
+    assert one.text.splitlines()[0] == "Found 1 record in customers:"
+    zh = replace(env.ctx, language="zh")
+    result = await env.run("search_base_records", ctx=zh, table="客户", query="有限公司")
+    assert result.text.splitlines()[0] == "在 customers 中找到 4 条记录："
+
+
+async def test_search_scans_pages_for_a_query_and_says_when_it_stopped(env: Env) -> None:
+    table = env.ws.table("顧客一覧")
+    for index in range(700):
+        table.records[f"recBulk{index:06d}"] = {"Name": f"Bulk {index}", "Company": "Filler KK"}
+    table.records["recBulk999999"] = {"Name": "Needle", "Company": "Haystack Inc"}
+    found = await env.run("search_base_records", table="customers", query="bulk 500")
+    assert [r["fields"]["Name"] for r in found.data["records"]] == ["Bulk 500"]
+    assert found.data["scan_limited"] is True
+    assert "最初の 600 件だけ" in found.text
+    assert env.calls(SEARCH_ROUTE) == 3  # bounded: 3 pages of 200, never the whole table
+    missed = await env.run("search_base_records", table="customers", query="needle")
+    assert missed.data["records"] == [] and missed.data["scan_limited"] is True
+
+
+async def test_search_refuses_unknown_tables_and_fields_in_the_users_language(env: Env) -> None:
+    with pytest.raises(ToolError) as unknown_table:
+        await env.run("search_base_records", table="invoices")
+    message = str(unknown_table.value)
+    assert "「invoices」というテーブルは設定されていません" in message
+    assert "customers (顧客, 顧客テーブル, customers, customer, 客户)" in message
+    assert "tasks (タスク, tasks, 任务)" in message
+    en = replace(env.ctx, language="en")
+    with pytest.raises(ToolError) as unknown_field:
+        await env.run("search_base_records", ctx=en, table="customers", field_filters={"Size": "1"})
+    assert str(unknown_field.value) == (
+        "Table “customers” has no field “Size”. "
+        "Fields: Name, Company, Status, Amount, Owner, Last contact, Email."
+    )
+    with pytest.raises(ToolError, match=r"No tables are configured"):
+        await env.run("search_base_records", ctx=replace(en, bases={}), table="customers")
+
+
+async def test_create_converts_values_and_is_idempotent_per_turn(env: Env) -> None:
+    arguments = {
+        "table": "顧客",
+        "fields": {
+            "name": "Grace Hopper",
+            "Company": "Navy Labs",
+            "Status": "見込み",
+            "Amount": "1,500,000",
+            "Owner": "ou_emma",
+            "Last contact": "2030-01-15",
+        },
+    }
+    result = await env.run("create_base_record", **arguments)
+    record_id = result.data["record_id"]
+    stored = customers(env.ws)[record_id]
+    assert stored["Amount"] == 1_500_000 and stored["Owner"] == ["ou_emma"]
+    expected_ms = int(datetime(2030, 1, 15, tzinfo=env.ws.timezone).timestamp() * 1000)
+    assert stored["Last contact"] == expected_ms
+    assert result.data["fields"]["Last contact"] == "2030-01-15"
+    assert result.text.startswith("customers にレコードを作成しました: **Grace Hopper**")
+    # The same call in the same turn (a retried turn) reuses the client token.
+    again = await env.run("create_base_record", **arguments)
+    assert again.data["record_id"] == record_id
+    other_turn = replace(env.ctx, message_id="om_tools_2")
+    third = await env.run("create_base_record", ctx=other_turn, **arguments)
+    assert third.data["record_id"] != record_id
+    assert len(env.ws.writes) == 2
+
+
+async def test_create_refuses_values_it_cannot_convert_before_writing(env: Env) -> None:
+    en = replace(env.ctx, language="en")
+    with pytest.raises(ToolError) as bad_amount:
+        await env.run("create_base_record", ctx=en, table="customers", fields={"Amount": "lots"})
+    assert str(bad_amount.value) == "The value “lots” for field “Amount” is not a valid number."
+    with pytest.raises(ToolError, match=r"is not a valid date"):
+        await env.run(
+            "create_base_record", ctx=en, table="customers", fields={"Last contact": "soon"}
+        )
+    with pytest.raises(ToolError, match="has no field “Budget”"):
+        await env.run("create_base_record", ctx=en, table="customers", fields={"Budget": 1})
+    assert env.ws.writes == []
+
+
+async def test_update_and_delete_a_record(env: Env) -> None:
+    updated = await env.run(
+        "update_base_record",
+        table="customers",
+        record_id="recCust000004",
+        fields={"Status": "受注"},
+    )
+    assert customers(env.ws)["recCust000004"]["Status"] == "受注"
+    assert updated.text == (
+        "customers のレコードを更新しました: **佐々木 花子** (recCust000004) — Status: 受注"
+    )
+    deleted = await env.run("delete_base_record", table="customers", record_id="recCust000004")
+    assert deleted.data == {"table": "customers", "record_id": "recCust000004", "deleted": True}
+    assert "recCust000004" not in customers(env.ws)
+    with pytest.raises(LarkAPIError) as missing:
+        await env.run("delete_base_record", table="customers", record_id="recCust000004")
+    assert missing.value.code == 1254043
+
+
+# ---------------------------------------------------------------------- other tools
+
+
+async def test_send_message_posts_once_per_turn(env: Env) -> None:
+    result = await env.run("send_message", text="明日の会議は10時からです", chat_id="oc_sales")
+    assert result.text == "チャット oc_sales にメッセージを送りました。"
+    await env.run("send_message", text="明日の会議は10時からです", chat_id="oc_sales")
+    sends = [r for r in env.lark.replies if r.kind == "send"]
+    assert len(sends) == 1 and env.lark.suppressed_duplicates == 1
+    assert (sends[0].receive_id, sends[0].receive_id_type) == ("oc_sales", "chat_id")
+    assert sends[0].text == "明日の会議は10時からです" and sends[0].uuid
+    direct = await env.run("send_message", text="hello", user_open_id="ou_emma")
+    assert direct.data["receive_id"] == "ou_emma"
+    assert env.lark.replies[-1].receive_id_type == "open_id"
+
+
+async def test_get_user_info_by_open_id_and_by_email(env: Env) -> None:
+    by_id = await env.run("get_user_info", user_open_id="ou_chen")
+    assert by_id.data["name"] == "陈静" and by_id.data["departments"] == ["销售部"]
+    assert "- 部署: 销售部" in by_id.text and "- 名前: 陈静 (Jing Chen)" in by_id.text
+    en = replace(env.ctx, language="en")
+    by_email = await env.run("get_user_info", ctx=en, email="Emma.Wilson@example.com")
+    assert by_email.data["open_id"] == "ou_emma"
+    assert "- Job title: Account Executive" in by_email.text
+    with pytest.raises(ToolError, match=r"No user has the email nobody@example\.com"):
+        await env.run("get_user_info", ctx=en, email="nobody@example.com")
+
+
+async def test_get_user_info_survives_a_missing_department_scope(env: Env) -> None:
+    env.ws.denied_routes.add("contact/v3/departments/{department_id}")
+    result = await env.run("get_user_info", user_open_id="ou_sato")
+    assert result.ok and result.data["departments"][0].startswith("od-")
+
+
+async def test_search_documents_lists_titles_and_links(env: Env) -> None:
+    en = replace(env.ctx, language="en")
+    result = await env.run("search_documents", ctx=en, query="sales")
+    assert result.data["total"] == 2
+    titles = [d["title"] for d in result.data["documents"]]
+    assert titles == ["Q3 Sales Report", "Onboarding guide for new sales staff"]
+    assert result.text.splitlines()[0] == "Found 2 documents for “sales”:"
+    assert (
+        "- [Q3 Sales Report](https://example.feishu.cn/sheets/shtcnQ3Report000001)"
+        " (sheet, Emma Wilson," in result.text
+    )
+    nothing = await env.run("search_documents", query="存在しない")
+    assert nothing.text == "「存在しない」に一致するドキュメントはありませんでした。"
+
+
+async def test_list_chat_members_of_this_chat_and_pages_of_a_big_one(env: Env) -> None:
+    here = await env.run("list_chat_members")
+    assert here.data["chat_id"] == "oc_console"
+    assert [m["name"] for m in here.data["members"]] == ["田中 健", "佐藤 美咲"]
+    assert here.text == "このチャットのメンバーは 2 人です:\n田中 健, 佐藤 美咲"
+    env.ws.chats["oc_all"].member_open_ids.extend(f"ou_guest{i}" for i in range(250))
+    big = await env.run("list_chat_members", chat_id="oc_all")
+    assert big.data["total"] == len(big.data["members"]) == 257
+    assert env.calls("im/v1/chats/{chat_id}/members") == 4
+    assert big.text.endswith("…ほか 227 人")
+
+
+async def test_create_calendar_event_in_local_time_with_the_requester_invited(env: Env) -> None:
+    tomorrow = (datetime.now(env.ws.timezone) + timedelta(days=1)).date()
+    start = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 15, 0)  # naive: Tokyo
+    result = await env.run(
+        "create_calendar_event",
+        summary="山田商事 打ち合わせ",
+        start=start.isoformat(),
+        attendee_open_ids=["ou_sato"],
+    )
+    event = env.ws.events[result.data["event_id"]]
+    assert event.start == int(start.replace(tzinfo=env.ws.timezone).timestamp())
+    assert event.end - event.start == 3600
+    assert event.attendee_open_ids == ["ou_console_user", "ou_sato"]
+    assert result.text.splitlines()[0] == (
+        f"予定「山田商事 打ち合わせ」を作成しました: {tomorrow} 15:00–16:00 (Asia/Tokyo)"
+    )
+    assert [w.route for w in env.ws.writes] == [
+        "calendar/v4/calendars/{calendar_id}/events",
+        "calendar/v4/calendars/{calendar_id}/events/{event_id}/attendees",
+    ]
+    # Retried in the same turn, the idempotency key returns the same event.
+    again = await env.run(
+        "create_calendar_event",
+        summary="山田商事 打ち合わせ",
+        start=start.isoformat(),
+        attendee_open_ids=["ou_sato"],
+    )
+    assert again.data["event_id"] == result.data["event_id"]
+    assert len([e for e in env.ws.events.values() if e.summary == "山田商事 打ち合わせ"]) == 1
