@@ -32,7 +32,7 @@ from larkbot.ops.http import HealthState, OpsServer, build_ops_app
 from larkbot.ops.systemd import SystemdNotifier
 from larkbot.reply.openapi import CredentialsError, LarkAPIError, LarkClient
 from larkbot.reply.responder import Responder
-from larkbot.store import open_store
+from larkbot.store import Store, open_store
 from larkbot.store.conversations import ConversationCache
 from larkbot.transport.long_connection import LarkAuthError, LongConnection, TransientConnectError
 
@@ -41,6 +41,9 @@ __all__ = ["Daemon"]
 log = logging.getLogger("larkbot.daemon")
 
 _INBOX_GAUGE_INTERVAL = 5.0
+# How often a running daemon adopts the unanswered messages of a replica that died
+# (the store only hands out items whose owner is gone).
+_ADOPT_INTERVAL = 60.0
 
 
 class Daemon:
@@ -182,6 +185,7 @@ class Daemon:
                         max_concurrency=settings.dispatch.max_concurrency,
                         max_backlog=settings.dispatch.max_backlog,
                         max_per_chat=settings.dispatch.max_per_chat,
+                        merge_window=settings.agent.merge_window_ms / 1000,
                     )
                     await tg.start(dispatcher.run)
                     await self._resume(store, dispatcher)
@@ -204,6 +208,7 @@ class Daemon:
                     tg.start_soon(store.run_pruner)
                     tg.start_soon(self._notifier.run_watchdog)
                     tg.start_soon(self._watch_inbox, store)
+                    tg.start_soon(self._adopt_orphans, store, dispatcher)
                     tg.start_soon(self._notify_ready)
                     task_status.started()
 
@@ -234,11 +239,9 @@ class Daemon:
             log.info("bot identity: %s (%s)", info.app_name, info.open_id)
             return
 
-    async def _resume(self, store: object, dispatcher: Dispatcher) -> None:
+    async def _resume(self, store: Store, dispatcher: Dispatcher) -> None:
         """Answer what a previous run acked but did not answer; drop what is too old."""
-        resumable, expired = await store.unfinished(  # type: ignore[attr-defined]
-            self.settings.admission.stale_after_seconds
-        )
+        resumable, expired = await store.unfinished(self.settings.admission.stale_after_seconds)
         for message in expired:
             log.warning(
                 "not answering message %s: it waited longer than the stale cutoff",
@@ -284,9 +287,15 @@ class Daemon:
                 dispatcher.backlog,
             )
 
-    async def _watch_inbox(self, store: object) -> None:
+    async def _adopt_orphans(self, store: Store, dispatcher: Dispatcher) -> None:
         while True:
-            metrics.INBOX_DEPTH.set(await store.depth())  # type: ignore[attr-defined]
+            await anyio.sleep(_ADOPT_INTERVAL)
+            if dispatcher.accepting:
+                await self._resume(store, dispatcher)
+
+    async def _watch_inbox(self, store: Store) -> None:
+        while True:
+            metrics.INBOX_DEPTH.set(await store.depth())
             await anyio.sleep(_INBOX_GAUGE_INTERVAL)
 
     async def _notify_ready(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import anyio
 import httpx
@@ -178,3 +179,24 @@ async def test_slow_agent_never_delays_acks_and_chats_run_concurrently() -> None
             f"\nacks p50={statistics.median(latencies):.2f} ms max={max(latencies):.2f} ms; "
             f"20 chats answered after {first_wave:.2f} s"
         )
+
+
+async def test_burst_merge_answers_once_and_settles_every_message(tmp_path: Path) -> None:
+    from larkbot.store import InboxStatus, open_store
+
+    agent = EchoAgent()
+    async with LarkStandIn() as lark:
+        settings = await settings_for(
+            lark, state_dir=tmp_path, LARKBOT_AGENT__MERGE_WINDOW_MS="300"
+        )
+        async with running_daemon(settings, agent):
+            ids = [await lark.send_text(t, chat_id="oc_burst") for t in ("a", "b", "c")]
+            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=5)
+            await anyio.sleep(0.5)  # nothing else must follow
+        assert len(lark.replies) == 1
+        assert lark.replies[0].to_message_id == ids[-1]
+        assert lark.replies[0].content == {"text": "echo: a\nb\nc"}
+        async with open_store(kind="sqlite", state_dir=tmp_path) as store:
+            for message_id in ids:
+                stored = await store.lookup(message_id)
+                assert stored is not None and stored.status == InboxStatus.DONE

@@ -140,3 +140,46 @@ def test_limits_are_validated() -> None:
 
     with pytest.raises(ValueError):
         Dispatcher(handler, max_concurrency=0)
+
+
+async def test_burst_from_one_user_is_merged_into_one_turn() -> None:
+    handled: list[InboundMessage] = []
+
+    async def handler(message: InboundMessage) -> None:
+        handled.append(message)
+
+    dispatcher = Dispatcher(handler, merge_window=0.2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        first = inbound("a", "find customers")
+        dispatcher.submit(first)
+        await anyio.sleep(0.05)
+        second = inbound("a", "in Tokyo")
+        dispatcher.submit(second)
+        other = inbound("a", "unrelated").model_copy(update={"sender_open_id": "ou_other"})
+        dispatcher.submit(other)
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        tg.cancel_scope.cancel()
+    assert [m.text for m in handled] == ["find customers\nin Tokyo", "unrelated"]
+    assert handled[0].message_id == second.message_id
+    assert handled[0].merged_ids == (first.message_id,)
+    assert dispatcher.handled == 3 and dispatcher.backlog == 0
+
+
+async def test_messages_further_apart_than_the_window_are_separate_turns() -> None:
+    handled: list[str] = []
+
+    async def handler(message: InboundMessage) -> None:
+        handled.append(message.text)
+
+    dispatcher = Dispatcher(handler, merge_window=0.05)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        dispatcher.submit(inbound("a", "one"))
+        await anyio.sleep(0.2)
+        dispatcher.submit(inbound("a", "two"))
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        tg.cancel_scope.cancel()
+    assert handled == ["one", "two"]

@@ -208,6 +208,24 @@ class InboundMessage(_Model):
     mentions: tuple[Mention, ...] = Field(
         default=(), description="users @mentioned in the message, the bot excluded"
     )
+    merged_ids: tuple[str, ...] = Field(
+        default=(),
+        description="earlier messages of a burst answered together with this one (burst merge)",
+    )
+
+    @classmethod
+    def merge(cls, burst: list[InboundMessage]) -> InboundMessage:
+        """One message standing for a burst from one user: texts joined, answered on the last."""
+        if len(burst) == 1:
+            return burst[0]
+        last = burst[-1]
+        return last.model_copy(
+            update={
+                "text": "\n".join(m.text for m in burst if m.text),
+                "merged_ids": tuple(m.message_id for m in burst[:-1]),
+                "mentions": tuple(x for m in burst for x in m.mentions),
+            }
+        )
 
     @classmethod
     def from_event(cls, envelope: EventEnvelope, bot_open_id: str | None) -> InboundMessage:

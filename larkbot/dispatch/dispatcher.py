@@ -1,7 +1,9 @@
 """Dispatch: one FIFO per chat, a global concurrency limit, a bounded backlog.
 
 Messages of one chat are answered in the order they arrived; different chats run
-concurrently up to ``max_concurrency``. The backlog (queued + running) is bounded so
+concurrently up to ``max_concurrency``. With a merge window, consecutive messages of one
+user in one chat that arrive within the window of each other are answered as one turn
+(people often send a thought in three quick lines). The backlog (queued + running) is bounded so
 that admission can refuse work it cannot take (a non-200 ack makes the platform
 re-deliver later) instead of queueing without limit.
 """
@@ -9,6 +11,7 @@ re-deliver later) instead of queueing without limit.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -40,14 +43,18 @@ class Dispatcher:
         max_concurrency: int = 32,
         max_backlog: int = 1000,
         max_per_chat: int = 100,
+        merge_window: float = 0.0,
     ) -> None:
         if max_concurrency < 1 or max_backlog < 1 or max_per_chat < 1:
             raise ValueError("dispatch limits must be at least 1")
+        if merge_window < 0:
+            raise ValueError("merge window must not be negative")
+        self._merge_window = merge_window
         self._handler = handler
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._max_backlog = max_backlog
         self._max_per_chat = max_per_chat
-        self._queues: dict[str, deque[InboundMessage]] = {}
+        self._queues: dict[str, deque[tuple[InboundMessage, float]]] = {}
         self._backlog = 0
         self._tg: TaskGroup | None = None
         self._idle = anyio.Event()
@@ -82,10 +89,11 @@ class Dispatcher:
         self._backlog += 1
         metrics.DISPATCH_BACKLOG.set(self._backlog)
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        entry = (message, time.monotonic())
         if queue is not None:
-            queue.append(message)
+            queue.append(entry)
             return True
-        self._queues[message.chat_id] = deque([message])
+        self._queues[message.chat_id] = deque([entry])
         self._tg.start_soon(self._drain_chat, message.chat_id, name=f"chat {message.chat_id}")
         return True
 
@@ -111,7 +119,8 @@ class Dispatcher:
         queue = self._queues[chat_id]
         try:
             while queue:
-                message = queue[0]
+                burst = await self._next_burst(queue)
+                message = InboundMessage.merge(burst)
                 async with self._limiter:
                     try:
                         await self._handler(message)
@@ -121,8 +130,9 @@ class Dispatcher:
                             message.message_id,
                             extra={"message_id": message.message_id, "chat_id": chat_id},
                         )
-                queue.popleft()
-                self._done_one()
+                for _ in burst:
+                    queue.popleft()
+                    self._done_one()
         finally:
             # On cancellation (hard shutdown) the rest stays in the inbox for the next start.
             if self._queues.get(chat_id) is queue:
@@ -132,6 +142,30 @@ class Dispatcher:
                 metrics.DISPATCH_BACKLOG.set(self._backlog)
                 if self._backlog == 0:
                     self._idle.set()
+
+    async def _next_burst(self, queue: deque[tuple[InboundMessage, float]]) -> list[InboundMessage]:
+        """The head message, plus its sender's messages that follow within the merge window.
+
+        Waits (debounce) while the sender keeps typing, but never longer than ten windows,
+        so a chatty user cannot starve their own answer. No concurrency slot is held here.
+        """
+        head, head_arrival = queue[0]
+        if self._merge_window <= 0:
+            return [head]
+        deadline = head_arrival + 10 * self._merge_window
+        while True:
+            burst, last_arrival = [head], head_arrival
+            for message, arrival in list(queue)[1:]:
+                if message.sender_open_id != head.sender_open_id:
+                    break
+                if arrival - last_arrival > self._merge_window:
+                    break
+                burst.append(message)
+                last_arrival = arrival
+            wake = min(last_arrival + self._merge_window, deadline)
+            if time.monotonic() >= wake or not self.accepting:
+                return burst
+            await anyio.sleep(wake - time.monotonic())
 
     def _done_one(self) -> None:
         self._backlog -= 1

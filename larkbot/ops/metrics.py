@@ -107,3 +107,18 @@ HTTP_REQUEST_DURATION = Histogram(
     buckets=_FAST,
     registry=REGISTRY,
 )
+
+
+def _precreate_series() -> None:
+    """Export zero-valued series for the outcomes alerts watch.
+
+    ``increase()`` cannot see the first failure of a series that appears only when that
+    failure happens; a series that exists at 0 from the start makes the alert fire on it.
+    """
+    for outcome in ("sent", "failed"):
+        REPLIES.labels(outcome=outcome)
+    for outcome in ("accepted", "duplicate", "stale", "overloaded", "invalid"):
+        EVENTS_RECEIVED.labels(event_type="im.message.receive_v1", outcome=outcome)
+
+
+_precreate_series()
