@@ -16,6 +16,8 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -35,6 +37,9 @@ from larkbot.reply.responder import Responder
 from larkbot.store import Store, open_store
 from larkbot.store.conversations import ConversationCache
 from larkbot.transport.long_connection import LarkAuthError, LongConnection, TransientConnectError
+
+if TYPE_CHECKING:
+    from larkbot.agent.llm import LLMBrain
 
 __all__ = ["Daemon"]
 
@@ -151,6 +156,7 @@ class Daemon:
                         ledger_ttl_seconds=settings.store.ledger_ttl_hours * 3600,
                         ledger_max_entries=settings.store.ledger_max_entries,
                     ) as store,
+                    AsyncExitStack() as stack,
                     anyio.create_task_group() as tg,
                 ):
                     ops_app = build_ops_app(self.health)
@@ -171,7 +177,16 @@ class Daemon:
                         max_turns=settings.agent.max_conversation_history,
                         idle_seconds=settings.cache.idle_minutes * 60,
                     )
-                    agent = self._agent or _build_assistant(settings, client, self)
+                    if self._agent is not None:
+                        agent = self._agent
+                    else:
+                        agent, brain = _build_assistant(settings, client, self)
+                        if brain is not None:
+                            # Closed with everything else when the daemon stops.
+                            stack.push_async_callback(brain.aclose)
+                            # Load the LLM client before events arrive, so the first
+                            # message's ack does not wait for it.
+                            await brain.warm_up()
                     responder = Responder(
                         agent=agent,
                         client=client,
@@ -314,8 +329,10 @@ def _policy(settings: Settings) -> AdmissionPolicy:
     )
 
 
-def _build_assistant(settings: Settings, client: LarkClient, status: Daemon) -> Agent:
-    """The configured assistant: tools, limits, and the LLM brain when one is configured."""
+def _build_assistant(
+    settings: Settings, client: LarkClient, status: Daemon
+) -> tuple[Agent, LLMBrain | None]:
+    """The configured assistant (tools, limits) and its LLM brain when one is configured."""
     from larkbot.agent.assistant import Assistant
     from larkbot.agent.limits import RateLimiter
     from larkbot.agent.tools.registry import default_registry
@@ -333,4 +350,4 @@ def _build_assistant(settings: Settings, client: LarkClient, status: Daemon) -> 
         from larkbot.agent.llm import LLMBrain
 
         brain = LLMBrain(settings)
-    return Assistant(settings, status=status, runner=runner, client=client, brain=brain)
+    return Assistant(settings, status=status, runner=runner, client=client, brain=brain), brain

@@ -183,3 +183,21 @@ async def test_messages_further_apart_than_the_window_are_separate_turns() -> No
             await dispatcher.wait_idle()
         tg.cancel_scope.cancel()
     assert handled == ["one", "two"]
+
+
+async def test_reservations_count_against_the_bounds() -> None:
+    async def handler(message: InboundMessage) -> None:
+        await anyio.sleep_forever()
+
+    dispatcher = Dispatcher(handler, max_backlog=2, max_per_chat=1)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        assert dispatcher.reserve("a")
+        assert not dispatcher.reserve("a")  # per-chat room is held
+        assert dispatcher.reserve("b")
+        assert not dispatcher.has_room("c")  # global room is held
+        dispatcher.release("b")
+        assert dispatcher.has_room("c")
+        dispatcher.release("a")
+        assert dispatcher.has_room("a")
+        tg.cancel_scope.cancel()

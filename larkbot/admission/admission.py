@@ -5,7 +5,7 @@ Order of the checks (each is cheap; the first that fails decides the outcome)::
     frame type ─▶ size ─▶ parse ─▶ event type ─▶ self ─▶ stale ─▶ policy
         ─▶ room in dispatch ─▶ durable admit (dedup + inbox) ─▶ submit ─▶ ack 200
 
-Room is checked *before* the message is recorded as seen: when the daemon is full it
+Room is reserved *before* the message is recorded as seen: when the daemon is full it
 answers a non-200 ack and the platform re-delivers later, so overload never loses a
 message. The admit step writes the message to the inbox *before* the ack is sent, so a
 crash after the ack loses nothing either.
@@ -104,7 +104,7 @@ class Admission:
             log.info("skipped message %s: %s", message.message_id, outcome, extra=context)
             return self._outcome(event_type, outcome)
 
-        if not self.dispatcher.has_room(message.chat_id):
+        if not self.dispatcher.reserve(message.chat_id):
             log.warning(
                 "refused message %s for now: backlog full (%d); Lark will re-deliver it",
                 message.message_id,
@@ -113,11 +113,16 @@ class Admission:
             )
             self._outcome(event_type, "overloaded")
             return ACK_OVERLOADED
-        if not await self.store.admit(message):
+        try:
+            admitted = await self.store.admit(message)
+        finally:
+            self.dispatcher.release(message.chat_id)
+        if not admitted:
             log.info("skipped message %s: duplicate delivery", message.message_id, extra=context)
             return self._outcome(event_type, "duplicate")
-        # Frames are handled one at a time, and dispatch only ever frees room while we
-        # awaited the store, so the room checked above is still there.
+        # The reservation held the room until now; force skips a second check that a
+        # shutdown (stop_accepting) could fail after the message is already in the inbox,
+        # where it would then wait for the next start.
         self.dispatcher.submit(message, force=True)
         log.debug("accepted message %s", message.message_id, extra=context)
         return self._outcome(event_type, "accepted")

@@ -18,7 +18,7 @@ from larkbot.agent.base import Conversation, Reply, RuntimeStatus
 from larkbot.agent.brain import Brain, TurnContext
 from larkbot.agent.commands import Command, CommandContext, parse_command, run_command
 from larkbot.agent.i18n import translate
-from larkbot.agent.language import Language, choose_language
+from larkbot.agent.language import Language, choose_language, detect_language
 from larkbot.agent.limits import RateLimiter
 from larkbot.agent.offline import OfflineBrain
 from larkbot.agent.profiles import DEFAULT_PROFILE, Profile, profiles_from_settings
@@ -87,10 +87,9 @@ class Assistant:
         default: Language = profile.language or self._settings.agent.default_language
         text = message.text.strip()
         if message.message_type not in _TEXT_TYPES:
-            language = conversation.language or default
-            return Reply(translate("non_text", language)), "non_text"
+            return Reply(translate("non_text", _language_so_far(conversation, default))), "non_text"
         if not text:
-            return Reply(translate("empty", conversation.language or default)), "empty"
+            return Reply(translate("empty", _language_so_far(conversation, default))), "empty"
 
         command = parse_command(text)
         if command is not None:
@@ -193,3 +192,17 @@ def _conversations_cached() -> int | None:
         for sample in family.samples:
             return int(sample.value)
     return None
+
+
+def _language_so_far(conversation: Conversation, default: Language) -> Language:
+    """The language of a turn with no words of its own (an image, an empty message).
+
+    The conversation's explicit choice, else the language the user last wrote in: someone
+    chatting in English who sends a photo should be told in English that it cannot be read.
+    """
+    if conversation.language is not None:
+        return conversation.language
+    for turn in reversed(conversation.turns):
+        if turn.role == "user" and (language := detect_language(turn.text)) is not None:
+            return language
+    return default

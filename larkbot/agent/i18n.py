@@ -37,6 +37,44 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "Please try again in a moment.",
         "zh": "抱歉，处理您的请求时出现了问题。请稍后重试。",
     },
+    # --- the LLM brain ------------------------------------------------------------------
+    "llm_timeout": {
+        "ja": "申し訳ありません。AI モデルの応答に時間がかかりすぎています。しばらくしてからもう一度お試しください。",
+        "en": "Sorry, the AI model is taking too long to answer. Please try again in a moment.",
+        "zh": "抱歉，AI 模型响应时间过长。请稍后重试。",
+    },
+    "llm_rate_limited": {
+        "ja": "申し訳ありません。AI モデルが混み合っています。1分ほどしてからもう一度お試しください。",
+        "en": "Sorry, the AI model is busy right now. Please try again in a minute.",
+        "zh": "抱歉，AI 模型当前繁忙。请一分钟后重试。",
+    },
+    "llm_auth_error": {
+        "ja": "申し訳ありません。AI モデルに接続できません（API キーが拒否されました）。管理者に LLM の設定の確認を依頼してください。",
+        "en": "Sorry, I cannot use the AI model: its API key was refused. "
+        "Please ask the administrator to check the LLM settings.",
+        "zh": "抱歉，无法使用 AI 模型：API 密钥被拒绝。请联系管理员检查 LLM 设置。",
+    },
+    "llm_server_error": {
+        "ja": "申し訳ありません。AI モデルのサービスで問題が発生しました。しばらくしてからもう一度お試しください。",
+        "en": "Sorry, the AI model's service ran into a problem. Please try again in a moment.",
+        "zh": "抱歉，AI 模型服务出现了问题。请稍后重试。",
+    },
+    "llm_unreachable": {
+        "ja": "申し訳ありません。AI モデルのサービスに接続できませんでした。しばらくしてからもう一度お試しください。",
+        "en": "Sorry, I could not reach the AI model's service. Please try again in a moment.",
+        "zh": "抱歉，无法连接 AI 模型服务。请稍后重试。",
+    },
+    "llm_error": {
+        "ja": "申し訳ありません。AI モデルがこのご依頼に回答できませんでした。言い換えるか、もう一度お試しください。",
+        "en": "Sorry, the AI model could not answer this request. Please rephrase it or try again.",
+        "zh": "抱歉，AI 模型无法回答此请求。请换一种说法或重试。",
+    },
+    "llm_too_many_steps": {
+        "ja": "申し訳ありません。このご依頼は一度に処理できる手順の数を超えました。いくつかの小さな依頼に分けてお試しください。",
+        "en": "Sorry, this request needs more steps than I can take at once. "
+        "Please split it into smaller requests.",
+        "zh": "抱歉，此请求所需的步骤超出了我一次能处理的数量。请拆分成几个较小的请求。",
+    },
     # --- help ------------------------------------------------------------------------
     "help": {
         "ja": (

@@ -89,6 +89,48 @@ def console(
 
 
 @app.command()
+def doctor(
+    config: ConfigOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON document instead of a table.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds each check may take.")
+    ] = 10.0,
+) -> None:
+    """Check the configuration, Lark credentials, bot identity, long connection, LLM,
+    state directory and port; one row each.
+
+    Exits 0 when nothing failed (skipped checks are fine), 1 when a check failed, 78 when
+    the configuration itself does not load. Secrets are never printed.
+    """
+    from larkbot.cli.doctor import doctor_command
+
+    raise typer.Exit(doctor_command(config, as_json=as_json, timeout=timeout))
+
+
+config_app = typer.Typer(
+    help="Inspect the configuration.", no_args_is_help=True, rich_markup_mode="rich"
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON document instead of a table.")
+    ] = False,
+) -> None:
+    """Show the effective configuration: every key, its value (secrets masked) and where it
+    came from (default, file, env, secret file).
+    """
+    from larkbot.cli.config_cmd import print_config
+
+    print_config(_settings(config), as_json=as_json)
+
+
+@app.command()
 def version() -> None:
     """Print larkbot's version."""
     typer.echo(f"larkbot {__version__}")

@@ -117,23 +117,53 @@ class _Section(BaseModel):
 class AppSettings(_Section):
     """The Lark app's credentials (``APP_ID`` / ``APP_SECRET``)."""
 
-    id: str = ""
-    secret: SecretStr = SecretStr("")
+    id: str = Field("", description="The Lark app's ID (``cli_...``), from the developer console.")
+    secret: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "The Lark app's secret. Prefer APP_SECRET_FILE or systemd's LoadCredential= to a value"
+            " in a file or the environment."
+        ),
+    )
 
 
 class ServerSettings(_Section):
     """The HTTP port for ``/healthz``, ``/readyz`` and ``/metrics``."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(3000, ge=0, le=65535, description="0 binds any free port")
-    timeout: float = Field(30.0, gt=0)
+    host: str = Field(
+        "127.0.0.1",
+        description=(
+            "Address of the HTTP port for /healthz, /readyz and /metrics; 0.0.0.0 in a container."
+        ),
+    )
+    port: int = Field(
+        3000,
+        ge=0,
+        le=65535,
+        description="Port for /healthz, /readyz and /metrics; 0 binds any free port.",
+    )
+    timeout: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Seconds an OpenAPI or endpoint-discovery request may take (connecting: at most 10)."
+        ),
+    )
 
 
 class LarkSettings(_Section):
     """Which Lark deployment to talk to and how to reply."""
 
-    domain: str = "feishu"
-    reply_in_thread: bool = False
+    domain: str = Field(
+        "feishu",
+        description=(
+            "``feishu`` (open.feishu.cn), ``lark`` (open.larksuite.com) or the URL of another "
+            "deployment."
+        ),
+    )
+    reply_in_thread: bool = Field(
+        False, description="Answer in a thread under the user's message instead of in the chat."
+    )
 
     @field_validator("domain", mode="before")
     @classmethod
@@ -156,8 +186,14 @@ class LarkSettings(_Section):
 class LogSettings(_Section):
     """Log level and output format (``auto`` picks rich on a terminal, JSON otherwise)."""
 
-    level: str = "INFO"
-    format: Annotated[Literal["auto", "json", "rich"], _Lower] = "auto"
+    level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    format: Annotated[Literal["auto", "json", "rich"], _Lower] = Field(
+        "auto",
+        description=(
+            "``json`` (one object per line), ``rich`` (for people), or ``auto``: rich on a "
+            "terminal, JSON otherwise."
+        ),
+    )
 
     @field_validator("level", mode="before")
     @classmethod
@@ -174,23 +210,52 @@ class LogSettings(_Section):
 class AgentProfileSettings(_Section):
     """A named persona: its instructions, language, temperature and allowed tools."""
 
-    name: str = Field(min_length=1)
-    instructions: str = ""
-    language: Annotated[Language, _Lower] | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    tools: list[str] | None = None
+    name: str = Field(
+        min_length=1, description="The profile's name, as users pick it with ``agent NAME``."
+    )
+    instructions: str = Field("", description="Instructions given to the LLM for this profile.")
+    language: Annotated[Language, _Lower] | None = Field(
+        None,
+        description=(
+            "Language the profile answers in until a conversation shows its own; unset: "
+            "agent.default_language."
+        ),
+    )
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="LLM temperature of this profile; unset: agent.temperature."
+    )
+    tools: list[str] | None = Field(
+        None, description="Names of the tools this profile may use; unset: every tool."
+    )
 
 
 class AgentSettings(_Section):
     """How the agent answers."""
 
-    default_language: Annotated[Language, _Lower] = "ja"
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(2000, ge=1)
-    max_conversation_history: int = Field(50, ge=1)
-    profile: str = "LarkAssistant"
-    merge_window_ms: int = Field(0, ge=0)
-    profiles: list[AgentProfileSettings] = Field(default_factory=list)
+    default_language: Annotated[Language, _Lower] = Field(
+        "ja",
+        description=(
+            "``ja``, ``en`` or ``zh``: the language used until a conversation shows its own."
+        ),
+    )
+    temperature: float = Field(0.7, ge=0, le=2, description="LLM sampling temperature.")
+    max_tokens: int = Field(2000, ge=1, description="Longest LLM answer, in tokens.")
+    max_conversation_history: int = Field(50, ge=1, description="Turns kept per conversation.")
+    profile: str = Field("LarkAssistant", description="The profile a new conversation starts with.")
+    merge_window_ms: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Messages of one chat arriving within this many milliseconds of each other are "
+            "answered as one turn; 0 answers each on its own."
+        ),
+    )
+    profiles: list[AgentProfileSettings] = Field(
+        default_factory=list,
+        description=(
+            "Extra personas (``[[agent.profiles]]`` tables), chosen in a chat with ``agent NAME``."
+        ),
+    )
 
     @field_validator("profiles")
     @classmethod
@@ -206,50 +271,98 @@ class AgentSettings(_Section):
 class RateLimitSettings(_Section):
     """Per-user request limits."""
 
-    enabled: bool = True
-    requests_per_minute: int = Field(50, ge=1)
-    write_requests_per_minute: int = Field(10, ge=1)
+    enabled: bool = Field(True, description="Whether the per-user limits below apply.")
+    requests_per_minute: int = Field(
+        50, ge=1, description="Messages one user may send the bot per minute."
+    )
+    write_requests_per_minute: int = Field(
+        10, ge=1, description="Tool calls that change data one user may make per minute."
+    )
 
 
 class CacheSettings(_Section):
     """The conversation cache (LRU with a time to live)."""
 
-    ttl_minutes: float = Field(5.0, gt=0)
-    max_size: int = Field(1000, ge=1)
-    idle_minutes: float = Field(60.0, gt=0)
+    ttl_minutes: float = Field(
+        5.0, gt=0, description="Minutes a read tool's result is reused for the same question."
+    )
+    max_size: int = Field(
+        1000, ge=1, description="Conversations kept in memory; the least recently used goes first."
+    )
+    idle_minutes: float = Field(
+        60.0, gt=0, description="Minutes after which an idle conversation is forgotten."
+    )
 
 
 class AdmissionSettings(_Section):
     """Which delivered events are taken on."""
 
-    stale_after_seconds: float = Field(1800.0, gt=0)
-    respond_to_mention_all: bool = False
-    max_payload_bytes: int = Field(1_048_576, ge=1)
+    stale_after_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="Messages older than this are not answered (a backlog after a long outage).",
+    )
+    respond_to_mention_all: bool = Field(
+        False, description="Whether an @all in a group counts as a mention of the bot."
+    )
+    max_payload_bytes: int = Field(
+        1_048_576, ge=1, description="Events larger than this are dropped as invalid."
+    )
 
 
 class PolicySettings(_Section):
     """Allowlists; ``None`` means everyone, ``[]`` means no one."""
 
-    allowed_users: list[str] | None = None
-    allowed_chats: list[str] | None = None
-    writers: list[str] | None = None
+    allowed_users: list[str] | None = Field(
+        None, description="open_ids that may talk to the bot; unset: everyone."
+    )
+    allowed_chats: list[str] | None = Field(
+        None, description="chat_ids the bot answers in; unset: every chat."
+    )
+    writers: list[str] | None = Field(
+        None, description="open_ids that may use tools that change data; unset: everyone."
+    )
 
 
 class DispatchSettings(_Section):
     """Concurrency across chats and the bounds of the queues."""
 
-    max_concurrency: int = Field(32, ge=1)
-    max_backlog: int = Field(1000, ge=1)
-    max_per_chat: int = Field(100, ge=1)
+    max_concurrency: int = Field(
+        32, ge=1, description="Messages answered at the same time, across all chats."
+    )
+    max_backlog: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Accepted messages waiting or in progress; beyond it events are refused so Lark re-"
+            "delivers them later."
+        ),
+    )
+    max_per_chat: int = Field(100, ge=1, description="Messages waiting in one chat.")
 
 
 class StoreSettings(_Section):
     """Where conversations and the seen-message ledger live."""
 
-    kind: Annotated[Literal["sqlite", "memory"], _Lower] = "sqlite"
-    state_dir: Path | None = None
-    ledger_ttl_hours: float = Field(24.0, gt=0)
-    ledger_max_entries: int = Field(1_000_000, ge=1)
+    kind: Annotated[Literal["sqlite", "memory"], _Lower] = Field(
+        "sqlite",
+        description=(
+            "``sqlite`` (kept in the state directory, survives restarts) or ``memory`` (tests)."
+        ),
+    )
+    state_dir: Path | None = Field(
+        None,
+        description=(
+            "Directory of the SQLite state; unset: $STATE_DIRECTORY, $XDG_STATE_HOME/larkbot or "
+            "~/.local/state/larkbot."
+        ),
+    )
+    ledger_ttl_hours: float = Field(
+        24.0, gt=0, description="Hours a handled message id is remembered, to drop re-deliveries."
+    )
+    ledger_max_entries: int = Field(
+        1_000_000, ge=1, description="Most message ids remembered; the oldest go first."
+    )
 
     def resolved_state_dir(self, env: Mapping[str, str] | None = None) -> Path:
         """Return the state directory to use.
@@ -276,17 +389,30 @@ class StoreSettings(_Section):
 class ShutdownSettings(_Section):
     """How long in-flight work may take to finish on SIGTERM."""
 
-    grace_seconds: float = Field(25.0, ge=0)
+    grace_seconds: float = Field(
+        25.0,
+        ge=0,
+        description=(
+            "Seconds in-flight answers get to finish after SIGTERM; the rest wait in the inbox for"
+            " the next start."
+        ),
+    )
 
 
 class LlmSettings(_Section):
     """An OpenAI-compatible LLM; without an API key the offline brain answers."""
 
-    api_key: Annotated[SecretStr | None, _BlankIsNone] = None
-    base_url: Annotated[str | None, _BlankIsNone] = None
-    model: str = Field("gpt-4o-mini", min_length=1)
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_tool_rounds: int = Field(5, ge=1)
+    api_key: Annotated[SecretStr | None, _BlankIsNone] = Field(
+        None, description="API key of an OpenAI-compatible LLM; unset: the offline brain answers."
+    )
+    base_url: Annotated[str | None, _BlankIsNone] = Field(
+        None, description="API root of an OpenAI-compatible server; unset: OpenAI's."
+    )
+    model: str = Field("gpt-4o-mini", min_length=1, description="Chat model name.")
+    timeout_seconds: float = Field(30.0, gt=0, description="Seconds one completion may take.")
+    max_tool_rounds: int = Field(
+        5, ge=1, description="Completions per answer, tool calls included."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -306,9 +432,16 @@ class LlmSettings(_Section):
 class SentrySettings(_Section):
     """Error reporting to Sentry; off unless a DSN is set."""
 
-    dsn: Annotated[SecretStr | None, _BlankIsNone] = None
-    environment: str = "production"
-    traces_sample_rate: float = Field(0.0, ge=0, le=1)
+    dsn: Annotated[SecretStr | None, _BlankIsNone] = Field(
+        None, description="Sentry DSN; unset: no error reporting."
+    )
+    environment: str = Field("production", description="Sentry environment name.")
+    traces_sample_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of requests traced for Sentry performance monitoring (0 to 1).",
+    )
 
     @field_validator("dsn")
     @classmethod
@@ -328,10 +461,12 @@ class SentrySettings(_Section):
 class BaseTableSettings(_Section):
     """A bitable table the tools may use, under a name users can say."""
 
-    app_token: str = Field(min_length=1)
-    table_id: str = Field(min_length=1)
-    aliases: list[str] = Field(default_factory=list)
-    description: str = ""
+    app_token: str = Field(min_length=1, description="The bitable app's token (``bascn...``).")
+    table_id: str = Field(min_length=1, description="The table's id (``tbl...``).")
+    aliases: list[str] = Field(
+        default_factory=list, description="Other names users may call the table by."
+    )
+    description: str = Field("", description="What the table holds, for the LLM and for ``help``.")
 
 
 class Settings(BaseSettings):

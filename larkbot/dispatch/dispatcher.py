@@ -56,6 +56,9 @@ class Dispatcher:
         self._max_per_chat = max_per_chat
         self._queues: dict[str, deque[tuple[InboundMessage, float]]] = {}
         self._backlog = 0
+        # Room promised to messages whose admission is still writing to the store.
+        self._reserved: dict[str, int] = {}
+        self._reserved_total = 0
         self._tg: TaskGroup | None = None
         self._idle = anyio.Event()
         self._idle.set()
@@ -71,8 +74,32 @@ class Dispatcher:
         """Whether a message for ``chat_id`` would be taken now."""
         if not self.accepting or self._tg is None:
             return False
-        queued = len(self._queues.get(chat_id, ()))
-        return self._backlog < self._max_backlog and queued < self._max_per_chat
+        queued = len(self._queues.get(chat_id, ())) + self._reserved.get(chat_id, 0)
+        return (
+            self._backlog + self._reserved_total < self._max_backlog and queued < self._max_per_chat
+        )
+
+    def reserve(self, chat_id: str) -> bool:
+        """Hold room for one message of ``chat_id`` while it is being admitted.
+
+        Admission awaits the store between checking for room and submitting; with frames
+        admitted concurrently, a reservation keeps the bounds exact. Pair it with
+        :meth:`release` in every case, then :meth:`submit` with ``force=True``.
+        """
+        if not self.has_room(chat_id):
+            return False
+        self._reserved[chat_id] = self._reserved.get(chat_id, 0) + 1
+        self._reserved_total += 1
+        return True
+
+    def release(self, chat_id: str) -> None:
+        """Give back room held by :meth:`reserve`."""
+        left = self._reserved.get(chat_id, 0) - 1
+        if left > 0:
+            self._reserved[chat_id] = left
+        else:
+            self._reserved.pop(chat_id, None)
+        self._reserved_total -= 1
 
     def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
         """Queue ``message`` behind earlier messages of its chat; never blocks.

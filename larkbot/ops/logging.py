@@ -62,7 +62,8 @@ _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
 _OWNED = "_larkbot_handler"
 
 # Libraries that log every request at INFO; their lines add noise, not information.
-_CHATTY_LOGGERS = ("httpx", "httpcore")
+# aiosqlite logs every statement with its parameters (message ids and texts) at DEBUG.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "aiosqlite")
 
 
 def add_secrets(*values: str) -> None:

@@ -3,7 +3,8 @@
 ``LarkStandIn`` serves the long connection and the OpenAPI on 127.0.0.1 inside the
 caller's event loop and records everything it receives. More OpenAPI routes plug in as
 ``OpenApiRoute`` objects; their handlers get an ``ApiRequest`` and answer data, an
-``ApiResponse``, or raise ``ApiError``.
+``ApiResponse``, or raise ``ApiError``. ``OpenAIStandIn`` is a local OpenAI-compatible
+chat completions server for the LLM brain.
 """
 
 from larkbot.testing._openapi import ApiError, ApiRequest, ApiResponse, OpenApiRoute
@@ -15,6 +16,7 @@ from larkbot.testing._records import (
     ReactionRecord,
     ReplyRecord,
 )
+from larkbot.testing.openai_standin import OpenAIStandIn
 from larkbot.testing.standin import LarkStandIn
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "ApiRequest",
     "ApiResponse",
     "LarkStandIn",
+    "OpenAIStandIn",
     "OpenApiRoute",
     "OutboundRecord",
     "PatchRecord",

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlparse
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -51,6 +52,7 @@ __all__ = [
     "LarkAuthError",
     "LongConnection",
     "TransientConnectError",
+    "discover_endpoint",
 ]
 
 log = logging.getLogger("larkbot.transport")
@@ -62,6 +64,10 @@ _HANDSHAKE_FORBIDDEN = 403
 _EXCEED_CONN_LIMIT = 1000040350
 # A Lark event is at most a few hundred KB; fragments keep frames well under this.
 _MAX_FRAME_BYTES = 8 * 1024 * 1024
+# Data frames handled at once. Each is admitted on its own task, so a slow store write for
+# one frame never delays the ack of the next; past this many the receive loop waits, which
+# pushes back on the socket instead of growing memory.
+_MAX_FRAMES_IN_FLIGHT = 256
 
 
 class LarkAuthError(Exception):
@@ -158,6 +164,7 @@ class LongConnection:
         self._assembler = FragmentAssembler()
         self._closing = False
         self._config_changed = anyio.Event()
+        self._frames_in_flight = anyio.Semaphore(_MAX_FRAMES_IN_FLIGHT)
         self._scope: anyio.CancelScope | None = None
         self.connected = False
         self.conn_id = ""
@@ -225,41 +232,17 @@ class LongConnection:
 
     async def _discover(self) -> _Endpoint:
         """``POST /callback/ws/endpoint``: where to dial, and the server's settings."""
-        try:
-            response = await self._http.post(
-                f"{self._base_url}/callback/ws/endpoint",
-                json={"AppID": self._app_id, "AppSecret": self._app_secret},
-                headers={"locale": "en"},
-            )
-        except httpx.HTTPError as exc:
-            raise TransientConnectError(f"endpoint discovery failed: {_short(exc)}") from None
-        if response.status_code != 200:
-            raise TransientConnectError(f"endpoint discovery answered HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise TransientConnectError("endpoint discovery answered non-JSON") from None
-        code = body.get("code")
-        if code != 0:
-            msg = str(body.get("msg") or "")
-            if code in _RETRYABLE_ENDPOINT_CODES:
-                raise TransientConnectError(f"Lark is busy (code {code}: {msg})")
-            raise LarkAuthError(
-                f"Lark refused the app's credentials (code {code}: {msg}): check APP_ID and "
-                "APP_SECRET, and that the app uses long-connection event subscription"
-            )
-        data = body.get("data") or {}
-        url = data.get("URL")
-        if not isinstance(url, str) or not url:
-            raise TransientConnectError("endpoint discovery answered no URL")
+        url, client_config = await _request_endpoint(
+            self._http, self._base_url, self._app_id, self._app_secret
+        )
         query = parse_qs(urlparse(url).query)
         try:
             conn_id = query["device_id"][0]
             service_id = int(query["service_id"][0])
         except (KeyError, IndexError, ValueError):
             raise TransientConnectError("endpoint URL lacks device_id or service_id") from None
-        if isinstance(data.get("ClientConfig"), dict):
-            self._config = self._config.merged(data["ClientConfig"])
+        if client_config is not None:
+            self._config = self._config.merged(client_config)
         return _Endpoint(url, conn_id, service_id, self._config)
 
     async def _dial(self, endpoint: _Endpoint) -> ClientConnection:
@@ -307,7 +290,7 @@ class LongConnection:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._ping_loop, ws, endpoint.service_id)
                 tg.start_soon(self._watchdog, ws)
-                await self._receive_loop(ws)
+                await self._receive_loop(ws, tg)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
@@ -347,12 +330,12 @@ class LongConnection:
                 return
             await anyio.sleep(min(self._config.ping_interval, max(limit - silent, 0.05)))
 
-    async def _receive_loop(self, ws: ClientConnection) -> None:
+    async def _receive_loop(self, ws: ClientConnection, tg: TaskGroup) -> None:
         # A closed socket ends the session normally (run() then reconnects). Catching it
         # here, not in run(), matters: out of the session's task group it would arrive
         # wrapped in an exception group.
         try:
-            await self._receive(ws)
+            await self._receive(ws, tg)
         except ConnectionClosed as exc:
             log.warning(
                 "long connection dropped: %s [conn_id=%s]",
@@ -361,7 +344,7 @@ class LongConnection:
                 extra={"conn_id": self.conn_id},
             )
 
-    async def _receive(self, ws: ClientConnection) -> None:
+    async def _receive(self, ws: ClientConnection, tg: TaskGroup) -> None:
         async for data in ws:
             if isinstance(data, str):
                 log.debug("ignored a text message on the long connection")
@@ -376,7 +359,10 @@ class LongConnection:
             if frame.method == FrameMethod.CONTROL:
                 self._on_control(frame, headers)
             elif frame.method == FrameMethod.DATA:
-                await self._on_data(ws, frame, headers, received_at)
+                data_frame = self._reassemble(frame, headers, received_at)
+                if data_frame is not None:
+                    await self._frames_in_flight.acquire()
+                    tg.start_soon(self._handle_and_ack, ws, frame, data_frame)
 
     def _on_control(self, frame: Any, headers: dict[str, str]) -> None:
         if headers.get("type") != FrameType.PONG:
@@ -395,9 +381,10 @@ class LongConnection:
                     self._config = merged
                     self._config_changed.set()
 
-    async def _on_data(
-        self, ws: ClientConnection, frame: Any, headers: dict[str, str], received_at: float
-    ) -> None:
+    def _reassemble(
+        self, frame: Any, headers: dict[str, str], received_at: float
+    ) -> DataFrame | None:
+        """The complete data frame once its last fragment is in, else ``None``."""
         frame_id = headers.get("message_id", "")
         try:
             total = int(headers.get("sum", "1") or 1)
@@ -405,10 +392,10 @@ class LongConnection:
             payload = self._assembler.add(frame_id, total, seq, bytes(frame.payload), received_at)
         except ValueError as exc:
             log.warning("dropped a bad fragment of frame %s: %s", frame_id, exc)
-            return
+            return None
         if payload is None:
-            return  # more fragments to come; the platform expects one ack for the whole
-        data_frame = DataFrame(
+            return None  # more fragments to come; the platform expects one ack for the whole
+        return DataFrame(
             frame_id=frame_id,
             frame_type=headers.get("type", ""),
             trace_id=headers.get("trace_id", ""),
@@ -416,18 +403,78 @@ class LongConnection:
             received_at=received_at,
             conn_id=self.conn_id,
         )
+
+    async def _handle_and_ack(self, ws: ClientConnection, frame: Any, data: DataFrame) -> None:
+        # Tasks start in arrival order and the store answers in submission order, so
+        # messages of one chat still reach dispatch in the order they arrived.
         try:
-            code = await self._handler(data_frame)
-        except Exception:
-            # A handler bug must not lose the event: a non-200 ack makes Lark retry it.
-            log.exception("frame handler failed for frame %s", frame_id)
-            code = 500
-        elapsed = time.monotonic() - received_at
-        await ws.send(encode_frame(ack_frame(frame, code, round(elapsed * 1000))))
-        metrics.ACK_LATENCY.observe(time.monotonic() - received_at)
+            try:
+                code = await self._handler(data)
+            except Exception:
+                # A handler bug must not lose the event: a non-200 ack makes Lark retry it.
+                log.exception("frame handler failed for frame %s", data.frame_id)
+                code = 500
+            elapsed = time.monotonic() - data.received_at
+            try:
+                await ws.send(encode_frame(ack_frame(frame, code, round(elapsed * 1000))))
+            except ConnectionClosed:
+                # Unacked, the platform re-delivers it; the ledger makes that a duplicate.
+                log.info("connection closed before the ack of frame %s", data.frame_id)
+                return
+            metrics.ACK_LATENCY.observe(time.monotonic() - data.received_at)
+        finally:
+            self._frames_in_flight.release()
+
+
+async def discover_endpoint(
+    http: httpx.AsyncClient, *, base_url: str, app_id: str, app_secret: str
+) -> str:
+    """Ask Lark where the long connection is, without dialling it (``larkbot doctor``).
+
+    :raises LarkAuthError: the credentials were refused.
+    :raises TransientConnectError: Lark is busy or unreachable.
+    """
+    url, _ = await _request_endpoint(http, base_url.rstrip("/"), app_id, app_secret)
+    return url
+
+
+async def _request_endpoint(
+    http: httpx.AsyncClient, base_url: str, app_id: str, app_secret: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The endpoint URL and the raw ``ClientConfig`` from ``POST /callback/ws/endpoint``."""
+    try:
+        response = await http.post(
+            f"{base_url}/callback/ws/endpoint",
+            json={"AppID": app_id, "AppSecret": app_secret},
+            headers={"locale": "en"},
+        )
+    except httpx.HTTPError as exc:
+        raise TransientConnectError(f"endpoint discovery failed: {_short(exc)}") from None
+    if response.status_code != 200:
+        raise TransientConnectError(f"endpoint discovery answered HTTP {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise TransientConnectError("endpoint discovery answered non-JSON") from None
+    if not isinstance(body, dict):
+        raise TransientConnectError("endpoint discovery answered an unexpected shape")
+    code = body.get("code")
+    if code != 0:
+        msg = str(body.get("msg") or "")
+        if code in _RETRYABLE_ENDPOINT_CODES:
+            raise TransientConnectError(f"Lark is busy (code {code}: {msg})")
+        raise LarkAuthError(
+            f"Lark refused the app's credentials (code {code}: {msg}): check APP_ID and "
+            "APP_SECRET, and that the app uses long-connection event subscription"
+        )
+    data = body.get("data") or {}
+    url = data.get("URL") if isinstance(data, dict) else None
+    if not isinstance(url, str) or not url:
+        raise TransientConnectError("endpoint discovery answered no URL")
+    config = data.get("ClientConfig")
+    return url, config if isinstance(config, dict) else None
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "…"
-

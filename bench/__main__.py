@@ -1,0 +1,97 @@
+"""``python -m bench [--quick] [--only echo,slow,reply,memory,startup] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench._report import (
+    machine_facts,
+    markdown_table,
+    print_table,
+    rows_of,
+    write_chart,
+    write_json,
+)
+from bench._scenarios import Sizes, echo_load, memory, reply_path, slow_agent, start_up
+
+__all__ = ["main"]
+
+_SCENARIOS: dict[str, Callable[[Sizes, Path], Awaitable[dict[str, Any]]]] = {
+    "echo": echo_load,
+    "slow": slow_agent,
+    "reply": reply_path,
+    "memory": memory,
+    "startup": start_up,
+}
+_NOTES = [
+    "Each bot runs in its own process; the Lark stand-in runs in this one, on the same machine.",
+    "larkbot runs with LARKBOT_RATE_LIMITING__ENABLED=false: the per-user request limit "
+    "would otherwise throttle a load test. Store: SQLite (the production default).",
+    "larkbot answers 'ping' with its offline brain (the 'pong' command); the SDK pattern "
+    "replies 'pong' with the synchronous client.im.v1.message.reply of its README.",
+    "Ack latency: stand-in writes the frame -> ack arrives. Reply latency: frame written -> "
+    "reply recorded by the stand-in. 'acks > 3 s' would be re-delivered by the platform.",
+    "Reply path: LarkClient.reply and lark-oapi's areply each run in their own process "
+    "against the stand-in here (the SDK's blocking token fetch cannot share the server's loop).",
+]
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument(
+        "--only", default=",".join(_SCENARIOS), help="comma-separated: " + ", ".join(_SCENARIOS)
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results",
+        help="where latest.json and latest.png go",
+    )
+    args = parser.parse_args()
+    unknown = set(args.only.split(",")) - set(_SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+async def _run(names: list[str], sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in names:
+        started = time.perf_counter()
+        print(f"running {name}...", flush=True)
+        results[name] = await _SCENARIOS[name](sizes, workdir)
+        print(f"  {name} took {time.perf_counter() - started:.1f} s", flush=True)
+    return results
+
+
+def main() -> None:
+    """Run the chosen scenarios, print the table, write JSON, PNG and the Markdown table."""
+    args = _parse()
+    sizes = Sizes.quick() if args.quick else Sizes()
+    names = [name for name in _SCENARIOS if name in args.only.split(",")]
+    facts = machine_facts()
+    with tempfile.TemporaryDirectory(prefix="larkbot-bench-") as workdir:
+        results = anyio.run(_run, names, sizes, Path(workdir))
+    notes = list(_NOTES)
+    slow = results.get("slow") or {}
+    if slow.get("larkbot_note"):
+        notes.append(slow["larkbot_note"])
+    rows = rows_of(results)
+    print_table(rows, facts, notes)
+    meta = {"machine": facts, "quick": args.quick, "sizes": sizes.__dict__, "notes": notes}
+    write_json(args.out / "latest.json", results, rows, meta)
+    write_chart(args.out / "latest.png", results)
+    (args.out / "latest.md").write_text(markdown_table(rows) + "\n", encoding="utf-8")
+    print(f"results: {args.out / 'latest.json'}, {args.out / 'latest.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Turn scenario figures into table rows, a rich table, machine facts, JSON and a chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+__all__ = [
+    "Row",
+    "machine_facts",
+    "markdown_table",
+    "print_table",
+    "rows_of",
+    "write_chart",
+    "write_json",
+]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a metric for both bots, their ratio and its target."""
+
+    scenario: str
+    metric: str
+    larkbot: float | None
+    sdk: float | None
+    target: str = ""
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """``larkbot / sdk``; ``None`` when either side is missing or the SDK side is 0."""
+        if self.larkbot is None or self.sdk is None or self.sdk == 0:
+            return None
+        return self.larkbot / self.sdk
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU model, cores, RAM, OS, Python and the versions that matter."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "n/a"
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "larkbot": version("larkbot"),
+        "lark-oapi": version("lark-oapi"),
+    }
+
+
+def _phase(phases: list[dict[str, Any]] | None, rate: float | None) -> dict[str, Any]:
+    for phase in phases or []:
+        if phase["rate"] == rate:
+            return phase
+    return {}
+
+
+def _at_most(limit: float) -> Callable[[float | None], bool | None]:
+    return lambda value: None if value is None else value <= limit
+
+
+def _echo_rows(echo: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    rates = [phase["rate"] for phase in echo.get("larkbot") or []]
+    for rate in rates:
+        ours, theirs = _phase(echo.get("larkbot"), rate), _phase(echo.get("sdk"), rate)
+        name = f"echo {int(rate)}/s" if rate else "echo flat out"
+        for key, label in (
+            ("replies_per_s", "replies/s"),
+            ("ack_p50_ms", "ack p50 ms"),
+            ("ack_p99_ms", "ack p99 ms"),
+            ("reply_p50_ms", "reply p50 ms"),
+            ("reply_p99_ms", "reply p99 ms"),
+            ("acks_over_3s", "acks > 3 s"),
+            ("duplicates", "duplicates"),
+        ):
+            target, met = "", None
+            if rate == 1000.0 and key == "ack_p99_ms":
+                target, met = "≤ 10", _at_most(10)(ours.get(key))
+            if rate is None and key == "replies_per_s" and ours and theirs:
+                target = "≥ 2× SDK"
+                met = ours[key] >= 2 * theirs[key]
+            if key == "duplicates":
+                target, met = "0", ours.get(key) == 0
+            rows.append(Row(name, label, ours.get(key), theirs.get(key), target, met))
+    return rows
+
+
+def rows_of(results: dict[str, Any]) -> list[Row]:
+    """Every table row the results support, in scenario order."""
+    rows: list[Row] = []
+    if "echo" in results:
+        rows += _echo_rows(results["echo"])
+    if "slow" in results:
+        ours, theirs = results["slow"].get("larkbot") or {}, results["slow"].get("sdk") or {}
+        answered = ours.get("all_answered_s")
+        rows += [
+            Row(
+                "slow agent",
+                "all answered s",
+                answered,
+                theirs.get("all_answered_s"),
+                "≤ 1.5",
+                _at_most(1.5)(answered),
+            ),
+            Row("slow agent", "ack p99 ms", ours.get("ack_p99_ms"), theirs.get("ack_p99_ms")),
+            Row(
+                "slow agent",
+                "acks > 3 s",
+                ours.get("acks_over_3s"),
+                theirs.get("acks_over_3s"),
+                "0",
+                None if not ours else ours.get("acks_over_3s") == 0,
+            ),
+        ]
+    if "reply" in results:
+        ours, theirs = results["reply"]["larkbot"], results["reply"]["sdk"]
+        met = ours["replies_per_s"] >= 3 * theirs["replies_per_s"]
+        rows.append(
+            Row(
+                "reply path",
+                "replies/s",
+                ours["replies_per_s"],
+                theirs["replies_per_s"],
+                "≥ 3× SDK",
+                met,
+            )
+        )
+    if "memory" in results:
+        mem = results["memory"]
+        label = f"RSS MB {mem['chats']}×{mem['turns']}"
+        rows.append(
+            Row("memory", label, mem["rss_mb"], None, "≤ 150", _at_most(150)(mem["rss_mb"]))
+        )
+        rows.append(Row("memory", "conversations cached", mem["conversations_cached"], None))
+    if "echo" in results:
+        echo = results["echo"]
+        rows.append(
+            Row("memory", "RSS MB after echo", echo.get("larkbot_rss_mb"), echo.get("sdk_rss_mb"))
+        )
+    if "startup" in results:
+        ours, theirs = results["startup"]["larkbot"], results["startup"]["sdk"]
+        rows.append(
+            Row(
+                "start-up",
+                "spawn to ready s",
+                ours["median_s"],
+                theirs["median_s"],
+                "≤ 2",
+                _at_most(2)(ours["median_s"]),
+            )
+        )
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def print_table(rows: list[Row], facts: dict[str, Any], notes: list[str]) -> None:
+    """Print the results table and the machine facts with rich."""
+    table = Table(title="larkbot vs lark-oapi's bot pattern (local Lark stand-in)")
+    for column in ("scenario", "metric", "larkbot", "SDK", "ratio", "target", "met?"):
+        table.add_column(column, justify="left" if column in {"scenario", "metric"} else "right")
+    for row in rows:
+        met = "" if row.met is None else ("yes" if row.met else "NO")
+        ratio = "" if row.ratio is None else f"{row.ratio:.2f}×"
+        table.add_row(
+            row.scenario, row.metric, _fmt(row.larkbot), _fmt(row.sdk), ratio, row.target, met
+        )
+    console = Console(width=120)
+    console.print(table)
+    console.print("Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+    for note in notes:
+        console.print(f"[dim]• {note}[/dim]")
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The same table in Markdown, for the README's Performance section."""
+    lines = [
+        "| scenario | metric | larkbot | SDK pattern | ratio | target | met? |",
+        "|---|---|--:|--:|--:|--:|:-:|",
+    ]
+    for row in rows:
+        met = "" if row.met is None else ("yes" if row.met else "**no**")
+        ratio = "" if row.ratio is None else f"{row.ratio:.2f}×"
+        lines.append(
+            f"| {row.scenario} | {row.metric} | {_fmt(row.larkbot)} | {_fmt(row.sdk)} | "
+            f"{ratio} | {row.target} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: Path, results: dict[str, Any], rows: list[Row], meta: dict[str, Any]) -> None:
+    """Write everything measured, the table rows and the run's facts to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        **meta,
+        "results": results,
+        "rows": [{**asdict(row), "ratio": row.ratio} for row in rows],
+    }
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_chart(path: Path, results: dict[str, Any]) -> None:
+    """Draw the echo rates, the reply path and start-up side by side as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    width = 0.38
+    echo = results.get("echo") or {}
+    phases = echo.get("larkbot") or []
+    labels = [f"{int(p['rate'])}/s" if p["rate"] else "flat out" for p in phases]
+    for axis, key, title in (
+        (axes[0], "replies_per_s", "Echo: replies/s"),
+        (axes[1], "ack_p99_ms", "Echo: ack p99 (ms, log)"),
+    ):
+        for shift, side in ((-width / 2, "larkbot"), (width / 2, "sdk")):
+            values = [_phase(echo.get(side), p["rate"]).get(key) or 0 for p in phases]
+            axis.bar([i + shift for i in range(len(phases))], values, width, label=side)
+        axis.set_xticks(range(len(phases)), labels)
+        axis.set_title(title)
+        axis.legend()
+    axes[1].set_yscale("log")
+    pairs = []
+    if "reply" in results:
+        pairs.append(("reply path\nreplies/s ÷100", "reply", lambda r: r["replies_per_s"] / 100))
+    if "startup" in results:
+        pairs.append(("start-up s", "startup", lambda r: r["median_s"]))
+    if "slow" in results:
+        pairs.append(
+            ("slow agent\nall answered s", "slow", lambda r: (r or {}).get("all_answered_s") or 0)
+        )
+    for index, (_label, key, pick) in enumerate(pairs):
+        for shift, side, colour in ((-width / 2, "larkbot", "C0"), (width / 2, "sdk", "C1")):
+            axes[2].bar(index + shift, pick(results[key].get(side)), width, color=colour)
+    axes[2].set_xticks(range(len(pairs)), [p[0] for p in pairs])
+    axes[2].set_title("Reply path, start-up, slow agent")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,299 @@
+"""The five scenarios; each returns plain dicts of figures, ready for JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench._bots import BENCH_DIR, bot_env, larkbot_bot, metric_value, sdk_bot
+from larkbot.testing import LarkStandIn
+
+__all__ = [
+    "Sizes",
+    "echo_load",
+    "memory",
+    "reply_path",
+    "slow_agent",
+    "start_up",
+]
+
+_REDELIVERY_ACK_SECONDS = 3.0
+_WARMUP_MESSAGES = 20
+_MEMORY_WINDOW = 500
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each scenario does; ``quick()`` is the smoke-test size."""
+
+    echo_count: int = 2000
+    echo_rates: tuple[float | None, ...] = (500.0, 1000.0, 2000.0, None)
+    echo_chats: int = 50
+    slow_chats: int = 20
+    slow_delay: float = 1.0
+    reply_count: int = 2000
+    reply_concurrency: int = 50
+    memory_chats: int = 1000
+    memory_turns: int = 50
+    start_runs: int = 5
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        """Small enough for a smoke test: a few seconds per scenario."""
+        return cls(
+            echo_count=200,
+            echo_rates=(500.0, None),
+            slow_chats=5,
+            reply_count=200,
+            memory_chats=50,
+            memory_turns=5,
+            start_runs=1,
+        )
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class _Phase:
+    """What one batch of messages produced on the stand-in."""
+
+    ids: list[str]
+    sent_at: dict[str, float]
+    started: float
+    send_seconds: float
+    acks_from: int
+    replies_from: int
+    duplicates_from: int
+    replies: dict[str, list[float]] = field(default_factory=dict)
+
+    def scan(self, lark: LarkStandIn) -> int:
+        wanted = self.sent_at
+        for record in lark.replies[self.replies_from :]:
+            if record.to_message_id in wanted:
+                self.replies.setdefault(record.to_message_id, []).append(record.at)
+        self.replies_from = len(lark.replies)
+        return len(self.replies)
+
+    def figures(self, lark: LarkStandIn) -> dict[str, Any]:
+        acks = {}
+        for ack in lark.acks[self.acks_from :]:
+            if ack.chat_message_id in self.sent_at and ack.chat_message_id not in acks:
+                acks[ack.chat_message_id] = ack
+        ack_ms = [ack.latency_ms for ack in acks.values()]
+        reply_ms = []
+        for message_id, times in self.replies.items():
+            ack = acks.get(message_id)
+            delivered = ack.delivered_at if ack is not None else self.sent_at[message_id]
+            reply_ms.append((min(times) - delivered) * 1000.0)
+        last_reply = max((max(t) for t in self.replies.values()), default=self.started)
+        elapsed = max(last_reply - self.started, 1e-9)
+        duplicates = sum(len(t) - 1 for t in self.replies.values())
+        duplicates += lark.suppressed_duplicates - self.duplicates_from
+        return {
+            "messages": len(self.ids),
+            "answered": len(self.replies),
+            "acked": len(acks),
+            "offered_per_s": len(self.ids) / max(self.send_seconds, 1e-9),
+            "replies_per_s": len(self.replies) / elapsed,
+            "all_answered_s": elapsed if len(self.replies) == len(self.ids) else None,
+            "ack_p50_ms": _percentile(ack_ms, 50),
+            "ack_p99_ms": _percentile(ack_ms, 99),
+            "ack_max_ms": max(ack_ms, default=None),
+            "reply_p50_ms": _percentile(reply_ms, 50),
+            "reply_p99_ms": _percentile(reply_ms, 99),
+            "acks_over_3s": sum(1 for ms in ack_ms if ms > _REDELIVERY_ACK_SECONDS * 1000),
+            "duplicates": duplicates,
+        }
+
+
+async def _send_batch(
+    lark: LarkStandIn,
+    messages: Sequence[tuple[str, str]],
+    rate: float | None,
+    *,
+    window: int | None = None,
+) -> _Phase:
+    """Deliver ``(chat, text)`` pairs on a schedule of ``rate`` per second (flat out: ``None``).
+
+    With ``window`` no more than that many messages are left unanswered at once.
+    """
+    phase = _Phase([], {}, time.monotonic(), 0.0, len(lark.acks), len(lark.replies), 0)
+    phase.duplicates_from = lark.suppressed_duplicates
+    answered_base = len(lark.replies)
+    for index, (chat, text) in enumerate(messages):
+        if rate is not None:
+            # On a schedule, not after each send: a slow send does not lower the rate.
+            delay = phase.started + index / rate - time.monotonic()
+            if delay > 0:
+                await anyio.sleep(delay)
+        if window is not None:
+            # The stand-in signals no event per reply; its record list is polled.
+            while index - (len(lark.replies) - answered_base) >= window:  # noqa: ASYNC110
+                await anyio.sleep(0.002)
+        sent = time.monotonic()
+        message_id = await lark.send_text(text, chat_id=chat, sender_open_id="ou_" + chat[3:])
+        phase.ids.append(message_id)
+        phase.sent_at[message_id] = sent
+    phase.send_seconds = time.monotonic() - phase.started
+    return phase
+
+
+async def _await_answers(lark: LarkStandIn, phase: _Phase, limit_seconds: float) -> None:
+    # Polled: a reply or an ack is only a record appended to the stand-in's lists.
+    with anyio.move_on_after(limit_seconds):
+        while phase.scan(lark) < len(phase.ids):  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    # Acks of the last few messages may trail their replies (the SDK acks after its handler).
+    with anyio.move_on_after(2.0):
+        while sum(1 for a in lark.acks[phase.acks_from :] if a.chat_message_id) < len(phase.ids):  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    phase.scan(lark)
+
+
+def _chats(prefix: str, count: int) -> list[str]:
+    return [f"oc_{prefix}{index:04d}" for index in range(count)]
+
+
+async def _echo_phases(
+    lark: LarkStandIn, sizes: Sizes, text: str, label: str
+) -> list[dict[str, Any]]:
+    chats = _chats(f"{label}_", sizes.echo_chats)
+    warmup = await _send_batch(lark, [(c, text) for c in chats[:_WARMUP_MESSAGES]], None)
+    await _await_answers(lark, warmup, 30)
+    results = []
+    for rate in sizes.echo_rates:
+        batch = [(chats[i % len(chats)], text) for i in range(sizes.echo_count)]
+        phase = await _send_batch(lark, batch, rate)
+        await _await_answers(lark, phase, 60 + sizes.echo_count / 50)
+        results.append({"rate": rate, **phase.figures(lark)})
+        await anyio.sleep(0.5)
+    return results
+
+
+async def echo_load(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """Echo at fixed offered rates and flat out, larkbot ("ping") and the SDK pattern."""
+    out: dict[str, Any] = {}
+    async with LarkStandIn() as lark, larkbot_bot(lark, workdir) as bot:
+        out["larkbot"] = await _echo_phases(lark, sizes, "ping", "lb")
+        out["larkbot_rss_mb"] = bot.rss_bytes() / 2**20
+    async with LarkStandIn() as lark, sdk_bot(lark, workdir) as bot:
+        out["sdk"] = await _echo_phases(lark, sizes, "ping", "sdk")
+        out["sdk_rss_mb"] = bot.rss_bytes() / 2**20
+    return out
+
+
+async def _slow_round(lark: LarkStandIn, chats: int, label: str) -> dict[str, Any]:
+    batch = [(chat, "Could you tell me something nice today?") for chat in _chats(label, chats)]
+    phase = await _send_batch(lark, batch, None)
+    await _await_answers(lark, phase, 30 + chats * 2)
+    return phase.figures(lark)
+
+
+async def slow_agent(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """A 1 s answer (LLM stand-in / sleeping handler) in many chats at once."""
+    out: dict[str, Any] = {}
+    if importlib.util.find_spec("larkbot.agent.llm") is None:
+        out["larkbot"] = None
+        out["larkbot_note"] = "larkbot.agent.llm is missing: the LLM brain cannot run"
+    else:
+        from larkbot.testing.openai_standin import OpenAIStandIn
+
+        async with OpenAIStandIn(api_key="sk-test", delay=sizes.slow_delay) as llm:
+            env = {
+                "OPENAI_API_KEY": "sk-test",
+                "OPENAI_BASE_URL": llm.base_url,
+                "LLM_MODEL": "test-model",
+            }
+            async with LarkStandIn() as lark, larkbot_bot(lark, workdir, env) as _bot:
+                out["larkbot"] = await _slow_round(lark, sizes.slow_chats, "slowlb")
+    async with LarkStandIn() as lark, sdk_bot(lark, workdir, delay=sizes.slow_delay):
+        out["sdk"] = await _slow_round(lark, sizes.slow_chats, "slowsdk")
+    return out
+
+
+async def _reply_client(impl: str, lark: LarkStandIn, sizes: Sizes) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(BENCH_DIR / "reply_client.py"),
+        impl,
+        lark.url,
+        lark.app_id,
+        lark.app_secret,
+        str(sizes.reply_count),
+        str(sizes.reply_concurrency),
+    ]
+    with anyio.fail_after(120):
+        result = await anyio.run_process(command, env=bot_env({}), check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"reply client {impl} failed: {result.stderr.decode()[-2000:]}")
+    figures = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    figures["replies_per_s"] = figures["ok"] / figures["seconds"]
+    return dict(figures)
+
+
+async def reply_path(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """``LarkClient.reply`` vs the SDK's ``areply``, each in its own process, N in flight."""
+    out: dict[str, Any] = {}
+    for impl in ("larkbot", "sdk"):
+        async with LarkStandIn() as lark:
+            out[impl] = await _reply_client(impl, lark, sizes)
+            out[impl]["recorded"] = len(lark.replies)
+    return out
+
+
+async def memory(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """RSS of the real daemon after ``chats`` conversations of ``turns`` turns each."""
+    chats = _chats("mem", sizes.memory_chats)
+    batch = [
+        (chat, f"Turn {turn}: please keep in mind item number {turn} of the list for {chat}.")
+        for turn in range(sizes.memory_turns)
+        for chat in chats
+    ]
+    async with LarkStandIn() as lark, larkbot_bot(lark, workdir) as bot:
+        idle = bot.rss_bytes()
+        phase = await _send_batch(lark, batch, None, window=_MEMORY_WINDOW)
+        await _await_answers(lark, phase, 120)
+        figures = phase.figures(lark)
+        rss = bot.rss_bytes()
+        cached = await metric_value(bot, "larkbot_conversations_cached")
+    return {
+        "chats": sizes.memory_chats,
+        "turns": sizes.memory_turns,
+        "messages": figures["messages"],
+        "answered": figures["answered"],
+        "seconds": figures["all_answered_s"],
+        "replies_per_s": figures["replies_per_s"],
+        "rss_idle_mb": idle / 2**20,
+        "rss_mb": rss / 2**20,
+        "conversations_cached": cached,
+    }
+
+
+async def start_up(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """Process spawn to ready (larkbot: ``/readyz`` 200; SDK: connected), median of runs."""
+    times: dict[str, list[float]] = {"larkbot": [], "sdk": []}
+    async with LarkStandIn() as lark:
+        for _ in range(sizes.start_runs):
+            async with larkbot_bot(lark, workdir) as bot:
+                times["larkbot"].append(bot.ready_seconds)
+            async with sdk_bot(lark, workdir) as bot:
+                times["sdk"].append(bot.ready_seconds)
+    return {
+        name: {"median_s": statistics.median(values), "runs_s": values}
+        for name, values in times.items()
+    }

@@ -1,0 +1,326 @@
+"""The LLM brain: an OpenAI-compatible chat model that answers and calls Lark tools.
+
+Per message it sends the profile's instructions, the answer language, what the bot can
+do, the conversation so far and the user's text, offering the profile's tools. Each
+tool call the model makes runs through the :class:`~larkbot.agent.tools.runner.ToolRunner`
+(policy, limits, cache, metrics and audit apply there), and its result goes back to the
+model, for at most ``llm.max_tool_rounds`` completions. Any failure of the model's
+service becomes a polite sentence in the user's language; the API key never leaves the
+client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from larkbot.admission.events import InboundMessage
+from larkbot.agent.base import Conversation, Reply
+from larkbot.agent.brain import TurnContext
+from larkbot.agent.i18n import translate
+from larkbot.agent.language import Language
+from larkbot.agent.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE
+from larkbot.agent.tools.base import ToolResult
+from larkbot.agent.tools.lark_tools import DEFAULT_TIMEZONE
+from larkbot.ops.metrics import LLM_REQUESTS
+
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletion
+
+    from larkbot.config.settings import Settings
+
+__all__ = ["LLMBrain"]
+
+logger = logging.getLogger("larkbot.agent")
+
+# A tool result longer than this is cut before it goes to the model: a search over a big
+# table must not fill the context window (or the bill) with rows nobody reads.
+_TOOL_RESULT_CHARS = 12_000
+
+_LANGUAGE_NAMES: dict[Language, str] = {
+    "ja": "Japanese (日本語)",
+    "en": "English",
+    "zh": "Simplified Chinese (简体中文)",
+}
+
+
+class _CompletionError(Exception):
+    """A completion that got no usable answer; ``key`` names the sentence to reply."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class LLMBrain:
+    """Answers with an OpenAI-compatible chat model, calling Lark tools through the runner.
+
+    Without ``client`` the brain builds, on first use, an ``openai.AsyncOpenAI`` for
+    ``settings.llm`` and owns it (:meth:`aclose` closes it); a given client stays the
+    caller's.
+    """
+
+    name = "llm"
+
+    def __init__(self, settings: Settings, *, client: openai.AsyncOpenAI | None = None) -> None:
+        """Create the brain; a missing API key is a programming error (``llm.enabled``)."""
+        if client is None and settings.llm.api_key is None:
+            raise ValueError("the LLM brain needs llm.api_key")
+        self._settings = settings
+        self._owns_client = client is None
+        self._client = client
+        self._sdk: ModuleType | None = None
+        self._client_lock = anyio.Lock()
+        self._schemas: dict[tuple[int, int, frozenset[str] | None], list[dict[str, Any]]] = {}
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this brain created it."""
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+
+    async def warm_up(self) -> None:
+        """Load the ``openai`` package and build the client now rather than on the first message.
+
+        Loading takes a few hundred milliseconds of a worker thread that competes with
+        the event loop for the interpreter; done before events flow, it cannot slow acks.
+        """
+        await self._openai()
+
+    async def _openai(self) -> tuple[ModuleType, openai.AsyncOpenAI]:
+        """The ``openai`` package and the client, both loaded on first use in a worker thread.
+
+        Importing ``openai`` reads hundreds of files (about 0.3 s) and building a client
+        loads CA certificates; the brain lives inside the running event loop, which must
+        not wait on disk, and a daemon without a model never pays for either.
+        """
+        if self._sdk is None or self._client is None:
+            async with self._client_lock:
+                if self._sdk is None:
+                    self._sdk = await anyio.to_thread.run_sync(_import_openai)
+                if self._client is None:
+                    self._client = await anyio.to_thread.run_sync(self._new_client, self._sdk)
+        return self._sdk, self._client
+
+    def _new_client(self, sdk: ModuleType) -> openai.AsyncOpenAI:
+        llm = self._settings.llm
+        assert llm.api_key is not None
+        client = sdk.AsyncOpenAI(
+            api_key=llm.api_key.get_secret_value(),
+            base_url=llm.base_url,
+            timeout=llm.timeout_seconds,
+            max_retries=1,
+            # The SDK's defaults, without its own wrapper: that one, when collected
+            # unclosed, starts a closing task in whatever event loop runs at that moment.
+            http_client=sdk.DefaultAsyncHttpxClient(),
+        )
+        return client
+
+    async def think(
+        self, message: InboundMessage, conversation: Conversation, turn: TurnContext
+    ) -> Reply:
+        """Answer ``message`` in ``turn.language``, letting the model call tools."""
+        turn.intent = "llm"
+        language = turn.language
+        tools = self._tool_schemas(turn)
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self._system_prompt(turn, tools)},
+            *({"role": t.role, "content": t.text} for t in conversation.turns),
+            {"role": "user", "content": message.text},
+        ]
+        temperature = turn.profile.temperature
+        for _ in range(self._settings.llm.max_tool_rounds):
+            try:
+                completion = await self._complete(messages, tools, temperature, message)
+            except _CompletionError as failure:
+                return Reply(translate(failure.key, language))
+            answer = completion.choices[0].message if completion.choices else None
+            if answer is None:
+                return Reply(translate("llm_error", language))
+            calls = answer.tool_calls or []
+            if not calls:
+                text = (answer.content or "").strip()
+                return Reply(text or translate("llm_error", language), markdown=bool(text))
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": answer.content,
+                    "tool_calls": [call.model_dump(mode="json") for call in calls],
+                }
+            )
+            for call in calls:
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "content": await self._run_tool(call, turn),
+                    }
+                )
+        logger.info(
+            "message %s: the model was still calling tools after %d rounds",
+            message.message_id,
+            self._settings.llm.max_tool_rounds,
+            extra={"message_id": message.message_id},
+        )
+        return Reply(translate("llm_too_many_steps", language))
+
+    async def _complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        temperature: float,
+        message: InboundMessage,
+    ) -> ChatCompletion:
+        """One chat completion; a failure is counted, logged and raised as its sentence."""
+        body: dict[str, Any] = {
+            "model": self._settings.llm.model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": self._settings.agent.max_tokens,
+        }
+        if tools:
+            body["tools"] = tools
+        sdk, client = await self._openai()
+        try:
+            # The SDK's generic ``post`` (same retries, timeouts and errors) rather than
+            # ``chat.completions.create``, whose type-driven walk over the tool schemas costs
+            # about 5 ms of event loop per request; the body here is already plain JSON.
+            completion = await client.post(
+                "/chat/completions", body=body, cast_to=sdk.types.chat.ChatCompletion
+            )
+        except sdk.OpenAIError as exc:
+            outcome, key = _classify(exc, sdk)
+            LLM_REQUESTS.labels(outcome=outcome).inc()
+            # The exception's text can quote the server's answer; the type and status
+            # say enough, and never carry the key.
+            logger.warning(
+                "message %s: LLM request failed (%s: %s, status %s)",
+                message.message_id,
+                outcome,
+                type(exc).__name__,
+                getattr(exc, "status_code", "-"),
+                extra={"message_id": message.message_id, "outcome": outcome},
+            )
+            raise _CompletionError(key) from None
+        LLM_REQUESTS.labels(outcome="ok").inc()
+        return completion
+
+    async def _run_tool(self, call: Any, turn: TurnContext) -> str:
+        """Run one tool call and return what the model reads: JSON data or a sentence."""
+        assert turn.runner is not None and turn.tool_ctx is not None
+        function = getattr(call, "function", None)
+        if function is None:
+            # Only function tools are offered; anything else gets a plain refusal.
+            return translate("llm_error", turn.language)
+        if not turn.profile.allows(function.name):
+            # The schema list already hides such tools; a model naming one anyway is told no.
+            suggestion = next(
+                (n for n, p in BUILTIN_PROFILES.items() if p.allows(function.name)),
+                DEFAULT_PROFILE,
+            )
+            sentence = translate(
+                "tool_not_allowed",
+                turn.language,
+                profile=turn.profile.name,
+                tool=function.name,
+                suggestion=suggestion,
+            )
+            result = ToolResult(ok=False, error=sentence, text=sentence)
+        else:
+            result = await turn.runner.run(function.name, function.arguments, turn.tool_ctx)
+        return _tool_content(result)
+
+    def _tool_schemas(self, turn: TurnContext) -> list[dict[str, Any]]:
+        """The tools offered for this turn, their JSON schemas built once per profile.
+
+        Building a schema walks the tool's pydantic model (about 1 ms each); done for every
+        message, twenty messages arriving together would hold the event loop long enough
+        to delay their acks.
+        """
+        runner = turn.runner
+        if runner is None or turn.tool_ctx is None:
+            return []
+        registry = runner.registry
+        key = (id(registry), len(registry), turn.profile.tools)
+        schemas = self._schemas.get(key)
+        if schemas is None:
+            schemas = self._schemas[key] = registry.openai_schemas(turn.profile.tools)
+        return schemas
+
+    def _system_prompt(self, turn: TurnContext, tools: list[dict[str, Any]]) -> str:
+        language = _LANGUAGE_NAMES[turn.language]
+        now = datetime.now(DEFAULT_TIMEZONE)
+        parts = [
+            turn.profile.instructions.strip()
+            or "You are a helpful assistant inside Lark. Answer concisely and accurately.",
+            f"Always answer in {language}, whatever language the tools return.",
+            "Format answers with simple Markdown (bold, lists, links); keep them short.",
+            f"The current date and time is {now:%Y-%m-%d %H:%M} ({DEFAULT_TIMEZONE}).",
+        ]
+        if tools:
+            names = ", ".join(tool["function"]["name"] for tool in tools)
+            parts.append(
+                f"You can act in Lark with these tools: {names}. Use them instead of "
+                "guessing, report only what they return, and if a tool answers with a "
+                "sentence explaining a problem, pass that explanation on to the user."
+            )
+            bases = turn.tool_ctx.bases if turn.tool_ctx is not None else {}
+            if bases:
+                lines = [
+                    f"- {name}"
+                    + (f" (also called: {', '.join(table.aliases)})" if table.aliases else "")
+                    + (f": {table.description}" if table.description else "")
+                    for name, table in bases.items()
+                ]
+                parts.append("Lark Base tables you can use:\n" + "\n".join(lines))
+        else:
+            parts.append(
+                "No Lark tools are available right now: if the user asks you to look "
+                "something up or change something in Lark, say that you cannot at the moment."
+            )
+        return "\n\n".join(parts)
+
+
+def _import_openai() -> ModuleType:
+    # Deferred on purpose, and run on a worker thread: see ``LLMBrain._openai``.
+    import openai
+    import openai.types.chat
+
+    return openai
+
+
+def _classify(exc: Exception, sdk: ModuleType) -> tuple[str, str]:
+    """Map a client error to its metric outcome and the sentence key for the user."""
+    # APITimeoutError is an APIConnectionError, so it is checked first.
+    if isinstance(exc, sdk.APITimeoutError):
+        return "timeout", "llm_timeout"
+    if isinstance(exc, sdk.RateLimitError):
+        return "rate_limited", "llm_rate_limited"
+    if isinstance(exc, sdk.AuthenticationError | sdk.PermissionDeniedError):
+        return "auth_error", "llm_auth_error"
+    if isinstance(exc, sdk.InternalServerError) or (
+        isinstance(exc, sdk.APIStatusError) and exc.status_code >= 500
+    ):
+        return "server_error", "llm_server_error"
+    if isinstance(exc, sdk.APIConnectionError):
+        return "error", "llm_unreachable"
+    return "error", "llm_error"
+
+
+def _tool_content(result: ToolResult) -> str:
+    """What the model reads of a tool result: its data as JSON, or its error sentence."""
+    if not result.ok:
+        return result.error or result.text or "The tool failed."
+    if result.data is None:
+        content = result.text or "Done."
+    else:
+        content = json.dumps(result.data, ensure_ascii=False, default=str)
+    if len(content) > _TOOL_RESULT_CHARS:
+        content = content[:_TOOL_RESULT_CHARS] + " …(cut: ask for fewer results)"
+    return content

@@ -1,0 +1,40 @@
+"""Smoke test of the benchmark: the quick echo scenario runs end to end and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_echo_bench_writes_results(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "echo", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    echo = document["results"]["echo"]
+    for side in ("larkbot", "sdk"):
+        phases = echo[side]
+        assert [phase["rate"] for phase in phases] == [500.0, None]
+        for phase in phases:
+            assert phase["answered"] == phase["messages"] == 200
+            assert phase["acked"] == 200
+            assert phase["duplicates"] == 0
+            assert phase["replies_per_s"] > 0
+            assert 0 < phase["ack_p50_ms"] <= phase["ack_p99_ms"]
+    metrics = {(row["scenario"], row["metric"]) for row in document["rows"]}
+    assert ("echo flat out", "replies/s") in metrics
+    assert (tmp_path / "latest.png").stat().st_size > 0
+    assert "echo flat out" in result.stdout

@@ -1,0 +1,304 @@
+"""Fault drills: the platform and the process misbehave, and every message is answered once.
+
+Each drill runs the real daemon against the real local Lark with a durable SQLite state
+directory, and ends on the same check, read from the stand-in's records: exactly one
+reply per user message, the uuid-suppressed posts the drill expects (a suppressed post
+means the daemon tried to answer twice), and no reply to anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+import anyio
+import pytest
+
+from larkbot.admission.admission import ACK_OVERLOADED
+from larkbot.daemon import Daemon
+from larkbot.testing import LarkStandIn
+from tests._daemon import EchoAgent, running_daemon, settings_for
+from tests._proc import (
+    larkbot_process,
+    llm_env,
+    openai_standin_available,
+    reply_text,
+    slow_llm,
+)
+
+pytestmark = pytest.mark.anyio
+
+_REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
+
+
+def _assert_answered_once(
+    lark: LarkStandIn,
+    answered: Collection[str],
+    *,
+    suppressed: int = 0,
+    unanswered: Collection[str] = (),
+) -> None:
+    """Exactly one reply to each of ``answered``, none to anything else, ``suppressed`` dups."""
+    counts: dict[str, int] = {}
+    for reply in lark.replies:
+        assert reply.to_message_id is not None, reply
+        counts[reply.to_message_id] = counts.get(reply.to_message_id, 0) + 1
+    assert counts == dict.fromkeys(answered, 1), counts
+    for message_id in unanswered:
+        assert message_id not in counts, f"answered {message_id}, which must stay unanswered"
+    assert lark.suppressed_duplicates == suppressed
+
+
+async def _settled(lark: LarkStandIn, daemon: Daemon, acks: int) -> None:
+    """Wait until ``acks`` acks are recorded and nothing is queued or being answered.
+
+    Admission decides (and submits) before it acks, so once the ack is in and the backlog
+    is empty, no further reply can come from what was delivered.
+    """
+    await lark.wait_for(lambda: len(lark.acks) >= acks and daemon.backlog == 0, timeout=10)
+
+
+def _minutes_ago_ms(minutes: float) -> int:
+    return int((time.time() - minutes * 60) * 1000)
+
+
+async def test_drill_redelivery_same_event_id(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, tmp_path)
+        async with running_daemon(settings, EchoAgent()) as daemon:
+            message_id = await lark.send_text("hello")
+            await lark.wait_for(lambda: len(lark.replies) == 1)
+            await lark.redeliver(message_id)
+            await lark.redeliver(message_id)
+            await _settled(lark, daemon, acks=3)
+        assert [a.code for a in lark.acks] == [200, 200, 200]
+        assert len({a.event_id for a in lark.acks}) == 1
+        _assert_answered_once(lark, [message_id])
+
+
+async def test_drill_redelivery_new_event_id(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, tmp_path)
+        async with running_daemon(settings, EchoAgent(delay=0.3)) as daemon:
+            message_id = await lark.send_text("hello")
+            # One re-delivery while the first answer is still being produced, one after.
+            await lark.redeliver(message_id, new_event_id=True)
+            await lark.wait_for(lambda: len(lark.replies) == 1)
+            await lark.redeliver(message_id, new_event_id=True)
+            await _settled(lark, daemon, acks=3)
+        assert len({a.event_id for a in lark.acks}) == 3
+        _assert_answered_once(lark, [message_id])
+
+
+async def test_drill_restart_then_redelivery(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, tmp_path)
+        async with running_daemon(settings, EchoAgent()):
+            message_id = await lark.send_text("before the restart")
+            await lark.wait_for(lambda: len(lark.replies) == 1)
+        await lark.wait_for(lambda: lark.connections == 0)
+        agent = EchoAgent()
+        async with running_daemon(settings, agent) as daemon:
+            await lark.redeliver(message_id)
+            await lark.redeliver(message_id, new_event_id=True)
+            fresh = await lark.send_text("after the restart")
+            await _settled(lark, daemon, acks=4)
+            await lark.wait_for(lambda: len(lark.replies) == 2)
+        assert [m.message_id for m in agent.seen] == [fresh]
+        _assert_answered_once(lark, [message_id, fresh])
+
+
+async def test_drill_stale_message_after_downtime(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, tmp_path)
+        agent = EchoAgent()
+        async with anyio.create_task_group() as tg:
+            # The platform holds these while the daemon is down and delivers them on connect.
+            tg.start_soon(lambda: lark.send_text("too old", create_time_ms=_minutes_ago_ms(40)))
+            async with running_daemon(settings, agent) as daemon:
+                await lark.wait_for(lambda: len(lark.acks) == 1)
+                recent = await lark.send_text("recent", create_time_ms=_minutes_ago_ms(29))
+                await _settled(lark, daemon, acks=2)
+                await lark.wait_for(lambda: len(lark.replies) == 1)
+        stale = lark.acks[0].chat_message_id
+        assert stale is not None and lark.acks[0].code == 200
+        assert [m.message_id for m in agent.seen] == [recent]
+        _assert_answered_once(lark, [recent], unanswered=[stale])
+
+
+async def test_drill_stale_inbox_item_dropped_at_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, tmp_path, LARKBOT_ADMISSION__STALE_AFTER_SECONDS="2")
+        stuck = EchoAgent(delay=60)
+        async with running_daemon(settings, stuck) as daemon:
+            created = time.monotonic() - 0.6
+            message_id = await lark.send_text("left behind", create_time_ms=_minutes_ago_ms(0.01))
+            await lark.wait_for(lambda: len(stuck.seen) == 1)
+            daemon.stop_now()
+        # Downtime: the acked, unanswered message grows older than the 2 s cutoff. Only the
+        # passing of time can do that, hence a sleep.
+        await anyio.sleep(max(0.0, created + 2.2 - time.monotonic()))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="larkbot"):
+            agent = EchoAgent()
+            async with running_daemon(settings, agent) as daemon:
+                fresh = await lark.send_text("fresh")
+                await lark.wait_for(lambda: len(lark.replies) == 1)
+                await _settled(lark, daemon, acks=2)
+        dropped = [
+            r
+            for r in caplog.records
+            if r.name == "larkbot.daemon" and getattr(r, "message_id", None) == message_id
+        ]
+        assert len(dropped) == 1, [r.getMessage() for r in dropped]
+        assert "stale cutoff" in dropped[0].getMessage() and message_id in dropped[0].getMessage()
+        assert [m.message_id for m in agent.seen] == [fresh]
+        _assert_answered_once(lark, [fresh], unanswered=[message_id])
+
+
+async def test_drill_connection_dropped_mid_conversation(tmp_path: Path) -> None:
+    async with LarkStandIn(reconnect_interval=1, reconnect_nonce=0) as lark:
+        settings = await settings_for(lark, tmp_path)
+        agent = EchoAgent(delay=0.5)
+        async with running_daemon(settings, agent) as daemon:
+            first = await lark.send_text("one", chat_id="oc_a")
+            second = await lark.send_text("two", chat_id="oc_a")
+            await lark.wait_for(lambda: len(agent.seen) == 1)
+            await lark.drop_connections()
+            await lark.wait_for(lambda: not daemon.connected, timeout=5)
+            # Sent while the daemon is away: delivered once it is back.
+            third = await lark.send_text("three", chat_id="oc_a")
+            await lark.wait_for(lambda: daemon.connected, timeout=10)
+            # After a reconnect the platform re-delivers what it is unsure of.
+            await lark.redeliver(first)
+            await lark.redeliver(second, new_event_id=True)
+            fourth = await lark.send_text("four", chat_id="oc_b")
+            await lark.wait_for(lambda: len(lark.replies) == 4, timeout=10)
+            await _settled(lark, daemon, acks=6)
+        assert lark.handshakes == 2
+        order = [r.to_message_id for r in lark.replies if r.chat_id == "oc_a"]
+        assert order == [first, second, third]
+        _assert_answered_once(lark, [first, second, third, fourth])
+
+
+async def test_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, tmp_path)
+        async with running_daemon(settings, EchoAgent()) as daemon:
+            lark.fail_next(1, status=429, route=_REPLY_ROUTE, reset_seconds=1)
+            lark.fail_next(1, status=500, route=_REPLY_ROUTE)
+            started = time.monotonic()
+            message_id = await lark.send_text("hello")
+            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=10)
+            took = time.monotonic() - started
+            await _settled(lark, daemon, acks=1)
+        attempts = [c.status for c in lark.api_calls if c.route == _REPLY_ROUTE]
+        assert attempts == [429, 500, 200]
+        assert took >= 1.0  # the rate-limit reset was honoured
+        print(f"\nreply landed after 429 + 500 in {took:.2f} s")
+        _assert_answered_once(lark, [message_id])
+
+
+async def test_drill_garbage_bytes_on_the_socket(tmp_path: Path) -> None:
+    async with LarkStandIn(reconnect_interval=1, reconnect_nonce=0) as lark:
+        settings = await settings_for(lark, tmp_path)
+        async with running_daemon(settings, EchoAgent()) as daemon:
+            before = await lark.send_text("before")
+            await lark.wait_for(lambda: len(lark.replies) == 1)
+            for garbage in (b"\xff\xfe\x00garbage", b"", b"\x08" * 64, bytes(range(256))):
+                await lark.push_raw(garbage)
+            await lark.wait_for(lambda: daemon.connected and lark.connections == 1, timeout=10)
+            after = await lark.send_text("after")
+            await lark.wait_for(lambda: len(lark.replies) == 2, timeout=10)
+            await _settled(lark, daemon, acks=2)
+        print(f"\ngarbage on the socket: {lark.handshakes} handshake(s) in all")
+        _assert_answered_once(lark, [before, after])
+
+
+async def test_drill_full_backlog(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        lark.redeliver_after = 0.3
+        # The stand-in's re-delivery ladder is flat; give it rungs enough for the burst.
+        lark.redelivery_limit = 30
+        settings = await settings_for(
+            lark,
+            tmp_path,
+            LARKBOT_DISPATCH__MAX_BACKLOG="2",
+            LARKBOT_DISPATCH__MAX_CONCURRENCY="2",
+        )
+        async with running_daemon(settings, EchoAgent(delay=0.3)) as daemon:
+            sent = [await lark.send_text(f"m{i}", chat_id=f"oc_{i % 3}") for i in range(8)]
+            await lark.wait_for(lambda: len(lark.replies) == 8, timeout=20)
+            await lark.wait_for(lambda: daemon.backlog == 0, timeout=5)
+        refused = [a.chat_message_id for a in lark.acks if a.code == ACK_OVERLOADED]
+        assert refused, "the backlog never filled up"
+        assert lark.redeliveries >= len(set(refused))
+        for message_id in sent:
+            codes = [a.code for a in lark.acks if a.chat_message_id == message_id]
+            assert codes[-1] == 200 and codes.count(200) == 1, (message_id, codes)
+        print(f"\n{len(refused)} refusals (non-200 acks), {lark.redeliveries} re-deliveries")
+        _assert_answered_once(lark, sent)
+
+
+# ----------------------------------------------------------- larkbot run as a subprocess
+
+needs_llm = pytest.mark.skipif(
+    not openai_standin_available(), reason="the local OpenAI stand-in is not available"
+)
+
+
+@needs_llm
+@pytest.mark.slow
+async def test_drill_kill_9_between_ack_and_reply(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark, slow_llm(delay=30) as llm:
+        env = llm_env(llm)
+        async with larkbot_process(lark, tmp_path, env) as first:
+            message_id = await lark.send_text("what is the plan?")
+            await lark.wait_for(lambda: len(lark.acks) == 1 and len(llm.requests) >= 1, timeout=10)
+            assert lark.acks[0].code == 200 and not lark.replies
+            first.send_signal(signal.SIGKILL)
+            assert await first.wait(timeout=5) == -signal.SIGKILL
+        llm.delay = 0.2
+        await lark.wait_for(lambda: lark.connections == 0, timeout=5)
+        restarted = time.monotonic()
+        async with larkbot_process(lark, tmp_path, env) as second:
+            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=15)
+            answered_after = time.monotonic() - restarted
+            resumed = second.log_lines("resuming message")
+            second.send_signal(signal.SIGTERM)
+            assert await second.wait(timeout=10) == 0
+        assert [line["message_id"] for line in resumed] == [message_id]
+        assert "LLM: what is the plan?" in reply_text(lark.replies[0])
+        assert len(lark.acks) == 1  # answered from the inbox, not from a re-delivery
+        print(f"\nkill -9 after the ack: answered {answered_after:.2f} s after the restart")
+        _assert_answered_once(lark, [message_id])
+
+
+@needs_llm
+@pytest.mark.slow
+async def test_drill_sigterm_while_the_agent_is_thinking(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark, slow_llm(delay=2.0) as llm:
+        env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "10"}
+        async with larkbot_process(lark, tmp_path, env) as bot:
+            message_id = await lark.send_text("think slowly")
+            await lark.wait_for(lambda: len(llm.requests) == 1, timeout=10)
+            signalled = time.monotonic()
+            bot.send_signal(signal.SIGTERM)
+            # The long connection goes first, so the platform sends new events elsewhere.
+            await lark.wait_for(lambda: lark.connections == 0, timeout=5)
+            closed_after = time.monotonic() - signalled
+            status = await bot.wait(timeout=15)
+            exited_after = time.monotonic() - signalled
+        assert status == 0, bot.raw[-20:]
+        assert len(lark.replies) == 1 and lark.replies[0].at - signalled < exited_after
+        assert closed_after < 1.0 < exited_after < 10.0
+        print(
+            f"\nSIGTERM while thinking: connection closed after {closed_after:.2f} s, "
+            f"reply landed and exit 0 after {exited_after:.2f} s (grace 10 s)"
+        )
+        _assert_answered_once(lark, [message_id])

@@ -1,0 +1,95 @@
+"""Shutdown of ``larkbot run`` under signals: graceful first, at once on the second.
+
+Either way nothing is lost: what is not answered before the process ends stays in the
+inbox of the state directory, and the next start answers it, once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from larkbot.testing import LarkStandIn
+from tests._proc import larkbot_process, llm_env, openai_standin_available, reply_text, slow_llm
+
+pytestmark = pytest.mark.anyio
+
+needs_llm = pytest.mark.skipif(
+    not openai_standin_available(), reason="the local OpenAI stand-in is not available"
+)
+
+
+async def _answered_by_the_next_start(
+    lark: LarkStandIn, llm: object, state_dir: Path, env: dict[str, str], message_id: str
+) -> None:
+    """Start again on ``state_dir``: the message left in the inbox is answered, once."""
+    llm.delay = 0.1  # type: ignore[attr-defined]
+    await lark.wait_for(lambda: lark.connections == 0, timeout=5)
+    async with larkbot_process(lark, state_dir, env) as bot:
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=15)
+        bot.send_signal(signal.SIGTERM)
+        assert await bot.wait(timeout=10) == 0
+    assert [line.get("message_id") for line in bot.log_lines("resuming message")] == [message_id]
+    assert lark.replies[0].to_message_id == message_id
+    assert "LLM: still thinking" in reply_text(lark.replies[0])
+    assert lark.suppressed_duplicates == 0
+    assert len(lark.acks) == 1  # from the inbox, not from a re-delivery
+
+
+@needs_llm
+@pytest.mark.slow
+async def test_second_sigterm_exits_at_once_and_the_next_start_answers(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark, slow_llm(delay=30) as llm:
+        env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "25"}
+        async with larkbot_process(lark, tmp_path, env) as bot:
+            message_id = await lark.send_text("still thinking")
+            await lark.wait_for(lambda: len(llm.requests) == 1, timeout=10)
+            signalled = time.monotonic()
+            bot.send_signal(signal.SIGTERM)
+            await lark.wait_for(lambda: lark.connections == 0, timeout=5)
+            bot.send_signal(signal.SIGTERM)
+            status = await bot.wait(timeout=5)
+            exited_after = time.monotonic() - signalled
+        assert status == 0, bot.raw[-20:]
+        assert exited_after < 2.0
+        assert not lark.replies
+        assert not [line for line in bot.lines if line.get("level") in ("ERROR", "CRITICAL")]
+        print(f"\ntwo SIGTERMs: exit 0 after {exited_after:.2f} s, message left in the inbox")
+        await _answered_by_the_next_start(lark, llm, tmp_path, env, message_id)
+
+
+@needs_llm
+@pytest.mark.slow
+async def test_grace_period_over_leaves_the_message_for_the_next_start(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark, slow_llm(delay=30) as llm:
+        env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "1"}
+        async with larkbot_process(lark, tmp_path, env) as bot:
+            message_id = await lark.send_text("still thinking")
+            await lark.wait_for(lambda: len(llm.requests) == 1, timeout=10)
+            signalled = time.monotonic()
+            bot.send_signal(signal.SIGTERM)
+            status = await bot.wait(timeout=10)
+            exited_after = time.monotonic() - signalled
+        assert status == 0, bot.raw[-20:]
+        assert 1.0 <= exited_after < 3.0
+        assert not lark.replies
+        assert len(bot.log_lines("grace period of 1 s over")) == 1
+        print(f"\ngrace period of 1 s: exit 0 after {exited_after:.2f} s")
+        await _answered_by_the_next_start(lark, llm, tmp_path, env, message_id)
+
+
+async def test_sigterm_when_idle_exits_at_once(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark, larkbot_process(lark, tmp_path) as bot:
+        message_id = await lark.send_text("help")
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=10)
+        signalled = time.monotonic()
+        bot.send_signal(signal.SIGTERM)
+        status = await bot.wait(timeout=10)
+        exited_after = time.monotonic() - signalled
+    assert status == 0, bot.raw[-20:]
+    assert exited_after < 2.0
+    assert lark.replies[0].to_message_id == message_id
+    print(f"\nidle SIGTERM: exit 0 after {exited_after:.2f} s")
