@@ -88,6 +88,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             heartbeat_at REAL NOT NULL
         )""",
     ),
+    (
+        # Admission is one statement (an insert into the inbox); this trigger records the
+        # ledger row inside that same statement, so admitting costs one round trip to the
+        # database thread instead of four, and stays atomic across processes.
+        """CREATE TRIGGER seen_on_admit AFTER INSERT ON inbox BEGIN
+            INSERT OR IGNORE INTO seen (message_id, seen_at)
+            VALUES (NEW.message_id, NEW.admitted_at);
+        END""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -170,29 +179,30 @@ class SqliteStore(Store):
     async def admit(self, message: InboundMessage) -> bool:
         """Record ``message`` as seen and pending; ``False`` when it was seen before."""
         now = time.time()
-        async with self._transaction() as db:
-            if not await db.execute_fetchall(
-                "INSERT OR IGNORE INTO seen (message_id, seen_at) VALUES (?, ?) RETURNING 1",
-                (message.message_id, now),
-            ):
-                return False
-            # The ledger may have forgotten an id that the inbox still holds (it is bounded
-            # separately): that message is a duplicate too.
-            return bool(
-                await db.execute_fetchall(
-                    "INSERT OR IGNORE INTO inbox (message_id, status, owner, created_at,"
-                    " admitted_at, updated_at, body) VALUES (?, 'pending', ?, ?, ?, ?, ?)"
-                    " RETURNING 1",
-                    (
-                        message.message_id,
-                        self._owner,
-                        message.created_at.timestamp(),
-                        now,
-                        now,
-                        message.model_dump_json(),
-                    ),
-                )
+        # A message is new when neither the ledger nor the inbox knows it (the ledger is
+        # bounded separately and may have forgotten an id the inbox still holds). One
+        # statement: the insert, its conflict check and the trigger's ledger row commit
+        # together or not at all. Shielded: aiosqlite runs a queued statement even when its
+        # caller is cancelled, and a caller that never learns "admitted" would leave the
+        # message pending with nobody to answer it.
+        with anyio.CancelScope(shield=True):
+            rows = await self._query(
+                "INSERT INTO inbox (message_id, status, owner, created_at, admitted_at,"
+                " updated_at, body)"
+                " SELECT ?, 'pending', ?, ?, ?, ?, ?"
+                " WHERE NOT EXISTS (SELECT 1 FROM seen WHERE message_id = ?)"
+                " ON CONFLICT (message_id) DO NOTHING RETURNING 1",
+                (
+                    message.message_id,
+                    self._owner,
+                    message.created_at.timestamp(),
+                    now,
+                    now,
+                    message.model_dump_json(),
+                    message.message_id,
+                ),
             )
+        return bool(rows)
 
     async def mark_done(self, message_id: str) -> None:
         """Settle an inbox item whose reply the platform accepted."""
