@@ -44,7 +44,7 @@ __all__ = ["CheckResult", "DoctorReport", "diagnose", "doctor_command", "run_che
 Status = Literal["ok", "fail", "skip"]
 
 _MASK = "****"
-# Lark codes worth a sentence of their own (DESIGN.md; the developer console's wording).
+# Lark codes worth a sentence of their own (in the developer console's wording).
 _HINTS = {
     99991672: "the app lacks a permission this call needs: add the scope in the developer "
     "console and publish a new version",

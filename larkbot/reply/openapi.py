@@ -1,6 +1,6 @@
 """The async Lark OpenAPI client: one connection pool, tenant tokens, retries.
 
-This is ours rather than lark-oapi's (DESIGN.md, "Known traps"): the SDK's async calls open
+This is ours rather than lark-oapi's: the SDK's async calls open
 a new ``httpx.AsyncClient`` per request, so nothing is pooled, and fetch the tenant token
 with a blocking ``requests`` call that stalls the event loop and deadlocks against a server
 living in the same loop. Here one ``httpx.AsyncClient`` serves every call and the token is

@@ -2,7 +2,7 @@
 
 The schema is lark-oapi's own generated module. We load only its ``pb`` subpackage:
 importing ``lark_oapi`` itself pulls in ~11,000 modules (1.5 s) and binds an asyncio
-event loop at import time (DESIGN.md, "Known traps"), which a daemon that must be
+event loop at import time (lark-oapi 1.7.x), which a daemon that must be
 ready in under two seconds, on its own loop, cannot afford.
 """
 

@@ -2,7 +2,7 @@
 
 Why our own and not ``lark_oapi.ws.Client``: that client binds an event loop at import,
 blocks forever in ``start()``, has no clean stop, and acks only after a synchronous
-handler returns (DESIGN.md, "Known traps"). This one runs inside the daemon's task group,
+handler returns (lark-oapi 1.7.x). This one runs inside the daemon's task group,
 stops when cancelled, and hands each data frame to an async handler whose answer (an ack
 code) it sends back at once.
 
@@ -57,7 +57,8 @@ __all__ = [
 
 log = logging.getLogger("larkbot.transport")
 
-# Endpoint codes that mean "try again later" (DESIGN.md); anything else non-zero is fatal.
+# Endpoint codes that mean "try again later" (1 busy, 1000040343 internal error);
+# any other non-zero code is a configuration problem, and fatal.
 _RETRYABLE_ENDPOINT_CODES = frozenset({1, 1000040343})
 _HANDSHAKE_AUTH_FAILED = 514
 _HANDSHAKE_FORBIDDEN = 403

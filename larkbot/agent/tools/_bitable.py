@@ -451,6 +451,43 @@ class _WriteTool(_BaseTool):
             converted[field.name] = self._to_lark(ctx, field, value)
         return fields, converted
 
+    async def _write_fields(
+        self,
+        ctx: ToolContext,
+        args: BaseModel,
+        *,
+        table_name: str,
+        values: dict[str, Any],
+        method: str,
+        record_id: str | None,
+        done_key: str,
+    ) -> ToolResult:
+        """Write ``values`` to a new record (``record_id`` None) or an existing one.
+
+        A retried turn reuses the same client token, so the platform applies it once.
+        """
+        table, settings = resolve_table(ctx, table_name)
+        app_token, table_id = self._paths(settings)
+        fields, converted = await self._converted(ctx, table, app_token, table_id, values)
+        path = self._records_path(app_token, table_id)
+        if record_id is not None:
+            path = f"{path}/{path_segment(record_id)}"
+        data = await ctx.client.request(
+            method,
+            path,
+            route=RECORDS_ROUTE if record_id is None else RECORD_ROUTE,
+            params={"client_token": idempotency_key(ctx, self.name, args)},
+            json={"fields": converted},
+            write=True,
+        )
+        record = data.get("record") or {}
+        summary = self._summary(fields, record, set(converted))
+        return ToolResult(
+            ok=True,
+            data={"table": table, **self._record(fields, record)},
+            text=say(ctx.language, done_key, table=table, summary=summary),
+        )
+
     def _summary(self, fields: list[_Field], record: dict[str, Any], written: set[str]) -> str:
         values: dict[str, Any] = record.get("fields") or {}
         primary = next((f for f in fields if f.is_primary), fields[0] if fields else None)
@@ -479,23 +516,14 @@ class CreateBaseRecord(_WriteTool):
     async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
         """Create the record; a retried turn reuses the same client token."""
         assert isinstance(args, CreateBaseRecordInput)
-        table, settings = resolve_table(ctx, args.table)
-        app_token, table_id = self._paths(settings)
-        fields, converted = await self._converted(ctx, table, app_token, table_id, args.fields)
-        data = await ctx.client.request(
-            "POST",
-            self._records_path(app_token, table_id),
-            route=RECORDS_ROUTE,
-            params={"client_token": idempotency_key(ctx, self.name, args)},
-            json={"fields": converted},
-            write=True,
-        )
-        record = data.get("record") or {}
-        summary = self._summary(fields, record, set(converted))
-        return ToolResult(
-            ok=True,
-            data={"table": table, **self._record(fields, record)},
-            text=say(ctx.language, "record_created", table=table, summary=summary),
+        return await self._write_fields(
+            ctx,
+            args,
+            table_name=args.table,
+            values=args.fields,
+            method="POST",
+            record_id=None,
+            done_key="record_created",
         )
 
 
@@ -513,23 +541,14 @@ class UpdateBaseRecord(_WriteTool):
     async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
         """Update the record with the converted field values."""
         assert isinstance(args, UpdateBaseRecordInput)
-        table, settings = resolve_table(ctx, args.table)
-        app_token, table_id = self._paths(settings)
-        fields, converted = await self._converted(ctx, table, app_token, table_id, args.fields)
-        data = await ctx.client.request(
-            "PUT",
-            f"{self._records_path(app_token, table_id)}/{path_segment(args.record_id.strip())}",
-            route=RECORD_ROUTE,
-            params={"client_token": idempotency_key(ctx, self.name, args)},
-            json={"fields": converted},
-            write=True,
-        )
-        record = data.get("record") or {}
-        summary = self._summary(fields, record, set(converted))
-        return ToolResult(
-            ok=True,
-            data={"table": table, **self._record(fields, record)},
-            text=say(ctx.language, "record_updated", table=table, summary=summary),
+        return await self._write_fields(
+            ctx,
+            args,
+            table_name=args.table,
+            values=args.fields,
+            method="PUT",
+            record_id=args.record_id.strip(),
+            done_key="record_updated",
         )
 
 
