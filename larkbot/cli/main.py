@@ -21,7 +21,7 @@ app = typer.Typer(
     help="An AI assistant for Lark/Feishu chats, over the long connection (no public endpoint).",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -71,7 +71,7 @@ def console(
     """Chat with the bot in the terminal, against a built-in local Lark (no credentials).
 
     Each line you type is a message from a user in a one-to-one chat; the bot's replies
-    print as they arrive. Works with piped input too: [bold]echo help | larkbot console[/]
+    print as they arrive. Works with piped input too: `echo help | larkbot console`
     """
     from larkbot.cli.console import run_console
 
@@ -98,8 +98,9 @@ def doctor(
         float, typer.Option("--timeout", min=0.1, help="Seconds each check may take.")
     ] = 10.0,
 ) -> None:
-    """Check the configuration, Lark credentials, bot identity, long connection, LLM,
-    state directory and port; one row each.
+    """Check the setup: config, credentials, bot identity, long connection, LLM, state, port.
+
+    One row per check.
 
     Exits 0 when nothing failed (skipped checks are fine), 1 when a check failed, 78 when
     the configuration itself does not load. Secrets are never printed.
