@@ -662,3 +662,26 @@ def test_retry_policy_is_frozen_and_backs_off_exponentially() -> None:
     assert policy.rate_limit_wait(None, 2) == 1.0
     jittery = RetryPolicy(base_delay=1.0, max_delay=10.0, jitter=0.2)
     assert all(0.8 <= jittery.backoff(1) <= 1.2 for _ in range(100))
+
+
+async def test_a_token_refresh_cannot_stretch_a_call_past_its_deadline() -> None:
+    # Regression: the token fetch ran before the call's remaining time was checked, with
+    # a deadline of its own, so a call that had spent most of its budget on retries could
+    # wait a whole second deadline for a slow token endpoint.
+    fake = FakeLark()
+    fake.script(
+        "bot/v3/info",
+        *[lark_error(503, 1, "busy") for _ in range(3)],
+        lark_error(400, 99991663, "Invalid access token"),
+    )
+    policy = RetryPolicy(max_attempts=100, base_delay=0.4, max_delay=0.4, deadline=2.0, jitter=0)
+    async with serving(fake) as url, LarkClient(url, APP_ID, SECRET, retry=policy) as client:
+        with anyio.fail_after(10):
+            await client.tenant_token()
+            fake.token_delay = 5.0  # the refresh the call needs will be slow
+            started = anyio.current_time()
+            with pytest.raises(LarkAPIError, match="tenant token") as caught:
+                await client.bot_info()
+            elapsed = anyio.current_time() - started
+    assert "deadline" in str(caught.value)
+    assert elapsed < 2.8  # its own 2 s deadline; before the fix about 3.2 s

@@ -390,6 +390,8 @@ async def test_cancelled_admits_leave_the_store_consistent(tmp_path: Path) -> No
         outcomes = {message_id: await store.admit(_message(message_id)) for message_id in ids}
         assert pending == len(admitted)
         assert {m for m, fresh in outcomes.items() if not fresh} == set(admitted)
+        # Admits are shielded: one that started completes, whoever cancels its caller.
+        assert sorted(admitted) == sorted(ids)
 
 
 class _StoreMachine(RuleBasedStateMachine):
@@ -469,3 +471,18 @@ TestSqliteStoreProperties = _StoreMachine.TestCase
 TestSqliteStoreProperties.settings = _MACHINE_SETTINGS
 TestMemoryStoreProperties = _MemoryStoreMachine.TestCase
 TestMemoryStoreProperties.settings = _MACHINE_SETTINGS
+
+
+@pytest.mark.anyio
+async def test_a_database_failure_reaches_callers_as_one_sentence(tmp_path: Path) -> None:
+    # Regression: only prune() and open() turned SQLite errors into StoreError; admit,
+    # mark_* and unfinished raised raw sqlite3 errors, which the CLI shows as a traceback.
+    async with _open("sqlite", tmp_path) as store:
+        assert store.path is not None
+        await anyio.to_thread.run_sync(_sql, store.path, "DROP TABLE inbox")
+        with pytest.raises(StoreError, match=r"the state database .* failed: no such table"):
+            await store.admit(_message("om_x"))
+        with pytest.raises(StoreError):
+            await store.mark_done("om_x")
+        with pytest.raises(StoreError):
+            await store.unfinished(60)

@@ -22,6 +22,7 @@ import httpx
 from pydantic import SecretStr
 
 from larkbot import __version__
+from larkbot.ops.logging import add_secrets
 from larkbot.ops.metrics import OPENAPI_LATENCY, OPENAPI_REQUESTS
 from larkbot.reply._retry import RetryPolicy
 from larkbot.reply._tokens import TokenCache
@@ -383,6 +384,8 @@ class LarkClient:
             expire = float(body.get("expire", 0))
         except (TypeError, ValueError):
             expire = 0.0
+        # Registered with the log redactor, so no log line or error report can carry it.
+        add_secrets(token)
         return token, expire
 
     async def _call(
@@ -412,7 +415,16 @@ class LarkClient:
             headers = {"Content-Type": _JSON_CONTENT_TYPE}
             token: str | None = None
             if authenticated:
-                token = await self._tokens.get()
+                # The token fetch is itself a call with its own deadline; bounded here too,
+                # so this call never outlasts its own deadline while waiting for a token.
+                with anyio.move_on_after(max(deadline - anyio.current_time(), 0)) as waited:
+                    token = await self._tokens.get()
+                if waited.cancelled_caught:
+                    raise LarkAPIError(
+                        _NO_CODE,
+                        f"deadline of {policy.deadline:g}s passed while fetching a tenant token",
+                        route=route,
+                    )
                 headers["Authorization"] = f"Bearer {token}"
             remaining = deadline - anyio.current_time()
             if remaining <= 0:

@@ -126,6 +126,7 @@ class SqliteStore(Store):
             prune_interval=prune_interval,
         )
         self.path: Path | None = state_dir / DATABASE_NAME
+        self._database = state_dir / DATABASE_NAME
         self._db = db
         self._owners_dir = state_dir / _OWNERS_DIR
         self._owner = owner
@@ -167,10 +168,7 @@ class SqliteStore(Store):
             prune_interval=prune_interval,
         )
         try:
-            try:
-                await store._renew_lease()
-            except sqlite3.Error as exc:
-                raise _store_error(exc, state_dir / DATABASE_NAME) from exc
+            await store._renew_lease()
             yield store
         finally:
             with anyio.CancelScope(shield=True):
@@ -281,24 +279,21 @@ class SqliteStore(Store):
         """Drop old ledger entries and settled inbox items; return how many went."""
         cutoff = self._timestamp(now) - self._ttl
         removed = 0
-        try:
-            async with self._transaction() as db:
-                for sql, params in (
-                    ("DELETE FROM seen WHERE seen_at < ?", (cutoff,)),
-                    (
-                        "DELETE FROM seen WHERE message_id IN (SELECT message_id FROM seen"
-                        " ORDER BY seen_at DESC, message_id DESC LIMIT -1 OFFSET ?)",
-                        (self._max_entries,),
-                    ),
-                    (
-                        "DELETE FROM inbox WHERE status IN ('done', 'expired') AND updated_at < ?",
-                        (cutoff,),
-                    ),
-                ):
-                    await db.execute_fetchall(sql, params)
-                    removed += (await db.execute_fetchall("SELECT changes()", ()))[0][0]
-        except sqlite3.Error as exc:
-            raise _store_error(exc, self.path or Path()) from exc
+        async with self._transaction() as db:
+            for sql, params in (
+                ("DELETE FROM seen WHERE seen_at < ?", (cutoff,)),
+                (
+                    "DELETE FROM seen WHERE message_id IN (SELECT message_id FROM seen"
+                    " ORDER BY seen_at DESC, message_id DESC LIMIT -1 OFFSET ?)",
+                    (self._max_entries,),
+                ),
+                (
+                    "DELETE FROM inbox WHERE status IN ('done', 'expired') AND updated_at < ?",
+                    (cutoff,),
+                ),
+            ):
+                await db.execute_fetchall(sql, params)
+                removed += (await db.execute_fetchall("SELECT changes()", ()))[0][0]
         return removed
 
     async def run_pruner(self) -> None:
@@ -316,7 +311,7 @@ class SqliteStore(Store):
             await anyio.sleep(_HEARTBEAT_SECONDS)
             try:
                 await self._renew_lease()
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 logger.warning("could not renew the store lease, retrying: %s", exc)
 
     async def _renew_lease(self) -> None:
@@ -356,7 +351,10 @@ class SqliteStore(Store):
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one statement on its own (autocommit) and return its rows."""
         async with self._lock:
-            return list(await self._db.execute_fetchall(sql, params))
+            try:
+                return list(await self._db.execute_fetchall(sql, params))
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self._database) from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -367,14 +365,18 @@ class SqliteStore(Store):
         """
         async with self._lock:
             with anyio.CancelScope(shield=True):
-                await self._db.execute("BEGIN IMMEDIATE")
+                # Every SQLite failure leaves the store as one sentence for the operator.
                 try:
-                    yield self._db
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        await self._db.execute("ROLLBACK")
-                    raise
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._db
+                        await self._db.execute("COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(sqlite3.Error):
+                            await self._db.execute("ROLLBACK")
+                        raise
+                except sqlite3.Error as exc:
+                    raise _store_error(exc, self._database) from exc
 
     async def _close(self) -> None:
         try:
