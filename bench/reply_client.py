@@ -9,11 +9,12 @@ fetches the tenant token) goes before the clock starts.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+
+import anyio
 
 __all__ = ["main"]
 
@@ -64,15 +65,13 @@ async def _run(impl: str, domain: str, app_id: str, secret: str, count: int, wid
     factory = _larkbot_sender if impl == "larkbot" else _sdk_sender
     send, close = factory(domain, app_id, secret, width)
     await send("om_bench_warmup")
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for index in range(count):
-        queue.put_nowait(f"om_bench_reply_{impl}_{index}")
+    # One shared iterator: each of the `width` workers takes the next id when it is free.
+    message_ids = iter([f"om_bench_reply_{impl}_{index}" for index in range(count)])
     ok = failed = 0
 
     async def worker() -> None:
         nonlocal ok, failed
-        while not queue.empty():
-            message_id = queue.get_nowait()
+        for message_id in message_ids:
             try:
                 success = await send(message_id)
             except Exception:
@@ -83,7 +82,9 @@ async def _run(impl: str, domain: str, app_id: str, secret: str, count: int, wid
                 failed += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(width)))
+    async with anyio.create_task_group() as tg:
+        for _ in range(width):
+            tg.start_soon(worker)
     seconds = time.perf_counter() - started
     await close()
     print(json.dumps({"seconds": seconds, "ok": ok, "failed": failed}), flush=True)
@@ -94,7 +95,7 @@ def main() -> None:
     impl, domain, app_id, secret, count, width = sys.argv[1:7]
     if impl not in {"larkbot", "sdk"}:
         raise SystemExit("first argument: larkbot or sdk")
-    asyncio.run(_run(impl, domain, app_id, secret, int(count), int(width)))
+    anyio.run(_run, impl, domain, app_id, secret, int(count), int(width))
 
 
 if __name__ == "__main__":

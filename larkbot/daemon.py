@@ -172,11 +172,7 @@ class Daemon:
                         tg.cancel_scope.cancel()
                         await anyio.lowlevel.checkpoint()  # the cancellation lands here
 
-                    conversations = ConversationCache(
-                        max_size=settings.cache.max_size,
-                        max_turns=settings.agent.max_conversation_history,
-                        idle_seconds=settings.cache.idle_minutes * 60,
-                    )
+                    conversations = ConversationCache.from_settings(settings)
                     if self._agent is not None:
                         agent = self._agent
                     else:

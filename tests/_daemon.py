@@ -55,7 +55,7 @@ async def running_daemon(
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 10.0,
 ) -> AsyncIterator[Daemon]:
-    """Start the daemon, wait until it is ready, stop it gracefully on exit."""
+    """Start the daemon, wait until it is ready, stop it on exit (gracefully unless failing)."""
     daemon = Daemon(settings, agent=agent, env=env or {}, working_reaction_after=None)
     async with anyio.create_task_group() as tg:
         await tg.start(daemon.run)
@@ -63,5 +63,8 @@ async def running_daemon(
             await daemon.ready.wait()
         try:
             yield daemon
-        finally:
-            daemon.request_stop()
+        except BaseException:
+            # A failing test need not wait out a graceful drain behind a slow agent.
+            daemon.stop_now()
+            raise
+        daemon.request_stop()

@@ -97,6 +97,7 @@ async def test_malformed_frames_leave_the_connection_working(tmp_path: Path) -> 
             await lark.push_raw(raw)
         await _still_answers(lark, daemon)
         assert len(lark.replies) == 1
+        assert lark.handshakes == 1, "bad frames must not cost the connection"
 
 
 async def test_invalid_json_payloads_are_acked_and_dropped(tmp_path: Path) -> None:

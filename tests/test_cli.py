@@ -57,9 +57,11 @@ def test_version() -> None:
 
 async def _larkbot(*args: str, env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
     full = {"PATH": os.environ.get("PATH", ""), "HOME": env.get("HOME", "/nonexistent"), **env}
-    result = await anyio.run_process(
-        [sys.executable, "-m", "larkbot", *args], input=stdin, env=full, check=False
-    )
+    # Bounded, so a command that hangs fails the test instead of hanging the suite.
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "larkbot", *args], input=stdin, env=full, check=False
+        )
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 

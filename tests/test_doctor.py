@@ -26,9 +26,11 @@ def _by_name(checks: list[CheckResult]) -> dict[str, CheckResult]:
 
 async def _larkbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     full = {"PATH": os.environ.get("PATH", ""), "HOME": env.get("HOME", "/nonexistent"), **env}
-    result = await anyio.run_process(
-        [sys.executable, "-m", "larkbot", *args], env=full, check=False
-    )
+    # Bounded, so a command that hangs fails the test instead of hanging the suite.
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "larkbot", *args], env=full, check=False
+        )
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 

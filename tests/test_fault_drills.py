@@ -218,6 +218,7 @@ async def test_drill_garbage_bytes_on_the_socket(tmp_path: Path) -> None:
             await _settled(lark, daemon, acks=2)
         print(f"\ngarbage on the socket: {lark.handshakes} handshake(s) in all")
         _assert_answered_once(lark, [before, after])
+        assert lark.handshakes == 1, "garbage must not cost the connection"
 
 
 async def test_drill_full_backlog(tmp_path: Path) -> None:

@@ -291,7 +291,8 @@ async def test_push_waits_for_a_client_to_connect(lark: LarkStandIn) -> None:
     event = lark.build_message_event("early")
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: lark.push_event(event))
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # the push is now waiting, with nobody connected
+        assert lark.connections == 0
         async with long_connection(lark) as ws:
             frame = await next_frame(ws)
     assert json.loads(frame.payload) == event

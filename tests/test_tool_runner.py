@@ -369,3 +369,11 @@ async def test_refused_writes_are_audited_too(env: Env, caplog: pytest.LogCaptur
     assert record.outcome == "error"  # type: ignore[attr-defined]
     assert "hunter2" not in record.getMessage()
     assert record.arguments["password"] == "***"  # type: ignore[attr-defined]
+
+    # A valid write refused by the writers policy is audited as denied.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="larkbot.agent.audit"):
+        result = await runner.run("send_message", {"text": "hi", "chat_id": "oc_sales"}, env.ctx)
+    assert not result.ok
+    denied = next(r for r in caplog.records if r.name == "larkbot.agent.audit")
+    assert denied.outcome == "denied"  # type: ignore[attr-defined]

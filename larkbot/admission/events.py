@@ -213,6 +213,11 @@ class InboundMessage(_Model):
         description="earlier messages of a burst answered together with this one (burst merge)",
     )
 
+    @property
+    def answered_ids(self) -> tuple[str, ...]:
+        """Every chat message this one answers: the merged burst, then itself."""
+        return (*self.merged_ids, self.message_id)
+
     @classmethod
     def merge(cls, burst: list[InboundMessage]) -> InboundMessage:
         """One message standing for a burst from one user: texts joined, answered on the last."""

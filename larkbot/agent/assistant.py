@@ -126,7 +126,7 @@ class Assistant:
         )
         try:
             reply = await self._brain.think(message, conversation, turn)
-            intent = turn.intent or ("fallback" if isinstance(self._brain, OfflineBrain) else "llm")
+            intent = turn.intent or self._brain.name
         except Exception:
             logger.exception(
                 "message %s: the %s brain failed",

@@ -72,7 +72,8 @@ class Command:
 
 def parse_command(text: str) -> Command | None:
     """Return the command ``text`` is, or ``None`` when it is an ordinary request."""
-    line = _TRAILING.sub("", _LEADING.sub("", text.strip())).casefold()
+    original = _TRAILING.sub("", _LEADING.sub("", text.strip()))
+    line = original.casefold()
     if not line:
         return None
     if (match := _USE_LANGUAGE.match(line)) and parse_language(match.group(1)):
@@ -89,7 +90,6 @@ def parse_command(text: str) -> Command | None:
         return Command(topic, language=language) if topic else None
     if name in _TAKES_ARGUMENT:
         # Profile names keep the case the user typed; only the command word is folded.
-        original = _TRAILING.sub("", _LEADING.sub("", text.strip()))
         argument = original.split(maxsplit=1)[1].strip() if rest else ""
         return None if " " in argument else Command(name, argument, language)
     return None if rest else Command(name, language=language)

@@ -78,7 +78,6 @@ class LLMBrain:
         self._client = client
         self._sdk: ModuleType | None = None
         self._client_lock = anyio.Lock()
-        self._schemas: dict[tuple[int, int, frozenset[str] | None], list[dict[str, Any]]] = {}
 
     async def aclose(self) -> None:
         """Close the HTTP client if this brain created it."""
@@ -237,21 +236,10 @@ class LLMBrain:
         return _tool_content(result)
 
     def _tool_schemas(self, turn: TurnContext) -> list[dict[str, Any]]:
-        """The tools offered for this turn, their JSON schemas built once per profile.
-
-        Building a schema walks the tool's pydantic model (about 1 ms each); done for every
-        message, twenty messages arriving together would hold the event loop long enough
-        to delay their acks.
-        """
-        runner = turn.runner
-        if runner is None or turn.tool_ctx is None:
+        """The tools offered for this turn: those the profile allows."""
+        if turn.runner is None or turn.tool_ctx is None:
             return []
-        registry = runner.registry
-        key = (id(registry), len(registry), turn.profile.tools)
-        schemas = self._schemas.get(key)
-        if schemas is None:
-            schemas = self._schemas[key] = registry.openai_schemas(turn.profile.tools)
-        return schemas
+        return turn.runner.registry.openai_schemas(turn.profile.tools)
 
     def _system_prompt(self, turn: TurnContext, tools: list[dict[str, Any]]) -> str:
         language = _LANGUAGE_NAMES[turn.language]

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 from rich.console import Console
 
+from larkbot.config import EX_CONFIG
+
 __all__ = ["EX_CONFIG", "EX_FAILURE", "fail", "leaf_exceptions"]
 
-EX_CONFIG = 78  # sysexits.h EX_CONFIG; systemd's RestartPreventExitStatus=78 stops restart loops
 EX_FAILURE = 1
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def fail(message: str, status: int) -> None:
+def fail(message: str, status: int) -> NoReturn:
     """Print ``message`` as one line on standard error and exit with ``status``."""
     _stderr.print(f"[bold red]larkbot:[/] {message}", markup=True)
     sys.exit(status)

@@ -80,12 +80,12 @@ async def _read_line(out: Console, interactive: bool) -> str | None:
 async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) -> None:
     message_id = await lark.send_text(text, chat_id=_CHAT_ID, sender_open_id=_USER_OPEN_ID)
     try:
+        # One budget for both waits: the ack, then the answer (the backlog drains).
         with anyio.fail_after(_REPLY_TIMEOUT):
-            await lark.wait_for(
-                lambda: any(a.chat_message_id == message_id for a in lark.acks),
-                timeout=_REPLY_TIMEOUT,
-            )
-            await lark.wait_for(lambda: daemon.backlog == 0, timeout=_REPLY_TIMEOUT)
+            while not any(a.chat_message_id == message_id for a in lark.acks):  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+            while daemon.backlog:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
     except TimeoutError:
         out.print("[red]no reply within two minutes[/]")
         return

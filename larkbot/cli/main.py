@@ -42,7 +42,6 @@ def _settings(config: Path | None) -> Settings:
         return load_settings(config)
     except ConfigError as exc:
         fail(str(exc), EX_CONFIG)
-        raise  # unreachable: fail() exits
 
 
 @app.command()

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from itertools import islice
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -182,7 +183,7 @@ class Dispatcher:
         deadline = head_arrival + 10 * self._merge_window
         while True:
             burst, last_arrival = [head], head_arrival
-            for message, arrival in list(queue)[1:]:
+            for message, arrival in islice(queue, 1, None):
                 if message.sender_open_id != head.sender_open_id:
                     break
                 if arrival - last_arrival > self._merge_window:

@@ -97,7 +97,7 @@ class Responder:
             reason = f"{type(exc).__name__}: {exc}"
             log.error("reply to message %s failed: %s", message.message_id, reason, extra=context)
             with anyio.CancelScope(shield=True):
-                for message_id in (*message.merged_ids, message.message_id):
+                for message_id in message.answered_ids:
                     await self._store.mark_failed(message_id, reason)
             return
         finally:
@@ -115,7 +115,7 @@ class Responder:
         # hard shutdown is cancelling us right now (else a restart would resume it, and
         # only the uuid would stop a second post).
         with anyio.CancelScope(shield=True):
-            for message_id in (*message.merged_ids, message.message_id):
+            for message_id in message.answered_ids:
                 await self._store.mark_done(message_id)
 
     async def _react_if_slow(

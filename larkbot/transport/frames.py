@@ -8,8 +8,10 @@ ready in under two seconds, on its own loop, cannot afford.
 
 from __future__ import annotations
 
+import base64
 import enum
 import importlib.util
+import json
 import sys
 import types
 from dataclasses import dataclass, field
@@ -106,9 +108,6 @@ def ack_frame(frame: Any, code: int, biz_rt_ms: int, data: bytes | None = None) 
 
     ``code`` other than 200 asks the platform to re-deliver the event later.
     """
-    import base64
-    import json
-
     ack = Frame()
     ack.CopyFrom(frame)
     header = ack.headers.add()

@@ -74,7 +74,7 @@ class CreateCalendarEvent(Tool):
         start = _aware(args.start, self._tz)
         end = _aware(args.end, self._tz) if args.end is not None else start + _DEFAULT_DURATION
         primary = await ctx.client.request(
-            "POST", "calendar/v4/calendars/primary", route=PRIMARY_ROUTE
+            "POST", PRIMARY_ROUTE, route=PRIMARY_ROUTE
         )
         calendar_id = next(
             (

@@ -77,7 +77,7 @@ class SendMessage(Tool):
             )
         data = await ctx.client.request(
             "POST",
-            "im/v1/messages",
+            SEND_ROUTE,
             route=SEND_ROUTE,
             params={"receive_id_type": id_type},
             json={

@@ -54,7 +54,7 @@ def resolve_table(ctx: ToolContext, table: str) -> tuple[str, BaseTableSettings]
     """Find the configured Base table called ``table`` (its name or an alias, any case)."""
     wanted = table.strip().casefold()
     for name, settings in ctx.bases.items():
-        aliases = [name, *(getattr(settings, "aliases", None) or [])]
+        aliases = [name, *settings.aliases]
         if any(alias.strip().casefold() == wanted for alias in aliases):
             return name, settings
     if not ctx.bases:

@@ -75,7 +75,7 @@ class GetUserInfo(Tool):
             email = str(args.email).strip()
             data = await ctx.client.request(
                 "POST",
-                "contact/v3/users/batch_get_id",
+                BATCH_GET_ID_ROUTE,
                 route=BATCH_GET_ID_ROUTE,
                 params={"user_id_type": "open_id"},
                 json={"emails": [email]},
@@ -160,7 +160,7 @@ class SearchDocuments(Tool):
         query = args.query.strip()
         data = await ctx.client.request(
             "POST",
-            "search/v2/doc_wiki/search",
+            DOC_SEARCH_ROUTE,
             route=DOC_SEARCH_ROUTE,
             json={"query": query, "page_size": args.limit, "doc_filter": {}, "wiki_filter": {}},
         )

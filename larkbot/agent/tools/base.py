@@ -59,6 +59,7 @@ class Tool:
     input_model: ClassVar[type[BaseModel]]
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ()
+    _openai_schema: ClassVar[dict[str, Any] | None] = None
 
     async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
         """Do the work; raise :class:`ToolError` for a failure the user should read."""
@@ -66,12 +67,20 @@ class Tool:
 
     @classmethod
     def openai_schema(cls) -> dict[str, Any]:
-        """The OpenAI ``tools`` entry for this tool (function calling)."""
-        return {
-            "type": "function",
-            "function": {
-                "name": cls.name,
-                "description": cls.description,
-                "parameters": cls.input_model.model_json_schema(),
-            },
-        }
+        """The OpenAI ``tools`` entry for this tool (function calling).
+
+        Built once per tool class: walking the pydantic model takes about a millisecond,
+        too much to repeat for every message an LLM answers.
+        """
+        schema = cls.__dict__.get("_openai_schema")
+        if schema is None:
+            schema = {
+                "type": "function",
+                "function": {
+                    "name": cls.name,
+                    "description": cls.description,
+                    "parameters": cls.input_model.model_json_schema(),
+                },
+            }
+            cls._openai_schema = schema
+        return schema
