@@ -24,7 +24,7 @@ _TEXT = json.dumps({"text": "pong"})
 def _larkbot_sender(
     domain: str, app_id: str, app_secret: str, concurrency: int
 ) -> tuple[Callable[[str], Awaitable[bool]], Callable[[], Awaitable[None]]]:
-    from larkbot.reply.openapi import LarkClient, reply_uuid
+    from larkbot.lark.client import LarkClient, reply_uuid
 
     client = LarkClient(domain, app_id, app_secret, max_connections=concurrency)
 

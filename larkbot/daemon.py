@@ -26,17 +26,21 @@ from anyio.abc import TaskStatus
 
 from larkbot import __version__
 from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
-from larkbot.agent.base import Agent
 from larkbot.config import Settings
+from larkbot.core.agent import Agent
 from larkbot.dispatch.dispatcher import Dispatcher
+from larkbot.lark.client import CredentialsError, LarkAPIError, LarkClient
 from larkbot.ops import metrics
 from larkbot.ops.http import HealthState, OpsServer, build_ops_app
 from larkbot.ops.systemd import SystemdNotifier
-from larkbot.reply.openapi import CredentialsError, LarkAPIError, LarkClient
 from larkbot.reply.responder import Responder
+from larkbot.sources.longconn.connection import (
+    LarkAuthError,
+    LongConnection,
+    TransientConnectError,
+)
 from larkbot.store import Store, open_store
 from larkbot.store.conversations import ConversationCache
-from larkbot.transport.long_connection import LarkAuthError, LongConnection, TransientConnectError
 
 if TYPE_CHECKING:
     from larkbot.agent.llm import LLMBrain

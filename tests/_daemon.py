@@ -8,9 +8,10 @@ from pathlib import Path
 
 import anyio
 
-from larkbot.admission.events import InboundMessage
-from larkbot.agent.base import Agent, Conversation, Reply
 from larkbot.config import Settings, load_settings
+from larkbot.core.agent import Agent, Reply
+from larkbot.core.conversation import Conversation
+from larkbot.core.message import InboundMessage
 from larkbot.daemon import Daemon
 from larkbot.testing import LarkStandIn
 

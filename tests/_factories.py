@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from itertools import count
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 
 _ids = count(1)
 

@@ -11,26 +11,21 @@ from typing import Any
 import anyio
 import pytest
 
-from larkbot.admission.admission import (
-    ACK_OVERLOADED,
-    Admission,
-    AdmissionPolicy,
-    BotIdentity,
-)
-from larkbot.admission.events import InboundMessage
+from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
+from larkbot.core.frames import ACK_OVERLOADED, InboundFrame
+from larkbot.core.message import InboundMessage
 from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.ops import metrics
 from larkbot.store import open_store
-from larkbot.transport.long_connection import DataFrame
 
 pytestmark = pytest.mark.anyio
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def _frame(payload: bytes | dict[str, Any], frame_type: str = "event") -> DataFrame:
+def _frame(payload: bytes | dict[str, Any], frame_type: str = "event") -> InboundFrame:
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return DataFrame("f1", frame_type, "t1", data, 0.0, "conn")
+    return InboundFrame("f1", frame_type, "t1", data, 0.0, "conn")
 
 
 def _event(
@@ -106,14 +101,14 @@ def _count(outcome: str, event_type: str = "im.message.receive_v1") -> float:
 
 async def test_p2p_message_is_accepted(rig: Rig) -> None:
     before = _count("accepted")
-    assert await rig.admission(_frame(_event())) == 200
+    assert (await rig.admission(_frame(_event()))).code == 200
     assert rig.dispatcher.backlog == 1
     assert _count("accepted") == before + 1
 
 
 async def test_duplicate_is_acked_and_dropped(rig: Rig) -> None:
-    assert await rig.admission(_frame(_event("om_dup"))) == 200
-    assert await rig.admission(_frame(_event("om_dup"))) == 200
+    assert (await rig.admission(_frame(_event("om_dup")))).code == 200
+    assert (await rig.admission(_frame(_event("om_dup")))).code == 200
     assert rig.dispatcher.backlog == 1
 
 
@@ -140,20 +135,22 @@ async def test_duplicate_is_acked_and_dropped(rig: Rig) -> None:
 )
 async def test_skipped_messages(rig: Rig, event: dict[str, Any], outcome: str) -> None:
     before = _count(outcome)
-    assert await rig.admission(_frame(event)) == 200
+    assert (await rig.admission(_frame(event))).code == 200
     assert rig.dispatcher.backlog == 0
     assert _count(outcome) == before + 1
 
 
 async def test_group_mention_of_the_bot_is_accepted(rig: Rig) -> None:
-    assert await rig.admission(_frame(_event(chat_type="group", mentions=BOT_MENTION))) == 200
+    assert (
+        await rig.admission(_frame(_event(chat_type="group", mentions=BOT_MENTION)))
+    ).code == 200
     assert rig.dispatcher.backlog == 1
 
 
 async def test_at_all_counts_when_configured(rig: Rig) -> None:
     rig.admission.policy = AdmissionPolicy(respond_to_mention_all=True)
     event = _event(chat_type="group", mentions=[{"key": "@_all", "id": {}, "name": "all"}])
-    assert await rig.admission(_frame(event)) == 200
+    assert (await rig.admission(_frame(event))).code == 200
     assert rig.dispatcher.backlog == 1
 
 
@@ -170,13 +167,13 @@ async def test_allowlists(rig: Rig) -> None:
 
 async def test_full_backlog_answers_non_200_and_does_not_mark_seen(rig: Rig) -> None:
     for i in range(3):
-        assert await rig.admission(_frame(_event(f"om_{i}", chat_id=f"oc_{i}"))) == 200
-    assert await rig.admission(_frame(_event("om_late", chat_id="oc_9"))) == ACK_OVERLOADED
+        assert (await rig.admission(_frame(_event(f"om_{i}", chat_id=f"oc_{i}")))).code == 200
+    assert (await rig.admission(_frame(_event("om_late", chat_id="oc_9")))).code == ACK_OVERLOADED
     rig.release.set()
     with anyio.fail_after(5):
         await rig.dispatcher.wait_idle()
     # Re-delivered later, it is taken: the refusal did not mark it seen.
-    assert await rig.admission(_frame(_event("om_late", chat_id="oc_9"))) == 200
+    assert (await rig.admission(_frame(_event("om_late", chat_id="oc_9")))).code == 200
     with anyio.fail_after(5):
         await rig.dispatcher.wait_idle()
     assert [m.message_id for m in rig.handled][-1] == "om_late"
@@ -193,6 +190,8 @@ async def test_full_backlog_answers_non_200_and_does_not_mark_seen(rig: Rig) -> 
     ],
     ids=["garbage", "no-header", "unknown-type", "card", "oversized"],
 )
-async def test_bad_or_unsupported_frames_are_acked_and_dropped(rig: Rig, frame: DataFrame) -> None:
-    assert await rig.admission(frame) == 200
+async def test_bad_or_unsupported_frames_are_acked_and_dropped(
+    rig: Rig, frame: InboundFrame
+) -> None:
+    assert (await rig.admission(frame)).code == 200
     assert rig.dispatcher.backlog == 0

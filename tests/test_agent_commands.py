@@ -11,17 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from larkbot.admission.events import InboundMessage
 from larkbot.agent.assistant import Assistant
-from larkbot.agent.base import Conversation, Reply
 from larkbot.agent.brain import TurnContext
 from larkbot.agent.commands import Command, parse_command
 from larkbot.agent.i18n import translate
-from larkbot.agent.language import LANGUAGES
 from larkbot.agent.profiles import BUILTIN_PROFILES, profiles_from_settings
 from larkbot.agent.tools.registry import default_registry
 from larkbot.agent.tools.runner import ToolRunner
 from larkbot.config.settings import Settings
+from larkbot.core.agent import Reply
+from larkbot.core.conversation import Conversation
+from larkbot.core.language import LANGUAGES
+from larkbot.core.message import InboundMessage
 from larkbot.ops.metrics import AGENT_RESPONSE_TIME
 from larkbot.store.conversations import ConversationCache
 from larkbot.testing.sample_data import SAMPLE_BASES
@@ -97,9 +98,7 @@ def message(
 
 
 def runner(writers: list[str] | None = None) -> ToolRunner:
-    return ToolRunner(
-        default_registry(), write_limiter=None, writers=writers, cache_ttl_seconds=0
-    )
+    return ToolRunner(default_registry(), write_limiter=None, writers=writers, cache_ttl_seconds=0)
 
 
 def assistant(settings: Settings | None = None, **kwargs: Any) -> Assistant:
@@ -114,10 +113,10 @@ async def ask(bot: Assistant, text: str, conversation: Conversation | None = Non
 def observations(profile: str, intent: str) -> float:
     for family in AGENT_RESPONSE_TIME.collect():
         for sample in family.samples:
-            if (
-                sample.name.endswith("_count")
-                and sample.labels == {"agent_name": profile, "intent_type": intent}
-            ):
+            if sample.name.endswith("_count") and sample.labels == {
+                "agent_name": profile,
+                "intent_type": intent,
+            }:
                 return sample.value
     return 0.0
 
@@ -157,8 +156,16 @@ def test_commands_are_recognised(text: str, expected: Command) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["help me find the Q3 report", "status of the Acme deal", "reset the password for Tom",
-     "use customers table", "agent smith is here", "ping @Tom about lunch", "helpful", ""],
+    [
+        "help me find the Q3 report",
+        "status of the Acme deal",
+        "reset the password for Tom",
+        "use customers table",
+        "agent smith is here",
+        "ping @Tom about lunch",
+        "helpful",
+        "",
+    ],
 )
 def test_longer_requests_are_not_commands(text: str) -> None:
     assert parse_command(text) is None
@@ -403,8 +410,9 @@ async def test_request_limit_reply_says_when_to_retry() -> None:
 
 
 async def test_no_limit_when_rate_limiting_is_off() -> None:
-    bot = assistant(Settings(rate_limiting={"enabled": False, "requests_per_minute": 1}),
-                    brain=EchoBrain())
+    bot = assistant(
+        Settings(rate_limiting={"enabled": False, "requests_per_minute": 1}), brain=EchoBrain()
+    )
     for index in range(5):
         assert await ask(bot, f"message {index}") == f"echo: message {index}"
 
@@ -498,10 +506,51 @@ async def test_response_time_is_observed_per_profile_and_intent() -> None:
 # --- anything goes --------------------------------------------------------------------
 
 _PHRASES = st.sampled_from(
-    ["help", "lang", "agent", "顧客", "customers", "検索", "search", "send", "'", "「", "@",
-     "recAbc123", "oc_x", "ou_y", "=", ":", "明日", "15時", "3pm", "会議", "予約", "book",
-     "meeting", "文档", "メンバー", "who is", "delete", "追加", "の", "为", " ", "\n", "／",
-     "十十点", "下午", "2/29", "2024-13-40", "for 0 min", "半", "来週", "周一", "tomorrow", "今月"]
+    [
+        "help",
+        "lang",
+        "agent",
+        "顧客",
+        "customers",
+        "検索",
+        "search",
+        "send",
+        "'",
+        "「",
+        "@",
+        "recAbc123",
+        "oc_x",
+        "ou_y",
+        "=",
+        ":",
+        "明日",
+        "15時",
+        "3pm",
+        "会議",
+        "予約",
+        "book",
+        "meeting",
+        "文档",
+        "メンバー",
+        "who is",
+        "delete",
+        "追加",
+        "の",
+        "为",
+        " ",
+        "\n",
+        "／",
+        "十十点",
+        "下午",
+        "2/29",
+        "2024-13-40",
+        "for 0 min",
+        "半",
+        "来週",
+        "周一",
+        "tomorrow",
+        "今月",
+    ]
 )
 _TEXT = st.lists(st.one_of(_PHRASES, st.text(max_size=12)), max_size=8).map("".join)
 

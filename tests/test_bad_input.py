@@ -19,8 +19,8 @@ import pytest
 
 from larkbot.agent.i18n import translate
 from larkbot.daemon import Daemon
+from larkbot.sources.longconn.frames import Frame, FrameMethod, encode_frame
 from larkbot.testing import LarkStandIn
-from larkbot.transport.frames import Frame, FrameMethod, encode_frame
 from tests._daemon import running_daemon, settings_for
 from tests._proc import reply_text
 

@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from larkbot.admission.admission import ACK_OVERLOADED
+from larkbot.core.frames import ACK_OVERLOADED
 from larkbot.daemon import Daemon
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, running_daemon, settings_for
@@ -145,7 +145,7 @@ async def test_readyz_follows_the_connection() -> None:
 
 
 async def test_bad_credentials_stop_the_daemon_with_a_clear_error() -> None:
-    from larkbot.reply.openapi import CredentialsError
+    from larkbot.lark.client import CredentialsError
 
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, APP_SECRET="wrong")

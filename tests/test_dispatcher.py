@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 from larkbot.dispatch.dispatcher import Dispatcher
 from tests._factories import inbound
 

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from larkbot.admission.events import (
     MESSAGE_RECEIVE,
-    InboundMessage,
     extract_text,
+    message_from_event,
     parse_envelope,
 )
+from larkbot.core.message import InboundMessage
 
 
 def _event(
@@ -53,7 +54,7 @@ def _event(
 
 
 def _parse(event: dict[str, Any], bot: str | None = "ou_bot") -> InboundMessage:
-    return InboundMessage.from_event(parse_envelope(json.dumps(event).encode()), bot)
+    return message_from_event(parse_envelope(json.dumps(event).encode()), bot)
 
 
 def test_text_message_is_typed() -> None:

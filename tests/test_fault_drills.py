@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from larkbot.admission.admission import ACK_OVERLOADED
+from larkbot.core.frames import ACK_OVERLOADED
 from larkbot.daemon import Daemon
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, running_daemon, settings_for

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from larkbot.transport.frames import (
+from larkbot.sources.longconn.frames import (
     FragmentAssembler,
     Frame,
     FrameMethod,

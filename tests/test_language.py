@@ -7,7 +7,7 @@ import string
 import pytest
 
 from larkbot.agent.i18n import MESSAGES, humanise_duration, translate
-from larkbot.agent.language import LANGUAGES, choose_language, detect_language, parse_language
+from larkbot.core.language import LANGUAGES, choose_language, detect_language, parse_language
 
 
 @pytest.mark.parametrize(
@@ -55,8 +55,16 @@ def test_text_language_then_default() -> None:
 
 @pytest.mark.parametrize(
     ("word", "expected"),
-    [("ja", "ja"), ("EN", "en"), ("zh", "zh"), ("日本語", "ja"), ("English", "en"),
-     ("中文", "zh"), ("fr", None), ("", None)],
+    [
+        ("ja", "ja"),
+        ("EN", "en"),
+        ("zh", "zh"),
+        ("日本語", "ja"),
+        ("English", "en"),
+        ("中文", "zh"),
+        ("fr", None),
+        ("", None),
+    ],
 )
 def test_parse_language(word: str, expected: str | None) -> None:
     assert parse_language(word) == expected

@@ -19,17 +19,18 @@ import httpx
 import openai
 import pytest
 
-from larkbot.admission.events import InboundMessage
 from larkbot.agent.assistant import Assistant
-from larkbot.agent.base import Conversation, Reply
 from larkbot.agent.i18n import translate
 from larkbot.agent.limits import RateLimiter
 from larkbot.agent.llm import LLMBrain
 from larkbot.agent.tools.registry import default_registry
 from larkbot.agent.tools.runner import ToolRunner
 from larkbot.config.settings import Settings
+from larkbot.core.agent import Reply
+from larkbot.core.conversation import Conversation
+from larkbot.core.message import InboundMessage
+from larkbot.lark.client import LarkClient
 from larkbot.ops.metrics import REGISTRY
-from larkbot.reply.openapi import LarkClient
 from larkbot.testing import LarkStandIn, OpenAIStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import RECORDS_SEARCH, Workspace, workspace_routes

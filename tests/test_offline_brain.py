@@ -17,17 +17,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from larkbot.admission.events import InboundMessage, Mention, UserId
 from larkbot.agent.assistant import Assistant
-from larkbot.agent.base import Conversation
 from larkbot.agent.brain import TurnContext
-from larkbot.agent.language import Language, detect_language
 from larkbot.agent.offline import OfflineBrain, ToolCall
 from larkbot.agent.profiles import BUILTIN_PROFILES
 from larkbot.agent.tools.registry import default_registry
 from larkbot.agent.tools.runner import ToolRunner
 from larkbot.config.settings import Settings
-from larkbot.reply.openapi import LarkClient
+from larkbot.core.conversation import Conversation
+from larkbot.core.language import Language, detect_language
+from larkbot.core.message import InboundMessage, Mention, UserId
+from larkbot.lark.client import LarkClient
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes
@@ -88,66 +88,137 @@ def at(day: int, hour: int, minute: int = 0) -> str:
 
 PLANS: list[tuple[str, str, dict[str, Any]]] = [
     # Base search: table by alias, date range, query, filters, limit.
-    ("顧客テーブルから今月の案件を検索して", "search_base_records",
-     {"table": "customers", "query": "", "date_range": "this_month"}),
+    (
+        "顧客テーブルから今月の案件を検索して",
+        "search_base_records",
+        {"table": "customers", "query": "", "date_range": "this_month"},
+    ),
     ("search customers for Acme", "search_base_records", {"table": "customers", "query": "Acme"}),
     ("在客户表中搜索 Acme", "search_base_records", {"table": "customers", "query": "Acme"}),
     ("find Acme in customers", "search_base_records", {"table": "customers", "query": "Acme"}),
     ("顧客からAcmeを検索", "search_base_records", {"table": "customers", "query": "Acme"}),
-    ("顧客から「山田商事」を探して", "search_base_records",
-     {"table": "customers", "query": "山田商事"}),
-    ('search customers for "Acme Corp"', "search_base_records",
-     {"table": "customers", "query": "Acme Corp"}),
-    ("search customers for deals this month", "search_base_records",
-     {"table": "customers", "query": "", "date_range": "this_month"}),
-    ("帮我查一下任务表里本周的记录", "search_base_records",
-     {"table": "tasks", "query": "", "date_range": "this_week"}),
-    ("今日のタスクを表示して", "search_base_records",
-     {"table": "tasks", "query": "", "date_range": "today"}),
-    ("search customers where Status=商談中", "search_base_records",
-     {"table": "customers", "query": "", "field_filters": {"Status": "商談中"}}),
-    ("顧客テーブルで Status＝受注 のレコードを検索", "search_base_records",
-     {"table": "customers", "query": "", "field_filters": {"Status": "受注"}}),
-    ("show me top 5 customers", "search_base_records",
-     {"table": "customers", "query": "", "limit": 5}),
+    (
+        "顧客から「山田商事」を探して",
+        "search_base_records",
+        {"table": "customers", "query": "山田商事"},
+    ),
+    (
+        'search customers for "Acme Corp"',
+        "search_base_records",
+        {"table": "customers", "query": "Acme Corp"},
+    ),
+    (
+        "search customers for deals this month",
+        "search_base_records",
+        {"table": "customers", "query": "", "date_range": "this_month"},
+    ),
+    (
+        "帮我查一下任务表里本周的记录",
+        "search_base_records",
+        {"table": "tasks", "query": "", "date_range": "this_week"},
+    ),
+    (
+        "今日のタスクを表示して",
+        "search_base_records",
+        {"table": "tasks", "query": "", "date_range": "today"},
+    ),
+    (
+        "search customers where Status=商談中",
+        "search_base_records",
+        {"table": "customers", "query": "", "field_filters": {"Status": "商談中"}},
+    ),
+    (
+        "顧客テーブルで Status＝受注 のレコードを検索",
+        "search_base_records",
+        {"table": "customers", "query": "", "field_filters": {"Status": "受注"}},
+    ),
+    (
+        "show me top 5 customers",
+        "search_base_records",
+        {"table": "customers", "query": "", "limit": 5},
+    ),
     ("タスク一覧", "search_base_records", {"table": "tasks", "query": ""}),
     # Base writes: field=value pairs in any of the three styles.
-    ("顧客に追加 名前=Acme, 状態=商談中", "create_base_record",
-     {"table": "customers", "fields": {"名前": "Acme", "状態": "商談中"}}),
-    ("add to customers name=Acme Corp, status=open", "create_base_record",
-     {"table": "customers", "fields": {"name": "Acme Corp", "status": "open"}}),
-    ("在客户表中添加 名称：Acme，状态：洽谈中", "create_base_record",
-     {"table": "customers", "fields": {"名称": "Acme", "状态": "洽谈中"}}),
-    ("add a task Task: Call Acme, Priority: 高", "create_base_record",
-     {"table": "tasks", "fields": {"Task": "Call Acme", "Priority": "高"}}),
-    ("update recCust000002 in customers Amount=4000000", "update_base_record",
-     {"table": "customers", "record_id": "recCust000002", "fields": {"Amount": "4000000"}}),
-    ("顧客の recCust000001 を Status=受注 に更新", "update_base_record",
-     {"table": "customers", "record_id": "recCust000001", "fields": {"Status": "受注"}}),
-    ("修改客户表记录 recCust000003 Status=失注", "update_base_record",
-     {"table": "customers", "record_id": "recCust000003", "fields": {"Status": "失注"}}),
-    ("delete record recCust000013 from customers", "delete_base_record",
-     {"table": "customers", "record_id": "recCust000013"}),
-    ("顧客から recCust000013 を削除して", "delete_base_record",
-     {"table": "customers", "record_id": "recCust000013"}),
-    ("从客户表删除记录 recCust000013", "delete_base_record",
-     {"table": "customers", "record_id": "recCust000013"}),
+    (
+        "顧客に追加 名前=Acme, 状態=商談中",
+        "create_base_record",
+        {"table": "customers", "fields": {"名前": "Acme", "状態": "商談中"}},
+    ),
+    (
+        "add to customers name=Acme Corp, status=open",
+        "create_base_record",
+        {"table": "customers", "fields": {"name": "Acme Corp", "status": "open"}},
+    ),
+    (
+        "在客户表中添加 名称：Acme，状态：洽谈中",
+        "create_base_record",
+        {"table": "customers", "fields": {"名称": "Acme", "状态": "洽谈中"}},
+    ),
+    (
+        "add a task Task: Call Acme, Priority: 高",
+        "create_base_record",
+        {"table": "tasks", "fields": {"Task": "Call Acme", "Priority": "高"}},
+    ),
+    (
+        "update recCust000002 in customers Amount=4000000",
+        "update_base_record",
+        {"table": "customers", "record_id": "recCust000002", "fields": {"Amount": "4000000"}},
+    ),
+    (
+        "顧客の recCust000001 を Status=受注 に更新",
+        "update_base_record",
+        {"table": "customers", "record_id": "recCust000001", "fields": {"Status": "受注"}},
+    ),
+    (
+        "修改客户表记录 recCust000003 Status=失注",
+        "update_base_record",
+        {"table": "customers", "record_id": "recCust000003", "fields": {"Status": "失注"}},
+    ),
+    (
+        "delete record recCust000013 from customers",
+        "delete_base_record",
+        {"table": "customers", "record_id": "recCust000013"},
+    ),
+    (
+        "顧客から recCust000013 を削除して",
+        "delete_base_record",
+        {"table": "customers", "record_id": "recCust000013"},
+    ),
+    (
+        "从客户表删除记录 recCust000013",
+        "delete_base_record",
+        {"table": "customers", "record_id": "recCust000013"},
+    ),
     # Messages: quoted or plain text, to a chat, a user id or a mention.
     ("send 'hello' to oc_dev", "send_message", {"text": "hello", "chat_id": "oc_dev"}),
     ("send hello to @Tom", "send_message", {"text": "hello", "user_open_id": "ou_tom"}),
-    ("send a message to @Tom saying see you at 5", "send_message",
-     {"text": "see you at 5", "user_open_id": "ou_tom"}),
-    ("tell @Tom the demo moved", "send_message",
-     {"text": "the demo moved", "user_open_id": "ou_tom"}),
-    ("「こんにちは」を @田中 に送って", "send_message",
-     {"text": "こんにちは", "user_open_id": "ou_tanaka"}),
-    ("@田中 にお疲れ様と伝えて", "send_message",
-     {"text": "お疲れ様", "user_open_id": "ou_tanaka"}),
-    ("oc_dev に「リリースしました」とメッセージを送って", "send_message",
-     {"text": "リリースしました", "chat_id": "oc_dev"}),
+    (
+        "send a message to @Tom saying see you at 5",
+        "send_message",
+        {"text": "see you at 5", "user_open_id": "ou_tom"},
+    ),
+    (
+        "tell @Tom the demo moved",
+        "send_message",
+        {"text": "the demo moved", "user_open_id": "ou_tom"},
+    ),
+    (
+        "「こんにちは」を @田中 に送って",
+        "send_message",
+        {"text": "こんにちは", "user_open_id": "ou_tanaka"},
+    ),
+    ("@田中 にお疲れ様と伝えて", "send_message", {"text": "お疲れ様", "user_open_id": "ou_tanaka"}),
+    (
+        "oc_dev に「リリースしました」とメッセージを送って",
+        "send_message",
+        {"text": "リリースしました", "chat_id": "oc_dev"},
+    ),
     ("把“你好”发给 @小王", "send_message", {"text": "你好", "user_open_id": "ou_wang"}),
-    ("send 'delete everything' to ou_abc123", "send_message",
-     {"text": "delete everything", "user_open_id": "ou_abc123"}),
+    (
+        "send 'delete everything' to ou_abc123",
+        "send_message",
+        {"text": "delete everything", "user_open_id": "ou_abc123"},
+    ),
     # People.
     ("who is @Tom", "get_user_info", {"user_open_id": "ou_tom"}),
     ("tell me about @Emma Wilson", "get_user_info", {"user_open_id": "ou_emma"}),
@@ -166,33 +237,66 @@ PLANS: list[tuple[str, str, dict[str, Any]]] = [
     ("群成员", "list_chat_members", {}),
     ("list the members of oc_dev", "list_chat_members", {"chat_id": "oc_dev"}),
     # Calendar: day, time (12 h, 24 h, 時, 点, 半), duration or end, title, attendees.
-    ("book a meeting tomorrow 3pm for 30 min about planning", "create_calendar_event",
-     {"summary": "planning", "start": at(16, 15), "end": at(16, 15, 30)}),
+    (
+        "book a meeting tomorrow 3pm for 30 min about planning",
+        "create_calendar_event",
+        {"summary": "planning", "start": at(16, 15), "end": at(16, 15, 30)},
+    ),
     ("明日15時に会議を予約", "create_calendar_event", {"summary": "会議", "start": at(16, 15)}),
     ("明天下午3点预约会议", "create_calendar_event", {"summary": "会议", "start": at(16, 15)}),
-    ("schedule a meeting on Friday 10:30 with @Tom", "create_calendar_event",
-     {"summary": "Meeting", "start": at(17, 10, 30), "attendee_open_ids": ["ou_tom"]}),
-    ("Q3予算の会議を明日15時から16時半まで入れて", "create_calendar_event",
-     {"summary": "Q3予算", "start": at(16, 15), "end": at(16, 16, 30)}),
-    ("来週の月曜日 午後2時に @田中 さんと打ち合わせを設定", "create_calendar_event",
-     {"summary": "会議", "start": at(20, 14), "attendee_open_ids": ["ou_tanaka"]}),
-    ("下周一上午十点安排关于预算的会议 1个小时", "create_calendar_event",
-     {"summary": "预算", "start": at(20, 10), "end": at(20, 11)}),
-    ("book a call on 1/20 at 9am for an hour", "create_calendar_event",
-     {"summary": "Meeting", "start": at(20, 9), "end": at(20, 10)}),
-    ("book a meeting today at noon", "create_calendar_event",
-     {"summary": "Meeting", "start": at(15, 12)}),
+    (
+        "schedule a meeting on Friday 10:30 with @Tom",
+        "create_calendar_event",
+        {"summary": "Meeting", "start": at(17, 10, 30), "attendee_open_ids": ["ou_tom"]},
+    ),
+    (
+        "Q3予算の会議を明日15時から16時半まで入れて",
+        "create_calendar_event",
+        {"summary": "Q3予算", "start": at(16, 15), "end": at(16, 16, 30)},
+    ),
+    (
+        "来週の月曜日 午後2時に @田中 さんと打ち合わせを設定",
+        "create_calendar_event",
+        {"summary": "会議", "start": at(20, 14), "attendee_open_ids": ["ou_tanaka"]},
+    ),
+    (
+        "下周一上午十点安排关于预算的会议 1个小时",
+        "create_calendar_event",
+        {"summary": "预算", "start": at(20, 10), "end": at(20, 11)},
+    ),
+    (
+        "book a call on 1/20 at 9am for an hour",
+        "create_calendar_event",
+        {"summary": "Meeting", "start": at(20, 9), "end": at(20, 10)},
+    ),
+    (
+        "book a meeting today at noon",
+        "create_calendar_event",
+        {"summary": "Meeting", "start": at(15, 12)},
+    ),
     ("明天十二点半预约会议", "create_calendar_event", {"summary": "会议", "start": at(16, 12, 30)}),
     # Today is Wednesday: 11 am is still ahead, 9 am means next week's.
-    ("book a meeting wednesday 11am", "create_calendar_event",
-     {"summary": "Meeting", "start": at(15, 11)}),
-    ("book a meeting wednesday 9am", "create_calendar_event",
-     {"summary": "Meeting", "start": at(22, 9)}),
+    (
+        "book a meeting wednesday 11am",
+        "create_calendar_event",
+        {"summary": "Meeting", "start": at(15, 11)},
+    ),
+    (
+        "book a meeting wednesday 9am",
+        "create_calendar_event",
+        {"summary": "Meeting", "start": at(22, 9)},
+    ),
     # A length of nothing or of years is not a length: the tool's one hour applies.
-    ("book a meeting tomorrow 3pm for 0 min", "create_calendar_event",
-     {"summary": "Meeting", "start": at(16, 15)}),
-    ("book a meeting tomorrow 3pm for 99999999999 hours", "create_calendar_event",
-     {"summary": "Meeting", "start": at(16, 15)}),
+    (
+        "book a meeting tomorrow 3pm for 0 min",
+        "create_calendar_event",
+        {"summary": "Meeting", "start": at(16, 15)},
+    ),
+    (
+        "book a meeting tomorrow 3pm for 99999999999 hours",
+        "create_calendar_event",
+        {"summary": "Meeting", "start": at(16, 15)},
+    ),
 ]
 
 
@@ -207,7 +311,7 @@ QUESTIONS: list[tuple[str, Language, str]] = [
     ("顧客に追加して", "ja", "設定する項目を `項目=値` の形で指定してください"),
     ("update customers status=won", "en", "Please give the record ID"),
     ("从客户表删除记录", "zh", "请提供记录 ID"),
-    ("@田中 にメッセージを送って", "ja", "送る内容を「」や \"\" で囲んで指定してください"),
+    ("@田中 にメッセージを送って", "ja", '送る内容を「」や "" で囲んで指定してください'),
     ("send 'hi'", "en", "Who should I send it to?"),
     ("send 'hi' to @Nobody", "en", "I could not find the ID of @Nobody."),
     ("@佐藤さんの情報", "ja", "@佐藤 さんの ID が分かりませんでした。"),
@@ -268,11 +372,60 @@ def test_placeholder_characters_typed_by_a_user_are_ignored() -> None:
 
 
 _PIECES = st.sampled_from(
-    ["顧客", "customers", "任务", "検索", "search", "add", "追加", "update", "delete", "删除",
-     "send", "送って", "'", "「", "」", "“", "@Tom", "@田中", "@", "recCust000001", "oc_dev",
-     "ou_x", "=", ":", "：", "明日", "来週", "下周一", "15時", "十十点", "下午", "3pm", "10:30",
-     "2/29", "2024-13-40", "for 0 min", "半", "会議", "予約", "book", "meeting", "文档",
-     "メンバー", "who is", "の", "を", " ", "\n", "top 500", "今月", "this week", "\ue000"]
+    [
+        "顧客",
+        "customers",
+        "任务",
+        "検索",
+        "search",
+        "add",
+        "追加",
+        "update",
+        "delete",
+        "删除",
+        "send",
+        "送って",
+        "'",
+        "「",
+        "」",
+        "“",
+        "@Tom",
+        "@田中",
+        "@",
+        "recCust000001",
+        "oc_dev",
+        "ou_x",
+        "=",
+        ":",
+        "：",
+        "明日",
+        "来週",
+        "下周一",
+        "15時",
+        "十十点",
+        "下午",
+        "3pm",
+        "10:30",
+        "2/29",
+        "2024-13-40",
+        "for 0 min",
+        "半",
+        "会議",
+        "予約",
+        "book",
+        "meeting",
+        "文档",
+        "メンバー",
+        "who is",
+        "の",
+        "を",
+        " ",
+        "\n",
+        "top 500",
+        "今月",
+        "this week",
+        "\ue000",
+    ]
 )
 
 

@@ -24,16 +24,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from larkbot.ops.metrics import REGISTRY
-from larkbot.reply import (
+from larkbot.core import RetryPolicy
+from larkbot.lark import (
     BotInfo,
     CredentialsError,
     LarkAPIError,
     LarkClient,
-    RetryPolicy,
     SentMessage,
     reply_uuid,
 )
+from larkbot.ops.metrics import REGISTRY
 
 pytestmark = pytest.mark.anyio
 
@@ -591,7 +591,7 @@ async def test_retry_is_logged_with_the_message_id(caplog: pytest.LogCaptureFixt
     retries = [
         record
         for record in caplog.records
-        if record.name == "larkbot.reply" and record.levelno == logging.WARNING
+        if record.name == "larkbot.lark" and record.levelno == logging.WARNING
     ]
     assert len(retries) == 1
     assert getattr(retries[0], "message_id", None) == "om_42"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings, target
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from larkbot.agent.base import Reply
+from larkbot.core.agent import Reply
 from larkbot.reply import OutboundMessage, render_reply
 
 _TABLES = MarkdownIt("commonmark").enable("table")

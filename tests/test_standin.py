@@ -15,15 +15,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from larkbot.admission.events import InboundMessage, parse_envelope
-from larkbot.testing import (
-    ApiError,
-    ApiRequest,
-    LarkStandIn,
-    OpenApiRoute,
-    ReplyRecord,
-)
-from larkbot.transport.frames import (
+from larkbot.admission.events import message_from_event, parse_envelope
+from larkbot.sources.longconn.frames import (
     FragmentAssembler,
     Frame,
     FrameMethod,
@@ -32,6 +25,13 @@ from larkbot.transport.frames import (
     encode_frame,
     headers_of,
     ping_frame,
+)
+from larkbot.testing import (
+    ApiError,
+    ApiRequest,
+    LarkStandIn,
+    OpenApiRoute,
+    ReplyRecord,
 )
 
 pytestmark = pytest.mark.anyio
@@ -219,7 +219,7 @@ async def test_message_event_is_delivered_and_its_ack_recorded(lark: LarkStandIn
         assert "root_id" not in message and "thread_id" not in message
 
         # The project's own models read the event as a user would mean it.
-        inbound = InboundMessage.from_event(parse_envelope(frame.payload), lark.bot_open_id)
+        inbound = message_from_event(parse_envelope(frame.payload), lark.bot_open_id)
         assert (inbound.text, inbound.mentions_bot) == ("@Alice help", True)
         assert inbound.sender_open_id == "ou_user_1"
 

@@ -19,7 +19,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 from larkbot.store import InboxStatus, Store, StoreError, open_store
 from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
 

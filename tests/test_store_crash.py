@@ -17,7 +17,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 from larkbot.store import open_store
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import anyio
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 from larkbot.store import open_store
 
 

@@ -21,9 +21,9 @@ from larkbot.agent.tools import (
     default_registry,
 )
 from larkbot.agent.tools.lark_tools import SearchBaseRecordsInput, lark_tools
+from larkbot.core.retry import RetryPolicy
+from larkbot.lark.client import LarkClient
 from larkbot.ops.metrics import REGISTRY
-from larkbot.reply._retry import RetryPolicy
-from larkbot.reply.openapi import LarkClient
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import BaseField, FieldType, Workspace, workspace_routes

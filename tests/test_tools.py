@@ -16,8 +16,8 @@ from larkbot.agent.tools.lark_tools import (
     GetUserInfoInput,
     SendMessageInput,
 )
+from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops.metrics import REGISTRY
-from larkbot.reply.openapi import LarkAPIError, LarkClient
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes

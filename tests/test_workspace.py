@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from larkbot.reply.openapi import LarkAPIError, LarkClient
+from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import (
     CUSTOMERS_APP_TOKEN,

@@ -19,18 +19,37 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from larkbot.admission.events import MESSAGE_RECEIVE, InboundMessage, parse_envelope
-from larkbot.dispatch.dispatcher import Dispatcher
+from larkbot.admission.events import MESSAGE_RECEIVE, message_from_event, parse_envelope
+from larkbot.core.frames import ACK_OVERLOADED, Ack, InboundFrame
+from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
-from larkbot.transport.frames import ACK_OK
-from larkbot.transport.long_connection import DataFrame
 
-__all__ = ["ACK_OVERLOADED", "Admission", "AdmissionPolicy", "AdmissionStore", "BotIdentity"]
+__all__ = ["Admission", "AdmissionPolicy", "AdmissionQueue", "AdmissionStore", "BotIdentity"]
 
 log = logging.getLogger("larkbot.admission")
 
-ACK_OVERLOADED = 503
-"""Ack code when the daemon cannot take the message now: the platform retries it later."""
+_ACK_TAKEN = Ack()
+
+
+class AdmissionQueue(Protocol):
+    """Dispatch, as admission uses it: room is reserved before the store admits."""
+
+    @property
+    def backlog(self) -> int:
+        """Messages queued or being answered."""
+        ...
+
+    def reserve(self, chat_id: str) -> bool:
+        """Hold room for one message of ``chat_id``; ``False`` when there is none."""
+        ...
+
+    def release(self, chat_id: str) -> None:
+        """Give back a reservation."""
+        ...
+
+    def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
+        """Queue an admitted message for an answer."""
+        ...
 
 
 class AdmissionStore(Protocol):
@@ -65,13 +84,13 @@ class Admission:
     """The frame handler given to the long connection; returns the ack code."""
 
     store: AdmissionStore
-    dispatcher: Dispatcher
+    dispatcher: AdmissionQueue
     identity: BotIdentity
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     events_handled: int = 0
 
-    async def __call__(self, frame: DataFrame) -> int:
+    async def __call__(self, frame: InboundFrame) -> Ack:
         """Admit one data frame; see the module docstring for the order of checks."""
         self.events_handled += 1
         if frame.frame_type != "event":
@@ -96,7 +115,7 @@ class Admission:
             log.debug("ignored event type %s (event %s)", event_type, envelope.header.event_id)
             return self._outcome(event_type, "unsupported")
 
-        message = InboundMessage.from_event(envelope, self.identity.open_id)
+        message = message_from_event(envelope, self.identity.open_id)
         sender = envelope.message_event.sender
         context = {"message_id": message.message_id, "chat_id": message.chat_id}
         outcome = self._policy_outcome(message, sender.sender_type)
@@ -112,7 +131,7 @@ class Admission:
                 extra=context,
             )
             self._outcome(event_type, "overloaded")
-            return ACK_OVERLOADED
+            return Ack(ACK_OVERLOADED)
         try:
             admitted = await self.store.admit(message)
         finally:
@@ -150,6 +169,6 @@ class Admission:
         return None
 
     @staticmethod
-    def _outcome(event_type: str, outcome: str) -> int:
+    def _outcome(event_type: str, outcome: str) -> Ack:
         metrics.EVENTS_RECEIVED.labels(event_type=event_type, outcome=outcome).inc()
-        return ACK_OK
+        return _ACK_TAKEN

@@ -9,38 +9,29 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from larkbot.core.message import ALL_MENTION_KEY, InboundMessage, Mention, UserId
 
 __all__ = [
     "MESSAGE_RECEIVE",
     "EventEnvelope",
     "EventHeader",
-    "InboundMessage",
-    "Mention",
     "MessageEvent",
     "MessagePayload",
     "Sender",
-    "UserId",
     "extract_text",
+    "message_from_event",
     "parse_envelope",
 ]
 
 MESSAGE_RECEIVE = "im.message.receive_v1"
-ALL_MENTION_KEY = "@_all"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class UserId(_Model):
-    """The ids Lark gives a user or bot; ``open_id`` is the one we match on."""
-
-    open_id: str | None = None
-    union_id: str | None = None
-    user_id: str | None = None
 
 
 class Sender(_Model):
@@ -49,14 +40,6 @@ class Sender(_Model):
     sender_id: UserId = Field(default_factory=UserId)
     sender_type: str = "user"
     tenant_key: str | None = None
-
-
-class Mention(_Model):
-    """One @mention; ``key`` (``@_user_1``) is its placeholder in the text."""
-
-    key: str
-    id: UserId = Field(default_factory=UserId)
-    name: str = ""
 
 
 class MessagePayload(_Model):
@@ -190,83 +173,28 @@ def extract_text(message: MessagePayload, bot_open_id: str | None) -> str:
     return "\n".join(line for line in lines if line)
 
 
-class InboundMessage(_Model):
-    """A chat message admitted for an answer: what dispatch and the agent work on."""
-
-    message_id: str
-    event_id: str
-    chat_id: str
-    chat_type: Literal["p2p", "group"] | str
-    message_type: str
-    text: str
-    sender_open_id: str
-    root_id: str | None = None
-    thread_id: str | None = None
-    created_at: datetime
-    mentions_bot: bool = False
-    mentions_all: bool = False
-    mentions: tuple[Mention, ...] = Field(
-        default=(), description="users @mentioned in the message, the bot excluded"
+def message_from_event(envelope: EventEnvelope, bot_open_id: str | None) -> InboundMessage:
+    """Build from a parsed ``im.message.receive_v1`` envelope."""
+    assert envelope.message_event is not None
+    event = envelope.message_event
+    message = event.message
+    return InboundMessage(
+        message_id=message.message_id,
+        event_id=envelope.header.event_id,
+        chat_id=message.chat_id,
+        chat_type=message.chat_type,
+        message_type=message.message_type,
+        text=extract_text(message, bot_open_id),
+        sender_open_id=event.sender.sender_id.open_id or "",
+        root_id=message.root_id or None,
+        thread_id=message.thread_id or None,
+        created_at=datetime.fromtimestamp(message.create_time / 1000, tz=UTC),
+        mentions_bot=bot_open_id is not None
+        and any(m.id.open_id == bot_open_id for m in message.mentions),
+        mentions_all=any(m.key == ALL_MENTION_KEY for m in message.mentions),
+        mentions=tuple(
+            m
+            for m in message.mentions
+            if m.key != ALL_MENTION_KEY and (bot_open_id is None or m.id.open_id != bot_open_id)
+        ),
     )
-    merged_ids: tuple[str, ...] = Field(
-        default=(),
-        description="earlier messages of a burst answered together with this one (burst merge)",
-    )
-
-    @property
-    def answered_ids(self) -> tuple[str, ...]:
-        """Every chat message this one answers: the merged burst, then itself."""
-        return (*self.merged_ids, self.message_id)
-
-    @classmethod
-    def merge(cls, burst: list[InboundMessage]) -> InboundMessage:
-        """One message standing for a burst from one user: texts joined, answered on the last."""
-        if len(burst) == 1:
-            return burst[0]
-        last = burst[-1]
-        return last.model_copy(
-            update={
-                "text": "\n".join(m.text for m in burst if m.text),
-                "merged_ids": tuple(m.message_id for m in burst[:-1]),
-                "mentions": tuple(x for m in burst for x in m.mentions),
-            }
-        )
-
-    @classmethod
-    def from_event(cls, envelope: EventEnvelope, bot_open_id: str | None) -> InboundMessage:
-        """Build from a parsed ``im.message.receive_v1`` envelope."""
-        assert envelope.message_event is not None
-        event = envelope.message_event
-        message = event.message
-        return cls(
-            message_id=message.message_id,
-            event_id=envelope.header.event_id,
-            chat_id=message.chat_id,
-            chat_type=message.chat_type,
-            message_type=message.message_type,
-            text=extract_text(message, bot_open_id),
-            sender_open_id=event.sender.sender_id.open_id or "",
-            root_id=message.root_id or None,
-            thread_id=message.thread_id or None,
-            created_at=datetime.fromtimestamp(message.create_time / 1000, tz=UTC),
-            mentions_bot=bot_open_id is not None
-            and any(m.id.open_id == bot_open_id for m in message.mentions),
-            mentions_all=any(m.key == ALL_MENTION_KEY for m in message.mentions),
-            mentions=tuple(
-                m
-                for m in message.mentions
-                if m.key != ALL_MENTION_KEY and (bot_open_id is None or m.id.open_id != bot_open_id)
-            ),
-        )
-
-    @property
-    def in_thread(self) -> bool:
-        """True when the message sits in a group topic thread."""
-        return self.thread_id is not None
-
-    @property
-    def conversation_key(self) -> str:
-        """One conversation per p2p chat, and per thread (chat + root message) in groups."""
-        if self.chat_type == "group" and (self.root_id or self.thread_id):
-            return f"{self.chat_id}:{self.root_id or self.thread_id}"
-        return self.chat_id

@@ -6,11 +6,12 @@ when one is configured), which acts in Lark through the tools.
 """
 
 from larkbot.agent.assistant import Assistant
-from larkbot.agent.base import Agent, Conversation, Reply, RuntimeStatus, Turn
 from larkbot.agent.brain import Brain, TurnContext
-from larkbot.agent.language import Language, detect_language
 from larkbot.agent.offline import OfflineBrain, ToolCall
 from larkbot.agent.profiles import BUILTIN_PROFILES, Profile, profiles_from_settings
+from larkbot.core.agent import Agent, Reply, RuntimeStatus
+from larkbot.core.conversation import Conversation, Turn
+from larkbot.core.language import Language, detect_language
 
 __all__ = [
     "BUILTIN_PROFILES",

@@ -1,4 +1,4 @@
-"""The assistant: the one :class:`~larkbot.agent.base.Agent` the daemon talks to.
+"""The assistant: the one :class:`~larkbot.core.agent.Agent` the daemon talks to.
 
 Per message: pick the answer language, answer built-in commands, apply the per-user
 request limit, then let the brain (offline rules, or an LLM when configured) answer.
@@ -13,22 +13,23 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from larkbot.admission.events import InboundMessage
-from larkbot.agent.base import Conversation, Reply, RuntimeStatus
 from larkbot.agent.brain import Brain, TurnContext
 from larkbot.agent.commands import Command, CommandContext, parse_command, run_command
 from larkbot.agent.i18n import translate
-from larkbot.agent.language import Language, choose_language, detect_language
 from larkbot.agent.limits import RateLimiter
 from larkbot.agent.offline import OfflineBrain
 from larkbot.agent.profiles import DEFAULT_PROFILE, Profile, profiles_from_settings
 from larkbot.agent.tools.base import ToolContext
+from larkbot.core.agent import Reply, RuntimeStatus
+from larkbot.core.conversation import Conversation
+from larkbot.core.language import Language, choose_language, detect_language
+from larkbot.core.message import InboundMessage
 from larkbot.ops.metrics import AGENT_RESPONSE_TIME, CONVERSATIONS_CACHED
 
 if TYPE_CHECKING:
     from larkbot.agent.tools.runner import ToolRunner
     from larkbot.config.settings import Settings
-    from larkbot.reply.openapi import LarkClient
+    from larkbot.lark.client import LarkClient
 
 __all__ = ["Assistant"]
 

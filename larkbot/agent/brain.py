@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from larkbot.admission.events import InboundMessage
-from larkbot.agent.base import Conversation, Reply
-from larkbot.agent.language import Language
 from larkbot.agent.profiles import Profile
+from larkbot.core.agent import Reply
+from larkbot.core.conversation import Conversation
+from larkbot.core.language import Language
+from larkbot.core.message import InboundMessage
 
 if TYPE_CHECKING:
     from larkbot.agent.tools.base import ToolContext

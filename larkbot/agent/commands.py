@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from larkbot.admission.events import InboundMessage
-from larkbot.agent.base import Conversation, Reply, RuntimeStatus
 from larkbot.agent.i18n import MESSAGES, humanise_duration, join_list, translate
-from larkbot.agent.language import Language, parse_language
 from larkbot.agent.profiles import Profile
+from larkbot.core.agent import Reply, RuntimeStatus
+from larkbot.core.conversation import Conversation
+from larkbot.core.language import Language, parse_language
+from larkbot.core.message import InboundMessage
 
 if TYPE_CHECKING:
     from larkbot.agent.tools.base import Tool
@@ -29,22 +30,41 @@ __all__ = ["Command", "CommandContext", "parse_command", "run_command"]
 # Command word (as typed, case-folded) -> command name and the language the word is in
 # (``None`` for the English words, which everyone types whatever their language).
 _WORDS: dict[str, tuple[str, Language | None]] = {
-    "help": ("help", None), "ヘルプ": ("help", "ja"), "帮助": ("help", "zh"),
+    "help": ("help", None),
+    "ヘルプ": ("help", "ja"),
+    "帮助": ("help", "zh"),
     "幫助": ("help", "zh"),
-    "status": ("status", None), "ステータス": ("status", "ja"), "状态": ("status", "zh"),
+    "status": ("status", None),
+    "ステータス": ("status", "ja"),
+    "状态": ("status", "zh"),
     "狀態": ("status", "zh"),
-    "settings": ("settings", None), "設定": ("settings", "ja"), "设置": ("settings", "zh"),
-    "reset": ("reset", None), "リセット": ("reset", "ja"), "重置": ("reset", "zh"),
+    "settings": ("settings", None),
+    "設定": ("settings", "ja"),
+    "设置": ("settings", "zh"),
+    "reset": ("reset", None),
+    "リセット": ("reset", "ja"),
+    "重置": ("reset", "zh"),
     "ping": ("ping", None),
-    "lang": ("lang", None), "language": ("lang", None), "言語": ("lang", "ja"),
-    "语言": ("lang", "zh"), "語言": ("lang", "zh"),
-    "agent": ("agent", None), "profile": ("agent", None), "プロファイル": ("agent", "ja"),
+    "lang": ("lang", None),
+    "language": ("lang", None),
+    "言語": ("lang", "ja"),
+    "语言": ("lang", "zh"),
+    "語言": ("lang", "zh"),
+    "agent": ("agent", None),
+    "profile": ("agent", None),
+    "プロファイル": ("agent", "ja"),
 }
 # Second word of ``help`` -> the help topic it asks for.
 _HELP_TOPICS: dict[str, str] = {
-    "tools": "help_tools", "tool": "help_tools", "ツール": "help_tools", "工具": "help_tools",
-    "permissions": "help_permissions", "permission": "help_permissions",
-    "scopes": "help_permissions", "権限": "help_permissions", "权限": "help_permissions",
+    "tools": "help_tools",
+    "tool": "help_tools",
+    "ツール": "help_tools",
+    "工具": "help_tools",
+    "permissions": "help_permissions",
+    "permission": "help_permissions",
+    "scopes": "help_permissions",
+    "権限": "help_permissions",
+    "权限": "help_permissions",
 }
 _TAKES_ARGUMENT = frozenset({"lang", "agent"})
 _LEADING = re.compile(r"^[/／]\s*")
@@ -135,7 +155,10 @@ def _help_tools(command: Command, ctx: CommandContext) -> Reply:
         description = translate(key, lang) if key in MESSAGES else tool.description
         lines.append(
             translate(
-                "help_tools_line", lang, name=tool.name, kind=_kind(tool, lang),
+                "help_tools_line",
+                lang,
+                name=tool.name,
+                kind=_kind(tool, lang),
                 description=description.splitlines()[0] if description else "",
             )
         )
@@ -144,7 +167,9 @@ def _help_tools(command: Command, ctx: CommandContext) -> Reply:
         lines.append("")
         lines.append(
             translate(
-                "help_tools_profile", lang, profile=ctx.profile.name,
+                "help_tools_profile",
+                lang,
+                profile=ctx.profile.name,
                 tools=join_list(allowed, lang) or translate("unlimited", lang),
             )
         )
@@ -158,7 +183,10 @@ def _help_permissions(command: Command, ctx: CommandContext) -> Reply:
         scopes = ", ".join(f"`{scope}`" for scope in tool.scopes)
         lines.append(
             translate(
-                "help_permissions_line", lang, name=tool.name, kind=_kind(tool, lang),
+                "help_permissions_line",
+                lang,
+                name=tool.name,
+                kind=_kind(tool, lang),
                 scopes=scopes or translate("help_permissions_no_scope", lang),
             )
         )
@@ -185,7 +213,8 @@ def _status(command: Command, ctx: CommandContext) -> Reply:
     )
     return Reply(
         translate(
-            "status", lang,
+            "status",
+            lang,
             version=status.version,
             uptime=humanise_duration(status.uptime_seconds, lang),
             connection=translate("connected" if status.connected else "disconnected", lang),
@@ -217,7 +246,8 @@ def _settings(command: Command, ctx: CommandContext) -> Reply:
         language = translate(f"language_name_{chosen}", lang)
     return Reply(
         translate(
-            "settings", lang,
+            "settings",
+            lang,
             language=language,
             profile=ctx.profile.name,
             requests=_per_minute(limits.requests_per_minute, limits.enabled, lang),

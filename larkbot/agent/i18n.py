@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from larkbot.agent.language import Language
+from larkbot.core.language import Language
 
 __all__ = ["MESSAGES", "humanise_duration", "join_list", "translate"]
 
@@ -233,7 +233,11 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "connected": {"ja": "接続中", "en": "connected", "zh": "已连接"},
     "disconnected": {"ja": "切断中", "en": "disconnected", "zh": "未连接"},
     "unknown": {"ja": "不明", "en": "unknown", "zh": "未知"},
-    "llm_on": {"ja": "オン（モデル: {model}）", "en": "on (model: {model})", "zh": "开启（模型：{model}）"},
+    "llm_on": {
+        "ja": "オン（モデル: {model}）",
+        "en": "on (model: {model})",
+        "zh": "开启（模型：{model}）",
+    },
     "llm_off": {
         "ja": "オフ（コマンドと定型の依頼に対応）",
         "en": "off (commands and set phrases only)",
@@ -309,7 +313,7 @@ MESSAGES: dict[str, dict[Language, str]] = {
     },
     "agent_unknown": {
         "ja": "「{name}」というプロファイルはありません。利用できるプロファイル: {profiles}",
-        "en": "There is no profile called \"{name}\". Available profiles: {profiles}",
+        "en": 'There is no profile called "{name}". Available profiles: {profiles}',
         "zh": "没有名为“{name}”的配置。可用的配置：{profiles}",
     },
     "agent_list": {
@@ -358,7 +362,7 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "zh": "请以 `字段=值` 的形式提供字段（例如 名称=Acme, 状态=洽谈中）。",
     },
     "ask_message_text": {
-        "ja": "送る内容を「」や \"\" で囲んで指定してください（例: 「こんにちは」を @田中 に送って）。",
+        "ja": '送る内容を「」や "" で囲んで指定してください（例: 「こんにちは」を @田中 に送って）。',
         "en": "Please put the message in quotes (for example: send 'hello' to @Tom).",
         "zh": "请用引号括起要发送的内容（例如：把“你好”发给 @小王）。",
     },

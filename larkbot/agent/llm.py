@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from larkbot.admission.events import InboundMessage
-from larkbot.agent.base import Conversation, Reply
 from larkbot.agent.brain import TurnContext
 from larkbot.agent.i18n import translate
-from larkbot.agent.language import Language
 from larkbot.agent.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE
 from larkbot.agent.tools.base import ToolResult
 from larkbot.agent.tools.lark_tools import DEFAULT_TIMEZONE
+from larkbot.core.agent import Reply
+from larkbot.core.conversation import Conversation
+from larkbot.core.language import Language
+from larkbot.core.message import InboundMessage
 from larkbot.ops.metrics import LLM_REQUESTS
 
 if TYPE_CHECKING:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from larkbot.admission.events import InboundMessage
-from larkbot.agent.base import Conversation, Reply
 from larkbot.agent.brain import TurnContext
 from larkbot.agent.i18n import join_list, translate
-from larkbot.agent.language import Language
 from larkbot.agent.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE
 from larkbot.agent.tools.lark_tools import DEFAULT_TIMEZONE
+from larkbot.core.agent import Reply
+from larkbot.core.conversation import Conversation
+from larkbot.core.language import Language
+from larkbot.core.message import InboundMessage
 
 if TYPE_CHECKING:
     from larkbot.config.settings import BaseTableSettings
@@ -208,9 +209,27 @@ _DAY_AFTER_TOMORROW = re.compile(r"\bday\s+after\s+tomorrow\b|明後日|あさ�
 _TOMORROW = re.compile(r"\btomorrow\b|明日|あした|明天", _I)
 _TODAY = re.compile(r"\btoday\b|今日|本日|きょう|今天", _I)
 _WEEKDAY_WORDS = {
-    "mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
-    "月": 0, "火": 1, "水": 2, "木": 3, "金": 4, "土": 5, "日": 6,
-    "一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "天": 6,
+    "mon": 0,
+    "tue": 1,
+    "wed": 2,
+    "thu": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+    "月": 0,
+    "火": 1,
+    "水": 2,
+    "木": 3,
+    "金": 4,
+    "土": 5,
+    "日": 6,
+    "一": 0,
+    "二": 1,
+    "三": 2,
+    "四": 3,
+    "五": 4,
+    "六": 5,
+    "天": 6,
 }
 _WEEKDAY_EN = re.compile(
     r"\b(?:on\s+)?(?P<next>next\s+|this\s+)?(?P<wd>mon|tue|wed|thu|fri|sat|sun)"
@@ -266,7 +285,9 @@ _DURATIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], float]], ...]
 # A meeting's title: quoted, or "about X", or "X の会議", or "关于X的会议".
 _SUMMARY = (
     re.compile(r"\b(?:about|regarding|re|on|titled|called)\s*:?\s+(?P<s>.+)$", _I),
-    re.compile(r"(?P<s>[^\s]+?)(?:について|に関する|に関して|の件で?|の)(?:会議|ミーティング|打ち合わせ|打合せ|面談|MTG)"),
+    re.compile(
+        r"(?P<s>[^\s]+?)(?:について|に関する|に関して|の件で?|の)(?:会議|ミーティング|打ち合わせ|打合せ|面談|MTG)"
+    ),
     re.compile(r"(?:关于|關於)(?P<s>.+?)(?:的)?(?:会议|會議|会|會|讨论|討論)"),
 )
 
@@ -308,7 +329,7 @@ class _Draft:
         """Cut the first match of ``pattern`` out of the body and return it."""
         match = pattern.search(self.body)
         if match:
-            self.body = f"{self.body[: match.start()]} {self.body[match.end():]}"
+            self.body = f"{self.body[: match.start()]} {self.body[match.end() :]}"
         return match
 
     def take_all(self, pattern: re.Pattern[str]) -> list[re.Match[str]]:
@@ -402,7 +423,7 @@ def _take_record_id(draft: _Draft) -> str | None:
         word = match.group(0)
         # All-lowercase letters is an English word ("record", "recent"), not an id.
         if not (word.isalpha() and word.islower()):
-            draft.body = f"{draft.body[: match.start()]} {draft.body[match.end():]}"
+            draft.body = f"{draft.body[: match.start()]} {draft.body[match.end() :]}"
             return word
     return None
 
@@ -473,7 +494,7 @@ def _take_times(draft: _Draft) -> list[_Clock | None]:
             found.append((match.start(), _read_time(match)))
             # Same-length filler keeps the positions of earlier finds comparable.
             filler = "\ue002" * (match.end() - match.start())
-            draft.body = f"{draft.body[: match.start()]}{filler}{draft.body[match.end():]}"
+            draft.body = f"{draft.body[: match.start()]}{filler}{draft.body[match.end() :]}"
     draft.body = draft.body.replace("\ue002", " ")
     return [clock for _, clock in sorted(found, key=lambda item: item[0])]
 
@@ -563,8 +584,11 @@ class OfflineBrain:
         if not turn.profile.allows(planned.name):
             return Reply(
                 translate(
-                    "tool_not_allowed", language, profile=turn.profile.name,
-                    tool=planned.name, suggestion=_profile_allowing(planned.name),
+                    "tool_not_allowed",
+                    language,
+                    profile=turn.profile.name,
+                    tool=planned.name,
+                    suggestion=_profile_allowing(planned.name),
                 )
             )
         if turn.runner is None or turn.tool_ctx is None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from larkbot.agent.language import LANGUAGES, Language
+from larkbot.core.language import LANGUAGES, Language
 
 if TYPE_CHECKING:
     from larkbot.config.settings import Settings

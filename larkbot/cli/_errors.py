@@ -8,11 +8,9 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from larkbot.config import EX_CONFIG
+from larkbot.core.errors import EX_CONFIG, EX_FAILURE
 
 __all__ = ["EX_CONFIG", "EX_FAILURE", "fail", "leaf_exceptions"]
-
-EX_FAILURE = 1
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -29,15 +29,15 @@ from rich.text import Text
 from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, EX_FAILURE
 from larkbot.config import ConfigError, Settings, load_settings
+from larkbot.core.retry import RetryPolicy
+from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops.logging import redact
-from larkbot.reply._retry import RetryPolicy
-from larkbot.reply.openapi import LarkAPIError, LarkClient
-from larkbot.store import StoreError, open_store
-from larkbot.transport.long_connection import (
+from larkbot.sources.longconn.connection import (
     LarkAuthError,
     TransientConnectError,
     discover_endpoint,
 )
+from larkbot.store import StoreError, open_store
 
 __all__ = ["CheckResult", "DoctorReport", "diagnose", "doctor_command", "run_checks"]
 

@@ -11,8 +11,9 @@ import anyio
 import typer
 
 from larkbot import __version__
-from larkbot.cli._errors import EX_CONFIG, EX_FAILURE, fail, leaf_exceptions
+from larkbot.cli._errors import EX_CONFIG, fail, leaf_exceptions
 from larkbot.config import ConfigError, Settings, load_settings
+from larkbot.core.errors import LarkbotError
 
 __all__ = ["app", "main"]
 
@@ -192,10 +193,7 @@ async def _relay_signals(daemon: object) -> None:
 
 def _exit_for(exc: BaseException) -> None:
     """Exit with one clear line for errors a user can cause; re-raise anything else."""
-    from larkbot.ops.http import OpsPortError
-    from larkbot.reply.openapi import CredentialsError
-    from larkbot.store import StoreError
-    from larkbot.transport.long_connection import LarkAuthError, TransientConnectError
+    from larkbot.lark.client import CredentialsError
 
     for leaf in leaf_exceptions(exc):
         if isinstance(leaf, KeyboardInterrupt):
@@ -204,9 +202,7 @@ def _exit_for(exc: BaseException) -> None:
             fail(
                 f"Lark refused the app credentials (code {leaf.code}): check APP_ID and "
                 "APP_SECRET.",
-                EX_CONFIG,
+                leaf.exit_code,
             )
-        if isinstance(leaf, LarkAuthError | ConfigError | OpsPortError | StoreError):
-            fail(f"{leaf}.".replace("..", "."), EX_CONFIG)
-        if isinstance(leaf, TransientConnectError):
-            fail(f"{leaf}.", EX_FAILURE)
+        if isinstance(leaf, LarkbotError):
+            fail(f"{leaf}.".replace("..", "."), leaf.exit_code)

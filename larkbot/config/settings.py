@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from larkbot.config._schema import Key, dotted, is_secret
+from larkbot.core.errors import EX_CONFIG, LarkbotError
 
 __all__ = [
     "EX_CONFIG",
@@ -52,8 +53,6 @@ __all__ = [
     "describe_settings",
 ]
 
-EX_CONFIG = 78
-"""Exit status for a configuration error (``EX_CONFIG`` of ``sysexits.h``)."""
 
 _DOMAINS = {"feishu": "https://open.feishu.cn", "lark": "https://open.larksuite.com"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
@@ -64,8 +63,10 @@ _EMPTY = "(empty)"
 Language = Literal["ja", "en", "zh"]
 
 
-class ConfigError(Exception):
+class ConfigError(LarkbotError):
     """A setting is missing or wrong; the message is one sentence naming the key and the fix."""
+
+    exit_code = EX_CONFIG
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

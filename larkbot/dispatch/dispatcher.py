@@ -19,7 +19,7 @@ from itertools import islice
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
 
 __all__ = ["Dispatcher"]

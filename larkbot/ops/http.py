@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.ops.metrics import HTTP_REQUEST_DURATION, REGISTRY
 
 __all__ = ["HealthState", "OpsPortError", "OpsServer", "build_ops_app"]
@@ -51,8 +52,10 @@ class HealthState:
         return self.connected and self.bot_identity_known and not self.draining
 
 
-class OpsPortError(Exception):
+class OpsPortError(LarkbotError):
     """The HTTP port cannot be opened (in use, not permitted, no such address)."""
+
+    exit_code = EX_CONFIG
 
 
 def build_ops_app(state: HealthState) -> Starlette:

@@ -1,24 +1,7 @@
-"""Replies: the async Lark OpenAPI client and the rendering of agent replies into messages."""
+"""The answering stage: run the agent on an admitted message, render its reply into Lark
+messages, post them idempotently and settle the message in the store."""
 
-from larkbot.reply._retry import RetryPolicy
-from larkbot.reply.openapi import (
-    BotInfo,
-    CredentialsError,
-    LarkAPIError,
-    LarkClient,
-    SentMessage,
-    reply_uuid,
-)
 from larkbot.reply.render import OutboundMessage, render_reply
+from larkbot.reply.responder import Responder
 
-__all__ = [
-    "BotInfo",
-    "CredentialsError",
-    "LarkAPIError",
-    "LarkClient",
-    "OutboundMessage",
-    "RetryPolicy",
-    "SentMessage",
-    "render_reply",
-    "reply_uuid",
-]
+__all__ = ["OutboundMessage", "Responder", "render_reply"]

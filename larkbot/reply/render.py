@@ -1,4 +1,4 @@
-"""Turning an agent's :class:`~larkbot.agent.base.Reply` into Lark messages.
+"""Turning an agent's :class:`~larkbot.core.agent.Reply` into Lark messages.
 
 Plain replies become ``text`` messages; markdown replies become interactive cards (card
 JSON 2.0, whose ``markdown`` element renders headings, lists, links, code blocks and
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from markdown_it import MarkdownIt
 
-from larkbot.agent.base import Reply
+from larkbot.core.agent import Reply
 
 __all__ = ["OutboundMessage", "render_reply"]
 

@@ -14,10 +14,11 @@ from typing import Protocol
 import anyio
 import httpx
 
-from larkbot.admission.events import InboundMessage
-from larkbot.agent.base import Agent, Conversation
+from larkbot.core.agent import Agent
+from larkbot.core.conversation import Conversation
+from larkbot.core.message import InboundMessage
+from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
 from larkbot.ops import metrics
-from larkbot.reply.openapi import LarkAPIError, LarkClient, reply_uuid
 from larkbot.reply.render import render_reply
 
 __all__ = ["Responder", "ResponderStore"]

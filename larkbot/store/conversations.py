@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from cachetools import TTLCache
 
-from larkbot.agent.base import Conversation
+from larkbot.core.conversation import Conversation
 from larkbot.ops.metrics import CONVERSATIONS_CACHED
 
 if TYPE_CHECKING:

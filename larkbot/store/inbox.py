@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 
 __all__ = ["InboxStatus", "StoredMessage"]
 

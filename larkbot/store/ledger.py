@@ -23,7 +23,8 @@ from pathlib import Path
 
 import anyio
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.errors import EX_CONFIG, LarkbotError
+from larkbot.core.message import InboundMessage
 from larkbot.store.inbox import StoredMessage
 
 __all__ = ["Store", "StoreError"]
@@ -40,8 +41,10 @@ _SECRET_VALUE = re.compile(
 )
 
 
-class StoreError(Exception):
+class StoreError(LarkbotError):
     """The store cannot be used; ``str()`` is one sentence that tells the operator what to do."""
+
+    exit_code = EX_CONFIG
 
 
 class Store(ABC):

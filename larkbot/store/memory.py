@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from cachetools import TTLCache
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store
 

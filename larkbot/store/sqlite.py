@@ -47,7 +47,7 @@ import anyio
 import anyio.to_thread
 from pydantic import ValidationError
 
-from larkbot.admission.events import InboundMessage
+from larkbot.core.message import InboundMessage
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store, StoreError
 

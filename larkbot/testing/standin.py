@@ -45,6 +45,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from larkbot.core.frames import ACK_OK
+from larkbot.sources.longconn.frames import (
+    Frame,
+    FrameMethod,
+    FrameType,
+    decode_frame,
+    encode_frame,
+    headers_of,
+)
 from larkbot.testing._events import build_message_event
 from larkbot.testing._im import Messaging
 from larkbot.testing._openapi import OpenApi, OpenApiRoute
@@ -57,15 +66,6 @@ from larkbot.testing._records import (
     ReplyRecord,
 )
 from larkbot.testing._server import EmbeddedServer, server_config
-from larkbot.transport.frames import (
-    ACK_OK,
-    Frame,
-    FrameMethod,
-    FrameType,
-    decode_frame,
-    encode_frame,
-    headers_of,
-)
 
 __all__ = ["LarkStandIn"]
 

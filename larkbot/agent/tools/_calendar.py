@@ -73,9 +73,7 @@ class CreateCalendarEvent(Tool):
         assert isinstance(args, CreateCalendarEventInput)
         start = _aware(args.start, self._tz)
         end = _aware(args.end, self._tz) if args.end is not None else start + _DEFAULT_DURATION
-        primary = await ctx.client.request(
-            "POST", PRIMARY_ROUTE, route=PRIMARY_ROUTE
-        )
+        primary = await ctx.client.request("POST", PRIMARY_ROUTE, route=PRIMARY_ROUTE)
         calendar_id = next(
             (
                 str(entry["calendar"]["calendar_id"])

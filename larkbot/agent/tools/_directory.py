@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from larkbot.agent.tools._common import DEFAULT_TIMEZONE, path_segment
 from larkbot.agent.tools._messages import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
-from larkbot.reply.openapi import LarkAPIError
+from larkbot.lark.client import LarkAPIError
 
 __all__ = ["GetUserInfo", "GetUserInfoInput", "SearchDocuments", "SearchDocumentsInput"]
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from larkbot.config.settings import BaseTableSettings
-    from larkbot.reply.openapi import LarkClient
+    from larkbot.lark.client import LarkClient
 
 __all__ = ["Tool", "ToolContext", "ToolError", "ToolResult"]
 

@@ -22,8 +22,8 @@ from larkbot.agent.limits import RateLimiter
 from larkbot.agent.tools._messages import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
+from larkbot.lark.client import LarkAPIError
 from larkbot.ops.metrics import TOOL_EXECUTIONS
-from larkbot.reply.openapi import LarkAPIError
 
 __all__ = ["ToolRunner"]
 

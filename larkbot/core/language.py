@@ -24,10 +24,25 @@ _MENTION = re.compile(r"@\S+")
 
 # Names people type for a language, mapped to its code ("lang 日本語", "use language english").
 _LANGUAGE_NAMES: dict[str, Language] = {
-    "ja": "ja", "jp": "ja", "japanese": "ja", "日本語": "ja", "にほんご": "ja", "日语": "ja",
-    "en": "en", "english": "en", "英語": "en", "英语": "en", "えいご": "en",
-    "zh": "zh", "cn": "zh", "chinese": "zh", "中文": "zh", "中国語": "zh", "汉语": "zh",
-    "zh-cn": "zh", "zh_cn": "zh",
+    "ja": "ja",
+    "jp": "ja",
+    "japanese": "ja",
+    "日本語": "ja",
+    "にほんご": "ja",
+    "日语": "ja",
+    "en": "en",
+    "english": "en",
+    "英語": "en",
+    "英语": "en",
+    "えいご": "en",
+    "zh": "zh",
+    "cn": "zh",
+    "chinese": "zh",
+    "中文": "zh",
+    "中国語": "zh",
+    "汉语": "zh",
+    "zh-cn": "zh",
+    "zh_cn": "zh",
 }
 
 

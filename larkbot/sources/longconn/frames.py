@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "ACK_OK",
     "Frame",
     "FrameMethod",
     "FrameType",
@@ -55,8 +54,6 @@ def _load_frame_class() -> type:
 
 
 Frame: Any = _load_frame_class()
-
-ACK_OK = 200
 
 
 class FrameMethod(enum.IntEnum):

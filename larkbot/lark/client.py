@@ -22,10 +22,11 @@ import httpx
 from pydantic import SecretStr
 
 from larkbot import __version__
+from larkbot.core.errors import EX_CONFIG, LarkbotError
+from larkbot.core.retry import RetryPolicy
+from larkbot.lark._tokens import TokenCache
 from larkbot.ops.logging import add_secrets
 from larkbot.ops.metrics import OPENAPI_LATENCY, OPENAPI_REQUESTS
-from larkbot.reply._retry import RetryPolicy
-from larkbot.reply._tokens import TokenCache
 
 __all__ = [
     "BotInfo",
@@ -36,7 +37,7 @@ __all__ = [
     "reply_uuid",
 ]
 
-logger = logging.getLogger("larkbot.reply")
+logger = logging.getLogger("larkbot.lark")
 
 _API_PREFIX = "/open-apis/"
 _TOKEN_ROUTE = "auth/v3/tenant_access_token/internal"
@@ -55,7 +56,7 @@ _UUID_NAMESPACE = uuid_module.uuid5(uuid_module.NAMESPACE_DNS, "reply.larkbot")
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-class LarkAPIError(Exception):
+class LarkAPIError(LarkbotError):
     """An OpenAPI call failed: the platform refused it, or retries ran out.
 
     ``code`` is Lark's error code, or -1 when there is none (network failure, an answer
@@ -96,6 +97,8 @@ class LarkAPIError(Exception):
 
 class CredentialsError(LarkAPIError):
     """The token endpoint refused the app id and app secret: a configuration error."""
+
+    exit_code = EX_CONFIG
 
     def __str__(self) -> str:
         """Say what the operator must fix, without the secret."""

@@ -22,7 +22,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -33,8 +33,10 @@ from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from larkbot.core.errors import EX_CONFIG, LarkbotError
+from larkbot.core.frames import Ack, FrameHandler, InboundFrame
 from larkbot.ops import metrics
-from larkbot.transport.frames import (
+from larkbot.sources.longconn.frames import (
     FragmentAssembler,
     FrameMethod,
     FrameType,
@@ -47,7 +49,6 @@ from larkbot.transport.frames import (
 
 __all__ = [
     "ClientConfig",
-    "DataFrame",
     "FrameHandler",
     "LarkAuthError",
     "LongConnection",
@@ -55,7 +56,7 @@ __all__ = [
     "discover_endpoint",
 ]
 
-log = logging.getLogger("larkbot.transport")
+log = logging.getLogger("larkbot.sources")
 
 # Endpoint codes that mean "try again later" (1 busy, 1000040343 internal error);
 # any other non-zero code is a configuration problem, and fatal.
@@ -71,11 +72,13 @@ _MAX_FRAME_BYTES = 8 * 1024 * 1024
 _MAX_FRAMES_IN_FLIGHT = 256
 
 
-class LarkAuthError(Exception):
+class LarkAuthError(LarkbotError):
     """Lark refused the app (credentials, permission, connection limit): not retryable."""
 
+    exit_code = EX_CONFIG
 
-class TransientConnectError(Exception):
+
+class TransientConnectError(LarkbotError):
     """Dialling failed for a reason that may pass (busy, network, server error)."""
 
 
@@ -106,22 +109,6 @@ class ClientConfig:
             elif value > 0:
                 changes[attr] = float(value)
         return replace(self, **changes)
-
-
-@dataclass(frozen=True, slots=True)
-class DataFrame:
-    """One complete data frame (fragments already joined), as admission sees it."""
-
-    frame_id: str
-    frame_type: str
-    trace_id: str
-    payload: bytes
-    received_at: float
-    conn_id: str
-
-
-FrameHandler = Callable[[DataFrame], Awaitable[int]]
-"""Admission: take a data frame, return the ack code (200, or non-200 to ask for re-delivery)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +371,7 @@ class LongConnection:
 
     def _reassemble(
         self, frame: Any, headers: dict[str, str], received_at: float
-    ) -> DataFrame | None:
+    ) -> InboundFrame | None:
         """The complete data frame once its last fragment is in, else ``None``."""
         frame_id = headers.get("message_id", "")
         try:
@@ -396,7 +383,7 @@ class LongConnection:
             return None
         if payload is None:
             return None  # more fragments to come; the platform expects one ack for the whole
-        return DataFrame(
+        return InboundFrame(
             frame_id=frame_id,
             frame_type=headers.get("type", ""),
             trace_id=headers.get("trace_id", ""),
@@ -405,19 +392,21 @@ class LongConnection:
             conn_id=self.conn_id,
         )
 
-    async def _handle_and_ack(self, ws: ClientConnection, frame: Any, data: DataFrame) -> None:
+    async def _handle_and_ack(self, ws: ClientConnection, frame: Any, data: InboundFrame) -> None:
         # Tasks start in arrival order and the store answers in submission order, so
         # messages of one chat still reach dispatch in the order they arrived.
         try:
             try:
-                code = await self._handler(data)
+                ack = await self._handler(data)
             except Exception:
                 # A handler bug must not lose the event: a non-200 ack makes Lark retry it.
                 log.exception("frame handler failed for frame %s", data.frame_id)
-                code = 500
+                ack = Ack(code=500)
             elapsed = time.monotonic() - data.received_at
             try:
-                await ws.send(encode_frame(ack_frame(frame, code, round(elapsed * 1000))))
+                await ws.send(
+                    encode_frame(ack_frame(frame, ack.code, round(elapsed * 1000), ack.data))
+                )
             except ConnectionClosed:
                 # Unacked, the platform re-delivers it; the ledger makes that a duplicate.
                 log.info("connection closed before the ack of frame %s", data.frame_id)

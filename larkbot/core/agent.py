@@ -1,0 +1,45 @@
+"""The agent interface: a message and its conversation in, a reply out.
+
+Brains (the offline command/intent brain, the LLM brain) sit behind :class:`Agent`.
+The answering stage only ever calls :meth:`Agent.respond`; it never looks inside a brain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from larkbot.core.conversation import Conversation
+from larkbot.core.message import InboundMessage
+
+__all__ = ["Agent", "Reply", "RuntimeStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the agent answers. ``markdown`` replies are rendered as rich messages."""
+
+    text: str
+    markdown: bool = False
+
+
+class RuntimeStatus(Protocol):
+    """Live figures of the running bot, for the ``status`` command."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def uptime_seconds(self) -> float: ...
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def events_handled(self) -> int: ...
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Turns a message plus its conversation into a reply."""
+
+    async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
+        """Answer ``message``; may read and update ``conversation``."""
+        ...

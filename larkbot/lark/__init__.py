@@ -1,0 +1,23 @@
+"""The Lark OpenAPI client: tenant tokens, retries, rate limits, idempotent replies.
+
+Every stage and every tool talks to Lark through :class:`LarkClient`; this package imports
+none of them.
+"""
+
+from larkbot.lark.client import (
+    BotInfo,
+    CredentialsError,
+    LarkAPIError,
+    LarkClient,
+    SentMessage,
+    reply_uuid,
+)
+
+__all__ = [
+    "BotInfo",
+    "CredentialsError",
+    "LarkAPIError",
+    "LarkClient",
+    "SentMessage",
+    "reply_uuid",
+]
