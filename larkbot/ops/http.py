@@ -11,7 +11,7 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from larkbot.core.errors import EX_CONFIG, LarkbotError
@@ -58,8 +58,12 @@ class OpsPortError(LarkbotError):
     exit_code = EX_CONFIG
 
 
-def build_ops_app(state: HealthState) -> Starlette:
-    """Build the ASGI app of the ops port, reading readiness from ``state`` on each request."""
+def build_ops_app(state: HealthState, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """Build the ASGI app of the ops port, reading readiness from ``state`` on each request.
+
+    ``extra_routes`` are served beside the health and metrics routes (an event source's
+    webhook endpoint, for one).
+    """
 
     async def healthz(request: Request) -> Response:
         # Answering at all proves the event loop turns; that is the whole check.
@@ -88,6 +92,7 @@ def build_ops_app(state: HealthState) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *extra_routes,
         ],
         middleware=[Middleware(_RequestTimer)],
     )

@@ -163,6 +163,11 @@ class LongConnection:
         """The server settings in force."""
         return self._config
 
+    @property
+    def routes(self) -> tuple[()]:
+        """The long connection dials out: it serves no HTTP route."""
+        return ()
+
     def close(self) -> None:
         """Stop reading: close the socket and make :meth:`run` return.
 

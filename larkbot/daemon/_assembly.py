@@ -1,0 +1,220 @@
+"""Assembly: build every component of the event path from settings, with overrides.
+
+:func:`assemble` is the one place that knows which concrete class plays each part. It
+opens what must be opened (the Lark client, the store) on the caller's exit stack and
+returns :class:`Components`; the daemon's lifecycle then only starts, supervises and stops
+them. Tests, the console, the benchmark and embedders replace a part through
+:class:`Overrides` instead of patching anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
+from larkbot.config import Settings
+from larkbot.core.agent import Agent, RuntimeStatus
+from larkbot.core.frames import FrameHandler
+from larkbot.dispatch.dispatcher import Dispatcher
+from larkbot.lark.client import LarkClient
+from larkbot.reply.responder import Responder
+from larkbot.sources import EventSource, SourceFactory, StateCallback
+from larkbot.store import Store, open_store
+from larkbot.store.conversations import ConversationCache
+
+if TYPE_CHECKING:
+    from larkbot.agent.brain import Brain
+    from larkbot.agent.tools.base import Tool
+
+__all__ = ["Components", "Overrides", "assemble"]
+
+log = logging.getLogger("larkbot.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Parts to use instead of the ones the settings describe; ``None`` keeps the default.
+
+    :param agent: answers every message (the configured assistant otherwise).
+    :param brain: the assistant's brain (offline or LLM per settings otherwise).
+    :param tools: extra tools added to the assistant's registry.
+    :param store: an open store; its owner closes it (the daemon opens its own otherwise).
+    :param lark_client: an open Lark client; its owner closes it.
+    :param source: builds the event source (the long connection otherwise).
+    """
+
+    agent: Agent | None = None
+    brain: Brain | None = None
+    tools: Sequence[Tool] = ()
+    store: Store | None = None
+    lark_client: LarkClient | None = None
+    source: SourceFactory | None = None
+
+
+@dataclass(slots=True)
+class Components:
+    """Everything the daemon runs, built and wired but not yet started."""
+
+    settings: Settings
+    client: LarkClient
+    store: Store
+    conversations: ConversationCache
+    agent: Agent
+    responder: Responder
+    dispatcher: Dispatcher
+    admission: Admission
+    source: EventSource
+    warm_up: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+
+
+async def assemble(
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    overrides: Overrides,
+    identity: BotIdentity,
+    status: RuntimeStatus,
+    on_source_state: StateCallback,
+    env: Mapping[str, str],
+    working_reaction_after: float | None,
+) -> Components:
+    """Build and wire every component; what needs closing is pushed on ``stack``."""
+    # One HTTP pool for everything the daemon asks of Lark (OpenAPI calls and endpoint
+    # discovery of the long connection).
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.server.timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        )
+    )
+    client = overrides.lark_client
+    if client is None:
+        client = await stack.enter_async_context(
+            LarkClient(
+                base_url=settings.lark.base_url,
+                app_id=settings.app.id,
+                app_secret=settings.app.secret,
+                http=http,
+            )
+        )
+    store = overrides.store
+    if store is None:
+        store = await stack.enter_async_context(
+            open_store(
+                kind=settings.store.kind,
+                state_dir=(
+                    settings.store.resolved_state_dir(env)
+                    if settings.store.kind == "sqlite"
+                    else None
+                ),
+                ledger_ttl_seconds=settings.store.ledger_ttl_hours * 3600,
+                ledger_max_entries=settings.store.ledger_max_entries,
+            )
+        )
+    conversations = ConversationCache.from_settings(settings)
+    warm_up: list[Callable[[], Awaitable[object]]] = []
+    agent = overrides.agent
+    if agent is None:
+        agent = _build_assistant(settings, client, status, overrides, stack, warm_up)
+    responder = Responder(
+        agent=agent,
+        client=client,
+        store=store,
+        conversations=conversations,
+        reply_in_thread=settings.lark.reply_in_thread,
+        working_reaction_after=working_reaction_after,
+    )
+    dispatcher = Dispatcher(
+        responder.answer,
+        max_concurrency=settings.dispatch.max_concurrency,
+        max_backlog=settings.dispatch.max_backlog,
+        max_per_chat=settings.dispatch.max_per_chat,
+        merge_window=settings.agent.merge_window_ms / 1000,
+    )
+    admission = Admission(
+        store=store, dispatcher=dispatcher, identity=identity, policy=_policy(settings)
+    )
+    source_factory = overrides.source or _long_connection(settings, http)
+    source = source_factory(admission, on_source_state)
+    return Components(
+        settings=settings,
+        client=client,
+        store=store,
+        conversations=conversations,
+        agent=agent,
+        responder=responder,
+        dispatcher=dispatcher,
+        admission=admission,
+        source=source,
+        warm_up=warm_up,
+    )
+
+
+def _long_connection(settings: Settings, http: httpx.AsyncClient) -> SourceFactory:
+    from larkbot.sources.longconn import LongConnection
+
+    def build(handler: FrameHandler, on_state: StateCallback) -> EventSource:
+        return LongConnection(
+            base_url=settings.lark.base_url,
+            app_id=settings.app.id,
+            app_secret=settings.app.secret.get_secret_value(),
+            handler=handler,
+            http=http,
+            on_state=on_state,
+        )
+
+    return build
+
+
+def _policy(settings: Settings) -> AdmissionPolicy:
+    policy = settings.policy
+    return AdmissionPolicy(
+        stale_after_seconds=settings.admission.stale_after_seconds,
+        respond_to_mention_all=settings.admission.respond_to_mention_all,
+        max_payload_bytes=settings.admission.max_payload_bytes,
+        allowed_users=frozenset(policy.allowed_users) if policy.allowed_users is not None else None,
+        allowed_chats=frozenset(policy.allowed_chats) if policy.allowed_chats is not None else None,
+    )
+
+
+def _build_assistant(
+    settings: Settings,
+    client: LarkClient,
+    status: RuntimeStatus,
+    overrides: Overrides,
+    stack: AsyncExitStack,
+    warm_up: list[Callable[[], Awaitable[object]]],
+) -> Agent:
+    """The configured assistant (tools, limits) and its brain."""
+    from larkbot.agent.assistant import Assistant
+    from larkbot.agent.limits import RateLimiter
+    from larkbot.agent.tools.registry import default_registry
+    from larkbot.agent.tools.runner import ToolRunner
+
+    limits = settings.rate_limiting
+    registry = default_registry()
+    for tool in overrides.tools:
+        registry.register(tool)
+    runner = ToolRunner(
+        registry,
+        write_limiter=RateLimiter(limits.write_requests_per_minute) if limits.enabled else None,
+        writers=settings.policy.writers,
+        cache_ttl_seconds=settings.cache.ttl_minutes * 60,
+    )
+    brain = overrides.brain
+    if brain is None and settings.llm.enabled:
+        from larkbot.agent.llm import LLMBrain
+
+        llm = LLMBrain(settings)
+        # Closed with everything else when the daemon stops; loaded before events arrive,
+        # so the first message's ack does not wait for it.
+        stack.push_async_callback(llm.aclose)
+        warm_up.append(llm.warm_up)
+        brain = llm
+    return Assistant(settings, status=status, runner=runner, client=client, brain=brain)
