@@ -6,16 +6,14 @@ daemon owns the process signals and the listening socket's lifetime; uvicorn onl
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
-import uvicorn
 from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -26,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from larkbot.core.errors import EX_CONFIG, LarkbotError
+from larkbot.ops._uvicorn import EmbeddedServer, embedded_config
 from larkbot.ops.metrics import HTTP_REQUEST_DURATION, REGISTRY
 
 __all__ = ["HealthState", "OpsPortError", "OpsServer", "build_ops_app"]
@@ -106,23 +105,7 @@ class OpsServer:
         self.host = host
         self.port = port
         self.bound_port: int | None = None
-        self._config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            http="h11",
-            ws="none",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            # Our own logging setup formats uvicorn's records; its dictConfig would undo it.
-            log_config=None,
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=1,
-        )
-        # Loading imports protocol modules; do it now rather than on the running loop.
-        self._config.load()
+        self._config = embedded_config(app, host, port)
 
     async def run(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled, reporting the bound port through ``task_status`` once listening.
@@ -133,11 +116,11 @@ class OpsServer:
         self.bound_port = sockets[0].getsockname()[1]
         port = self.bound_port
 
-        def listening() -> None:
+        def listening(_bound: int) -> None:
             _log.info("ops port listening on %s:%d", self.host, port)
             task_status.started(port)
 
-        server = _EmbeddedServer(self._config, on_started=listening)
+        server = EmbeddedServer(self._config, on_started=listening)
         try:
             await server.serve(sockets=sockets)
         finally:
@@ -151,31 +134,6 @@ class OpsServer:
             for sock in sockets:
                 sock.close()
             self.bound_port = None
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling, with a hook once it accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-        self.shut_down = False
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # SIGTERM/SIGINT belong to the daemon, which stops this server by cancelling it.
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start serving on ``sockets``, then report that connections are accepted."""
-        await super().startup(sockets=sockets)
-        if self.started:
-            self._on_started()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Close listeners and connections (once: ``run`` checks ``shut_down``)."""
-        self.shut_down = True
-        await super().shutdown(sockets=sockets)
 
 
 class _RequestTimer:

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from larkbot.testing._server import EmbeddedServer, server_config
+from larkbot.ops._uvicorn import EmbeddedServer, embedded_config
 
 __all__ = ["OpenAIStandIn", "Responder", "default_responder"]
 
@@ -191,7 +191,7 @@ class OpenAIStandIn:
             Route("/v1/chat/completions", self._completions, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
         ]
-        config = server_config(Starlette(routes=routes), self.host, self._port)
+        config = embedded_config(Starlette(routes=routes), self.host, self._port)
         self._server = EmbeddedServer(config, on_started=task_status.started)
         try:
             await self._server.serve()

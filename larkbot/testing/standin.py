@@ -46,6 +46,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from larkbot.core.frames import ACK_OK
+from larkbot.ops._uvicorn import EmbeddedServer, embedded_config
 from larkbot.sources.longconn.frames import (
     Frame,
     FrameMethod,
@@ -65,7 +66,6 @@ from larkbot.testing._records import (
     ReactionRecord,
     ReplyRecord,
 )
-from larkbot.testing._server import EmbeddedServer, server_config
 
 __all__ = ["LarkStandIn"]
 
@@ -264,7 +264,7 @@ class LarkStandIn:
             WebSocketRoute("/ws", self._long_connection),
             *self._openapi.starlette_routes(),
         ]
-        config = server_config(Starlette(routes=routes), self.host, self._port)
+        config = embedded_config(Starlette(routes=routes), self.host, self._port, websockets=True)
         self._server = EmbeddedServer(config, on_started=task_status.started)
         try:
             await self._server.serve()

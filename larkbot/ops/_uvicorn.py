@@ -1,8 +1,10 @@
-"""uvicorn, embedded: serves an ASGI app inside the caller's event loop.
+"""uvicorn, embedded: serve an ASGI app inside the caller's anyio task group.
 
-The protocol and lifespan modules uvicorn names in its config are imported here, at
-import time: uvicorn would otherwise import them on first start, inside the running
-event loop, and an import reads files.
+The one place larkbot configures and subclasses uvicorn: the ops port, the MCP and webhook
+endpoints it carries, and the local stand-ins of Lark and of an LLM all serve through it.
+The protocol and lifespan modules the config names are imported here, at import time:
+uvicorn would otherwise import them on first start, inside the running event loop, and an
+import reads files.
 """
 
 from __future__ import annotations
@@ -12,35 +14,37 @@ import contextlib
 from collections.abc import Callable, Generator
 from typing import Any
 
-import anyio
 import uvicorn
 import uvicorn.lifespan.off
+import uvicorn.lifespan.on
 import uvicorn.protocols.http.h11_impl
 import uvicorn.protocols.websockets.websockets_sansio_impl
 from starlette.types import ASGIApp
 
-__all__ = ["EmbeddedServer", "server_config"]
+__all__ = ["EmbeddedServer", "embedded_config"]
 
 
-def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
-    """Return a config fit for a stand-in living inside another program.
+def embedded_config(
+    app: ASGIApp, host: str, port: int, *, websockets: bool = False, lifespan: bool = False
+) -> uvicorn.Config:
+    """Return a config fit for a server living inside another program.
 
     No logging setup (``log_config=None``) so the host program's logging stays as it is,
-    no access log and no lifespan, keepalive pings off (the long connection has its own
-    ping frames, and tests of silent sockets must control them), no compression (cheap
-    frames at benchmark rates), and a short graceful shutdown.
+    no access log, keepalive pings off (the long connection has its own ping frames, and
+    tests of silent sockets must control them), no compression, and a short graceful
+    shutdown. ``lifespan`` runs the app's lifespan (an MCP session manager needs it).
     """
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         http="h11",
-        ws="websockets-sansio",
+        ws="websockets-sansio" if websockets else "none",
         proxy_headers=False,
         ws_ping_interval=None,
         ws_ping_timeout=None,
         ws_per_message_deflate=False,
-        lifespan="off",
+        lifespan="on" if lifespan else "off",
         log_config=None,
         log_level="warning",
         access_log=False,
@@ -48,30 +52,18 @@ def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
         date_header=False,
         timeout_graceful_shutdown=1,
     )
+    # Loading imports protocol modules; do it now rather than on the running loop.
+    config.load()
+    return config
 
 
 class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals alone and reports when it listens."""
+    """A uvicorn server that leaves signals alone and reports the port once it listens."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[int], None]) -> None:
         super().__init__(config)
         self._on_started = on_started
-        self._exit_requested: anyio.Event | None = None
-
-    def request_exit(self) -> None:
-        """Ask the server to stop: close the listener, then the connections."""
-        self.should_exit = True
-        if self._exit_requested is not None:
-            self._exit_requested.set()
-
-    async def main_loop(self) -> None:
-        """Wait for ``request_exit`` instead of uvicorn's 100 ms polling, to stop sooner.
-
-        uvicorn's ticks only refresh the Date header, which this config turns off.
-        """
-        self._exit_requested = anyio.Event()
-        if not self.should_exit:
-            await self._exit_requested.wait()
+        self.shut_down = False
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -84,6 +76,15 @@ class EmbeddedServer(uvicorn.Server):
         if self.started:
             self._on_started(self.bound_port)
 
+    async def shutdown(self, sockets: Any = None) -> None:
+        """Close listeners and connections (once: callers check ``shut_down``)."""
+        self.shut_down = True
+        await super().shutdown(sockets=sockets)
+
+    def request_exit(self) -> None:
+        """Ask the server to stop: close the listener, then the connections."""
+        self.should_exit = True
+
     @property
     def bound_port(self) -> int:
         """The port the first listening socket is bound to."""
@@ -93,7 +94,7 @@ class EmbeddedServer(uvicorn.Server):
     def websocket_transports(self) -> list[tuple[dict[str, Any], asyncio.BaseTransport]]:
         """Return ``(scope, transport)`` of every open WebSocket connection.
 
-        uvicorn does not hand the transport to the application; the stand-in needs it
+        uvicorn does not hand the transport to the application; the Lark stand-in needs it
         to drop a connection abruptly (no close frame), as a network failure does.
         """
         found: list[tuple[dict[str, Any], asyncio.BaseTransport]] = []
