@@ -1,8 +1,9 @@
 """Turning an agent's :class:`~larkbot.core.agent.Reply` into Lark messages.
 
-Plain replies become ``text`` messages; markdown replies become interactive cards (card
-JSON 2.0, whose ``markdown`` element renders headings, lists, links, code blocks and
-tables). Long replies are split into several messages at the most natural boundary that
+Replies without markup become ``text`` messages. Replies with markdown (flagged by the
+agent, or found in the text: emphasis, code, links, lists, headings, tables) become
+interactive cards (card JSON 2.0, whose ``markdown`` element renders all of it), since a
+``text`` message would show the asterisks and backticks literally. Long replies are split into several messages at the most natural boundary that
 fits: a paragraph, then a line, then a sentence, then a word, and only then a hard cut
 that never separates a character from the marks joined to it. Markdown is split between
 blocks, so a fenced code block or a table is only cut when it cannot fit one message on
@@ -83,7 +84,7 @@ def render_reply(
     if max_tables < 1:
         raise ValueError("max_tables must be at least 1")
     text = _normalize(reply.text)
-    if reply.markdown:
+    if reply.markdown or _has_markup(text):
         return _render_markdown(text, max_chars, max_text_bytes, max_tables)
     return _render_text(text, max_chars, max_text_bytes)
 
@@ -120,6 +121,24 @@ def _render_markdown(
             # A card the platform would refuse must not cost the answer: send it as text.
             messages.extend(_render_text(chunk, max_chars, max_bytes))
     return messages
+
+
+# Tokens that plain text also produces; anything else is markup a text message would show
+# literally.
+_PLAIN_BLOCKS = frozenset({"paragraph_open", "paragraph_close", "inline"})
+_PLAIN_INLINE = frozenset({"text", "softbreak", "hardbreak"})
+
+
+def _has_markup(text: str) -> bool:
+    """Whether ``text`` holds markdown that only renders right in a card."""
+    if not any(mark in text for mark in "*_`[#|>-~0123456789"):
+        return False  # the common case, decided without parsing
+    for token in _MARKDOWN.parse(text):
+        if token.type not in _PLAIN_BLOCKS:
+            return True
+        if token.children and any(c.type not in _PLAIN_INLINE for c in token.children):
+            return True
+    return False
 
 
 def _text_content(text: str) -> dict[str, Any]:

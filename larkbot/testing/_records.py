@@ -59,9 +59,8 @@ class ReplyRecord:
 
     @property
     def text(self) -> str:
-        """The ``text`` of a text message; ``""`` for other message types."""
-        value = self.content.get("text", "") if self.msg_type == "text" else ""
-        return value if isinstance(value, str) else ""
+        """What the user reads: a text message's text, a card's markdown, a post's text."""
+        return readable_text(self.msg_type, self.content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +100,26 @@ class ApiCallRecord:
 
 
 OutboundRecord = ReplyRecord | PatchRecord | ReactionRecord
+
+
+def readable_text(msg_type: str, content: dict[str, Any]) -> str:
+    """The words of a message as the user reads them (card and post markup kept as is)."""
+    if msg_type == "text":
+        value = content.get("text", "")
+        return value if isinstance(value, str) else ""
+    if msg_type == "interactive":
+        body = content.get("body") if isinstance(content.get("body"), dict) else content
+        elements = body.get("elements", []) if isinstance(body, dict) else []
+        return "\n\n".join(
+            str(e.get("content", ""))
+            for e in elements
+            if isinstance(e, dict) and e.get("tag") in ("markdown", "lark_md")
+        )
+    if msg_type == "post":
+        post = next((v for v in content.values() if isinstance(v, dict)), content)
+        return "\n".join(
+            "".join(str(e.get("text", "")) for e in paragraph if isinstance(e, dict))
+            for paragraph in post.get("content", [])
+            if isinstance(paragraph, list)
+        )
+    return ""
