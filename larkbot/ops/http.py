@@ -1,4 +1,4 @@
-"""The daemon's own HTTP port: ``/healthz``, ``/readyz`` and ``/metrics``.
+"""The daemon's own HTTP port: ``/healthz``, ``/readyz``, ``/metrics`` and the webhook.
 
 uvicorn serves a small Starlette app as one more task in the daemon's task group. The
 daemon owns the process signals and the listening socket's lifetime; uvicorn only serves.
@@ -11,7 +11,7 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from larkbot.ops.metrics import HTTP_REQUEST_DURATION, REGISTRY
@@ -55,8 +55,11 @@ class OpsPortError(Exception):
     """The HTTP port cannot be opened (in use, not permitted, no such address)."""
 
 
-def build_ops_app(state: HealthState) -> Starlette:
-    """Build the ASGI app of the ops port, reading readiness from ``state`` on each request."""
+def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """Build the ASGI app of the ops port, reading readiness from ``state`` on each request.
+
+    :param routes: more routes served on the same port (the webhook), timed like the rest
+    """
 
     async def healthz(request: Request) -> Response:
         # Answering at all proves the event loop turns; that is the whole check.
@@ -85,6 +88,7 @@ def build_ops_app(state: HealthState) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *routes,
         ],
         middleware=[Middleware(_RequestTimer)],
     )

@@ -1,0 +1,1 @@
+"""Event sources: the ways events and card callbacks reach admission."""
