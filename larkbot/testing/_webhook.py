@@ -68,7 +68,7 @@ class WebhookFault(enum.Enum):
     TRUNCATED_CIPHER = "truncated_cipher"
     """The cipher text loses its last bytes (still base64, no longer whole blocks)."""
     OVERSIZED = "oversized"
-    """The payload padded to over 2 MiB, then signed and encrypted."""
+    """The payload padded with 2 MiB of whitespace, then signed and encrypted."""
     INVALID_JSON = "invalid_json"
     """Half a JSON document, signed and encrypted."""
 
@@ -251,11 +251,14 @@ class WebhookDriver:
         :param encrypt: default: whenever an encrypt key is set
         """
         event_id, message_id = event_ids(payload) if isinstance(payload, dict) else (None, None)
-        if isinstance(payload, dict) and fault is WebhookFault.WRONG_TOKEN:
+        if fault is WebhookFault.WRONG_TOKEN:
+            if not isinstance(payload, dict):
+                raise ValueError("WRONG_TOKEN needs the payload as a dict")
             payload = _with_token(payload, "not-" + self.verification_token)
-        if isinstance(payload, dict) and fault is WebhookFault.OVERSIZED:
-            payload = {**payload, "padding": "x" * _OVERSIZED_BYTES}
         plaintext = payload if isinstance(payload, bytes) else _dumps(payload)
+        if fault is WebhookFault.OVERSIZED:
+            # Trailing whitespace keeps the JSON valid: only the size is wrong.
+            plaintext += b" " * _OVERSIZED_BYTES
         if fault is WebhookFault.INVALID_JSON:
             plaintext = plaintext[: max(1, len(plaintext) // 2)]
         if encrypt is None:

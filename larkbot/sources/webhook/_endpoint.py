@@ -36,7 +36,6 @@ from larkbot.sources.webhook._verify import (
     Challenge,
     Rejected,
     Verification,
-    Verified,
     WebhookKeys,
     verify_request,
 )
@@ -100,65 +99,73 @@ class WebhookEndpoint:
 
     async def handle(self, request: Request) -> Response:
         """Answer one request from Lark (or from anyone who found the URL)."""
+        received_at = time.monotonic()
+        # One deadline for the whole request, reading included: Lark gives up after 3 s.
+        deadline = anyio.current_time() + self._ack_timeout
         client = self._client_of(request)
-        result: Verification
-        try:
-            body = await _read_capped(request, self._max_body)
-        except ClientDisconnect:
-            result = Rejected(400, "bad_body", "client left before sending the body")
-        else:
-            if body is None:
-                result = Rejected(413, "too_large", f"body larger than {self._max_body} bytes")
+        result: Verification | None = None
+        with anyio.move_on_at(deadline):
+            try:
+                body = await _read_capped(request, self._max_body)
+            except ClientDisconnect:
+                result = Rejected(400, "bad_body", "client left before sending the body")
             else:
-                result = verify_request(
-                    body,
-                    keys=self._keys,
-                    timestamp=request.headers.get(_TIMESTAMP),
-                    nonce=request.headers.get(_NONCE),
-                    signature=request.headers.get(_SIGNATURE),
-                    max_body_bytes=self._max_body,
-                )
+                if body is None:
+                    result = Rejected(413, "too_large", f"body larger than {self._max_body} bytes")
+                else:
+                    result = verify_request(
+                        body,
+                        keys=self._keys,
+                        timestamp=request.headers.get(_TIMESTAMP),
+                        nonce=request.headers.get(_NONCE),
+                        signature=request.headers.get(_SIGNATURE),
+                        max_body_bytes=self._max_body,
+                    )
+        if result is None:
+            result = Rejected(408, "bad_body", "body not received in time")
         if isinstance(result, Rejected):
             return self._refuse(result, client)
         if isinstance(result, Challenge):
             WEBHOOK_REQUESTS.labels(outcome="challenge").inc()
             _log.info("answered the url_verification challenge from %s", client)
             return Response(result.body, media_type=_JSON)
-        return await self._admit(result, request)
-
-    async def _admit(self, verified: Verified, request: Request) -> Response:
         frame = InboundFrame(
             frame_id=uuid.uuid4().hex,
             kind="event",
-            payload=verified.payload,
-            received_at=time.monotonic(),
+            payload=result.payload,
+            received_at=received_at,
             source="webhook",
             trace_id=_trace_id(request),
         )
+        return await self._admit(frame, deadline)
+
+    async def _admit(self, frame: InboundFrame, deadline: float) -> Response:
         ack: Ack | None = None
-        with anyio.move_on_after(self._ack_timeout):
+        with anyio.move_on_at(deadline):
             try:
                 ack = await self._handler(frame)
             except Exception:
                 # A failure inside admission must not become uvicorn's bare 500: answer so
                 # that Lark retries, and keep the traceback for the operator.
-                _log.exception("admission failed on webhook frame %s", frame.frame_id)
-                ack = Ack(500)
+                _log.exception(
+                    "admission failed on webhook frame %s; answering 503 so Lark retries",
+                    frame.frame_id,
+                )
+                return _busy()
         if ack is None:
             _log.warning(
                 "webhook frame %s was not taken within %.1f s; answering 503 so Lark retries",
                 frame.frame_id,
                 self._ack_timeout,
             )
-        elif ack.code != 200:
+            return _busy()
+        if ack.code != 200:
             _log.info(
                 "webhook frame %s refused by admission (code %d); answering 503 so Lark retries",
                 frame.frame_id,
                 ack.code,
             )
-        if ack is None or ack.code != 200:
-            WEBHOOK_REQUESTS.labels(outcome="refused_overload").inc()
-            return JSONResponse({"msg": "busy, retry later"}, status_code=503)
+            return _busy()
         WEBHOOK_REQUESTS.labels(outcome="ok").inc()
         return Response(_SUCCESS if ack.data is None else ack.data, media_type=_JSON)
 
@@ -222,6 +229,11 @@ def webhook_routes(
     :param ack_timeout: seconds admission may take before the answer is 503
     """
     return WebhookEndpoint(settings, handler, path=path, ack_timeout=ack_timeout).routes()
+
+
+def _busy() -> Response:
+    WEBHOOK_REQUESTS.labels(outcome="refused_overload").inc()
+    return JSONResponse({"msg": "busy, retry later"}, status_code=503)
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
