@@ -9,8 +9,9 @@ a 2xx within 3 s (2 s to connect) is retried after 15 s, 5 min, 1 h and 6 h; the
 scaled by ``retry_scale`` so that tests need not wait hours.
 
 Choices where the platform's exact behaviour is not pinned down: a retry re-sends the very
-same bytes and headers, and the timestamp and nonce headers are sent without an encrypt
-key too.
+same bytes and headers; the timestamp and nonce headers are sent without an encrypt key
+too; every request carries an ``X-Request-Id`` (lark-oapi logs that header of webhook
+requests).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class WebhookFault(enum.Enum):
     """A way to spoil a request, to see it refused."""
 
     BAD_SIGNATURE = "bad_signature"
-    """A signature made with another key."""
+    """A signature made with another key (without an encrypt key nothing is signed)."""
     WRONG_TOKEN = "wrong_token"
     """The payload carries another verification token (signed and encrypted correctly)."""
     PLAIN_BODY = "plain_body"
@@ -146,8 +147,8 @@ class WebhookDriver:
     """
 
     url: str
-    verification_token: str
-    encrypt_key: str = ""
+    verification_token: str = field(repr=False)
+    encrypt_key: str = field(default="", repr=False)
     lark: LarkStandIn | None = None
     retry_scale: float = 1.0
     retry_delays: Sequence[float] = LARK_RETRY_DELAYS
