@@ -11,9 +11,12 @@ Precedence, highest first:
    ``APP_SECRET``, ``PORT``, ``HOST``, ``LOG_LEVEL``, ``LOG_FORMAT``,
    ``MAX_CONVERSATION_HISTORY``, ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``,
    ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``LLM_MODEL``,
-   ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``; empty variables count as unset;
-2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``), else
-   systemd's ``$CREDENTIALS_DIRECTORY/app_secret`` (``openai_api_key``, ``sentry_dsn``);
+   ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``, ``LARK_EVENT_MODE``, ``LARK_ENCRYPT_KEY``,
+   ``LARK_VERIFICATION_TOKEN``; empty variables count as unset;
+2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``,
+   ``LARK_ENCRYPT_KEY_FILE``, ``LARK_VERIFICATION_TOKEN_FILE``), else systemd's
+   ``$CREDENTIALS_DIRECTORY/app_secret`` (``openai_api_key``, ``sentry_dsn``,
+   ``lark_encrypt_key``, ``lark_verification_token``);
 3. the configuration file;
 4. the defaults.
 
@@ -33,6 +36,7 @@ from larkbot.config.settings import (
     CacheSettings,
     ConfigError,
     DispatchSettings,
+    EventsSettings,
     LarkSettings,
     LlmSettings,
     LogSettings,
@@ -57,6 +61,7 @@ __all__ = [
     "CacheSettings",
     "ConfigError",
     "DispatchSettings",
+    "EventsSettings",
     "LarkSettings",
     "LlmSettings",
     "LogSettings",

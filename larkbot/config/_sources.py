@@ -44,6 +44,9 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "LLM_MODEL": ("llm", "model"),
     "SENTRY_DSN": ("sentry", "dsn"),
     "SENTRY_ENVIRONMENT": ("sentry", "environment"),
+    "LARK_EVENT_MODE": ("events", "mode"),
+    "LARK_ENCRYPT_KEY": ("events", "encrypt_key"),
+    "LARK_VERIFICATION_TOKEN": ("events", "verification_token"),
 }
 
 # Secret -> (variable naming a file that holds it, file name under systemd's
@@ -52,6 +55,11 @@ SECRET_FILES: dict[tuple[str, str], tuple[str, str]] = {
     ("app", "secret"): ("APP_SECRET_FILE", "app_secret"),
     ("llm", "api_key"): ("OPENAI_API_KEY_FILE", "openai_api_key"),
     ("sentry", "dsn"): ("SENTRY_DSN_FILE", "sentry_dsn"),
+    ("events", "encrypt_key"): ("LARK_ENCRYPT_KEY_FILE", "lark_encrypt_key"),
+    ("events", "verification_token"): (
+        "LARK_VERIFICATION_TOKEN_FILE",
+        "lark_verification_token",
+    ),
 }
 
 

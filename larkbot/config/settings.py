@@ -8,6 +8,7 @@ place that reads them, layers them and records where every value came from, whic
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "CacheSettings",
     "ConfigError",
     "DispatchSettings",
+    "EventsSettings",
     "LarkSettings",
     "LlmSettings",
     "LogSettings",
@@ -57,6 +59,7 @@ __all__ = [
 _DOMAINS = {"feishu": "https://open.feishu.cn", "lark": "https://open.larksuite.com"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 _MASK = "****"
+_OPS_PATHS = {"/healthz", "/readyz", "/metrics"}
 _UNSET = "(unset)"
 _EMPTY = "(empty)"
 
@@ -387,6 +390,94 @@ class StoreSettings(_Section):
         return (Path(home) if home else Path.home()) / ".local" / "state" / "larkbot"
 
 
+class EventsSettings(_Section):
+    """Where events come from: the long connection, or a webhook Lark POSTs to."""
+
+    mode: Annotated[Literal["websocket", "webhook"], _Lower] = Field(
+        "websocket",
+        description=(
+            "``websocket`` (dial Lark's long connection; no public endpoint) or ``webhook`` (serve"
+            " events.webhook_path on the HTTP port for Lark to POST events to)."
+        ),
+    )
+    webhook_path: str = Field(
+        "/webhook", description="Path of the webhook on the HTTP port, as set in the console."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, description="Webhook requests larger than this are refused (413)."
+    )
+    encrypt_key: Annotated[SecretStr | None, _BlankIsNone] = Field(
+        None,
+        description=(
+            "The app's Encrypt Key; when set, webhook requests must be signed and encrypted with"
+            " it. Unset: Lark neither signs nor encrypts them."
+        ),
+    )
+    verification_token: Annotated[SecretStr | None, _BlankIsNone] = Field(
+        None,
+        description=(
+            "The app's Verification Token, which every webhook request must carry; required in"
+            " webhook mode."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or CIDR networks of reverse proxies whose X-Forwarded-For names the"
+            " client; empty: the peer's own address counts."
+        ),
+    )
+    failure_budget_per_minute: int = Field(
+        20,
+        ge=1,
+        description=(
+            "Failed webhook requests one client address may make per minute before it gets 429;"
+            " verified requests are never throttled."
+        ),
+    )
+
+    @field_validator("webhook_path", mode="before")
+    @classmethod
+    def _valid_path(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        path = value.strip()
+        parts = urlsplit(path)
+        if (
+            not path.startswith("/")
+            or path.startswith("//")
+            or parts.query
+            or parts.fragment
+            or any(char.isspace() for char in path)
+        ):
+            raise ValueError("must be a path such as /webhook (a leading /, no query, no spaces)")
+        if path.rstrip("/") in _OPS_PATHS:
+            raise ValueError(f"must not be {path.rstrip('/')}, which the HTTP port serves already")
+        return path
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _valid_proxies(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        networks = []
+        for item in value:
+            if not isinstance(item, str):
+                return value  # the type check names what is wrong
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"must list IP addresses or CIDR networks such as 10.0.0.0/8, but {item!r} "
+                    "is neither"
+                ) from None
+        return networks
+
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Return ``trusted_proxies`` parsed, for membership tests."""
+        return tuple(ipaddress.ip_network(item) for item in self.trusted_proxies)
+
+
 class ShutdownSettings(_Section):
     """How long in-flight work may take to finish on SIGTERM."""
 
@@ -489,6 +580,7 @@ class Settings(BaseSettings):
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     sentry: SentrySettings = Field(default_factory=SentrySettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     bases: dict[str, BaseTableSettings] = Field(default_factory=dict)
 
     # Filled by ``load_settings``: dotted-path tuples -> "file <path>", "env NAME", ...
@@ -519,11 +611,20 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Return the non-empty secret values, for redacting them from logs."""
-        values = (self.app.secret, self.llm.api_key, self.sentry.dsn)
+        values = (
+            self.app.secret,
+            self.llm.api_key,
+            self.sentry.dsn,
+            self.events.encrypt_key,
+            self.events.verification_token,
+        )
         return [text for text in map(_reveal, values) if text]
 
     def require_credentials(self) -> None:
-        """Raise :class:`ConfigError` unless the Lark app's ID and secret are both set."""
+        """Raise :class:`ConfigError` unless the credentials the daemon needs are set.
+
+        Always the Lark app's ID and secret; in webhook mode also the verification token.
+        """
         where = str(self._config_file) if self._config_file else "the configuration file"
         if not self.app.id.strip():
             raise ConfigError(
@@ -533,6 +634,13 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "APP_SECRET is not set: set APP_SECRET or APP_SECRET_FILE "
                 f"(or app.secret in {where}) to your Lark app's secret."
+            )
+        if self.events.mode == "webhook" and not _reveal(self.events.verification_token).strip():
+            raise ConfigError(
+                "LARK_VERIFICATION_TOKEN is not set: webhook mode needs it, so set "
+                "LARK_VERIFICATION_TOKEN or LARK_VERIFICATION_TOKEN_FILE (or "
+                f"events.verification_token in {where}) to the Verification Token shown on your "
+                "app's Events & Callbacks page."
             )
 
 

@@ -140,7 +140,11 @@ async def assemble(
     admission = Admission(
         store=store, dispatcher=dispatcher, identity=identity, policy=_policy(settings)
     )
-    source_factory = overrides.source or _long_connection(settings, http)
+    source_factory = overrides.source or (
+        _webhook(settings)
+        if settings.events.mode == "webhook"
+        else _long_connection(settings, http)
+    )
     source = source_factory(admission, on_source_state)
     return Components(
         settings=settings,
@@ -168,6 +172,15 @@ def _long_connection(settings: Settings, http: httpx.AsyncClient) -> SourceFacto
             http=http,
             on_state=on_state,
         )
+
+    return build
+
+
+def _webhook(settings: Settings) -> SourceFactory:
+    from larkbot.sources.webhook import WebhookSource
+
+    def build(handler: FrameHandler, on_state: StateCallback) -> EventSource:
+        return WebhookSource(settings.events, handler, on_state)
 
     return build
 

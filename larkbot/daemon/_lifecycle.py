@@ -195,7 +195,7 @@ class Daemon:
                 working_reaction_after=self._working_reaction_after,
             )
             ops = OpsServer(
-                build_ops_app(self.health, parts.source.routes),
+                build_ops_app(self.health, routes=parts.source.routes),
                 settings.server.host,
                 settings.server.port,
             )

@@ -1,4 +1,4 @@
-"""The daemon's own HTTP port: ``/healthz``, ``/readyz`` and ``/metrics``.
+"""The daemon's own HTTP port: ``/healthz``, ``/readyz``, ``/metrics`` and the webhook.
 
 uvicorn serves a small Starlette app as one more task in the daemon's task group. The
 daemon owns the process signals and the listening socket's lifetime; uvicorn only serves.
@@ -56,12 +56,10 @@ class OpsPortError(LarkbotError):
 
     exit_code = EX_CONFIG
 
-
-def build_ops_app(state: HealthState, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """Build the ASGI app of the ops port, reading readiness from ``state`` on each request.
 
-    ``extra_routes`` are served beside the health and metrics routes (an event source's
-    webhook endpoint, for one).
+    :param routes: more routes served on the same port (the webhook), timed like the rest
     """
 
     async def healthz(request: Request) -> Response:
@@ -91,7 +89,7 @@ def build_ops_app(state: HealthState, extra_routes: Sequence[BaseRoute] = ()) ->
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            *extra_routes,
+            *routes,
         ],
         middleware=[Middleware(_RequestTimer)],
     )

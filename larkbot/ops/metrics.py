@@ -102,10 +102,29 @@ TOOL_EXECUTIONS = Counter(
 )
 HTTP_REQUEST_DURATION = Histogram(
     "http_request_duration_seconds",
-    "Requests to larkbot's own HTTP port (/healthz, /readyz, /metrics).",
+    "Requests to larkbot's own HTTP port (/healthz, /readyz, /metrics and the webhook).",
     ["method", "path", "status"],
     buckets=_FAST,
     registry=REGISTRY,
+)
+
+WEBHOOK_REQUESTS = Counter(
+    "larkbot_webhook_requests_total",
+    "Requests to the webhook by outcome: ok, challenge, bad_signature, bad_token, bad_body, "
+    "too_large, throttled (failure budget spent), refused_overload (admission did not take "
+    "the event: busy, failing or too slow; Lark retries).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_OUTCOMES = (
+    "ok",
+    "challenge",
+    "bad_signature",
+    "bad_token",
+    "bad_body",
+    "too_large",
+    "throttled",
+    "refused_overload",
 )
 
 
@@ -119,6 +138,8 @@ def _precreate_series() -> None:
         REPLIES.labels(outcome=outcome)
     for outcome in ("accepted", "duplicate", "stale", "overloaded", "invalid"):
         EVENTS_RECEIVED.labels(event_type="im.message.receive_v1", outcome=outcome)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOK_REQUESTS.labels(outcome=outcome)
 
 
 _precreate_series()

@@ -3,9 +3,10 @@
 Replies without markup become ``text`` messages. Replies with markdown (flagged by the
 agent, or found in the text: emphasis, code, links, lists, headings, tables) become
 interactive cards (card JSON 2.0, whose ``markdown`` element renders all of it), since a
-``text`` message would show the asterisks and backticks literally. Long replies are split into several messages at the most natural boundary that
-fits: a paragraph, then a line, then a sentence, then a word, and only then a hard cut
-that never separates a character from the marks joined to it. Markdown is split between
+``text`` message would show the asterisks and backticks literally. Long replies are split
+into several messages at the most natural boundary that fits: a paragraph, then a line,
+then a sentence, then a word, and only then a hard cut that never separates a character
+from the marks joined to it. Markdown is split between
 blocks, so a fenced code block or a table is only cut when it cannot fit one message on
 its own, and then each piece is again a complete code block or a table with its header.
 """

@@ -4,7 +4,8 @@
 caller's event loop and records everything it receives. More OpenAPI routes plug in as
 ``OpenApiRoute`` objects; their handlers get an ``ApiRequest`` and answer data, an
 ``ApiResponse``, or raise ``ApiError``. ``OpenAIStandIn`` is a local OpenAI-compatible
-chat completions server for the LLM brain.
+chat completions server for the LLM brain. ``WebhookDriver`` POSTs events to a webhook
+signed and encrypted as Lark does, with faults, and retries like Lark.
 """
 
 from larkbot.testing._openapi import ApiError, ApiRequest, ApiResponse, OpenApiRoute
@@ -16,10 +17,21 @@ from larkbot.testing._records import (
     ReactionRecord,
     ReplyRecord,
 )
+from larkbot.testing._webhook import (
+    LARK_RETRY_DELAYS,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookDriver,
+    WebhookFault,
+    WebhookRequest,
+    lark_encrypt,
+    lark_signature,
+)
 from larkbot.testing.openai_standin import OpenAIStandIn
 from larkbot.testing.standin import LarkStandIn
 
 __all__ = [
+    "LARK_RETRY_DELAYS",
     "AckRecord",
     "ApiCallRecord",
     "ApiError",
@@ -32,4 +44,11 @@ __all__ = [
     "PatchRecord",
     "ReactionRecord",
     "ReplyRecord",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDriver",
+    "WebhookFault",
+    "WebhookRequest",
+    "lark_encrypt",
+    "lark_signature",
 ]

@@ -1,4 +1,8 @@
-"""Schema 2.0 ``im.message.receive_v1`` events, shaped as the platform sends them."""
+"""Schema 2.0 events and callbacks, shaped as the platform sends them.
+
+``im.message.receive_v1`` (a chat message) and ``card.action.trigger`` (a click or a form
+submitted on an interactive card).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,18 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MESSAGE_RECEIVE", "build_message_event", "new_message_id", "user_ids"]
+__all__ = [
+    "CARD_ACTION_TRIGGER",
+    "MESSAGE_RECEIVE",
+    "build_card_action_event",
+    "build_message_event",
+    "event_ids",
+    "new_message_id",
+    "user_ids",
+]
 
 MESSAGE_RECEIVE = "im.message.receive_v1"
+CARD_ACTION_TRIGGER = "card.action.trigger"
 
 
 def new_message_id() -> str:
@@ -23,6 +36,19 @@ def user_ids(open_id: str) -> dict[str, str]:
     """Return the id triple of a user, derived from ``open_id`` so it is stable."""
     digest = hashlib.sha1(open_id.encode(), usedforsecurity=False).hexdigest()
     return {"open_id": open_id, "union_id": "on_" + digest[:32], "user_id": digest[:8]}
+
+
+def event_ids(event: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Return ``(header.event_id, event.message.message_id)``, each ``None`` when absent."""
+    header = event.get("header")
+    body = event.get("event")
+    event_id = header.get("event_id") if isinstance(header, dict) else None
+    message = body.get("message") if isinstance(body, dict) else None
+    message_id = message.get("message_id") if isinstance(message, dict) else None
+    return (
+        event_id if isinstance(event_id, str) else None,
+        message_id if isinstance(message_id, str) else None,
+    )
 
 
 def _content_of(message_type: str, text: str, content: dict[str, Any] | None) -> dict[str, Any]:
@@ -115,5 +141,50 @@ def build_message_event(
                 "tenant_key": tenant_key,
             },
             "message": message,
+        },
+    }
+
+
+def build_card_action_event(
+    *,
+    app_id: str,
+    tenant_key: str,
+    operator_open_id: str,
+    open_message_id: str,
+    open_chat_id: str,
+    value: dict[str, Any] | str,
+    tag: str = "button",
+    name: str | None = None,
+    form_value: dict[str, Any] | None = None,
+    token: str = "",
+    create_time_ms: int | None = None,
+) -> dict[str, Any]:
+    """Build the ``card.action.trigger`` callback of one action on a card the bot sent.
+
+    ``value`` is what the card's component carries; ``event.token`` is a fresh ``c-``
+    delayed-update token; ``header.token`` is the app's verification token (``token``).
+    """
+    now_ms = int(time.time() * 1000) if create_time_ms is None else create_time_ms
+    action: dict[str, Any] = {"value": value, "tag": tag}
+    if name is not None:
+        action["name"] = name
+    if form_value is not None:
+        action["form_value"] = form_value
+    return {
+        "schema": "2.0",
+        "header": {
+            "event_id": uuid.uuid4().hex,
+            "token": token,
+            "create_time": str(now_ms),
+            "event_type": CARD_ACTION_TRIGGER,
+            "tenant_key": tenant_key,
+            "app_id": app_id,
+        },
+        "event": {
+            "operator": {"tenant_key": tenant_key, **user_ids(operator_open_id)},
+            "token": "c-" + uuid.uuid4().hex,
+            "action": action,
+            "host": "im_message",
+            "context": {"open_message_id": open_message_id, "open_chat_id": open_chat_id},
         },
     }

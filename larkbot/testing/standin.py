@@ -55,7 +55,7 @@ from larkbot.sources.longconn.frames import (
     encode_frame,
     headers_of,
 )
-from larkbot.testing._events import build_message_event
+from larkbot.testing._events import build_message_event, event_ids
 from larkbot.testing._im import Messaging
 from larkbot.testing._openapi import OpenApi, OpenApiRoute
 from larkbot.testing._records import (
@@ -129,18 +129,6 @@ def _split(payload: bytes, parts: int) -> list[bytes]:
         chunks.append(payload[start:end])
         start = end
     return chunks
-
-
-def _ids_of(event: dict[str, Any]) -> tuple[str | None, str | None]:
-    header = event.get("header")
-    body = event.get("event")
-    event_id = header.get("event_id") if isinstance(header, dict) else None
-    message = body.get("message") if isinstance(body, dict) else None
-    message_id = message.get("message_id") if isinstance(message, dict) else None
-    return (
-        event_id if isinstance(event_id, str) else None,
-        message_id if isinstance(message_id, str) else None,
-    )
 
 
 def _handshake_msg(status: int, auth_code: int | None) -> str:
@@ -486,7 +474,7 @@ class LarkStandIn:
         ``message_id``. Returns the frame id.
         """
         payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
-        event_id, chat_message_id = _ids_of(event)
+        event_id, chat_message_id = event_ids(event)
         if chat_message_id is not None:
             self._remember(chat_message_id, event, payload)
         return await self._deliver(payload, fragments, frame_type, event_id, chat_message_id, 0)
@@ -499,13 +487,21 @@ class LarkStandIn:
         payload = self._payloads.get(message_id)
         if payload is None:
             raise KeyError(f"no event was delivered for chat message {message_id}")
-        event_id, _ = _ids_of(json.loads(payload))
+        event_id, _ = event_ids(json.loads(payload))
         if new_event_id:
             event = json.loads(payload)
             event["header"]["event_id"] = event_id = uuid.uuid4().hex
             payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
         self.redeliveries += 1
         return await self._deliver(payload, 1, FrameType.EVENT.value, event_id, message_id, 0)
+
+    def remember_event(self, event: dict[str, Any]) -> None:
+        """Note a chat message's event delivered by another route (the webhook driver).
+
+        Replies to the message then land in its chat, as they do for events pushed here.
+        """
+        if event_ids(event)[1] is not None:
+            self._messaging.remember(event["event"]["message"])
 
     async def push_raw(self, data: bytes) -> None:
         """Write raw bytes (usually garbage) as a binary message to every open connection."""
