@@ -126,7 +126,8 @@ class ListChatMessages(Tool):
                     str((item.get("body") or {}).get("content") or ""),
                     item.get("mentions") or [],
                 )
-                cost = _tokens(text) + 8  # the time and the sender's name
+                # About what the message's id, time and sender cost once sent as JSON.
+                cost = _tokens(text) + 30
                 if kept and spent + cost > args.token_budget:
                     truncated = True
                     break
