@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from larkbot.agent.tools._common import path_segment, resolve_table
 from larkbot.agent.tools._links import call, parse_reference
 from larkbot.agent.tools._messages_more import say
-from larkbot.agent.tools._wiki import wiki_node
+from larkbot.agent.tools._wiki import kind_name, wiki_node
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
 __all__ = [
@@ -135,17 +135,13 @@ async def _app_token(ctx: ToolContext, base: str) -> tuple[str, str | None]:
     if ref.kind == "wiki":
         node = await wiki_node(ctx, ref)
         if node.get("obj_type") != "bitable":
-            raise ToolError(
-                say(
-                    ctx.language,
-                    "not_a_base",
-                    kind=str(node.get("obj_type") or "?"),
-                    token=str(node.get("obj_token") or ""),
-                )
-            )
+            kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
+            token = str(node.get("obj_token") or "")
+            raise ToolError(say(ctx.language, "not_a_base", kind=kind, token=token))
         return str(node.get("obj_token") or ""), None
     if ref.kind != "bitable":
-        raise ToolError(say(ctx.language, "not_a_base", kind=ref.kind, token=ref.token))
+        kind = kind_name(ctx.language, ref.kind)
+        raise ToolError(say(ctx.language, "not_a_base", kind=kind, token=ref.token))
     return ref.token, ref.table_id
 
 

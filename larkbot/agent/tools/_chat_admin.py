@@ -168,7 +168,7 @@ class CreateChat(Tool):
             write=True,
         )
         chat_id = str(data.get("chat_id") or "")
-        names = [people.names.get(open_id, open_id) for open_id in everyone]
+        names = [await people.name_of(open_id) for open_id in everyone]
         result = {
             "chat_id": chat_id,
             "name": str(data.get("name") or args.name.strip()),

@@ -11,7 +11,7 @@ from larkbot.agent.tools._common import idempotency_key, path_segment
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools._people import EMAIL, PersonResolver
-from larkbot.agent.tools._wiki import wiki_node
+from larkbot.agent.tools._wiki import kind_name, wiki_node
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -378,7 +378,7 @@ def matching_paragraphs(content: str, query: str) -> list[str]:
         if term and term not in _STOP_WORDS and (len(term) > 1 or not term.isascii())
     ]
     whole = query.strip().casefold()
-    if whole and whole not in terms:
+    if whole and whole not in terms and whole not in _STOP_WORDS:
         terms.append(whole)
     scored: list[tuple[int, int, str]] = []
     for index, paragraph in enumerate(line.strip() for line in content.splitlines()):
@@ -396,17 +396,13 @@ async def _docx_of(ctx: ToolContext, ref: LarkLink) -> tuple[str, str]:
     if ref.kind == "wiki":
         node = await wiki_node(ctx, ref)
         if node.get("obj_type") != "docx":
-            raise ToolError(
-                say(
-                    ctx.language,
-                    "not_a_docx",
-                    kind=str(node.get("obj_type") or "?"),
-                    token=str(node.get("obj_token") or ""),
-                )
-            )
+            kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
+            token = str(node.get("obj_token") or "")
+            raise ToolError(say(ctx.language, "not_a_docx", kind=kind, token=token))
         return str(node.get("obj_token") or ""), str(node.get("title") or "")
     if ref.kind != "docx":
-        raise ToolError(say(ctx.language, "not_a_docx", kind=ref.kind, token=ref.token))
+        kind = kind_name(ctx.language, ref.kind)
+        raise ToolError(say(ctx.language, "not_a_docx", kind=kind, token=ref.token))
     return ref.token, ""
 
 

@@ -294,7 +294,7 @@ def _card_strings(node: Any) -> list[str]:
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("content", "text", "json_card") and isinstance(value, str):
+            if key in ("content", "text", "title", "json_card") and isinstance(value, str):
                 # The raw card content format nests the card as a JSON string.
                 nested = _loads(value) if value.lstrip().startswith(("{", "[")) else None
                 if isinstance(nested, dict | list):

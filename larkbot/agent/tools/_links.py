@@ -36,7 +36,7 @@ _KINDS = {
 }
 _LINK = re.compile(
     r"https?://[^\s/]+/(?P<kind>" + "|".join(_KINDS) + r")/(?P<token>[A-Za-z0-9_-]{6,})"
-    r"(?P<rest>[^\s<>\"'）)」』\]]*)"
+    r"(?P<rest>[A-Za-z0-9_\-./?=&%#~+]*)"
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{6,}$")
 _TABLE_ID = re.compile(r"^tbl[A-Za-z0-9]+$")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from larkbot.agent.tools._common import path_segment
 from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
+from larkbot.lark.client import LarkAPIError
 
 __all__ = ["EMAIL", "LookupUserIds", "LookupUserIdsInput", "PersonResolver"]
 
@@ -148,6 +149,17 @@ class PersonResolver:
             return ""
         self.names[matches[0]] = dict(members)[matches[0]]
         return matches[0]
+
+    async def name_of(self, open_id: str) -> str:
+        """What to call ``open_id`` in an answer: a name when one is known, else the id."""
+        if open_id in self.names:
+            return self.names[open_id]
+        try:
+            members = dict(await self._chat_members())
+        except LarkAPIError:
+            # Only for display: the action itself has already succeeded.
+            return open_id
+        return members.get(open_id) or open_id
 
     async def _chat_members(self) -> list[tuple[str, str]]:
         if self._members is not None:

@@ -13,7 +13,14 @@ from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
-__all__ = ["GetWikiNode", "GetWikiNodeInput", "SearchWiki", "SearchWikiInput", "wiki_node"]
+__all__ = [
+    "GetWikiNode",
+    "GetWikiNodeInput",
+    "SearchWiki",
+    "SearchWikiInput",
+    "kind_name",
+    "wiki_node",
+]
 
 GET_NODE_ROUTE = "wiki/v2/spaces/get_node"
 SEARCH_ROUTE = "search/v2/doc_wiki/search"
@@ -46,6 +53,11 @@ class GetWikiNodeInput(BaseModel):
         description="A wiki link (https://.../wiki/...) or node token; a document, sheet or "
         "Base link finds the wiki page that holds it.",
     )
+
+
+def kind_name(language: str, obj_type: str) -> str:
+    """What ``obj_type`` (``docx``, ``sheet``, ``bitable``...) is called in ``language``."""
+    return say(language, f"kind_{obj_type}") if obj_type in _KINDS else obj_type
 
 
 async def wiki_node(ctx: ToolContext, ref: LarkLink) -> dict[str, Any]:
@@ -166,7 +178,7 @@ class GetWikiNode(Tool):
         if obj_type in _NEXT_TOOL:
             tool, argument = _NEXT_TOOL[obj_type]
             result["next"] = {"tool": tool, "arguments": {argument: obj_token}}
-        kind = say(ctx.language, f"kind_{obj_type}") if obj_type in _KINDS else obj_type
+        kind = kind_name(ctx.language, obj_type)
         text = say(
             ctx.language,
             "wiki_node",
