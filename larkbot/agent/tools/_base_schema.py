@@ -275,11 +275,12 @@ class ListBaseFields(Tool):
             name, settings = resolve_table(ctx, table)
             return str(settings.app_token), str(settings.table_id), name
         app_token, linked = await _app_token(ctx, base)
-        if _TABLE_ID.match(table):
-            return app_token, table, ""
-        if not table and linked:
-            return app_token, linked, ""
         tables = await _tables(ctx, app_token)
+        wanted_id = table if _TABLE_ID.match(table) else ("" if table else linked or "")
+        if wanted_id:
+            # Named by id: its name, when the Base lists it, reads better in the answer.
+            name = next((t["name"] for t in tables if t["table_id"] == wanted_id), "")
+            return app_token, wanted_id, name
         if not table:
             if len(tables) == 1:
                 return app_token, tables[0]["table_id"], tables[0]["name"]
