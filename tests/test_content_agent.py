@@ -239,6 +239,23 @@ async def test_summary_lists_what_people_said_in_the_chat(
     assert "予定「Acme デモ」を作成しました" not in text
 
 
+async def test_a_second_summary_sees_messages_sent_since_the_first(env: Env) -> None:
+    bot = env.assistant()  # its runner caches reads for a minute
+    first = await env.ask("summarise this chat", assistant=bot)
+    env.ws.messages.append(
+        ChatMessage(
+            message_id="om_later",
+            chat_id="oc_console",
+            sender_id="ou_sato",
+            create_time_ms=int(datetime.now(UTC).timestamp() * 1000),
+            content={"text": "The venue is booked."},
+        )
+    )
+    second = await env.ask("summarise this chat", index=1, assistant=bot)
+    assert "The venue is booked." not in first
+    assert second.splitlines()[-1].endswith("**佐藤 美咲**: The venue is booked.")
+
+
 async def test_summary_inside_a_thread_reads_the_thread(env: Env) -> None:
     text = await env.ask("summarise this", thread_id=SALES_THREAD_ID)
     assert text.splitlines()[0] == "The last 3 messages in this thread (oldest first):"

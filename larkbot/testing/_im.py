@@ -52,8 +52,9 @@ class _StoredMessage:
     thread_id: str | None
     msg_type: str
     content: str
-    # Who sent it and when, as the message list API reports them.
-    sender: dict[str, Any] | None = None
+    # Who sent it and when, for the chat's history; a message without a sender is not listed.
+    sender_id: str | None = None
+    sender_type: str = "user"
     create_time: str = ""
     parent_id: str | None = None
     mentions: list[dict[str, Any]] | None = None
@@ -116,20 +117,15 @@ class Messaging:
         message_id = message.get("message_id")
         if isinstance(message_id, str):
             sender_ids = (sender or {}).get("sender_id") or {}
+            open_id = sender_ids.get("open_id") if sender else None
             self._messages[message_id] = _StoredMessage(
                 chat_id=message.get("chat_id"),
                 root_id=message.get("root_id"),
                 thread_id=message.get("thread_id"),
                 msg_type=str(message.get("message_type", "")),
                 content=str(message.get("content", "")),
-                sender={
-                    "id": sender_ids.get("open_id", ""),
-                    "id_type": "open_id",
-                    "sender_type": (sender or {}).get("sender_type", "user"),
-                    "tenant_key": self._tenant_key,
-                }
-                if sender
-                else None,
+                sender_id=open_id if isinstance(open_id, str) else None,
+                sender_type=str((sender or {}).get("sender_type", "user")),
                 create_time=str(message.get("create_time", "")),
                 parent_id=message.get("parent_id"),
                 mentions=[
@@ -153,7 +149,7 @@ class Messaging:
         """
         items: list[dict[str, Any]] = []
         for message_id, stored in self._messages.items():
-            if stored.sender is None:
+            if stored.sender_id is None:
                 continue
             where = stored.thread_id if container_type == "thread" else stored.chat_id
             if where != container_id:
@@ -169,7 +165,12 @@ class Messaging:
                 "deleted": False,
                 "updated": False,
                 "chat_id": stored.chat_id,
-                "sender": stored.sender,
+                "sender": {
+                    "id": stored.sender_id,
+                    "id_type": "open_id" if stored.sender_type == "user" else "app_id",
+                    "sender_type": stored.sender_type,
+                    "tenant_key": self._tenant_key,
+                },
                 "body": {"content": stored.content},
                 "mentions": stored.mentions or [],
             }
@@ -270,7 +271,8 @@ class Messaging:
             thread_id,
             msg_type,
             content,
-            sender=data["sender"],
+            sender_id=self._app_id,
+            sender_type="app",
             create_time=data["create_time"],
             parent_id=to_message_id,
         )

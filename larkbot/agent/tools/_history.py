@@ -81,6 +81,8 @@ class ListChatMessages(Tool):
     )
     input_model: ClassVar[type[BaseModel]] = ListChatMessagesInput
     write: ClassVar[bool] = False
+    # Never answered from the runner's cache: new messages arrive without any write.
+    cacheable: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = (
         "im:message.group_msg",
         "im:message.p2p_msg:readonly",
