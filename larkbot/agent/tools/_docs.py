@@ -194,9 +194,10 @@ class ReadDocument(Tool):
                 count=len(found),
             )
         ]
-        lines.extend(f"> {paragraph}" for paragraph in kept[:_MATCHES_SHOWN])
-        if len(found) > min(len(kept), _MATCHES_SHOWN):
-            lines.append(say(ctx.language, "and_more", count=len(found) - len(kept)))
+        shown = kept[:_MATCHES_SHOWN]
+        lines.extend(f"> {paragraph}" for paragraph in shown)
+        if len(found) > len(shown):
+            lines.append(say(ctx.language, "and_more", count=len(found) - len(shown)))
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
     @staticmethod

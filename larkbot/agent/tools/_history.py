@@ -22,6 +22,8 @@ _PAGE_SIZE = 50  # the most the platform returns per page
 _PAGES = 10
 _NAMES_PER_CALL = 50
 _LINE_CHARS = 200
+# A single message longer than this is cut: one pasted log must not take the whole budget.
+_MESSAGE_CHARS = 2000
 
 # What stands for a message that has no text of its own.
 _PLACEHOLDERS = {
@@ -107,7 +109,7 @@ class ListChatMessages(Tool):
         }
         if args.before is not None:
             params["end_time"] = str(args.before)
-        kept: list[dict[str, Any]] = []
+        kept: list[tuple[dict[str, Any], str]] = []
         spent = 0
         truncated = False
         for _ in range(_PAGES):
@@ -128,20 +130,22 @@ class ListChatMessages(Tool):
                     str((item.get("body") or {}).get("content") or ""),
                     item.get("mentions") or [],
                 )
+                if len(text) > _MESSAGE_CHARS:
+                    text = text[: _MESSAGE_CHARS - 1] + "…"
                 # About what the message's id, time and sender cost once sent as JSON.
                 cost = _tokens(text) + 30
                 if kept and spent + cost > args.token_budget:
                     truncated = True
                     break
                 spent += cost
-                kept.append({**item, "_text": text})
+                kept.append((item, text))
             if truncated or not data.get("has_more") or not data.get("page_token"):
                 truncated = truncated or bool(data.get("has_more"))
                 break
             params = {**params, "page_token": data["page_token"]}
-        names = await _sender_names(ctx, kept)
-        messages = [self._message(item, names, ctx.language) for item in kept]
-        oldest = _seconds(kept[-1].get("create_time")) if kept else None
+        names = await _sender_names(ctx, [item for item, _ in kept])
+        messages = [self._message(item, text, names, ctx.language) for item, text in kept]
+        oldest = _seconds(kept[-1][0].get("create_time")) if kept else None
         result = {
             "chat_id": chat_id or None,
             "thread_id": thread_id or None,
@@ -155,7 +159,7 @@ class ListChatMessages(Tool):
         )
 
     def _message(
-        self, item: dict[str, Any], names: dict[str, str], language: str
+        self, item: dict[str, Any], text: str, names: dict[str, str], language: str
     ) -> dict[str, Any]:
         sender = item.get("sender") or {}
         sender_id = str(sender.get("id") or "")
@@ -168,7 +172,7 @@ class ListChatMessages(Tool):
             "time": self._time(item.get("create_time")),
             "sender": name,
             "sender_id": sender_id,
-            "text": item["_text"],
+            "text": text,
         }
         if item.get("thread_id"):
             message["thread_id"] = item["thread_id"]
