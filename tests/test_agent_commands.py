@@ -198,7 +198,8 @@ async def test_help_tools_lists_every_tool_with_read_or_write() -> None:
     assert "**使えるツール**" in ja
     assert "• `search_base_records`（読み取り）— Base のテーブルからレコードを検索" in ja
     assert "• `delete_base_record`（書き込み）— Base のレコードを削除" in ja
-    assert ja.count("• `") == 9
+    assert ja.count("• `") == 21
+    assert "• `read_document`（読み取り）— ドキュメントを読む" in ja
     en = await ask(bot, "help tools", Conversation("c", language="en"))
     assert "• `send_message` (write) — send a message to a chat or a user" in en
     zh = await ask(bot, "帮助 工具")

@@ -184,6 +184,9 @@ async def test_language_profile_and_history_reach_the_model(env: Env) -> None:
         "create_base_record",
         "update_base_record",
         "delete_base_record",
+        "list_base_tables",
+        "list_base_fields",
+        "create_base_table",
         "get_user_info",
     }
 

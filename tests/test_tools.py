@@ -1,4 +1,4 @@
-"""The nine Lark tools against the stand-in's workspace, over real HTTP."""
+"""The first nine Lark tools against the stand-in's workspace, over real HTTP."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def requests_counted(route: str, status: str = "200") -> float:
 # --------------------------------------------------------------------------- registry
 
 
-def test_default_registry_holds_the_nine_tools_with_flags_and_scopes() -> None:
+def test_default_registry_holds_every_tool_with_flags_and_scopes() -> None:
     registry = default_registry()
     assert registry.names() == [
         "search_base_records",
@@ -92,6 +92,18 @@ def test_default_registry_holds_the_nine_tools_with_flags_and_scopes() -> None:
         "search_documents",
         "list_chat_members",
         "create_calendar_event",
+        "list_chat_messages",
+        "list_chats",
+        "create_chat",
+        "read_document",
+        "import_document",
+        "search_wiki",
+        "get_wiki_node",
+        "grant_document_permission",
+        "list_base_tables",
+        "list_base_fields",
+        "create_base_table",
+        "lookup_user_ids",
     ]
     writes = {tool.name for tool in registry if tool.write}
     assert writes == {
@@ -100,6 +112,10 @@ def test_default_registry_holds_the_nine_tools_with_flags_and_scopes() -> None:
         "delete_base_record",
         "send_message",
         "create_calendar_event",
+        "create_chat",
+        "import_document",
+        "grant_document_permission",
+        "create_base_table",
     }
     assert all(tool.scopes and len(tool.description) > 80 for tool in registry)
 
@@ -107,7 +123,7 @@ def test_default_registry_holds_the_nine_tools_with_flags_and_scopes() -> None:
 def test_openai_schemas_describe_arguments_and_can_be_narrowed() -> None:
     registry = default_registry()
     schemas = registry.openai_schemas()
-    assert len(schemas) == 9
+    assert len(schemas) == len(registry) == 21
     search = schemas[0]["function"]
     assert search["name"] == "search_base_records"
     properties = search["parameters"]["properties"]

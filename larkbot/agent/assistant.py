@@ -100,7 +100,12 @@ class Assistant:
             # ``reset`` leaves an empty history and the LLM never sees "status" as a turn.
             return self._command(command, message, conversation, language, profile), command.name
 
-        language = choose_language(text, explicit=conversation.language, default=default)
+        # Text that says nothing of its language (a pasted link) follows the user's last words.
+        language = choose_language(
+            text,
+            explicit=conversation.language,
+            default=_language_so_far(conversation, default),
+        )
         if self._limiter is not None:
             wait = self._limiter.try_acquire(message.sender_open_id or message.chat_id)
             if wait is not None:

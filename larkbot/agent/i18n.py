@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from larkbot.agent._i18n_more import MESSAGES_MORE
 from larkbot.core.language import Language
 
 __all__ = ["MESSAGES", "humanise_duration", "join_list", "translate"]
@@ -460,6 +461,8 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "zh": "创建日历日程",
     },
 }
+
+MESSAGES.update(MESSAGES_MORE)
 
 _UNITS = (
     ("duration_days", 86400),

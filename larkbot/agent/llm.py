@@ -44,6 +44,9 @@ logger = logging.getLogger("larkbot.agent")
 # A tool result longer than this is cut before it goes to the model: a search over a big
 # table must not fill the context window (or the bill) with rows nobody reads.
 _TOOL_RESULT_CHARS = 12_000
+# The most a chat's history may take of the context, in tokens: whatever the model asks
+# for, list_chat_messages stops there (its answer then fits in _TOOL_RESULT_CHARS).
+_HISTORY_TOKENS = 2_000
 
 _LANGUAGE_NAMES: dict[Language, str] = {
     "ja": "Japanese (日本語)",
@@ -130,7 +133,7 @@ class LLMBrain:
         language = turn.language
         tools = self._tool_schemas(turn)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": self._system_prompt(turn, tools)},
+            {"role": "system", "content": self._system_prompt(turn, tools, message)},
             *({"role": t.role, "content": t.text} for t in conversation.turns),
             {"role": "user", "content": message.text},
         ]
@@ -233,7 +236,8 @@ class LLMBrain:
             )
             result = ToolResult(ok=False, error=sentence, text=sentence)
         else:
-            result = await turn.runner.run(function.name, function.arguments, turn.tool_ctx)
+            arguments = _bounded(function.name, function.arguments)
+            result = await turn.runner.run(function.name, arguments, turn.tool_ctx)
         return _tool_content(result)
 
     def _tool_schemas(self, turn: TurnContext) -> list[dict[str, Any]]:
@@ -242,7 +246,9 @@ class LLMBrain:
             return []
         return turn.runner.registry.openai_schemas(turn.profile.tools)
 
-    def _system_prompt(self, turn: TurnContext, tools: list[dict[str, Any]]) -> str:
+    def _system_prompt(
+        self, turn: TurnContext, tools: list[dict[str, Any]], message: InboundMessage
+    ) -> str:
         language = _LANGUAGE_NAMES[turn.language]
         now = datetime.now(DEFAULT_TIMEZONE)
         parts = [
@@ -259,6 +265,7 @@ class LLMBrain:
                 "guessing, report only what they return, and if a tool answers with a "
                 "sentence explaining a problem, pass that explanation on to the user."
             )
+            parts.extend(_content_guidance({t["function"]["name"] for t in tools}, message))
             bases = turn.tool_ctx.bases if turn.tool_ctx is not None else {}
             if bases:
                 lines = [
@@ -300,6 +307,45 @@ def _classify(exc: Exception, sdk: ModuleType) -> tuple[str, str]:
     if isinstance(exc, sdk.APIConnectionError):
         return "error", "llm_unreachable"
     return "error", "llm_error"
+
+
+def _content_guidance(names: set[str], message: InboundMessage) -> list[str]:
+    """How to use the history and document tools in this conversation (those offered)."""
+    guidance: list[str] = []
+    if "list_chat_messages" in names:
+        where = f"chat {message.chat_id}"
+        if message.thread_id:
+            where += f", in topic thread {message.thread_id}"
+        guidance.append(
+            f"This conversation is in {where}. To summarise it or catch up on it, read its "
+            "history with list_chat_messages (with thread_id for the thread); the history "
+            "is cut to fit, so say so when older messages were left out."
+        )
+    if "read_document" in names:
+        guidance.append(
+            "When the user pastes a Lark link or asks what a document says: read a docx "
+            "link with read_document (give 'query' for a question about one topic) and "
+            "answer with a short quote from it; resolve a wiki link with get_wiki_node "
+            "first and make the call its 'next' names; a Base link goes to "
+            "list_base_tables or list_base_fields."
+        )
+    return guidance
+
+
+def _bounded(name: str, arguments: str) -> str:
+    """The model's arguments, with a chat history's token budget held to ours."""
+    if name != "list_chat_messages":
+        return arguments
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return arguments  # the runner explains bad JSON
+    if not isinstance(parsed, dict):
+        return arguments
+    asked = parsed.get("token_budget")
+    if not isinstance(asked, int) or isinstance(asked, bool) or asked > _HISTORY_TOKENS:
+        parsed["token_budget"] = _HISTORY_TOKENS
+    return json.dumps(parsed, ensure_ascii=False)
 
 
 def _tool_content(result: ToolResult) -> str:

@@ -10,8 +10,9 @@ How a request is read:
    quoted parts (``"..."``, ``'...'``, ``「...」``, ``“...”``) are set aside, so words
    inside them neither trigger an intent nor get cut.
 2. The intent is chosen: a Base request when a configured table is named next to a Base
-   verb (the earliest Base verb wins), else calendar, send, members, user, documents,
-   else a Base verb whose table can be inferred.
+   verb (the earliest Base verb wins), else calendar, send, a pasted document, wiki or
+   Base link, a summary of the chat, members, user, documents, else a Base verb whose
+   table can be inferred.
 3. Known parts (record id, table, dates, verb, generic nouns) are cut out of the text;
    ``field=value`` pairs become fields or filters and what remains is the search query.
 """
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from larkbot.agent.brain import TurnContext
 from larkbot.agent.i18n import join_list, translate
 from larkbot.agent.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE
+from larkbot.agent.tools._links import LarkLink, find_links
 from larkbot.agent.tools.lark_tools import DEFAULT_TIMEZONE
 from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
@@ -47,10 +49,15 @@ _I = re.IGNORECASE
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A tool the brain decided to call, with its arguments."""
+    """A tool the brain decided to call, with its arguments.
+
+    ``question`` is what the user asked about the object the call finds: for a wiki page,
+    the words to look for in the document it holds.
+    """
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    question: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,49 @@ _DOCUMENTS: dict[Language, str] = {
     r"(?:を|で)?",
     "zh": r"(?:的)?(?:文档|文檔|文件|资料|知识库|知識庫)",
 }
+_SUMMARISE: dict[Language, str] = {
+    "en": r"\b(?:summari[sz]e|summary|recap|tl;?\s?dr|catch\s+(?:me\s+)?up|what\s+did\s+i\s+miss"
+    r"|what(?:'s|\s+has|\s+was)\s+been\s+(?:said|discussed|going\s+on))\b",
+    "ja": r"要約|まとめて|まとめを|サマリー|振り返って|何の話"
+    r"|これまでの(?:話|会話|流れ|やりとり|やり取り)",
+    "zh": r"总结|總結|摘要|概括|汇总|彙總|回顾|回顧|说了什么|說了什麼|聊了什么|聊了什麼"
+    r"|讨论了什么|討論了什麼",
+}
+# Naming the whole chat makes a summary asked inside a thread cover the chat instead.
+_WHOLE_CHAT: dict[Language, str] = {
+    "en": r"\b(?:chat|group|channel|room)\b",
+    "ja": r"チャット|グループ",
+    "zh": r"群聊|群里|群裡|群组|群組|整个群|整個群",
+}
+_MESSAGE_COUNT = re.compile(
+    r"\b(?P<a>\d{1,3})\s+(?:messages?|posts?)\b|(?P<b>\d{1,3})\s*(?:件|条|條)", _I
+)
+_SUMMARY_MESSAGES = 20
+# "what does <link> say about X": the X, in each language.
+_ABOUT = (
+    re.compile(
+        r"\b(?:about|regarding|concerning|mentions?|mentioning)\s+(?:the\s+|our\s+|its\s+)?"
+        r"(?P<q>[^?!.。？！]+?)\s*[?!.。？！]*$",
+        _I,
+    ),
+    re.compile(r"(?P<q>[^\s、。?？!！]+?)\s*(?:について|に関して|に関する|のこと|って何|とは)"),
+    re.compile(
+        r"(?:关于|關於|有关|有關)\s*(?P<q>[^\s,，。?？!！]+?)\s*(?:的内容|的部分|的信息|的情况)?\s*"
+        r"(?:说了什么|說了什麼|写了什么|寫了什麼|怎么说|怎麼說|是什么|是什麼|有什么|有什麼"
+        r"|[,，?？。!！]|$)"
+    ),
+    re.compile(
+        r"(?P<q>[^\s,，。?？!！]+?)\s*(?:是怎么说的|是怎麼說的|怎么说|怎麼說|说了什么|說了什麼"
+        r"|写了什么|寫了什麼)"
+    ),
+)
+# What is left in front of the X once the link is cut out: "には", "この資料の", "里".
+_QUESTION_LEAD = re.compile(
+    r"^(?:(?:この|その|あの)?(?:ドキュメント|文書|資料|ページ)|(?:这个|這個|该|該)?"
+    r"(?:文档|文檔|文件|页面|頁面)|には|では|から|[にはでのをがも]|里|裡|中|的)+"
+)
+# The kinds of pasted link the brain follows, and the intent each starts.
+_LINK_INTENTS = {"docx": "read_document", "wiki": "get_wiki_node", "bitable": "list_base_tables"}
 _DATE_RANGES: dict[str, dict[Language, str]] = {
     "today": {"en": r"\btoday(?:'s)?\b", "ja": r"(?:今日|本日)の?", "zh": r"今天的?"},
     "this_week": {
@@ -305,6 +355,8 @@ _MEMBERS_RE = _union(_MEMBERS)
 _USER_STRONG_RE = _union(_USER_STRONG)
 _USER_WEAK_RE = _union(_USER_WEAK)
 _DOCUMENTS_RE = _union(_DOCUMENTS)
+_SUMMARISE_RE = _union(_SUMMARISE)
+_WHOLE_CHAT_RE = _union(_WHOLE_CHAT)
 _DATE_RANGE_RES = {name: _union(table) for name, table in _DATE_RANGES.items()}
 _GENERIC_RE = _union(_GENERIC)
 
@@ -602,7 +654,23 @@ class OfflineBrain:
         result = await turn.runner.run(planned.name, planned.arguments, turn.tool_ctx)
         if not result.ok:
             return Reply(result.error or translate("error", language))
+        if planned.name == "get_wiki_node":
+            return await self._follow_wiki_page(planned, result.data, result.text, turn)
         return Reply(result.text or translate("done", language))
+
+    async def _follow_wiki_page(
+        self, planned: ToolCall, node: Any, text: str, turn: TurnContext
+    ) -> Reply:
+        """Read what a wiki page holds (its document, its Base's tables) after the page itself."""
+        follow = node.get("next") if isinstance(node, dict) else None
+        if not isinstance(follow, dict) or not turn.profile.allows(str(follow.get("tool"))):
+            return Reply(text)
+        assert turn.runner is not None and turn.tool_ctx is not None
+        arguments = dict(follow.get("arguments") or {})
+        if planned.question and follow.get("tool") == "read_document":
+            arguments["query"] = planned.question
+        result = await turn.runner.run(str(follow["tool"]), arguments, turn.tool_ctx)
+        return Reply(f"{text}\n\n{result.text if result.ok else result.error}")
 
     def plan(self, message: InboundMessage, turn: TurnContext) -> ToolCall | str | None:
         """Return the tool call ``message`` asks for, a question, or ``None``.
@@ -747,6 +815,34 @@ class OfflineBrain:
             return _Ask("ask_doc_query")
         return ToolCall("search_documents", {"query": query})
 
+    def _plan_link(
+        self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
+    ) -> ToolCall | _Ask:
+        link = _followed_link(draft)
+        assert link is not None  # the intent is chosen only when there is one
+        draft.body = draft.body.replace(link.url, " ")
+        question = _question(draft)
+        if link.kind == "docx":
+            arguments = {"document": link.url}
+            if question:
+                arguments["query"] = question
+            return ToolCall("read_document", arguments)
+        if link.kind == "wiki":
+            return ToolCall("get_wiki_node", {"node": link.url}, question=question)
+        if link.table_id:
+            return ToolCall("list_base_fields", {"base": link.url})
+        return ToolCall("list_base_tables", {"base": link.url})
+
+    def _plan_summary(
+        self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
+    ) -> ToolCall | _Ask:
+        count = draft.take(_MESSAGE_COUNT)
+        limit = int(next(g for g in count.groups() if g)) if count else _SUMMARY_MESSAGES
+        arguments: dict[str, Any] = {"limit": min(200, max(1, limit)), "exclude_bots": True}
+        if message.thread_id and not _WHOLE_CHAT_RE.search(draft.body):
+            arguments["thread_id"] = message.thread_id
+        return ToolCall("list_chat_messages", arguments)
+
     def _plan_calendar(
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
     ) -> ToolCall | _Ask:
@@ -800,6 +896,10 @@ _PLANNERS: dict[str, _Planner] = {
     "get_user_info": OfflineBrain._plan_user,
     "search_documents": OfflineBrain._plan_documents,
     "create_calendar_event": OfflineBrain._plan_calendar,
+    "read_document": OfflineBrain._plan_link,
+    "get_wiki_node": OfflineBrain._plan_link,
+    "list_base_tables": OfflineBrain._plan_link,
+    "list_chat_messages": OfflineBrain._plan_summary,
 }
 
 
@@ -819,6 +919,10 @@ def _choose_intent(
     has_target = bool(_CHAT_ID.search(body) or _OPEN_ID.search(body) or "@" in body)
     if _SEND_RE.search(body) and (draft.quotes or has_target or _MESSAGE_NOUN_RE.search(body)):
         return "send_message"
+    if (link := _followed_link(draft)) is not None:
+        return _LINK_INTENTS[link.kind]
+    if _SUMMARISE_RE.search(body):
+        return "list_chat_messages"
     if _MEMBERS_RE.search(body):
         return "list_chat_members"
     if _USER_STRONG_RE.search(body) or (_USER_WEAK_RE.search(body) and has_target):
@@ -834,6 +938,23 @@ def _choose_intent(
         if intent == "search_base_records" and bases:
             return intent
     return None
+
+
+def _followed_link(draft: _Draft) -> LarkLink | None:
+    """The first pasted link of a kind the brain follows (document, wiki page, Base)."""
+    return next((link for link in find_links(draft.body) if link.kind in _LINK_INTENTS), None)
+
+
+def _question(draft: _Draft) -> str:
+    """What a question about a document asks about ("予算" of "…には予算について…"), or ``""``."""
+    body = " ".join(draft.body.split())
+    for pattern in _ABOUT:
+        if match := pattern.search(body):
+            question = _QUESTION_LEAD.sub("", draft.restore(match["q"]).strip())
+            question = _trim(question)
+            if question:
+                return question
+    return ""
 
 
 def _fields(draft: _Draft) -> dict[str, str]:

@@ -41,9 +41,27 @@ class Profile:
 
 
 _BASE_TOOLS = frozenset(
-    {"search_base_records", "create_base_record", "update_base_record", "delete_base_record"}
+    {
+        "search_base_records",
+        "create_base_record",
+        "update_base_record",
+        "delete_base_record",
+        "list_base_tables",
+        "list_base_fields",
+        "create_base_table",
+    }
 )
-_MESSAGE_TOOLS = frozenset({"send_message", "list_chat_members", "get_user_info"})
+_MESSAGE_TOOLS = frozenset(
+    {
+        "send_message",
+        "list_chat_members",
+        "get_user_info",
+        "list_chat_messages",
+        "list_chats",
+        "create_chat",
+        "lookup_user_ids",
+    }
+)
 
 BUILTIN_PROFILES: dict[str, Profile] = {
     profile.name: profile

@@ -3,8 +3,9 @@
 Detection looks only at the writing system, which is reliable for the three languages
 the bot speaks and needs no model: kana means Japanese; otherwise Han characters are
 weighed against Latin words (a Han character carries roughly a word), so "在客户表中搜索
-Acme" is Chinese while "search customers for 田中" stays English. ``@mentions`` are
-ignored because a name says nothing about the language of the sentence around it.
+Acme" is Chinese while "search customers for 田中" stays English. ``@mentions`` and
+links are ignored because a name or a URL says nothing about the language of the
+sentence around it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 _MENTION = re.compile(r"@\S+")
+_URL = re.compile(r"\b(?:https?|ftp)://\S+", re.IGNORECASE)
 
 # Names people type for a language, mapped to its code ("lang 日本語", "use language english").
 _LANGUAGE_NAMES: dict[str, Language] = {
@@ -52,7 +54,7 @@ def detect_language(text: str) -> Language | None:
     Kana -> ``"ja"``; else more Han characters than Latin words -> ``"zh"``; else any
     Latin word -> ``"en"``; digits, emoji and punctuation alone -> ``None``.
     """
-    text = _MENTION.sub(" ", text)
+    text = _MENTION.sub(" ", _URL.sub(" ", text))
     if _KANA.search(text):
         return "ja"
     han = len(_HAN.findall(text))

@@ -52,6 +52,12 @@ class _StoredMessage:
     thread_id: str | None
     msg_type: str
     content: str
+    # Who sent it and when, for the chat's history; a message without a sender is not listed.
+    sender_id: str | None = None
+    sender_type: str = "user"
+    create_time: str = ""
+    parent_id: str | None = None
+    mentions: list[dict[str, Any]] | None = None
 
 
 def _parse_content(msg_type: Any, content: Any) -> dict[str, Any]:
@@ -103,17 +109,73 @@ class Messaging:
             ),
         ]
 
-    def remember(self, message: dict[str, Any]) -> None:
-        """Remember a delivered chat message (``event.message``) so replies find its chat."""
+    def remember(self, message: dict[str, Any], sender: dict[str, Any] | None = None) -> None:
+        """Remember a delivered chat message (``event.message``) so replies find its chat.
+
+        ``sender`` is the event's ``sender``; with it the message shows in the chat's history.
+        """
         message_id = message.get("message_id")
         if isinstance(message_id, str):
+            sender_ids = (sender or {}).get("sender_id") or {}
+            open_id = sender_ids.get("open_id") if sender else None
             self._messages[message_id] = _StoredMessage(
                 chat_id=message.get("chat_id"),
                 root_id=message.get("root_id"),
                 thread_id=message.get("thread_id"),
                 msg_type=str(message.get("message_type", "")),
                 content=str(message.get("content", "")),
+                sender_id=open_id if isinstance(open_id, str) else None,
+                sender_type=str((sender or {}).get("sender_type", "user")),
+                create_time=str(message.get("create_time", "")),
+                parent_id=message.get("parent_id"),
+                mentions=[
+                    {
+                        "key": m.get("key", ""),
+                        "id": (m.get("id") or {}).get("open_id", ""),
+                        "id_type": "open_id",
+                        "name": m.get("name", ""),
+                        "tenant_key": self._tenant_key,
+                    }
+                    for m in message.get("mentions") or []
+                    if isinstance(m, dict)
+                ],
             )
+
+    def history(self, container_type: str, container_id: str) -> list[dict[str, Any]]:
+        """Every known message of a chat (``chat``) or topic thread (``thread``), as listed.
+
+        Only messages whose sender is known: the ones delivered with their event, and the
+        ones the bot posted. Items have the message list API's shape.
+        """
+        items: list[dict[str, Any]] = []
+        for message_id, stored in self._messages.items():
+            if stored.sender_id is None:
+                continue
+            where = stored.thread_id if container_type == "thread" else stored.chat_id
+            if where != container_id:
+                continue
+            item: dict[str, Any] = {
+                "message_id": message_id,
+                "root_id": stored.root_id,
+                "parent_id": stored.parent_id,
+                "thread_id": stored.thread_id,
+                "msg_type": stored.msg_type,
+                "create_time": stored.create_time,
+                "update_time": stored.create_time,
+                "deleted": False,
+                "updated": False,
+                "chat_id": stored.chat_id,
+                "sender": {
+                    "id": stored.sender_id,
+                    "id_type": "open_id" if stored.sender_type == "user" else "app_id",
+                    "sender_type": stored.sender_type,
+                    "tenant_key": self._tenant_key,
+                },
+                "body": {"content": stored.content},
+                "mentions": stored.mentions or [],
+            }
+            items.append({key: value for key, value in item.items() if value is not None})
+        return items
 
     def chat_of(self, message_id: str) -> str | None:
         """Return the chat a known message belongs to."""
@@ -203,7 +265,17 @@ class Messaging:
         data = self._message_data(
             message_id, msg_type, content, chat_id, root_id, to_message_id, thread_id
         )
-        self._messages[message_id] = _StoredMessage(chat_id, root_id, thread_id, msg_type, content)
+        self._messages[message_id] = _StoredMessage(
+            chat_id,
+            root_id,
+            thread_id,
+            msg_type,
+            content,
+            sender_id=self._app_id,
+            sender_type="app",
+            create_time=data["create_time"],
+            parent_id=to_message_id,
+        )
         if uuid_key is not None:
             self._by_uuid[uuid_key] = data
         record = ReplyRecord(

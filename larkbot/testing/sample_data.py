@@ -9,10 +9,20 @@ and the others in earlier months.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from larkbot.config.settings import BaseTableSettings
+from larkbot.testing._sample_content import (
+    SAMPLE_FOLDER,
+    activities_table,
+    sample_documents,
+    sample_docx,
+    sample_messages,
+    sample_mobiles,
+    sample_wiki,
+)
 from larkbot.testing.workspace import (
     BaseApp,
     BaseField,
@@ -282,12 +292,15 @@ def sample_workspace(now: datetime | None = None, *, timezone: tzinfo = _TOKYO) 
     today = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     seconds = int(moment.timestamp())
     day = 86_400
-    users = {u.open_id: u for u in _USERS}
+    mobiles = sample_mobiles()
+    users = {u.open_id: replace(u, mobile=mobiles.get(u.open_id, "")) for u in _USERS}
     everyone = list(users)
     return Workspace(
         apps={
             CUSTOMERS_APP_TOKEN: BaseApp(
-                CUSTOMERS_APP_TOKEN, "顧客管理", {CUSTOMERS_TABLE_ID: _customers(today)}
+                CUSTOMERS_APP_TOKEN,
+                "顧客管理",
+                {CUSTOMERS_TABLE_ID: _customers(today), **_activities(moment)},
             ),
             TASKS_APP_TOKEN: BaseApp(
                 TASKS_APP_TOKEN, "タスク管理", {TASKS_TABLE_ID: _tasks(today)}
@@ -317,7 +330,8 @@ def sample_workspace(now: datetime | None = None, *, timezone: tzinfo = _TOKYO) 
                 wiki=where == "wiki",
             )
             for token, title, kind, owner, where, snippet, age in _DOCUMENTS
-        ],
+        ]
+        + sample_documents(seconds),
         calendar_id="feishu.cn_larkbot_primary@group.calendar.feishu.cn",
         events={
             "evtSample000001": CalendarEvent(
@@ -331,4 +345,13 @@ def sample_workspace(now: datetime | None = None, *, timezone: tzinfo = _TOKYO) 
             )
         },
         timezone=timezone,
+        messages=sample_messages(moment),
+        docx=sample_docx(),
+        wiki_nodes=sample_wiki(moment, CUSTOMERS_APP_TOKEN),
+        folders={SAMPLE_FOLDER},
     )
+
+
+def _activities(moment: datetime) -> dict[str, BaseTable]:
+    table = activities_table(moment)
+    return {table.table_id: table}

@@ -364,6 +364,13 @@ class LarkStandIn:
         """Make every tenant token issued so far invalid (code 99991663)."""
         self._openapi.tokens.invalidate()
 
+    def chat_messages(self, container_type: str, container_id: str) -> list[dict[str, Any]]:
+        """The messages of a chat or thread this stand-in delivered or was sent, as listed.
+
+        ``container_type`` is ``chat`` or ``thread``, as in the message list API.
+        """
+        return self._messaging.history(container_type, container_id)
+
     def watch_outbound(
         self, max_buffer: int = 1000
     ) -> AbstractAsyncContextManager[MemoryObjectReceiveStream[OutboundRecord]]:
@@ -697,7 +704,7 @@ class LarkStandIn:
 
     def _remember(self, message_id: str, event: dict[str, Any], payload: bytes) -> None:
         message = event["event"]["message"]
-        self._messaging.remember(message)
+        self._messaging.remember(message, event["event"].get("sender"))
         self._payloads.pop(message_id, None)
         self._payloads[message_id] = payload
         if len(self._payloads) > _REMEMBERED_EVENTS:

@@ -1,5 +1,8 @@
 """An in-memory Lark workspace served by the stand-in: Base tables, people, chats, docs, calendar.
 
+Chat history, docx documents, the wiki, sharing and table creation are served by
+:mod:`larkbot.testing._content_routes`, which ``workspace_routes`` includes.
+
 ``Workspace`` holds the data; ``workspace_routes(ws)`` returns the ``OpenApiRoute`` objects
 that serve it with Lark's routes and answer shapes, for
 ``LarkStandIn(extra_routes=workspace_routes(ws))``. Every write is kept in ``ws.writes``
@@ -30,6 +33,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember, WikiNode
+from larkbot.testing._content_routes import content_routes
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
 
 __all__ = [
@@ -38,9 +43,13 @@ __all__ = [
     "BaseTable",
     "CalendarEvent",
     "Chat",
+    "ChatMessage",
     "Document",
+    "DocxDocument",
     "FieldType",
+    "PermissionMember",
     "User",
+    "WikiNode",
     "Workspace",
     "WorkspaceWrite",
     "workspace_routes",
@@ -183,6 +192,7 @@ class User:
     job_title: str = ""
     en_name: str = ""
     city: str = ""
+    mobile: str = ""
 
     @property
     def department_id(self) -> str:
@@ -198,6 +208,8 @@ class Chat:
     name: str
     member_open_ids: list[str] = field(default_factory=list)
     bot_is_member: bool = True
+    description: str = ""
+    owner_open_id: str = ""
 
 
 @dataclass(slots=True)
@@ -252,6 +264,11 @@ class Workspace:
     tenant_key: str = "tenant"
     denied_routes: set[str] = field(default_factory=set)
     writes: list[WorkspaceWrite] = field(default_factory=list)
+    messages: list[ChatMessage] = field(default_factory=list)
+    docx: dict[str, DocxDocument] = field(default_factory=dict)
+    wiki_nodes: dict[str, WikiNode] = field(default_factory=dict)
+    folders: set[str] = field(default_factory=set)
+    permissions: dict[str, list[PermissionMember]] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
     _client_tokens: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -286,7 +303,16 @@ def workspace_routes(ws: Workspace) -> list[OpenApiRoute]:
         ("POST", EVENTS, handlers.create_event),
         ("POST", ATTENDEES, handlers.add_attendees),
     ]
-    return [OpenApiRoute(method, route, handlers.guarded(route, fn)) for method, route, fn in table]
+    routes = [
+        OpenApiRoute(method, route, handlers.guarded(route, fn)) for method, route, fn in table
+    ]
+    # Content routes first: ``contact/v3/users/batch`` must win over ``users/{user_id}``.
+    return [*content_routes(ws), *routes]
+
+
+def _digits(phone: str) -> str:
+    """The last ten digits of a phone number, so "+81 90-…" and "090-…" compare equal."""
+    return "".join(ch for ch in phone if ch.isdigit())[-10:]
 
 
 def _department_id(name: str) -> str:
@@ -654,13 +680,18 @@ class _Handlers:
 
     def batch_get_id(self, request: ApiRequest) -> dict[str, Any]:
         emails = request.body.get("emails") or []
-        if not isinstance(emails, list) or len(emails) > 50:
-            raise ApiError(_WRONG_REQUEST_BODY, "emails must be a list of at most 50")
+        mobiles = request.body.get("mobiles") or []
+        for given in (emails, mobiles):
+            if not isinstance(given, list) or len(given) > 50:
+                raise ApiError(_WRONG_REQUEST_BODY, "emails and mobiles: lists of at most 50")
         by_email = {u.email.casefold(): u for u in self.ws.users.values()}
+        by_mobile = {_digits(u.mobile): u for u in self.ws.users.values() if u.mobile}
         found: list[dict[str, Any]] = []
-        for email in emails:
-            user = by_email.get(str(email).casefold())
-            entry: dict[str, Any] = {"email": email}
+        for kind, value, user in [
+            *(("email", e, by_email.get(str(e).casefold())) for e in emails),
+            *(("mobile", m, by_mobile.get(_digits(str(m)))) for m in mobiles),
+        ]:
+            entry: dict[str, Any] = {kind: value}
             if user is not None:
                 entry["user_id"] = user.open_id
                 entry["status"] = {"is_activated": True, "is_resigned": False}
@@ -710,10 +741,16 @@ class _Handlers:
             _DOC_PAGE_DEFAULT,
             _DOC_PAGE_MAX,
         )
+        # Like the platform, search only the kinds whose filter the request carries.
+        body = request.body
+        kinds = {"doc": "doc_filter" in body, "wiki": "wiki_filter" in body}
+        if not any(kinds.values()):
+            kinds = {"doc": True, "wiki": True}
         hits = [
             d
             for d in self.ws.documents
-            if all(t in f"{d.title} {d.snippet}".casefold() for t in terms)
+            if kinds["wiki" if d.wiki else "doc"]
+            and all(t in f"{d.title} {d.snippet}".casefold() for t in terms)
         ]
         hits.sort(key=lambda d: d.updated_at, reverse=True)
         chunk, extra = _page_reply(hits, offset, size)

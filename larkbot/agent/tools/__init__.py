@@ -1,4 +1,4 @@
-"""Tools the agent uses in Lark: the registry, the runner and the nine Lark tools."""
+"""Tools the agent uses in Lark: the registry, the runner and the Lark tools."""
 
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry, default_registry

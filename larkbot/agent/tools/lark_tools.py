@@ -1,4 +1,4 @@
-"""The nine Lark tools the agent can use, and their input models.
+"""The Lark tools the agent can use, and the input models of the first nine.
 
 Each tool calls one documented OpenAPI route (or a short fixed sequence of them) through
 ``ctx.client.request`` with the route template as ``route=``, so metrics and logs group
@@ -27,6 +27,7 @@ from larkbot.agent.tools._chats import (
     SendMessageInput,
 )
 from larkbot.agent.tools._common import DEFAULT_TIMEZONE
+from larkbot.agent.tools._content_tools import content_tools
 from larkbot.agent.tools._directory import (
     GetUserInfo,
     GetUserInfoInput,
@@ -71,4 +72,5 @@ def lark_tools(*, timezone: tzinfo = DEFAULT_TIMEZONE) -> list[Tool]:
         SearchDocuments(timezone=timezone),
         ListChatMembers(),
         CreateCalendarEvent(timezone=timezone),
+        *content_tools(timezone=timezone),
     ]

@@ -58,7 +58,7 @@ class ToolRegistry:
 
 
 def default_registry(*, timezone: tzinfo = DEFAULT_TIMEZONE) -> ToolRegistry:
-    """Return a registry with the nine Lark tools.
+    """Return a registry with every Lark tool.
 
     ``timezone`` is where dates and times given without an offset are placed (and how
     dates are shown); it defaults to Asia/Tokyo.

@@ -129,14 +129,16 @@ class ToolRunner:
             ctx.chat_id,
             ctx.language,
         )
-        if self._cache is not None:
-            cached = self._cache.get(key)
+        # A tool may opt out: a chat's history changes with every message, not only on writes.
+        cache = self._cache if getattr(tool, "cacheable", True) else None
+        if cache is not None:
+            cached = cache.get(key)
             if cached is not None:
                 return "success", cached.model_copy(deep=True)
         generation = self._generation
         status, result = await self._execute(tool, args, ctx)
-        if self._cache is not None and result.ok and generation == self._generation:
-            self._cache[key] = result.model_copy(deep=True)
+        if cache is not None and result.ok and generation == self._generation:
+            cache[key] = result.model_copy(deep=True)
         return status, result
 
     async def _write(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> _StatusResult:

@@ -1,0 +1,451 @@
+"""Tools over documents: read a docx document, import markdown as one, share a document."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._links import LarkLink, call, parse_reference
+from larkbot.agent.tools._messages_more import say
+from larkbot.agent.tools._people import EMAIL, PersonResolver
+from larkbot.agent.tools._wiki import kind_name, wiki_node
+from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
+from larkbot.lark.client import LarkAPIError
+
+__all__ = [
+    "GrantDocumentPermission",
+    "GrantDocumentPermissionInput",
+    "ImportDocument",
+    "ImportDocumentInput",
+    "ReadDocument",
+    "ReadDocumentInput",
+    "matching_paragraphs",
+]
+
+DOCUMENT_ROUTE = "docx/v1/documents/{document_id}"
+RAW_CONTENT_ROUTE = "docx/v1/documents/{document_id}/raw_content"
+CREATE_ROUTE = "docx/v1/documents"
+CONVERT_ROUTE = "docx/v1/documents/blocks/convert"
+DESCENDANT_ROUTE = "docx/v1/documents/{document_id}/blocks/{block_id}/descendant"
+PERMISSION_ROUTE = "drive/v1/permissions/{token}/members"
+
+# Lark codes of a document that is missing or shut to the app.
+_DOC_REFUSALS = {1770002: "doc_not_found", 1770003: "doc_not_found", 1770032: "doc_forbidden"}
+_FOLDER_REFUSALS = {
+    1770002: "folder_not_found",
+    1061044: "folder_not_found",
+    1770032: "folder_forbidden",
+}
+_SHARE_REFUSALS = {
+    1063005: "doc_not_found",
+    1061007: "doc_not_found",
+    1063002: "share_forbidden",
+    1063004: "share_forbidden",
+}
+_TABLE_BLOCK = 31
+_MAX_BLOCKS = 1000  # the most blocks one descendant call inserts
+_MATCHES_SHOWN = 10
+_FOLDER_LINK = re.compile(r"/folder/(?P<token>[A-Za-z0-9_-]{6,})")
+# Words that carry no meaning of their own in "what does it say about the budget".
+_STOP_WORDS = frozenset(
+    {"the", "a", "an", "of", "about", "on", "for", "and", "or", "in", "to", "our", "its", "this"}
+)
+_TERM_SPLIT = re.compile(r"[\s,、，/・]+|(?<=[\u3040-\u9fff])(?:の|的|と|和)(?=[\u3040-\u9fff])")
+
+
+class ReadDocumentInput(BaseModel):
+    """Arguments of ``read_document``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document: str = Field(
+        min_length=1,
+        description="The document's link (https://.../docx/... or a wiki link to a document) "
+        "or its token.",
+    )
+    query: str = Field(
+        "",
+        max_length=100,
+        description="Only the paragraphs that mention these words (any of them); empty for "
+        "the text itself.",
+    )
+    offset: int = Field(0, ge=0, description="Where to start reading, in characters.")
+    max_chars: int = Field(
+        6000, ge=200, le=20000, description="How many characters to return at most."
+    )
+
+
+class ImportDocumentInput(BaseModel):
+    """Arguments of ``import_document``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200, description="The new document's title.")
+    markdown: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="The content, as Markdown (headings, lists, tables, code, links).",
+    )
+    folder: str | None = Field(
+        None,
+        description="The folder to put it in (a folder link or token); the app's own space "
+        "when left out.",
+    )
+
+
+class GrantDocumentPermissionInput(BaseModel):
+    """Arguments of ``grant_document_permission``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document: str = Field(
+        min_length=1,
+        description="The document, sheet, Base or wiki page: its link, or its token with 'kind'.",
+    )
+    member: str = Field(
+        min_length=1,
+        description="Who gets access: a user's open_id (ou_...) or email, a chat (oc_...), or "
+        "the name of someone in the current chat.",
+    )
+    permission: Literal["view", "edit"] = Field(
+        "view", description="view (read only) or edit (change the content)."
+    )
+    kind: Literal["docx", "doc", "sheet", "bitable", "wiki", "file", "mindnote", "slides"] = Field(
+        "docx", description="What a bare token names; links carry their own kind."
+    )
+
+
+class ReadDocument(Tool):
+    """Read a docx document's text, or the paragraphs that mention some words."""
+
+    name: ClassVar[str] = "read_document"
+    description: ClassVar[str] = (
+        "Read a Lark document (docx) by link or token: its title and plain text. With 'query' "
+        "it returns only the paragraphs mentioning those words, which is how to answer 'what "
+        "does this document say about X' (answer with a short quote). Long documents come in "
+        "parts: 'next_offset' says where to continue. A wiki link to a document works too."
+    )
+    input_model: ClassVar[type[BaseModel]] = ReadDocumentInput
+    write: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = ("docx:document:readonly", "wiki:wiki:readonly")
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Resolve the reference, fetch the title and the raw text, then cut or filter it."""
+        assert isinstance(args, ReadDocumentInput)
+        ref = parse_reference(args.document, default_kind="docx")
+        if ref is None:
+            raise ToolError(say(ctx.language, "bad_doc_ref", value=args.document.strip()))
+        document_id, title = await _docx_of(ctx, ref)
+        segment = path_segment(document_id)
+        if not title:
+            data = await call(
+                ctx,
+                "GET",
+                f"docx/v1/documents/{segment}",
+                route=DOCUMENT_ROUTE,
+                refusals=_DOC_REFUSALS,
+            )
+            title = str((data.get("document") or {}).get("title") or "")
+        data = await call(
+            ctx,
+            "GET",
+            f"docx/v1/documents/{segment}/raw_content",
+            route=RAW_CONTENT_ROUTE,
+            refusals=_DOC_REFUSALS,
+            params={"lang": 0},
+        )
+        content = str(data.get("content") or "")
+        title = title or document_id
+        base = {"document_id": document_id, "title": title, "url": ref.url}
+        if args.query.strip():
+            return self._matches(ctx, base, content, args)
+        return self._slice(ctx, base, content, args)
+
+    @staticmethod
+    def _matches(
+        ctx: ToolContext, base: dict[str, Any], content: str, args: ReadDocumentInput
+    ) -> ToolResult:
+        query = args.query.strip()
+        found = matching_paragraphs(content, query)
+        kept: list[str] = []
+        used = 0
+        for paragraph in found:
+            if kept and used + len(paragraph) > args.max_chars:
+                break
+            kept.append(paragraph)
+            used += len(paragraph)
+        result = {**base, "query": query, "match_count": len(found), "matches": kept}
+        if not found:
+            beginning = " ".join(content.split())[:300]
+            result["beginning"] = beginning
+            text = say(ctx.language, "doc_no_match", title=base["title"], query=query)
+            if beginning:
+                text += "\n" + say(ctx.language, "doc_begins", text=beginning)
+            return ToolResult(ok=True, data=result, text=text)
+        lines = [
+            say(
+                ctx.language,
+                "doc_matches",
+                title=base["title"],
+                query=query,
+                count=len(found),
+            )
+        ]
+        shown = kept[:_MATCHES_SHOWN]
+        lines.extend(f"> {paragraph}" for paragraph in shown)
+        if len(found) > len(shown):
+            lines.append(say(ctx.language, "and_more", count=len(found) - len(shown)))
+        return ToolResult(ok=True, data=result, text="\n".join(lines))
+
+    @staticmethod
+    def _slice(
+        ctx: ToolContext, base: dict[str, Any], content: str, args: ReadDocumentInput
+    ) -> ToolResult:
+        total = len(content)
+        start = min(args.offset, total)
+        end = min(total, start + args.max_chars)
+        if end < total:
+            # End at a paragraph when one ends in the second half of the part.
+            cut = content.rfind("\n", start + args.max_chars // 2, end)
+            end = cut + 1 if cut > start else end
+        part = content[start:end]
+        next_offset = end if end < total else None
+        result = {
+            **base,
+            "content": part,
+            "offset": start,
+            "total_chars": total,
+            "next_offset": next_offset,
+        }
+        text = f"**{base['title']}**\n\n{part.strip()}"
+        if next_offset is not None or start > 0:
+            note = say(ctx.language, "doc_part", start=start, end=end, total=total)
+            if next_offset is not None:
+                note += say(ctx.language, "doc_more", offset=next_offset)
+            text += f"\n\n({note})"
+        return ToolResult(ok=True, data=result, text=text)
+
+
+class ImportDocument(Tool):
+    """Create a docx document from Markdown."""
+
+    name: ClassVar[str] = "import_document"
+    description: ClassVar[str] = (
+        "Create a new Lark document (docx) from Markdown: title, content and optionally the "
+        "folder to put it in. Use it when the user asks to write up, save or publish notes, "
+        "minutes, a plan or a summary as a document. The user asking gets full access to it."
+    )
+    input_model: ClassVar[type[BaseModel]] = ImportDocumentInput
+    write: ClassVar[bool] = True
+    scopes: ClassVar[tuple[str, ...]] = (
+        "docx:document",
+        "docx:document.block:convert",
+        "docs:permission.member:create",
+    )
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Create the document, convert the Markdown to blocks, insert them, share it."""
+        assert isinstance(args, ImportDocumentInput)
+        body: dict[str, Any] = {"title": args.title.strip()}
+        if args.folder and args.folder.strip():
+            body["folder_token"] = _folder_token(ctx, args.folder)
+        converted = await ctx.client.request(
+            "POST",
+            CONVERT_ROUTE,
+            route=CONVERT_ROUTE,
+            json={"content_type": "markdown", "content": args.markdown},
+        )
+        blocks: list[dict[str, Any]] = list(converted.get("blocks") or [])
+        children = [str(block_id) for block_id in converted.get("first_level_block_ids") or []]
+        if len(blocks) > _MAX_BLOCKS:
+            raise ToolError(say(ctx.language, "doc_too_long", count=len(blocks)))
+        data = await call(
+            ctx,
+            "POST",
+            CREATE_ROUTE,
+            route=CREATE_ROUTE,
+            refusals=_FOLDER_REFUSALS,
+            json=body,
+            write=True,
+        )
+        document = data.get("document") or {}
+        document_id = str(document.get("document_id") or "")
+        if children:
+            for block in blocks:
+                _strip_merge_info(block)
+            segment = path_segment(document_id)
+            await ctx.client.request(
+                "POST",
+                f"docx/v1/documents/{segment}/blocks/{segment}/descendant",
+                route=DESCENDANT_ROUTE,
+                params={
+                    "document_revision_id": -1,
+                    "client_token": idempotency_key(ctx, self.name, args),
+                },
+                json={"children_id": children, "index": 0, "descendants": blocks},
+                write=True,
+            )
+        shared = await _share_with_requester(ctx, document_id)
+        result = {
+            "document_id": document_id,
+            "title": str(document.get("title") or args.title.strip()),
+            "blocks": len(blocks),
+            "shared_with_requester": shared,
+        }
+        text = say(ctx.language, "doc_created", title=result["title"], document_id=document_id)
+        if shared is False:
+            text += "\n" + say(ctx.language, "doc_not_shared")
+        return ToolResult(ok=True, data=result, text=text)
+
+
+class GrantDocumentPermission(Tool):
+    """Give a person or a chat view or edit access to a document, sheet or Base."""
+
+    name: ClassVar[str] = "grant_document_permission"
+    description: ClassVar[str] = (
+        "Share a Lark document, sheet, Base or wiki page with a person or a chat: view or "
+        "edit access. The member is an open_id (ou_...), an email, a chat (oc_...) or the "
+        "name of someone in the current chat. Use it when the user asks to share a document "
+        "with someone or to let them edit it. The app must be able to manage the document."
+    )
+    input_model: ClassVar[type[BaseModel]] = GrantDocumentPermissionInput
+    write: ClassVar[bool] = True
+    scopes: ClassVar[tuple[str, ...]] = ("docs:permission.member:create", "im:chat:readonly")
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Resolve the member, then add them as a collaborator."""
+        assert isinstance(args, GrantDocumentPermissionInput)
+        ref = parse_reference(args.document, default_kind=args.kind)
+        if ref is None:
+            raise ToolError(say(ctx.language, "bad_doc_ref", value=args.document.strip()))
+        member = args.member.strip().removeprefix("@").strip()
+        shown = member
+        if member.startswith("oc_"):
+            member_type, member_id, kind = "openchat", member, "chat"
+        elif EMAIL.match(member):
+            member_type, member_id, kind = "email", member, "user"
+        else:
+            people = PersonResolver(ctx)
+            member_id = await people.open_id(member)
+            if not member_id:
+                raise ToolError(say(ctx.language, "member_unknown", names=member))
+            member_type, kind = "openid", "user"
+            shown = people.names.get(member_id, member)
+        await call(
+            ctx,
+            "POST",
+            f"drive/v1/permissions/{path_segment(ref.token)}/members",
+            route=PERMISSION_ROUTE,
+            refusals=_SHARE_REFUSALS,
+            params={"type": ref.kind},
+            json={
+                "member_type": member_type,
+                "member_id": member_id,
+                "perm": args.permission,
+                "type": kind,
+            },
+            write=True,
+        )
+        result = {
+            "token": ref.token,
+            "kind": ref.kind,
+            "member_type": member_type,
+            "member_id": member_id,
+            "permission": args.permission,
+        }
+        text = say(
+            ctx.language,
+            "access_granted",
+            member=shown,
+            permission=say(ctx.language, f"perm_{args.permission}"),
+            document=ref.url or ref.token,
+        )
+        return ToolResult(ok=True, data=result, text=text)
+
+
+def matching_paragraphs(content: str, query: str) -> list[str]:
+    """The paragraphs of ``content`` that mention a word of ``query``, best matches first.
+
+    Words are split on spaces and, in Japanese and Chinese, on の/的/と/和, so "予算の内訳"
+    finds paragraphs about 予算 too; paragraphs with more of the words come first, ties
+    in document order.
+    """
+    terms = [
+        term
+        for term in (t.strip("?？。.!！「」“”\"'").casefold() for t in _TERM_SPLIT.split(query))
+        if term and term not in _STOP_WORDS and (len(term) > 1 or not term.isascii())
+    ]
+    whole = query.strip().casefold()
+    if whole and whole not in terms and whole not in _STOP_WORDS:
+        terms.append(whole)
+    scored: list[tuple[int, int, str]] = []
+    for index, paragraph in enumerate(line.strip() for line in content.splitlines()):
+        if not paragraph:
+            continue
+        folded = paragraph.casefold()
+        hits = sum(1 for term in terms if term in folded)
+        if hits:
+            scored.append((-hits, index, paragraph))
+    return [paragraph for _, _, paragraph in sorted(scored)]
+
+
+async def _docx_of(ctx: ToolContext, ref: LarkLink) -> tuple[str, str]:
+    """The docx document id ``ref`` names, and its title when a wiki page gave it."""
+    if ref.kind == "wiki":
+        node = await wiki_node(ctx, ref)
+        if node.get("obj_type") != "docx":
+            kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
+            token = str(node.get("obj_token") or "")
+            raise ToolError(say(ctx.language, "not_a_docx", kind=kind, token=token))
+        return str(node.get("obj_token") or ""), str(node.get("title") or "")
+    if ref.kind != "docx":
+        kind = kind_name(ctx.language, ref.kind)
+        raise ToolError(say(ctx.language, "not_a_docx", kind=kind, token=ref.token))
+    return ref.token, ""
+
+
+def _folder_token(ctx: ToolContext, folder: str) -> str:
+    text = folder.strip()
+    if match := _FOLDER_LINK.search(text):
+        return match["token"]
+    if re.fullmatch(r"[A-Za-z0-9_-]{6,}", text):
+        return text
+    raise ToolError(say(ctx.language, "bad_folder_ref", value=text))
+
+
+def _strip_merge_info(block: dict[str, Any]) -> None:
+    # The converter describes table cell merges, which the insert call refuses to take.
+    if block.get("block_type") == _TABLE_BLOCK and isinstance(block.get("table"), dict):
+        prop = block["table"].get("property")
+        if isinstance(prop, dict):
+            prop.pop("merge_info", None)
+
+
+async def _share_with_requester(ctx: ToolContext, document_id: str) -> bool | None:
+    """Give the user who asked full access; ``None`` when there is no user to give it to.
+
+    A document the app creates belongs to the app, so without this the user who asked
+    could not even open it.
+    """
+    if not ctx.user_open_id.startswith("ou_") or not document_id:
+        return None
+    try:
+        await ctx.client.request(
+            "POST",
+            f"drive/v1/permissions/{path_segment(document_id)}/members",
+            route=PERMISSION_ROUTE,
+            params={"type": "docx"},
+            json={
+                "member_type": "openid",
+                "member_id": ctx.user_open_id,
+                "perm": "full_access",
+                "type": "user",
+            },
+            write=True,
+        )
+    except LarkAPIError:
+        return False
+    return True

@@ -1,0 +1,189 @@
+"""Tools over the wiki: search its pages, and resolve a page to the object it holds."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, tzinfo
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from larkbot.agent.tools._common import DEFAULT_TIMEZONE
+from larkbot.agent.tools._links import LarkLink, call, parse_reference
+from larkbot.agent.tools._messages_more import say
+from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
+
+__all__ = [
+    "GetWikiNode",
+    "GetWikiNodeInput",
+    "SearchWiki",
+    "SearchWikiInput",
+    "kind_name",
+    "wiki_node",
+]
+
+GET_NODE_ROUTE = "wiki/v2/spaces/get_node"
+SEARCH_ROUTE = "search/v2/doc_wiki/search"
+
+_HIGHLIGHT = re.compile(r"</?h[b]?>")
+_WIKI_REFUSALS = {131005: "wiki_not_found", 131006: "wiki_forbidden"}
+# Object types with a name of their own in the catalogue (``kind_<type>``).
+_KINDS = frozenset({"docx", "doc", "sheet", "bitable", "mindnote", "file", "slides"})
+# Which tool reads the object a wiki page holds, and the argument it takes.
+_NEXT_TOOL = {"docx": ("read_document", "document"), "bitable": ("list_base_tables", "base")}
+
+
+class SearchWikiInput(BaseModel):
+    """Arguments of ``search_wiki``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=50, description="Words to look for.")
+    space_id: str | None = Field(None, description="Search only this wiki space (its id).")
+    limit: int = Field(10, ge=1, le=20, description="How many pages to return at most.")
+
+
+class GetWikiNodeInput(BaseModel):
+    """Arguments of ``get_wiki_node``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str = Field(
+        min_length=1,
+        description="A wiki link (https://.../wiki/...) or node token; a document, sheet or "
+        "Base link finds the wiki page that holds it.",
+    )
+
+
+def kind_name(language: str, obj_type: str) -> str:
+    """What ``obj_type`` (``docx``, ``sheet``, ``bitable``...) is called in ``language``."""
+    return say(language, f"kind_{obj_type}") if obj_type in _KINDS else obj_type
+
+
+async def wiki_node(ctx: ToolContext, ref: LarkLink) -> dict[str, Any]:
+    """Fetch the wiki node ``ref`` names (a wiki token, or the token of the object it holds)."""
+    data = await call(
+        ctx,
+        "GET",
+        GET_NODE_ROUTE,
+        route=GET_NODE_ROUTE,
+        refusals=_WIKI_REFUSALS,
+        params={"token": ref.token, "obj_type": ref.kind},
+    )
+    node = data.get("node")
+    if not isinstance(node, dict) or not node.get("node_token"):
+        raise ToolError(say(ctx.language, "wiki_not_found"))
+    return node
+
+
+class SearchWiki(Tool):
+    """Search wiki pages by keyword."""
+
+    name: ClassVar[str] = "search_wiki"
+    description: ClassVar[str] = (
+        "Search the wiki (knowledge base) pages the app can see by keyword: titles, links, "
+        "node tokens and a snippet. Use it when the user looks for a wiki or knowledge-base "
+        "page (an onboarding guide, a how-to, a policy); then read a page with get_wiki_node "
+        "and read_document."
+    )
+    input_model: ClassVar[type[BaseModel]] = SearchWikiInput
+    write: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
+
+    def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
+        self._tz = timezone
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Search with only the wiki filter, so documents outside the wiki are left out."""
+        assert isinstance(args, SearchWikiInput)
+        query = args.query.strip()
+        wiki_filter: dict[str, Any] = {}
+        if args.space_id:
+            wiki_filter["space_ids"] = [args.space_id.strip()]
+        data = await ctx.client.request(
+            "POST",
+            SEARCH_ROUTE,
+            route=SEARCH_ROUTE,
+            json={"query": query, "page_size": args.limit, "wiki_filter": wiki_filter},
+        )
+        pages: list[dict[str, Any]] = []
+        for unit in (data.get("res_units") or [])[: args.limit]:
+            meta: dict[str, Any] = unit.get("result_meta") or {}
+            pages.append(
+                {
+                    "title": _HIGHLIGHT.sub("", str(unit.get("title_highlighted") or "")),
+                    "url": meta.get("url", ""),
+                    "node_token": meta.get("token", ""),
+                    "type": str(meta.get("doc_types") or "").lower(),
+                    "owner": meta.get("owner_name", ""),
+                    "updated": self._date(meta.get("update_time")),
+                    "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
+                }
+            )
+        total = max(int(data.get("total") or 0), len(pages))
+        result = {"query": query, "total": total, "pages": pages}
+        if not pages:
+            return ToolResult(ok=True, data=result, text=say(ctx.language, "no_wiki", query=query))
+        lines = [say(ctx.language, "wiki_found", query=query, total=total, count=total)]
+        for page in pages:
+            details = ", ".join(v for v in (page["type"], page["owner"], page["updated"]) if v)
+            title = f"[{page['title']}]({page['url']})" if page["url"] else page["title"]
+            lines.append(f"- {title}" + (f" ({details})" if details else ""))
+        return ToolResult(ok=True, data=result, text="\n".join(lines))
+
+    def _date(self, seconds: Any) -> str:
+        try:
+            value = int(seconds)
+        except (TypeError, ValueError):
+            return ""
+        if value <= 0:
+            return ""
+        return datetime.fromtimestamp(value, tz=UTC).astimezone(self._tz).date().isoformat()
+
+
+class GetWikiNode(Tool):
+    """Resolve a wiki page to its title, type and the object it holds."""
+
+    name: ClassVar[str] = "get_wiki_node"
+    description: ClassVar[str] = (
+        "Look up a wiki page from its link or node token: its title, space, and the object it "
+        "holds (obj_type docx, sheet, bitable...; obj_token). Use it whenever the user pastes "
+        "a wiki link: a docx page is then read with read_document(document=obj_token), a "
+        "bitable page with list_base_tables(base=obj_token). 'next' names that call."
+    )
+    input_model: ClassVar[type[BaseModel]] = GetWikiNodeInput
+    write: ClassVar[bool] = False
+    scopes: ClassVar[tuple[str, ...]] = ("wiki:wiki:readonly",)
+
+    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+        """Fetch the node and say which tool reads what it holds."""
+        assert isinstance(args, GetWikiNodeInput)
+        ref = parse_reference(args.node, default_kind="wiki")
+        if ref is None:
+            raise ToolError(say(ctx.language, "bad_wiki_ref", value=args.node.strip()))
+        node = await wiki_node(ctx, ref)
+        obj_type = str(node.get("obj_type") or "")
+        obj_token = str(node.get("obj_token") or "")
+        result: dict[str, Any] = {
+            "node_token": str(node.get("node_token") or ""),
+            "space_id": str(node.get("space_id") or ""),
+            "title": str(node.get("title") or ""),
+            "obj_type": obj_type,
+            "obj_token": obj_token,
+            "has_child": bool(node.get("has_child")),
+            "parent_node_token": str(node.get("parent_node_token") or ""),
+            "url": ref.url,
+            "next": None,
+        }
+        if obj_type in _NEXT_TOOL:
+            tool, argument = _NEXT_TOOL[obj_type]
+            result["next"] = {"tool": tool, "arguments": {argument: obj_token}}
+        kind = kind_name(ctx.language, obj_type)
+        text = say(
+            ctx.language,
+            "wiki_node",
+            title=result["title"] or result["node_token"],
+            kind=kind,
+            token=obj_token,
+        )
+        return ToolResult(ok=True, data=result, text=text)
