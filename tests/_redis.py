@@ -1,0 +1,142 @@
+"""A real ``redis-server`` for tests: own port, own directory, AOF on, as production runs it.
+
+``redis_server(tmp_path)`` starts one on a free 127.0.0.1 port and stops it on exit. The
+same server (same directory, port and AOF) can be stopped and started again, killed, or
+frozen with SIGSTOP, for outage drills. Tests that need one are marked ``requires_redis``
+and skip, saying why, only when no ``redis-server`` binary can be found.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import Process
+
+__all__ = ["REDIS_SERVER", "RedisServer", "redis_server", "requires_redis"]
+
+REDIS_SERVER = shutil.which("redis-server") or (
+    "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+)
+
+requires_redis = pytest.mark.skipif(
+    REDIS_SERVER is None,
+    reason="redis-server is not installed (apt-get install redis-server): the Redis store "
+    "tests run against a real one",
+)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process with its config, data directory and port."""
+
+    def __init__(self, directory: Path, port: int, password: str | None = None) -> None:
+        self.directory = directory
+        self.port = port
+        self.password = password
+        self._process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0`` (no password in it)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self, ready_timeout: float = 15.0) -> None:
+        """Start (or start again) and wait until it answers PING (AOF loaded)."""
+        assert REDIS_SERVER is not None
+        config = anyio.Path(self.directory / "redis.conf")
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f"dir {self.directory}",
+            f"logfile {self.directory / 'redis.log'}",
+            "daemonize no",
+            "appendonly yes",
+            "appendfsync everysec",
+            "maxmemory-policy noeviction",
+            'save ""',
+        ]
+        if self.password:
+            lines.append(f"requirepass {self.password}")
+        await config.write_text("\n".join(lines) + "\n")
+        self._process = await anyio.open_process(
+            [REDIS_SERVER, str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with anyio.fail_after(ready_timeout):
+            while not await self._answers():
+                if self._process.returncode is not None:
+                    log = await anyio.Path(self.directory / "redis.log").read_text()
+                    raise RuntimeError(f"redis-server exited at start:\n{log[-2000:]}")
+                await anyio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """SIGTERM: Redis flushes its AOF and exits (a clean shutdown)."""
+        await self._end(signal.SIGTERM)
+
+    async def kill(self) -> None:
+        """SIGKILL: what a crash or the OOM killer does."""
+        await self._end(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+    async def _end(self, signum: int) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGCONT)
+        process.send_signal(signum)
+        with anyio.fail_after(15), anyio.CancelScope(shield=True):
+            await process.wait()
+        await process.aclose()
+
+    async def _answers(self) -> bool:
+        try:
+            async with await anyio.connect_tcp("127.0.0.1", self.port) as stream:
+                await stream.send(b"PING\r\n")
+                with anyio.fail_after(1):
+                    reply = await stream.receive()
+        except (OSError, TimeoutError, anyio.EndOfStream):
+            return False
+        return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+
+@asynccontextmanager
+async def redis_server(
+    directory: Path, *, password: str | None = None
+) -> AsyncIterator[RedisServer]:
+    """A started :class:`RedisServer` in ``directory`` (created), stopped on exit."""
+    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    server = RedisServer(directory, _free_port(), password)
+    await server.start()
+    try:
+        yield server
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.kill()
