@@ -365,3 +365,29 @@ async def test_ownership_survives_a_redis_restart(server: RedisServer) -> None:
         for fresh in items:
             assert await ownership.finish(fresh, answer_text="ok") is FinishOutcome.FINISHED
         tg.cancel_scope.cancel()
+
+
+async def test_release_does_not_wait_for_a_reader_blocked_on_a_full_feed(
+    server: RedisServer,
+) -> None:
+    async with opened(server) as store:
+        chat = "oc_full"
+        messages = [inbound(chat, text=str(n)) for n in range(6)]
+        await store.intake_many(messages)
+        async with anyio.create_task_group() as tg:
+            a = replica(store, "a", buffer=1)
+            await start(tg, a)
+            await until(lambda: a.owned == ALL)
+            [first] = await take(a, 1)
+            await until(lambda: a.items.statistics().current_buffer_used == 1)
+            # The reader now waits for room in the feed; nobody reads it any more.
+            with anyio.fail_after(2):
+                await a.release_all(drain_seconds=0)
+
+        async with anyio.create_task_group() as tg:
+            b = replica(store, "b")
+            await start(tg, b)
+            adopted = await take(b, 6)
+            assert [i.message for i in adopted] == messages  # all of them, in order
+            assert adopted[0].entry_id == first.entry_id
+            tg.cancel_scope.cancel()

@@ -184,9 +184,11 @@ async def backup(client: Redis, keys: Keyspace, path: Path) -> BackupSummary:
     partial = target.with_name(f".{target.name}.partial")
     written = 0
     size = 0
-    async with await anyio.open_file(
-        partial, "w", encoding="utf-8", opener=_private_file
-    ) as output:
+    try:
+        output = await anyio.open_file(partial, "w", encoding="utf-8", opener=_private_file)
+    except OSError as exc:
+        raise RedisConfigError(f"cannot write the backup {path}: {exc.strerror or exc}") from None
+    async with output:
         size += await output.write(json.dumps(header) + "\n")
         for partition in sorted(by_partition):
             lines = await _dump_partition(client, keys, by_partition[partition])
@@ -236,6 +238,7 @@ async def restore(store: RedisStore, path: Path, *, replace: bool) -> RestoreSum
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     header: _BackupHeader | None = None
     batch: list[_BackupRecord] = []
+    await client.script_load(store._max_epoch.script)  # used in pipelines below
 
     async def _flush() -> None:
         nonlocal restored, kept
@@ -258,12 +261,9 @@ async def restore(store: RedisStore, path: Path, *, replace: bool) -> RestoreSum
                         args.append("REPLACE")
                     pipe.execute_command(*args)
             replies = await pipe.execute(raise_on_error=False)
-        for record, reply in zip(batch, replies, strict=True):
+        for reply in replies:
             if isinstance(reply, ResponseError) and "BUSYKEY" in str(reply):
                 kept += 1
-            elif isinstance(reply, ResponseError) and "NOSCRIPT" in str(reply):
-                await store._run_script(store._max_epoch, [record.key], [record.counter])
-                restored += 1
             elif isinstance(reply, ResponseError) and "payload version" in str(reply):
                 raise RedisConfigError(
                     f"the backup {path} was taken from a newer Redis "
@@ -276,7 +276,11 @@ async def restore(store: RedisStore, path: Path, *, replace: bool) -> RestoreSum
                 restored += 1
         batch.clear()
 
-    async with await anyio.open_file(path, encoding="utf-8") as source:
+    try:
+        source = await anyio.open_file(path, encoding="utf-8")
+    except OSError as exc:
+        raise RedisConfigError(f"cannot read the backup {path}: {exc.strerror or exc}") from None
+    async with source:
         number = 0
         async for line in source:
             number += 1

@@ -135,7 +135,10 @@ class PartitionOwnership:
         self._wakeup = anyio.Event()
         self._settled = anyio.Event()
         self._wait_scope: anyio.CancelScope | None = None
-        self._lease_scope: anyio.CancelScope | None = None
+        # Made here, entered by the loops: a release that comes before a loop has started
+        # still stops it (entering a cancelled scope cancels at once).
+        self._lease_scope = anyio.CancelScope()
+        self._reader_scope = anyio.CancelScope()
         self._reader_stopped = anyio.Event()
         self._lease_stopped = anyio.Event()
         self._running = False
@@ -227,14 +230,15 @@ class PartitionOwnership:
         answered by the new owners. With Redis unreachable the leases expire instead.
         """
         self._stopping = True
-        self._wake()
+        # Cancelling the reader may strand entries it had read and not handed out: they
+        # are pending under this consumer, and the next owner claims them with the rest.
+        self._reader_scope.cancel()
         if self._running:
             await self._reader_stopped.wait()
             with anyio.move_on_after(drain_seconds):
                 while any(held.inflight for held in self._held.values()):
                     await self._settled.wait()
-            if self._lease_scope is not None:
-                self._lease_scope.cancel()
+            self._lease_scope.cancel()
             await self._lease_stopped.wait()
         leases = [(p, f"{self.owner}|{held.epoch}") for p, held in self._held.items()]
         self._held.clear()
@@ -252,8 +256,7 @@ class PartitionOwnership:
 
     async def _lease_loop(self) -> None:
         try:
-            with anyio.CancelScope() as scope:
-                self._lease_scope = scope
+            with self._lease_scope:
                 while True:
                     await self._tick_once()
                     await anyio.sleep(self._tick)
@@ -276,7 +279,9 @@ class PartitionOwnership:
 
     async def _renew_and_acquire(self, wanted: frozenset[int]) -> None:
         now = anyio.current_time()
-        requests = [(p, self.owner, 0) for p in sorted(wanted) if p not in self._held]
+        requests = [
+            (p, self.owner, 0) for p in sorted(wanted) if p not in self._held and not self._stopping
+        ]
         requests += [
             (p, self.owner, held.epoch) for p, held in self._held.items() if now >= held.renew_at
         ]
@@ -354,18 +359,18 @@ class PartitionOwnership:
 
     async def _reader_loop(self) -> None:
         try:
-            while not self._stopping:
-                self._wakeup = anyio.Event()
-                try:
-                    fed = await self._read_once()
-                    if not fed and not self._stopping:
-                        await self._wait()
-                except RedisUnavailable as exc:
-                    self._note_failure(exc)
-                    with anyio.move_on_after(self._tick):
-                        await self._wakeup.wait()
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return
+            with self._reader_scope:
+                while True:
+                    self._wakeup = anyio.Event()
+                    try:
+                        if not await self._read_once():
+                            await self._wait()
+                    except RedisUnavailable as exc:
+                        self._note_failure(exc)
+                        with anyio.move_on_after(self._tick):
+                            await self._wakeup.wait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # nobody reads the feed any more
         finally:
             self._reader_stopped.set()
 
