@@ -187,7 +187,7 @@ if redis.call('EXISTS', last_done) == 1 then
 else
   local ttl = ARGV[4]
   if turns > 0 then
-    for i = 9, 8 + turns do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+    redis.call('RPUSH', KEYS[3], unpack(ARGV, 9, 8 + turns))
     redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
     redis.call('PEXPIRE', KEYS[3], ttl)
   end
@@ -199,7 +199,7 @@ else
       redis.call('HSET', KEYS[4], field, string.sub(change, 2))
     end
   end
-  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ttl) end
+  redis.call('PEXPIRE', KEYS[4], ttl)  -- a no-op while there is no language or profile
 end
 for i = 1, messages do
   local id = ARGV[first_entry + i - 1]

@@ -230,7 +230,15 @@ class RedisStore:
         new. Ack the event only after this returned; it raises :class:`RedisUnavailable`
         (the event must not be acked) after at most ``intake_timeout`` seconds.
         """
-        return (await self.intake_many([message]))[0]
+        partition = self.keys.partition_of(message.chat_id)
+        keys = [self.keys.seen(partition, message.message_id), self.keys.stream(partition)]
+        args = [self._seen_ttl_ms, message.message_id, message.model_dump_json()]
+        reply = await self._guarded(
+            "intake",
+            lambda: self._run_script(self._intake, keys, args),
+            bound=self.intake_timeout,
+        )
+        return IntakeResult(message.message_id, partition, _text(reply) if reply else None)
 
     async def intake_many(self, messages: Sequence[InboundMessage]) -> list[IntakeResult]:
         """:meth:`intake` for several messages in one round trip; results in the same order.
