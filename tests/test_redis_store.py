@@ -303,6 +303,7 @@ async def test_stopped_redis_raises_redis_unavailable_within_the_bound(tmp_path:
         opened(server, intake_timeout=0.5, command_timeout=1.0) as store,
     ):
         assert (await store.intake(inbound("oc_x", message_id="om_before"))).new
+        assert store.outage_seconds == 0.0
         await server.stop()
         started = anyio.current_time()
         with pytest.raises(RedisUnavailable) as caught:
@@ -322,9 +323,11 @@ async def test_stopped_redis_raises_redis_unavailable_within_the_bound(tmp_path:
                 await operation
             assert anyio.current_time() - started < 1.0 + 1.0
 
+        assert store.outage_seconds > 0
         await server.start()  # same directory: the AOF brings the queue back
         assert not (await store.intake(inbound("oc_x", message_id="om_before"))).new
         assert (await store.intake(inbound("oc_x", message_id="om_during"))).new
+        assert store.outage_seconds == 0.0
 
 
 @requires_redis

@@ -25,6 +25,15 @@ Bounds (with the defaults: lease 10 s, tick 1 s): a replica killed with ``-9`` h
 partitions adopted once both its heartbeat and its leases have expired, within
 ``lease_ttl + tick`` (~11 s); :meth:`PartitionOwnership.release_all` hands every partition
 over at once, adopted within about one tick.
+
+Where this differs from a plain ``XREADGROUP BLOCK`` loop, and why: ``XREADGROUP`` runs
+inside a fenced script (scripts cannot block), and the blocking wait is a read-only
+``XREAD`` that delivers nothing. A blocking ``XREADGROUP`` issued just before a pause would
+deliver entries to a stale owner after its lease passed on, stranding them in its pending
+list behind entries the new owner already answered; a fenced read cannot. Each script
+stays in one hash slot, but the one ``XREAD`` over all owned streams needs them on one
+node: use a standalone Redis or Valkey (with a replica and Sentinel for failover), not
+Redis Cluster.
 """
 
 from __future__ import annotations
@@ -85,9 +94,11 @@ def _share(members: tuple[str, ...], owner: str, partitions: int) -> frozenset[i
 class PartitionOwnership:
     """This replica's share of the partitions, and the feed of their messages.
 
-    Run :meth:`run` in a task group and read :attr:`items`; settle every item with
-    :meth:`finish` (or :meth:`settle` to give it up). Cancelling :meth:`run` leaves the
-    leases to expire (what a crash does); :meth:`release_all` hands them over at once.
+    Run :meth:`run` once, in a task group, and read :attr:`items`; settle every item with
+    :meth:`finish` (or :meth:`settle` to give it up). Before starting on an item, skip (and
+    settle) it when :meth:`is_current` is False: its partition changed hands while it
+    waited, and the new owner answers it. Cancelling :meth:`run` leaves the leases to
+    expire (what a crash does); :meth:`release_all` hands them over at once.
 
     :param store: the open Redis store.
     :param owner: this replica's id (default ``host:pid:random``); never reuse a live one.

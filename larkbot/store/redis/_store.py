@@ -107,6 +107,7 @@ class RedisStore:
         self._seen_ttl_ms = int(seen_ttl_seconds * 1000)
         self._conversation_ttl_ms = int(conversation_ttl_seconds * 1000)
         self.max_turns = max_turns
+        self._failing_since: float | None = None
         register = client.register_script
         self._intake = register(_scripts.INTAKE)
         self._lease = register(_scripts.LEASE)
@@ -451,6 +452,18 @@ class RedisStore:
 
     # -- health and operations ---------------------------------------------------------------
 
+    @property
+    def outage_seconds(self) -> float:
+        """Seconds since calls began to fail without a success since; 0.0 when healthy.
+
+        Every call counts (intake, the ownership loop's heartbeats, pings), so a daemon can
+        refuse acks at once and close its long connection once this passes a few seconds,
+        and ``/readyz`` can answer 503 while it is above zero, without probing Redis itself.
+        """
+        if self._failing_since is None:
+            return 0.0
+        return max(anyio.current_time() - self._failing_since, 1e-9)
+
     async def ping(self, bound: float | None = None) -> float:
         """Round-trip time of a PING in seconds.
 
@@ -623,13 +636,21 @@ class RedisStore:
         limit = self.command_timeout if bound is None else bound
         try:
             with anyio.fail_after(limit):
-                return await call()
+                result = await call()
         except TimeoutError:
+            self._failed()
             raise RedisUnavailable(
                 f"Redis at {self.endpoint} did not answer {what} within {limit:g} s"
             ) from None
         except (RedisError, OSError) as exc:
+            self._failed()
             raise RedisUnavailable(self._explain(what, exc)) from None
+        self._failing_since = None
+        return result
+
+    def _failed(self) -> None:
+        if self._failing_since is None:
+            self._failing_since = anyio.current_time()
 
     def _explain(self, what: str, exc: BaseException) -> str:
         reason = self.endpoint.scrub(" ".join(str(exc).split())).rstrip(".") or type(exc).__name__
