@@ -493,7 +493,7 @@ class RedisStore:
         return await self._guarded(
             "an inventory",
             lambda: inspect(self._client, self.keys),
-            bound=self.command_timeout * 30,
+            bound=600,
         )
 
     async def backup(self, path: Path) -> BackupSummary:
