@@ -42,7 +42,8 @@ class RedisEndpoint:
         raw = url.strip()
         try:
             parts = urlsplit(raw)
-            port = parts.port
+            if parts.port == 0:  # reading .port also rejects ports that are not numbers
+                raise ValueError("port 0")
         except ValueError:
             raise RedisConfigError(
                 f"the Redis URL {_masked(raw)} is not a valid URL: {_EXAMPLE}"
@@ -63,12 +64,12 @@ class RedisEndpoint:
                     f"the Redis URL {_masked(raw)} selects database {database!r}: "
                     "the path must be a database number such as /0"
                 )
-            del port
         query = parse_qsl(parts.query, keep_blank_values=True)
         in_query = next((v for k, v in query if k == "password"), None)
         in_url = unquote(parts.password) if parts.password else in_query
         secret = password or in_url or None
-        username = unquote(parts.username) if parts.username else None
+        in_query_user = next((v for k, v in query if k == "username"), None)
+        username = unquote(parts.username) if parts.username else in_query_user
         kept = urlencode([(k, v) for k, v in query if k not in ("password", "username")])
         if parts.scheme == "unix":
             # urlunsplit would drop the empty host and leave "unix:/path", which redis-py reads

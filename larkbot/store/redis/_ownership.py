@@ -55,7 +55,7 @@ from pydantic import ValidationError
 from larkbot.admission.events import InboundMessage
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._models import FinishOutcome, WorkItem
-from larkbot.store.redis._store import KEEP, RedisStore, _Keep
+from larkbot.store.redis._store import KEEP, RedisStore, _Entry, _Keep
 
 __all__ = ["PartitionOwnership", "rendezvous_owner"]
 
@@ -418,48 +418,40 @@ class PartitionOwnership:
                 continue
             held.cursor = last
             held.ready = len(entries) + len(dead) >= self._batch
-            for entry_id, message_id, payload, deliveries in dead:
+            for entry in dead:
                 logger.error(
                     "message %s: delivered %d times without an answer, moved to the "
                     "dead-letter stream of partition %d",
-                    message_id,
-                    deliveries,
+                    entry.message_id,
+                    entry.deliveries,
                     partition,
                 )
-                item = self._item(partition, held, entry_id, message_id, payload, deliveries)
+                item = self._item(partition, held, entry)
                 if item is not None:
                     await self._send.send(replace(item, dead_lettered=True))
-            for entry_id, message_id, payload, deliveries in entries:
+            for entry in entries:
                 if self._held.get(partition) is not held or self._stopping:
                     break  # the rest stays pending for whoever owns the partition next
-                item = self._item(partition, held, entry_id, message_id, payload, deliveries)
+                item = self._item(partition, held, entry)
                 if item is None:
                     continue
-                held.inflight.add(entry_id)
+                held.inflight.add(entry.entry_id)
                 try:
                     await self._send.send(item)
                 except BaseException:
-                    held.inflight.discard(entry_id)
+                    held.inflight.discard(entry.entry_id)
                     raise
         return True
 
-    def _item(
-        self,
-        partition: int,
-        held: _Held,
-        entry_id: str,
-        message_id: str,
-        payload: bytes,
-        deliveries: int,
-    ) -> WorkItem | None:
+    def _item(self, partition: int, held: _Held, entry: _Entry) -> WorkItem | None:
         try:
-            message = InboundMessage.model_validate_json(payload)
+            message = InboundMessage.model_validate_json(entry.payload)
         except ValidationError as exc:
             # Left pending: it comes back at the next adoption and, after max_deliveries,
             # lands in the dead-letter stream, where an operator can look at it.
             logger.error(
                 "message %s: stored message of partition %d is unreadable (%s)",
-                message_id,
+                entry.message_id,
                 partition,
                 exc.errors()[0]["msg"] if exc.errors() else "invalid",
             )
@@ -467,10 +459,10 @@ class PartitionOwnership:
         return WorkItem(
             message=message,
             partition=partition,
-            entry_id=entry_id,
+            entry_id=entry.entry_id,
             owner=self.owner,
             epoch=held.epoch,
-            delivery_count=deliveries,
+            delivery_count=entry.deliveries,
         )
 
     async def _wait(self) -> None:

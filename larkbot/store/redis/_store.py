@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import anyio
 import redis
@@ -34,7 +34,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 import larkbot
 from larkbot.admission.events import InboundMessage
 from larkbot.agent.base import Conversation, Turn
-from larkbot.store.redis import _scripts
+from larkbot.store.redis import _admin, _scripts
 from larkbot.store.redis._endpoint import RedisEndpoint
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._keys import GROUP, Keyspace
@@ -77,6 +77,23 @@ class _StoredTurn(BaseModel):
 
 
 Call = tuple[AsyncScript, Sequence[str], Sequence[str | int | float | bytes]]
+
+
+class _Entry(NamedTuple):
+    """A stream entry as the READ script hands it out."""
+
+    entry_id: str
+    message_id: str
+    payload: bytes
+    deliveries: int
+
+
+class _Read(NamedTuple):
+    """What one fenced READ returned; ``last_id`` is empty when the lease is not ours."""
+
+    last_id: str
+    entries: list[_Entry]
+    dead: list[_Entry]
 
 
 class RedisStore:
@@ -476,23 +493,19 @@ class RedisStore:
 
     async def info(self) -> RedisServerInfo:
         """Version, role, eviction policy and persistence of the server, for doctor."""
-        from larkbot.store.redis._admin import server_info
-
-        return await self._guarded("INFO", lambda: server_info(self._client))
+        return await self._guarded("INFO", lambda: _admin.server_info(self._client))
 
     async def backlog(self) -> list[PartitionBacklog]:
         """Per partition: unfinished entries, entries handed out, age of the oldest one."""
-        from larkbot.store.redis._admin import backlog
-
-        return await self._guarded("a backlog query", lambda: backlog(self._client, self.keys))
+        return await self._guarded(
+            "a backlog query", lambda: _admin.backlog(self._client, self.keys)
+        )
 
     async def inspect(self) -> StateCounts:
         """Counts of our keys (seen, done, answers, conversations, pending per partition)."""
-        from larkbot.store.redis._admin import inspect
-
         return await self._guarded(
             "an inventory",
-            lambda: inspect(self._client, self.keys),
+            lambda: _admin.inspect(self._client, self.keys),
             bound=600,
         )
 
@@ -504,10 +517,8 @@ class RedisStore:
         and its conversations agree. Consistent while replicas run. The file is written
         beside ``path`` and renamed into place.
         """
-        from larkbot.store.redis._admin import backup
-
         return await self._guarded(
-            "a backup", lambda: backup(self._client, self.keys, path), bound=3600
+            "a backup", lambda: _admin.backup(self._client, self.keys, path), bound=3600
         )
 
     async def restore(self, path: Path, *, replace: bool = False) -> RestoreSummary:
@@ -517,11 +528,9 @@ class RedisStore:
         fencing counters never move backwards; every message in a restored queue is marked
         seen, so a re-delivery of it is a duplicate. Restore while no replica runs.
         """
-        from larkbot.store.redis._admin import restore
-
         return await self._guarded(
             "a restore",
-            lambda: restore(self, path, replace=replace),
+            lambda: _admin.restore(self, path, replace=replace),
             bound=3600,
         )
 
@@ -585,11 +594,8 @@ class RedisStore:
         reads: Sequence[tuple[int, str, str, str]],
         count: int,
         max_deliveries: int,
-    ) -> list[tuple[str, list[tuple[str, str, bytes, int]], list[tuple[str, str, bytes, int]]]]:
-        """Fenced reads ``(partition, token, consumer, cursor)``.
-
-        Returns per read ``(last id, entries, dead)``; ``last id`` is ``""`` when fenced.
-        """
+    ) -> list[_Read]:
+        """Fenced reads ``(partition, token, consumer, cursor)``, one round trip."""
         calls: list[Call] = [
             (
                 self._read,
@@ -603,13 +609,12 @@ class RedisStore:
             for partition, token, consumer, cursor in reads
         ]
         replies = await self._guarded("reading a partition", lambda: self._run_scripts(calls))
-        results = []
-        for reply in replies:
-            if isinstance(reply[0], int):
-                results.append(("", [], []))
-                continue
-            results.append((_text(reply[0]), _quads(reply[1]), _quads(reply[2])))
-        return results
+        return [
+            _Read("", [], [])
+            if isinstance(reply[0], int)  # {-1}: the lease is not ours
+            else _Read(_text(reply[0]), _entries(reply[1]), _entries(reply[2]))
+            for reply in replies
+        ]
 
     async def _wait_for_entries(self, cursors: dict[int, str], block_ms: int) -> set[int]:
         """Block until some stream has an entry after its cursor; those partitions."""
@@ -704,9 +709,9 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _quads(flat: Sequence[Any]) -> list[tuple[str, str, bytes, int]]:
+def _entries(flat: Sequence[Any]) -> list[_Entry]:
     return [
-        (_text(flat[i]), _text(flat[i + 1]), flat[i + 2], int(flat[i + 3]))
+        _Entry(_text(flat[i]), _text(flat[i + 1]), flat[i + 2], int(flat[i + 3]))
         for i in range(0, len(flat), 4)
     ]
 
