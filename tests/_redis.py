@@ -2,7 +2,8 @@
 
 ``redis_server(tmp_path)`` starts one on a free 127.0.0.1 port and stops it on exit. The
 same server (same directory, port and AOF) can be stopped and started again, killed, or
-frozen with SIGSTOP, for outage drills. Tests that need one are marked ``requires_redis``
+frozen with SIGSTOP, for outage drills. ``tls=True`` serves ``rediss://`` only, with a
+certificate from a throwaway CA (trustme). Tests that need one are marked ``requires_redis``
 and skip, saying why, only when no ``redis-server`` binary can be found.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import trustme
 from anyio.abc import Process
 
 __all__ = ["REDIS_SERVER", "RedisServer", "redis_server", "requires_redis"]
@@ -42,15 +45,26 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process with its config, data directory and port."""
 
-    def __init__(self, directory: Path, port: int, password: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int, password: str | None = None, tls: bool = False
+    ) -> None:
         self.directory = directory
         self.port = port
         self.password = password
+        self.tls = tls
         self._process: Process | None = None
+        self._client_tls: ssl.SSLContext | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the server's certificate (TLS only)."""
+        return self.directory / "ca.pem"
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0`` (no password in it)."""
+        """``redis://127.0.0.1:<port>/0``, or ``rediss://...?ssl_ca_certs=<ca>``; no password."""
+        if self.tls:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
@@ -74,6 +88,17 @@ class RedisServer:
         ]
         if self.password:
             lines.append(f"requirepass {self.password}")
+        if self.tls:
+            lines = [line for line in lines if not line.startswith("port ")]
+            lines += [
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {self.directory / 'server.pem'}",
+                f"tls-key-file {self.directory / 'server.key'}",
+                f"tls-ca-cert-file {self.ca_file}",
+                "tls-auth-clients no",
+            ]
+            self._write_certificates()
         await config.write_text("\n".join(lines) + "\n")
         self._process = await anyio.open_process(
             [REDIS_SERVER, str(config)],
@@ -116,24 +141,38 @@ class RedisServer:
             await process.wait()
         await process.aclose()
 
+    def _write_certificates(self) -> None:
+        if self._client_tls is not None:
+            return
+        authority = trustme.CA()
+        certificate = authority.issue_cert("127.0.0.1", "localhost")
+        authority.cert_pem.write_to_path(str(self.ca_file))
+        certificate.cert_chain_pems[0].write_to_path(str(self.directory / "server.pem"))
+        certificate.private_key_pem.write_to_path(str(self.directory / "server.key"))
+        self._client_tls = ssl.create_default_context()
+        authority.configure_trust(self._client_tls)
+
     async def _answers(self) -> bool:
+        tls = {"ssl_context": self._client_tls, "tls_standard_compatible": False}
         try:
-            async with await anyio.connect_tcp("127.0.0.1", self.port) as stream:
+            async with await anyio.connect_tcp(
+                "127.0.0.1", self.port, **(tls if self.tls else {})
+            ) as stream:
                 await stream.send(b"PING\r\n")
                 with anyio.fail_after(1):
                     reply = await stream.receive()
-        except (OSError, TimeoutError, anyio.EndOfStream):
+        except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError):
             return False
         return reply.startswith((b"+PONG", b"-NOAUTH"))
 
 
 @asynccontextmanager
 async def redis_server(
-    directory: Path, *, password: str | None = None
+    directory: Path, *, password: str | None = None, tls: bool = False
 ) -> AsyncIterator[RedisServer]:
     """A started :class:`RedisServer` in ``directory`` (created), stopped on exit."""
     await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
-    server = RedisServer(directory, _free_port(), password)
+    server = RedisServer(directory, _free_port(), password, tls)
     await server.start()
     try:
         yield server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+import threading
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -363,3 +365,41 @@ async def test_wrong_password_is_one_sentence_without_the_password(tmp_path: Pat
         async with RedisStore.open(server.url.replace("//", f"//:{SECRET}@")) as store:
             await store.ping()
             assert SECRET not in repr(store)
+
+
+@requires_redis
+async def test_rediss_with_a_password_works_without_blocking_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with redis_server(tmp_path / "redis", password=SECRET, tls=True) as server:
+        # redis-py reads the CA file for every new TLS connection, on the event loop; the
+        # store must read it once, in a worker thread. Count where it is read.
+        on_loop: list[bool] = []
+        real = ssl.SSLContext.load_verify_locations
+
+        def spy(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+            on_loop.append(threading.current_thread() is threading.main_thread())
+            real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", spy)
+        async with RedisStore.open(
+            server.url, password=SECRET, max_connections=8, intake_timeout=3.0
+        ) as store:
+            assert store.endpoint.tls and SECRET not in repr(store)
+            messages = [inbound("oc_tls") for _ in range(20)]
+            async with anyio.create_task_group() as tg:  # several connections at once
+                for message in messages:
+                    tg.start_soon(store.intake, message)
+            for message in messages:
+                assert not (await store.intake(message)).new
+            assert (await store.info()).version
+        assert on_loop == [False]
+
+    async with redis_server(tmp_path / "plain") as plain:
+        with pytest.raises(RedisUnavailable) as caught:
+            async with RedisStore.open(
+                plain.url.replace("redis://", "rediss://") + f"?ssl_ca_certs={server.ca_file}",
+                command_timeout=1.0,
+            ) as store:
+                await store.ping()
+        assert "\n" not in str(caught.value)

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import anyio
+import anyio.to_thread
 import redis
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import RedisSSLContext, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -217,6 +219,8 @@ class RedisStore:
                 f"the Redis URL {endpoint} has an option redis-py does not accept: "
                 f"{endpoint.scrub(str(exc))}"
             ) from None
+        if endpoint.tls:
+            await _share_tls_context(pool)
         client = Redis(connection_pool=pool)
         store = cls(
             client,
@@ -703,6 +707,34 @@ class RedisStore:
             for script, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             return await pipe.execute(raise_on_error=False)
+
+
+class _TLSConnection(SSLConnection):
+    """redis-py's TLS connection with one SSL context shared by the whole pool."""
+
+    def __init__(self, *, shared_ssl_context: RedisSSLContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssl_context = shared_ssl_context
+
+
+async def _share_tls_context(pool: BlockingConnectionPool) -> None:
+    """Build the pool's SSL context once, in a worker thread.
+
+    redis-py builds a context for every new connection, on the event loop, and building
+    one reads the CA bundle from disk (``load_verify_locations``): a blocking call each
+    time the pool grows or reconnects after an outage.
+    """
+    template = pool.make_connection()
+    assert isinstance(template, SSLConnection)
+    context = template.ssl_context
+    try:
+        await anyio.to_thread.run_sync(context.get)
+    except (OSError, ValueError, RedisError) as exc:
+        raise RedisConfigError(
+            f"the TLS settings of the Redis URL do not work: {' '.join(str(exc).split())}"
+        ) from None
+    pool.connection_class = _TLSConnection
+    pool.connection_kwargs["shared_ssl_context"] = context
 
 
 def _text(value: Any) -> str:
