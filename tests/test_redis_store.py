@@ -224,6 +224,8 @@ async def test_finish_appends_trims_expires_and_never_doubles_a_turn(server: Red
         assert [t.role for t in conversation.turns] == ["user", "assistant"] * 2
         assert conversation.language == "ja" and conversation.profile is None
         assert [t.text for t in await store.history(chat, limit=1)] == ["a2"]
+        assert (await store.conversation(chat, limit=0)).language == "ja"
+        assert await store.history(chat, limit=0) == []
         partition = store.keys.partition_of(chat)
         ttl = await store._client.pttl(store.keys.conversation(partition, chat))
         assert 0 < ttl <= 30_000
@@ -296,6 +298,29 @@ async def test_info_reports_what_doctor_checks(server: RedisServer) -> None:
         assert len(problems) == 2
         assert "noeviction" in problems[0] and "appendonly yes" in problems[1]
         assert await store.ping() < 2
+
+
+@requires_redis
+async def test_replicas_must_agree_on_the_partition_count(server: RedisServer) -> None:
+    async with opened(server) as first, opened(server, partitions=32) as other:
+        await first.verify_layout()
+        await first.verify_layout()
+        with pytest.raises(RedisConfigError, match="64") as caught:
+            await other.verify_layout()
+        assert "\n" not in str(caught.value)
+    async with opened(server, prefix="green", partitions=32) as green:
+        await green.verify_layout()  # another deployment: its own layout
+
+
+@requires_redis
+async def test_a_full_redis_refuses_intake_and_says_so(server: RedisServer) -> None:
+    async with opened(server) as store:
+        await store._client.config_set("maxmemory", "1")  # noeviction: every write fails
+        with pytest.raises(RedisUnavailable, match="out of memory and refused intake") as caught:
+            await store.intake(inbound("oc_full"))
+        assert "script" not in str(caught.value) and "\n" not in str(caught.value)
+        await store._client.config_set("maxmemory", "0")
+        assert (await store.intake(inbound("oc_full"))).new
 
 
 @requires_redis

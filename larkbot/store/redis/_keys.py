@@ -15,10 +15,12 @@ together (intake, the fenced finish). Layout, with the default prefix ``lb``::
     lb:{p07}:convmeta:<key>      conversation language and profile (hash, same expiry)
     lb:{p07}:dlq                 stream of messages delivered too often (poison)
     lb:members                   live replicas: ZSET of owner id -> heartbeat expiry (ms)
+    lb:layout                    ``partitions=64``: every replica must agree on P
     lb:{rl:<open_id>}:msg|write  per-user rate limit windows (ZSET of call times)
 
-The prefix lets two deployments share one Redis; it may not contain ``:``, braces or glob
-characters, so ``<prefix>:*`` matches exactly this deployment's keys.
+P cannot change while messages wait: the partition of a chat (and of its dedup markers)
+depends on it. The prefix lets two deployments share one Redis; it may not contain ``:``,
+braces or glob characters, so ``<prefix>:*`` matches exactly this deployment's keys.
 """
 
 from __future__ import annotations

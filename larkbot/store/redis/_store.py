@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,7 +31,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.driver_info import DriverInfo
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from redis.maint_notifications import MaintNotificationsConfig
 
 import larkbot
@@ -60,6 +68,8 @@ logger = logging.getLogger("larkbot.store")
 
 T = TypeVar("T")
 _RATE_WINDOW_MS = 60_000
+# Redis appends where in which script an error arose; operators need the error itself.
+_SCRIPT_SUFFIX = re.compile(r"\.? *script: [0-9a-f]{40}, on @user_script:\d+\.?")
 
 
 class _Keep(Enum):
@@ -304,6 +314,32 @@ class RedisStore:
             return MessageState.DONE
         return MessageState.PENDING if seen else MessageState.UNKNOWN
 
+    async def verify_layout(self) -> None:
+        """Record this deployment's partition count in Redis, or refuse a different one.
+
+        Replicas that disagree on P would put one chat in two partitions: its messages
+        could be answered out of order, and a re-delivery landing on the other replica
+        would pass dedup. Call it once at start-up (and in doctor); the first replica to
+        call it sets ``<prefix>:layout``. Raises :class:`RedisConfigError` on a mismatch.
+        """
+        key = f"{self.keys.prefix}:layout"
+        wanted = f"partitions={self.keys.partitions}"
+
+        async def _check() -> Any:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(key, wanted, nx=True)
+                pipe.get(key)
+                return (await pipe.execute())[1]
+
+        found = _text(await self._guarded("a layout check", _check))
+        if found != wanted:
+            raise RedisConfigError(
+                f"Redis at {self.endpoint} holds a deployment with {found.replace('=', ' = ')} "
+                f"under the prefix {self.keys.prefix!r}, and this replica uses "
+                f"{self.keys.partitions}: use the same partition count on every replica, or "
+                "another key prefix"
+            )
+
     # -- answers, conversations, the fenced finish ------------------------------------------
 
     async def get_answer(self, chat_id: str, message_id: str) -> CachedAnswer | None:
@@ -347,13 +383,13 @@ class RedisStore:
 
         async def _read() -> list[Any]:
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.lrange(self.keys.conversation(partition, conversation_key), -count, -1)
                 pipe.hgetall(self.keys.conversation_meta(partition, conversation_key))
+                if count:  # LRANGE -0 -1 would return the whole list
+                    pipe.lrange(self.keys.conversation(partition, conversation_key), -count, -1)
                 return await pipe.execute()
 
-        if count == 0:
-            return Conversation(key=conversation_key)
-        raw_turns, meta = await self._guarded("a conversation lookup", _read)
+        meta, *rest = await self._guarded("a conversation lookup", _read)
+        raw_turns = rest[0] if rest else []
         turns: list[Turn] = []
         for raw in raw_turns:
             try:
@@ -662,7 +698,15 @@ class RedisStore:
             self._failing_since = anyio.current_time()
 
     def _explain(self, what: str, exc: BaseException) -> str:
-        reason = self.endpoint.scrub(" ".join(str(exc).split())).rstrip(".") or type(exc).__name__
+        reason = _SCRIPT_SUFFIX.sub("", " ".join(str(exc).split()))
+        reason = self.endpoint.scrub(reason).rstrip(".") or type(exc).__name__
+        if isinstance(exc, OutOfMemoryError):
+            return (
+                f"Redis at {self.endpoint} is out of memory and refused {what} ({reason}): "
+                "raise maxmemory or free memory, and keep maxmemory-policy noeviction"
+            )
+        if isinstance(exc, ReadOnlyError):
+            return f"Redis at {self.endpoint} is a read-only replica: point the URL at the primary"
         if isinstance(exc, AuthenticationError) or "WRONGPASS" in reason or "NOAUTH" in reason:
             return (
                 f"Redis at {self.endpoint} refused the credentials ({reason}): check the "
