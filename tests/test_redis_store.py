@@ -41,6 +41,13 @@ async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 @asynccontextmanager
 async def opened(server: RedisServer, **options: Any) -> AsyncIterator[RedisStore]:
+    """A store on ``server``; calls may take 5-10 s unless a test bounds them itself.
+
+    A call timed out on a busy machine loses its reply, and a read read again counts as a
+    delivery: generous bounds keep delivery counts exact where tests assert them.
+    """
+    options.setdefault("command_timeout", 10.0)
+    options.setdefault("intake_timeout", 5.0)
     async with RedisStore.open(server.url, password=server.password, **options) as store:
         yield store
 
