@@ -13,8 +13,9 @@ runs, each on fresh keys:
   apart from the agent and the reply.
 
 Redis commands per message come from ``INFO commandstats`` before and after each run:
-"round trips" counts what clients sent (EVALSHA, XREAD, ...), "server commands" adds every
-command the Lua scripts ran. Figures only, nothing is asserted.
+"sent" counts the commands clients sent (EVALSHA, XREAD, ...; a batch sends one EVALSHA per
+message in one round trip), "run" adds every command the Lua scripts ran inside Redis.
+Figures only, nothing is asserted.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ async def _measured(
         "per_second": count / seconds,
         "p50_ms": 1000 * statistics.median(ordered) if ordered else float("nan"),
         "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))] if ordered else float("nan"),
-        "round_trips": sent / count,
-        "server_commands": total / count,
+        "sent": sent / count,
+        "run": total / count,
         "top": sorted(((c, n) for n, c in delta.items() if c > 0), reverse=True)[:6],
     }
 
@@ -212,8 +213,8 @@ async def _full_path(
 def _print(name: str, figures: dict[str, Any]) -> None:
     print(
         f"{name:<16} {figures['per_second']:>9.0f}/s  p50 {figures['p50_ms']:6.2f} ms  "
-        f"p99 {figures['p99_ms']:7.2f} ms  round trips/msg {figures['round_trips']:5.2f}  "
-        f"server commands/msg {figures['server_commands']:5.2f}"
+        f"p99 {figures['p99_ms']:7.2f} ms  commands/msg sent {figures['sent']:5.2f}, "
+        f"run {figures['run']:5.2f}"
     )
     print(" " * 17 + "top: " + ", ".join(f"{name} {calls}" for calls, name in figures["top"]))
 
