@@ -39,7 +39,7 @@ async def settings_for(lark: LarkStandIn, state_dir: Path | None = None, **env: 
         "PORT": "0",
     }
     if state_dir is None:
-        base["LARKBOT_STORE__KIND"] = "memory"
+        base["LARKBOT_STORE"] = "memory"
     else:
         base["LARKBOT_STATE_DIR"] = str(state_dir)
     base.update(env)

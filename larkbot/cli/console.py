@@ -62,7 +62,7 @@ def _console_settings(base: Settings, lark: LarkStandIn) -> Settings:
     data["app"] = {"id": lark.app_id, "secret": lark.app_secret}
     data["lark"]["domain"] = lark.url
     data["server"].update(port=0, host="127.0.0.1")
-    data["store"]["kind"] = "memory"
+    data["store"]["backend"] = "memory"
     data["bases"] = data["bases"] or SAMPLE_BASES
     # Validated again (not model_copy) so the overrides get the same checks as any setting.
     return Settings.model_validate(data)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
 from pydantic.alias_generators import to_camel, to_snake
 
 from larkbot.config._schema import Key, dotted, shape_of
@@ -39,6 +39,9 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "CACHE_TTL_MINUTES": ("cache", "ttl_minutes"),
     "LARK_DOMAIN": ("lark", "domain"),
     "LARKBOT_STATE_DIR": ("store", "state_dir"),
+    "LARKBOT_STORE": ("store", "backend"),
+    "REDIS_URL": ("store", "redis_url"),
+    "REDIS_PASSWORD": ("store", "redis_password"),
     "OPENAI_API_KEY": ("llm", "api_key"),
     "OPENAI_BASE_URL": ("llm", "base_url"),
     "LLM_MODEL": ("llm", "model"),
@@ -56,6 +59,8 @@ SECRET_FILES: dict[tuple[str, str], tuple[str, str]] = {
     ("llm", "api_key"): ("OPENAI_API_KEY_FILE", "openai_api_key"),
     ("sentry", "dsn"): ("SENTRY_DSN_FILE", "sentry_dsn"),
     ("events", "encrypt_key"): ("LARK_ENCRYPT_KEY_FILE", "lark_encrypt_key"),
+    ("store", "redis_url"): ("REDIS_URL_FILE", "redis_url"),
+    ("store", "redis_password"): ("REDIS_PASSWORD_FILE", "redis_password"),
     ("events", "verification_token"): (
         "LARK_VERIFICATION_TOKEN_FILE",
         "lark_verification_token",
@@ -168,6 +173,7 @@ def normalise_keys(
     spelt: dict[str, str] = {}
     for key, value in data.items():
         name = to_snake(key.strip()).replace("-", "_")
+        name = _former_names(model).get(name, name)
         if name not in model.model_fields:
             raise ConfigError(_unknown_key(key, model, where, shown))
         if name in out:
@@ -179,6 +185,18 @@ def normalise_keys(
         annotation = model.model_fields[name].annotation
         out[name] = _normalise_value(value, annotation, where, (*shown, key))
     return out
+
+
+def _former_names(model: type[BaseModel]) -> dict[str, str]:
+    """Earlier names of ``model``'s fields (``AliasChoices`` beyond the field's own name)."""
+    names: dict[str, str] = {}
+    for field_name, info in model.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                if isinstance(choice, str) and choice != field_name:
+                    names[choice] = field_name
+    return names
 
 
 def _normalise_value(value: Any, annotation: Any, where: str, shown: tuple[str, ...]) -> Any:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -348,10 +349,47 @@ class DispatchSettings(_Section):
 class StoreSettings(_Section):
     """Where conversations and the seen-message ledger live."""
 
-    kind: Annotated[Literal["sqlite", "memory"], _Lower] = Field(
-        "sqlite",
+    backend: Annotated[Literal["sqlite", "redis", "memory"] | None, _Lower, _BlankIsNone] = Field(
+        None,
+        # ``kind`` is the key's name before Redis came; config files written then still load.
+        validation_alias=AliasChoices("backend", "kind"),
         description=(
-            "``sqlite`` (kept in the state directory, survives restarts) or ``memory`` (tests)."
+            "``sqlite`` (one replica; kept in the state directory, survives restarts), "
+            "``redis`` (several replicas share it) or ``memory`` (tests; forgets on restart). "
+            "Unset: ``redis`` when ``redis_url`` is set, else ``sqlite``."
+        ),
+    )
+    redis_url: Annotated[SecretStr | None, _BlankIsNone] = Field(
+        None,
+        description=(
+            "Redis (or Valkey) URL for ``backend = redis``: ``redis://host:6379/0`` or "
+            "``rediss://`` for TLS; a password in it is kept secret."
+        ),
+    )
+    redis_password: Annotated[SecretStr | None, _BlankIsNone] = Field(
+        None, description="Redis password, when it is not in the URL (wins over the URL's)."
+    )
+    redis_prefix: str = Field(
+        "lb",
+        pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="Prefix of larkbot's Redis keys, so two deployments can share one Redis.",
+    )
+    partitions: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description=(
+            "Partitions of the Redis event stream (chats are spread over them); every replica "
+            "must use the same number."
+        ),
+    )
+    lease_seconds: float = Field(
+        10.0,
+        ge=2.0,
+        le=120.0,
+        description=(
+            "Seconds a replica's claim on a partition lasts without renewal: the longest a dead "
+            "replica's chats wait before another replica adopts them."
         ),
     )
     state_dir: Path | None = Field(
@@ -367,6 +405,13 @@ class StoreSettings(_Section):
     ledger_max_entries: int = Field(
         1_000_000, ge=1, description="Most message ids remembered; the oldest go first."
     )
+
+    @property
+    def kind(self) -> Literal["sqlite", "redis", "memory"]:
+        """The backend in force: ``backend``, else ``redis`` when a Redis URL is set."""
+        if self.backend is not None:
+            return self.backend
+        return "redis" if self.redis_url is not None else "sqlite"
 
     def resolved_state_dir(self, env: Mapping[str, str] | None = None) -> Path:
         """Return the state directory to use.
@@ -617,8 +662,13 @@ class Settings(BaseSettings):
             self.sentry.dsn,
             self.events.encrypt_key,
             self.events.verification_token,
+            self.store.redis_url,
+            self.store.redis_password,
         )
-        return [text for text in map(_reveal, values) if text]
+        found = [text for text in map(_reveal, values) if text]
+        # A password written into the Redis URL is a secret of its own.
+        url_password = urlsplit(_reveal(self.store.redis_url)).password
+        return [*found, url_password] if url_password else found
 
     def require_credentials(self) -> None:
         """Raise :class:`ConfigError` unless the credentials the daemon needs are set.
