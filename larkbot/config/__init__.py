@@ -11,9 +11,11 @@ Precedence, highest first:
    ``APP_SECRET``, ``PORT``, ``HOST``, ``LOG_LEVEL``, ``LOG_FORMAT``,
    ``MAX_CONVERSATION_HISTORY``, ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``,
    ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``LLM_MODEL``,
-   ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``; empty variables count as unset;
-2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``), else
-   systemd's ``$CREDENTIALS_DIRECTORY/app_secret`` (``openai_api_key``, ``sentry_dsn``);
+   ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``, ``LARKBOT_MCP_TOKEN``; empty variables count
+   as unset;
+2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``,
+   ``LARKBOT_MCP_TOKEN_FILE``), else systemd's ``$CREDENTIALS_DIRECTORY/app_secret``
+   (``openai_api_key``, ``sentry_dsn``, ``mcp_token``);
 3. the configuration file;
 4. the defaults.
 
@@ -36,6 +38,7 @@ from larkbot.config.settings import (
     LarkSettings,
     LlmSettings,
     LogSettings,
+    McpSettings,
     PolicySettings,
     RateLimitSettings,
     SentrySettings,
@@ -44,6 +47,7 @@ from larkbot.config.settings import (
     Settings,
     ShutdownSettings,
     StoreSettings,
+    ToolsSettings,
     describe_settings,
 )
 
@@ -60,6 +64,7 @@ __all__ = [
     "LarkSettings",
     "LlmSettings",
     "LogSettings",
+    "McpSettings",
     "PolicySettings",
     "RateLimitSettings",
     "SentrySettings",
@@ -68,6 +73,7 @@ __all__ = [
     "Settings",
     "ShutdownSettings",
     "StoreSettings",
+    "ToolsSettings",
     "describe_settings",
     "load_settings",
 ]

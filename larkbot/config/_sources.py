@@ -44,6 +44,7 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "LLM_MODEL": ("llm", "model"),
     "SENTRY_DSN": ("sentry", "dsn"),
     "SENTRY_ENVIRONMENT": ("sentry", "environment"),
+    "LARKBOT_MCP_TOKEN": ("mcp", "token"),
 }
 
 # Secret -> (variable naming a file that holds it, file name under systemd's
@@ -52,6 +53,7 @@ SECRET_FILES: dict[tuple[str, str], tuple[str, str]] = {
     ("app", "secret"): ("APP_SECRET_FILE", "app_secret"),
     ("llm", "api_key"): ("OPENAI_API_KEY_FILE", "openai_api_key"),
     ("sentry", "dsn"): ("SENTRY_DSN_FILE", "sentry_dsn"),
+    ("mcp", "token"): ("LARKBOT_MCP_TOKEN_FILE", "mcp_token"),
 }
 
 

@@ -35,6 +35,8 @@ class ToolContext:
     message_id: str
     language: Language = "ja"
     bases: dict[str, BaseTableSettings] = field(default_factory=dict)
+    # App tokens of the Bases writes may go to besides the configured tables; None: any.
+    allowed_bases: frozenset[str] | None = None
 
 
 class ToolResult(BaseModel):

@@ -30,8 +30,9 @@ __all__ = ["ToolRunner"]
 _log = logging.getLogger("larkbot.agent")
 _audit = logging.getLogger("larkbot.agent.audit")
 
+# ``app_token`` names a Base, not a credential: an audit line must say which Base changed.
 _SECRET_KEY = re.compile(
-    r"secret|token|passw|api[\s_-]?key|credential|authorization|cookie|session|private",
+    r"secret|(?<!app_)token|passw|api[\s_-]?key|credential|authorization|cookie|session|private",
     re.IGNORECASE,
 )
 _REDACTED = "***"
@@ -198,7 +199,8 @@ class ToolRunner:
 
     def _audit(self, tool: Tool, arguments: Any, ctx: ToolContext, status: str) -> None:
         if isinstance(arguments, BaseModel):
-            shown: Any = arguments.model_dump(mode="json")
+            # Unset optional arguments (None) say nothing about the change.
+            shown: Any = arguments.model_dump(mode="json", exclude_none=True)
         elif isinstance(arguments, str):
             try:
                 shown = json.loads(arguments)
