@@ -9,6 +9,7 @@ fetched on the loop, behind one lock.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import uuid as uuid_module
@@ -257,6 +258,25 @@ class LarkClient:
         """Close the pool if this client created it; a given ``http`` stays open."""
         if self._owns_http:
             await self._http.aclose()
+
+    def as_user(self, user_access_token: str | SecretStr) -> LarkClient:
+        """Return a client over this one's pool whose calls act as the user of the token.
+
+        The copy shares the connection pool and never closes it; this client stays as it
+        was. See ``user_access_token`` in the class description.
+        """
+        twin = copy.copy(self)
+        token = (
+            user_access_token.get_secret_value()
+            if isinstance(user_access_token, SecretStr)
+            else user_access_token
+        )
+        if not token:
+            raise ValueError("as_user needs a user access token")
+        twin._user_token = token
+        twin._owns_http = False
+        add_secrets(token)
+        return twin
 
     async def tenant_token(self) -> str:
         """Return a valid tenant access token, fetching or renewing it when needed."""

@@ -11,7 +11,7 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from larkbot.core.errors import EX_CONFIG, LarkbotError
@@ -58,8 +58,12 @@ class OpsPortError(LarkbotError):
     exit_code = EX_CONFIG
 
 
-def build_ops_app(state: HealthState) -> Starlette:
-    """Build the ASGI app of the ops port, reading readiness from ``state`` on each request."""
+def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """Build the ASGI app of the ops port, reading readiness from ``state`` on each request.
+
+    ``routes`` are served on the same port before the ops routes (``larkbot mcp`` serves
+    its transports this way), and timed by the same request metric.
+    """
 
     async def healthz(request: Request) -> Response:
         # Answering at all proves the event loop turns; that is the whole check.
@@ -85,6 +89,7 @@ def build_ops_app(state: HealthState) -> Starlette:
 
     return Starlette(
         routes=[
+            *routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -349,11 +349,10 @@ class OpenApi:
         }
         return ApiResponse({"code": 0, "msg": "ok", "bot": bot})
 
-
     async def _user_info(self, request: ApiRequest) -> dict[str, Any]:
         # Only a user access token says who "the user" is.
         if request.user_open_id is None:
-            raise ApiError(CODE_NOT_USER_TOKEN, "Invalid access token: a user access token is needed.")
+            raise ApiError(CODE_NOT_USER_TOKEN, "Invalid access token: a user token is needed.")
         return {
             "open_id": request.user_open_id,
             "name": request.lark.user_names.get(request.user_open_id, ""),

@@ -144,7 +144,7 @@ class ToolRunner:
         if self._writers is not None and ctx.user_open_id not in self._writers:
             return "denied", _failure(say(ctx.language, "denied", tool=tool.name))
         if self._write_limiter is not None:
-            wait = self._write_limiter.try_acquire(ctx.user_open_id)
+            wait = self._write_limiter.try_acquire(ctx.limit_key)
             if wait is not None:
                 message = say(
                     ctx.language,
@@ -213,7 +213,7 @@ class ToolRunner:
         _audit.info(
             "write tool %s by %s in %s: %s -> %s (message %s)",
             tool.name,
-            ctx.user_open_id,
+            ctx.limit_key,
             ctx.chat_id,
             text,
             status,
@@ -221,6 +221,7 @@ class ToolRunner:
             extra={
                 "message_id": ctx.message_id,
                 "user_open_id": ctx.user_open_id,
+                "caller": ctx.limit_key,
                 "chat_id": ctx.chat_id,
                 "tool_name": tool.name,
                 "arguments": redacted,
