@@ -1,8 +1,8 @@
 """``ask_larkbot``: larkbot's own agent as one MCP tool, optionally posting its answer.
 
 The question goes to the same :class:`~larkbot.agent.Assistant` the chat bot runs (the
-offline brain, or the LLM brain when one is configured), with the tools this server
-exposes. Posting the answer in a chat is a change, so it runs as the write tool
+offline brain, or the LLM brain when one is configured), with every read tool and the
+write tools this server exposes. Posting the answer in a chat is a change, so it runs as the write tool
 ``post_agent_answer`` through the caller's runner: write limits, the writers policy, the
 audit log and the same polite sentences apply, exactly as to ``send_message``.
 """
@@ -152,12 +152,13 @@ class AskLarkbot(Tool):
     """Ask larkbot's own agent; with ``chat_id``, post its answer there too.
 
     :param settings: the configuration the agent answers with (tables, profiles, LLM).
+    :param registry: the tools the agent reads with (every read tool there is).
     :param brain: the brain shared by every call (``None``: the offline brain).
     :param write_limiter: the server's write limiter, shared with direct tool calls.
     :param writers: the writers policy of the server's runner.
-    :param outer: returns the server's runner. The agent may use the Lark tools it runs;
-        the answer is posted through it, when it runs ``send_message`` (the server lets
-        callers post in chats).
+    :param outer: returns the server's runner. The agent may write only with the write
+        tools it runs, and the answer is posted through it when it runs ``send_message``
+        (the server lets callers post in chats).
     """
 
     name: ClassVar[str] = ASK_TOOL
@@ -176,12 +177,14 @@ class AskLarkbot(Tool):
         self,
         *,
         settings: Settings,
+        registry: ToolRegistry,
         brain: Brain | None,
         write_limiter: RateLimiter | None,
         writers: Iterable[str] | None,
         outer: Callable[[], ToolRunner],
     ) -> None:
         self._settings = settings
+        self._registry = registry
         self._brain = brain
         self._write_limiter = write_limiter
         self._writers = None if writers is None else tuple(writers)
@@ -213,7 +216,12 @@ class AskLarkbot(Tool):
     async def _answer(
         self, ctx: ToolContext, args: AskLarkbotInput, exposed: ToolRegistry
     ) -> Reply:
-        tools = [tool for tool in exposed if tool.name not in (ASK_TOOL, POST_TOOL)]
+        # Reading is always fine; writing only with what the server lets callers write.
+        tools = [
+            tool
+            for tool in self._registry
+            if tool.name not in (ASK_TOOL, POST_TOOL) and (not tool.write or tool.name in exposed)
+        ]
         runner = _CallerRunner(
             ToolRegistry(tools),
             caller=ctx.limit_key,

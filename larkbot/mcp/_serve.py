@@ -201,10 +201,16 @@ def exposed_tools(
     :raises ToolSelectionError: ``options.tools`` names an unknown tool or preset, or a
         write tool without ``--allow-writes``.
     """
+    registry = registry if registry is not None else default_registry()
     ask = AskLarkbot(
-        settings=settings, brain=None, write_limiter=None, writers=None, outer=_no_runner
+        settings=settings,
+        registry=registry,
+        brain=None,
+        write_limiter=None,
+        writers=None,
+        outer=_no_runner,
     )
-    available = available_tools(registry if registry is not None else default_registry(), ask)
+    available = available_tools(registry, ask)
     return select_tools(available, options.tools, allow_writes=options.allow_writes)
 
 

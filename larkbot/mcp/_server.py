@@ -91,6 +91,7 @@ class LarkToolServer:
         writers = settings.policy.writers if token_mode == "user" else None
         ask = AskLarkbot(
             settings=settings,
+            registry=registry,
             brain=brain,
             write_limiter=write_limiter,
             writers=writers,
