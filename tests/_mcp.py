@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,17 +80,6 @@ class ServerLog:
             if isinstance(value, dict):
                 parsed.append(value)
         return parsed
-
-    async def wait_for(
-        self, matches: Callable[[dict[str, Any]], bool], timeout: float = 10.0
-    ) -> list[dict[str, Any]]:
-        """Wait until some line matches; return the matching lines."""
-        with anyio.fail_after(timeout):
-            while True:
-                found = [line for line in await self.lines() if matches(line)]
-                if found:
-                    return found
-                await anyio.sleep(0.02)
 
     async def audit(self, tool: str, count: int = 1) -> list[AuditLine]:
         """The audit lines of write tool ``tool``, once there are ``count`` of them."""
@@ -214,18 +203,22 @@ async def mcp_session(
             command=command[0], args=command[1:], env=mcp_env(lark, home, env), cwd=home
         )
         # The SDK hands the child this file as its standard error.
-        with errlog.open("w", encoding="utf-8") as sink:  # noqa: ASYNC230
-            async with stdio_client(params, errlog=sink) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    yield session, ServerLog(file=errlog)
+        with errlog.open("w", encoding="utf-8") as sink:
+            async with (
+                stdio_client(params, errlog=sink) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                yield session, ServerLog(file=errlog)
         return
     async with mcp_process(lark, home, transport, args, env) as server:
         if transport == "sse":
-            async with sse_client(server.url("/sse"), headers=headers) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    yield session, server.log
+            async with (
+                sse_client(server.url("/sse"), headers=headers) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                yield session, server.log
         else:
             async with (
                 httpx2.AsyncClient(headers=headers) as http,
