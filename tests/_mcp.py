@@ -123,6 +123,11 @@ class McpProcess:
         """The URL of ``path`` on the server."""
         return f"http://127.0.0.1:{self.port}{path}"
 
+    async def wait(self, timeout: float) -> int:  # noqa: ASYNC109
+        """Wait for the process to exit; return its status."""
+        with anyio.fail_after(timeout):
+            return await self.process.wait()
+
 
 def _command(mode: Transport, args: Sequence[str]) -> list[str]:
     port = [] if mode == "stdio" else ["--port", "0"]

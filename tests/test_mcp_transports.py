@@ -7,9 +7,11 @@ against it and talks to it through the ``mcp`` package's own client transports
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from larkbot.testing import LarkStandIn
@@ -21,7 +23,7 @@ from larkbot.testing.sample_data import (
     sample_workspace,
 )
 from larkbot.testing.workspace import Workspace, workspace_routes
-from tests._mcp import TRANSPORTS, Transport, mcp_session
+from tests._mcp import TRANSPORTS, Transport, mcp_process, mcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +160,19 @@ async def test_search_write_and_bad_arguments(
     lines = await log.lines()
     assert not any("Traceback" in str(line) for line in lines)
     assert not any(lark.app_secret in str(line) for line in lines)
+
+
+async def test_sigterm_stops_the_server_while_a_stream_is_open(
+    lark: LarkStandIn, tmp_path: Path
+) -> None:
+    async with (
+        mcp_process(lark, tmp_path, "sse") as server,
+        httpx2.AsyncClient() as http,
+        http.stream("GET", server.url("/sse")) as stream,
+    ):
+        assert stream.status_code == 200
+        events = stream.aiter_lines()
+        assert await anext(events) == "event: endpoint"
+        server.process.send_signal(signal.SIGTERM)
+        # A graceful stop, with the client's event stream still open.
+        assert await server.wait(timeout=10) == 0

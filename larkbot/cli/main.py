@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 import typer
@@ -15,6 +15,9 @@ from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, fail, leaf_exceptions
 from larkbot.config import ConfigError, Settings, load_settings
 from larkbot.core.errors import LarkbotError
+
+if TYPE_CHECKING:
+    from larkbot.mcp import McpOptions
 
 __all__ = ["app", "main"]
 
@@ -177,7 +180,7 @@ def mcp(
 
     Same configuration as `larkbot run`. Read-only tools unless `--allow-writes`. The HTTP
     modes serve /healthz and /metrics on the same port and need LARKBOT_MCP_TOKEN unless
-    they listen on loopback only.
+    they listen on loopback only. More in docs/mcp.md.
     """
     from larkbot.mcp import McpOptions
 
@@ -275,10 +278,10 @@ async def _relay_signals(daemon: object) -> None:
                 daemon.stop_now()  # type: ignore[attr-defined]
 
 
-def _run_mcp(settings: Settings, options: object, *, list_only: bool) -> None:
-    from larkbot.mcp import McpOptions, check_options, exposed_tools, serve_mcp
+def _run_mcp(settings: Settings, options: McpOptions, *, list_only: bool) -> None:
+    """List the tools, or serve them until stdin ends (stdio) or SIGTERM/SIGINT."""
+    from larkbot.mcp import check_options, exposed_tools, serve_mcp
 
-    assert isinstance(options, McpOptions)
     try:
         chosen = exposed_tools(settings, options)
         if list_only:

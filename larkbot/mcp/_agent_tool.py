@@ -2,9 +2,9 @@
 
 The question goes to the same :class:`~larkbot.agent.Assistant` the chat bot runs (the
 offline brain, or the LLM brain when one is configured), with every read tool and the
-write tools this server exposes. Posting the answer in a chat is a change, so it runs as the write tool
-``post_agent_answer`` through the caller's runner: write limits, the writers policy, the
-audit log and the same polite sentences apply, exactly as to ``send_message``.
+write tools this server exposes. Posting the answer in a chat is a change, so it runs as
+the write tool ``post_agent_answer`` through the caller's runner: write limits, the
+writers policy, the audit log and the same polite sentences apply, as to ``send_message``.
 """
 
 from __future__ import annotations
