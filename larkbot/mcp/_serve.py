@@ -156,6 +156,8 @@ async def serve_mcp(
         AsyncExitStack() as stack,
     ):
         await _check_credentials(client, options.token_mode)
+        if options.token_mode == "user" and settings.mcp.token is not None:
+            _log.warning("token mode user: bearer tokens are user access tokens, not mcp.token")
         brain: LLMBrain | None = None
         if settings.llm.enabled:
             from larkbot.agent.llm import LLMBrain
@@ -183,11 +185,13 @@ async def serve_mcp(
         if options.mode == "stdio":
             await _serve_stdio(tools.server, task_status)
         else:
+            # Bearer tokens are read whenever one can stand for a caller: the MCP token once
+            # configured, a user access token in modes user and auto.
             verifier = (
                 McpTokenVerifier(
                     mode=options.token_mode, mcp_token=settings.mcp.token, client=client
                 )
-                if options.token_mode == "user" or settings.mcp.token is not None
+                if options.token_mode != "tenant" or settings.mcp.token is not None
                 else None
             )
             await _serve_http(tools.server, options, verifier, task_status)

@@ -188,9 +188,11 @@ class LarkToolServer:
                 seconds = max(1, math.ceil(wait))
                 message = translate("rate_limited", language, limit=limit, seconds=seconds)
                 return _result(_failure(message))
-        client = self._client.as_user(caller.user_token) if as_user and caller.user_token else None
+        client = self._client
+        if as_user and caller.user_token is not None:
+            client = client.as_user(caller.user_token)
         tool_ctx = ToolContext(
-            client=client or self._client,
+            client=client,
             user_open_id=caller.user_open_id,
             chat_id="",
             message_id=call_id,
