@@ -188,7 +188,13 @@ class Assistant:
             message_id=message.message_id,
             language=language,
             bases=dict(self._settings.bases),
+            allowed_bases=_allowed_bases(self._settings),
         )
+
+
+def _allowed_bases(settings: Settings) -> frozenset[str] | None:
+    allowed = settings.tools.allowed_bases
+    return None if allowed is None else frozenset(allowed)
 
 
 def _conversations_cached() -> int | None:

@@ -59,7 +59,8 @@ class OpsPortError(LarkbotError):
 def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """Build the ASGI app of the ops port, reading readiness from ``state`` on each request.
 
-    :param routes: more routes served on the same port (the webhook), timed like the rest
+    :param routes: more routes served on the same port (the webhook, the MCP transports),
+        timed like the rest
     """
 
     async def healthz(request: Request) -> Response:
@@ -86,10 +87,10 @@ def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> St
 
     return Starlette(
         routes=[
+            *routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            *routes,
         ],
         middleware=[Middleware(_RequestTimer)],
     )

@@ -5,7 +5,8 @@ One starlette app served by an embedded uvicorn inside the caller's event loop:
 - ``POST /callback/ws/endpoint``: endpoint discovery of the long connection;
 - ``/ws``: the long connection itself (binary ``pbbp2.Frame`` messages: ping/pong,
   event delivery in cluster mode, acks);
-- ``/open-apis/...``: tenant token, bot info and the ``im/v1`` message routes, plus any
+- ``/open-apis/...``: tenant token, bot info, user info (for user access tokens a test
+  issues with ``issue_user_token``) and the ``im/v1`` message routes, plus any
   ``OpenApiRoute`` added with ``extra_routes=`` or ``add_routes()``.
 
 Everything it receives is recorded in plain lists (``acks``, ``replies``, ``patches``,
@@ -183,6 +184,8 @@ class LarkStandIn:
         self.redeliver_after: float | None = None
         self.ack_timeout = 3.0
         self.redelivery_limit = 4
+        # Names ``authen/v1/user_info`` gives the users of ``issue_user_token``.
+        self.user_names: dict[str, str] = {}
 
         # Records and counters.
         self.acks: list[AckRecord] = []
@@ -370,6 +373,16 @@ class LarkStandIn:
         ``container_type`` is ``chat`` or ``thread``, as in the message list API.
         """
         return self._messaging.history(container_type, container_id)
+
+    def issue_user_token(self, open_id: str, *, name: str = "", ttl: float = 7200.0) -> str:
+        """Return a user access token acting as ``open_id`` for ``ttl`` seconds.
+
+        Calls made with it are recorded with ``user_open_id``; ``authen/v1/user_info``
+        answers ``open_id`` and ``name`` for it.
+        """
+        if name:
+            self.user_names[open_id] = name
+        return self._openapi.user_tokens.issue(open_id, time.monotonic(), ttl)
 
     def watch_outbound(
         self, max_buffer: int = 1000
