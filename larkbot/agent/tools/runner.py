@@ -18,7 +18,7 @@ import httpx
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
-from larkbot.agent.limits import RateLimiter
+from larkbot.agent.limits import UserLimiter
 from larkbot.agent.tools._messages import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
@@ -70,7 +70,7 @@ class ToolRunner:
         self,
         registry: ToolRegistry,
         *,
-        write_limiter: RateLimiter | None,
+        write_limiter: UserLimiter | None,
         writers: Iterable[str] | None,
         cache_ttl_seconds: float,
         cache_max_size: int = 1024,
@@ -146,7 +146,7 @@ class ToolRunner:
         if self._writers is not None and ctx.user_open_id not in self._writers:
             return "denied", _failure(say(ctx.language, "denied", tool=tool.name))
         if self._write_limiter is not None:
-            wait = self._write_limiter.try_acquire(ctx.limit_key)
+            wait = await self._write_limiter.acquire(ctx.limit_key)
             if wait is not None:
                 message = say(
                     ctx.language,
