@@ -128,7 +128,9 @@ async def test_an_answer_generated_by_a_previous_owner_is_sent_not_regenerated(
         message = inbound("oc_cached", text="question")
         await store.intake(message)
         change = ConversationChange(user_text="question", answer_text="the cached answer")
-        await store.put_answer(message.chat_id, message.message_id, "the cached answer", change=change)
+        await store.put_answer(
+            message.chat_id, message.message_id, "the cached answer", change=change
+        )
         async with running_daemon(await redis_settings(lark, server), agent):
             await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
             await lark.wait_for(lambda: agent.seen == [] and bool(lark.replies))
