@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from larkbot.config import Settings
 from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
-from larkbot.store.redis import ConversationChange, MessageState, RedisStore
+from larkbot.store.redis import ConversationChange, MessageState, RedisStore, SharedRateLimiter
 from larkbot.store.redis._keys import GROUP
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, running_daemon, settings_for
@@ -37,13 +38,13 @@ async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 
 async def redis_settings(lark: LarkStandIn, server: RedisServer, **env: str) -> Settings:
-    return await settings_for(
-        lark,
-        REDIS_URL=server.url,
-        LARKBOT_STORE="redis",
-        LARKBOT_STORE__LEASE_SECONDS="3",
+    values = {
+        "REDIS_URL": server.url,
+        "LARKBOT_STORE": "redis",
+        "LARKBOT_STORE__LEASE_SECONDS": "3",
         **env,
-    )
+    }
+    return await settings_for(lark, **values)
 
 
 class HistoryAgent:
@@ -194,3 +195,100 @@ def _first_entry_id(reply: Any) -> str:
         entry_id = first[0] if isinstance(first, list | tuple) else first
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
     raise AssertionError("no entry was read")
+
+
+class HeldAgent:
+    """Echoes; its first answer waits until the test releases it (a long LLM call)."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+        self.seen: list[str] = []
+
+    async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
+        self.seen.append(message.text)
+        if len(self.seen) == 1:
+            await self.release.wait()
+        return Reply(f"echo: {message.text}")
+
+
+async def test_a_partition_lost_and_taken_back_still_answers_its_chat_in_order(
+    server: RedisServer,
+) -> None:
+    # Regression: after the lease lapsed (Redis frozen past it) and the replica took the
+    # partition back, the chat's messages sat in dispatch twice (read under each lease),
+    # and an old entry answered with the newer read: the second message before the first.
+    agent = HeldAgent()
+    chat = "oc_order"
+    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
+        settings = await redis_settings(lark, server, LARKBOT_STORE__LEASE_SECONDS="2")
+        partition = store.keys.partition_of(chat)
+        async with running_daemon(settings, agent) as daemon:
+            sent = []
+            for n in range(4):
+                sent.append(await lark.send_text(f"m{n}", chat_id=chat))
+                await lark.wait_accepted(sent[-1], timeout=5)
+            await lark.wait_for(lambda: agent.seen == ["m0"], timeout=10)
+            epoch = int(await store._client.get(store.keys.epoch(partition)))
+            server.freeze()
+            await anyio.sleep(4)  # twice the lease
+            server.thaw()
+            with anyio.fail_after(15):
+                while int(await store._client.get(store.keys.epoch(partition))) == epoch:  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
+                # Read again under the new lease: three old entries wait, and four new ones.
+                assert daemon._parts is not None and daemon._parts.shared is not None
+                work = daemon._parts.shared.work
+                while len(work) < 7:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            agent.release.set()
+            await lark.wait_for(lambda: len(lark.replies) == 4, timeout=20)
+            await anyio.sleep(0.5)  # a wrong extra answer would show up by now
+            history = await store.history(chat)
+    assert [r.to_message_id for r in lark.replies] == sent
+    assert [r.content["text"] for r in lark.replies] == [f"echo: m{n}" for n in range(4)]
+    assert agent.seen[0] == "m0" and agent.seen[-4:] == ["m0", "m1", "m2", "m3"]
+    assert history == []  # EchoAgent records no turns; nothing else did either
+
+
+async def test_a_message_that_waited_past_the_stale_cutoff_is_settled_unanswered(
+    server: RedisServer,
+) -> None:
+    agent = EchoAgent()
+    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
+        old = inbound("oc_stale", text="from before the outage")
+        old = old.model_copy(update={"created_at": old.created_at - timedelta(hours=2)})
+        fresh = inbound("oc_stale", text="fresh")
+        await store.intake_many([old, fresh])
+        async with running_daemon(await redis_settings(lark, server), agent):
+            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
+            with anyio.fail_after(10):
+                while (  # noqa: ASYNC110
+                    await store.message_state("oc_stale", old.message_id) is not MessageState.DONE
+                ):
+                    await anyio.sleep(0.05)
+    assert [m.message_id for m in agent.seen] == [fresh.message_id]
+    assert lark.replies[0].to_message_id == fresh.message_id
+
+
+async def test_limits_are_counted_once_for_all_replicas(server: RedisServer) -> None:
+    async with RedisStore.open(server.url) as one, RedisStore.open(server.url) as two:
+        replicas = [SharedRateLimiter(one, "write", 3), SharedRateLimiter(two, "write", 3)]
+        waits = [await replicas[n % 2].acquire("ou_writer") for n in range(5)]
+        other_user = await replicas[1].acquire("ou_someone_else")
+        await server.stop()
+        while_down = await replicas[0].acquire("ou_writer")
+    assert waits[:3] == [None, None, None]
+    assert all(wait is not None and 0 < wait <= 60 for wait in waits[3:])
+    assert other_user is None
+    assert while_down is None  # a limit Redis cannot check lets the call through
+
+
+async def test_metrics_show_redis_up_and_every_partitions_backlog(server: RedisServer) -> None:
+    async with LarkStandIn() as lark:
+        settings = await redis_settings(lark, server, LARKBOT_STORE__PARTITIONS="8")
+        async with running_daemon(settings, EchoAgent()) as daemon, httpx.AsyncClient() as http:
+            body = (await http.get(f"http://127.0.0.1:{daemon.ops_port}/metrics")).text
+    assert "larkbot_redis_up 1.0" in body
+    for partition in range(8):
+        assert f'larkbot_redis_backlog{{partition="{partition}"}}' in body
+        assert f'larkbot_redis_oldest_pending_age_seconds{{partition="{partition}"}}' in body

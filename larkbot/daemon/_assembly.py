@@ -222,6 +222,7 @@ async def _assemble_shared(
         ownership=ownership,
         work=work,
         default_language=settings.agent.default_language,
+        stale_after_seconds=settings.admission.stale_after_seconds,
     )
     dispatcher = _dispatcher(settings, responder.answer)
     admission = Admission(

@@ -28,8 +28,10 @@ Why each step is where it is:
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 import anyio
@@ -82,19 +84,22 @@ class OwnedWork:
     """This replica's work items, from the ownership feed to the answers.
 
     :meth:`feed` hands each item's message to dispatch and keeps the item under its message
-    id, where :meth:`take` finds it when dispatch gets to the message. A message read
-    again under a newer lease (the partition lost and taken back) replaces its older item:
-    whichever of its queue entries comes first answers it under the newer lease, and the
-    later one finds nothing left to do.
+    id, where :meth:`take` finds it when dispatch gets to the message. A message can be
+    queued twice: read again under a newer lease after the partition was lost and taken
+    back while its first entry still waited. Items of one message id are taken in the
+    order they were queued, so each queue entry gets its own item: the older entries find
+    items of the lapsed lease and are skipped, and the messages are answered under the new
+    lease in stream order (an older entry answering with the newer item could answer a
+    chat's second message before its first).
     """
 
     def __init__(self, ownership: PartitionOwnership) -> None:
         self._ownership = ownership
-        self._items: dict[str, WorkItem] = {}
+        self._items: dict[str, deque[WorkItem]] = {}
 
     def __len__(self) -> int:
         """Items handed to dispatch and not yet taken."""
-        return len(self._items)
+        return sum(len(items) for items in self._items.values())
 
     async def feed(self, queue: WorkQueue) -> None:
         """Move items into ``queue`` until the ownership feed ends; run it in a task group."""
@@ -104,19 +109,29 @@ class OwnedWork:
                 # Its partition changed hands while it waited in the feed.
                 self._ownership.settle(item)
                 continue
-            replaced = self._items.get(message_id)
-            if replaced is not None:
-                self._ownership.settle(replaced)
-            self._items[message_id] = item
+            waiting = self._items.setdefault(message_id, deque())
+            waiting.append(item)
             if not await queue.submit_when_room(item.message):
                 # Shutting down: it stays pending in Redis for the partition's next owner.
-                if self._items.get(message_id) is item:
+                waiting.remove(item)
+                if not waiting and self._items.get(message_id) is waiting:
                     del self._items[message_id]
                 self._ownership.settle(item)
 
     def take(self, message_ids: Sequence[str]) -> list[WorkItem]:
-        """The items of ``message_ids`` not yet taken, in that order; they are the caller's."""
-        return [item for mid in message_ids if (item := self._items.pop(mid, None)) is not None]
+        """The oldest item of each of ``message_ids`` not yet taken, in that order.
+
+        The items are the caller's: it finishes or settles every one.
+        """
+        taken: list[WorkItem] = []
+        for message_id in message_ids:
+            waiting = self._items.get(message_id)
+            if not waiting:
+                continue
+            taken.append(waiting.popleft())
+            if not waiting:
+                del self._items[message_id]
+        return taken
 
 
 class _Abandoned(Exception):  # noqa: N818 (a state, not a failure of ours)
@@ -165,6 +180,9 @@ class SharedResponder:
     :param ownership: this replica's partitions (currency checks and the fenced finish).
     :param work: where the items of the messages dispatch hands over are kept.
     :param default_language: the apology's language when a message does not show one.
+    :param stale_after_seconds: a message older than this when its turn comes (it waited
+        out an outage of every replica, say) is settled without an answer, as the
+        single-replica path drops such messages at start-up.
     """
 
     def __init__(
@@ -176,6 +194,7 @@ class SharedResponder:
         ownership: PartitionOwnership,
         work: OwnedWork,
         default_language: Language,
+        stale_after_seconds: float = 1800.0,
     ) -> None:
         self._agent = agent
         self._poster = poster
@@ -183,6 +202,7 @@ class SharedResponder:
         self._ownership = ownership
         self._work = work
         self._default_language: Language = default_language
+        self._stale_after = stale_after_seconds
         self.draining = False
         """Set on shutdown: messages not yet started are left to the next owners."""
 
@@ -190,7 +210,6 @@ class SharedResponder:
         """Answer ``message`` (maybe a merged burst) if it is still this replica's to answer."""
         items = self._work.take(message.answered_ids)
         if not items:
-            # Its other queue entry (it was read again under a newer lease) answered it.
             return
         for item in items:
             if item.dead_lettered:
@@ -218,7 +237,17 @@ class SharedResponder:
             return
         merged = InboundMessage.merge([item.message for item in items])
         try:
-            await self._answer(merged, items)
+            if (
+                datetime.now(UTC) - items[0].message.created_at
+            ).total_seconds() > self._stale_after:
+                log.warning(
+                    "not answering message %s: it waited longer than the stale cutoff",
+                    merged.message_id,
+                    extra=_context(merged),
+                )
+                await self._retrying(items, "settling", lambda: self._finish(items, None))
+            else:
+                await self._answer(merged, items)
         except _Abandoned:
             self._ownership.settle(items)
             log.warning(
