@@ -1,0 +1,1 @@
+"""Core types and helpers below every stage; imports no stage."""
