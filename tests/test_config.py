@@ -632,9 +632,7 @@ def test_server_timeout_is_in_milliseconds_like_the_guide() -> None:
         "must be between 1000 and 600000 (for 30 s write 30000), got '30'. "
         "Fix LARKBOT_SERVER__TIMEOUT."
     )
-    assert "(1 s to 10 min), got '86400000'" in _error(
-        env={"LARKBOT_SERVER__TIMEOUT": "86400000"}
-    )
+    assert "(1 s to 10 min), got '86400000'" in _error(env={"LARKBOT_SERVER__TIMEOUT": "86400000"})
 
 
 def test_secret_in_the_config_file_is_a_warning(tmp_path: Path) -> None:

@@ -381,7 +381,10 @@ class CacheSettings(_Section):
     """The conversation cache (LRU with a time to live)."""
 
     ttl_minutes: float = Field(
-        5.0, gt=0, le=1440, description="Minutes a read tool's result is reused for the same question."
+        5.0,
+        gt=0,
+        le=1440,
+        description="Minutes a read tool's result is reused for the same question.",
     )
     max_size: int = Field(
         1000, ge=1, description="Conversations kept in memory; the least recently used goes first."
@@ -456,7 +459,10 @@ class StoreSettings(_Section):
         ),
     )
     ledger_ttl_hours: float = Field(
-        24.0, gt=0, le=720, description="Hours a handled message id is remembered, to drop re-deliveries."
+        24.0,
+        gt=0,
+        le=720,
+        description="Hours a handled message id is remembered, to drop re-deliveries.",
     )
     ledger_max_entries: int = Field(
         1_000_000, ge=1, description="Most message ids remembered; the oldest go first."
@@ -689,7 +695,9 @@ def _leaves(node: Any, path: Key) -> Iterator[tuple[Key, Any, bool]]:
         here = (*path, name)
         if isinstance(value, BaseModel):
             yield from _leaves(value, here)
-        elif isinstance(value, dict) and value and isinstance(next(iter(value.values())), BaseModel):
+        elif (
+            isinstance(value, dict) and value and isinstance(next(iter(value.values())), BaseModel)
+        ):
             for key, item in value.items():
                 yield from _leaves(item, (*here, key))
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):

@@ -113,9 +113,7 @@ def setup_logging(
     out = stream if stream is not None else sys.stderr
     resolved = _resolve_format(fmt, out)
     pin_secrets(*secrets)
-    handler = (
-        _rich_handler(out) if resolved == "rich" else _json_handler(out, _journal_stream(out))
-    )
+    handler = _rich_handler(out) if resolved == "rich" else _json_handler(out, _journal_stream(out))
     handlers: list[logging.Handler] = [handler]
     listener = None
     if file is not None:

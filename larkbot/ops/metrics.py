@@ -11,7 +11,6 @@ import importlib.metadata
 import platform
 from collections.abc import Iterable
 
-from larkbot import __version__
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -20,6 +19,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+
+from larkbot import __version__
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)

@@ -16,6 +16,7 @@ from larkbot.testing._records import (
     ReactionRecord,
     ReplyRecord,
 )
+from larkbot.testing._scopes import app_scopes_route
 from larkbot.testing.openai_standin import OpenAIStandIn
 from larkbot.testing.standin import LarkStandIn
 
@@ -32,4 +33,5 @@ __all__ = [
     "PatchRecord",
     "ReactionRecord",
     "ReplyRecord",
+    "app_scopes_route",
 ]
