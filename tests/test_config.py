@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -653,6 +654,14 @@ def test_secret_in_the_config_file_is_a_warning(tmp_path: Path) -> None:
 def test_readable_secret_file_is_a_warning(tmp_path: Path, mode: int, readers: str) -> None:
     secret = _write(tmp_path / "app_secret", REAL_LOOKING_SECRET)
     secret.chmod(mode)
+    if readers == "its group":
+        # A group other than the daemon's own (its own is how a pod reads its Secret).
+        if os.geteuid() != 0:
+            pytest.skip("giving a file another group needs root")
+        os.chown(secret, -1, os.getegid() + 1)
+        own_group = _write(tmp_path / "pod_secret", REAL_LOOKING_SECRET)
+        own_group.chmod(0o440)
+        assert load_settings(env={"APP_SECRET_FILE": str(own_group)}).warnings == ()
 
     (warning,) = load_settings(env={"APP_SECRET_FILE": str(secret)}).warnings
 

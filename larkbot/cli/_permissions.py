@@ -17,7 +17,7 @@ BOT = "the bot"
 # What the daemon itself calls, beside the tools: the events it subscribes to and the
 # OpenAPI routes of answering (Lark's "required scopes" of each, one of them sufficing).
 BOT_SCOPES: dict[str, str] = {
-    "im:message.p2p_msg:readonly": "receive one-to-one messages (im.message.receive_v1)",
+    "im:message.p2p_msg:readonly": "receive one-to-one messages (`im.message.receive_v1`)",
     "im:message.group_at_msg:readonly": "receive group messages that @mention the bot",
     "im:message:send_as_bot": "reply",
     "im:message.reactions:write_only": 'the "working on it" reaction on slow answers',

@@ -62,8 +62,8 @@ async def run_console(base: Settings) -> int:
 async def _chat(lark: LarkStandIn, daemon: Daemon, out: Console, lines: StdinLines) -> None:
     if lines.interactive:
         out.print(
-            "[bold]larkbot console[/] — a local Lark with sample data; "
-            "type [cyan]help[/], Ctrl-D or Ctrl-C to quit.",
+            "[bold]larkbot console[/]: a local Lark with sample data. "
+            "Type [cyan]help[/]; Ctrl-C quits."
         )
     while True:
         if lines.interactive:

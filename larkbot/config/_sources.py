@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import stat
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -375,10 +376,14 @@ def secret_warnings(origins: Mapping[tuple[str | int, ...], str]) -> list[str]:
         elif origin.startswith("secret file "):
             file = Path(origin[len("secret file ") :])
             try:
-                mode = file.stat().st_mode
+                info = file.stat()
             except OSError:
                 continue
-            if mode & 0o044:
+            mode = info.st_mode
+            # Group-readable is how a pod reads its Secret volume (fsGroup, defaultMode 0440):
+            # only a group other than the daemon's own is a reader too many.
+            foreign_group = mode & 0o040 and info.st_gid != os.getegid()
+            if mode & 0o004 or foreign_group:
                 readers = "everyone" if mode & 0o004 else "its group"
                 warnings.append(
                     f"The secret file {file} can be read by {readers} (mode "
