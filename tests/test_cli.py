@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 from typer.testing import CliRunner
 
@@ -229,7 +230,17 @@ async def test_run_warns_when_the_secret_is_in_the_config_file(tmp_path: Path) -
         for line in err.splitlines()
         if line.startswith("{") and json.loads(line)["level"] == "WARNING"
     ]
-    assert f"app.secret is written in the configuration file {config}: move it" in "".join(
-        warnings
-    )
+    assert f"app.secret is written in the configuration file {config}: move it" in "".join(warnings)
     assert _SECRET not in err
+
+
+@pytest.mark.anyio
+async def test_standin_on_a_taken_port_is_one_line_and_78() -> None:
+    taken = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with taken:
+        port = taken.extra(anyio.abc.SocketAttribute.local_port)
+        code, out, err = await _larkbot("standin", "--port", str(port), env={})
+    assert (code, out) == (78, "")
+    assert (
+        err == f"larkbot: cannot listen on 127.0.0.1:{port}: choose another --port (0 picks one).\n"
+    )

@@ -201,14 +201,15 @@ def standin(
     """
     from larkbot.cli.standin import run_standin
 
+    # uvicorn reports a port it cannot bind on its own logger, which Python would print
+    # for want of any handler; the sentence below says it once.
+    logging.getLogger("uvicorn").addHandler(logging.NullHandler())
     try:
         code = anyio.run(run_standin, host, port)
     except KeyboardInterrupt:
         code = 0
-    except OSError as exc:
-        fail(
-            f"cannot serve the stand-in on {host}:{port} ({exc}): choose another --port.", EX_CONFIG
-        )
+    except OSError:
+        fail(f"cannot listen on {host}:{port}: choose another --port (0 picks one).", EX_CONFIG)
     raise typer.Exit(code)
 
 

@@ -9,9 +9,10 @@ Precedence, highest first:
 1. environment variables: the generic ``LARKBOT_<SECTION>__<FIELD>`` (for example
    ``LARKBOT_DISPATCH__MAX_CONCURRENCY=8``), then the flat names ``APP_ID``,
    ``APP_SECRET``, ``PORT``, ``HOST``, ``LOG_LEVEL``, ``LOG_FORMAT``, ``LOG_LEVELS``,
-   ``LOG_FILE``, ``LOG_FILE_MAX_BYTES``, ``LOG_FILE_BACKUPS``, ``MAX_CONVERSATION_HISTORY``, ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``,
-   ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``LLM_MODEL``,
-   ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``; empty variables count as unset;
+   ``LOG_FILE``, ``LOG_FILE_MAX_BYTES``, ``LOG_FILE_BACKUPS``, ``MAX_CONVERSATION_HISTORY``,
+   ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``, ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``,
+   ``OPENAI_BASE_URL``, ``LLM_MODEL``, ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``; empty
+   variables count as unset;
 2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``), else
    systemd's ``$CREDENTIALS_DIRECTORY/app_secret`` (``openai_api_key``, ``sentry_dsn``);
 3. the configuration file;
