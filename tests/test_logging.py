@@ -40,12 +40,17 @@ def _restore_root_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("LOG_FORMAT", raising=False)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("larkbot", "aiosqlite")}
     yield
     for handler in root.handlers:
         if handler not in handlers:
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
+    # setup_logging sets larkbot's own level and those of named libraries: tests elsewhere
+    # (caplog at DEBUG) must find them as they were.
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:

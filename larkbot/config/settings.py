@@ -61,7 +61,7 @@ _MAX_TIMEOUT_MS = 600_000
 # Real Lark app secrets have 32 characters; a shorter value is a truncated paste or a typo.
 _MIN_APP_SECRET_LENGTH = 16
 # The deployment guide's and our examples' stand-ins for real values.
-_PLACEHOLDER_ID = re.compile(r"(?i)cli_(?:x{3,}|\.\.\.|<.*>|.*your.*)")
+_PLACEHOLDER_ID = re.compile(r"(?i)cli_(?:x{3,}|\.\.\.|<.*>|.*your.*|.*replace.*)")
 _PLACEHOLDER_SECRET = re.compile(
     r"(?i)(?:.*your.*secret.*|replace[-_ ].*|x{8,}|<.*>|changeme|placeholder)"
 )
