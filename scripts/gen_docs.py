@@ -228,6 +228,9 @@ def _type_name(annotation: Any) -> str:
     elif origin is list:
         (item,) = typing.get_args(bare)
         text = f"list of {_type_name(item)}"
+    elif origin is dict:
+        _, value = typing.get_args(bare)
+        text = f"table of {_type_name(value)}"
     elif bare is SecretStr:
         text = "secret string"
     elif bare is Path:
