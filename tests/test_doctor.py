@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from larkbot.cli._permissions import scope_needs
+from larkbot.cli._permissions import scope_needs, tools_needing
 from larkbot.cli.doctor import CheckResult, run_checks
 from larkbot.store import open_store
 from larkbot.testing import LarkStandIn, app_scopes_route
@@ -292,3 +292,17 @@ async def test_config_show_with_a_bad_config_is_one_line_and_78(tmp_path: Path) 
     code, out, err = await _larkbot("config", "show", env={"PORT": "99999"})
     assert code == 78 and out == ""
     assert len(err.strip().splitlines()) == 1 and "server.port" in err
+
+
+def test_a_no_permission_error_names_the_tools_it_stops() -> None:
+    message = (
+        "Access denied. One of the following scopes is required: [bitable:app, "
+        "calendar:calendar]. (code 99991672)"
+    )
+    assert tools_needing(message) == [
+        "create_base_record",
+        "update_base_record",
+        "delete_base_record",
+        "create_calendar_event",
+    ]
+    assert tools_needing("no scopes named here") == []
