@@ -1,23 +1,31 @@
 """``larkbot doctor``: check every outside dependency of the daemon, one row per check.
 
-The checks run in the order an operator fixes things: the configuration loads, Lark takes
-the app's credentials, the bot identity and the long-connection endpoint answer, the LLM
-endpoint answers (when one is configured), the state directory opens, the port binds. A
-check whose prerequisite failed is skipped rather than failed again for the same reason.
-Nothing a check prints contains a secret: details are built from our own sentences and
-error codes, and scrubbed of every configured secret on top of that.
+The checks run in the order an operator fixes things: the configuration loads and names
+the app's credentials, Lark takes them, the bot identity answers, the app holds the scopes
+the bot and its tools need, the long-connection endpoint answers, the LLM endpoint answers
+(when one is configured), the state directory is usable, the port binds. A check whose
+prerequisite failed is skipped rather than failed again for the same reason.
+
+Doctor only reads: it creates no folder, no database and no file (run as root on a
+service's folder, it must not leave root-owned files behind), and its output is the table
+or the JSON document alone. Nothing a check prints contains a secret: details are built
+from our own sentences and error codes, and redacted on top of that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx
@@ -28,29 +36,34 @@ from rich.text import Text
 
 from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, EX_FAILURE
+from larkbot.cli._permissions import missing_scopes, scope_needs, tools_needing
 from larkbot.config import ConfigError, Settings, load_settings
+from larkbot.config._sources import find_config_file
+from larkbot.core.redact import redact
 from larkbot.core.retry import RetryPolicy
 from larkbot.lark.client import LarkAPIError, LarkClient
-from larkbot.ops.logging import redact
 from larkbot.sources.longconn.connection import (
     LarkAuthError,
     TransientConnectError,
     discover_endpoint,
 )
-from larkbot.store import StoreError, open_store
+from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
 
 __all__ = ["CheckResult", "DoctorReport", "diagnose", "doctor_command", "run_checks"]
 
-Status = Literal["ok", "fail", "skip"]
+Status = Literal["ok", "warn", "fail", "skip"]
 
-_MASK = "****"
 # Lark codes worth a sentence of their own (in the developer console's wording).
 _HINTS = {
     99991672: "the app lacks a permission this call needs: add the scope in the developer "
     "console and publish a new version",
+    99991679: "the app lacks a permission this call needs: add the scope in the developer "
+    "console and publish a new version",
     99991663: "the tenant token was refused",
     1000040350: "the app already has 50 long connections open: stop other instances",
 }
+_NO_SCOPE = frozenset({99991672, 99991679})
+_GRANTED = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +89,7 @@ class DoctorReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when all passed, 78 when the configuration itself does not load, 1 otherwise."""
+        """0 when nothing failed, 78 when the configuration is at fault, 1 otherwise."""
         if self.ok:
             return 0
         if self.checks and self.checks[0].name == "config" and self.checks[0].status == "fail":
@@ -101,7 +114,8 @@ def diagnose(
 ) -> DoctorReport:
     """Load the configuration, then run every check in a fresh event loop.
 
-    The configuration is read here, before the loop starts (it reads files).
+    The configuration is read here, before the loop starts (it reads files). Log records
+    of the checks (an OpenAPI retry, say) are held back: the report says what matters.
     """
     env = os.environ if env is None else env
     try:
@@ -109,31 +123,59 @@ def diagnose(
     except ConfigError as exc:
         failed = CheckResult("config", "fail", str(exc))
         rest = [CheckResult(name, "skip", "needs a configuration that loads") for name in _NAMES]
-        return DoctorReport((failed, *rest))
-    config_file = str(settings.config_file) if settings.config_file else None
-    loaded = CheckResult("config", "ok", f"loaded from {config_file or 'defaults and environment'}")
-    checks = anyio.run(lambda: run_checks(settings, env=env, check_seconds=timeout))
-    return DoctorReport((loaded, *checks), config_file=config_file)
+        return DoctorReport((failed, *rest), config_file=_shown_path(config_path, env))
+    shown = str(settings.config_file) if settings.config_file else None
+    loaded = f"loaded from {shown or 'defaults and environment'}"
+    try:
+        settings.require_credentials()
+    except ConfigError as exc:
+        config = CheckResult("config", "fail", str(exc))
+        credentials = False
+    else:
+        credentials = True
+        if settings.warnings:
+            config = CheckResult("config", "warn", f"{loaded}; " + " ".join(settings.warnings))
+        else:
+            config = CheckResult("config", "ok", loaded)
+    with _quiet_logging():
+        checks = anyio.run(
+            lambda: run_checks(settings, env=env, check_seconds=timeout, lark=credentials)
+        )
+    return DoctorReport((config, *checks), config_file=shown)
 
 
 async def run_checks(
-    settings: Settings, *, env: Mapping[str, str], check_seconds: float = 10.0
+    settings: Settings,
+    *,
+    env: Mapping[str, str],
+    check_seconds: float = 10.0,
+    lark: bool = True,
 ) -> list[CheckResult]:
-    """Run the checks that follow a loaded configuration, each bounded by ``check_seconds``."""
+    """Run the checks that follow a loaded configuration, each bounded by ``check_seconds``.
+
+    :param lark: ``False`` skips the checks that talk to Lark (the credentials are missing).
+    """
     secrets = settings.secrets()
     results: list[CheckResult] = []
 
     async def bounded(name: str, check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
         with anyio.move_on_after(check_seconds):
             result = await check()
-            return CheckResult(result.name, result.status, _scrub(result.detail, secrets))
+            return CheckResult(result.name, result.status, redact(result.detail, also=secrets))
         return CheckResult(name, "fail", f"no answer within {check_seconds:g} s")
 
-    lark = _LarkChecks(settings, check_seconds)
-    async with lark:
-        credentials = await bounded("credentials", lark.credentials)
+    checks = _LarkChecks(settings, check_seconds)
+    async with checks:
+        if lark:
+            credentials = await bounded("credentials", checks.credentials)
+        else:
+            credentials = CheckResult("credentials", "skip", "needs the app's ID and secret")
         results.append(credentials)
-        for name, check in (("bot identity", lark.identity), ("long connection", lark.endpoint)):
+        for name, check in (
+            ("bot identity", checks.identity),
+            ("permissions", checks.permissions),
+            ("long connection", checks.endpoint),
+        ):
             if credentials.status == "ok":
                 results.append(await bounded(name, check))
             else:
@@ -148,13 +190,44 @@ def doctor_command(config_path: Path | None, *, as_json: bool, timeout: float) -
     """Run the checks, print the report (a table, or JSON), and return the exit status."""
     report = diagnose(config_path, timeout=timeout)
     if as_json:
-        print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+        sys.stdout.write(json.dumps(report.as_json(), ensure_ascii=False, indent=2) + "\n")
     else:
-        _print_table(report)
+        _print_report(report)
     return report.exit_code
 
 
-_NAMES = ("credentials", "bot identity", "long connection", "llm", "state directory", "port")
+_NAMES = (
+    "credentials",
+    "bot identity",
+    "permissions",
+    "long connection",
+    "llm",
+    "state directory",
+    "port",
+)
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """Hold back every log record while the checks run (no handler, no last resort)."""
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _shown_path(config_path: Path | None, env: Mapping[str, str]) -> str | None:
+    """The config file that was to be read, even when it could not be."""
+    if config_path is not None:
+        return str(config_path.expanduser().absolute())
+    named = env.get("LARKBOT_CONFIG", "").strip()
+    if named:
+        return str(Path(named).expanduser().absolute())
+    with contextlib.suppress(ConfigError):
+        found = find_config_file(None, env)
+        return str(found) if found else None
+    return None
 
 
 class _LarkChecks:
@@ -197,6 +270,33 @@ class _LarkChecks:
             return CheckResult("bot identity", "fail", _lark_failure(exc))
         return CheckResult("bot identity", "ok", f"{info.app_name or 'the bot'} ({info.open_id})")
 
+    async def permissions(self) -> CheckResult:
+        try:
+            data = await self._client.request(
+                "GET", "application/v6/scopes", route="application/v6/scopes"
+            )
+        except LarkAPIError as exc:
+            return CheckResult(
+                "permissions",
+                "skip",
+                f"Lark did not list the app's scopes ({exc}): compare the app's scopes with "
+                "the README's table",
+            )
+        granted = {
+            str(entry.get("scope_name"))
+            for entry in data.get("scopes") or []
+            if isinstance(entry, dict) and entry.get("grant_status") == _GRANTED
+        }
+        needs = scope_needs()
+        missing = missing_scopes(granted, needs)
+        if not missing:
+            return CheckResult("permissions", "ok", f"all {len(needs)} scopes larkbot uses")
+        shown = "; ".join(f"{need.scope} ({need.uses.replace('`', '')})" for need in missing)
+        publish = "add them in the developer console and publish a new version"
+        if any(need.bot_needs for need in missing):
+            return CheckResult("permissions", "fail", f"missing {shown}: {publish}")
+        return CheckResult("permissions", "warn", f"missing {shown}, which stop working: {publish}")
+
     async def endpoint(self) -> CheckResult:
         settings = self._settings
         try:
@@ -217,6 +317,9 @@ class _LarkChecks:
 
 def _lark_failure(exc: LarkAPIError) -> str:
     hint = _HINTS.get(exc.code)
+    tools = tools_needing(str(exc)) if exc.code in _NO_SCOPE else []
+    if tools:
+        hint = f"{hint}; without it {', '.join(tools)} cannot work"
     return f"{exc} ({hint})" if hint else str(exc)
 
 
@@ -273,16 +376,79 @@ async def _check_state_dir(settings: Settings, env: Mapping[str, str]) -> CheckR
     if store.kind == "memory":
         return CheckResult("state directory", "skip", "store = memory: nothing is kept on disk")
     path = store.resolved_state_dir(env)
+    # Only stat, access and a read-only open: files, never on the event loop.
+    return await anyio.to_thread.run_sync(_inspect_state_dir, path)
+
+
+def _inspect_state_dir(path: Path) -> CheckResult:
+    """Say whether the daemon could use ``path``, without creating or changing anything."""
+    fix = "set LARKBOT_STATE_DIR to a writable directory"
+    if not path.exists():
+        ancestor = next(parent for parent in path.parents if parent.exists())
+        if not ancestor.is_dir():
+            return _state("fail", f"{path} is not writable ({ancestor} is a file): {fix}")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            return _state(
+                "fail", f"{path} does not exist and {ancestor} is not writable by this user: {fix}"
+            )
+        return _state("ok", f"{path} does not exist yet; larkbot creates it at the first start")
+    if not path.is_dir():
+        return _state("fail", f"{path} is not writable (it is a file): {fix}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        return _state("fail", f"{path} is not writable by this user: {fix}")
+    database = path / DATABASE_NAME
+    if not database.exists():
+        return _state("ok", f"{path} is writable; the database is created at the first start")
     try:
-        async with open_store("sqlite", path) as opened:
-            waiting = await opened.depth()
-    except StoreError as exc:
-        return CheckResult("state directory", "fail", str(exc))
-    return CheckResult(
-        "state directory",
+        version, waiting = _read_database(database)
+    except sqlite3.Error as exc:
+        return _state(
+            "fail",
+            f"{database} cannot be read ({exc}): move it aside or set LARKBOT_STATE_DIR to "
+            "another directory",
+        )
+    if version > SCHEMA_VERSION:
+        return _state(
+            "fail",
+            f"{database} has schema version {version} from a newer larkbot (this one knows "
+            f"{SCHEMA_VERSION}): upgrade larkbot or set LARKBOT_STATE_DIR to another directory",
+        )
+    if version < SCHEMA_VERSION:
+        upgrade = f"; it migrates to version {SCHEMA_VERSION} at the next start"
+    else:
+        upgrade = ""
+    return _state(
         "ok",
-        f"{path} is writable and its database opens ({waiting} message(s) in the inbox)",
+        f"{path} is writable; database schema version {version}{upgrade} "
+        f"({waiting} message(s) waiting in the inbox)",
     )
+
+
+def _state(status: Status, detail: str) -> CheckResult:
+    return CheckResult("state directory", status, detail)
+
+
+def _read_database(database: Path) -> tuple[int, int]:
+    """Schema version and pending inbox items, read without writing a byte.
+
+    A database in WAL mode that a daemon has open has its ``-wal`` and ``-shm`` files:
+    a read-only connection reads through them. Without them (a clean stop checkpointed
+    everything), ``immutable`` reads the file alone and creates no ``-shm`` beside it.
+    """
+    live = all(Path(f"{database}-{suffix}").exists() for suffix in ("wal", "shm"))
+    mode = "mode=ro" if live else "mode=ro&immutable=1"
+    uri = f"file:{quote(str(database))}?{mode}"
+    connection = sqlite3.connect(uri, uri=True, timeout=2.0)
+    try:
+        ((version,),) = connection.execute("PRAGMA user_version").fetchall()
+        if version == 0:
+            return 0, 0
+        ((waiting,),) = connection.execute(
+            "SELECT count(*) FROM inbox WHERE status = 'pending'"
+        ).fetchall()
+    finally:
+        connection.close()
+    return int(version), int(waiting)
 
 
 async def _check_port(settings: Settings) -> CheckResult:
@@ -308,25 +474,33 @@ def _bind_failure(exc: OSError, host: str, port: int) -> str:
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, _MASK)
-    return redact(text)
-
-
-def _print_table(report: DoctorReport) -> None:
+def _print_report(report: DoctorReport) -> None:
+    """A table on a terminal; into a pipe, ``check<TAB>status<TAB>detail`` lines, unpadded."""
     out = Console(highlight=False)
+    if not out.is_terminal:
+        sys.stdout.writelines(
+            f"{check.name}\t{check.status}\t{check.detail}\n" for check in report.checks
+        )
+        return
     table = Table(title=f"larkbot {__version__} doctor", title_justify="left")
     table.add_column("Check", no_wrap=True)
     table.add_column("Result", no_wrap=True)
     table.add_column("Detail", overflow="fold")
-    styles = {"ok": "[green]ok[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
+    styles = {
+        "ok": "[green]ok[/]",
+        "warn": "[yellow]warn[/]",
+        "fail": "[bold red]FAIL[/]",
+        "skip": "[dim]skip[/]",
+    }
     for check in report.checks:
         # Details are plain text: "agent.profiles[0]" must not be read as rich markup.
         table.add_row(check.name, styles[check.status], Text(check.detail))
     out.print(table)
     failed = [check.name for check in report.checks if check.status == "fail"]
+    warned = [check.name for check in report.checks if check.status == "warn"]
     if failed:
         out.print(f"[bold red]{len(failed)} check(s) failed:[/] {', '.join(failed)}")
+    elif warned:
+        out.print(f"[green]All checks passed[/], with warnings: {', '.join(warned)}")
     else:
         out.print("[green]All checks passed.[/]")

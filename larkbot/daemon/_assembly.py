@@ -89,7 +89,7 @@ async def assemble(
     # discovery of the long connection).
     http = await stack.enter_async_context(
         httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.server.timeout, connect=10.0),
+            timeout=httpx.Timeout(settings.server.timeout_seconds, connect=10.0),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         )
     )

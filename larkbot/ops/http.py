@@ -56,6 +56,7 @@ class OpsPortError(LarkbotError):
 
     exit_code = EX_CONFIG
 
+
 def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """Build the ASGI app of the ops port, reading readiness from ``state`` on each request.
 
