@@ -49,6 +49,7 @@ class Status:
     uptime_seconds: float = 1.0
     connected: bool = True
     events_handled: int = 0
+    conversations: int = 0
 
 
 def message(
@@ -464,9 +465,9 @@ async def env() -> AsyncIterator[Env]:
         runner = ToolRunner(
             default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=60
         )
-        assistant = Assistant(
-            Settings(bases=SAMPLE_BASES), status=Status(), runner=runner, client=client
-        )
+        # The sample workspace is in Tokyo; so is the bot, whatever the host's zone.
+        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
+        assistant = Assistant(settings, status=Status(), runner=runner, client=client)
         yield Env(ws, lark, assistant)
 
 
@@ -527,8 +528,8 @@ async def test_create_update_delete_reach_the_table(env: Env) -> None:
 async def test_a_tool_error_is_shown_as_its_sentence(env: Env) -> None:
     text = await env.ask("delete record recGone000001 from customers", language="en")
     assert text == "That record was not found (it was deleted, or the ID is wrong)."
-    wrong_field = await env.ask("顧客から 状態=商談中 を検索")
-    assert "「状態」というフィールドはありません" in wrong_field
+    wrong_field = await env.ask("顧客から 色=赤 を検索")
+    assert "「色」というフィールドはありません" in wrong_field
     assert "Name, Company, Status" in wrong_field
 
 
