@@ -889,15 +889,21 @@ async def _with_members_named(
     result = await turn.runner.run("list_chat_members", {}, turn.tool_ctx)
     members = _member_names(result.data) if result.ok else []
     added: list[Mention] = []
+    written = _fold(message.text)
     for name in dict.fromkeys(typed):
         found = _members_matching(name.removeprefix("@"), members)
+        # "@田中 一郎": the name typed in full after the "@" picks one of several matches.
+        spelled = [member for member in found if f"@{_fold(member[1])}" in written]
+        if len(spelled) == 1:
+            found = spelled
         if len(found) > 1:
             listed = join_list([member_name for _, member_name in found], turn.language)
             return _Ask("mention_ambiguous", {"name": name, "candidates": listed})
         if found:
             open_id, member_name = found[0]
             # The full name when it was typed ("@Emma Wilson"), so all of it is cut out.
-            shown = member_name if f"@{member_name}" in message.text else name.removeprefix("@")
+            typed_text = unicodedata.normalize("NFKC", message.text)
+            shown = member_name if f"@{member_name}" in typed_text else name.removeprefix("@")
             added.append(
                 Mention(key=f"@_typed_{len(added)}", id=UserId(open_id=open_id), name=shown)
             )

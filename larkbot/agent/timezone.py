@@ -66,15 +66,22 @@ def host_timezone_name(
     return next((name for name in candidates if name and _zone(name) is not None), None)
 
 
-def resolve_timezone(name: str | None, env: Mapping[str, str] | None = None) -> tzinfo:
+def resolve_timezone(
+    name: str | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    localtime: Path = _LOCALTIME,
+    timezone_file: Path = _TIMEZONE_FILE,
+) -> tzinfo:
     """The zone ``agent.timezone`` stands for: ``name``, else the host's, else Asia/Tokyo.
 
-    ``name`` has been validated with the settings; ``env`` defaults to ``os.environ``.
+    ``name`` has been validated with the settings; ``env`` and the two paths are where
+    the host's zone is looked up (see :func:`host_timezone_name`).
     """
     if name:
         zone = _zone(name)
         if zone is None:
             raise ValueError(f"unknown time zone {name!r}")
         return zone
-    host = host_timezone_name(env)
+    host = host_timezone_name(env, localtime=localtime, timezone_file=timezone_file)
     return (_zone(host) if host else None) or FALLBACK_TIMEZONE

@@ -62,6 +62,7 @@ _MASK = "****"
 _UNSET = "(unset)"
 _EMPTY = "(empty)"
 
+
 class ConfigError(LarkbotError):
     """A setting is missing or wrong; the message is one sentence naming the key and the fix."""
 
@@ -246,8 +247,8 @@ class AgentSettings(_Section):
         None,
         description=(
             "IANA time zone (``Asia/Tokyo``, ``Europe/London``) where dates and times without "
-            "an offset are placed and \"today\" or \"this month\" are counted; unset: the host's "
-            "zone (``TZ``, else ``/etc/localtime``), else Asia/Tokyo."
+            "an offset are placed and today or this month are counted; unset: the host's zone "
+            "(``TZ``, else ``/etc/localtime``), else Asia/Tokyo."
         ),
     )
     merge_window_ms: int = Field(
