@@ -120,13 +120,13 @@ class Assistant:
                     wait,
                     extra={"message_id": message.message_id},
                 )
-                reply = translate(
+                sentence = translate(
                     "rate_limited",
                     language,
                     limit=self._limiter.per_minute,
                     seconds=max(1, math.ceil(wait)),
                 )
-                return Reply(reply), "rate_limited"
+                return Reply(sentence), "rate_limited"
 
         timezone = await self._zone()
         turn = TurnContext(

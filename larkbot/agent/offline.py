@@ -59,7 +59,7 @@ class _Ask:
     """A question back to the user (an i18n key and its values)."""
 
     key: str
-    values: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the rule tables ------------------------------------------------------------------

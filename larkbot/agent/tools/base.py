@@ -24,7 +24,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -106,7 +106,7 @@ class Tool(Generic[InputT]):
         if "input_model" not in cls.__dict__:
             model = _input_model_of(cls)
             if model is not None:
-                cls.input_model = model
+                cls.input_model = cast("type[Any]", model)
 
     async def run(self, ctx: ToolContext, args: InputT) -> ToolResult:
         """Do the work; raise :class:`ToolError` for a failure the user should read."""
@@ -135,7 +135,7 @@ class Tool(Generic[InputT]):
 
 def _input_model_of(cls: type) -> type[BaseModel] | None:
     """The concrete model ``cls`` gave as its type argument (``class X(Tool[XInput])``)."""
-    for base in getattr(cls, "__orig_bases__", ()):
+    for base in cls.__dict__.get("__orig_bases__", ()):
         for argument in typing.get_args(base):
             if isinstance(argument, type) and issubclass(argument, BaseModel):
                 return argument
