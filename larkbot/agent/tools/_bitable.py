@@ -71,7 +71,7 @@ _FIELD_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("name", "title", "名前", "氏名", "名称", "タイトル", "件名", "姓名", "名字", "标题", "標題"),
     ("company", "会社", "会社名", "企業", "企業名", "取引先", "公司", "公司名称", "企业"),
     ("status", "state", "状態", "ステータス", "状况", "状态", "狀態"),
-    ("amount", "金額", "金额", "金額"),
+    ("amount", "金額", "金额"),
     ("owner", "担当", "担当者", "所有者", "负责人", "負責人"),
     ("assignee", "担当", "担当者", "负责人", "負責人", "执行人", "執行人"),
     ("email", "mail", "メール", "メールアドレス", "邮箱", "郵箱", "电子邮件", "電子郵件"),
@@ -87,8 +87,6 @@ _FIELD_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("category", "type", "カテゴリ", "種類", "分类", "類別", "类型"),
     ("quantity", "qty", "数量", "數量"),
 )
-# Groups that name a record itself: without a field of that name, the primary field.
-_RECORD_NAME_GROUPS = frozenset({0})
 _TRUE = frozenset({"true", "yes", "y", "1", "on", "はい", "是", "✓", "✔"})
 _FALSE = frozenset({"false", "no", "n", "0", "off", "いいえ", "否", "✗", ""})
 _LIST_SPLIT = re.compile(r"\s*[,、，]\s*")
@@ -110,12 +108,17 @@ def _normal(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFKC", name)).casefold()
 
 
-_SYNONYM_GROUPS: dict[str, frozenset[int]] = {}
-for _index, _group in enumerate(_FIELD_SYNONYMS):
-    for _word in _group:
-        _SYNONYM_GROUPS[_normal(_word)] = _SYNONYM_GROUPS.get(_normal(_word), frozenset()) | {
-            _index
-        }
+def _synonym_groups() -> dict[str, frozenset[int]]:
+    groups: dict[str, frozenset[int]] = {}
+    for index, words in enumerate(_FIELD_SYNONYMS):
+        for word in words:
+            groups[_normal(word)] = groups.get(_normal(word), frozenset()) | {index}
+    return groups
+
+
+_SYNONYM_GROUPS = _synonym_groups()
+# The group that names a record itself: a table without such a field means its primary one.
+_RECORD_NAME_GROUPS = _SYNONYM_GROUPS[_normal("name")]
 
 
 def _match_field(fields: list[_Field], name: str) -> _Field | None:
@@ -275,8 +278,11 @@ class _BaseTool(Tool[InputT]):
     async def _request(
         self, ctx: ToolContext, app_token: str, table_id: str, *args: Any, **kwargs: Any
     ) -> Any:
-        """``ctx.client.request`` for a call that names fields: Lark saying a field is
-        unknown means the cached list is out of date, so it is dropped."""
+        """``ctx.client.request`` for a call that names fields.
+
+        Lark saying a field does not exist means the cached list is out of date: it is
+        dropped, so the next call fetches it again.
+        """
         try:
             return await ctx.client.request(*args, **kwargs)
         except LarkAPIError as exc:
