@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
+import anyio
 import anyio.to_thread
 
 from larkbot.agent.brain import Brain, TurnContext
@@ -50,9 +51,9 @@ class Assistant:
     ``client`` give the brain its Lark tools (without both it answers without tools);
     ``brain`` defaults to :class:`OfflineBrain`. ``timezone`` is the workspace zone that
     the brain and the tools place dates in; without it, ``agent.timezone`` is resolved
-    (:func:`~larkbot.agent.timezone.resolve_timezone`) in a worker thread on the first
-    message, since that reads the time zone database. ``clock`` drives the request
-    limiter (tests move it instead of sleeping).
+    (:func:`~larkbot.agent.timezone.resolve_timezone`) in a worker thread by
+    :meth:`warm_up` or on the first message, since that reads the time zone database.
+    ``clock`` drives the request limiter (tests move it instead of sleeping).
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class Assistant:
         self._client = client
         self._brain: Brain = brain or OfflineBrain()
         self._timezone = timezone
+        self._timezone_lock = anyio.Lock()
         self._profiles = profiles_from_settings(settings)
         limits = settings.rate_limiting
         self._limiter = (
@@ -184,11 +186,19 @@ class Assistant:
                 return self._profiles[name]
         return next(iter(self._profiles.values()))
 
+    async def warm_up(self) -> None:
+        """Resolve the time zone now rather than on the first message."""
+        await self._zone()
+
     async def _zone(self) -> tzinfo:
         if self._timezone is None:
-            self._timezone = await anyio.to_thread.run_sync(
-                resolve_timezone, self._settings.agent.timezone
-            )
+            # One lookup however many first messages arrive together: a thread each would
+            # compete with the event loop just when acks are due.
+            async with self._timezone_lock:
+                if self._timezone is None:
+                    self._timezone = await anyio.to_thread.run_sync(
+                        resolve_timezone, self._settings.agent.timezone
+                    )
         return self._timezone
 
     def _tool_context(
