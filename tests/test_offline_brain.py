@@ -638,6 +638,7 @@ async def test_the_assistant_places_times_in_agent_timezone(env: Env) -> None:
     settings = IN_LONDON
     client = env.assistant._client
     london = Assistant(settings, status=Status(), runner=runner, client=client)
+    await london.warm_up()  # resolves agent.timezone off the event loop, once
     reply = await london.respond(
         message("book a meeting tomorrow 3pm about planning"), Conversation("oc_sales")
     )
