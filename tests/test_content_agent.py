@@ -477,7 +477,11 @@ async def console(lines: list[str]) -> list[str]:
             [sys.executable, "-m", "larkbot", "console"], input=stdin, env=env, check=False
         )
     assert result.returncode == 0, result.stderr.decode()
-    return [answer.strip() for answer in result.stdout.decode().split("bot ›\n")[1:]]
+    # Each line without the padding the console may print after it (a separate matter).
+    return [
+        "\n".join(line.rstrip() for line in answer.splitlines()).strip()
+        for answer in result.stdout.decode().split("bot ›\n")[1:]
+    ]
 
 
 @pytest.mark.parametrize("language", ["en", "ja", "zh"])

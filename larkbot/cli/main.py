@@ -432,10 +432,13 @@ async def _relay_signals(daemon: object) -> None:
 
 def _run_mcp(settings: Settings, options: McpOptions, *, list_only: bool) -> None:
     """List the tools, or serve them until stdin ends (stdio) or SIGTERM/SIGINT."""
+    from larkbot.agent.tools.registry import default_registry
     from larkbot.mcp import check_options, exposed_tools, serve_mcp
 
+    # Plug-ins too: built once, before the event loop, since it reads package metadata.
+    registry = default_registry(plugins=True)
     try:
-        chosen = exposed_tools(settings, options)
+        chosen = exposed_tools(settings, options, registry=registry)
         if list_only:
             for tool in chosen:
                 kind = "write" if tool.write else "read"
@@ -451,7 +454,7 @@ def _run_mcp(settings: Settings, options: McpOptions, *, list_only: bool) -> Non
     async def serve() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)
-            await serve_mcp(settings, options)
+            await serve_mcp(settings, options, registry=registry)
             tg.cancel_scope.cancel()
 
     try:

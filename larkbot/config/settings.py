@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -31,6 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from larkbot.config._schema import Key, dotted, is_secret
 from larkbot.core.errors import EX_CONFIG, LarkbotError
+from larkbot.core.language import Language
 
 __all__ = [
     "EX_CONFIG",
@@ -77,8 +79,6 @@ _MASK = "****"
 _OPS_PATHS = {"/healthz", "/readyz", "/metrics"}
 _UNSET = "(unset)"
 _EMPTY = "(empty)"
-
-Language = Literal["ja", "en", "zh"]
 
 
 class ConfigError(LarkbotError):
@@ -345,6 +345,14 @@ class AgentSettings(_Section):
     max_tokens: int = Field(2000, ge=1, description="Longest LLM answer, in tokens.")
     max_conversation_history: int = Field(50, ge=1, description="Turns kept per conversation.")
     profile: str = Field("LarkAssistant", description="The profile a new conversation starts with.")
+    timezone: str | None = Field(
+        None,
+        description=(
+            "IANA time zone (``Asia/Tokyo``, ``Europe/London``) where dates and times without "
+            "an offset are placed and today or this month are counted; unset: the host's zone "
+            "(``TZ``, else ``/etc/localtime``), else Asia/Tokyo."
+        ),
+    )
     merge_window_ms: int = Field(
         0,
         ge=0,
@@ -360,6 +368,23 @@ class AgentSettings(_Section):
             "Extra personas (``[[agent.profiles]]`` tables), chosen in a chat with ``agent NAME``."
         ),
     )
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _known_timezone(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        name = value.strip()
+        if not name:
+            return None
+        try:
+            # Reads the time zone database: settings are loaded before the event loop.
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                "must be an IANA time zone name such as Asia/Tokyo, Europe/London or UTC"
+            ) from None
+        return name
 
     @field_validator("profiles")
     @classmethod
