@@ -19,6 +19,7 @@ from larkbot.cli._terminal import StdinLines, cancel_on_signals, print_block
 from larkbot.config import Settings
 from larkbot.daemon import Daemon
 from larkbot.testing import LarkStandIn, ReplyRecord
+from larkbot.testing._records import readable_text
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import workspace_routes
 
@@ -121,14 +122,20 @@ async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) 
 
 
 def _print_reply(out: Console, record: ReplyRecord) -> None:
-    print_block(out, reply_body(record), first=_BOT, rest=_INDENT)
+    print_block(out, reply_body(record, rendered=out.is_terminal), first=_BOT, rest=_INDENT)
 
 
-def reply_body(record: ReplyRecord) -> Text | Markdown:
-    """What a reply shows in Lark, for the terminal: text as is, cards rendered."""
+def reply_body(record: ReplyRecord, *, rendered: bool = True) -> Text | Markdown:
+    """What a reply shows in Lark: text as is, cards rendered for a person at a terminal.
+
+    Into a pipe (``rendered=False``) a card prints as the markdown Lark receives, so
+    scripts see stable text rather than the terminal's bullets and rules.
+    """
     if record.msg_type == "text":
         return Text(str(record.content.get("text", "")))
     if record.msg_type == "interactive":
+        if not rendered:
+            return Text(readable_text(record.msg_type, record.content))
         return Markdown(_card_markdown(record.content))
     if record.msg_type == "post":
         return Text(_post_text(record.content))
