@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
-import httpx
 from anyio.abc import TaskStatus
 
 from larkbot import __version__
@@ -135,20 +134,15 @@ class Daemon:
         :raises CredentialsError: the token endpoint refused the app's credentials.
         """
         settings = self.settings
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.server.timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-        )
         try:
             with anyio.CancelScope() as hard_stop:
                 self._hard_stop = hard_stop
                 async with (
-                    http,
                     LarkClient(
                         base_url=settings.lark.base_url,
                         app_id=settings.app.id,
                         app_secret=settings.app.secret,
-                        http=http,
+                        timeout=settings.server.timeout,
                     ) as client,
                     open_store(
                         kind=settings.store.kind,
@@ -212,11 +206,8 @@ class Daemon:
                         policy=_policy(settings),
                     )
                     self._connection = LongConnection(
-                        base_url=settings.lark.base_url,
-                        app_id=settings.app.id,
-                        app_secret=settings.app.secret.get_secret_value(),
+                        client=client,
                         handler=self._admission,
-                        http=http,
                         on_state=self._on_connection_state,
                     )
                     tg.start_soon(self._run_connection, self._connection)
@@ -243,7 +234,7 @@ class Daemon:
                 info = await client.bot_info()
             except CredentialsError:
                 raise
-            except (LarkAPIError, httpx.HTTPError) as exc:
+            except LarkAPIError as exc:
                 log.warning("bot identity not known yet (%s); retrying in %.0f s", exc, delay)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 30.0)
