@@ -6,6 +6,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ def _parse() -> argparse.Namespace:
         "--only", default=",".join(_SCENARIOS), help="comma-separated: " + ", ".join(_SCENARIOS)
     )
     parser.add_argument(
+        "--echo-count", type=int, default=None, help="messages per echo load (for profiling)"
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path(__file__).resolve().parent / "results",
@@ -76,6 +80,8 @@ def main() -> None:
     """Run the chosen scenarios, print the table, write JSON, PNG and the Markdown table."""
     args = _parse()
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.echo_count is not None:
+        sizes = replace(sizes, echo_count=args.echo_count)
     names = [name for name in _SCENARIOS if name in args.only.split(",")]
     facts = machine_facts()
     with tempfile.TemporaryDirectory(prefix="larkbot-bench-") as workdir:
@@ -86,7 +92,7 @@ def main() -> None:
         notes.append(slow["larkbot_note"])
     rows = rows_of(results)
     print_table(rows, facts, notes)
-    meta = {"machine": facts, "quick": args.quick, "sizes": sizes.__dict__, "notes": notes}
+    meta = {"machine": facts, "quick": args.quick, "sizes": asdict(sizes), "notes": notes}
     write_json(args.out / "latest.json", results, rows, meta)
     write_chart(args.out / "latest.png", results)
     (args.out / "latest.md").write_text(markdown_table(rows) + "\n", encoding="utf-8")
