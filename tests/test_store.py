@@ -556,3 +556,25 @@ async def test_a_failed_group_commit_fails_every_caller_of_its_batch() -> None:
             release.set()
     assert batches == [[1], [2, 3, 4]]
     assert results == {1: 10, 2: "the disk is full", 3: "the disk is full", 4: "the disk is full"}
+
+
+@pytest.mark.anyio
+async def test_the_wal_is_checkpointed_off_the_admit_path(tmp_path: Path) -> None:
+    # Regression: SQLite checkpointed (and synced both files) inside whichever admit
+    # commit filled the WAL, stalling that batch's acks for hundreds of milliseconds.
+    async with _open("sqlite", tmp_path) as store, anyio.create_task_group() as tg:
+        assert store.path is not None
+        tg.start_soon(store.run_pruner)
+        with anyio.fail_after(10):
+            # Nothing signals that the checkpointer has started; the setting is polled.
+            while (await store._query("PRAGMA wal_autocheckpoint"))[0][0] != 0:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        before = store.path.stat().st_size
+        for index in range(300):
+            await store.admit(_message(f"om_{index}", text="x" * 500))
+        # The rows reach the main file only through the background checkpoint.
+        with anyio.fail_after(10):
+            while store.path.stat().st_size <= before:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert len(_sql(store.path, "SELECT message_id FROM inbox")) == 300

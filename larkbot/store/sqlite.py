@@ -106,6 +106,9 @@ _GONE = "owner IN (SELECT value FROM json_each(?))"
 # Messages admitted, or settled, by one statement at most (3 parameters per admitted row,
 # well under SQLite's limit of 32,766).
 _MAX_BATCH = 500
+# WAL checkpoints run on a connection of their own, off the path of admits and settles.
+_CHECKPOINT_SECONDS = 1.0
+_DEFAULT_AUTOCHECKPOINT = 1000
 
 
 class SqliteStore(Store):
@@ -332,14 +335,40 @@ class SqliteStore(Store):
         return removed
 
     async def run_pruner(self) -> None:
-        """Renew this process's lease every 15 s and prune every ``prune_interval`` s.
+        """Renew this process's lease every 15 s, prune every ``prune_interval`` s, and
+        checkpoint the WAL every second.
 
         Run it for the store's whole life: without it, other processes take this one for
         frozen after 60 s and take over its pending items.
         """
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._keep_lease)
+            tg.start_soon(self._keep_checkpointing)
             await super().run_pruner()
+
+    async def _keep_checkpointing(self) -> None:
+        """Checkpoint the WAL from a second connection, so no admit ever waits for one.
+
+        By default SQLite checkpoints inside the commit that fills the WAL past 1,000
+        pages, and a checkpoint syncs both files to disk: on a busy disk that commit, and
+        the acks of every frame in it, waited hundreds of milliseconds. Here the store's
+        own connection never checkpoints while this runs; a passive checkpoint on another
+        connection (another thread) copies the WAL back without blocking writers.
+        """
+        checkpointer = await _connect(self._database)
+        try:
+            await self._query("PRAGMA wal_autocheckpoint = 0")
+            while True:
+                await anyio.sleep(_CHECKPOINT_SECONDS)
+                try:
+                    await checkpointer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    logger.warning("WAL checkpoint failed, retrying: %s", exc)
+        finally:
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(StoreError):
+                    await self._query(f"PRAGMA wal_autocheckpoint = {_DEFAULT_AUTOCHECKPOINT}")
+                await checkpointer.close()
 
     async def _keep_lease(self) -> None:
         while True:
