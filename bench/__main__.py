@@ -1,4 +1,7 @@
-"""``python -m bench [--quick] [--only echo,slow,reply,memory,startup] [--out DIR]``."""
+"""``python -m bench [--quick] [--only echo,slow,reply,memory,startup] [--out DIR]``.
+
+``--echo-count N`` changes the messages per echo load (handy with a profiler attached).
+"""
 
 from __future__ import annotations
 
@@ -39,6 +42,12 @@ _NOTES = [
     "replies 'pong' with the synchronous client.im.v1.message.reply of its README.",
     "Ack latency: stand-in writes the frame -> ack arrives. Reply latency: frame written -> "
     "reply recorded by the stand-in. 'acks > 3 s' would be re-delivered by the platform.",
+    "CPU ms per reply: the bot process's CPU time (user + system) during a load divided by "
+    "the replies it posted; 'stand-in' is this process's (the local Lark's) for the same load. "
+    "Both bots log at INFO (larkbot: one JSON line per reply).",
+    "Loads: 'N in flight' keeps at most N messages unanswered; 'N/s' offers them on a "
+    "schedule; 'flat out' sends all at once. Refused acks come back a second later, as the "
+    "platform re-delivers them.",
     "Reply path: LarkClient.reply and lark-oapi's areply each run in their own process "
     "against the stand-in here (the SDK's blocking token fetch cannot share the server's loop).",
 ]

@@ -95,6 +95,7 @@ _ECHO_METRICS = (
     ("reply_p99_ms", "reply p99 ms"),
     ("acks_over_3s", "acks > 3 s"),
     ("refused_acks", "refused acks (re-delivered)"),
+    ("reconnects", "connection drops"),
     ("lost", "lost"),
     ("duplicates", "duplicates"),
 )
