@@ -80,7 +80,12 @@ async def _run(names: list[str], sizes: Sizes, workdir: Path) -> dict[str, Any]:
     for name in names:
         started = time.perf_counter()
         print(f"running {name}...", flush=True)
-        results[name] = await _SCENARIOS[name](sizes, workdir)
+        try:
+            results[name] = await _SCENARIOS[name](sizes, workdir)
+        except Exception as exc:
+            # One failed scenario must not throw away the figures of the others.
+            print(f"  {name} failed: {type(exc).__name__}: {exc}", flush=True)
+            continue
         print(f"  {name} took {time.perf_counter() - started:.1f} s", flush=True)
     return results
 
