@@ -28,7 +28,6 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import anyio
-import httpx
 import openai
 from rich.console import Console
 from rich.table import Table
@@ -231,17 +230,16 @@ def _shown_path(config_path: Path | None, env: Mapping[str, str]) -> str | None:
 
 
 class _LarkChecks:
-    """The checks that talk to Lark, sharing one HTTP pool and one OpenAPI client."""
+    """The checks that talk to Lark, sharing one OpenAPI client and its connection pool."""
 
     def __init__(self, settings: Settings, timeout: float) -> None:
         self._settings = settings
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout))
         # Few, quick attempts: the doctor reports a failure, the daemon is the one that waits.
         self._client = LarkClient(
             settings.lark.base_url,
             settings.app.id,
             settings.app.secret,
-            http=self._http,
+            timeout=timeout,
             retry=RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=1.0, deadline=timeout),
         )
 
@@ -249,7 +247,7 @@ class _LarkChecks:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._http.aclose()
+        await self._client.aclose()
 
     async def credentials(self) -> CheckResult:
         try:
@@ -298,14 +296,8 @@ class _LarkChecks:
         return CheckResult("permissions", "warn", f"missing {shown}, which stop working: {publish}")
 
     async def endpoint(self) -> CheckResult:
-        settings = self._settings
         try:
-            url = await discover_endpoint(
-                self._http,
-                base_url=settings.lark.base_url,
-                app_id=settings.app.id,
-                app_secret=settings.app.secret.get_secret_value(),
-            )
+            url = await discover_endpoint(self._client)
         except (LarkAuthError, TransientConnectError) as exc:
             return CheckResult("long connection", "fail", f"{exc}.".replace("..", "."))
         # The URL's query carries connection tickets: show where it points, nothing more.

@@ -106,7 +106,7 @@ LARKBOT_<SECTION>__<FIELD>, see docs/configuration.md):
   LARKBOT_STATE_DIR           the state folder [$STATE_DIRECTORY,
                               ~/.local/state/larkbot]
   LOG_LEVEL, LOG_FORMAT       INFO; auto, json or rich
-  LOG_LEVELS                  other libraries' levels: aiosqlite=DEBUG,httpx=INFO
+  LOG_LEVELS                  other libraries' levels: aiosqlite=DEBUG,aiohttp=INFO
   LOG_FILE                    also log to this file, rotated at LOG_FILE_MAX_BYTES,
                               keeping LOG_FILE_BACKUPS
   MAX_CONVERSATION_HISTORY    turns kept per conversation [50]

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.to_thread
-import httpx
 from anyio.abc import TaskStatus
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
@@ -149,17 +148,12 @@ async def serve_mcp(
         registry = await anyio.to_thread.run_sync(functools.partial(default_registry, plugins=True))
     # Resolving the zone reads the time zone database: not on the event loop.
     timezone = await anyio.to_thread.run_sync(resolve_timezone, settings.agent.timezone)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.server.timeout, connect=10.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-    )
     async with (
-        http,
         LarkClient(
             base_url=settings.lark.base_url,
             app_id=settings.app.id,
             app_secret=settings.app.secret,
-            http=http,
+            timeout=settings.server.timeout_seconds,
         ) as client,
         AsyncExitStack() as stack,
     ):
@@ -244,7 +238,7 @@ async def _check_credentials(client: LarkClient, token_mode: TokenMode) -> None:
             _log.warning("Lark refused the app credentials; serving with user tokens only")
             return
         raise
-    except (LarkAPIError, httpx.HTTPError, OSError) as exc:
+    except (LarkAPIError, OSError) as exc:
         _log.warning("Lark not reachable yet (%s); tool calls will retry", type(exc).__name__)
 
 

@@ -12,7 +12,6 @@ import logging
 from typing import Protocol
 
 import anyio
-import httpx
 
 from larkbot.core.agent import Agent
 from larkbot.core.conversation import Conversation
@@ -93,7 +92,7 @@ class Responder:
                     uuid=reply_uuid(message.message_id, index),
                     reply_in_thread=in_thread,
                 )
-        except (LarkAPIError, httpx.HTTPError) as exc:
+        except LarkAPIError as exc:
             metrics.REPLIES.labels(outcome="failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
             log.error("reply to message %s failed: %s", message.message_id, reason, extra=context)
@@ -133,12 +132,12 @@ class Responder:
         try:
             with anyio.move_on_after(2):
                 reactions.append(await self._client.react(message.message_id, _WORKING_EMOJI))
-        except (LarkAPIError, httpx.HTTPError) as exc:
+        except LarkAPIError as exc:
             log.debug("could not add a reaction to %s: %s", message.message_id, exc)
 
     async def _unreact(self, message: InboundMessage, reaction_id: str) -> None:
         try:
             with anyio.move_on_after(2, shield=True):
                 await self._client.unreact(message.message_id, reaction_id)
-        except (LarkAPIError, httpx.HTTPError) as exc:
+        except LarkAPIError as exc:
             log.debug("could not remove the reaction on %s: %s", message.message_id, exc)

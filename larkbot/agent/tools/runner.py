@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import httpx
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
@@ -184,7 +183,7 @@ class ToolRunner:
                 extra={**extra, "lark_code": code},
             )
             return "error", _failure(_explain(exc, tool, ctx.language))
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             _log.warning(
                 "tool %s: Lark unreachable: %s (message %s)",
                 tool.name,
