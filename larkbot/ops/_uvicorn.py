@@ -41,8 +41,9 @@ def embedded_config(
 
     No logging setup (``log_config=None``) so the host program's logging stays as it is,
     no access log, keepalive pings off (the long connection has its own ping frames, and
-    tests of silent sockets must control them), no compression, a short graceful shutdown, and httptools when installed. ``lifespan``
-    runs the app's lifespan (an MCP session manager needs it).
+    tests of silent sockets must control them), no compression, a short graceful shutdown,
+    and httptools when installed. ``lifespan`` runs the app's lifespan (an MCP session
+    manager needs it).
     """
     config = uvicorn.Config(
         app,
