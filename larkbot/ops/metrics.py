@@ -25,7 +25,7 @@ _SLOW = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 EVENTS_RECEIVED = Counter(
     "larkbot_events_received_total",
-    "Events received on the long connection, by event type and admission outcome "
+    "Events received from Lark (long connection or webhook), by event type and admission outcome "
     "(accepted, duplicate, stale, self, unmentioned, not_allowed, unsupported, invalid, "
     "overloaded).",
     ["event_type", "outcome"],
@@ -33,13 +33,14 @@ EVENTS_RECEIVED = Counter(
 )
 ACK_LATENCY = Histogram(
     "larkbot_ack_latency_seconds",
-    "Time from receiving a data frame to sending its ack.",
+    "Time from receiving an event (a data frame, or a verified webhook request) to its ack.",
     buckets=_FAST,
     registry=REGISTRY,
 )
 CONNECTION_UP = Gauge(
     "larkbot_connection_up",
-    "1 while the long connection is open, else 0.",
+    "1 while the event source takes events (the long connection is open, or the webhook is "
+    "served), else 0.",
     registry=REGISTRY,
 )
 RECONNECTS = Counter(
