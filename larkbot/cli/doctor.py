@@ -1,9 +1,11 @@
 """``larkbot doctor``: check every outside dependency of the daemon, one row per check.
 
 The checks run in the order an operator fixes things: the configuration loads, Lark takes
-the app's credentials, the bot identity and the long-connection endpoint answer, the LLM
-endpoint answers (when one is configured), the state directory opens, the port binds. A
-check whose prerequisite failed is skipped rather than failed again for the same reason.
+the app's credentials, the bot identity and the long-connection endpoint answer (in webhook
+mode the endpoint is skipped and the webhook's keys are checked instead), the LLM endpoint
+answers (when one is configured), the state directory opens, the port binds. A check whose
+prerequisite failed is skipped rather than failed again for the same reason; a setup that
+works but is weaker than it should be gets a warning, which does not fail the run.
 Nothing a check prints contains a secret: details are built from our own sentences and
 error codes, and scrubbed of every configured secret on top of that.
 """
@@ -28,7 +30,7 @@ from rich.text import Text
 
 from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, EX_FAILURE
-from larkbot.config import ConfigError, Settings, load_settings
+from larkbot.config import ConfigError, Settings, describe_settings, load_settings
 from larkbot.core.retry import RetryPolicy
 from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops.logging import redact
@@ -41,7 +43,7 @@ from larkbot.store import StoreError, open_store
 
 __all__ = ["CheckResult", "DoctorReport", "diagnose", "doctor_command", "run_checks"]
 
-Status = Literal["ok", "fail", "skip"]
+Status = Literal["ok", "warn", "fail", "skip"]
 
 _MASK = "****"
 # Lark codes worth a sentence of their own (in the developer console's wording).
@@ -71,7 +73,7 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        """Whether no check failed (skipped checks are fine)."""
+        """Whether no check failed (skipped checks and warnings are fine)."""
         return all(check.status != "fail" for check in self.checks)
 
     @property
@@ -129,15 +131,21 @@ async def run_checks(
             return CheckResult(result.name, result.status, _scrub(result.detail, secrets))
         return CheckResult(name, "fail", f"no answer within {check_seconds:g} s")
 
+    webhook = settings.events.mode == "webhook"
     lark = _LarkChecks(settings, check_seconds)
     async with lark:
         credentials = await bounded("credentials", lark.credentials)
         results.append(credentials)
         for name, check in (("bot identity", lark.identity), ("long connection", lark.endpoint)):
-            if credentials.status == "ok":
+            if name == "long connection" and webhook:
+                where = settings.events.webhook_path
+                results.append(CheckResult(name, "skip", f"webhook mode: Lark POSTs to {where}"))
+            elif credentials.status == "ok":
                 results.append(await bounded(name, check))
             else:
                 results.append(CheckResult(name, "skip", "needs working credentials"))
+    if webhook:
+        results += _check_webhook_keys(settings)
     results.append(await bounded("llm", lambda: _check_llm(settings, check_seconds)))
     results.append(await bounded("state directory", lambda: _check_state_dir(settings, env)))
     results.append(await bounded("port", lambda: _check_port(settings)))
@@ -180,7 +188,8 @@ class _LarkChecks:
 
     async def credentials(self) -> CheckResult:
         try:
-            self._settings.require_credentials()
+            # The webhook's token has a row of its own.
+            self._settings.require_app_credentials()
         except ConfigError as exc:
             return CheckResult("credentials", "fail", str(exc))
         try:
@@ -213,6 +222,41 @@ class _LarkChecks:
         return CheckResult(
             "long connection", "ok", f"endpoint discovery answered {parts.scheme}://{parts.netloc}"
         )
+
+
+def _check_webhook_keys(settings: Settings) -> list[CheckResult]:
+    """The verification token (required) and the encrypt key (strongly advised)."""
+    events = settings.events
+    sources = {row.key: row.source for row in describe_settings(settings)}
+    if events.verification_token is None:
+        token = CheckResult(
+            "verification token",
+            "fail",
+            "not set: webhook mode refuses to start without it. Set LARK_VERIFICATION_TOKEN or "
+            "LARK_VERIFICATION_TOKEN_FILE to the Verification Token under Events & Callbacks → "
+            "Encryption strategy in the developer console",
+        )
+    else:
+        token = CheckResult(
+            "verification token",
+            "ok",
+            f"set ({sources['events.verification_token']}); every request must carry it",
+        )
+    if events.encrypt_key is None:
+        key = CheckResult(
+            "encrypt key",
+            "warn",
+            "not set: Lark neither signs nor encrypts requests, so they are accepted on the "
+            "verification token alone. Set an Encrypt Key under Events & Callbacks → Encryption "
+            "strategy and give it as LARK_ENCRYPT_KEY or LARK_ENCRYPT_KEY_FILE",
+        )
+    else:
+        key = CheckResult(
+            "encrypt key",
+            "ok",
+            f"set ({sources['events.encrypt_key']}); requests must be signed and encrypted with it",
+        )
+    return [token, key]
 
 
 def _lark_failure(exc: LarkAPIError) -> str:
@@ -292,6 +336,14 @@ async def _check_port(settings: Settings) -> CheckResult:
     except OSError as exc:
         return CheckResult("port", "fail", _bind_failure(exc, host, port))
     await listener.aclose()
+    if settings.events.mode == "webhook":
+        path = settings.events.webhook_path
+        return CheckResult(
+            "port",
+            "ok",
+            f"{host}:{port} can be bound; Lark must reach POST {path} on it through your HTTPS "
+            "proxy",
+        )
     return CheckResult("port", "ok", f"{host}:{port} can be bound")
 
 
@@ -320,13 +372,21 @@ def _print_table(report: DoctorReport) -> None:
     table.add_column("Check", no_wrap=True)
     table.add_column("Result", no_wrap=True)
     table.add_column("Detail", overflow="fold")
-    styles = {"ok": "[green]ok[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
+    styles = {
+        "ok": "[green]ok[/]",
+        "warn": "[yellow]warn[/]",
+        "fail": "[bold red]FAIL[/]",
+        "skip": "[dim]skip[/]",
+    }
     for check in report.checks:
         # Details are plain text: "agent.profiles[0]" must not be read as rich markup.
         table.add_row(check.name, styles[check.status], Text(check.detail))
     out.print(table)
     failed = [check.name for check in report.checks if check.status == "fail"]
+    warned = [check.name for check in report.checks if check.status == "warn"]
     if failed:
         out.print(f"[bold red]{len(failed)} check(s) failed:[/] {', '.join(failed)}")
+    elif warned:
+        out.print(f"[green]All checks passed[/], [yellow]with warnings:[/] {', '.join(warned)}")
     else:
         out.print("[green]All checks passed.[/]")

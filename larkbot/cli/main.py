@@ -19,7 +19,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="larkbot",
-    help="An AI assistant for Lark/Feishu chats, over the long connection (no public endpoint).",
+    help="An AI assistant for Lark/Feishu chats, over the long connection or a webhook.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -100,10 +100,10 @@ def doctor(
 ) -> None:
     """Check the setup: config, credentials, bot identity, long connection, LLM, state, port.
 
-    One row per check.
+    One row per check; in webhook mode the webhook's keys replace the long connection.
 
-    Exits 0 when nothing failed (skipped checks are fine), 1 when a check failed, 78 when
-    the configuration itself does not load. Secrets are never printed.
+    Exits 0 when nothing failed (skipped checks and warnings are fine), 1 when a check
+    failed, 78 when the configuration itself does not load. Secrets are never printed.
     """
     from larkbot.cli.doctor import doctor_command
 

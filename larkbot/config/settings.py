@@ -625,6 +625,18 @@ class Settings(BaseSettings):
 
         Always the Lark app's ID and secret; in webhook mode also the verification token.
         """
+        self.require_app_credentials()
+        if self.events.mode == "webhook" and not _reveal(self.events.verification_token).strip():
+            where = str(self._config_file) if self._config_file else "the configuration file"
+            raise ConfigError(
+                "LARK_VERIFICATION_TOKEN is not set: webhook mode needs it, so set "
+                "LARK_VERIFICATION_TOKEN or LARK_VERIFICATION_TOKEN_FILE (or "
+                f"events.verification_token in {where}) to the Verification Token shown on your "
+                "app's Events & Callbacks page."
+            )
+
+    def require_app_credentials(self) -> None:
+        """Raise :class:`ConfigError` unless the Lark app's ID and secret are set."""
         where = str(self._config_file) if self._config_file else "the configuration file"
         if not self.app.id.strip():
             raise ConfigError(
@@ -634,13 +646,6 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "APP_SECRET is not set: set APP_SECRET or APP_SECRET_FILE "
                 f"(or app.secret in {where}) to your Lark app's secret."
-            )
-        if self.events.mode == "webhook" and not _reveal(self.events.verification_token).strip():
-            raise ConfigError(
-                "LARK_VERIFICATION_TOKEN is not set: webhook mode needs it, so set "
-                "LARK_VERIFICATION_TOKEN or LARK_VERIFICATION_TOKEN_FILE (or "
-                f"events.verification_token in {where}) to the Verification Token shown on your "
-                "app's Events & Callbacks page."
             )
 
 
