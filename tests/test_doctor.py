@@ -18,7 +18,7 @@ from larkbot.cli.doctor import CheckResult, run_checks
 from larkbot.store import open_store
 from larkbot.testing import LarkStandIn, app_scopes_route
 from larkbot.testing.openai_standin import OpenAIStandIn
-from tests._daemon import settings_for
+from tests._daemon import WEBHOOK_KEY, WEBHOOK_TOKEN, settings_for, webhook_env
 from tests._factories import inbound
 
 pytestmark = pytest.mark.anyio
@@ -311,3 +311,60 @@ def test_a_no_permission_error_names_the_tools_it_stops() -> None:
         if {"bitable:app", "calendar:calendar"} & set(tool.scopes)
     )
     assert tools_needing("no scopes named here") == []
+
+
+async def test_webhook_mode_checks_the_keys_and_skips_the_long_connection(tmp_path: Path) -> None:
+    async with LarkStandIn(app_secret=_SECRET) as lark:
+        settings = await settings_for(lark, tmp_path / "state", **webhook_env())
+        checks = _by_name(await run_checks(settings, env={}))
+    assert {name: c.status for name, c in checks.items()} == {
+        "credentials": "ok",
+        "bot identity": "ok",
+        # This stand-in does not answer the scopes route.
+        "permissions": "skip",
+        "long connection": "skip",
+        "verification token": "ok",
+        "encrypt key": "ok",
+        "llm": "skip",
+        "state directory": "ok",
+        "port": "ok",
+    }
+    assert lark.endpoint_calls == 0
+    assert checks["long connection"].detail == "webhook mode: Lark POSTs to /webhook"
+    assert checks["verification token"].detail.startswith("set (env LARK_VERIFICATION_TOKEN)")
+    assert checks["encrypt key"].detail.startswith("set (env LARK_ENCRYPT_KEY)")
+    assert "Lark must reach POST /webhook on it" in checks["port"].detail
+    shown = json.dumps([c.detail for c in checks.values()])
+    assert WEBHOOK_KEY not in shown and WEBHOOK_TOKEN not in shown
+
+
+async def test_webhook_mode_without_an_encrypt_key_warns_but_passes(tmp_path: Path) -> None:
+    async with LarkStandIn(app_secret=_SECRET) as lark:
+        env = _env(lark, tmp_path, **webhook_env(LARK_ENCRYPT_KEY=""))
+        code, out, err = await _larkbot("doctor", "--json", env=env)
+        assert code == 0, out + err
+        table_code, table, _ = await _larkbot("doctor", env=env)
+    rows = {row["name"]: row for row in json.loads(out)["checks"]}
+    assert json.loads(out)["ok"] is True
+    assert rows["encrypt key"]["status"] == "warn"
+    assert "accepted on the verification token alone" in rows["encrypt key"]["detail"]
+    assert rows["verification token"]["status"] == "ok"
+    assert table_code == 0
+    # Into a pipe, one check<TAB>status<TAB>detail line per check.
+    assert "encrypt key\twarn\t" in table
+    assert WEBHOOK_TOKEN not in out + err + table
+
+
+async def test_webhook_mode_without_the_token_fails_that_row_only(tmp_path: Path) -> None:
+    async with LarkStandIn(app_secret=_SECRET) as lark:
+        env = _env(lark, tmp_path, **webhook_env(LARK_VERIFICATION_TOKEN=""))
+        code, out, err = await _larkbot("doctor", "--json", env=env)
+    assert code == 1, out + err
+    rows = {row["name"]: row for row in json.loads(out)["checks"]}
+    assert {name: row["status"] for name, row in rows.items() if row["status"] != "ok"} == {
+        "permissions": "skip",
+        "long connection": "skip",
+        "verification token": "fail",
+        "llm": "skip",
+    }
+    assert "LARK_VERIFICATION_TOKEN" in rows["verification token"]["detail"]

@@ -2,9 +2,11 @@
 
 The checks run in the order an operator fixes things: the configuration loads and names
 the app's credentials, Lark takes them, the bot identity answers, the app holds the scopes
-the bot and its tools need, the long-connection endpoint answers, the LLM endpoint answers
-(when one is configured), the state directory is usable, the port binds. A check whose
-prerequisite failed is skipped rather than failed again for the same reason.
+the bot and its tools need, the long-connection endpoint answers (in webhook mode it is
+skipped and the webhook's keys are checked instead), the LLM endpoint answers (when one is
+configured), the state directory is usable, the port binds. A check whose prerequisite
+failed is skipped rather than failed again for the same reason; a setup that works but is
+weaker than it should be gets a warning, which does not fail the run.
 
 Doctor only reads: it creates no folder, no database and no file (run as root on a
 service's folder, it must not leave root-owned files behind), and its output is the table
@@ -36,7 +38,7 @@ from rich.text import Text
 from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, EX_FAILURE
 from larkbot.cli._permissions import missing_scopes, scope_needs, tools_needing
-from larkbot.config import ConfigError, Settings, load_settings
+from larkbot.config import ConfigError, Settings, describe_settings, load_settings
 from larkbot.config._sources import find_config_file
 from larkbot.core.redact import redact
 from larkbot.core.retry import RetryPolicy
@@ -83,7 +85,7 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        """Whether no check failed (skipped checks are fine)."""
+        """Whether no check failed (skipped checks and warnings are fine)."""
         return all(check.status != "fail" for check in self.checks)
 
     @property
@@ -126,7 +128,8 @@ def diagnose(
     shown = str(settings.config_file) if settings.config_file else None
     loaded = f"loaded from {shown or 'defaults and environment'}"
     try:
-        settings.require_credentials()
+        # The webhook's token has a row of its own (see _check_webhook_keys).
+        settings.require_app_credentials()
     except ConfigError as exc:
         config = CheckResult("config", "fail", str(exc))
         credentials = False
@@ -163,6 +166,7 @@ async def run_checks(
             return CheckResult(result.name, result.status, redact(result.detail, also=secrets))
         return CheckResult(name, "fail", f"no answer within {check_seconds:g} s")
 
+    webhook = settings.events.mode == "webhook"
     checks = _LarkChecks(settings, check_seconds)
     async with checks:
         if lark:
@@ -175,10 +179,15 @@ async def run_checks(
             ("permissions", checks.permissions),
             ("long connection", checks.endpoint),
         ):
-            if credentials.status == "ok":
+            if name == "long connection" and webhook:
+                where = settings.events.webhook_path
+                results.append(CheckResult(name, "skip", f"webhook mode: Lark POSTs to {where}"))
+            elif credentials.status == "ok":
                 results.append(await bounded(name, check))
             else:
                 results.append(CheckResult(name, "skip", "needs working credentials"))
+    if webhook:
+        results += _check_webhook_keys(settings)
     results.append(await bounded("llm", lambda: _check_llm(settings, check_seconds)))
     results.append(await bounded("state directory", lambda: _check_state_dir(settings, env)))
     results.append(await bounded("port", lambda: _check_port(settings)))
@@ -251,7 +260,8 @@ class _LarkChecks:
 
     async def credentials(self) -> CheckResult:
         try:
-            self._settings.require_credentials()
+            # The webhook's token has a row of its own.
+            self._settings.require_app_credentials()
         except ConfigError as exc:
             return CheckResult("credentials", "fail", str(exc))
         try:
@@ -305,6 +315,41 @@ class _LarkChecks:
         return CheckResult(
             "long connection", "ok", f"endpoint discovery answered {parts.scheme}://{parts.netloc}"
         )
+
+
+def _check_webhook_keys(settings: Settings) -> list[CheckResult]:
+    """The verification token (required) and the encrypt key (strongly advised)."""
+    events = settings.events
+    sources = {row.key: row.source for row in describe_settings(settings)}
+    if events.verification_token is None:
+        token = CheckResult(
+            "verification token",
+            "fail",
+            "not set: webhook mode refuses to start without it. Set LARK_VERIFICATION_TOKEN or "
+            "LARK_VERIFICATION_TOKEN_FILE to the Verification Token under Events & Callbacks → "
+            "Encryption strategy in the developer console",
+        )
+    else:
+        token = CheckResult(
+            "verification token",
+            "ok",
+            f"set ({sources['events.verification_token']}); every request must carry it",
+        )
+    if events.encrypt_key is None:
+        key = CheckResult(
+            "encrypt key",
+            "warn",
+            "not set: Lark neither signs nor encrypts requests, so they are accepted on the "
+            "verification token alone. Set an Encrypt Key under Events & Callbacks → Encryption "
+            "strategy and give it as LARK_ENCRYPT_KEY or LARK_ENCRYPT_KEY_FILE",
+        )
+    else:
+        key = CheckResult(
+            "encrypt key",
+            "ok",
+            f"set ({sources['events.encrypt_key']}); requests must be signed and encrypted with it",
+        )
+    return [token, key]
 
 
 def _lark_failure(exc: LarkAPIError) -> str:
@@ -450,6 +495,14 @@ async def _check_port(settings: Settings) -> CheckResult:
     except OSError as exc:
         return CheckResult("port", "fail", _bind_failure(exc, host, port))
     await listener.aclose()
+    if settings.events.mode == "webhook":
+        path = settings.events.webhook_path
+        return CheckResult(
+            "port",
+            "ok",
+            f"{host}:{port} can be bound; Lark must reach POST {path} on it through your HTTPS "
+            "proxy",
+        )
     return CheckResult("port", "ok", f"{host}:{port} can be bound")
 
 
@@ -493,6 +546,6 @@ def _print_report(report: DoctorReport) -> None:
     if failed:
         out.print(f"[bold red]{len(failed)} check(s) failed:[/] {', '.join(failed)}")
     elif warned:
-        out.print(f"[green]All checks passed[/], with warnings: {', '.join(warned)}")
+        out.print(f"[green]All checks passed[/], [yellow]with warnings:[/] {', '.join(warned)}")
     else:
         out.print("[green]All checks passed.[/]")

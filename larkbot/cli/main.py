@@ -239,10 +239,10 @@ def doctor(
 ) -> None:
     """Check the setup: config, credentials, permissions, long connection, LLM, state, port.
 
-    One row per check. Doctor only reads: it creates no file or folder. Exit status: 0
-    when nothing failed (warnings and skipped checks are fine), 1 when a check failed,
-    78 when the configuration does not load or lacks the app's credentials. Secrets are
-    never printed.
+    One row per check; in webhook mode the webhook's keys replace the long connection.
+    Doctor only reads: it creates no file or folder. Exit status: 0 when nothing failed
+    (warnings and skipped checks are fine), 1 when a check failed, 78 when the
+    configuration does not load or lacks the app's credentials. Secrets are never printed.
     """
     from larkbot.cli.doctor import doctor_command
 

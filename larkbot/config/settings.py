@@ -870,6 +870,18 @@ class Settings(BaseSettings):
         Placeholders from the examples (``cli_your_app_id``, ``your_app_secret``) and secrets
         too short to be real are refused here, before anything is sent to Lark.
         """
+        self.require_app_credentials()
+        if self.events.mode == "webhook" and not _reveal(self.events.verification_token).strip():
+            where = str(self._config_file) if self._config_file else "the configuration file"
+            raise ConfigError(
+                "LARK_VERIFICATION_TOKEN is not set: webhook mode needs it, so set "
+                "LARK_VERIFICATION_TOKEN or LARK_VERIFICATION_TOKEN_FILE (or "
+                f"events.verification_token in {where}) to the Verification Token shown on your "
+                "app's Events & Callbacks page."
+            )
+
+    def require_app_credentials(self) -> None:
+        """Raise :class:`ConfigError` unless the Lark app's ID and secret are set and real."""
         where = str(self._config_file) if self._config_file else "the configuration file"
         if not self.app.id.strip():
             raise ConfigError(
@@ -895,13 +907,6 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "APP_SECRET is too short to be a Lark app secret (those have 32 characters): "
                 "copy the whole App Secret from the developer console's Credentials page."
-            )
-        if self.events.mode == "webhook" and not _reveal(self.events.verification_token).strip():
-            raise ConfigError(
-                "LARK_VERIFICATION_TOKEN is not set: webhook mode needs it, so set "
-                "LARK_VERIFICATION_TOKEN or LARK_VERIFICATION_TOKEN_FILE (or "
-                f"events.verification_token in {where}) to the Verification Token shown on your "
-                "app's Events & Callbacks page."
             )
 
 

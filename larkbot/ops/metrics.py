@@ -48,20 +48,21 @@ _SLOW = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 EVENTS_RECEIVED = Counter(
     "larkbot_events_received_total",
-    "Events received on the long connection, by event type and admission outcome "
-    f"({', '.join(EVENT_OUTCOMES)}).",
+    "Events received from Lark (long connection or webhook), by event type and admission "
+    f"outcome ({', '.join(EVENT_OUTCOMES)}).",
     ["event_type", "outcome"],
     registry=REGISTRY,
 )
 ACK_LATENCY = Histogram(
     "larkbot_ack_latency_seconds",
-    "Time from receiving a data frame to sending its ack.",
+    "Time from receiving an event (a data frame, or a verified webhook request) to its ack.",
     buckets=_FAST,
     registry=REGISTRY,
 )
 CONNECTION_UP = Gauge(
     "larkbot_connection_up",
-    "1 while the long connection is open, else 0.",
+    "1 while the event source takes events (the long connection is open, or the webhook is "
+    "served), else 0.",
     registry=REGISTRY,
 )
 RECONNECTS = Counter(
