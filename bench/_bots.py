@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import anyio
-import httpx
 import psutil
 from anyio.abc import Process
 
@@ -59,6 +59,11 @@ class BotProcess:
         """Resident set size of the bot's process now."""
         return int(psutil.Process(self.pid).memory_info().rss)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the bot's process has used so far."""
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -85,15 +90,15 @@ async def _stop(process: Process) -> None:
 
 
 async def _larkbot_ready(port: int, process: Process) -> None:
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as http:
         while True:
             if process.returncode is not None:
                 raise RuntimeError(f"larkbot exited with {process.returncode} before ready")
             try:
-                response = await http.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0)
-                if response.status_code == 200:
-                    return
-            except httpx.TransportError:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             await anyio.sleep(_POLL_SECONDS)
 
@@ -115,7 +120,8 @@ async def larkbot_bot(
         "LARK_DOMAIN": lark.url,
         "PORT": str(port),
         "LARKBOT_STATE_DIR": str(state_dir),
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",  # the default: one JSON line per reply
+        "LOG_FORMAT": "json",
         "LARKBOT_RATE_LIMITING__ENABLED": "false",
         **(env or {}),
     }
@@ -181,9 +187,12 @@ async def metric_value(bot: BotProcess, name: str) -> float | None:
     """Read one unlabelled sample from the bot's ``/metrics``; ``None`` when absent."""
     if bot.ops_port is None:
         return None
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"http://127.0.0.1:{bot.ops_port}/metrics", timeout=5.0)
-    for line in response.text.splitlines():
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as http,
+        http.get(f"http://127.0.0.1:{bot.ops_port}/metrics") as response,
+    ):
+        text = await response.text()
+    for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return None

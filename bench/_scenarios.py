@@ -14,10 +14,11 @@ from typing import Any
 
 import anyio
 
-from bench._bots import BENCH_DIR, bot_env, larkbot_bot, metric_value, sdk_bot
+from bench._bots import BENCH_DIR, BotProcess, bot_env, larkbot_bot, metric_value, sdk_bot
 from larkbot.testing import LarkStandIn
 
 __all__ = [
+    "Load",
     "Sizes",
     "echo_load",
     "memory",
@@ -29,6 +30,31 @@ __all__ = [
 _REDELIVERY_ACK_SECONDS = 3.0
 _WARMUP_MESSAGES = 20
 _MEMORY_WINDOW = 500
+# A refused (non-200) ack comes back this much later, as the platform re-delivers it.
+_REDELIVER_AFTER = 1.0
+# A bot whose connection drops (the SDK's own keep-alive gives up when its handlers block
+# its loop for 20 s) is told to reconnect after this long, not the platform's 2 minutes.
+_RECONNECT_INTERVAL = 2
+
+
+@dataclass(frozen=True)
+class Load:
+    """How echo messages are offered: ``window`` at most unanswered at once, or ``rate``
+    per second, or (neither) all at once, flat out."""
+
+    label: str
+    window: int | None = None
+    rate: float | None = None
+
+
+_FULL_LOADS = (
+    Load("20 in flight", window=20),
+    Load("100 in flight", window=100),
+    Load("200 in flight", window=200),
+    Load("1000/s", rate=1000.0),
+    Load("flat out"),
+)
+_QUICK_LOADS = (Load("20 in flight", window=20), Load("500/s", rate=500.0), Load("flat out"))
 
 
 @dataclass(frozen=True)
@@ -36,7 +62,7 @@ class Sizes:
     """How much work each scenario does; ``quick()`` is the smoke-test size."""
 
     echo_count: int = 2000
-    echo_rates: tuple[float | None, ...] = (500.0, 1000.0, 2000.0, None)
+    echo_loads: tuple[Load, ...] = _FULL_LOADS
     echo_chats: int = 50
     slow_chats: int = 20
     slow_delay: float = 1.0
@@ -51,7 +77,7 @@ class Sizes:
         """Small enough for a smoke test: a few seconds per scenario."""
         return cls(
             echo_count=200,
-            echo_rates=(500.0, None),
+            echo_loads=_QUICK_LOADS,
             slow_chats=5,
             reply_count=200,
             memory_chats=50,
@@ -80,6 +106,9 @@ class _Phase:
     replies_from: int
     duplicates_from: int
     replies: dict[str, list[float]] = field(default_factory=dict)
+    bot_cpu: float = 0.0
+    standin_cpu: float = 0.0
+    handshakes_from: int = 0
 
     def scan(self, lark: LarkStandIn) -> int:
         wanted = self.sent_at
@@ -91,10 +120,17 @@ class _Phase:
 
     def figures(self, lark: LarkStandIn) -> dict[str, Any]:
         acks = {}
+        refused = 0
         for ack in lark.acks[self.acks_from :]:
-            if ack.chat_message_id in self.sent_at and ack.chat_message_id not in acks:
+            if ack.chat_message_id not in self.sent_at:
+                continue
+            if ack.code != 200:
+                refused += 1
+            if ack.chat_message_id not in acks:
                 acks[ack.chat_message_id] = ack
         ack_ms = [ack.latency_ms for ack in acks.values()]
+        biz_ms = [float(ack.biz_rt) for ack in acks.values() if ack.biz_rt is not None]
+        answered = max(len(self.replies), 1)
         reply_ms = []
         for message_id, times in self.replies.items():
             ack = acks.get(message_id)
@@ -107,6 +143,7 @@ class _Phase:
         return {
             "messages": len(self.ids),
             "answered": len(self.replies),
+            "lost": len(self.ids) - len(self.replies),
             "acked": len(acks),
             "offered_per_s": len(self.ids) / max(self.send_seconds, 1e-9),
             "replies_per_s": len(self.replies) / elapsed,
@@ -114,6 +151,11 @@ class _Phase:
             "ack_p50_ms": _percentile(ack_ms, 50),
             "ack_p99_ms": _percentile(ack_ms, 99),
             "ack_max_ms": max(ack_ms, default=None),
+            "bot_ack_p99_ms": _percentile(biz_ms, 99),
+            "bot_cpu_ms_per_reply": self.bot_cpu * 1000 / answered,
+            "standin_cpu_ms_per_reply": self.standin_cpu * 1000 / answered,
+            "refused_acks": refused,
+            "reconnects": lark.handshakes - self.handshakes_from,
             "reply_p50_ms": _percentile(reply_ms, 50),
             "reply_p99_ms": _percentile(reply_ms, 99),
             "acks_over_3s": sum(1 for ms in ack_ms if ms > _REDELIVERY_ACK_SECONDS * 1000),
@@ -134,21 +176,23 @@ async def _send_batch(
     """
     phase = _Phase([], {}, time.monotonic(), 0.0, len(lark.acks), len(lark.replies), 0)
     phase.duplicates_from = lark.suppressed_duplicates
+    phase.handshakes_from = lark.handshakes
     answered_base = len(lark.replies)
-    for index, (chat, text) in enumerate(messages):
-        if rate is not None:
-            # On a schedule, not after each send: a slow send does not lower the rate.
-            delay = phase.started + index / rate - time.monotonic()
-            if delay > 0:
-                await anyio.sleep(delay)
-        if window is not None:
-            # The stand-in signals no event per reply; its record list is polled.
-            while index - (len(lark.replies) - answered_base) >= window:  # noqa: ASYNC110
-                await anyio.sleep(0.002)
-        sent = time.monotonic()
-        message_id = await lark.send_text(text, chat_id=chat, sender_open_id="ou_" + chat[3:])
-        phase.ids.append(message_id)
-        phase.sent_at[message_id] = sent
+    async with lark.watch_outbound(max_buffer=len(messages) + 1) as outbound:
+        for index, (chat, text) in enumerate(messages):
+            if rate is not None:
+                # On a schedule, not after each send: a slow send does not lower the rate.
+                delay = phase.started + index / rate - time.monotonic()
+                if delay > 0:
+                    await anyio.sleep(delay)
+            if window is not None:
+                # Woken by each reply the stand-in records, not by polling.
+                while index - (len(lark.replies) - answered_base) >= window:
+                    await outbound.receive()
+            sent = time.monotonic()
+            message_id = await lark.send_text(text, chat_id=chat, sender_open_id="ou_" + chat[3:])
+            phase.ids.append(message_id)
+            phase.sent_at[message_id] = sent
     phase.send_seconds = time.monotonic() - phase.started
     return phase
 
@@ -170,29 +214,41 @@ def _chats(prefix: str, count: int) -> list[str]:
 
 
 async def _echo_phases(
-    lark: LarkStandIn, sizes: Sizes, text: str, label: str
+    lark: LarkStandIn, bot: BotProcess, sizes: Sizes, text: str, label: str
 ) -> list[dict[str, Any]]:
     chats = _chats(f"{label}_", sizes.echo_chats)
     warmup = await _send_batch(lark, [(c, text) for c in chats[:_WARMUP_MESSAGES]], None)
     await _await_answers(lark, warmup, 30)
     results = []
-    for rate in sizes.echo_rates:
+    for load in sizes.echo_loads:
         batch = [(chats[i % len(chats)], text) for i in range(sizes.echo_count)]
-        phase = await _send_batch(lark, batch, rate)
+        bot_cpu, standin_cpu = bot.cpu_seconds(), time.process_time()
+        phase = await _send_batch(lark, batch, load.rate, window=load.window)
         await _await_answers(lark, phase, 60 + sizes.echo_count / 50)
-        results.append({"rate": rate, **phase.figures(lark)})
+        phase.bot_cpu = bot.cpu_seconds() - bot_cpu
+        phase.standin_cpu = time.process_time() - standin_cpu
+        results.append(
+            {"load": load.label, "rate": load.rate, "window": load.window, **phase.figures(lark)}
+        )
         await anyio.sleep(0.5)
     return results
 
 
 async def echo_load(sizes: Sizes, workdir: Path) -> dict[str, Any]:
-    """Echo at fixed offered rates and flat out, larkbot ("ping") and the SDK pattern."""
+    """Echo at each load, larkbot ("ping") and the SDK pattern, with CPU per answer.
+
+    Refused acks are re-delivered a second later, as the platform does (later), so an
+    overloaded bot loses nothing and the figures count every message once.
+    """
     out: dict[str, Any] = {}
-    async with LarkStandIn() as lark, larkbot_bot(lark, workdir) as bot:
-        out["larkbot"] = await _echo_phases(lark, sizes, "ping", "lb")
+    standin = {"reconnect_interval": _RECONNECT_INTERVAL, "reconnect_nonce": 1}
+    async with LarkStandIn(**standin) as lark, larkbot_bot(lark, workdir) as bot:
+        lark.redeliver_after = _REDELIVER_AFTER
+        out["larkbot"] = await _echo_phases(lark, bot, sizes, "ping", "lb")
         out["larkbot_rss_mb"] = bot.rss_bytes() / 2**20
-    async with LarkStandIn() as lark, sdk_bot(lark, workdir) as bot:
-        out["sdk"] = await _echo_phases(lark, sizes, "ping", "sdk")
+    async with LarkStandIn(**standin) as lark, sdk_bot(lark, workdir) as bot:
+        lark.redeliver_after = _REDELIVER_AFTER
+        out["sdk"] = await _echo_phases(lark, bot, sizes, "ping", "sdk")
         out["sdk_rss_mb"] = bot.rss_bytes() / 2**20
     return out
 
@@ -237,7 +293,8 @@ async def _reply_client(impl: str, lark: LarkStandIn, sizes: Sizes) -> dict[str,
         str(sizes.reply_count),
         str(sizes.reply_concurrency),
     ]
-    with anyio.fail_after(120):
+    # The SDK's areply manages about 50 replies/s on an idle machine, far fewer on a busy one.
+    with anyio.fail_after(60 + sizes.reply_count / 5):
         result = await anyio.run_process(command, env=bot_env({}), check=False)
     if result.returncode != 0:
         raise RuntimeError(f"reply client {impl} failed: {result.stderr.decode()[-2000:]}")

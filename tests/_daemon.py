@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,7 +13,12 @@ from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.daemon import Daemon
-from larkbot.testing import LarkStandIn
+from larkbot.testing import LarkStandIn, WebhookDriver
+
+WEBHOOK_TOKEN = "webhook-token-6f1d2c84"
+"""The Verification Token of the webhook tests' app."""
+WEBHOOK_KEY = "webhook-key-8a3e5b17"
+"""The Encrypt Key of the webhook tests' app."""
 
 
 class EchoAgent:
@@ -48,6 +53,26 @@ async def settings_for(lark: LarkStandIn, state_dir: Path | None = None, **env: 
     return await anyio.to_thread.run_sync(lambda: load_settings(None, env=base))
 
 
+def webhook_env(**extra: str) -> dict[str, str]:
+    """Environment names that put the daemon in webhook mode, with both keys set."""
+    return {
+        "LARK_EVENT_MODE": "webhook",
+        "LARK_ENCRYPT_KEY": WEBHOOK_KEY,
+        "LARK_VERIFICATION_TOKEN": WEBHOOK_TOKEN,
+        **extra,
+    }
+
+
+def webhook_driver(lark: LarkStandIn, base_url: str, path: str = "/webhook") -> WebhookDriver:
+    """Lark's side of the webhook, POSTing to the daemon's HTTP port at ``base_url``."""
+    return WebhookDriver(
+        base_url + path,
+        verification_token=WEBHOOK_TOKEN,
+        encrypt_key=WEBHOOK_KEY,
+        lark=lark,
+    )
+
+
 @asynccontextmanager
 async def running_daemon(
     settings: Settings,
@@ -69,3 +94,21 @@ async def running_daemon(
             daemon.stop_now()
             raise
         daemon.request_stop()
+
+
+def assert_answered_once(
+    lark: LarkStandIn,
+    answered: Collection[str],
+    *,
+    suppressed: int = 0,
+    unanswered: Collection[str] = (),
+) -> None:
+    """Exactly one reply to each of ``answered``, none to anything else, ``suppressed`` dups."""
+    counts: dict[str, int] = {}
+    for reply in lark.replies:
+        assert reply.to_message_id is not None, reply
+        counts[reply.to_message_id] = counts.get(reply.to_message_id, 0) + 1
+    assert counts == dict.fromkeys(answered, 1), counts
+    for message_id in unanswered:
+        assert message_id not in counts, f"answered {message_id}, which must stay unanswered"
+    assert lark.suppressed_duplicates == suppressed

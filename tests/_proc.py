@@ -11,11 +11,13 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import httpx
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
+from prometheus_client.parser import text_string_to_metric_families
 
 from larkbot.testing import LarkStandIn, ReplyRecord
 
@@ -30,6 +32,7 @@ __all__ = [
 
 _REPO = Path(__file__).resolve().parent.parent
 _OPENAI_STANDIN = "larkbot.testing.openai_standin"
+_LISTENING = "ops port listening on "
 
 
 def openai_standin_available() -> bool:
@@ -61,6 +64,31 @@ class LarkbotProcess:
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self.started_at = time.monotonic()
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of its HTTP port (``/healthz``, ``/readyz``, ``/metrics``, the webhook)."""
+        if self.port is None:
+            raise RuntimeError("the process has not logged its HTTP port yet")
+        return f"http://127.0.0.1:{self.port}"
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """Read one sample from its ``/metrics``: the sum over series matching ``labels``.
+
+        ``name`` is a sample's name (``..._total``, ``..._sum``, ``..._count``); 0 when no
+        series matches.
+        """
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+            response = await http.get("/metrics")
+        response.raise_for_status()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == name
+            and all(sample.labels.get(key) == value for key, value in labels.items())
+        )
 
     def send_signal(self, signum: int) -> None:
         """Send ``signum`` to the process."""
@@ -95,6 +123,29 @@ class LarkbotProcess:
             return
         if isinstance(parsed, dict):
             self.lines.append(parsed)
+            message = str(parsed.get("message", ""))
+            if parsed.get("logger") == "larkbot.ops" and message.startswith(_LISTENING):
+                self.port = int(message.rpartition(":")[2])
+
+    async def _wait_ready(self) -> None:
+        # /readyz turns 200 once the bot identity is known and the event source runs.
+        while self.port is None:
+            await self._still_running()
+        async with httpx.AsyncClient(base_url=self.url, timeout=2) as http:
+            while True:
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass  # tried again, like a 503, until ready_timeout
+                await self._still_running()
+
+    async def _still_running(self) -> None:
+        if self.process.returncode is not None:
+            raise RuntimeError(
+                f"larkbot run exited with {self.process.returncode}: " + "\n".join(self.raw[-20:])
+            )
+        await anyio.sleep(0.02)
 
 
 @asynccontextmanager
@@ -104,11 +155,14 @@ async def larkbot_process(
     env: Mapping[str, str] | None = None,
     *,
     ready_timeout: float = 15.0,
+    ready_when: Literal["connected", "readyz"] = "connected",
 ) -> AsyncIterator[LarkbotProcess]:
-    """Start ``python -m larkbot run`` against ``lark``; wait until it holds a connection.
+    """Start ``python -m larkbot run`` against ``lark``; wait until it is ready.
 
-    Readiness is read from the stand-in (one more long connection open), not guessed with
-    a sleep. On exit a process still running is killed, and its exit awaited.
+    Readiness is observed, never guessed with a sleep: with ``ready_when="connected"``
+    from the stand-in (one more long connection open), with ``"readyz"`` (webhook mode,
+    which opens no connection) from the process's own ``/readyz`` on the port it logs. On
+    exit a process still running is killed, and its exit awaited.
     """
     connections = lark.connections
     full_env = {
@@ -136,13 +190,10 @@ async def larkbot_process(
         tg.start_soon(running._drain)
         try:
             with anyio.fail_after(ready_timeout):
-                while lark.connections <= connections:
-                    if process.returncode is not None:
-                        raise RuntimeError(
-                            f"larkbot run exited with {process.returncode}: "
-                            + "\n".join(running.raw[-20:])
-                        )
-                    await anyio.sleep(0.02)
+                if ready_when == "readyz":
+                    await running._wait_ready()
+                while ready_when == "connected" and lark.connections <= connections:
+                    await running._still_running()
             yield running
         finally:
             with anyio.CancelScope(shield=True):

@@ -38,6 +38,7 @@ class Status:
     uptime_seconds: float = 3725
     connected: bool = True
     events_handled: int = 1234
+    conversations: int = 0
 
 
 class Clock:
@@ -240,7 +241,8 @@ async def test_status_in_three_languages() -> None:
     for key in ("a", "b"):
         cache.get(key)
     conversation = cache.get("oc_chat")
-    bot = assistant()
+    # The daemon reports what its conversation store holds.
+    bot = Assistant(Settings(bases=SAMPLE_BASES), status=Status(conversations=len(cache)))
     ja = await ask(bot, "status", conversation)
     assert "• バージョン: 1.2.3" in ja
     assert "• 稼働時間: 1時間2分" in ja

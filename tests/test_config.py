@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 GUIDE_JSON = {
     "app": {"id": "cli_x", "secret": "s"},
-    "server": {"port": 3000, "host": "0.0.0.0", "timeout": 30},
+    "server": {"port": 3000, "host": "0.0.0.0", "timeout": 30000},
     "agent": {
         "defaultLanguage": "ja",
         "temperature": 0.7,
@@ -76,8 +77,9 @@ def test_defaults_without_file_or_environment() -> None:
     assert (settings.server.host, settings.server.port, settings.server.timeout) == (
         "127.0.0.1",
         3000,
-        30.0,
+        30_000,
     )
+    assert settings.server.timeout_seconds == 30.0
     assert settings.lark.domain == "feishu"
     assert settings.lark.base_url == "https://open.feishu.cn"
     assert settings.lark.reply_in_thread is False
@@ -169,11 +171,13 @@ def test_deployment_guide_json_loads_as_is(tmp_path: Path) -> None:
 
     assert settings.app.id == "cli_x"
     assert settings.app.secret.get_secret_value() == "s"
+    # The guide's config.json gives milliseconds, and means them.
     assert (settings.server.host, settings.server.port, settings.server.timeout) == (
         "0.0.0.0",
         3000,
-        30,
+        30_000,
     )
+    assert settings.server.timeout_seconds == 30.0
     assert settings.agent.default_language == "ja"
     assert settings.agent.temperature == 0.7
     assert settings.agent.max_tokens == 2000
@@ -517,7 +521,19 @@ def test_bad_port_names_key_origin_and_fix(tmp_path: Path) -> None:
             "log.format (env LOG_FORMAT): must be one of 'auto', 'json', 'rich'",
         ),
         ({"LARKBOT_AGENT__TEMPERATURE": "3"}, "must be a number between 0 and 2, got '3'"),
-        ({"LARKBOT_CACHE__TTL_MINUTES": "0"}, "must be a number greater than 0, got '0'"),
+        (
+            {"LARKBOT_CACHE__TTL_MINUTES": "0"},
+            "must be a number greater than 0 and at most 1440, got '0'",
+        ),
+        (
+            {"LARKBOT_LLM__TIMEOUT_SECONDS": "30000"},
+            "llm.timeout_seconds (env LARKBOT_LLM__TIMEOUT_SECONDS): must be a number greater "
+            "than 0 and at most 600, got '30000'",
+        ),
+        (
+            {"LARKBOT_SHUTDOWN__GRACE_SECONDS": "25000"},
+            "must be a number between 0 and 3600, got '25000'",
+        ),
         ({"LARKBOT_ADMISSION__RESPOND_TO_MENTION_ALL": "perhaps"}, "must be true or false"),
         ({"MAX_CONVERSATION_HISTORY": "0"}, "must be an integer of at least 1, got '0'"),
         (
@@ -579,7 +595,104 @@ def test_require_credentials_messages(tmp_path: Path) -> None:
         f"APP_SECRET is not set: set APP_SECRET or APP_SECRET_FILE (or app.secret in {path}) "
         "to your Lark app's secret."
     )
-    load_settings(env={"APP_ID": "cli_x", "APP_SECRET": "s"}).require_credentials()
+    load_settings(env={"APP_ID": "cli_x", "APP_SECRET": REAL_LOOKING_SECRET}).require_credentials()
+
+
+REAL_LOOKING_SECRET = "Zq8cVb3nL0pQ7rS2tU5wX9yA1dE4fG6h"
+
+
+@pytest.mark.parametrize(
+    ("app_id", "secret", "expected"),
+    [
+        ("cli_your_app_id", REAL_LOOKING_SECRET, "APP_ID is a placeholder (cli_your_app_id): set"),
+        ("cli_xxx", REAL_LOOKING_SECRET, "APP_ID is a placeholder (cli_xxx): set"),
+        ("cli_xxxxxxxxxxxxxxxx", REAL_LOOKING_SECRET, "APP_ID is a placeholder"),
+        ("cli_a1b2c3d4e5f6a7b8", "your_app_secret", "APP_SECRET is a placeholder, not a secret"),
+        ("cli_a1b2c3d4e5f6a7b8", "replace-with-your-app-secret", "APP_SECRET is a placeholder"),
+        ("cli_a1b2c3d4e5f6a7b8", "127", "APP_SECRET is too short to be a Lark app secret"),
+        ("cli_a1b2c3d4e5f6a7b8", "x", "APP_SECRET is too short to be a Lark app secret"),
+    ],
+)
+def test_placeholders_and_short_secrets_are_refused(
+    app_id: str, secret: str, expected: str
+) -> None:
+    settings = load_settings(env={"APP_ID": app_id, "APP_SECRET": secret})
+    with pytest.raises(ConfigError) as refused:
+        settings.require_credentials()
+    message = refused.value.message
+    assert message.startswith(expected)
+    assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+    if len(secret) < 8:
+        assert secret not in message.replace("APP_SECRET", "")
+
+
+def test_server_timeout_is_in_milliseconds_like_the_guide() -> None:
+    assert load_settings(env={"LARKBOT_SERVER__TIMEOUT": "2500"}).server.timeout_seconds == 2.5
+    assert _error(env={"LARKBOT_SERVER__TIMEOUT": "30"}) == (
+        "Invalid setting server.timeout (env LARKBOT_SERVER__TIMEOUT): is in milliseconds and "
+        "must be between 1000 and 600000 (for 30 s write 30000), got '30'. "
+        "Fix LARKBOT_SERVER__TIMEOUT."
+    )
+    assert "(1 s to 10 min), got '86400000'" in _error(env={"LARKBOT_SERVER__TIMEOUT": "86400000"})
+
+
+def test_secret_in_the_config_file_is_a_warning(tmp_path: Path) -> None:
+    path = _toml(tmp_path, f'[app]\nid = "cli_x"\nsecret = "{REAL_LOOKING_SECRET}"\n')
+
+    settings = load_settings(path, env={})
+
+    (warning,) = settings.warnings
+    assert warning == (
+        f"app.secret is written in the configuration file {path}: move it to a file named by "
+        "APP_SECRET_FILE (mode 0600) or to systemd's LoadCredential=."
+    )
+    assert REAL_LOOKING_SECRET not in warning
+    assert load_settings(env={"APP_SECRET": REAL_LOOKING_SECRET}).warnings == ()
+
+
+@pytest.mark.parametrize(("mode", "readers"), [(0o644, "everyone"), (0o640, "its group")])
+def test_readable_secret_file_is_a_warning(tmp_path: Path, mode: int, readers: str) -> None:
+    secret = _write(tmp_path / "app_secret", REAL_LOOKING_SECRET)
+    secret.chmod(mode)
+    if readers == "its group":
+        # A group other than the daemon's own (its own is how a pod reads its Secret).
+        if os.geteuid() != 0:
+            pytest.skip("giving a file another group needs root")
+        os.chown(secret, -1, os.getegid() + 1)
+        own_group = _write(tmp_path / "pod_secret", REAL_LOOKING_SECRET)
+        own_group.chmod(0o440)
+        assert load_settings(env={"APP_SECRET_FILE": str(own_group)}).warnings == ()
+
+    (warning,) = load_settings(env={"APP_SECRET_FILE": str(secret)}).warnings
+
+    assert warning == (
+        f"The secret file {secret} can be read by {readers} (mode {mode:04o}): "
+        f"run chmod 600 {secret}."
+    )
+    secret.chmod(0o600)
+    assert load_settings(env={"APP_SECRET_FILE": str(secret)}).warnings == ()
+
+
+def test_log_levels_of_other_libraries_and_the_log_file(tmp_path: Path) -> None:
+    settings = load_settings(
+        env={
+            "LOG_LEVELS": "aiosqlite=debug, httpx=WARN",
+            "LOG_FILE": str(tmp_path / "larkbot.log"),
+            "LOG_FILE_BACKUPS": "3",
+        }
+    )
+    assert settings.log.levels == {"aiosqlite": "DEBUG", "httpx": "WARNING"}
+    assert (settings.log.file, settings.log.file_backups) == (tmp_path / "larkbot.log", 3)
+    rows = _rows(settings)
+    assert rows["log.levels"] == SettingRow(
+        "log.levels", "aiosqlite=DEBUG,httpx=WARNING", "env LOG_LEVELS"
+    )
+    path = _toml(tmp_path, '[log.levels]\naiosqlite = "INFO"\n')
+    from_file = load_settings(path, env={})
+    assert from_file.log.levels == {"aiosqlite": "INFO"}
+    assert _rows(from_file)["log.levels"].source == f"file {path}"
+    assert "must be name=value pairs" in _error(env={"LOG_LEVELS": "aiosqlite"})
+    assert "got 'loud' for aiosqlite" in _error(env={"LOG_LEVELS": "aiosqlite=loud"})
 
 
 def test_secrets_lists_every_configured_secret() -> None:
@@ -690,12 +803,12 @@ def test_every_key_in_camel_case_loads_back(tmp_path: Path) -> None:
 
 _SCALARS: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("server", "port"): st.integers(0, 65535),
-    ("server", "timeout"): st.floats(0.5, 600, allow_nan=False),
+    ("server", "timeout"): st.integers(1000, 600_000),
     ("agent", "max_tokens"): st.integers(1, 100_000),
     ("agent", "default_language"): st.sampled_from(["ja", "en", "zh"]),
     ("agent", "max_conversation_history"): st.integers(1, 500),
     ("rate_limiting", "write_requests_per_minute"): st.integers(1, 1000),
-    ("cache", "ttl_minutes"): st.floats(0.01, 1e4, allow_nan=False),
+    ("cache", "ttl_minutes"): st.floats(0.01, 1440, allow_nan=False),
     ("admission", "respond_to_mention_all"): st.booleans(),
     ("dispatch", "max_per_chat"): st.integers(1, 10_000),
     ("store", "ledger_max_entries"): st.integers(1, 10**9),

@@ -477,7 +477,14 @@ async def console(lines: list[str]) -> list[str]:
             [sys.executable, "-m", "larkbot", "console"], input=stdin, env=env, check=False
         )
     assert result.returncode == 0, result.stderr.decode()
-    return [answer.strip() for answer in result.stdout.decode().split("bot ›\n")[1:]]
+    # Into a pipe each reply starts with "bot › " and its further lines are indented.
+    answers: list[list[str]] = []
+    for line in result.stdout.decode().splitlines():
+        if line.startswith("bot › "):
+            answers.append([line.removeprefix("bot › ")])
+        elif answers:
+            answers[-1].append(line.removeprefix("      "))
+    return ["\n".join(answer).strip() for answer in answers]
 
 
 @pytest.mark.parametrize("language", ["en", "ja", "zh"])

@@ -7,22 +7,26 @@ serving the sample workspace.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import larkbot.agent.i18n
+from larkbot.agent.i18n import MESSAGES
 from larkbot.agent.limits import RateLimiter
 from larkbot.agent.tools import ToolContext, ToolResult, ToolRunner, default_registry
+from larkbot.agent.tools._base_schema import _TYPES as FIELD_TYPES
 from larkbot.agent.tools._docs import matching_paragraphs
 from larkbot.agent.tools._history import message_text
 from larkbot.agent.tools._links import find_links, parse_reference
-from larkbot.agent.tools._messages import _CATALOGUE as MAIN_CATALOGUE
-from larkbot.agent.tools._messages_more import _CATALOGUE as MORE_CATALOGUE
+from larkbot.agent.tools._wiki import _KINDS as OBJECT_KINDS
 from larkbot.lark.client import LarkClient
 from larkbot.testing import LarkStandIn
 from larkbot.testing._content import ChatMessage
@@ -217,18 +221,42 @@ async def test_something_missing_reads_as_a_polite_sentence(
     assert not env.ws.writes
 
 
-def test_every_tool_has_three_languages_of_help_and_sentences() -> None:
-    from larkbot.agent.i18n import MESSAGES
+def _catalogue_keys() -> list[str]:
+    """Every key written in the catalogue's source, repeats included."""
+    source = Path(larkbot.agent.i18n.__file__).read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "MESSAGES"
+            and isinstance(node.value, ast.Dict)
+        ):
+            return [key.value for key in node.value.keys if isinstance(key, ast.Constant)]
+    raise AssertionError("MESSAGES is not a dict literal")
 
+
+def test_every_tool_has_three_languages_of_help_and_sentences() -> None:
     for tool in default_registry():
         assert set(MESSAGES[f"tool_{tool.name}"]) == {"ja", "en", "zh"}
         assert tool.scopes and len(tool.description) > 80
-    assert not set(MORE_CATALOGUE) & set(MAIN_CATALOGUE)
-    for key, sentences in MORE_CATALOGUE.items():
-        if key.endswith("_one"):
-            assert sentences[1], key
-        else:
-            assert all(sentences), key
+    # One catalogue: a key written twice would silently keep only its last sentences.
+    keys = _catalogue_keys()
+    assert len(keys) == len(set(keys)) == len(MESSAGES)
+    for key, message in MESSAGES.items():
+        assert all(message[language] for language in message), key
+        if message.en_one is not None:
+            assert message.en_one, key
+
+
+def test_every_object_kind_and_field_type_has_a_name_in_each_language() -> None:
+    # These keys are built at run time (object_<kind>, field_type_<type>), out of sight
+    # of the check that every literal key exists.
+    for kind in OBJECT_KINDS:
+        assert set(MESSAGES[f"object_{kind}"]) == {"ja", "en", "zh"}
+    for field_type in FIELD_TYPES:
+        assert set(MESSAGES[f"field_type_{field_type}"]) == {"ja", "en", "zh"}
+    for permission in ("view", "edit"):
+        assert set(MESSAGES[f"perm_{permission}"]) == {"ja", "en", "zh"}
 
 
 # --- list_chat_messages -------------------------------------------------------------------

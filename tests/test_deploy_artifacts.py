@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from larkbot.config import load_settings
+from larkbot.config import ConfigError, load_settings
 from larkbot.ops import metrics
 from larkbot.ops.metrics import REGISTRY
 
@@ -805,10 +805,15 @@ def test_k8s_environment_loads_into_settings(
     env["APP_SECRET_FILE"] = str(_container_path(tmp_path, env["APP_SECRET_FILE"]))
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None, env)
-    settings.require_credentials()
     assert settings.app.id == data["app_id"]
     assert settings.app.secret.get_secret_value() == data["app_secret"]
     assert (settings.server.host, settings.server.port) == ("0.0.0.0", 3000)
+    # The example's values are placeholders, refused until real ones replace them.
+    with pytest.raises(ConfigError, match="APP_ID is a placeholder"):
+        settings.require_credentials()
+    real = {**env, "APP_ID": "cli_a1b2c3d4e5f6a7b8"}
+    Path(env["APP_SECRET_FILE"]).write_text("Zq8cVb3nL0pQ7rS2tU5wX9yA1dE4fG6h")
+    load_settings(None, real).require_credentials()
 
 
 def test_k8s_service_exposes_metrics_for_scraping() -> None:

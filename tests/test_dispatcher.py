@@ -201,3 +201,34 @@ async def test_reservations_count_against_the_bounds() -> None:
         dispatcher.release("a")
         assert dispatcher.has_room("a")
         tg.cancel_scope.cancel()
+
+
+async def test_no_answer_starts_while_frames_are_being_admitted() -> None:
+    started: list[str] = []
+
+    async def handler(message: InboundMessage) -> None:
+        started.append(message.chat_id)
+
+    dispatcher = Dispatcher(handler, max_concurrency=4, ack_first_wait=30.0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        # Admission holds a reservation while it writes a frame to the store.
+        assert dispatcher.reserve("oc_new")
+        assert dispatcher.submit(inbound("oc_waiting"))
+        for _ in range(50):
+            await anyio.lowlevel.checkpoint()
+        assert started == []  # the answer waits for the frame's ack
+        dispatcher.release("oc_new")
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        assert started == ["oc_waiting"]
+
+        # A flood of frames slows answers down but never stops them.
+        dispatcher._ack_first_wait = 0.05
+        assert dispatcher.reserve("oc_flood")
+        assert dispatcher.submit(inbound("oc_patient"))
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        assert started == ["oc_waiting", "oc_patient"]
+        dispatcher.release("oc_flood")
+        tg.cancel_scope.cancel()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -56,3 +59,46 @@ def test_every_metric_is_documented() -> None:
     reference = _generator().metrics_reference()
     for family in REGISTRY.collect():
         assert f"`{family.name}" in reference
+
+
+def test_readme_scopes_are_the_tools_declared_scopes() -> None:
+    readme = (_ROOT / "README.md").read_text(encoding="utf-8")
+    generator = _generator()
+    assert readme == generator.readme_with_scopes(readme), (
+        f"README.md's table of scopes is out of date: {_FIX}"
+    )
+    from larkbot.agent.tools.registry import default_registry
+
+    table = generator.scopes_table()
+    for tool in default_registry():
+        for scope in tool.scopes:
+            assert f"| `{scope}` |" in table and f"`{tool.name}`" in table
+    # Scopes no tool and not the bot uses are not asked of operators.
+    for unused in ("drive:drive", "docs:doc"):
+        assert unused not in readme
+
+
+def test_readme_console_transcript_is_what_the_console_prints() -> None:
+    readme = (_ROOT / "README.md").read_text(encoding="utf-8")
+    quick_start = readme[readme.index("## Quick start") :]
+    start = quick_start.index("```text\n") + len("```text\n")
+    transcript = quick_start[start : quick_start.index("\n```", start)]
+    welcome, *session = transcript.splitlines()
+    typed = [line.removeprefix("you › ") for line in session if line.startswith("you › ")]
+    printed = [line for line in session if not line.startswith("you › ")]
+
+    result = subprocess.run(
+        [sys.executable, "-m", "larkbot", "console"],
+        input="\n".join(typed) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent"},
+    )
+    assert result.returncode == 0, result.stderr
+    # Into a pipe the console prints the replies only: no welcome line, no prompts.
+    assert result.stdout.splitlines() == printed
+    assert welcome.startswith("larkbot console: a local Lark with sample data.")
+    console_source = (_ROOT / "larkbot" / "cli" / "console.py").read_text(encoding="utf-8")
+    assert "a local Lark with sample data. " in console_source

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
+# The tools are imported here, before any event loop: importing reads their time-zone data.
+from larkbot.agent.tools.registry import default_registry
+from larkbot.cli._permissions import scope_needs, tools_needing
 from larkbot.cli.doctor import CheckResult, run_checks
-from larkbot.testing import LarkStandIn
+from larkbot.store import open_store
+from larkbot.testing import LarkStandIn, app_scopes_route
 from larkbot.testing.openai_standin import OpenAIStandIn
-from tests._daemon import settings_for
+from tests._daemon import WEBHOOK_KEY, WEBHOOK_TOKEN, settings_for, webhook_env
+from tests._factories import inbound
 
 pytestmark = pytest.mark.anyio
 
 _SECRET = "doctor-secret-7f3a9c"
+
+
+def _all_scopes() -> list[str]:
+    return [need.scope for need in scope_needs()]
 
 
 def _by_name(checks: list[CheckResult]) -> dict[str, CheckResult]:
@@ -46,21 +56,77 @@ def _env(lark: LarkStandIn, state_dir: Path, **extra: str) -> dict[str, str]:
 
 
 async def test_all_checks_pass_against_the_local_lark(tmp_path: Path) -> None:
-    async with LarkStandIn(app_secret=_SECRET) as lark:
+    scopes = app_scopes_route(_all_scopes())
+    async with LarkStandIn(app_secret=_SECRET, extra_routes=[scopes]) as lark:
         settings = await settings_for(lark, state_dir=tmp_path / "state")
         checks = _by_name(await run_checks(settings, env={}))
     assert {name: c.status for name, c in checks.items()} == {
         "credentials": "ok",
         "bot identity": "ok",
+        "permissions": "ok",
         "long connection": "ok",
         "llm": "skip",
         "state directory": "ok",
         "port": "ok",
     }
     assert "ou_bot" in checks["bot identity"].detail
+    assert checks["permissions"].detail == f"all {len(_all_scopes())} scopes larkbot uses"
     # Only the endpoint's origin is shown, never its query (connection tickets).
     assert checks["long connection"].detail.endswith(lark.url.replace("http", "ws"))
-    assert (tmp_path / "state" / "larkbot.sqlite3").is_file()
+    # Doctor only reads: the folder the daemon would create is left to the daemon.
+    assert "creates it at the first start" in checks["state directory"].detail
+    assert not (tmp_path / "state").exists()
+
+
+async def test_missing_scopes_name_what_they_disable() -> None:
+    tools_missing = [s for s in _all_scopes() if s not in ("bitable:app", "calendar:calendar")]
+    bot_missing = [s for s in _all_scopes() if s != "im:message:send_as_bot"]
+    async with LarkStandIn(extra_routes=[app_scopes_route(tools_missing)]) as lark:
+        warned = _by_name(await run_checks(await settings_for(lark), env={}))["permissions"]
+    async with LarkStandIn(extra_routes=[app_scopes_route(bot_missing)]) as lark:
+        failed = _by_name(await run_checks(await settings_for(lark), env={}))["permissions"]
+    async with LarkStandIn() as lark:  # a Lark that does not answer the scopes route
+        unknown = _by_name(await run_checks(await settings_for(lark), env={}))["permissions"]
+
+    assert warned.status == "warn"
+    bitable_tools = ", ".join(t.name for t in default_registry() if "bitable:app" in t.scopes)
+    assert warned.detail.startswith(
+        f"missing bitable:app (tools {bitable_tools}); calendar:calendar (tool "
+        "create_calendar_event), which stop working: add them in the developer console and "
+        "publish a new version"
+    )
+    assert failed.status == "fail"
+    assert failed.detail.startswith("missing im:message:send_as_bot (reply; tool send_message)")
+    assert unknown.status == "skip" and "README" in unknown.detail
+
+
+async def test_a_scope_granted_through_a_broader_one_counts() -> None:
+    broad = [s for s in _all_scopes() if s != "bitable:app:readonly"]  # bitable:app covers it
+    async with LarkStandIn(extra_routes=[app_scopes_route(broad)]) as lark:
+        checks = _by_name(await run_checks(await settings_for(lark), env={}))
+    assert checks["permissions"].status == "ok"
+
+
+async def test_state_directory_is_inspected_without_writing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    async with open_store("sqlite", state) as store:
+        assert await store.admit(inbound(message_id="om_waiting"))
+    before = _snapshot(state)
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, state_dir=state)
+        check = _by_name(await run_checks(settings, env={}))["state directory"]
+    assert check.status == "ok"
+    assert check.detail == (
+        f"{state} is writable; database schema version 2 (1 message(s) waiting in the inbox)"
+    )
+    assert _snapshot(state) == before
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+    }
 
 
 async def test_wrong_secret_fails_credentials_with_a_clear_reason(tmp_path: Path) -> None:
@@ -95,7 +161,10 @@ async def test_unwritable_state_directory_fails(tmp_path: Path) -> None:
         settings = await settings_for(lark, state_dir=blocker / "state")
         checks = _by_name(await run_checks(settings, env={}))
     assert checks["state directory"].status == "fail"
-    assert "is not writable" in checks["state directory"].detail
+    assert checks["state directory"].detail == (
+        f"{blocker / 'state'} is not writable ({blocker} is a file): set LARKBOT_STATE_DIR "
+        "to a writable directory"
+    )
 
 
 async def test_llm_endpoint_is_checked_when_configured() -> None:
@@ -125,7 +194,21 @@ async def test_doctor_cli_exit_codes_and_json(tmp_path: Path) -> None:
     async with LarkStandIn(app_secret=_SECRET) as lark:
         code, out, err = await _larkbot("doctor", env=_env(lark, tmp_path))
         assert code == 0, out + err
-        assert "All checks passed." in out
+        # Into a pipe: one tab-separated line per check, no padding, nothing else.
+        rows = [line.split("\t") for line in out.splitlines()]
+        assert [row[0] for row in rows] == [
+            "config",
+            "credentials",
+            "bot identity",
+            "permissions",
+            "long connection",
+            "llm",
+            "state directory",
+            "port",
+        ]
+        assert all(len(row) == 3 and row[1] in ("ok", "skip") for row in rows)
+        assert all(line == line.rstrip() for line in out.splitlines())
+        assert err == ""
 
         env = _env(lark, tmp_path, APP_SECRET="wrong-" + _SECRET)
         code, out, err = await _larkbot("doctor", "--json", env=env)
@@ -145,6 +228,49 @@ async def test_doctor_exits_78_when_the_config_does_not_load(tmp_path: Path) -> 
     assert rows[0]["name"] == "config" and rows[0]["status"] == "fail"
     assert "LOG_LEVEL" in rows[0]["detail"]
     assert {row["status"] for row in rows[1:]} == {"skip"}
+
+    # The path of a file that does not load is still reported.
+    broken = tmp_path / "larkbot.toml"
+    await anyio.Path(broken).write_text("[server]\nport = = 1\n")
+    code, out, _ = await _larkbot("doctor", "--json", "--config", str(broken), env={})
+    assert code == 78
+    assert json.loads(out)["config_file"] == str(broken)
+
+
+async def test_a_short_secret_is_a_config_error_and_garbles_nothing(tmp_path: Path) -> None:
+    # Issue 12's reports: APP_SECRET=127 printed "****.0.0.1:3000 can be bound", and
+    # APP_SECRET=x "(0 message(s) in the inbo****)".
+    async with open_store("sqlite", tmp_path):
+        pass
+    for secret in ("127", "x"):
+        env = {"APP_ID": "cli_a1b2c3", "APP_SECRET": secret, "PORT": "0"}
+        env["LARKBOT_STATE_DIR"] = str(tmp_path)
+        code, out, err = await _larkbot("doctor", "--json", env=env)
+        assert code == 78, out + err
+        rows = {row["name"]: row for row in json.loads(out)["checks"]}
+        assert rows["config"]["detail"].startswith("APP_SECRET is too short")
+        assert rows["credentials"]["status"] == "skip"
+        assert rows["port"]["detail"] == "127.0.0.1:0 can be bound"
+        assert rows["state directory"]["detail"].endswith("waiting in the inbox)")
+        assert "*" not in out
+
+
+async def test_retries_print_nothing_beside_the_report(tmp_path: Path) -> None:
+    # A closed port: the OpenAPI client retries, and used to log each attempt to stderr.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    env = {
+        "APP_ID": "cli_a1b2c3",
+        "APP_SECRET": "Zq8cVb3nL0pQ7rS2tU5wX9yA1dE4fG6h",
+        "LARK_DOMAIN": f"http://127.0.0.1:{closed}",
+        "PORT": "0",
+        "LARKBOT_STATE_DIR": str(tmp_path),
+    }
+    code, out, err = await _larkbot("doctor", "--timeout", "2", env=env)
+    assert code == 1
+    assert err == ""
+    assert out.splitlines()[1].startswith("credentials\tfail\t")
 
 
 async def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> None:
@@ -169,3 +295,76 @@ async def test_config_show_with_a_bad_config_is_one_line_and_78(tmp_path: Path) 
     code, out, err = await _larkbot("config", "show", env={"PORT": "99999"})
     assert code == 78 and out == ""
     assert len(err.strip().splitlines()) == 1 and "server.port" in err
+
+
+def test_a_no_permission_error_names_the_tools_it_stops() -> None:
+    message = (
+        "Access denied. One of the following scopes is required: [bitable:app, "
+        "calendar:calendar]. (code 99991672)"
+    )
+    needing = tools_needing(message)
+    assert needing[:3] == ["create_base_record", "update_base_record", "delete_base_record"]
+    assert "create_calendar_event" in needing
+    assert sorted(needing) == sorted(
+        tool.name
+        for tool in default_registry()
+        if {"bitable:app", "calendar:calendar"} & set(tool.scopes)
+    )
+    assert tools_needing("no scopes named here") == []
+
+
+async def test_webhook_mode_checks_the_keys_and_skips_the_long_connection(tmp_path: Path) -> None:
+    async with LarkStandIn(app_secret=_SECRET) as lark:
+        settings = await settings_for(lark, tmp_path / "state", **webhook_env())
+        checks = _by_name(await run_checks(settings, env={}))
+    assert {name: c.status for name, c in checks.items()} == {
+        "credentials": "ok",
+        "bot identity": "ok",
+        # This stand-in does not answer the scopes route.
+        "permissions": "skip",
+        "long connection": "skip",
+        "verification token": "ok",
+        "encrypt key": "ok",
+        "llm": "skip",
+        "state directory": "ok",
+        "port": "ok",
+    }
+    assert lark.endpoint_calls == 0
+    assert checks["long connection"].detail == "webhook mode: Lark POSTs to /webhook"
+    assert checks["verification token"].detail.startswith("set (env LARK_VERIFICATION_TOKEN)")
+    assert checks["encrypt key"].detail.startswith("set (env LARK_ENCRYPT_KEY)")
+    assert "Lark must reach POST /webhook on it" in checks["port"].detail
+    shown = json.dumps([c.detail for c in checks.values()])
+    assert WEBHOOK_KEY not in shown and WEBHOOK_TOKEN not in shown
+
+
+async def test_webhook_mode_without_an_encrypt_key_warns_but_passes(tmp_path: Path) -> None:
+    async with LarkStandIn(app_secret=_SECRET) as lark:
+        env = _env(lark, tmp_path, **webhook_env(LARK_ENCRYPT_KEY=""))
+        code, out, err = await _larkbot("doctor", "--json", env=env)
+        assert code == 0, out + err
+        table_code, table, _ = await _larkbot("doctor", env=env)
+    rows = {row["name"]: row for row in json.loads(out)["checks"]}
+    assert json.loads(out)["ok"] is True
+    assert rows["encrypt key"]["status"] == "warn"
+    assert "accepted on the verification token alone" in rows["encrypt key"]["detail"]
+    assert rows["verification token"]["status"] == "ok"
+    assert table_code == 0
+    # Into a pipe, one check<TAB>status<TAB>detail line per check.
+    assert "encrypt key\twarn\t" in table
+    assert WEBHOOK_TOKEN not in out + err + table
+
+
+async def test_webhook_mode_without_the_token_fails_that_row_only(tmp_path: Path) -> None:
+    async with LarkStandIn(app_secret=_SECRET) as lark:
+        env = _env(lark, tmp_path, **webhook_env(LARK_VERIFICATION_TOKEN=""))
+        code, out, err = await _larkbot("doctor", "--json", env=env)
+    assert code == 1, out + err
+    rows = {row["name"]: row for row in json.loads(out)["checks"]}
+    assert {name: row["status"] for name, row in rows.items() if row["status"] != "ok"} == {
+        "permissions": "skip",
+        "long connection": "skip",
+        "verification token": "fail",
+        "llm": "skip",
+    }
+    assert "LARK_VERIFICATION_TOKEN" in rows["verification token"]["detail"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Collection
 from pathlib import Path
 
 import anyio
@@ -20,7 +19,7 @@ import pytest
 from larkbot.core.frames import ACK_OVERLOADED
 from larkbot.daemon import Daemon
 from larkbot.testing import LarkStandIn
-from tests._daemon import EchoAgent, running_daemon, settings_for
+from tests._daemon import EchoAgent, assert_answered_once, running_daemon, settings_for
 from tests._proc import (
     larkbot_process,
     llm_env,
@@ -32,24 +31,6 @@ from tests._proc import (
 pytestmark = pytest.mark.anyio
 
 _REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
-
-
-def _assert_answered_once(
-    lark: LarkStandIn,
-    answered: Collection[str],
-    *,
-    suppressed: int = 0,
-    unanswered: Collection[str] = (),
-) -> None:
-    """Exactly one reply to each of ``answered``, none to anything else, ``suppressed`` dups."""
-    counts: dict[str, int] = {}
-    for reply in lark.replies:
-        assert reply.to_message_id is not None, reply
-        counts[reply.to_message_id] = counts.get(reply.to_message_id, 0) + 1
-    assert counts == dict.fromkeys(answered, 1), counts
-    for message_id in unanswered:
-        assert message_id not in counts, f"answered {message_id}, which must stay unanswered"
-    assert lark.suppressed_duplicates == suppressed
 
 
 async def _settled(lark: LarkStandIn, daemon: Daemon, acks: int) -> None:
@@ -76,7 +57,7 @@ async def test_drill_redelivery_same_event_id(tmp_path: Path) -> None:
             await _settled(lark, daemon, acks=3)
         assert [a.code for a in lark.acks] == [200, 200, 200]
         assert len({a.event_id for a in lark.acks}) == 1
-        _assert_answered_once(lark, [message_id])
+        assert_answered_once(lark, [message_id])
 
 
 async def test_drill_redelivery_new_event_id(tmp_path: Path) -> None:
@@ -90,7 +71,7 @@ async def test_drill_redelivery_new_event_id(tmp_path: Path) -> None:
             await lark.redeliver(message_id, new_event_id=True)
             await _settled(lark, daemon, acks=3)
         assert len({a.event_id for a in lark.acks}) == 3
-        _assert_answered_once(lark, [message_id])
+        assert_answered_once(lark, [message_id])
 
 
 async def test_drill_restart_then_redelivery(tmp_path: Path) -> None:
@@ -108,7 +89,7 @@ async def test_drill_restart_then_redelivery(tmp_path: Path) -> None:
             await _settled(lark, daemon, acks=4)
             await lark.wait_for(lambda: len(lark.replies) == 2)
         assert [m.message_id for m in agent.seen] == [fresh]
-        _assert_answered_once(lark, [message_id, fresh])
+        assert_answered_once(lark, [message_id, fresh])
 
 
 async def test_drill_stale_message_after_downtime(tmp_path: Path) -> None:
@@ -126,7 +107,7 @@ async def test_drill_stale_message_after_downtime(tmp_path: Path) -> None:
         stale = lark.acks[0].chat_message_id
         assert stale is not None and lark.acks[0].code == 200
         assert [m.message_id for m in agent.seen] == [recent]
-        _assert_answered_once(lark, [recent], unanswered=[stale])
+        assert_answered_once(lark, [recent], unanswered=[stale])
 
 
 async def test_drill_stale_inbox_item_dropped_at_restart(
@@ -158,7 +139,7 @@ async def test_drill_stale_inbox_item_dropped_at_restart(
         assert len(dropped) == 1, [r.getMessage() for r in dropped]
         assert "stale cutoff" in dropped[0].getMessage() and message_id in dropped[0].getMessage()
         assert [m.message_id for m in agent.seen] == [fresh]
-        _assert_answered_once(lark, [fresh], unanswered=[message_id])
+        assert_answered_once(lark, [fresh], unanswered=[message_id])
 
 
 async def test_drill_connection_dropped_mid_conversation(tmp_path: Path) -> None:
@@ -183,7 +164,7 @@ async def test_drill_connection_dropped_mid_conversation(tmp_path: Path) -> None
         assert lark.handshakes == 2
         order = [r.to_message_id for r in lark.replies if r.chat_id == "oc_a"]
         assert order == [first, second, third]
-        _assert_answered_once(lark, [first, second, third, fourth])
+        assert_answered_once(lark, [first, second, third, fourth])
 
 
 async def test_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
@@ -201,7 +182,7 @@ async def test_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
         assert attempts == [429, 500, 200]
         assert took >= 1.0  # the rate-limit reset was honoured
         print(f"\nreply landed after 429 + 500 in {took:.2f} s")
-        _assert_answered_once(lark, [message_id])
+        assert_answered_once(lark, [message_id])
 
 
 async def test_drill_garbage_bytes_on_the_socket(tmp_path: Path) -> None:
@@ -217,7 +198,7 @@ async def test_drill_garbage_bytes_on_the_socket(tmp_path: Path) -> None:
             await lark.wait_for(lambda: len(lark.replies) == 2, timeout=10)
             await _settled(lark, daemon, acks=2)
         print(f"\ngarbage on the socket: {lark.handshakes} handshake(s) in all")
-        _assert_answered_once(lark, [before, after])
+        assert_answered_once(lark, [before, after])
         assert lark.handshakes == 1, "garbage must not cost the connection"
 
 
@@ -243,7 +224,7 @@ async def test_drill_full_backlog(tmp_path: Path) -> None:
             codes = [a.code for a in lark.acks if a.chat_message_id == message_id]
             assert codes[-1] == 200 and codes.count(200) == 1, (message_id, codes)
         print(f"\n{len(refused)} refusals (non-200 acks), {lark.redeliveries} re-deliveries")
-        _assert_answered_once(lark, sent)
+        assert_answered_once(lark, sent)
 
 
 # ----------------------------------------------------------- larkbot run as a subprocess
@@ -277,7 +258,7 @@ async def test_drill_kill_9_between_ack_and_reply(tmp_path: Path) -> None:
         assert "LLM: what is the plan?" in reply_text(lark.replies[0])
         assert len(lark.acks) == 1  # answered from the inbox, not from a re-delivery
         print(f"\nkill -9 after the ack: answered {answered_after:.2f} s after the restart")
-        _assert_answered_once(lark, [message_id])
+        assert_answered_once(lark, [message_id])
 
 
 @needs_llm
@@ -302,4 +283,4 @@ async def test_drill_sigterm_while_the_agent_is_thinking(tmp_path: Path) -> None
             f"\nSIGTERM while thinking: connection closed after {closed_after:.2f} s, "
             f"reply landed and exit 0 after {exited_after:.2f} s (grace 10 s)"
         )
-        _assert_answered_once(lark, [message_id])
+        assert_answered_once(lark, [message_id])

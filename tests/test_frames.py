@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import sys
+import types
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -93,3 +97,88 @@ def test_fragment_bounds_are_enforced() -> None:
 
 def test_single_frame_passes_through() -> None:
     assert FragmentAssembler().add("m", 1, 0, b"abc", now=0.0) == b"abc"
+
+
+def _sdk_frame_class() -> Any:
+    """lark-oapi's generated ``pbbp2_pb2.Frame``, without running ``lark_oapi/__init__``."""
+    spec = importlib.util.find_spec("lark_oapi")
+    assert spec is not None and spec.submodule_search_locations
+    root = next(iter(spec.submodule_search_locations))
+    placeholders = []
+    for name, sub in (("lark_oapi", ""), ("lark_oapi.ws", "/ws")):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [root + sub]
+            sys.modules[name] = module
+            placeholders.append(name)
+    try:
+        from lark_oapi.ws.pb.pbbp2_pb2 import Frame as SdkFrame
+    finally:
+        for name in placeholders:
+            del sys.modules[name]
+    return SdkFrame
+
+
+SdkFrame = _sdk_frame_class()
+_text = st.text(max_size=40)
+
+
+@given(
+    seq=st.integers(0, 2**64 - 1),
+    log=st.integers(0, 2**64 - 1),
+    service=st.integers(-(2**31), 2**31 - 1),
+    method=st.integers(-(2**31), 2**31 - 1),
+    headers=st.lists(st.tuples(_text, _text), max_size=6),
+    payload=st.binary(max_size=300),
+    payload_type=_text,
+    log_id_new=_text,
+)
+def test_codec_matches_lark_oapis_generated_class_byte_for_byte(
+    seq: int,
+    log: int,
+    service: int,
+    method: int,
+    headers: list[tuple[str, str]],
+    payload: bytes,
+    payload_type: str,
+    log_id_new: str,
+) -> None:
+    ours = Frame(SeqID=seq, LogID=log, service=service, method=method, payload=payload)
+    theirs = SdkFrame(SeqID=seq, LogID=log, service=service, method=method)
+    if payload:
+        theirs.payload = payload
+    for frame in (ours, theirs):
+        for key, value in headers:
+            header = frame.headers.add()
+            header.key, header.value = key, value
+    if payload_type:
+        ours.payload_type = theirs.payload_type = payload_type
+    if log_id_new:
+        ours.LogIDNew = theirs.LogIDNew = log_id_new
+    wire = encode_frame(ours)
+    assert wire == theirs.SerializeToString()
+    parsed = SdkFrame()
+    parsed.ParseFromString(wire)
+    back = decode_frame(parsed.SerializeToString())
+    assert (back.SeqID, back.LogID, back.service, back.method) == (seq, log, service, method)
+    assert [(h.key, h.value) for h in back.headers] == headers
+    assert (back.payload, back.payload_type, back.LogIDNew) == (payload, payload_type, log_id_new)
+    # An ack built from the parsed frame is what the SDK's own CopyFrom would send.
+    sdk_ack = SdkFrame()
+    sdk_ack.CopyFrom(parsed)
+    header = sdk_ack.headers.add()
+    header.key, header.value = "biz_rt", "5"
+    sdk_ack.payload = json.dumps(
+        {"code": 200, "headers": {}, "data": None}, separators=(",", ":")
+    ).encode()
+    assert encode_frame(ack_frame(back, 200, 5)) == sdk_ack.SerializeToString()
+
+
+def test_frames_missing_a_required_field_are_refused_like_the_sdk_does() -> None:
+    partial = SdkFrame()
+    partial.SeqID = 1
+    wire = partial.SerializePartialToString()
+    with pytest.raises(ValueError, match="malformed frame"):
+        decode_frame(wire)
+    with pytest.raises(ValueError):
+        encode_frame(Frame(SeqID=1, LogID=1, service=1))

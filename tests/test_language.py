@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import string
+from pathlib import Path
 
 import pytest
 
+import larkbot
 from larkbot.agent.i18n import MESSAGES, humanise_duration, translate
 from larkbot.core.language import LANGUAGES, choose_language, detect_language, parse_language
 
@@ -109,3 +112,50 @@ def test_humanise_duration(seconds: int, ja: str, en: str, zh: str) -> None:
     assert humanise_duration(seconds, "ja") == ja
     assert humanise_duration(seconds, "en") == en
     assert humanise_duration(seconds, "zh") == zh
+
+
+def test_the_english_singular_has_only_the_placeholders_of_the_plural() -> None:
+    singular = {key: m for key, m in MESSAGES.items() if m.en_one is not None}
+    assert {"records_found", "docs_found", "members"} <= set(singular)
+    for key, message in singular.items():
+        assert message.en_one is not None
+        names = {name for _, name, _, _ in string.Formatter().parse(message.en_one) if name}
+        plural = {name for _, name, _, _ in string.Formatter().parse(message.en) if name}
+        assert names <= plural, key
+
+
+def test_a_count_picks_the_english_singular_and_fills_count() -> None:
+    assert translate("records_found", "en", table="t", total=1, count=1) == ("Found 1 record in t:")
+    assert translate("records_found", "en", table="t", total=2, count=2) == (
+        "Found 2 records in t:"
+    )
+    assert (
+        translate("records_found", "ja", table="t", total=1, count=1) == "t で 1 件見つかりました:"
+    )
+    assert translate("and_more", "zh", count=3) == "……另外还有 3 条"
+
+
+def test_every_message_the_code_names_is_in_the_catalogue() -> None:
+    # Keys are named as literals in calls to translate() and in _Ask(...) questions.
+    used: set[tuple[str, str]] = set()
+    for path in sorted(Path(larkbot.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            callee = node.func.id if isinstance(node.func, ast.Name) else None
+            first = node.args[0]
+            if callee in ("translate", "_Ask") and isinstance(first, ast.Constant):
+                used.add((str(first.value), path.name))
+    assert len(used) > 60
+    missing = sorted((key, where) for key, where in used if key not in MESSAGES)
+    assert missing == []
+
+
+def test_language_is_defined_once_in_core() -> None:
+    definitions = [
+        path.relative_to(Path(larkbot.__file__).parent).as_posix()
+        for path in Path(larkbot.__file__).parent.rglob("*.py")
+        if "Language = Literal" in path.read_text(encoding="utf-8")
+    ]
+    assert definitions == ["core/language.py"]

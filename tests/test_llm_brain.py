@@ -46,6 +46,7 @@ class Status:
     uptime_seconds: float = 1.0
     connected: bool = True
     events_handled: int = 0
+    conversations: int = 0
 
 
 def message(text: str, index: int = 0) -> InboundMessage:

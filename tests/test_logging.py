@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,12 +40,17 @@ def _restore_root_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("LOG_FORMAT", raising=False)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("larkbot", "aiosqlite")}
     yield
     for handler in root.handlers:
         if handler not in handlers:
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
+    # setup_logging sets larkbot's own level and those of named libraries: tests elsewhere
+    # (caplog at DEBUG) must find them as they were.
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -158,10 +166,13 @@ def test_redact_leaves_ordinary_text_alone() -> None:
     assert redact("") == ""
 
 
-def test_redact_masks_a_registered_secret_anywhere() -> None:
+def test_redact_masks_a_registered_secret_as_a_whole_token() -> None:
     add_secrets(APP_SECRET)
-    assert redact(f"x{APP_SECRET}y") == "x***y"
-    assert redact(f"{APP_SECRET}{APP_SECRET}") == "******"
+    assert redact(f"secret={APP_SECRET}&x") == "secret=***&x"
+    assert redact(f"({APP_SECRET}).") == "(***)."
+    assert redact(f"シークレット{APP_SECRET}です") == "シークレット***です"
+    # Inside a longer token it is not this secret, and masking it would garble the text.
+    assert redact(f"x{APP_SECRET}y") == f"x{APP_SECRET}y"
 
 
 def test_secrets_from_setup_outlive_many_rotating_ones() -> None:
@@ -253,3 +264,94 @@ def test_unknown_level_or_format_is_one_clear_error() -> None:
         setup_logging(level="LOUD")
     with pytest.raises(ValueError, match="unknown log format 'xml'"):
         setup_logging(fmt="xml")  # type: ignore[arg-type]
+
+
+def test_terminal_timestamps_are_iso_with_the_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        terminal = _Terminal()
+        setup_logging(fmt="rich", stream=terminal)
+        log.info("hello")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    first = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue().splitlines()[0])
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+09:00 ", first), first
+
+
+def test_journal_lines_start_with_their_syslog_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (tmp_path / "journal").open("w", encoding="utf-8") as journal:
+        info = os.fstat(journal.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+        setup_logging(fmt="json", level="DEBUG", stream=journal)
+        log.debug("d")
+        log.info("i")
+        log.warning("w")
+        log.error("e")
+        journal.flush()
+        lines = (tmp_path / "journal").read_text(encoding="utf-8").splitlines()
+    assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>"]
+    assert json.loads(lines[2][3:])["message"] == "w"
+
+    # Inherited by a process whose output goes elsewhere: no prefix there.
+    other = io.StringIO()
+    setup_logging(fmt="json", stream=other)
+    log.warning("w")
+    assert other.getvalue().startswith("{")
+
+
+def test_log_file_gets_json_lines_and_rotates(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "larkbot.log"
+    setup_logging(
+        fmt="json",
+        stream=io.StringIO(),
+        secrets=[APP_SECRET],
+        file=path,
+        file_max_bytes=4096,
+        file_backups=2,
+    )
+    with log_context(message_id="om_9"):
+        for n in range(100):
+            log.warning("line %03d with %s %s", n, APP_SECRET, "x" * 60)
+    setup_logging(fmt="json", stream=io.StringIO())  # stops the writer, flushing the queue
+
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["larkbot.log", "larkbot.log.1", "larkbot.log.2"]
+    newest = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert newest[-1]["message"].startswith("line 099 with *** ")
+    assert newest[-1]["message_id"] == "om_9"
+    assert all(APP_SECRET not in p.read_text(encoding="utf-8") for p in path.parent.iterdir())
+
+
+def test_other_libraries_stay_at_warning_unless_named() -> None:
+    stream = io.StringIO()
+    setup_logging(fmt="json", level="DEBUG", stream=stream)
+    logging.getLogger("aiosqlite").debug("executing %s", "INSERT 'user text'")
+    logging.getLogger("markdown_it.rules_block.code").debug("entering code: %s", "x")
+    logging.getLogger("httpx").info("HTTP Request: POST https://open.feishu.cn")
+    logging.getLogger("httpx").warning("a warning from httpx")
+    log.debug("our own debug line")
+    assert [(line["logger"], line["message"]) for line in _lines(stream)] == [
+        ("httpx", "a warning from httpx"),
+        ("larkbot.test", "our own debug line"),
+    ]
+
+
+def test_named_libraries_log_at_their_level_without_user_text() -> None:
+    stream = io.StringIO()
+    setup_logging(fmt="json", stream=stream, levels={"aiosqlite": "DEBUG"})
+    logging.getLogger("aiosqlite").debug(
+        "executing %s (%d rows)", "INSERT INTO inbox VALUES ('機密の相談です')", 3
+    )
+    logging.getLogger("aiosqlite").info("closing %s", "db")
+    log.debug("not at INFO")
+    (debug, info) = _lines(stream)
+    assert debug["message"] == "executing <str> (3 rows)"
+    assert info["message"] == "closing db"
+
+    # The next setup forgets the levels named before.
+    setup_logging(fmt="json", stream=io.StringIO())
+    assert logging.getLogger("aiosqlite").level == logging.NOTSET

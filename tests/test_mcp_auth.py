@@ -237,11 +237,16 @@ def test_listing_needs_no_credentials_and_shows_the_selection(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
-    assert rows == [
+    assert rows[:4] == [
         ["search_base_records", "read"],
         ["create_base_record", "write"],
         ["update_base_record", "write"],
         ["delete_base_record", "write"],
+    ]
+    assert rows[4:] == [
+        ["list_base_tables", "read"],
+        ["list_base_fields", "read"],
+        ["create_base_table", "write"],
     ]
     refused = subprocess.run(
         [sys.executable, "-m", "larkbot", "mcp", "--list-tools", "-t", "delete_base_record"],

@@ -7,6 +7,7 @@ client to the local Lark stand-in serving the sample workspace.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,10 @@ from hypothesis import strategies as st
 
 from larkbot.agent.assistant import Assistant
 from larkbot.agent.brain import TurnContext
+from larkbot.agent.i18n import MESSAGES, translate
 from larkbot.agent.offline import OfflineBrain, ToolCall
 from larkbot.agent.profiles import BUILTIN_PROFILES
+from larkbot.agent.tools._content_tools import content_tools
 from larkbot.agent.tools.registry import default_registry
 from larkbot.agent.tools.runner import ToolRunner
 from larkbot.config.settings import Settings
@@ -28,9 +31,10 @@ from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language, detect_language
 from larkbot.core.message import InboundMessage, Mention, UserId
 from larkbot.lark.client import LarkClient
+from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.workspace import User, Workspace, workspace_routes
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 # A Wednesday morning, so "tomorrow", "Friday" and "today 9am" have fixed answers.
@@ -49,6 +53,7 @@ class Status:
     uptime_seconds: float = 1.0
     connected: bool = True
     events_handled: int = 0
+    conversations: int = 0
 
 
 def message(
@@ -464,9 +469,9 @@ async def env() -> AsyncIterator[Env]:
         runner = ToolRunner(
             default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=60
         )
-        assistant = Assistant(
-            Settings(bases=SAMPLE_BASES), status=Status(), runner=runner, client=client
-        )
+        # The sample workspace is in Tokyo; so is the bot, whatever the host's zone.
+        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
+        assistant = Assistant(settings, status=Status(), runner=runner, client=client)
         yield Env(ws, lark, assistant)
 
 
@@ -527,8 +532,8 @@ async def test_create_update_delete_reach_the_table(env: Env) -> None:
 async def test_a_tool_error_is_shown_as_its_sentence(env: Env) -> None:
     text = await env.ask("delete record recGone000001 from customers", language="en")
     assert text == "That record was not found (it was deleted, or the ID is wrong)."
-    wrong_field = await env.ask("顧客から 状態=商談中 を検索")
-    assert "「状態」というフィールドはありません" in wrong_field
+    wrong_field = await env.ask("顧客から 色=赤 を検索")
+    assert "「色」というフィールドはありません" in wrong_field
     assert "Name, Company, Status" in wrong_field
 
 
@@ -599,3 +604,140 @@ async def test_fallback_lists_what_the_brain_can_do(env: Env) -> None:
     assert chinese.startswith("我无法确定您想让我做什么。")
     # Nothing was guessed, so nothing was called.
     assert env.lark.api_calls == []
+
+
+# --- the time zone ----------------------------------------------------------------------
+
+
+def test_tomorrow_at_ten_is_placed_in_the_configured_zone() -> None:
+    # 20:00 UTC on 15 January is already 05:00 on 16 January in Tokyo.
+    brain = OfflineBrain(now=lambda: datetime(2025, 1, 15, 20, tzinfo=UTC))
+    starts = {}
+    for zone in (ZoneInfo("UTC"), TOKYO):
+        turn = TurnContext(
+            settings=Settings(bases=SAMPLE_BASES),
+            language="en",
+            profile=BUILTIN_PROFILES["LarkAssistant"],
+            timezone=zone,
+        )
+        planned = brain.plan(message("book a meeting tomorrow at 10am"), turn)
+        assert isinstance(planned, ToolCall)
+        starts[str(zone)] = planned.arguments["start"]
+    assert starts == {
+        "UTC": "2025-01-16T10:00:00+00:00",
+        "Asia/Tokyo": "2025-01-17T10:00:00+09:00",
+    }
+
+
+# Built outside the event loop: validating a zone name reads the time zone database.
+IN_LONDON = Settings(bases=SAMPLE_BASES, agent={"timezone": "Europe/London"})
+
+
+@pytest.mark.anyio
+async def test_the_assistant_places_times_in_agent_timezone(env: Env) -> None:
+    runner = ToolRunner(default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=0)
+    settings = IN_LONDON
+    client = env.assistant._client
+    london = Assistant(settings, status=Status(), runner=runner, client=client)
+    await london.warm_up()  # resolves agent.timezone off the event loop, once
+    reply = await london.respond(
+        message("book a meeting tomorrow 3pm about planning"), Conversation("oc_sales")
+    )
+    tomorrow = (datetime.now(ZoneInfo("Europe/London")) + timedelta(days=1)).date()
+    assert f"{tomorrow.isoformat()} 15:00–16:00 (Europe/London)" in reply.text
+
+
+# --- people typed by name ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_typed_name_is_found_in_the_chats_members(env: Env) -> None:
+    sent = await env.assistant.respond(
+        message("「お疲れ様」を @田中 さんに送って", mentions=()), Conversation("oc_sales")
+    )
+    assert sent.text == "ou_console_user にメッセージを送りました。"
+    emma = await env.assistant.respond(
+        message("who is @Emma Wilson", mentions=(), index=1), Conversation("oc_sales")
+    )
+    assert "emma.wilson@example.com" in emma.text
+    chen = await env.assistant.respond(message("@陈 是谁", mentions=()), Conversation("oc_sales"))
+    assert "chen.jing@example.com" in chen.text
+    # Someone who is not in this chat is not looked for elsewhere.
+    nobody = await env.assistant.respond(
+        message("who is @Daisuke", mentions=()), Conversation("oc_sales")
+    )
+    assert nobody.text.startswith("I could not find the ID of @Daisuke.")
+
+
+@pytest.mark.anyio
+async def test_a_typed_name_matching_two_members_is_asked_about(env: Env) -> None:
+    env.ws.users["ou_tanaka2"] = User("ou_tanaka2", "田中 一郎", "ichiro.tanaka@example.com")
+    env.ws.chats["oc_sales"].member_open_ids.append("ou_tanaka2")
+    asked = await env.assistant.respond(
+        message("@田中 さんの情報", mentions=()), Conversation("oc_sales")
+    )
+    assert asked.text.startswith("@田中 に当てはまるメンバーが複数います（田中 健、田中 一郎）")
+    exact = await env.assistant.respond(
+        message("@田中 一郎 さんの情報", mentions=(), index=1), Conversation("oc_sales")
+    )
+    assert "ichiro.tanaka@example.com" in exact.text
+
+
+# --- the help examples ------------------------------------------------------------------
+
+# The chat, document, wiki, Base schema and people tools are not among the examples: the
+# offline brain reaches some of them from a pasted link or a request for a summary
+# (test_content_agent.py), the rest only through the LLM.
+_EVERY_TOOL = {tool.name for tool in default_registry()} - {
+    "update_base_record",
+    "delete_base_record",
+    *(tool.name for tool in content_tools()),
+}
+# Sentences that mean the request was not done: questions back and refusals, each as a
+# pattern in which its placeholders match anything.
+_NOT_DONE = [
+    re.compile(".*?".join(re.escape(part) for part in re.split(r"\{[^}]*\}", template)), re.DOTALL)
+    for key, variants in MESSAGES.items()
+    if key.startswith(("ask_", "mention_", "no_", "unknown_", "bad_", "lark_", "llm_"))
+    or key in ("error", "fallback", "tool_not_allowed", "denied", "time_passed", "date_passed")
+    for template in variants.values()
+]
+
+
+def _executions(status: str) -> dict[str, float]:
+    return {
+        name: REGISTRY.get_sample_value(
+            "tool_executions_total", {"tool_name": name, "status": status}
+        )
+        or 0.0
+        for name in {tool.name for tool in default_registry()}
+    }
+
+
+def _examples(language: Language) -> list[str]:
+    lines = translate("examples", language).splitlines()[1:]
+    return [line.removeprefix("• ") for line in lines]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("language", "chat"),
+    [("ja", "oc_sales"), ("en", "oc_sales"), ("zh", "oc_sales"), ("ja", "oc_console")],
+)
+async def test_every_help_example_works_on_the_sample_workspace(
+    env: Env, language: Language, chat: str
+) -> None:
+    examples = _examples(language)
+    assert len(examples) == 7
+    assert f"• {examples[0]}" in (await env.ask("help", language=language))
+    done: set[str] = set()
+    for index, text in enumerate(examples):
+        succeeded, failed = _executions("success"), _executions("error")
+        inbound = message(text, mentions=(), chat=chat, index=index)
+        reply = await env.assistant.respond(inbound, Conversation(chat))
+        newly = {n for n, v in _executions("success").items() if v > succeeded[n]}
+        assert newly, f"{text!r} ran no tool: {reply.text!r}"
+        assert _executions("error") == failed, f"{text!r}: {reply.text!r}"
+        assert not any(p.fullmatch(reply.text) for p in _NOT_DONE), f"{text!r}: {reply.text!r}"
+        done |= newly
+    assert done >= _EVERY_TOOL

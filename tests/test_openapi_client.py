@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
@@ -437,12 +437,12 @@ async def test_deadline_cuts_a_hanging_request_short() -> None:
     assert elapsed < 2.0  # the 0.3 s deadline, not the 10 s timeout
 
 
-async def test_a_given_http_clients_timeouts_apply_when_none_is_set() -> None:
+async def test_a_given_sessions_timeouts_apply_when_none_is_set() -> None:
     fake = FakeLark()
     fake.script("bot/v3/info", HANG)
     async with (
         serving(fake) as url,
-        httpx.AsyncClient(timeout=0.2) as http,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as http,
         LarkClient(url, APP_ID, SECRET, http=http, retry=FAST) as client,
     ):
         with anyio.fail_after(5):
@@ -553,16 +553,18 @@ async def test_one_pool_serves_a_hundred_sequential_calls() -> None:
     assert len(fake.peers) <= 2
 
 
-async def test_a_given_http_client_is_used_and_left_open() -> None:
+async def test_a_given_session_is_used_and_left_open() -> None:
     fake = FakeLark()
-    async with serving(fake) as url, httpx.AsyncClient() as http:
+    async with serving(fake) as url, aiohttp.ClientSession() as http:
         async with LarkClient(url, APP_ID, SECRET, http=http, retry=FAST) as client:
             with anyio.fail_after(5):
                 await client.bot_info()
-        assert not http.is_closed
+        assert not http.closed
         with anyio.fail_after(5):
-            response = await http.get(f"{url}/open-apis/bot/v3/info")
-    assert response.json()["code"] == 99991663  # reached the server, without a token
+            async with http.get(f"{url}/open-apis/bot/v3/info") as response:
+                answer = await response.json()
+    assert answer["code"] == 99991663  # reached the server, without a token
+    assert len(fake.calls_to("bot/v3/info")) == 2  # the client's call went through it too
 
 
 async def test_every_attempt_is_counted_and_timed() -> None:

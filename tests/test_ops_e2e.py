@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from anyio.abc import Process
 
+from larkbot.ops import metrics
 from larkbot.testing import LarkStandIn
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +163,66 @@ async def test_json_logs_carry_message_ids_and_never_a_secret(tmp_path: Path) ->
     output = "\n".join(lines)
     assert _SECRET not in output
     assert token not in output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_start_up_line_metrics_from_zero_and_quiet_libraries(tmp_path: Path) -> None:
+    port = _free_port()
+    secret_words = "合言葉はひらけごま"
+    async with LarkStandIn() as lark:
+        env = {
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "DEBUG",
+            "LOG_LEVELS": "aiosqlite=DEBUG",
+            "LARKBOT_STATE_DIR": str(tmp_path),
+            "PORT": str(port),
+        }
+        async with _larkbot_run(lark, env) as run:
+            await lark.wait_connected(timeout=15)
+            async with httpx.AsyncClient() as http:
+                scraped = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            message_id = await lark.send_text(f"ping {secret_words}")
+            await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies))
+            run.process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(15):
+                assert await run.process.wait() == 0
+    records = [json.loads(line) for line in run.lines if line.strip()]
+
+    first = records[0]["message"]
+    assert first.startswith("larkbot 0.1.0 (Python ")
+    assert f"app {lark.app_id} on {lark.url}, state SQLite in {tmp_path}" in first
+    assert f"ops port 127.0.0.1:{port}, config file none" in first
+
+    # Debug shows larkbot's own loggers, and only the library that was asked for, whose
+    # lines never carry the user's text (the SQLite driver's hold the statements' values).
+    others = [r for r in records if not r["logger"].startswith("larkbot")]
+    assert others and {r["logger"] for r in others} == {"aiosqlite"}
+    assert not [r for r in others if secret_words in r["message"]]
+
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line and not line.startswith("#")
+    }
+    build = [name for name in samples if name.startswith("larkbot_build_info{")]
+    assert len(build) == 1 and samples[build[0]] == 1.0
+    assert 'version="0.1.0"' in build[0] and 'lark_oapi="' in build[0] and "python=" in build[0]
+    for outcome in metrics.EVENT_OUTCOMES:
+        assert any(
+            name.startswith("larkbot_events_received_total{") and f'outcome="{outcome}"' in name
+            for name in samples
+        ), outcome
+    for status in ("success", "error", "denied", "rate_limited"):
+        key = f'tool_executions_total{{status="{status}",tool_name="create_base_record"}}'
+        assert samples[key] == 0.0
+    assert 'tool_executions_total{status="success",tool_name="search_base_records"}' in samples
+    assert 'tool_executions_total{status="denied",tool_name="search_base_records"}' not in samples
+    for outcome in metrics.LLM_OUTCOMES:
+        assert samples[f'larkbot_llm_requests_total{{outcome="{outcome}"}}'] == 0.0
+    for outcome in metrics.REPLY_OUTCOMES:
+        assert samples[f'larkbot_replies_total{{outcome="{outcome}"}}'] == 0.0

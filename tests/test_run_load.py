@@ -27,7 +27,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def test_run_answers_every_message_exactly_once(tmp_path: Path) -> None:
     async with (
-        LarkStandIn(app_id="cli_test", app_secret="secret") as lark,
+        LarkStandIn(app_id="cli_test") as lark,
         larkbot_process(lark, tmp_path, {"LOG_LEVEL": "WARNING"}) as bot,
     ):
         sent: list[str] = []

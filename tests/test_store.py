@@ -486,3 +486,107 @@ async def test_a_database_failure_reaches_callers_as_one_sentence(tmp_path: Path
             await store.mark_done("om_x")
         with pytest.raises(StoreError):
             await store.unfinished(60)
+
+
+@pytest.mark.anyio
+async def test_frames_admitted_together_share_one_statement_and_keep_dedup(
+    tmp_path: Path,
+) -> None:
+    async with _open("sqlite", tmp_path) as store:
+        statements: list[str] = []
+        await store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        # 60 deliveries arrive at once: 40 messages, 20 of them delivered twice.
+        ids = [f"om_{index}" for index in range(40)] + [f"om_{index}" for index in range(20)]
+        flags: dict[int, bool] = {}
+
+        async def admit(position: int, message_id: str) -> None:
+            flags[position] = await store.admit(_message(message_id))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for position, message_id in enumerate(ids):
+                    tg.start_soon(admit, position, message_id)
+        await store._db.set_trace_callback(None)  # type: ignore[attr-defined]
+        # SQLite traces a statement again for each row its trigger writes: count texts.
+        inserts = {sql for sql in statements if sql.startswith("INSERT INTO inbox")}
+        assert 1 <= len(inserts) <= 3, len(inserts)  # not one statement per message
+        assert sum(flags.values()) == 40
+        assert all(not flags[position] for position in range(40, 60))
+        assert await store.depth() == 40
+        assert await _ledger_ids(store) == set(ids)
+        await store.admit(_message("om_late"))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for message_id in ids[:40]:
+                    tg.start_soon(store.mark_done, message_id)
+        assert await store.depth() == 1
+        assert not await store.admit(_message("om_3"))
+
+
+@pytest.mark.anyio
+async def test_a_failed_group_commit_fails_every_caller_of_its_batch() -> None:
+    from larkbot.store._batch import GroupCommit
+
+    release = anyio.Event()
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            await release.wait()
+            return [item * 10 for item in items]
+        raise StoreError("the disk is full")
+
+    group: GroupCommit[int, int] = GroupCommit(flush, max_items=100)  # type: ignore[arg-type]
+    results: dict[int, int | str] = {}
+
+    async def write(item: int) -> None:
+        try:
+            results[item] = await group.write(item)
+        except StoreError as exc:
+            results[item] = str(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, 1)
+            await anyio.wait_all_tasks_blocked()
+            for item in (2, 3, 4):
+                tg.start_soon(write, item)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert batches == [[1], [2, 3, 4]]
+    assert results == {1: 10, 2: "the disk is full", 3: "the disk is full", 4: "the disk is full"}
+
+
+@pytest.mark.anyio
+async def test_the_wal_is_checkpointed_off_the_admit_path(tmp_path: Path) -> None:
+    # Regression: SQLite checkpointed (and synced both files) inside whichever admit
+    # commit filled the WAL, stalling that batch's acks for hundreds of milliseconds.
+    async with _open("sqlite", tmp_path) as store, anyio.create_task_group() as tg:
+        assert store.path is not None
+        tg.start_soon(store.run_pruner)
+        with anyio.fail_after(10):
+            # Nothing signals that the checkpointer has started; the setting is polled.
+            while (await store._query("PRAGMA wal_autocheckpoint"))[0][0] != 0:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        before = store.path.stat().st_size
+        for index in range(300):
+            await store.admit(_message(f"om_{index}", text="x" * 500))
+        # The rows reach the main file only through the background checkpoint.
+        with anyio.fail_after(10):
+            while store.path.stat().st_size <= before:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert len(_sql(store.path, "SELECT message_id FROM inbox")) == 300
+
+
+@pytest.mark.anyio
+async def test_the_store_thread_gets_the_gil_quickly_while_open(tmp_path: Path) -> None:
+    # Regression: with Python's 5 ms switch interval, an admit whose statement returned
+    # 60 rows waited over 100 ms for the GIL while the event loop was busy answering.
+    import sys
+
+    before = sys.getswitchinterval()
+    async with _open("sqlite", tmp_path):
+        assert sys.getswitchinterval() <= 0.0005
+    assert sys.getswitchinterval() == before

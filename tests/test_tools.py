@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from larkbot.agent.tools import Tool, ToolContext, ToolError, ToolRegistry, default_registry
+from larkbot.agent.tools import (
+    TOOL_ENTRY_POINT_GROUP,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolRegistry,
+    ToolResult,
+    ToolRunner,
+    default_registry,
+    plugin_tools,
+)
 from larkbot.agent.tools.lark_tools import (
+    BaseFieldCache,
     CreateCalendarEventInput,
     GetUserInfoInput,
     SendMessageInput,
+    lark_tools,
 )
 from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.workspace import BaseField, FieldType, Workspace, workspace_routes
 
 pytestmark = pytest.mark.anyio
 
@@ -142,6 +161,135 @@ def test_openai_schemas_describe_arguments_and_can_be_narrowed() -> None:
     assert all(p.get("description") for p in properties.values())
     narrowed = registry.openai_schemas(["send_message", "nope"])
     assert [s["function"]["name"] for s in narrowed] == ["send_message"]
+
+
+class EchoInput(BaseModel):
+    text: str
+    times: int = 1
+
+
+class Echo(Tool[EchoInput]):
+    name: ClassVar[str] = "echo"
+    description: ClassVar[str] = "Repeat the text."
+
+    def __init__(self) -> None:
+        self.seen: list[EchoInput] = []
+
+    async def run(self, ctx: ToolContext, args: EchoInput) -> ToolResult:
+        self.seen.append(args)
+        return ToolResult(ok=True, data={"text": args.text * args.times}, text=args.text)
+
+
+async def test_a_tool_gets_its_own_input_model_from_its_type_argument(env: Env) -> None:
+    echo = Echo()
+    assert Echo.input_model is EchoInput
+    assert Echo.openai_schema()["function"]["parameters"]["required"] == ["text"]
+    runner = ToolRunner(
+        default_registry(echo), write_limiter=None, writers=None, cache_ttl_seconds=0
+    )
+    result = await runner.run("echo", '{"text": "hi", "times": 2}', env.ctx)
+    assert result.ok and result.data == {"text": "hihi"}
+    assert echo.seen == [EchoInput(text="hi", times=2)]
+    refused = await runner.run("echo", {"times": "many"}, replace(env.ctx, language="en"))
+    assert not refused.ok and "text is required" in (refused.error or "")
+    assert len(echo.seen) == 1
+
+
+def test_a_registry_takes_extra_tools_in_code() -> None:
+    registry = default_registry(Echo())
+    assert registry.names()[-1] == "echo" and len(registry) == 22
+    base = ToolRegistry(lark_tools())
+    extended = base.with_tools(Echo())
+    assert "echo" in extended and "echo" not in base
+    assert extended.names() == [*base.names(), "echo"]
+    with pytest.raises(ValueError, match="'echo' is already registered"):
+        extended.with_tools(Echo())
+
+
+@pytest.mark.parametrize(
+    ("tool", "problem"),
+    [
+        (object(), "is not a Tool"),
+        (type("Blank", (Tool,), {"name": "has space", "description": "x"})(), "1-64 letters"),
+        (type("Mute", (Tool,), {"name": "mute", "input_model": EchoInput})(), "description"),
+        (type("Shapeless", (Tool,), {"name": "shapeless", "description": "x"})(), "input_model"),
+    ],
+)
+def test_a_malformed_tool_is_refused(tool: Any, problem: str) -> None:
+    with pytest.raises(TypeError, match=problem):
+        ToolRegistry([tool])
+
+
+def _entry_point(name: str, target: str) -> EntryPoint:
+    return EntryPoint(name, f"tests._tool_plugins:{target}", TOOL_ENTRY_POINT_GROUP)
+
+
+def test_plug_ins_load_and_a_broken_one_is_skipped_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = [_entry_point("shout", "Shout"), _entry_point("extras", "make_tools")]
+    broken = [
+        _entry_point("crm", "failing_factory"),
+        _entry_point("text", "returns_text"),
+        _entry_point("plain", "NotATool"),
+        _entry_point("nameless", "Nameless"),
+        _entry_point("schema", "BadSchema"),
+        _entry_point("missing", "NoSuchThing"),
+        EntryPoint("gone", "tests._no_such_module:Tool", TOOL_ENTRY_POINT_GROUP),
+    ]
+    with caplog.at_level(logging.WARNING, logger="larkbot.agent"):
+        tools = plugin_tools(entry_points=[good[0], *broken, good[1]])
+    assert [tool.name for tool in tools] == ["shout", "count_words", "whisper"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == len(broken)
+    for record, entry_point in zip(warnings, broken, strict=True):
+        message = record.getMessage()
+        assert message.startswith(f"tool plug-in {entry_point.name} ({entry_point.value}) skipped")
+        assert "\n" not in message
+    assert "RuntimeError: the CRM is unreachable" in warnings[0].getMessage()
+
+
+def test_a_plug_in_named_like_a_built_in_tool_is_skipped(tmp_path: Path) -> None:
+    # Installed the way pip installs a package: a module and its dist-info on the path.
+    (tmp_path / "larkbot_demo_tools.py").write_text(
+        textwrap.dedent(
+            """
+            from tests._tool_plugins import SendMessageAgain, Shout, failing_factory
+            """
+        )
+    )
+    dist_info = tmp_path / "larkbot_demo_tools-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: larkbot-demo-tools\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "[larkbot.tools]\n"
+        "shout = larkbot_demo_tools:Shout\n"
+        "clash = larkbot_demo_tools:SendMessageAgain\n"
+        "crm = larkbot_demo_tools:failing_factory\n"
+    )
+    script = (
+        "from larkbot.agent.tools import default_registry\n"
+        "print(default_registry().names()[-1])\n"
+        "print(','.join(default_registry(plugins=True).names()))\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo,
+        env={"PYTHONPATH": f"{tmp_path}:{repo}", "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    without, with_plugins = done.stdout.splitlines()
+    assert without == "lookup_user_ids"
+    names = with_plugins.split(",")
+    assert names[-1] == "shout" and names.count("send_message") == 1 and len(names) == 22
+    assert "tool plug-in tool 'send_message' skipped" in done.stderr
+    assert "tool plug-in crm (larkbot_demo_tools:failing_factory) skipped" in done.stderr
 
 
 def test_registering_a_name_twice_is_refused() -> None:
@@ -428,3 +576,131 @@ async def test_create_calendar_event_in_local_time_with_the_requester_invited(en
     )
     assert again.data["event_id"] == result.data["event_id"]
     assert len([e for e in env.ws.events.values() if e.summary == "山田商事 打ち合わせ"]) == 1
+
+
+# ----------------------------------------------------------- field names and the field list
+
+FIELDS_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/fields"
+
+
+async def test_fields_are_matched_by_localised_names_and_synonyms(env: Env) -> None:
+    result = await env.run(
+        "create_base_record",
+        table="顧客",
+        fields={"名前": "Acme", "状態": "商談中", "金額": "500,000", "担当者": "ou_emma"},
+    )
+    stored = customers(env.ws)[result.data["record_id"]]
+    assert stored == {"Name": "Acme", "Status": "商談中", "Amount": 500_000, "Owner": ["ou_emma"]}
+    zh = replace(env.ctx, language="zh")
+    found = await env.run(
+        "search_base_records", ctx=zh, table="客户", field_filters={"状态": "受注", "公司": "Acme"}
+    )
+    assert [r["fields"]["Name"] for r in found.data["records"]] == ["John Smith"]
+    # A table without a name field takes its primary field for "name".
+    task = await env.run(
+        "create_base_record", table="タスク", fields={"名前": "見積書", "期限": "2030-01-15"}
+    )
+    assert env.ws.table("タスク").records[task.data["record_id"]]["Task"] == "見積書"
+
+
+async def test_a_synonym_matching_two_fields_is_refused(env: Env) -> None:
+    table = env.ws.table("顧客一覧")
+    table.fields.append(BaseField("Assignee", FieldType.PERSON, "fldAssignee9"))
+    en = replace(env.ctx, language="en")
+    with pytest.raises(ToolError, match="has no field “担当者”"):
+        await env.run("create_base_record", ctx=en, table="customers", fields={"担当者": "ou_emma"})
+    assert env.ws.writes == []
+
+
+async def test_the_field_list_is_reused_and_refreshed_when_it_is_out_of_date(env: Env) -> None:
+    await env.run("search_base_records", table="customers", query="acme")
+    await env.run("search_base_records", table="customers", field_filters={"status": "受注"})
+    assert env.calls(FIELDS_ROUTE) == 1
+    # A field added in Lark since the list was fetched: the unknown name fetches it again.
+    table = env.ws.table("顧客一覧")
+    table.fields.append(BaseField("Region", FieldType.TEXT, "fldRegion001"))
+    created = await env.run("create_base_record", table="customers", fields={"Region": "Kanto"})
+    assert customers(env.ws)[created.data["record_id"]]["Region"] == "Kanto"
+    assert env.calls(FIELDS_ROUTE) == 2
+    # A field renamed in Lark: Lark refuses the old name and the cached list is dropped.
+    next(f for f in table.fields if f.name == "Company").name = "Firm"
+    with pytest.raises(LarkAPIError) as renamed:
+        await env.run("create_base_record", table="customers", fields={"Company": "Initech"})
+    assert renamed.value.code == 1254045
+    with pytest.raises(ToolError, match="「Company」というフィールドはありません"):
+        await env.run("create_base_record", table="customers", fields={"Company": "Initech"})
+    assert env.calls(FIELDS_ROUTE) == 3
+
+
+async def test_the_field_list_expires(env: Env) -> None:
+    now = [0.0]
+    registry = ToolRegistry(lark_tools(field_cache=BaseFieldCache(60, clock=lambda: now[0])))
+    search = registry.get("search_base_records")
+    assert search is not None
+    arguments = search.input_model.model_validate({"table": "customers", "query": "acme"})
+    await search.run(env.ctx, arguments)
+    now[0] = 59.0
+    await search.run(env.ctx, arguments)
+    assert env.calls(FIELDS_ROUTE) == 1
+    now[0] = 61.0
+    await search.run(env.ctx, arguments)
+    assert env.calls(FIELDS_ROUTE) == 2
+
+
+# ---------------------------------------------------------------------- the time zone
+
+UTC_ZONE = ZoneInfo("UTC")
+TOKYO = ZoneInfo("Asia/Tokyo")
+LONDON = ZoneInfo("Europe/London")
+
+
+def _at(year: int, month: int, day: int, hour: int) -> int:
+    return int(datetime(year, month, day, hour, tzinfo=UTC).timestamp() * 1000)
+
+
+async def test_this_month_is_counted_in_the_configured_time_zone(env: Env) -> None:
+    table = env.ws.table("顧客一覧")
+    table.records.update(
+        {
+            "recZoneJan001": {"Name": "January", "Last contact": _at(2025, 1, 15, 12)},
+            # 18:00 UTC on 31 January is 03:00 on 1 February in Tokyo.
+            "recZoneEdge01": {"Name": "Edge", "Last contact": _at(2025, 1, 31, 18)},
+            "recZoneFeb001": {"Name": "February", "Last contact": _at(2025, 2, 10, 12)},
+        }
+    )
+    # 20:00 UTC on 31 January: still January in UTC, already February in Tokyo.
+    clock = lambda: datetime(2025, 1, 31, 20, tzinfo=UTC)  # noqa: E731
+    in_utc = replace(env.ctx, timezone=UTC_ZONE, clock=clock, language="en")
+    in_tokyo = replace(env.ctx, timezone=TOKYO, clock=clock, language="en")
+    utc = await env.run(
+        "search_base_records", ctx=in_utc, table="customers", date_range="this_month"
+    )
+    tokyo = await env.run(
+        "search_base_records", ctx=in_tokyo, table="customers", date_range="this_month"
+    )
+    assert {r["fields"]["Name"] for r in utc.data["records"]} == {"January", "Edge"}
+    assert {r["fields"]["Name"] for r in tokyo.data["records"]} == {"Edge", "February"}
+    assert "Last contact: 2025-01-31 18:00" in utc.text
+    assert "Last contact: 2025-02-01 03:00" in tokyo.text
+    today = await env.run(
+        "search_base_records", ctx=in_tokyo, table="customers", date_range="today"
+    )
+    assert [r["fields"]["Name"] for r in today.data["records"]] == ["Edge"]
+
+
+async def test_a_time_without_an_offset_is_placed_in_the_configured_zone(env: Env) -> None:
+    start = "2030-01-15T10:00:00"
+    in_tokyo = await env.run("create_calendar_event", summary="Tokyo sync", start=start)
+    in_london = await env.run(
+        "create_calendar_event",
+        ctx=replace(env.ctx, timezone=LONDON, message_id="om_tools_london"),
+        summary="London sync",
+        start=start,
+    )
+    tokyo_event = env.ws.events[in_tokyo.data["event_id"]]
+    london_event = env.ws.events[in_london.data["event_id"]]
+    assert tokyo_event.start == int(datetime(2030, 1, 15, 10, tzinfo=TOKYO).timestamp())
+    assert london_event.start - tokyo_event.start == 9 * 3600
+    assert in_london.text.startswith(
+        "予定「London sync」を作成しました: 2030-01-15 10:00–11:00 (Europe/London)"
+    )

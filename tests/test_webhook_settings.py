@@ -142,7 +142,7 @@ def test_validation_errors_are_one_sentence(env: dict[str, str], expected: str) 
 def test_webhook_mode_requires_the_verification_token(tmp_path: Path) -> None:
     path = tmp_path / "larkbot.toml"
     path.write_text('[events]\nmode = "webhook"\n')
-    base = {"APP_ID": "cli_x", "APP_SECRET": "s"}
+    base = {"APP_ID": "cli_x", "APP_SECRET": "s3cr3t-value-of-thirty-two-chars"}
 
     with pytest.raises(ConfigError) as missing:
         load_settings(path, env=base).require_credentials()

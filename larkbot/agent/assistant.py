@@ -11,7 +11,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import tzinfo
 from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
 
 from larkbot.agent.brain import Brain, TurnContext
 from larkbot.agent.commands import Command, CommandContext, parse_command, run_command
@@ -19,12 +23,13 @@ from larkbot.agent.i18n import translate
 from larkbot.agent.limits import RateLimiter, UserLimiter
 from larkbot.agent.offline import OfflineBrain
 from larkbot.agent.profiles import DEFAULT_PROFILE, Profile, profiles_from_settings
+from larkbot.agent.timezone import resolve_timezone
 from larkbot.agent.tools.base import ToolContext
 from larkbot.core.agent import Reply, RuntimeStatus
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language, choose_language, detect_language
 from larkbot.core.message import InboundMessage
-from larkbot.ops.metrics import AGENT_RESPONSE_TIME, CONVERSATIONS_CACHED
+from larkbot.ops.metrics import AGENT_RESPONSE_TIME
 
 if TYPE_CHECKING:
     from larkbot.agent.tools.runner import ToolRunner
@@ -42,10 +47,14 @@ _TEXT_TYPES = frozenset({"text", "post"})
 class Assistant:
     """Answers chat messages: commands, limits and languages here, the thinking in a brain.
 
-    ``runner`` and ``client`` give the brain its Lark tools (without both it answers
-    without tools); ``brain`` defaults to :class:`OfflineBrain`. ``limiter`` applies
-    ``rate_limiting.requests_per_minute`` (default: this process's own
-    :class:`RateLimiter`, driven by ``clock`` so tests move time instead of sleeping).
+    ``status`` gives the live figures the ``status`` command shows. ``runner`` and
+    ``client`` give the brain its Lark tools (without both it answers without tools);
+    ``brain`` defaults to :class:`OfflineBrain`. ``timezone`` is the workspace zone that
+    the brain and the tools place dates in; without it, ``agent.timezone`` is resolved
+    (:func:`~larkbot.agent.timezone.resolve_timezone`) in a worker thread by
+    :meth:`warm_up` or on the first message, since that reads the time zone database.
+    ``limiter`` applies ``rate_limiting.requests_per_minute`` (default: this process's
+    own :class:`RateLimiter`, driven by ``clock`` so tests move time instead of sleeping).
     """
 
     def __init__(
@@ -56,6 +65,7 @@ class Assistant:
         runner: ToolRunner | None = None,
         client: LarkClient | None = None,
         brain: Brain | None = None,
+        timezone: tzinfo | None = None,
         limiter: UserLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -64,6 +74,8 @@ class Assistant:
         self._runner = runner
         self._client = client
         self._brain: Brain = brain or OfflineBrain()
+        self._timezone = timezone
+        self._timezone_lock = anyio.Lock()
         self._profiles = profiles_from_settings(settings)
         limits = settings.rate_limiting
         self._limiter: UserLimiter | None = None
@@ -117,20 +129,22 @@ class Assistant:
                     wait,
                     extra={"message_id": message.message_id},
                 )
-                reply = translate(
+                sentence = translate(
                     "rate_limited",
                     language,
                     limit=self._limiter.per_minute,
                     seconds=max(1, math.ceil(wait)),
                 )
-                return Reply(reply), "rate_limited"
+                return Reply(sentence), "rate_limited"
 
+        timezone = await self._zone()
         turn = TurnContext(
             settings=self._settings,
             language=language,
             profile=profile,
-            tool_ctx=self._tool_context(message, language),
+            tool_ctx=self._tool_context(message, language, timezone),
             runner=self._runner if self._client is not None else None,
+            timezone=timezone,
         )
         try:
             reply = await self._brain.think(message, conversation, turn)
@@ -170,7 +184,6 @@ class Assistant:
             profiles=self._profiles,
             tools=list(self._runner.registry) if self._runner is not None else [],
             llm_model=llm.model if uses_llm else None,
-            conversations_cached=_conversations_cached,
         )
         return run_command(command, ctx)
 
@@ -180,7 +193,24 @@ class Assistant:
                 return self._profiles[name]
         return next(iter(self._profiles.values()))
 
-    def _tool_context(self, message: InboundMessage, language: Language) -> ToolContext | None:
+    async def warm_up(self) -> None:
+        """Resolve the time zone now rather than on the first message."""
+        await self._zone()
+
+    async def _zone(self) -> tzinfo:
+        if self._timezone is None:
+            # One lookup however many first messages arrive together: a thread each would
+            # compete with the event loop just when acks are due.
+            async with self._timezone_lock:
+                if self._timezone is None:
+                    self._timezone = await anyio.to_thread.run_sync(
+                        resolve_timezone, self._settings.agent.timezone
+                    )
+        return self._timezone
+
+    def _tool_context(
+        self, message: InboundMessage, language: Language, timezone: tzinfo
+    ) -> ToolContext | None:
         if self._client is None or self._runner is None:
             return None
         return ToolContext(
@@ -191,21 +221,14 @@ class Assistant:
             language=language,
             bases=dict(self._settings.bases),
             allowed_bases=_allowed_bases(self._settings),
+            timezone=timezone,
         )
 
 
 def _allowed_bases(settings: Settings) -> frozenset[str] | None:
+    """The Base app tokens writes may go to besides the configured tables; None: any."""
     allowed = settings.tools.allowed_bases
     return None if allowed is None else frozenset(allowed)
-
-
-def _conversations_cached() -> int | None:
-    # The conversation cache publishes its size on this gauge whenever it is touched (and
-    # the responder touches it just before asking us), so the gauge is current here.
-    for family in CONVERSATIONS_CACHED.collect():
-        for sample in family.samples:
-            return int(sample.value)
-    return None
 
 
 def _language_so_far(conversation: Conversation, default: Language) -> Language:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from larkbot.agent.i18n import MESSAGES, humanise_duration, join_list, translate
 from larkbot.agent.profiles import Profile
@@ -84,11 +84,6 @@ class Command:
     argument: str = ""
     language: Language | None = None
 
-    @property
-    def bare(self) -> bool:
-        """True when the command word was an English one."""
-        return self.language is None
-
 
 def parse_command(text: str) -> Command | None:
     """Return the command ``text`` is, or ``None`` when it is an ordinary request."""
@@ -126,9 +121,8 @@ class CommandContext:
     language: Language
     profile: Profile
     profiles: Mapping[str, Profile]
-    tools: Sequence[type[Tool] | Tool]
+    tools: Sequence[type[Tool[Any]] | Tool[Any]]
     llm_model: str | None
-    conversations_cached: Callable[[], int | None]
 
 
 def run_command(command: Command, ctx: CommandContext) -> Reply:
@@ -141,7 +135,7 @@ def _help(command: Command, ctx: CommandContext) -> Reply:
     return Reply(translate("help", ctx.language, examples=examples), markdown=True)
 
 
-def _kind(tool: type[Tool] | Tool, language: Language) -> str:
+def _kind(tool: type[Tool[Any]] | Tool[Any], language: Language) -> str:
     return translate("kind_write" if tool.write else "kind_read", language)
 
 
@@ -205,7 +199,8 @@ def _help_permissions(command: Command, ctx: CommandContext) -> Reply:
 def _status(command: Command, ctx: CommandContext) -> Reply:
     lang = ctx.language
     status = ctx.status
-    cached = ctx.conversations_cached()
+    # A status object written before ``conversations`` joined RuntimeStatus has no count.
+    cached: int | None = getattr(status, "conversations", None)
     llm = (
         translate("llm_on", lang, model=ctx.llm_model)
         if ctx.llm_model

@@ -22,9 +22,7 @@ import anyio.to_thread
 
 from larkbot.agent.brain import TurnContext
 from larkbot.agent.i18n import translate
-from larkbot.agent.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE
 from larkbot.agent.tools.base import ToolResult
-from larkbot.agent.tools.lark_tools import DEFAULT_TIMEZONE
 from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language
@@ -221,20 +219,9 @@ class LLMBrain:
         if function is None:
             # Only function tools are offered; anything else gets a plain refusal.
             return translate("llm_error", turn.language)
-        if not turn.profile.allows(function.name):
+        if (refusal := turn.refusal(function.name)) is not None:
             # The schema list already hides such tools; a model naming one anyway is told no.
-            suggestion = next(
-                (n for n, p in BUILTIN_PROFILES.items() if p.allows(function.name)),
-                DEFAULT_PROFILE,
-            )
-            sentence = translate(
-                "tool_not_allowed",
-                turn.language,
-                profile=turn.profile.name,
-                tool=function.name,
-                suggestion=suggestion,
-            )
-            result = ToolResult(ok=False, error=sentence, text=sentence)
+            result = ToolResult(ok=False, error=refusal, text=refusal)
         else:
             arguments = _bounded(function.name, function.arguments)
             result = await turn.runner.run(function.name, arguments, turn.tool_ctx)
@@ -250,13 +237,13 @@ class LLMBrain:
         self, turn: TurnContext, tools: list[dict[str, Any]], message: InboundMessage
     ) -> str:
         language = _LANGUAGE_NAMES[turn.language]
-        now = datetime.now(DEFAULT_TIMEZONE)
+        now = datetime.now(turn.timezone)
         parts = [
             turn.profile.instructions.strip()
             or "You are a helpful assistant inside Lark. Answer concisely and accurately.",
             f"Always answer in {language}, whatever language the tools return.",
             "Format answers with simple Markdown (bold, lists, links); keep them short.",
-            f"The current date and time is {now:%Y-%m-%d %H:%M} ({DEFAULT_TIMEZONE}).",
+            f"The current date and time is {now:%Y-%m-%d %H:%M} ({turn.timezone}).",
         ]
         if tools:
             names = ", ".join(tool["function"]["name"] for tool in tools)

@@ -15,6 +15,9 @@ How a request is read:
    table can be inferred.
 3. Known parts (record id, table, dates, verb, generic nouns) are cut out of the text;
    ``field=value`` pairs become fields or filters and what remains is the search query.
+4. A person typed as ``@name`` without mention data (pasted text, a name typed by hand)
+   is looked up by display name in the chat's member list: the full name, a part of it
+   (``@田中`` finds "田中 健") or its beginning, when exactly one member matches.
 """
 
 from __future__ import annotations
@@ -24,18 +27,16 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from larkbot.agent.brain import TurnContext
 from larkbot.agent.i18n import join_list, translate
-from larkbot.agent.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE
 from larkbot.agent.tools._links import LarkLink, find_links
-from larkbot.agent.tools.lark_tools import DEFAULT_TIMEZONE
 from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language
-from larkbot.core.message import InboundMessage
+from larkbot.core.message import InboundMessage, Mention, UserId
 
 if TYPE_CHECKING:
     from larkbot.config.settings import BaseTableSettings
@@ -65,7 +66,7 @@ class _Ask:
     """A question back to the user (an i18n key and its values)."""
 
     key: str
-    values: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the rule tables ------------------------------------------------------------------
@@ -607,42 +608,34 @@ def _take_duration(draft: _Draft) -> float | None:
 class OfflineBrain:
     """Answers by rules: commands are handled before it, requests map to one tool call.
 
-    ``timezone`` places the times people say ("tomorrow 3pm"); it defaults to the zone
-    the tools place naive times in. ``now`` is injectable so tests can fix the date.
+    The times people say ("tomorrow 3pm") are placed in ``turn.timezone``. ``now`` tells
+    the current moment; tests inject it to fix the date.
     """
 
     name = "offline"
 
-    def __init__(
-        self,
-        *,
-        timezone: tzinfo = DEFAULT_TIMEZONE,
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        self._tz = timezone
-        self._now = now or (lambda: datetime.now(self._tz))
+    def __init__(self, *, now: Callable[[], datetime] | None = None) -> None:
+        self._now = now or (lambda: datetime.now(UTC))
 
     async def think(
         self, message: InboundMessage, conversation: Conversation, turn: TurnContext
     ) -> Reply:
         """Work out the tool call ``message`` asks for, run it and show its answer."""
         language = turn.language
-        planned = self.plan(message, turn)
+        planned = self._plan(message, turn)
+        if isinstance(planned, _Ask) and planned.key == "mention_unresolved":
+            found = await _with_members_named(message, turn)
+            if isinstance(found, _Ask):
+                planned = found
+            elif found is not None:
+                planned = self._plan(found, turn)
         if planned is None:
             examples = translate("examples", language)
             return Reply(translate("fallback", language, examples=examples))
-        if isinstance(planned, str):
-            return Reply(planned)
-        if not turn.profile.allows(planned.name):
-            return Reply(
-                translate(
-                    "tool_not_allowed",
-                    language,
-                    profile=turn.profile.name,
-                    tool=planned.name,
-                    suggestion=_profile_allowing(planned.name),
-                )
-            )
+        if isinstance(planned, _Ask):
+            return Reply(translate(planned.key, language, **planned.values))
+        if (refusal := turn.refusal(planned.name)) is not None:
+            return Reply(refusal)
         if turn.runner is None or turn.tool_ctx is None:
             return Reply(translate("no_tools", language))
         logger.info(
@@ -677,8 +670,15 @@ class OfflineBrain:
 
         A question (already in ``turn.language``) comes back when a detail is missing;
         ``None`` when the request is not understood. Sets ``turn.intent`` to the tool the
-        request is about, or ``"fallback"``.
+        request is about, or ``"fallback"``. Reads the text only: a typed ``@name`` is
+        looked up in the chat's members by :meth:`think`, not here.
         """
+        planned = self._plan(message, turn)
+        if isinstance(planned, _Ask):
+            return translate(planned.key, turn.language, **planned.values)
+        return planned
+
+    def _plan(self, message: InboundMessage, turn: TurnContext) -> ToolCall | _Ask | None:
         bases = turn.settings.bases
         tables = _table_patterns(bases)
         draft = _Draft(message.text)
@@ -686,10 +686,7 @@ class OfflineBrain:
         turn.intent = intent or "fallback"
         if intent is None:
             return None
-        planned = _PLANNERS[intent](self, draft, message, turn, tables)
-        if isinstance(planned, _Ask):
-            return translate(planned.key, turn.language, **planned.values)
-        return planned
+        return _PLANNERS[intent](self, draft, message, turn, tables)
 
     # Each planner cuts the parts of its request out of the draft in a fixed order: ids
     # and tables first (they may contain words that look like verbs), then verbs.
@@ -846,7 +843,8 @@ class OfflineBrain:
     def _plan_calendar(
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
     ) -> ToolCall | _Ask:
-        now = self._now().astimezone(self._tz)
+        tz = turn.timezone
+        now = self._now().astimezone(tz)
         attendees, unknown = _mentions(draft, message)
         attendees += [m.group(0) for m in draft.take_all(_OPEN_ID)]
         clocks = _take_times(draft)
@@ -859,7 +857,7 @@ class OfflineBrain:
         if not clocks or clocks[0] is None or clocks[0].ambiguous:
             return _Ask("ask_time")
         first = clocks[0]
-        start = datetime.combine(named.day or now.date(), time(first.hour, first.minute), self._tz)
+        start = datetime.combine(named.day or now.date(), time(first.hour, first.minute), tz)
         if start <= now and named.bare_weekday:
             start += timedelta(days=7)
         elif start <= now:
@@ -990,8 +988,76 @@ def _ask_table(turn: TurnContext) -> _Ask:
     return _Ask("ask_table", {"tables": join_list(listed, turn.language)})
 
 
-def _profile_allowing(tool: str) -> str:
-    return next(
-        (name for name, profile in BUILTIN_PROFILES.items() if profile.allows(tool)),
-        DEFAULT_PROFILE,
+# --- people typed by name ----------------------------------------------------------------
+
+
+async def _with_members_named(
+    message: InboundMessage, turn: TurnContext
+) -> InboundMessage | _Ask | None:
+    """``message`` with its typed ``@name``s resolved against the chat's member list.
+
+    Returns the message with a mention added for each name exactly one member matches,
+    a question when a name matches several, or ``None`` when nothing could be resolved
+    (no tools, the list unavailable, or no member by that name). The list is read with
+    ``list_chat_members`` through the runner whatever the profile allows: it only tells
+    who is in the chat the user is writing in.
+    """
+    if turn.runner is None or turn.tool_ctx is None:
+        return None
+    _, typed = _mentions(_Draft(message.text), message)
+    if not typed:
+        return None
+    result = await turn.runner.run("list_chat_members", {}, turn.tool_ctx)
+    members = _member_names(result.data) if result.ok else []
+    added: list[Mention] = []
+    written = _fold(message.text)
+    for name in dict.fromkeys(typed):
+        found = _members_matching(name.removeprefix("@"), members)
+        # "@田中 一郎": the name typed in full after the "@" picks one of several matches.
+        spelled = [member for member in found if f"@{_fold(member[1])}" in written]
+        if len(spelled) == 1:
+            found = spelled
+        if len(found) > 1:
+            listed = join_list([member_name for _, member_name in found], turn.language)
+            return _Ask("mention_ambiguous", {"name": name, "candidates": listed})
+        if found:
+            open_id, member_name = found[0]
+            # The full name when it was typed ("@Emma Wilson"), so all of it is cut out.
+            typed_text = unicodedata.normalize("NFKC", message.text)
+            shown = member_name if f"@{member_name}" in typed_text else name.removeprefix("@")
+            added.append(
+                Mention(key=f"@_typed_{len(added)}", id=UserId(open_id=open_id), name=shown)
+            )
+    if not added:
+        return None
+    return message.model_copy(update={"mentions": (*message.mentions, *added)})
+
+
+def _member_names(data: Any) -> list[tuple[str, str]]:
+    members = data.get("members") if isinstance(data, dict) else None
+    return [
+        (str(m["open_id"]), str(m["name"]))
+        for m in members or []
+        if isinstance(m, dict) and m.get("open_id") and m.get("name")
+    ]
+
+
+def _fold(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _members_matching(typed: str, members: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Members whose display name is ``typed``, else has it as a part, else starts with it."""
+    wanted = _fold(typed)
+    if not wanted:
+        return []
+    tiers: tuple[Callable[[str], bool], ...] = (
+        lambda name: _fold(name) == wanted,
+        lambda name: wanted in {_fold(part) for part in name.split()},
+        lambda name: _fold(name).startswith(wanted),
     )
+    for matches in tiers:
+        found = {open_id: name for open_id, name in members if matches(name)}
+        if found:
+            return list(found.items())
+    return []

@@ -7,7 +7,7 @@ the agent answers, and the reply goes through the OpenAPI client over real HTTP.
 
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Any
 
 import anyio
@@ -15,45 +15,81 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.text import Text
 
+from larkbot.cli._terminal import StdinLines, cancel_on_signals, print_block
 from larkbot.config import Settings
 from larkbot.daemon import Daemon
 from larkbot.testing import LarkStandIn, ReplyRecord
+from larkbot.testing._records import readable_text
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import workspace_routes
 
-__all__ = ["run_console"]
+__all__ = ["reply_body", "run_console"]
 
 _CHAT_ID = "oc_console"
 _USER_OPEN_ID = "ou_console_user"
 _REPLY_TIMEOUT = 120.0
+_YOU = Text("you › ", style="bold green")
+_BOT = Text("bot › ", style="bold magenta")
+_INDENT = "      "
 
 
 async def run_console(base: Settings) -> int:
-    """Chat over standard input/output until end of input; return the exit status."""
+    """Chat over standard input/output until end of input or Ctrl-C; return the exit status."""
     out = Console(highlight=False)
-    interactive = sys.stdin.isatty()
+    lines = StdinLines()
     workspace = sample_workspace()
-    async with LarkStandIn(extra_routes=workspace_routes(workspace)) as lark:
-        settings = _console_settings(base, lark)
-        daemon = Daemon(settings, env={}, working_reaction_after=None)
-        async with anyio.create_task_group() as tg:
-            await tg.start(daemon.run)
-            with anyio.fail_after(15):
-                await daemon.ready.wait()
-            if interactive:
-                out.print(
-                    "[bold]larkbot console[/] — a local Lark with sample data; "
-                    "type [cyan]help[/], Ctrl-D to quit.",
-                )
-            while True:
-                line = await _read_line(out, interactive)
-                if line is None:
-                    break
-                if not line.strip():
-                    continue
-                await _exchange(lark, daemon, out, line.strip())
-            daemon.request_stop()
+    quiet = _ChosenStoreFilter()
+    logging.getLogger("larkbot.store").addFilter(quiet)
+    try:
+        async with (
+            LarkStandIn(extra_routes=workspace_routes(workspace)) as lark,
+            anyio.create_task_group() as outer,
+        ):
+            outer.start_soon(cancel_on_signals, outer.cancel_scope, lambda: _end_prompt(out, lines))
+            settings = _console_settings(base, lark)
+            daemon = Daemon(settings, env={}, working_reaction_after=None)
+            async with anyio.create_task_group() as tg:
+                await tg.start(daemon.run)
+                with anyio.fail_after(15):
+                    await daemon.ready.wait()
+                await _chat(lark, daemon, out, lines)
+                daemon.request_stop()
+            outer.cancel_scope.cancel()
+    finally:
+        logging.getLogger("larkbot.store").removeFilter(quiet)
     return 0
+
+
+async def _chat(lark: LarkStandIn, daemon: Daemon, out: Console, lines: StdinLines) -> None:
+    if lines.interactive:
+        out.print(
+            "[bold]larkbot console[/]: a local Lark with sample data. "
+            "Type [cyan]help[/]; Ctrl-C quits."
+        )
+    while True:
+        if lines.interactive:
+            out.print(_YOU, end="")
+        line = await lines.readline()
+        if line is None:
+            break
+        if line.strip():
+            await _exchange(lark, daemon, out, line.strip())
+    if lines.interactive:
+        out.print()
+
+
+def _end_prompt(out: Console, lines: StdinLines) -> None:
+    # The terminal echoed ^C after the prompt: end that line so the shell's starts afresh.
+    if lines.interactive:
+        out.print()
+
+
+class _ChosenStoreFilter(logging.Filter):
+    """Drop the store's warning that memory forgets: the console chose memory on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but that one warning."""
+        return not str(record.msg).startswith("store = memory")
 
 
 def _console_settings(base: Settings, lark: LarkStandIn) -> Settings:
@@ -66,15 +102,6 @@ def _console_settings(base: Settings, lark: LarkStandIn) -> Settings:
     data["bases"] = data["bases"] or SAMPLE_BASES
     # Validated again (not model_copy) so the overrides get the same checks as any setting.
     return Settings.model_validate(data)
-
-
-async def _read_line(out: Console, interactive: bool) -> str | None:
-    if interactive:
-        out.print("[bold green]you ›[/] ", end="")
-    # Standard input may be a regular file, which no event loop can poll: read it on a
-    # worker thread. This is the console only; the daemon itself never does this.
-    line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-    return line or None
 
 
 async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) -> None:
@@ -95,15 +122,24 @@ async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) 
 
 
 def _print_reply(out: Console, record: ReplyRecord) -> None:
-    out.print(Text("bot ›", style="bold magenta"))
+    print_block(out, reply_body(record, rendered=out.is_terminal), first=_BOT, rest=_INDENT)
+
+
+def reply_body(record: ReplyRecord, *, rendered: bool = True) -> Text | Markdown:
+    """What a reply shows in Lark: text as is, cards rendered for a person at a terminal.
+
+    Into a pipe (``rendered=False``) a card prints as the markdown Lark receives, so
+    scripts see stable text rather than the terminal's bullets and rules.
+    """
     if record.msg_type == "text":
-        out.print(Text(str(record.content.get("text", ""))))
-    elif record.msg_type == "interactive":
-        out.print(Markdown(_card_markdown(record.content)))
-    elif record.msg_type == "post":
-        out.print(Text(_post_text(record.content)))
-    else:
-        out.print(Text(f"[{record.msg_type}]"))
+        return Text(str(record.content.get("text", "")))
+    if record.msg_type == "interactive":
+        if not rendered:
+            return Text(readable_text(record.msg_type, record.content))
+        return Markdown(_card_markdown(record.content))
+    if record.msg_type == "post":
+        return Text(_post_text(record.content))
+    return Text(f"[{record.msg_type}]")
 
 
 def _card_markdown(card: dict[str, Any]) -> str:

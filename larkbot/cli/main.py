@@ -1,8 +1,8 @@
-"""``larkbot run | console | mcp | doctor | config | version``: the commands an operator and a
-developer use."""
+"""``larkbot run | console | standin | mcp | doctor | config show | state | version``."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
@@ -21,13 +21,27 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
+_HELP = """An AI assistant for Lark/Feishu chats, over the long connection (no public endpoint).
+
+\b
+Get started:
+  larkbot console              chat with the bot here, on a built-in local Lark
+  larkbot doctor               check credentials, permissions, state and port
+  larkbot run                  connect to Lark and answer chats
+
+Documentation: README.md, docs/configuration.md, docs/operations.md.
+"""
+
 app = typer.Typer(
     name="larkbot",
-    help="An AI assistant for Lark/Feishu chats, over the long connection (no public endpoint).",
+    help=_HELP,
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="markdown",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain help, as uv and gh print it: aligned columns, no boxes, no type placeholders,
+    # and the same text in a terminal and in a pipe.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 ConfigOption = Annotated[
@@ -35,11 +49,40 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="TOML or JSON config file. Default: $LARKBOT_CONFIG, ./config/larkbot.toml, "
-        "/etc/larkbot/larkbot.toml.",
+        metavar="PATH",
+        help="TOML or JSON config file [default: $LARKBOT_CONFIG, ./config/larkbot.toml, "
+        "/etc/larkbot/larkbot.toml].",
         show_default=False,
     ),
 ]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document, for scripts.", show_default=False)
+]
+
+_log = logging.getLogger("larkbot.cli")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"larkbot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _larkbot(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+            show_default=False,
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _settings(config: Path | None) -> Settings:
@@ -49,12 +92,54 @@ def _settings(config: Path | None) -> Settings:
         fail(str(exc), EX_CONFIG)
 
 
-@app.command()
-def run(config: ConfigOption = None) -> None:
-    """Run the daemon: connect to Lark and answer chats until SIGTERM or Ctrl-C.
+@app.command(
+    short_help="Connect to Lark and answer chats.",
+    epilog="""\b
+Environment (each also as a key of the config file; every key also as
+LARKBOT_<SECTION>__<FIELD>, see docs/configuration.md):
+  APP_ID, APP_SECRET          the Lark app's ID and secret (required)
+  APP_SECRET_FILE             a file holding the secret (or systemd's
+                              $CREDENTIALS_DIRECTORY/app_secret)
+  LARK_DOMAIN                 feishu (default), lark, or the URL of another Lark
+  HOST, PORT                  the health and metrics port [127.0.0.1:3000]
+  LARKBOT_CONFIG              the config file, like --config
+  LARKBOT_STATE_DIR           the state folder [$STATE_DIRECTORY,
+                              ~/.local/state/larkbot]
+  LOG_LEVEL, LOG_FORMAT       INFO; auto, json or rich
+  LOG_LEVELS                  other libraries' levels: aiosqlite=DEBUG,aiohttp=INFO
+  LOG_FILE                    also log to this file, rotated at LOG_FILE_MAX_BYTES,
+                              keeping LOG_FILE_BACKUPS
+  MAX_CONVERSATION_HISTORY    turns kept per conversation [50]
+  CACHE_TTL_MINUTES           minutes a tool's answer is reused [5]
+  OPENAI_API_KEY              an OpenAI-compatible LLM (OPENAI_API_KEY_FILE);
+  OPENAI_BASE_URL, LLM_MODEL  without one, the offline brain answers
+  SENTRY_DSN                  report errors to Sentry (SENTRY_DSN_FILE,
+  SENTRY_ENVIRONMENT          SENTRY_ENVIRONMENT)
+  LARK_EVENT_MODE             websocket (default: the long connection) or webhook
+  LARK_VERIFICATION_TOKEN     webhook mode: the app's Verification Token
+                              (LARK_VERIFICATION_TOKEN_FILE)
+  LARK_ENCRYPT_KEY            webhook mode: the app's Encrypt Key
+                              (LARK_ENCRYPT_KEY_FILE)
+  LARKBOT_STORE               sqlite (default), redis or memory
+  REDIS_URL                   Redis for several replicas; setting it selects redis
+                              (REDIS_URL_FILE)
+  REDIS_PASSWORD              when not in the URL (REDIS_PASSWORD_FILE)
+  LARKBOT_MCP_TOKEN           larkbot mcp: the bearer token HTTP clients must send
+                              (LARKBOT_MCP_TOKEN_FILE)
 
-    Needs APP_ID and APP_SECRET (or a config file). Health, readiness and metrics are
-    served on HOST:PORT (/healthz, /readyz, /metrics).
+\b
+Examples:
+  APP_ID=cli_a1b2c3 APP_SECRET_FILE=./app_secret larkbot run
+  larkbot run --config /etc/larkbot/larkbot.toml
+""",
+)
+def run(config: ConfigOption = None) -> None:
+    """Connect to Lark and answer chats until SIGTERM or Ctrl-C.
+
+    Health, readiness and metrics are served on HOST:PORT (/healthz, /readyz,
+    /metrics). A first SIGTERM or Ctrl-C lets answers in flight finish; a second one
+    stops at once. Exit status: 0 stopped, 1 Lark unreachable for good, 78 a
+    configuration error (nothing to retry).
     """
     settings = _settings(config)
     try:
@@ -62,20 +147,31 @@ def run(config: ConfigOption = None) -> None:
     except ConfigError as exc:
         fail(str(exc), EX_CONFIG)
     _setup_observability(settings)
+    _announce_start(settings)
     _run_daemon_sync(settings)
 
 
-@app.command()
+@app.command(
+    short_help="Chat with the bot here, on a built-in local Lark.",
+    epilog="""\b
+Examples:
+  larkbot console
+  echo help | larkbot console
+  printf 'lang en\\nsearch the customers table for Acme\\n' | larkbot console
+""",
+)
 def console(
     config: ConfigOption = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show the daemon's log lines too.")
+        bool,
+        typer.Option("--verbose", "-v", help="Show larkbot's log lines too.", show_default=False),
     ] = False,
 ) -> None:
-    """Chat with the bot in the terminal, against a built-in local Lark (no credentials).
+    """Chat with the bot in the terminal, on a built-in local Lark (no credentials).
 
     Each line you type is a message from a user in a one-to-one chat; the bot's replies
-    print as they arrive. Works with piped input too: `echo help | larkbot console`
+    print as they arrive. Ctrl-D or Ctrl-C quits. Works with piped input too:
+    echo help | larkbot console
     """
     from larkbot.cli.console import run_console
 
@@ -92,22 +188,61 @@ def console(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(
+    short_help="Serve a local Lark for trying `larkbot run` without credentials.",
+    epilog="""\b
+Examples:
+  larkbot standin                  then, in another terminal, paste the
+                                   export lines and run `larkbot run`
+  larkbot standin --port 0 </dev/null >standin.env &
+""",
+)
+def standin(
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", "-p", min=0, max=65535, metavar="PORT", help="Port to listen on; 0 picks one."
+        ),
+    ] = 3900,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve a local Lark, with sample data, for trying `larkbot run` without credentials.
+
+    Prints the LARK_DOMAIN, APP_ID and APP_SECRET to give `larkbot run` (as export
+    lines), then reads lines: each is a one-to-one message from a sample user to the
+    connected bot, whose replies print as they arrive. Ctrl-C stops.
+    """
+    from larkbot.cli.standin import run_standin
+
+    # uvicorn reports a port it cannot bind on its own logger, which Python would print
+    # for want of any handler; the sentence below says it once.
+    logging.getLogger("uvicorn").addHandler(logging.NullHandler())
+    try:
+        code = anyio.run(run_standin, host, port)
+    except KeyboardInterrupt:
+        code = 0
+    except OSError:
+        fail(f"cannot listen on {host}:{port}: choose another --port (0 picks one).", EX_CONFIG)
+    raise typer.Exit(code)
+
+
+@app.command(short_help="Check the setup, one row per check.")
 def doctor(
     config: ConfigOption = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON document instead of a table.")
-    ] = False,
+    as_json: JsonFlag = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds each check may take.")
+        float,
+        typer.Option("--timeout", min=0.1, metavar="SECONDS", help="Time each check may take."),
     ] = 10.0,
 ) -> None:
-    """Check the setup: config, credentials, bot identity, long connection, LLM, state, port.
+    """Check the setup: config, credentials, permissions, long connection, LLM, state, port.
 
-    One row per check.
-
-    Exits 0 when nothing failed (skipped checks are fine), 1 when a check failed, 78 when
-    the configuration itself does not load. Secrets are never printed.
+    One row per check; in webhook mode the webhook's keys replace the long connection.
+    Doctor only reads: it creates no file or folder. Exit status: 0 when nothing failed
+    (warnings and skipped checks are fine), 1 when a check failed, 78 when the
+    configuration does not load or lacks the app's credentials. Secrets are never printed.
     """
     from larkbot.cli.doctor import doctor_command
 
@@ -198,20 +333,17 @@ def mcp(
 
 
 config_app = typer.Typer(
-    help="Inspect the configuration.", no_args_is_help=True, rich_markup_mode="rich"
+    help="Inspect the configuration.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(config_app, name="config")
 
 
-@config_app.command("show")
-def config_show(
-    config: ConfigOption = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON document instead of a table.")
-    ] = False,
-) -> None:
-    """Show the effective configuration: every key, its value (secrets masked) and where it
-    came from (default, file, env, secret file).
+@config_app.command("show", short_help="Show every setting, its value and its source.")
+def config_show(config: ConfigOption = None, as_json: JsonFlag = False) -> None:
+    """Show every setting: its value (secrets masked) and where it came from.
+
+    Sources read default, file PATH, env NAME or secret file PATH. Into a pipe the
+    table becomes tab-separated lines (key, value, source), one per setting.
     """
     from larkbot.cli.config_cmd import print_config
 
@@ -233,11 +365,19 @@ def _setup_observability(settings: Settings, *, level: str | None = None) -> Non
     from larkbot.ops.logging import setup_logging
     from larkbot.ops.sentry import init_sentry
 
-    setup_logging(
-        level=level or settings.log.level,
-        fmt=settings.log.format,
-        secrets=settings.secrets(),
-    )
+    log = settings.log
+    try:
+        setup_logging(
+            level=level or log.level,
+            fmt=log.format,
+            secrets=settings.secrets(),
+            levels=log.levels,
+            file=log.file,
+            file_max_bytes=log.file_max_bytes,
+            file_backups=log.file_backups,
+        )
+    except ValueError as exc:
+        fail(f"{exc}.", EX_CONFIG)
     dsn = settings.sentry.dsn
     init_sentry(
         dsn=dsn.get_secret_value() if dsn is not None else None,
@@ -246,6 +386,18 @@ def _setup_observability(settings: Settings, *, level: str | None = None) -> Non
         secrets=settings.secrets(),
         traces_sample_rate=settings.sentry.traces_sample_rate,
     )
+
+
+def _announce_start(settings: Settings) -> None:
+    """The start-up line, the configuration's warnings, and metrics at zero for every tool."""
+    from larkbot.agent.tools.registry import default_registry
+    from larkbot.ops.metrics import precreate_tool_series
+    from larkbot.ops.startup import log_startup_banner
+
+    log_startup_banner(settings, os.environ)
+    for warning in settings.warnings:
+        _log.warning("%s", warning)
+    precreate_tool_series((tool.name, tool.write) for tool in default_registry())
 
 
 def _run_daemon_sync(settings: Settings) -> None:
@@ -280,10 +432,13 @@ async def _relay_signals(daemon: object) -> None:
 
 def _run_mcp(settings: Settings, options: McpOptions, *, list_only: bool) -> None:
     """List the tools, or serve them until stdin ends (stdio) or SIGTERM/SIGINT."""
+    from larkbot.agent.tools.registry import default_registry
     from larkbot.mcp import check_options, exposed_tools, serve_mcp
 
+    # Plug-ins too: built once, before the event loop, since it reads package metadata.
+    registry = default_registry(plugins=True)
     try:
-        chosen = exposed_tools(settings, options)
+        chosen = exposed_tools(settings, options, registry=registry)
         if list_only:
             for tool in chosen:
                 kind = "write" if tool.write else "read"
@@ -299,7 +454,7 @@ def _run_mcp(settings: Settings, options: McpOptions, *, list_only: bool) -> Non
     async def serve() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)
-            await serve_mcp(settings, options)
+            await serve_mcp(settings, options, registry=registry)
             tg.cancel_scope.cancel()
 
     try:

@@ -8,12 +8,12 @@ Precedence, highest first:
 
 1. environment variables: the generic ``LARKBOT_<SECTION>__<FIELD>`` (for example
    ``LARKBOT_DISPATCH__MAX_CONCURRENCY=8``), then the flat names ``APP_ID``,
-   ``APP_SECRET``, ``PORT``, ``HOST``, ``LOG_LEVEL``, ``LOG_FORMAT``,
-   ``MAX_CONVERSATION_HISTORY``, ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``,
-   ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``LLM_MODEL``,
-   ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``, ``LARK_EVENT_MODE``, ``LARK_ENCRYPT_KEY``,
-   ``LARK_VERIFICATION_TOKEN``, ``LARKBOT_STORE``, ``REDIS_URL``, ``REDIS_PASSWORD``,
-   ``LARKBOT_MCP_TOKEN``; empty variables count as unset;
+   ``APP_SECRET``, ``PORT``, ``HOST``, ``LOG_LEVEL``, ``LOG_FORMAT``, ``LOG_LEVELS``,
+   ``LOG_FILE``, ``LOG_FILE_MAX_BYTES``, ``LOG_FILE_BACKUPS``, ``MAX_CONVERSATION_HISTORY``,
+   ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``, ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``,
+   ``OPENAI_BASE_URL``, ``LLM_MODEL``, ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``,
+   ``LARK_EVENT_MODE``, ``LARK_ENCRYPT_KEY``, ``LARK_VERIFICATION_TOKEN``, ``LARKBOT_STORE``,
+   ``REDIS_URL``, ``REDIS_PASSWORD``, ``LARKBOT_MCP_TOKEN``; empty variables count as unset;
 2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``,
    ``LARK_ENCRYPT_KEY_FILE``, ``LARK_VERIFICATION_TOKEN_FILE``, ``REDIS_URL_FILE``,
    ``REDIS_PASSWORD_FILE``, ``LARKBOT_MCP_TOKEN_FILE``), else systemd's
@@ -25,7 +25,9 @@ Precedence, highest first:
 
 Every problem is a :class:`ConfigError` whose message is one sentence naming the key,
 where its value came from and the fix, and never a secret's value; the CLI exits with
-:data:`EX_CONFIG` on it. Loading reads files synchronously, before the event loop starts.
+:data:`EX_CONFIG` on it. Risky choices that work (a secret in the configuration file, a
+secret file others can read) are :attr:`Settings.warnings` instead. Loading reads files
+synchronously, before the event loop starts.
 """
 
 from larkbot.config._loader import load_settings

@@ -50,6 +50,7 @@ def load_settings(
         raise ConfigError(_explain(exc, layers.origins, path)) from None
     settings._sources = dict(layers.origins)
     settings._config_file = path
+    settings._warnings = tuple(_sources.secret_warnings(layers.origins))
     return settings
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,10 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "HOST": ("server", "host"),
     "LOG_LEVEL": ("log", "level"),
     "LOG_FORMAT": ("log", "format"),
+    "LOG_LEVELS": ("log", "levels"),
+    "LOG_FILE": ("log", "file"),
+    "LOG_FILE_MAX_BYTES": ("log", "file_max_bytes"),
+    "LOG_FILE_BACKUPS": ("log", "file_backups"),
     "MAX_CONVERSATION_HISTORY": ("agent", "max_conversation_history"),
     "CACHE_TTL_MINUTES": ("cache", "ttl_minutes"),
     "LARK_DOMAIN": ("lark", "domain"),
@@ -349,6 +355,9 @@ def _env_value(name: str, path: tuple[str, ...], text: str) -> Any:
     if kind == "list" and inner is None and not stripped.startswith("["):
         # A plain list of ids reads best as ``ou_a,ou_b``; JSON is accepted too.
         return [part.strip() for part in stripped.split(",") if part.strip()]
+    if kind == "dict" and inner is None and not stripped.startswith("{"):
+        # A table of plain values reads best as ``aiosqlite=DEBUG,httpx=INFO``.
+        return _pairs(name, path, stripped)
     try:
         value = json.loads(stripped)
     except json.JSONDecodeError as exc:
@@ -357,3 +366,55 @@ def _env_value(name: str, path: tuple[str, ...], text: str) -> Any:
             f"{exc.msg[1:]} at column {exc.colno}. Fix {name}."
         ) from None
     return _normalise_value(value, annotation, f"in environment variable {name}", (dotted(path),))
+
+
+def _pairs(name: str, path: tuple[str, ...], text: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        key, equals, value = part.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise ConfigError(
+                f"Invalid setting {dotted(path)} (env {name}): must be name=value pairs "
+                f"separated by commas (such as aiosqlite=DEBUG,httpx=INFO), got {part!r}. "
+                f"Fix {name}."
+            )
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+# --- warnings ------------------------------------------------------------------------------
+
+
+def secret_warnings(origins: Mapping[tuple[str | int, ...], str]) -> list[str]:
+    """Sentences about secrets kept where others may read them.
+
+    A secret in the configuration file travels with it (backups, copies, version control);
+    a secret file that other users can read is no secret. Both work, hence warnings.
+    """
+    warnings: list[str] = []
+    for path, (variable, _credential) in SECRET_FILES.items():
+        origin = origins.get(path, "")
+        if origin.startswith("file "):
+            warnings.append(
+                f"{dotted(path)} is written in the configuration file {origin[5:]}: move it "
+                f"to a file named by {variable} (mode 0600) or to systemd's LoadCredential=."
+            )
+        elif origin.startswith("secret file "):
+            file = Path(origin[len("secret file ") :])
+            try:
+                info = file.stat()
+            except OSError:
+                continue
+            mode = info.st_mode
+            # Group-readable is how a pod reads its Secret volume (fsGroup, defaultMode 0440):
+            # only a group other than the daemon's own is a reader too many.
+            foreign_group = mode & 0o040 and info.st_gid != os.getegid()
+            if mode & 0o004 or foreign_group:
+                readers = "everyone" if mode & 0o004 else "its group"
+                warnings.append(
+                    f"The secret file {file} can be read by {readers} (mode "
+                    f"{stat.S_IMODE(mode):04o}): run chmod 600 {file}."
+                )
+    return warnings

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -30,6 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from larkbot.config._schema import Key, dotted, is_secret
 from larkbot.core.errors import EX_CONFIG, LarkbotError
+from larkbot.core.language import Language
 
 __all__ = [
     "EX_CONFIG",
@@ -59,14 +62,23 @@ __all__ = [
 ]
 
 
+_MIN_TIMEOUT_MS = 1_000
+_MAX_TIMEOUT_MS = 600_000
+# Real Lark app secrets have 32 characters; a shorter value is a truncated paste or a typo.
+_MIN_APP_SECRET_LENGTH = 16
+# The deployment guide's and our examples' stand-ins for real values.
+_PLACEHOLDER_ID = re.compile(r"(?i)cli_(?:x{3,}|\.\.\.|<.*>|.*your.*|.*replace.*)")
+_PLACEHOLDER_SECRET = re.compile(
+    r"(?i)(?:.*your.*secret.*|replace[-_ ].*|x{8,}|<.*>|changeme|placeholder)"
+)
+_LOGGER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
 _DOMAINS = {"feishu": "https://open.feishu.cn", "lark": "https://open.larksuite.com"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 _MASK = "****"
 _OPS_PATHS = {"/healthz", "/readyz", "/metrics"}
 _UNSET = "(unset)"
 _EMPTY = "(empty)"
-
-Language = Literal["ja", "en", "zh"]
 
 
 class ConfigError(LarkbotError):
@@ -77,6 +89,30 @@ class ConfigError(LarkbotError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a number when it reads as one (settings from text arrive as strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _log_level(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    level = value.strip().upper()
+    level = "WARNING" if level == "WARN" else level
+    if level not in _LOG_LEVELS:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
 
 
 def _casefold(value: Any) -> Any:
@@ -149,13 +185,37 @@ class ServerSettings(_Section):
         le=65535,
         description="Port for /healthz, /readyz and /metrics; 0 binds any free port.",
     )
-    timeout: float = Field(
-        30.0,
-        gt=0,
+    timeout: int = Field(
+        30_000,
+        ge=_MIN_TIMEOUT_MS,
+        le=_MAX_TIMEOUT_MS,
         description=(
-            "Seconds an OpenAPI or endpoint-discovery request may take (connecting: at most 10)."
+            "Milliseconds an OpenAPI or endpoint-discovery request may take (connecting: at "
+            "most 10 s), as in the deployment guide's config.json: 30000 is 30 s."
         ),
     )
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout_in_milliseconds(cls, value: Any) -> Any:
+        # Checked before the bounds so that a value meant as seconds gets a sentence of its own.
+        number = _number(value)
+        if number is not None and not _MIN_TIMEOUT_MS <= number <= _MAX_TIMEOUT_MS:
+            hint = (
+                f"for {number:g} s write {number * 1000:g}"
+                if 0 < number < _MIN_TIMEOUT_MS
+                else "1 s to 10 min"
+            )
+            raise ValueError(
+                f"is in milliseconds and must be between {_MIN_TIMEOUT_MS} and "
+                f"{_MAX_TIMEOUT_MS} ({hint})"
+            )
+        return value
+
+    @property
+    def timeout_seconds(self) -> float:
+        """``timeout`` in seconds, as HTTP clients take it."""
+        return self.timeout / 1000
 
 
 class LarkSettings(_Section):
@@ -191,9 +251,18 @@ class LarkSettings(_Section):
 
 
 class LogSettings(_Section):
-    """Log level and output format (``auto`` picks rich on a terminal, JSON otherwise)."""
+    """Log level, output format and an optional log file (``auto``: rich on a terminal)."""
 
-    level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    level: str = Field(
+        "INFO", description="DEBUG, INFO, WARNING or ERROR: the level of larkbot's own logs."
+    )
+    levels: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Levels of other libraries' loggers, which otherwise stay at WARNING: "
+            "``aiosqlite=DEBUG,httpx=INFO`` in the environment, a table in a file."
+        ),
+    )
     format: Annotated[Literal["auto", "json", "rich"], _Lower] = Field(
         "auto",
         description=(
@@ -201,17 +270,44 @@ class LogSettings(_Section):
             "terminal, JSON otherwise."
         ),
     )
+    file: Path | None = Field(
+        None,
+        description=(
+            "Also write JSON lines to this file (for hosts without journald), rotated by size; "
+            "unset: standard error only."
+        ),
+    )
+    file_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=4096,
+        description="Size at which the log file is rotated (renamed to ``<file>.1``).",
+    )
+    file_backups: int = Field(
+        5, ge=1, le=100, description="Rotated log files kept (``<file>.1`` to ``<file>.N``)."
+    )
 
     @field_validator("level", mode="before")
     @classmethod
     def _valid_level(cls, value: Any) -> Any:
-        if not isinstance(value, str):
+        return _log_level(value)
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _valid_levels(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
             return value
-        level = value.strip().upper()
-        level = "WARNING" if level == "WARN" else level
-        if level not in _LOG_LEVELS:
-            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
-        return level
+        checked = {}
+        for name, level in value.items():
+            if not isinstance(name, str) or not _LOGGER_NAME.fullmatch(name):
+                raise ValueError(f"must map logger names to levels, but {name!r} is no logger name")
+            try:
+                checked[name] = _log_level(level)
+            except ValueError:
+                raise ValueError(
+                    f"must map logger names to DEBUG, INFO, WARNING or ERROR, got {level!r} "
+                    f"for {name}"
+                ) from None
+        return checked
 
 
 class AgentProfileSettings(_Section):
@@ -249,9 +345,18 @@ class AgentSettings(_Section):
     max_tokens: int = Field(2000, ge=1, description="Longest LLM answer, in tokens.")
     max_conversation_history: int = Field(50, ge=1, description="Turns kept per conversation.")
     profile: str = Field("LarkAssistant", description="The profile a new conversation starts with.")
+    timezone: str | None = Field(
+        None,
+        description=(
+            "IANA time zone (``Asia/Tokyo``, ``Europe/London``) where dates and times without "
+            "an offset are placed and today or this month are counted; unset: the host's zone "
+            "(``TZ``, else ``/etc/localtime``), else Asia/Tokyo."
+        ),
+    )
     merge_window_ms: int = Field(
         0,
         ge=0,
+        le=60_000,
         description=(
             "Messages of one chat arriving within this many milliseconds of each other are "
             "answered as one turn; 0 answers each on its own."
@@ -263,6 +368,23 @@ class AgentSettings(_Section):
             "Extra personas (``[[agent.profiles]]`` tables), chosen in a chat with ``agent NAME``."
         ),
     )
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _known_timezone(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        name = value.strip()
+        if not name:
+            return None
+        try:
+            # Reads the time zone database: settings are loaded before the event loop.
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                "must be an IANA time zone name such as Asia/Tokyo, Europe/London or UTC"
+            ) from None
+        return name
 
     @field_validator("profiles")
     @classmethod
@@ -291,13 +413,16 @@ class CacheSettings(_Section):
     """The conversation cache (LRU with a time to live)."""
 
     ttl_minutes: float = Field(
-        5.0, gt=0, description="Minutes a read tool's result is reused for the same question."
+        5.0,
+        gt=0,
+        le=1440,
+        description="Minutes a read tool's result is reused for the same question.",
     )
     max_size: int = Field(
         1000, ge=1, description="Conversations kept in memory; the least recently used goes first."
     )
     idle_minutes: float = Field(
-        60.0, gt=0, description="Minutes after which an idle conversation is forgotten."
+        60.0, gt=0, le=10_080, description="Minutes after which an idle conversation is forgotten."
     )
 
 
@@ -307,6 +432,7 @@ class AdmissionSettings(_Section):
     stale_after_seconds: float = Field(
         1800.0,
         gt=0,
+        le=604_800,
         description="Messages older than this are not answered (a backlog after a long outage).",
     )
     respond_to_mention_all: bool = Field(
@@ -402,7 +528,10 @@ class StoreSettings(_Section):
         ),
     )
     ledger_ttl_hours: float = Field(
-        24.0, gt=0, description="Hours a handled message id is remembered, to drop re-deliveries."
+        24.0,
+        gt=0,
+        le=720,
+        description="Hours a handled message id is remembered, to drop re-deliveries.",
     )
     ledger_max_entries: int = Field(
         1_000_000, ge=1, description="Most message ids remembered; the oldest go first."
@@ -531,6 +660,7 @@ class ShutdownSettings(_Section):
     grace_seconds: float = Field(
         25.0,
         ge=0,
+        le=3600,
         description=(
             "Seconds in-flight answers get to finish after SIGTERM; the rest wait in the inbox for"
             " the next start."
@@ -548,7 +678,9 @@ class LlmSettings(_Section):
         None, description="API root of an OpenAI-compatible server; unset: OpenAI's."
     )
     model: str = Field("gpt-4o-mini", min_length=1, description="Chat model name.")
-    timeout_seconds: float = Field(30.0, gt=0, description="Seconds one completion may take.")
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="Seconds one completion may take."
+    )
     max_tool_rounds: int = Field(
         5, ge=1, description="Completions per answer, tool calls included."
     )
@@ -685,6 +817,7 @@ class Settings(BaseSettings):
     # Filled by ``load_settings``: dotted-path tuples -> "file <path>", "env NAME", ...
     _sources: dict[Key, str] = PrivateAttr(default_factory=dict)
     _config_file: Path | None = PrivateAttr(default=None)
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @classmethod
     def settings_customise_sources(
@@ -708,6 +841,11 @@ class Settings(BaseSettings):
         """The configuration file these settings were loaded from, if any."""
         return self._config_file
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Sentences about risky but working choices, such as a secret in the config file."""
+        return self._warnings
+
     def secrets(self) -> list[str]:
         """Return the non-empty secret values, for redacting them from logs."""
         values = (
@@ -726,26 +864,49 @@ class Settings(BaseSettings):
         return [*found, url_password] if url_password else found
 
     def require_credentials(self) -> None:
-        """Raise :class:`ConfigError` unless the credentials the daemon needs are set.
+        """Raise :class:`ConfigError` unless the credentials the daemon needs are set and real.
 
-        Always the Lark app's ID and secret; in webhook mode also the verification token.
+        The app's ID and secret always (in webhook mode the verification token too).
+        Placeholders from the examples (``cli_your_app_id``, ``your_app_secret``) and secrets
+        too short to be real are refused here, before anything is sent to Lark.
         """
-        where = str(self._config_file) if self._config_file else "the configuration file"
-        if not self.app.id.strip():
-            raise ConfigError(
-                f"APP_ID is not set: set APP_ID (or app.id in {where}) to your Lark app's ID."
-            )
-        if not _reveal(self.app.secret).strip():
-            raise ConfigError(
-                "APP_SECRET is not set: set APP_SECRET or APP_SECRET_FILE "
-                f"(or app.secret in {where}) to your Lark app's secret."
-            )
+        self.require_app_credentials()
         if self.events.mode == "webhook" and not _reveal(self.events.verification_token).strip():
+            where = str(self._config_file) if self._config_file else "the configuration file"
             raise ConfigError(
                 "LARK_VERIFICATION_TOKEN is not set: webhook mode needs it, so set "
                 "LARK_VERIFICATION_TOKEN or LARK_VERIFICATION_TOKEN_FILE (or "
                 f"events.verification_token in {where}) to the Verification Token shown on your "
                 "app's Events & Callbacks page."
+            )
+
+    def require_app_credentials(self) -> None:
+        """Raise :class:`ConfigError` unless the Lark app's ID and secret are set and real."""
+        where = str(self._config_file) if self._config_file else "the configuration file"
+        if not self.app.id.strip():
+            raise ConfigError(
+                f"APP_ID is not set: set APP_ID (or app.id in {where}) to your Lark app's ID."
+            )
+        if _PLACEHOLDER_ID.fullmatch(self.app.id.strip()):
+            raise ConfigError(
+                f"APP_ID is a placeholder ({self.app.id.strip()}): set it to your Lark app's ID, "
+                "from the developer console's Credentials page."
+            )
+        secret = _reveal(self.app.secret).strip()
+        if not secret:
+            raise ConfigError(
+                "APP_SECRET is not set: set APP_SECRET or APP_SECRET_FILE "
+                f"(or app.secret in {where}) to your Lark app's secret."
+            )
+        if _PLACEHOLDER_SECRET.fullmatch(secret):
+            raise ConfigError(
+                "APP_SECRET is a placeholder, not a secret: set it to your Lark app's secret, "
+                "from the developer console's Credentials page."
+            )
+        if len(secret) < _MIN_APP_SECRET_LENGTH:
+            raise ConfigError(
+                "APP_SECRET is too short to be a Lark app secret (those have 32 characters): "
+                "copy the whole App Secret from the developer console's Credentials page."
             )
 
 
@@ -776,7 +937,9 @@ def _leaves(node: Any, path: Key) -> Iterator[tuple[Key, Any, bool]]:
         here = (*path, name)
         if isinstance(value, BaseModel):
             yield from _leaves(value, here)
-        elif isinstance(value, dict) and value:
+        elif (
+            isinstance(value, dict) and value and isinstance(next(iter(value.values())), BaseModel)
+        ):
             for key, item in value.items():
                 yield from _leaves(item, (*here, key))
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
@@ -798,7 +961,7 @@ def _show(value: Any, secret: bool) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(repr(item) for item in value) + "]"
     if isinstance(value, dict):
-        return "{}"
+        return ",".join(f"{key}={item}" for key, item in value.items()) if value else "{}"
     return str(value)
 
 
@@ -807,6 +970,10 @@ def _source_of(settings: Settings, path: Key) -> str:
     for end in range(len(path), 0, -1):
         if (found := sources.get(path[:end])) is not None:
             return found
+    # A table of plain values (``[log.levels]``) is shown as one row but set key by key.
+    deeper = {origin for key, origin in sources.items() if key[: len(path)] == path}
+    if deeper:
+        return ", ".join(sorted(deeper))
     if _explicitly_set(settings, path):
         return "argument"
     return "default"

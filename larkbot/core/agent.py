@@ -24,7 +24,12 @@ class Reply:
 
 
 class RuntimeStatus(Protocol):
-    """Live figures of the running bot, for the ``status`` command."""
+    """Live figures of the running bot: everything the ``status`` command shows.
+
+    ``version`` is larkbot's; ``uptime_seconds`` counts from start; ``connected`` says
+    whether the event source is connected to Lark; ``events_handled`` counts the events
+    admission has seen; ``conversations`` is how many conversations the store keeps.
+    """
 
     @property
     def version(self) -> str: ...
@@ -34,6 +39,8 @@ class RuntimeStatus(Protocol):
     def connected(self) -> bool: ...
     @property
     def events_handled(self) -> int: ...
+    @property
+    def conversations(self) -> int: ...
 
 
 @runtime_checkable

@@ -15,8 +15,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
-
 from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
 from larkbot.config import Settings
 from larkbot.core.agent import Agent, RuntimeStatus
@@ -96,14 +94,8 @@ async def assemble(
     working_reaction_after: float | None,
 ) -> Components:
     """Build and wire every component; what needs closing is pushed on ``stack``."""
-    # One HTTP pool for everything the daemon asks of Lark (OpenAPI calls and endpoint
-    # discovery of the long connection).
-    http = await stack.enter_async_context(
-        httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.server.timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-        )
-    )
+    # One client, and so one HTTP pool, for everything the daemon asks of Lark: OpenAPI
+    # calls and the long connection's endpoint discovery.
     client = overrides.lark_client
     if client is None:
         client = await stack.enter_async_context(
@@ -111,7 +103,7 @@ async def assemble(
                 base_url=settings.lark.base_url,
                 app_id=settings.app.id,
                 app_secret=settings.app.secret,
-                http=http,
+                timeout=settings.server.timeout_seconds,
             )
         )
     store = overrides.store
@@ -119,7 +111,6 @@ async def assemble(
         return await _assemble_shared(
             settings,
             stack,
-            http=http,
             client=client,
             overrides=overrides,
             identity=identity,
@@ -158,9 +149,7 @@ async def assemble(
         store=store, dispatcher=dispatcher, identity=identity, policy=_policy(settings)
     )
     source_factory = overrides.source or (
-        _webhook(settings)
-        if settings.events.mode == "webhook"
-        else _long_connection(settings, http)
+        _webhook(settings) if settings.events.mode == "webhook" else _long_connection(client)
     )
     source = source_factory(admission, on_source_state)
     return Components(
@@ -181,7 +170,6 @@ async def _assemble_shared(
     settings: Settings,
     stack: AsyncExitStack,
     *,
-    http: httpx.AsyncClient,
     client: LarkClient,
     overrides: Overrides,
     identity: BotIdentity,
@@ -233,9 +221,7 @@ async def _assemble_shared(
         shared=RedisQueue(redis),
     )
     source_factory = overrides.source or (
-        _webhook(settings)
-        if settings.events.mode == "webhook"
-        else _long_connection(settings, http)
+        _webhook(settings) if settings.events.mode == "webhook" else _long_connection(client)
     )
     return Components(
         settings=settings,
@@ -264,18 +250,11 @@ def _dispatcher(
     )
 
 
-def _long_connection(settings: Settings, http: httpx.AsyncClient) -> SourceFactory:
+def _long_connection(client: LarkClient) -> SourceFactory:
     from larkbot.sources.longconn import LongConnection
 
     def build(handler: FrameHandler, on_state: StateCallback) -> EventSource:
-        return LongConnection(
-            base_url=settings.lark.base_url,
-            app_id=settings.app.id,
-            app_secret=settings.app.secret.get_secret_value(),
-            handler=handler,
-            http=http,
-            on_state=on_state,
-        )
+        return LongConnection(client=client, handler=handler, on_state=on_state)
 
     return build
 

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 import anyio
-import httpx
 from anyio.abc import TaskStatus
 
 from larkbot import __version__
@@ -266,7 +265,7 @@ class Daemon:
                 info = await client.bot_info()
             except CredentialsError:
                 raise
-            except (LarkAPIError, httpx.HTTPError) as exc:
+            except LarkAPIError as exc:
                 failures += 1
                 delay = _IDENTIFY_RETRY.backoff(failures)
                 log.warning("bot identity not known yet (%s); retrying in %.0f s", exc, delay)

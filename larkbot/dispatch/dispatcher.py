@@ -6,6 +6,12 @@ user in one chat that arrive within the window of each other are answered as one
 (people often send a thought in three quick lines). The backlog (queued + running) is bounded so
 that admission can refuse work it cannot take (a non-200 ack makes the platform
 re-deliver later) instead of queueing without limit.
+
+Acks come first: while admission is writing frames to the store (it holds reservations),
+no new answer starts, so the event loop's queue does not fill with answer work ahead of
+the frames' acks. An answer waits at most ``ack_first_wait`` seconds for that, so a flood of
+frames slows answering down (and fills the backlog, which makes admission refuse) but
+never stops it.
 """
 
 from __future__ import annotations
@@ -45,12 +51,14 @@ class Dispatcher:
         max_backlog: int = 1000,
         max_per_chat: int = 100,
         merge_window: float = 0.0,
+        ack_first_wait: float = 0.05,
     ) -> None:
         if max_concurrency < 1 or max_backlog < 1 or max_per_chat < 1:
             raise ValueError("dispatch limits must be at least 1")
         if merge_window < 0:
             raise ValueError("merge window must not be negative")
         self._merge_window = merge_window
+        self._ack_first_wait = ack_first_wait
         self._handler = handler
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._max_backlog = max_backlog
@@ -60,6 +68,8 @@ class Dispatcher:
         # Room promised to messages whose admission is still writing to the store.
         self._reserved: dict[str, int] = {}
         self._reserved_total = 0
+        self._admission_idle = anyio.Event()
+        self._admission_idle.set()
         self._tg: TaskGroup | None = None
         self._idle = anyio.Event()
         self._idle.set()
@@ -93,6 +103,8 @@ class Dispatcher:
             return False
         self._reserved[chat_id] = self._reserved.get(chat_id, 0) + 1
         self._reserved_total += 1
+        if self._admission_idle.is_set():
+            self._admission_idle = anyio.Event()
         return True
 
     def release(self, chat_id: str) -> None:
@@ -103,6 +115,8 @@ class Dispatcher:
         else:
             self._reserved.pop(chat_id, None)
         self._reserved_total -= 1
+        if self._reserved_total == 0:
+            self._admission_idle.set()
 
     def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
         """Queue ``message`` behind earlier messages of its chat; never blocks.
@@ -168,6 +182,10 @@ class Dispatcher:
                 burst = await self._next_burst(queue)
                 message = InboundMessage.merge(burst)
                 async with self._limiter:
+                    if not self._admission_idle.is_set():
+                        # Frames are being admitted: their acks go before this answer.
+                        with anyio.move_on_after(self._ack_first_wait):
+                            await self._admission_idle.wait()
                     try:
                         await self._handler(message)
                     except Exception:

@@ -7,6 +7,7 @@ none of them.
 from larkbot.lark.client import (
     BotInfo,
     CredentialsError,
+    EndpointAnswer,
     LarkAPIError,
     LarkClient,
     SentMessage,
@@ -16,6 +17,7 @@ from larkbot.lark.client import (
 __all__ = [
     "BotInfo",
     "CredentialsError",
+    "EndpointAnswer",
     "LarkAPIError",
     "LarkClient",
     "SentMessage",

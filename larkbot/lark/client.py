@@ -3,8 +3,8 @@
 This is ours rather than lark-oapi's: the SDK's async calls open
 a new ``httpx.AsyncClient`` per request, so nothing is pooled, and fetch the tenant token
 with a blocking ``requests`` call that stalls the event loop and deadlocks against a server
-living in the same loop. Here one ``httpx.AsyncClient`` serves every call and the token is
-fetched on the loop, behind one lock.
+living in the same loop. Here one pooled session (see ``_http``) serves every call and the
+token is fetched on the loop, behind one lock.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import quote
 
+import aiohttp
 import anyio
-import httpx
 from pydantic import SecretStr
 
 from larkbot import __version__
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.retry import RetryPolicy
+from larkbot.lark._http import HttpAnswer, HttpTransport, NoAnswerError
 from larkbot.lark._tokens import TokenCache
 from larkbot.ops.logging import add_secrets
 from larkbot.ops.metrics import OPENAPI_LATENCY, OPENAPI_REQUESTS
@@ -32,6 +33,7 @@ from larkbot.ops.metrics import OPENAPI_LATENCY, OPENAPI_REQUESTS
 __all__ = [
     "BotInfo",
     "CredentialsError",
+    "EndpointAnswer",
     "LarkAPIError",
     "LarkClient",
     "SentMessage",
@@ -57,8 +59,7 @@ _JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 _DEFAULT_TIMEOUT = 10.0
 # Lark keeps a ``uuid`` for about an hour and caps it at 50 characters; uuid5 gives 36.
 _UUID_NAMESPACE = uuid_module.uuid5(uuid_module.NAMESPACE_DNS, "reply.larkbot")
-# Failures after which the request certainly never reached the platform.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_ENDPOINT_PATH = "/callback/ws/endpoint"
 
 
 class LarkAPIError(LarkbotError):
@@ -146,6 +147,18 @@ class BotInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointAnswer:
+    """The answer of long-connection endpoint discovery: HTTP status and JSON body.
+
+    ``body`` is ``None`` when the answer is not a JSON object; reading its codes is the
+    long connection's business.
+    """
+
+    status: int
+    body: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class SentMessage:
     """A message the platform accepted."""
 
@@ -167,16 +180,16 @@ def reply_uuid(message_id: str, chunk: int = 0) -> str:
 
 
 class LarkClient:
-    """An async client of Lark's OpenAPI over one pooled ``httpx.AsyncClient``.
+    """An async client of Lark's OpenAPI over one pooled ``aiohttp.ClientSession``.
 
     Use it as an async context manager. ``base_url`` is the platform's domain
     (``https://open.feishu.cn``, ``https://open.larksuite.com`` or a local stand-in);
     calls go to ``{base_url}/open-apis/...``. When ``http`` is given it is used as is and
-    left open; otherwise the client owns its pool of ``max_connections`` and closes it.
-    ``timeout`` bounds each attempt, in seconds (10 by default; with a given ``http`` and
-    no ``timeout``, that client's own timeouts apply); ``retry`` bounds the whole call,
-    whose attempts never outlast its deadline. The tenant token is renewed when the
-    platform reports it invalid.
+    left open; otherwise the client creates its own session, with a pool of
+    ``max_connections`` kept alive between calls, and closes it. ``timeout`` bounds each
+    attempt, in seconds (10 by default; with a given ``http`` and no ``timeout``, that
+    session's own timeouts apply); ``retry`` bounds the whole call, whose attempts never
+    outlast its deadline. The tenant token is renewed when the platform reports it invalid.
 
     With ``user_access_token`` every call acts as that user (Lark checks the user's own
     permissions) instead of as the app: the token is sent as is and never renewed, and a
@@ -190,7 +203,7 @@ class LarkClient:
         app_id: str,
         app_secret: str | SecretStr,
         *,
-        http: httpx.AsyncClient | None = None,
+        http: aiohttp.ClientSession | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 100,
@@ -207,24 +220,16 @@ class LarkClient:
         self._app_secret = (
             app_secret if isinstance(app_secret, SecretStr) else SecretStr(app_secret)
         )
-        # ``None`` with a given ``http``: that client's own timeouts apply.
-        self._timeout = (
-            httpx.Timeout(timeout)
-            if timeout is not None
-            else (httpx.Timeout(_DEFAULT_TIMEOUT) if http is None else None)
-        )
         self._retry = retry if retry is not None else RetryPolicy()
-        self._owns_http = http is None
-        self._http = (
-            http
-            if http is not None
-            else httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=max_connections,
-                    max_keepalive_connections=max_connections,
-                ),
-                headers={"User-Agent": f"larkbot/{__version__}"},
-            )
+        self._http = HttpTransport(
+            self._base_url,
+            session=http,
+            # ``None`` with a given session: that session's own timeouts apply.
+            timeout=timeout
+            if timeout is not None
+            else (_DEFAULT_TIMEOUT if http is None else None),
+            max_connections=max_connections,
+            user_agent=f"larkbot/{__version__}",
         )
         self._tokens = TokenCache(self._fetch_token)
         self._user_token = (
@@ -256,8 +261,35 @@ class LarkClient:
 
     async def aclose(self) -> None:
         """Close the pool if this client created it; a given ``http`` stays open."""
-        if self._owns_http:
-            await self._http.aclose()
+        await self._http.aclose()
+
+    async def discover_endpoint(self) -> EndpointAnswer:
+        """``POST {base_url}/callback/ws/endpoint`` with the app's credentials, once.
+
+        The long connection's bootstrap: one attempt, no token, no retry (the caller's
+        reconnect loop owns the backoff).
+
+        :raises LarkAPIError: no answer came (code -1).
+        """
+        started = anyio.current_time()
+        body = _encode_body(
+            {"AppID": self._app_id, "AppSecret": self._app_secret.get_secret_value()}
+        )
+        try:
+            answer = await self._http.request(
+                "POST",
+                self._base_url + _ENDPOINT_PATH,
+                body=body,
+                headers={"Content-Type": _JSON_CONTENT_TYPE, "locale": "en"},
+            )
+        except NoAnswerError as exc:
+            OPENAPI_REQUESTS.labels(_ENDPOINT_PATH, "error").inc()
+            raise LarkAPIError(
+                _NO_CODE, self._redact(str(exc), None), route=_ENDPOINT_PATH
+            ) from None
+        OPENAPI_REQUESTS.labels(_ENDPOINT_PATH, str(answer.status)).inc()
+        OPENAPI_LATENCY.labels(_ENDPOINT_PATH).observe(anyio.current_time() - started)
+        return EndpointAnswer(answer.status, _json_object(answer))
 
     def as_user(self, user_access_token: str | SecretStr) -> LarkClient:
         """Return a client over this one's pool whose calls act as the user of the token.
@@ -484,26 +516,26 @@ class LarkClient:
                 )
             started = anyio.current_time()
             try:
-                # httpx's read timeout restarts with every chunk received; the outer
-                # limit holds the attempt to the call's deadline however the answer drips.
+                # The transport caps the attempt at what is left of the deadline; the outer
+                # limit holds it there whatever the HTTP library does with its timeouts.
                 with anyio.fail_after(remaining):
                     response = await self._http.request(
                         method,
                         self._api_root + path,
                         params=params,
-                        content=content,
+                        body=content,
                         headers=headers,
-                        timeout=self._attempt_timeout(remaining),
+                        limit=remaining,
                     )
-            except (httpx.TransportError, TimeoutError) as exc:
+            except (NoAnswerError, TimeoutError) as exc:
                 OPENAPI_REQUESTS.labels(route, "error").inc()
                 OPENAPI_LATENCY.labels(route).observe(anyio.current_time() - started)
+                if isinstance(exc, NoAnswerError) and exc.fatal:
+                    raise LarkAPIError(_NO_CODE, str(exc), route=route) from exc
                 failures += 1
                 retry = self._network_failure(exc, route, token, idempotent, failures)
-            except httpx.RequestError as exc:
-                raise LarkAPIError(_NO_CODE, f"{type(exc).__name__}: {exc}", route=route) from exc
             else:
-                OPENAPI_REQUESTS.labels(route, str(response.status_code)).inc()
+                OPENAPI_REQUESTS.labels(route, str(response.status)).inc()
                 OPENAPI_LATENCY.labels(route).observe(anyio.current_time() - started)
                 body = _json_object(response)
                 code = _code_of(body)
@@ -512,7 +544,7 @@ class LarkClient:
                     raise UserTokenError(
                         code,
                         "the user access token was refused (invalid or expired)",
-                        status=response.status_code,
+                        status=response.status,
                         route=route,
                     )
                 if code in _TOKEN_INVALID_CODES and token is not None and not token_renewed:
@@ -546,19 +578,20 @@ class LarkClient:
     ) -> _Retry:
         """Turn a failed attempt without an answer into a retry, or raise."""
         reason = (
-            "no answer before the deadline"
-            if isinstance(exc, TimeoutError)
-            else f"network error: {type(exc).__name__}: {exc}"
+            f"network error: {exc}"
+            if isinstance(exc, NoAnswerError)
+            else "no answer before the deadline"
         )
         error = LarkAPIError(_NO_CODE, self._redact(reason, token), route=route)
-        if not idempotent and not isinstance(exc, _NEVER_SENT):
+        never_sent = isinstance(exc, NoAnswerError) and exc.never_sent
+        if not idempotent and not never_sent:
             error.msg += "; not retried, the platform may have applied it"
             raise error from exc
         return _Retry(reason, self._retry.backoff(failures), error, exc)
 
     def _judge(
         self,
-        response: httpx.Response,
+        response: HttpAnswer,
         body: dict[str, Any] | None,
         route: str,
         token: str | None,
@@ -567,7 +600,7 @@ class LarkClient:
         refusal: type[LarkAPIError],
     ) -> dict[str, Any] | _Retry:
         """Return the body of a successful answer, a retry for a passing failure, or raise."""
-        status = response.status_code
+        status = response.status
         code = _code_of(body)
         if body is not None and code in (0, None) and status < 400:
             return body
@@ -592,20 +625,6 @@ class LarkClient:
             error.msg = "the answer is not Lark's JSON"
             raise error
         raise refusal(error.code, error.msg, status=status, route=route, log_id=log_id)
-
-    def _attempt_timeout(self, remaining: float) -> httpx.Timeout:
-        """Return the attempt's timeouts, none longer than what is left of the deadline."""
-        base = self._timeout if self._timeout is not None else self._http.timeout
-
-        def capped(value: float | None) -> float:
-            return remaining if value is None else min(value, remaining)
-
-        return httpx.Timeout(
-            connect=capped(base.connect),
-            read=capped(base.read),
-            write=capped(base.write),
-            pool=capped(base.pool),
-        )
 
     def _exhausted(self, error: LarkAPIError, failures: int) -> LarkAPIError:
         limit = (
@@ -664,9 +683,9 @@ def _encode_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode("utf-8", errors="replace")
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(response: HttpAnswer) -> dict[str, Any] | None:
     try:
-        body = response.json()
+        body = json.loads(response.body)
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
@@ -692,7 +711,7 @@ def _data_of(body: dict[str, Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _reset_seconds(response: httpx.Response) -> float | None:
+def _reset_seconds(response: HttpAnswer) -> float | None:
     raw = response.headers.get(_RATE_LIMIT_RESET_HEADER)
     if raw is None:
         return None

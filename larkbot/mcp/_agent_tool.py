@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from larkbot import __version__
 from larkbot.agent.assistant import Assistant
+from larkbot.agent.i18n import translate
 from larkbot.agent.limits import RateLimiter
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
@@ -28,7 +29,6 @@ from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import reply_uuid
-from larkbot.mcp._text import say
 from larkbot.reply.render import render_reply
 
 if TYPE_CHECKING:
@@ -80,20 +80,18 @@ class PostAgentAnswerInput(BaseModel):
     markdown: bool = Field(False, description="Whether the answer is markdown.")
 
 
-class PostAgentAnswer(Tool):
+class PostAgentAnswer(Tool[PostAgentAnswerInput]):
     """Post an agent's answer in a chat, rendered as the chat bot renders its replies."""
 
     name: ClassVar[str] = POST_TOOL
     description: ClassVar[str] = (
         "Post larkbot's answer in a chat (text, or a card for markdown, split when long)."
     )
-    input_model: ClassVar[type[BaseModel]] = PostAgentAnswerInput
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("im:message:send_as_bot",)
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: PostAgentAnswerInput) -> ToolResult:
         """Send every rendered part; each carries an idempotency key derived from the call."""
-        assert isinstance(args, PostAgentAnswerInput)
         message_ids: list[str] = []
         for chunk, outbound in enumerate(render_reply(Reply(args.text, args.markdown))):
             sent = await ctx.client.send(
@@ -107,7 +105,7 @@ class PostAgentAnswer(Tool):
         return ToolResult(
             ok=True,
             data={"chat_id": args.chat_id, "message_ids": message_ids},
-            text=say(ctx.language, "posted", chat_id=args.chat_id),
+            text=translate("posted", ctx.language, chat_id=args.chat_id),
         )
 
 
@@ -148,7 +146,7 @@ class _CallerRunner(ToolRunner):
         return await super().run(name, arguments, replace(ctx, caller=self._caller))
 
 
-class AskLarkbot(Tool):
+class AskLarkbot(Tool[AskLarkbotInput]):
     """Ask larkbot's own agent; with ``chat_id``, post its answer there too.
 
     :param settings: the configuration the agent answers with (tables, profiles, LLM).
@@ -169,8 +167,9 @@ class AskLarkbot(Tool):
         "that would take several tool calls, or to have the answer posted in a chat: give "
         "'chat_id' to post it there (when the server allows writes). Returns the answer text."
     )
-    input_model: ClassVar[type[BaseModel]] = AskLarkbotInput
     write: ClassVar[bool] = False
+    # An answer reads the workspace as it is now (and may post): never one from a cache.
+    cacheable: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -191,12 +190,11 @@ class AskLarkbot(Tool):
         self._outer = outer
         self._status = _Status(time.monotonic())
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: AskLarkbotInput) -> ToolResult:
         """Let the agent answer; post the answer when asked and allowed."""
-        assert isinstance(args, AskLarkbotInput)
         outer = self._outer()
         if args.chat_id and _SEND_TOOL not in outer.registry:
-            message = say(ctx.language, "posting_needs_writes")
+            message = translate("posting_needs_writes", ctx.language)
             return ToolResult(ok=False, error=message, text=message)
         reply = await self._answer(ctx, args, outer.registry)
         data: dict[str, Any] = {"answer": reply.text, "markdown": reply.markdown}
@@ -236,6 +234,8 @@ class AskLarkbot(Tool):
             runner=runner,
             client=ctx.client,
             brain=self._brain,
+            # The server's zone, resolved once: no time zone lookup per question.
+            timezone=ctx.timezone,
         )
         message = InboundMessage(
             message_id=ctx.message_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from larkbot.agent.tools.base import Tool
 from larkbot.core.errors import EX_CONFIG, LarkbotError
@@ -106,8 +107,8 @@ class ToolSelectionError(LarkbotError):
 
 
 def select_tools(
-    available: Sequence[Tool], wanted: Iterable[str], *, allow_writes: bool
-) -> list[Tool]:
+    available: Sequence[Tool[Any]], wanted: Iterable[str], *, allow_writes: bool
+) -> list[Tool[Any]]:
     """Return the tools of ``available`` that ``wanted`` (names and presets) exposes.
 
     The result keeps the order of ``available``. An empty ``wanted`` means
@@ -139,7 +140,7 @@ def select_tools(
     return [tool for tool in available if tool.name in chosen]
 
 
-def _unknown(item: str, by_name: dict[str, Tool]) -> str:
+def _unknown(item: str, by_name: dict[str, Tool[Any]]) -> str:
     if item.lower().startswith("preset."):
         return f"there is no preset {item}: presets are {', '.join(PRESETS)}"
     return f"there is no tool {item}: tools are {', '.join(by_name)}, presets {', '.join(PRESETS)}"

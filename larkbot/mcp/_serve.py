@@ -10,6 +10,7 @@ cannot corrupt the stream.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import httpx
+import anyio.to_thread
 from anyio.abc import TaskStatus
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
@@ -33,6 +34,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from larkbot.agent.timezone import resolve_timezone
 from larkbot.agent.tools.base import Tool
 from larkbot.agent.tools.registry import ToolRegistry, default_registry
 from larkbot.agent.tools.runner import ToolRunner
@@ -134,24 +136,24 @@ async def serve_mcp(
 ) -> None:
     """Serve until cancelled (HTTP) or until standard input ends (stdio).
 
-    ``registry`` defaults to the agent's registry. ``task_status`` reports the bound port
-    once an HTTP mode listens (``None`` for stdio, once serving).
+    ``registry`` defaults to the agent's registry with the installed plug-ins (built in a
+    worker thread: it reads package metadata). ``task_status`` reports the bound port once
+    an HTTP mode listens (``None`` for stdio, once serving).
 
     :raises McpSetupError: the options do not fit the configuration.
     :raises CredentialsError: Lark refused the app's credentials.
     """
     check_options(settings, options)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.server.timeout, connect=10.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-    )
+    if registry is None:
+        registry = await anyio.to_thread.run_sync(functools.partial(default_registry, plugins=True))
+    # Resolving the zone reads the time zone database: not on the event loop.
+    timezone = await anyio.to_thread.run_sync(resolve_timezone, settings.agent.timezone)
     async with (
-        http,
         LarkClient(
             base_url=settings.lark.base_url,
             app_id=settings.app.id,
             app_secret=settings.app.secret,
-            http=http,
+            timeout=settings.server.timeout_seconds,
         ) as client,
         AsyncExitStack() as stack,
     ):
@@ -168,12 +170,13 @@ async def serve_mcp(
         tools = LarkToolServer(
             settings,
             client=client,
-            registry=registry if registry is not None else default_registry(),
+            registry=registry,
             selection=options.tools,
             allow_writes=options.allow_writes,
             token_mode=options.token_mode,
             language=options.language,
             brain=brain,
+            timezone=timezone,
         )
         _log.info(
             "MCP server: %d tools (%s), writes %s, token mode %s",
@@ -199,13 +202,16 @@ async def serve_mcp(
 
 def exposed_tools(
     settings: Settings, options: McpOptions, *, registry: ToolRegistry | None = None
-) -> list[Tool]:
+) -> list[Tool[Any]]:
     """The tools ``larkbot mcp`` would expose with ``options`` (for ``--list-tools``).
+
+    ``registry`` defaults to the agent's registry with the installed plug-ins; building it
+    reads package metadata, so call this before the event loop starts or in a worker thread.
 
     :raises ToolSelectionError: ``options.tools`` names an unknown tool or preset, or a
         write tool without ``--allow-writes``.
     """
-    registry = registry if registry is not None else default_registry()
+    registry = registry if registry is not None else default_registry(plugins=True)
     ask = AskLarkbot(
         settings=settings,
         registry=registry,
@@ -232,7 +238,7 @@ async def _check_credentials(client: LarkClient, token_mode: TokenMode) -> None:
             _log.warning("Lark refused the app credentials; serving with user tokens only")
             return
         raise
-    except (LarkAPIError, httpx.HTTPError, OSError) as exc:
+    except (LarkAPIError, OSError) as exc:
         _log.warning("Lark not reachable yet (%s); tool calls will retry", type(exc).__name__)
 
 

@@ -14,8 +14,11 @@ import logging
 import math
 import uuid
 from collections.abc import Sequence
+from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -23,6 +26,7 @@ from mcp.server.lowlevel.server import Server
 from larkbot import __version__
 from larkbot.agent.i18n import MESSAGES, translate
 from larkbot.agent.limits import RateLimiter
+from larkbot.agent.timezone import resolve_timezone
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
 from larkbot.agent.tools.runner import ToolRunner
@@ -30,7 +34,6 @@ from larkbot.core.language import Language
 from larkbot.mcp._agent_tool import AskLarkbot, PostAgentAnswer
 from larkbot.mcp._auth import Caller, TokenMode, caller_of
 from larkbot.mcp._presets import select_tools
-from larkbot.mcp._text import say
 
 if TYPE_CHECKING:
     from larkbot.agent.brain import Brain
@@ -66,6 +69,9 @@ class LarkToolServer:
     :param token_mode: ``tenant``, ``user`` or ``auto`` (see :mod:`larkbot.mcp`).
     :param language: the language of descriptions and of the sentences callers read.
     :param brain: the brain ``ask_larkbot`` thinks with (``None``: the offline brain).
+    :param timezone: the workspace zone the tools place dates in; ``None``: resolve
+        ``agent.timezone`` in a worker thread on the first call (it reads the time zone
+        database).
     """
 
     def __init__(
@@ -79,8 +85,11 @@ class LarkToolServer:
         token_mode: TokenMode = "tenant",
         language: Language = "en",
         brain: Brain | None = None,
+        timezone: tzinfo | None = None,
     ) -> None:
         self._settings = settings
+        self._timezone = timezone
+        self._timezone_lock = anyio.Lock()
         self._client = client
         self._token_mode: TokenMode = token_mode
         self._language: Language = language
@@ -97,7 +106,7 @@ class LarkToolServer:
             writers=writers,
             outer=lambda: self.runner,
         )
-        self.tools: list[Tool] = select_tools(
+        self.tools: list[Tool[Any]] = select_tools(
             available_tools(registry, ask), selection, allow_writes=allow_writes
         )
         self._exposed = {tool.name: tool for tool in self.tools}
@@ -128,7 +137,7 @@ class LarkToolServer:
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=self.listed_tools())
 
-    def _describe(self, tool: Tool) -> types.Tool:
+    def _describe(self, tool: Tool[Any]) -> types.Tool:
         schema = copy.deepcopy(tool.input_model.model_json_schema())
         if self._token_mode == "auto":
             schema.setdefault("properties", {})[_USE_USER_TOKEN] = _USE_USER_TOKEN_SCHEMA
@@ -175,12 +184,13 @@ class LarkToolServer:
         tool = self._exposed.get(name)
         if tool is None:
             names = ", ".join(self._exposed)
-            return _result(_failure(say(language, "unknown_tool", name=name, names=names)))
+            message = translate("mcp_unknown_tool", language, name=name, names=names)
+            return _result(_failure(message))
         as_user = self._token_mode == "user"
         if self._token_mode == "auto":
             as_user = arguments.pop(_USE_USER_TOKEN, False) is True
         if as_user and caller.user_token is None:
-            return _result(_failure(say(language, "needs_user_token")))
+            return _result(_failure(translate("needs_user_token", language)))
         if self._request_limiter is not None:
             wait = self._request_limiter.try_acquire(caller.key)
             if wait is not None:
@@ -200,6 +210,7 @@ class LarkToolServer:
             bases=dict(self._settings.bases),
             allowed_bases=_allowed(self._settings),
             caller=caller.key,
+            timezone=await self._zone(),
         )
         _log.info(
             "tool %s called by %s%s (%s)",
@@ -211,8 +222,18 @@ class LarkToolServer:
         )
         return _result(await self.runner.run(name, arguments, tool_ctx))
 
+    async def _zone(self) -> tzinfo:
+        if self._timezone is None:
+            # One lookup however many first calls arrive together.
+            async with self._timezone_lock:
+                if self._timezone is None:
+                    self._timezone = await anyio.to_thread.run_sync(
+                        resolve_timezone, self._settings.agent.timezone
+                    )
+        return self._timezone
 
-def available_tools(registry: ToolRegistry, ask: Tool) -> list[Tool]:
+
+def available_tools(registry: ToolRegistry, ask: Tool[Any]) -> list[Tool[Any]]:
     """Every tool ``larkbot mcp`` can expose: the registry's, then ``ask_larkbot``."""
     available = [tool for tool in registry if tool.name not in _INTERNAL]
     if ask.name not in registry:
@@ -238,7 +259,7 @@ def _result(result: ToolResult) -> types.CallToolResult:
     )
 
 
-def _description(tool: Tool, language: Language) -> str:
+def _description(tool: Tool[Any], language: Language) -> str:
     """The tool's description, led by its one-line summary in ``language`` when there is one.
 
     The full descriptions are written for models, in English; the summaries of ``help

@@ -1,23 +1,32 @@
 """Log output for the daemon: JSON lines for machines, rich text for people, secrets never.
 
-``setup_logging`` installs one handler on the root logger. Every record that reaches it passes
-two filters first: one copies the current ``log_context`` (message id, chat id, connection id)
-onto the record, the other rewrites the message, its arguments and any traceback through
-``redact``, so a registered secret or anything shaped like a token never reaches the output.
+``setup_logging`` installs one handler on the root logger (standard error), and a second one
+writing a rotated file when asked. Every record that reaches them passes two filters first:
+one copies the current ``log_context`` (message id, chat id, connection id) onto the record,
+the other rewrites the message, its arguments and any traceback through
+:func:`larkbot.core.redact.redact`, so a registered secret or anything shaped like a token
+never reaches the output.
+
+Levels: larkbot's own loggers (``larkbot.*``) log at the configured level; other libraries'
+loggers stay at WARNING (at DEBUG the SQLite driver alone logs every statement with its
+parameters, which hold users' messages) unless ``levels`` names them. Their lines below INFO
+never show their arguments, so no user text reaches the output through them.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import json
 import logging
+import logging.handlers
 import os
-import re
+import queue
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
@@ -25,65 +34,34 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
+from larkbot.core.redact import add_secrets, pin_secrets, redact
+
 __all__ = ["LogFormat", "add_secrets", "log_context", "redact", "setup_logging"]
 
 LogFormat = Literal["auto", "json", "rich"]
 
 _CONTEXT_FIELDS = ("message_id", "chat_id", "conn_id")
-_MASK = "***"
+_OURS = "larkbot"
 
-# Shorter values would mask ordinary words all over the output; real credentials are longer.
-_MIN_SECRET_LENGTH = 4
-
-# Shapes of credentials that must be masked even when nobody registered them: bearer headers,
-# Lark tenant/user access tokens (``t-...``, ``u-...``) and OpenAI-style API keys (``sk-...``).
-# The look-behind keeps words such as ``task-...`` or ``get-...`` intact.
-_TOKEN_PATTERNS = (
-    r"(?<![A-Za-z0-9_-])[tu]-[A-Za-z0-9][A-Za-z0-9_.-]{15,}",
-    r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9][A-Za-z0-9_-]{15,}",
-)
-_TOKEN_SHAPE = re.compile("|".join(_TOKEN_PATTERNS))
-# Eight characters at least, so that prose such as "the bearer of" stays readable.
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
-
-_MAX_ROTATING_SECRETS = 256
-
-_pinned_secrets: set[str] = set()
-_rotating_secrets: dict[str, None] = {}  # insertion-ordered: the oldest is evicted first
-_secrets_lock = threading.Lock()
-_secret_pattern: re.Pattern[str] = re.compile("|".join(_TOKEN_PATTERNS))
+# syslog priorities, for the ``<N>`` prefix journald reads from a service's output.
+_JOURNAL_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
 
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "larkbot_log_context", default=MappingProxyType({})
 )
 
-# Marks the handler this module installed, so a second ``setup_logging`` replaces it and leaves
-# handlers owned by others (pytest's capture, an embedding application) alone.
+# Marks the handlers this module installed, so a second ``setup_logging`` replaces them and
+# leaves handlers owned by others (pytest's capture, an embedding application) alone.
 _OWNED = "_larkbot_handler"
-
-# Libraries that log every request at INFO; their lines add noise, not information.
-# aiosqlite logs every statement with its parameters (message ids and texts) at DEBUG.
-_CHATTY_LOGGERS = ("httpx", "httpcore", "aiosqlite")
-
-
-def add_secrets(*values: str) -> None:
-    """Register values that must never appear in log output or error reports.
-
-    Call it as secrets become known (the app secret at start-up, each tenant token as it is
-    fetched). Empty values and values shorter than four characters are ignored, and so are
-    values the token shapes already catch. Only the latest 256 values registered this way are
-    kept (the ones given to ``setup_logging`` are kept for good): a token refreshed every two
-    hours must not grow the pattern for as long as the daemon runs.
-    """
-    _register(values, pinned=False)
-
-
-def redact(text: str) -> str:
-    """Return ``text`` with every registered secret and token-shaped value replaced by ``***``."""
-    if not text:
-        return text
-    text = _BEARER.sub(rf"\1 {_MASK}", text)
-    return _secret_pattern.sub(_MASK, text)
+# Loggers whose level ``setup_logging`` set from ``levels``, reset by the next call.
+_tuned: set[str] = set()
+_listener: logging.handlers.QueueListener | None = None
 
 
 @contextlib.contextmanager
@@ -109,65 +87,69 @@ def setup_logging(
     fmt: LogFormat = "auto",
     secrets: Sequence[str] = (),
     stream: TextIO | None = None,
+    levels: Mapping[str, str] | None = None,
+    file: Path | None = None,
+    file_max_bytes: int = 10 * 1024 * 1024,
+    file_backups: int = 5,
 ) -> None:
     """Send all logging to ``stream`` (standard error by default) as JSON lines or rich text.
 
     ``fmt="auto"`` picks JSON lines unless the stream is a terminal; the ``LOG_FORMAT``
-    environment variable (``json`` or ``rich``) overrides that guess. Calling it again replaces
-    the handler it installed before. ``secrets`` are masked like those of ``add_secrets``, and
-    kept for as long as the process runs.
+    environment variable (``json`` or ``rich``) overrides that guess. When the stream is
+    the journal's (``JOURNAL_STREAM`` names it, as systemd does), each JSON line starts with
+    its syslog priority (``<4>`` for a warning), so ``journalctl -p warning`` filters it.
+    Calling it again replaces the handlers it installed before. ``secrets`` are masked for
+    as long as the process runs.
+
+    :param level: the level of larkbot's own loggers.
+    :param levels: levels of other loggers by name (``{"aiosqlite": "DEBUG"}``); every
+        logger not named stays at WARNING (or ``level``, when that is higher).
+    :param file: also write JSON lines to this file, rotated when it reaches
+        ``file_max_bytes``, keeping ``file_backups`` old files (``larkbot.log.1``...).
     """
-    numeric_level = logging.getLevelName(level.upper())
-    if not isinstance(numeric_level, int):
-        raise ValueError(
-            f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
-        )
+    global _listener
+    numeric_level = _level(level)
+    named = {name: _level(value) for name, value in (levels or {}).items()}
     out = stream if stream is not None else sys.stderr
     resolved = _resolve_format(fmt, out)
-    _register(secrets, pinned=True)
-    handler = _rich_handler(out) if resolved == "rich" else _json_handler(out)
-    handler.addFilter(_ContextFilter())
-    handler.addFilter(_RedactionFilter())
-    setattr(handler, _OWNED, True)
+    pin_secrets(*secrets)
+    handler = _rich_handler(out) if resolved == "rich" else _json_handler(out, _journal_stream(out))
+    handlers: list[logging.Handler] = [handler]
+    listener = None
+    if file is not None:
+        file_handler, listener = _file_handler(file, file_max_bytes, file_backups)
+        handlers.append(file_handler)
+    for each in handlers:
+        each.addFilter(_ContextFilter())
+        each.addFilter(_RedactionFilter())
+        setattr(each, _OWNED, True)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _OWNED, False)]:
         root.removeHandler(old)
         old.close()
-    root.addHandler(handler)
-    root.setLevel(numeric_level)
-    quiet = numeric_level if numeric_level <= logging.DEBUG else logging.WARNING
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(quiet)
+    _stop_listener()
+    for name in _tuned:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    _tuned.clear()
+
+    for each in handlers:
+        root.addHandler(each)
+    if listener is not None:
+        listener.start()
+        _listener = listener
+    root.setLevel(max(numeric_level, logging.WARNING))
+    logging.getLogger(_OURS).setLevel(numeric_level)
+    for name, value in named.items():
+        logging.getLogger(name).setLevel(value)
+        _tuned.add(name)
 
 
-def _register(values: Sequence[str], *, pinned: bool) -> None:
-    """Add ``values`` to the secrets to mask and rebuild the pattern if anything changed."""
-    global _secret_pattern
-    fresh = [
-        value
-        for value in values
-        if value and len(value.strip()) >= _MIN_SECRET_LENGTH and not _TOKEN_SHAPE.fullmatch(value)
-    ]
-    with _secrets_lock:
-        changed = False
-        for value in fresh:
-            if value in _pinned_secrets:
-                continue
-            if pinned:
-                _rotating_secrets.pop(value, None)
-                _pinned_secrets.add(value)
-                changed = True
-            elif value not in _rotating_secrets:
-                _rotating_secrets[value] = None
-                changed = True
-        while len(_rotating_secrets) > _MAX_ROTATING_SECRETS:
-            del _rotating_secrets[next(iter(_rotating_secrets))]
-        if changed:
-            every = _pinned_secrets | _rotating_secrets.keys()
-            # Longest first, so a secret that contains another is masked whole.
-            literals = [re.escape(value) for value in sorted(every, key=len, reverse=True)]
-            _secret_pattern = re.compile("|".join([*literals, *_TOKEN_PATTERNS]))
+def _level(name: str) -> int:
+    numeric = logging.getLevelName(name.strip().upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {name!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return numeric
 
 
 def _resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "rich"]:
@@ -183,11 +165,67 @@ def _resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "rich"]:
     return "rich" if isatty is not None and isatty() else "json"
 
 
-def _json_handler(stream: TextIO) -> logging.Handler:
+def _journal_stream(stream: TextIO) -> bool:
+    """Whether ``stream`` is connected to the journal (systemd sets ``JOURNAL_STREAM``).
+
+    The variable holds ``device:inode`` of the journal's socket; it is inherited by child
+    processes whose output may go elsewhere, hence the comparison.
+    """
+    expected = os.environ.get("JOURNAL_STREAM", "").strip()
+    if not expected:
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def _json_handler(stream: TextIO, journal: bool) -> logging.Handler:
     """Build a handler writing one JSON object per line."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(_JsonFormatter())
+    handler.setFormatter(_JsonFormatter(journal=journal))
     return handler
+
+
+def _file_handler(
+    path: Path, max_bytes: int, backups: int
+) -> tuple[logging.Handler, logging.handlers.QueueListener]:
+    """A handler that formats in the caller and writes the file on a thread of its own.
+
+    Writing (and renaming at rotation) would block the event loop; the queue hands finished
+    lines to the listener's thread, which is stopped when the process exits.
+    """
+    path = path.expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = logging.handlers.RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(
+            f"cannot write the log file {path} ({reason}): fix LOG_FILE or its folder"
+        ) from None
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = _FormattingQueueHandler(lines)
+    handler.setFormatter(_JsonFormatter(journal=False))
+    listener = logging.handlers.QueueListener(lines, writer)
+    return handler, listener
+
+
+def _stop_listener() -> None:
+    """Write what is queued, stop the file writer's thread and close the file."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        for writer in _listener.handlers:
+            writer.close()
+        _listener = None
+
+
+atexit.register(_stop_listener)
 
 
 def _rich_handler(stream: TextIO) -> logging.Handler:
@@ -200,7 +238,14 @@ def _rich_handler(stream: TextIO) -> logging.Handler:
         show_path=False,
         rich_tracebacks=False,  # tracebacks arrive as redacted text, see _RedactionFilter
         markup=False,
+        omit_repeated_times=False,
+        log_time_format=_local_time,
     )
+
+
+def _local_time(moment: datetime) -> Text:
+    """``2026-11-30 08:07:01+09:00``: ISO order, with the zone, to the second."""
+    return Text(moment.astimezone().isoformat(sep=" ", timespec="seconds"))
 
 
 class _ContextFilter(logging.Filter):
@@ -218,11 +263,14 @@ class _RedactionFilter(logging.Filter):
     """Rewrite the record so that what the formatter sees is already redacted.
 
     The record object is shared: handlers that run after this one see the redacted version
-    too, which can only help.
+    too, which can only help. Other libraries' lines below INFO lose their arguments (shown
+    by type only): the SQLite driver's carry statements with users' message text.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact message, arguments, traceback and stack; never drops a record."""
+        if record.args and record.levelno < logging.INFO and not _is_ours(record.name):
+            record.args = _types_only(record.args)
         try:
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the line
@@ -244,8 +292,31 @@ class _RedactionFilter(logging.Filter):
         return True
 
 
+def _is_ours(name: str) -> bool:
+    return name == _OURS or name.startswith(_OURS + ".")
+
+
+def _types_only(args: Any) -> Any:
+    """Replace each argument but numbers by ``<type>``, keeping the shape for ``%``."""
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, bool | int | float) or value is None:
+            return value
+        return f"<{type(value).__name__}>"
+
+    if isinstance(args, Mapping):
+        return {key: shown(value) for key, value in args.items()}
+    if isinstance(args, tuple):
+        return tuple(shown(value) for value in args)
+    return shown(args)
+
+
 class _JsonFormatter(logging.Formatter):
     """Format a record as one JSON object: time, level, logger, message, ids, exc."""
+
+    def __init__(self, *, journal: bool) -> None:
+        super().__init__()
+        self._journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the JSON line for ``record`` (without the newline)."""
@@ -266,7 +337,24 @@ class _JsonFormatter(logging.Formatter):
             line["exc"] = record.exc_text
         if record.stack_info:
             line["stack"] = record.stack_info
-        return json.dumps(line, ensure_ascii=False, default=str)
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        if self._journal:
+            priority = _JOURNAL_PRIORITY.get(record.levelno)
+            if priority is None:
+                priority = 7 if record.levelno < logging.INFO else 3
+            return f"<{priority}>{text}"
+        return text
+
+
+class _FormattingQueueHandler(logging.handlers.QueueHandler):
+    """Queue the finished JSON line, formatted here, where the log context is known."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Return a copy of ``record`` whose message is the formatted line."""
+        line = self.format(record)
+        prepared = logging.makeLogRecord({"name": record.name, "levelno": record.levelno})
+        prepared.msg = line
+        return prepared
 
 
 class _RichLineHandler(RichHandler):

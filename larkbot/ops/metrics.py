@@ -7,6 +7,10 @@ existing dashboards query; keep them stable. Labels never carry secrets or messa
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
+from collections.abc import Iterable
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,30 +20,51 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from larkbot import __version__
+
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
+
+# Label values each labelled counter exports at zero from the start (see _precreate_series).
+EVENT_OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "stale",
+    "self",
+    "unmentioned",
+    "not_allowed",
+    "unsupported",
+    "invalid",
+    "overloaded",
+    "unavailable",
+)
+REPLY_OUTCOMES = ("sent", "failed")
+LLM_OUTCOMES = ("ok", "timeout", "rate_limited", "auth_error", "server_error", "error")
+READ_TOOL_STATUSES = ("success", "error")
+WRITE_TOOL_STATUSES = ("success", "error", "denied", "rate_limited")
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0)
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 EVENTS_RECEIVED = Counter(
     "larkbot_events_received_total",
-    "Events received on the long connection, by event type and admission outcome "
-    "(accepted, duplicate, stale, self, unmentioned, not_allowed, unsupported, invalid, "
-    "overloaded, unavailable: the shared queue in Redis did not store it).",
+    "Events received from Lark (long connection or webhook), by event type and admission "
+    f"outcome ({', '.join(EVENT_OUTCOMES)}; unavailable: the shared queue in Redis did not "
+    "store it).",
     ["event_type", "outcome"],
     registry=REGISTRY,
 )
 ACK_LATENCY = Histogram(
     "larkbot_ack_latency_seconds",
-    "Time from receiving a data frame to sending its ack.",
+    "Time from receiving an event (a data frame, or a verified webhook request) to its ack.",
     buckets=_FAST,
     registry=REGISTRY,
 )
 CONNECTION_UP = Gauge(
     "larkbot_connection_up",
-    "1 while the long connection is open, else 0.",
+    "1 while the event source takes events (the long connection is open, or the webhook is "
+    "served), else 0.",
     registry=REGISTRY,
 )
 RECONNECTS = Counter(
@@ -67,7 +92,7 @@ DISPATCH_BACKLOG = Gauge(
 )
 REPLIES = Counter(
     "larkbot_replies_total",
-    "Replies by outcome (sent, failed).",
+    f"Replies by outcome ({', '.join(REPLY_OUTCOMES)}).",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -83,7 +108,7 @@ INBOX_DEPTH = Gauge(
 )
 LLM_REQUESTS = Counter(
     "larkbot_llm_requests_total",
-    "LLM completions by outcome (ok, timeout, rate_limited, auth_error, server_error, error).",
+    f"LLM completions by outcome ({', '.join(LLM_OUTCOMES)}).",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -96,7 +121,8 @@ AGENT_RESPONSE_TIME = Histogram(
 )
 TOOL_EXECUTIONS = Counter(
     "tool_executions_total",
-    "Tool executions by tool and status (success, error, denied, rate_limited).",
+    f"Tool executions by tool and status ({', '.join(WRITE_TOOL_STATUSES)}; tools that "
+    "only read: success, error).",
     ["tool_name", "status"],
     registry=REGISTRY,
 )
@@ -146,16 +172,61 @@ WEBHOOK_OUTCOMES = (
 )
 
 
+BUILD_INFO = Gauge(
+    "larkbot_build_info",
+    "Always 1; its labels name the running larkbot, Python and lark-oapi versions.",
+    ["version", "python", "lark_oapi"],
+    registry=REGISTRY,
+)
+
+
+def build_versions() -> dict[str, str]:
+    """The versions ``larkbot_build_info`` reports: larkbot, Python and lark-oapi."""
+    return dict(_VERSIONS)
+
+
+def precreate_tool_series(tools: Iterable[tuple[str, bool]]) -> None:
+    """Export ``tool_executions_total`` at zero for every ``(tool name, writes)`` pair.
+
+    Write tools can also be denied or rate limited; read tools only succeed or fail.
+    """
+    for name, write in tools:
+        for status in WRITE_TOOL_STATUSES if write else READ_TOOL_STATUSES:
+            TOOL_EXECUTIONS.labels(tool_name=name, status=status)
+    # What a model's invented tool name counts as (its name must not grow the metric).
+    TOOL_EXECUTIONS.labels(tool_name="unknown", status="error")
+
+
+def _lark_oapi_version() -> str:
+    # Read once at import, before any event loop: the metadata lives in files.
+    try:
+        return importlib.metadata.version("lark-oapi")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+_VERSIONS = {
+    "version": __version__,
+    "python": platform.python_version(),
+    "lark_oapi": _lark_oapi_version(),
+}
+
+
 def _precreate_series() -> None:
-    """Export zero-valued series for the outcomes alerts watch.
+    """Export every documented label value at zero from the start.
 
     ``increase()`` cannot see the first failure of a series that appears only when that
     failure happens; a series that exists at 0 from the start makes the alert fire on it.
     """
-    for outcome in ("sent", "failed"):
+    BUILD_INFO.labels(**_VERSIONS).set(1)
+    for outcome in REPLY_OUTCOMES:
         REPLIES.labels(outcome=outcome)
-    for outcome in ("accepted", "duplicate", "stale", "overloaded", "invalid", "unavailable"):
-        EVENTS_RECEIVED.labels(event_type="im.message.receive_v1", outcome=outcome)
+    for outcome in LLM_OUTCOMES:
+        LLM_REQUESTS.labels(outcome=outcome)
+    # Parse failures and unknown frame kinds are counted before any event type is known.
+    for outcome in EVENT_OUTCOMES:
+        event_type = "unknown" if outcome in ("invalid", "unsupported") else _MESSAGE_RECEIVE
+        EVENTS_RECEIVED.labels(event_type=event_type, outcome=outcome)
     for outcome in WEBHOOK_OUTCOMES:
         WEBHOOK_REQUESTS.labels(outcome=outcome)
 
@@ -170,4 +241,5 @@ def precreate_partitions(partitions: int) -> None:
         REDIS_OLDEST_PENDING_AGE.labels(partition=str(partition))
 
 
+_MESSAGE_RECEIVE = "im.message.receive_v1"
 _precreate_series()

@@ -15,7 +15,7 @@ try:  # private helper of the SDK, hence guarded; see _prime_installed_modules
 except ImportError:  # pragma: no cover - a future SDK without it simply reads later
     _get_installed_modules = None
 
-from larkbot.ops.logging import add_secrets, redact
+from larkbot.core.redact import add_secrets, redact
 
 __all__ = ["init_sentry"]
 

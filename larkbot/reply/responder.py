@@ -12,7 +12,6 @@ import logging
 from typing import Protocol
 
 import anyio
-import httpx
 
 from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation
@@ -95,7 +94,7 @@ class ReplyPoster:
         Each part carries the ``uuid`` derived from the message id and its index, so a
         post repeated by anyone (a retry, a restart, another replica) shows once.
 
-        :raises LarkAPIError: or :class:`httpx.HTTPError`, when the platform refused it.
+        :raises LarkAPIError: the platform refused it or could not be reached.
         """
         outbound = render_reply(reply)
         in_thread = message.in_thread or self._reply_in_thread
@@ -115,7 +114,7 @@ class ReplyPoster:
             try:
                 with anyio.move_on_after(2, shield=True):
                     await self._client.unreact(message.message_id, reaction_id)
-            except (LarkAPIError, httpx.HTTPError) as exc:
+            except LarkAPIError as exc:
                 log.debug("could not remove the reaction on %s: %s", message.message_id, exc)
 
     async def _react_if_slow(
@@ -132,7 +131,7 @@ class ReplyPoster:
         try:
             with anyio.move_on_after(2):
                 reactions.append(await self._client.react(message.message_id, _WORKING_EMOJI))
-        except (LarkAPIError, httpx.HTTPError) as exc:
+        except LarkAPIError as exc:
             log.debug("could not add a reaction to %s: %s", message.message_id, exc)
 
 
@@ -166,7 +165,7 @@ class Responder:
         try:
             reply = await self._poster.think(self._agent, message, conversation, reactions)
             parts = await self._poster.post(message, reply)
-        except (LarkAPIError, httpx.HTTPError) as exc:
+        except LarkAPIError as exc:
             metrics.REPLIES.labels(outcome="failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
             log.error("reply to message %s failed: %s", message.message_id, reason, extra=context)

@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 import anyio
-import httpx
 
 from larkbot.agent.i18n import translate
 from larkbot.core.agent import Agent, Reply
@@ -291,7 +290,7 @@ class SharedResponder:
             self._check_current(items)
             try:
                 parts = await self._poster.post(message, Reply(stored.text, stored.markdown))
-            except (LarkAPIError, httpx.HTTPError) as exc:
+            except LarkAPIError as exc:
                 metrics.REPLIES.labels(outcome="failed").inc()
                 log.error(
                     "reply to message %s failed: %s: %s",
@@ -378,7 +377,7 @@ class SharedResponder:
         language = detect_language(message.text) or self._default_language
         try:
             await self._poster.post(message, Reply(translate("error", language)))
-        except (LarkAPIError, httpx.HTTPError) as exc:
+        except LarkAPIError as exc:
             log.error(
                 "message %s: could not apologise for it: %s",
                 message.message_id,

@@ -15,7 +15,6 @@ crashes happen. The store is what turns that into "answered exactly once":
 from __future__ import annotations
 
 import logging
-import re
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import anyio
 
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.message import InboundMessage
+from larkbot.core.redact import redact
 from larkbot.store.inbox import StoredMessage
 
 __all__ = ["Store", "StoreError"]
@@ -32,13 +32,6 @@ __all__ = ["Store", "StoreError"]
 logger = logging.getLogger("larkbot.store")
 
 _REASON_LIMIT = 500
-# A failure reason comes from exception text, which can quote a header or a request body.
-_SECRET_VALUE = re.compile(
-    r"(?i)(\b(?:bearer|basic)\s+"
-    r"|\b\w*(?:secret|token|password|authorization|api[_-]?key)\w*[\"']?\s*[:=]\s*[\"']?"
-    r"(?:(?:bearer|basic)\s+)?)"
-    r"[^\s\"',;&}]+"
-)
 
 
 class StoreError(LarkbotError):
@@ -148,7 +141,8 @@ class Store(ABC):
     def _clean_reason(reason: str) -> str:
         """One line, credentials masked, at most 500 characters."""
         line = " ".join(reason.split())
-        line = _SECRET_VALUE.sub(lambda match: f"{match.group(1)}***", line)
+        # A failure reason comes from exception text, which can quote a header or a body.
+        line = redact(line)
         if len(line) > _REASON_LIMIT:
             line = line[: _REASON_LIMIT - 1] + "…"
         return line

@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -48,6 +49,7 @@ import anyio.to_thread
 from pydantic import ValidationError
 
 from larkbot.core.message import InboundMessage
+from larkbot.store._batch import GroupCommit
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store, StoreError
 
@@ -102,6 +104,13 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 # The owners of pending items are passed as one JSON array parameter.
 _GONE = "owner IN (SELECT value FROM json_each(?))"
+# Messages admitted, or settled, by one statement at most (3 parameters per admitted row,
+# well under SQLite's limit of 32,766).
+_MAX_BATCH = 500
+# WAL checkpoints run on a connection of their own, off the path of admits and settles.
+_CHECKPOINT_SECONDS = 1.0
+_DEFAULT_AUTOCHECKPOINT = 1000
+_SWITCH_INTERVAL = 0.0005
 
 
 class SqliteStore(Store):
@@ -133,6 +142,13 @@ class SqliteStore(Store):
         self._lock_fd = lock_fd
         # One connection serves every task of this process: a transaction holds it whole.
         self._lock = anyio.Lock()
+        # Frames that arrive together are admitted by one statement, one commit; replies
+        # that finish together are settled by one. Each caller still returns only after
+        # the commit that holds its own row.
+        self._admits: GroupCommit[InboundMessage, bool] = GroupCommit(
+            self._admit_batch, max_items=_MAX_BATCH
+        )
+        self._dones: GroupCommit[str, None] = GroupCommit(self._done_batch, max_items=_MAX_BATCH)
 
     @classmethod
     @asynccontextmanager
@@ -167,44 +183,75 @@ class SqliteStore(Store):
             ledger_max_entries=ledger_max_entries,
             prune_interval=prune_interval,
         )
+        # Every statement runs on the store's thread, which needs the GIL to hand each row
+        # over; while the event loop is busy, Python makes it wait a switch interval (5 ms
+        # by default) every time, and an admit returning 60 rows waited over 100 ms, with
+        # the acks of all its frames. A short interval bounds each of those waits.
+        previous_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous_interval, _SWITCH_INTERVAL))
         try:
             await store._renew_lease()
             yield store
         finally:
+            sys.setswitchinterval(previous_interval)
             with anyio.CancelScope(shield=True):
                 await store._close()
 
     async def admit(self, message: InboundMessage) -> bool:
-        """Record ``message`` as seen and pending; ``False`` when it was seen before."""
-        now = time.time()
-        # A message is new when neither the ledger nor the inbox knows it (the ledger is
-        # bounded separately and may have forgotten an id the inbox still holds). One
-        # statement: the insert, its conflict check and the trigger's ledger row commit
-        # together or not at all. Shielded: aiosqlite runs a queued statement even when its
-        # caller is cancelled, and a caller that never learns "admitted" would leave the
-        # message pending with nobody to answer it.
-        with anyio.CancelScope(shield=True):
-            rows = await self._query(
-                "INSERT INTO inbox (message_id, status, owner, created_at, admitted_at,"
-                " updated_at, body)"
-                " SELECT ?, 'pending', ?, ?, ?, ?, ?"
-                " WHERE NOT EXISTS (SELECT 1 FROM seen WHERE message_id = ?)"
-                " ON CONFLICT (message_id) DO NOTHING RETURNING 1",
-                (
-                    message.message_id,
-                    self._owner,
-                    message.created_at.timestamp(),
-                    now,
-                    now,
-                    message.model_dump_json(),
-                    message.message_id,
-                ),
-            )
-        return bool(rows)
+        """Record ``message`` as seen and pending; ``False`` when it was seen before.
+
+        Returns once the row is committed (durable before the ack). Shielded: aiosqlite
+        runs a queued statement even when its caller is cancelled, and a caller that never
+        learns "admitted" would leave the message pending with nobody to answer it.
+        """
+        return await self._admits.write(message)
 
     async def mark_done(self, message_id: str) -> None:
         """Settle an inbox item whose reply the platform accepted."""
-        await self._settle(message_id, InboxStatus.DONE, None)
+        await self._dones.write(message_id)
+
+    async def _admit_batch(self, messages: Sequence[InboundMessage]) -> list[bool]:
+        """Admit ``messages`` with one statement; one flag per message, in order.
+
+        A message is new when neither the ledger nor the inbox knows it (the ledger is
+        bounded separately and may have forgotten an id the inbox still holds). One
+        statement: the inserts, their conflict checks and the trigger's ledger rows commit
+        together or not at all.
+        """
+        now = time.time()
+        rows = ", ".join(["(?, ?, ?)"] * len(messages))
+        params: list[Any] = [self._owner, now, now]
+        for message in messages:
+            params += [
+                message.message_id,
+                message.created_at.timestamp(),
+                message.model_dump_json(),
+            ]
+        inserted = await self._query(
+            "INSERT INTO inbox (message_id, status, owner, created_at, admitted_at,"
+            " updated_at, body)"
+            " SELECT v.column1, 'pending', ?, v.column2, ?, ?, v.column3"
+            f" FROM (VALUES {rows}) AS v"
+            " WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.message_id = v.column1)"
+            " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            params,
+        )
+        fresh = {row[0] for row in inserted}
+        flags = []
+        for message in messages:
+            # The same id twice in one batch: only its first delivery is new.
+            flags.append(message.message_id in fresh)
+            fresh.discard(message.message_id)
+        return flags
+
+    async def _done_batch(self, message_ids: Sequence[str]) -> list[None]:
+        # A done item stays done: a late failure report cannot un-send a reply.
+        await self._query(
+            "UPDATE inbox SET status = 'done', reason = NULL, updated_at = ?"
+            " WHERE message_id IN (SELECT value FROM json_each(?)) AND status != 'done'",
+            (time.time(), json.dumps(list(message_ids))),
+        )
+        return [None] * len(message_ids)
 
     async def mark_failed(self, message_id: str, reason: str) -> None:
         """Keep an inbox item whose reply finally failed, with a short ``reason``."""
@@ -297,14 +344,40 @@ class SqliteStore(Store):
         return removed
 
     async def run_pruner(self) -> None:
-        """Renew this process's lease every 15 s and prune every ``prune_interval`` s.
+        """Renew this process's lease every 15 s, prune every ``prune_interval`` s, and
+        checkpoint the WAL every second.
 
         Run it for the store's whole life: without it, other processes take this one for
         frozen after 60 s and take over its pending items.
         """
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._keep_lease)
+            tg.start_soon(self._keep_checkpointing)
             await super().run_pruner()
+
+    async def _keep_checkpointing(self) -> None:
+        """Checkpoint the WAL from a second connection, so no admit ever waits for one.
+
+        By default SQLite checkpoints inside the commit that fills the WAL past 1,000
+        pages, and a checkpoint syncs both files to disk: on a busy disk that commit, and
+        the acks of every frame in it, waited hundreds of milliseconds. Here the store's
+        own connection never checkpoints while this runs; a passive checkpoint on another
+        connection (another thread) copies the WAL back without blocking writers.
+        """
+        checkpointer = await _connect(self._database)
+        try:
+            await self._query("PRAGMA wal_autocheckpoint = 0")
+            while True:
+                await anyio.sleep(_CHECKPOINT_SECONDS)
+                try:
+                    await checkpointer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    logger.warning("WAL checkpoint failed, retrying: %s", exc)
+        finally:
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(StoreError):
+                    await self._query(f"PRAGMA wal_autocheckpoint = {_DEFAULT_AUTOCHECKPOINT}")
+                await checkpointer.close()
 
     async def _keep_lease(self) -> None:
         while True:

@@ -17,6 +17,7 @@ from larkbot.testing._records import (
     ReactionRecord,
     ReplyRecord,
 )
+from larkbot.testing._scopes import app_scopes_route
 from larkbot.testing._webhook import (
     LARK_RETRY_DELAYS,
     WebhookAttempt,
@@ -49,6 +50,7 @@ __all__ = [
     "WebhookDriver",
     "WebhookFault",
     "WebhookRequest",
+    "app_scopes_route",
     "lark_encrypt",
     "lark_signature",
 ]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember
+from larkbot.testing._objects import BaseField, BaseTable, Chat, Document, WorkspaceWrite
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
 
 if TYPE_CHECKING:
@@ -264,9 +265,6 @@ class _Handlers:
         return endpoint
 
     def _record_write(self, request: ApiRequest) -> None:
-        # Imported here: the workspace module imports this one.
-        from larkbot.testing.workspace import WorkspaceWrite
-
         self.ws.writes.append(
             WorkspaceWrite(
                 method=request.method,
@@ -359,8 +357,6 @@ class _Handlers:
         return _page(chats, request.query, 20, 100)
 
     def create_chat(self, request: ApiRequest) -> dict[str, Any]:
-        from larkbot.testing.workspace import Chat
-
         key = request.query.get("uuid")
         if key and f"chat:{key}" in self._done:
             return self._done[f"chat:{key}"]
@@ -430,8 +426,6 @@ class _Handlers:
         return {"content": self._document(request).raw_content}
 
     def create_document(self, request: ApiRequest) -> dict[str, Any]:
-        from larkbot.testing.workspace import Document
-
         folder = str(request.body.get("folder_token") or "")
         if folder and folder not in self.ws.folders:
             raise ApiError(_FOLDER_NOT_FOUND, "parent node not exist")
@@ -607,8 +601,6 @@ class _Handlers:
         return {**_page(tables, request.query, 20, 100), "total": len(tables)}
 
     def create_table(self, request: ApiRequest) -> dict[str, Any]:
-        from larkbot.testing.workspace import BaseField, BaseTable
-
         app = self._app(request)
         spec = request.body.get("table")
         if not isinstance(spec, dict) or not str(spec.get("name") or "").strip():

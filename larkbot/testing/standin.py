@@ -160,7 +160,7 @@ class LarkStandIn:
         self,
         *,
         app_id: str = "cli_test",
-        app_secret: str = "secret",
+        app_secret: str = "LocalStandInAppSecret00000000001",
         bot_open_id: str = "ou_bot",
         bot_name: str = "larkbot",
         ping_interval: int = 120,

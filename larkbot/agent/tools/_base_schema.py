@@ -11,9 +11,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import path_segment, resolve_table
 from larkbot.agent.tools._links import call, parse_reference
-from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools._wiki import kind_name, wiki_node
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
@@ -131,17 +131,17 @@ async def _app_token(ctx: ToolContext, base: str) -> tuple[str, str | None]:
             return str(settings.app_token), str(settings.table_id)
     ref = parse_reference(base, default_kind="bitable")
     if ref is None:
-        raise ToolError(say(ctx.language, "bad_base_ref", value=base.strip()))
+        raise ToolError(translate("bad_base_ref", ctx.language, value=base.strip()))
     if ref.kind == "wiki":
         node = await wiki_node(ctx, ref)
         if node.get("obj_type") != "bitable":
             kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
             token = str(node.get("obj_token") or "")
-            raise ToolError(say(ctx.language, "not_a_base", kind=kind, token=token))
+            raise ToolError(translate("not_a_base", ctx.language, kind=kind, token=token))
         return str(node.get("obj_token") or ""), None
     if ref.kind != "bitable":
         kind = kind_name(ctx.language, ref.kind)
-        raise ToolError(say(ctx.language, "not_a_base", kind=kind, token=ref.token))
+        raise ToolError(translate("not_a_base", ctx.language, kind=kind, token=ref.token))
     return ref.token, ref.table_id
 
 
@@ -163,7 +163,7 @@ async def _tables(ctx: ToolContext, app_token: str) -> list[dict[str, str]]:
     return tables
 
 
-class ListBaseTables(Tool):
+class ListBaseTables(Tool[ListBaseTablesInput]):
     """List the tables of a Base."""
 
     name: ClassVar[str] = "list_base_tables"
@@ -172,26 +172,24 @@ class ListBaseTables(Tool):
         "its app_token or a configured table: each table's name and table_id. Use it when "
         "the user asks which tables a Base has, or pastes a Base link."
     )
-    input_model: ClassVar[type[BaseModel]] = ListBaseTablesInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly", "wiki:wiki:readonly")
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: ListBaseTablesInput) -> ToolResult:
         """Resolve the Base and page through its tables."""
-        assert isinstance(args, ListBaseTablesInput)
         app_token, _ = await _app_token(ctx, args.base)
         tables = await _tables(ctx, app_token)
         result = {"app_token": app_token, "total": len(tables), "tables": tables}
         if not tables:
-            return ToolResult(ok=True, data=result, text=say(ctx.language, "no_base_tables"))
-        lines = [say(ctx.language, "base_tables", count=len(tables))]
+            return ToolResult(ok=True, data=result, text=translate("no_base_tables", ctx.language))
+        lines = [translate("base_tables", ctx.language, count=len(tables))]
         lines.extend(f"- **{t['name']}** ({t['table_id']})" for t in tables[:_SHOWN])
         if len(tables) > _SHOWN:
-            lines.append(say(ctx.language, "and_more", count=len(tables) - _SHOWN))
+            lines.append(translate("and_more", ctx.language, count=len(tables) - _SHOWN))
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
 
-class ListBaseFields(Tool):
+class ListBaseFields(Tool[ListBaseFieldsInput]):
     """List the fields of a Base table: names, types and options."""
 
     name: ClassVar[str] = "list_base_fields"
@@ -202,13 +200,11 @@ class ListBaseFields(Tool):
         "table_id or name. Use it before writing records or when the user asks what a table "
         "holds."
     )
-    input_model: ClassVar[type[BaseModel]] = ListBaseFieldsInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly", "wiki:wiki:readonly")
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: ListBaseFieldsInput) -> ToolResult:
         """Resolve the table, then page through its fields."""
-        assert isinstance(args, ListBaseFieldsInput)
         app_token, table_id, table_name = await self._table(ctx, args)
         path = f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/fields"
         fields: list[dict[str, Any]] = []
@@ -243,10 +239,10 @@ class ListBaseFields(Tool):
             "table": shown,
             "fields": fields,
         }
-        lines = [say(ctx.language, "base_fields", table=shown, count=len(fields))]
+        lines = [translate("base_fields", ctx.language, table=shown, count=len(fields))]
         for field in fields:
             kind = (
-                say(ctx.language, f"field_{field['type']}")
+                translate(f"field_type_{field['type']}", ctx.language)
                 if field["type"] in _TYPES
                 else field["type"]
             )
@@ -257,7 +253,7 @@ class ListBaseFields(Tool):
                 if len(options) > _OPTIONS_SHOWN:
                     line += ", …"
             if field["primary"]:
-                line += f" ({say(ctx.language, 'primary_field')})"
+                line += f" ({translate('primary_field', ctx.language)})"
             lines.append(line)
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
@@ -271,7 +267,7 @@ class ListBaseFields(Tool):
             base, table = table, ""
         if not base:
             if not table:
-                raise ToolError(say(ctx.language, "ask_base_table"))
+                raise ToolError(translate("ask_base_table", ctx.language))
             name, settings = resolve_table(ctx, table)
             return str(settings.app_token), str(settings.table_id), name
         app_token, linked = await _app_token(ctx, base)
@@ -284,22 +280,22 @@ class ListBaseFields(Tool):
         if not table:
             if len(tables) == 1:
                 return app_token, tables[0]["table_id"], tables[0]["name"]
-            raise ToolError(say(ctx.language, "ask_base_table"))
+            raise ToolError(translate("ask_base_table", ctx.language))
         wanted = table.casefold()
         for candidate in tables:
             if candidate["name"].casefold() == wanted:
                 return app_token, candidate["table_id"], candidate["name"]
         raise ToolError(
-            say(
-                ctx.language,
+            translate(
                 "no_such_base_table",
+                ctx.language,
                 table=table,
                 tables=", ".join(t["name"] for t in tables) or "—",
             )
         )
 
 
-class CreateBaseTable(Tool):
+class CreateBaseTable(Tool[CreateBaseTableInput]):
     """Add a table with the given fields to a Base."""
 
     name: ClassVar[str] = "create_base_table"
@@ -309,16 +305,14 @@ class CreateBaseTable(Tool):
         "app_token or a configured table in it. Use it when the user asks to add a table, "
         "a list or a tracker to a Base."
     )
-    input_model: ClassVar[type[BaseModel]] = CreateBaseTableInput
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("bitable:app", "wiki:wiki:readonly")
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: CreateBaseTableInput) -> ToolResult:
         """Create the table with every field in one call."""
-        assert isinstance(args, CreateBaseTableInput)
         names = [f.name.strip() for f in args.fields]
         if len(set(map(str.casefold, names))) != len(names):
-            raise ToolError(say(ctx.language, "duplicate_field_names"))
+            raise ToolError(translate("duplicate_field_names", ctx.language))
         app_token, _ = await _app_token(ctx, args.base)
         fields: list[dict[str, Any]] = []
         for spec in args.fields:
@@ -344,11 +338,12 @@ class CreateBaseTable(Tool):
             "fields": [{"name": f.name.strip(), "type": f.type} for f in args.fields],
         }
         listed = ", ".join(
-            f"{f.name.strip()} ({say(ctx.language, f'field_{f.type}')})" for f in args.fields
+            f"{f.name.strip()} ({translate(f'field_type_{f.type}', ctx.language)})"
+            for f in args.fields
         )
-        text = say(
-            ctx.language,
+        text = translate(
             "base_table_created",
+            ctx.language,
             name=result["name"],
             table_id=table_id,
             fields=listed,

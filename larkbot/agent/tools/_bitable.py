@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import re
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
+from cachetools import TTLCache
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import (
-    DEFAULT_TIMEZONE,
+    FIELD_NOT_FOUND_CODES,
     format_number,
     idempotency_key,
     parse_when,
     path_segment,
     resolve_table,
 )
-from larkbot.agent.tools._messages import say
-from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
+from larkbot.agent.tools.base import InputT, Tool, ToolContext, ToolError, ToolResult
+from larkbot.lark.client import LarkAPIError
 
 __all__ = [
+    "BaseFieldCache",
     "CreateBaseRecord",
     "CreateBaseRecordInput",
     "DeleteBaseRecord",
@@ -52,11 +58,36 @@ _SHOWN_IN_TEXT = 10
 _OTHER_FIELDS_SHOWN = 3
 _FIELD_PAGES = 5
 
-_DATE_RANGES: dict[str, str] = {
-    "today": "Today",
-    "this_week": "CurrentWeek",
-    "this_month": "CurrentMonth",
-}
+# How long a table's field list is reused: long enough that a conversation does not fetch
+# it for every request, short enough that a field added in Lark shows up soon. A name not
+# in the cached list, or Lark saying a field is gone, refetches it at once.
+_FIELD_LIST_TTL_SECONDS = 60.0
+_FIELD_LISTS_KEPT = 256
+
+# Field names people use for the same thing in Japanese, English and Chinese, compared
+# without case, spaces, "_" or "-". A name matches a field of the table when exactly one
+# field carries a name of the same group ("状態" finds "Status"); the table's own names
+# always win.
+_FIELD_SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("name", "title", "名前", "氏名", "名称", "タイトル", "件名", "姓名", "名字", "标题", "標題"),
+    ("company", "会社", "会社名", "企業", "企業名", "取引先", "公司", "公司名称", "企业"),
+    ("status", "state", "状態", "ステータス", "状况", "状态", "狀態"),
+    ("amount", "金額", "金额"),
+    ("owner", "担当", "担当者", "所有者", "负责人", "負責人"),
+    ("assignee", "担当", "担当者", "负责人", "負責人", "执行人", "執行人"),
+    ("email", "mail", "メール", "メールアドレス", "邮箱", "郵箱", "电子邮件", "電子郵件"),
+    ("phone", "tel", "telephone", "電話", "電話番号", "电话", "電話號碼", "电话号码"),
+    ("last contact", "最終連絡日", "最終連絡", "最終接触日", "最后联系", "最近联系", "上次联系"),
+    ("due", "due date", "deadline", "期限", "期日", "締切", "締め切り", "截止日期", "到期日"),
+    ("priority", "優先度", "優先順位", "优先级", "優先級"),
+    ("done", "completed", "完了", "済み", "完成", "已完成"),
+    ("task", "タスク", "任务", "任務"),
+    ("description", "説明", "描述", "说明", "說明"),
+    ("notes", "note", "memo", "メモ", "備考", "备注", "備註"),
+    ("address", "住所", "地址"),
+    ("category", "type", "カテゴリ", "種類", "分类", "類別", "类型"),
+    ("quantity", "qty", "数量", "數量"),
+)
 _TRUE = frozenset({"true", "yes", "y", "1", "on", "はい", "是", "✓", "✔"})
 _FALSE = frozenset({"false", "no", "n", "0", "off", "いいえ", "否", "✗", ""})
 _LIST_SPLIT = re.compile(r"\s*[,、，]\s*")
@@ -85,6 +116,93 @@ class _Target:
     label: str
     app_token: str
     table_id: str
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFKC", name)).casefold()
+
+
+def _synonym_groups() -> dict[str, frozenset[int]]:
+    groups: dict[str, frozenset[int]] = {}
+    for index, words in enumerate(_FIELD_SYNONYMS):
+        for word in words:
+            groups[_normal(word)] = groups.get(_normal(word), frozenset()) | {index}
+    return groups
+
+
+_SYNONYM_GROUPS = _synonym_groups()
+# The group that names a record itself: a table without such a field means its primary one.
+_RECORD_NAME_GROUPS = _SYNONYM_GROUPS[_normal("name")]
+
+
+def _match_field(fields: list[_Field], name: str) -> _Field | None:
+    """The field ``name`` means: its own name (any case or spacing), else a synonym."""
+    wanted = name.strip().casefold()
+    if found := next((f for f in fields if f.name.casefold() == wanted), None):
+        return found
+    normal = _normal(name)
+    if found := next((f for f in fields if _normal(f.name) == normal), None):
+        return found
+    groups = _SYNONYM_GROUPS.get(normal, frozenset())
+    candidates = [f for f in fields if _SYNONYM_GROUPS.get(_normal(f.name), frozenset()) & groups]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates and groups & _RECORD_NAME_GROUPS:
+        return next((f for f in fields if f.is_primary), None)
+    return None
+
+
+class BaseFieldCache:
+    """The field lists of Base tables, each reused for a short while.
+
+    Shared by the Base tools of one registry. ``clock`` drives expiry (tests move it).
+    """
+
+    def __init__(
+        self,
+        ttl_seconds: float = _FIELD_LIST_TTL_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create an empty cache whose entries live ``ttl_seconds``."""
+        self._lists: TTLCache[tuple[str, str], list[_Field]] = TTLCache(
+            maxsize=_FIELD_LISTS_KEPT, ttl=ttl_seconds, timer=clock
+        )
+
+    def get(self, app_token: str, table_id: str) -> list[_Field] | None:
+        """The cached field list of a table, or ``None``."""
+        return self._lists.get((app_token, table_id))
+
+    def put(self, app_token: str, table_id: str, fields: list[_Field]) -> None:
+        """Remember the field list of a table."""
+        self._lists[(app_token, table_id)] = fields
+
+    def forget(self, app_token: str, table_id: str) -> None:
+        """Drop a table's field list, so the next call fetches it again."""
+        self._lists.pop((app_token, table_id), None)
+
+
+def _period(now: datetime, date_range: str) -> tuple[datetime, datetime]:
+    """The ``[start, end)`` of today, this week (from Monday) or this month, in ``now``'s zone."""
+    tz = now.tzinfo
+    today = now.date()
+    if date_range == "today":
+        first, last = today, today + timedelta(days=1)
+    elif date_range == "this_week":
+        first = today - timedelta(days=today.weekday())
+        last = first + timedelta(days=7)
+    else:
+        first = today.replace(day=1)
+        last = (first + timedelta(days=32)).replace(day=1)
+    return _midnight(first, tz), _midnight(last, tz)
+
+
+def _midnight(day: date, tz: tzinfo | None) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 class _Input(BaseModel):
@@ -155,11 +273,12 @@ class DeleteBaseRecordInput(_TableInput):
     record_id: str = Field(min_length=1, description="The record's id (rec...), from a search.")
 
 
-class _BaseTool(Tool):
+class _BaseTool(Tool[InputT]):
     """What the Base tools share: the field list, value conversion and rendering."""
 
-    def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
-        self._tz = timezone
+    def __init__(self, *, field_cache: BaseFieldCache | None = None) -> None:
+        """Create the tool; Base tools built together share one ``field_cache``."""
+        self._field_cache = field_cache or BaseFieldCache()
 
     def _target(self, ctx: ToolContext, args: _TableInput) -> _Target:
         """Resolve the table named by ``args``: ids, a Base link, or a configured name."""
@@ -169,7 +288,7 @@ class _BaseTool(Tool):
         if "://" in table or table.startswith("www.") or "/base/" in table:
             ids = _base_link_ids(table)
             if ids is None:
-                raise ToolError(say(ctx.language, "bad_base_link", link=table))
+                raise ToolError(translate("bad_base_link", ctx.language, link=table))
             return self._by_ids(ctx, *ids)
         name, settings = resolve_table(ctx, table)
         return _Target(name, str(settings.app_token), str(settings.table_id))
@@ -182,7 +301,46 @@ class _BaseTool(Tool):
                 return _Target(name, app_token, table_id)
         return _Target(table_id, app_token, table_id)
 
-    async def _fields(self, ctx: ToolContext, app_token: str, table_id: str) -> list[_Field]:
+    async def _fields(
+        self, ctx: ToolContext, app_token: str, table_id: str, *, fresh: bool = False
+    ) -> tuple[list[_Field], bool]:
+        """The table's fields, and whether they came from the cache."""
+        if not fresh and (cached := self._field_cache.get(app_token, table_id)) is not None:
+            return cached, True
+        fields = await self._fetch_fields(ctx, app_token, table_id)
+        self._field_cache.put(app_token, table_id, fields)
+        return fields, False
+
+    async def _fields_named(
+        self, ctx: ToolContext, table: str, app_token: str, table_id: str, names: Iterable[str]
+    ) -> tuple[list[_Field], dict[str, _Field]]:
+        """The table's fields and the field each of ``names`` means.
+
+        A name missing from a cached list may be a field added since: the list is fetched
+        again once before the name is refused.
+        """
+        names = list(names)
+        fields, cached = await self._fields(ctx, app_token, table_id)
+        if cached and any(_match_field(fields, name) is None for name in names):
+            fields, _ = await self._fields(ctx, app_token, table_id, fresh=True)
+        return fields, {name: self._field(ctx, table, fields, name) for name in names}
+
+    async def _request(
+        self, ctx: ToolContext, app_token: str, table_id: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``ctx.client.request`` for a call that names fields.
+
+        Lark saying a field does not exist means the cached list is out of date: it is
+        dropped, so the next call fetches it again.
+        """
+        try:
+            return await ctx.client.request(*args, **kwargs)
+        except LarkAPIError as exc:
+            if exc.code in FIELD_NOT_FOUND_CODES:
+                self._field_cache.forget(app_token, table_id)
+            raise
+
+    async def _fetch_fields(self, ctx: ToolContext, app_token: str, table_id: str) -> list[_Field]:
         path = f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/fields"
         fields: list[_Field] = []
         params: dict[str, Any] = {"page_size": 100}
@@ -202,14 +360,12 @@ class _BaseTool(Tool):
         return fields
 
     def _field(self, ctx: ToolContext, table: str, fields: list[_Field], name: str) -> _Field:
-        wanted = name.strip().casefold()
-        for field in fields:
-            if field.name.casefold() == wanted:
-                return field
+        if (field := _match_field(fields, name)) is not None:
+            return field
         raise ToolError(
-            say(
-                ctx.language,
+            translate(
                 "unknown_field",
+                ctx.language,
                 table=table,
                 field=name,
                 fields=", ".join(f.name for f in fields),
@@ -222,11 +378,13 @@ class _BaseTool(Tool):
 
         def bad(kind: str) -> ToolError:
             return ToolError(
-                say(lang, "bad_value", field=field.name, value=value, kind=say(lang, kind))
+                translate(
+                    "bad_value", lang, field=field.name, value=value, kind=translate(kind, lang)
+                )
             )
 
         if field.type in _COMPUTED:
-            raise ToolError(say(lang, "read_only_field", field=field.name))
+            raise ToolError(translate("read_only_field", lang, field=field.name))
         if value is None:
             return None
         if field.type == _NUMBER:
@@ -241,7 +399,7 @@ class _BaseTool(Tool):
                 raise bad("kind_number") from None
             return int(number) if number.is_integer() else number
         if field.type == _DATE:
-            when = parse_when(value, self._tz)
+            when = parse_when(value, ctx.timezone)
             if when is None:
                 raise bad("kind_date")
             return int(when.timestamp() * 1000)
@@ -278,60 +436,33 @@ class _BaseTool(Tool):
             return _plain_text(value) if isinstance(value, list) else str(value)
         return value
 
-    def _plain(self, field_type: int, value: Any) -> Any:
-        """Return a compact JSON value for the model (dates as ISO text, text flattened)."""
-        if field_type in (_DATE, _CREATED_TIME, _MODIFIED_TIME) and isinstance(value, int | float):
-            return self._date_text(value)
-        if isinstance(value, list):
-            if all(isinstance(item, dict) for item in value):
-                return _plain_text(value)
-            return [str(item) for item in value]
-        if isinstance(value, dict):
-            return str(value.get("text") or value.get("link") or value.get("name") or value)
-        return value
-
-    def _display(self, field_type: int, value: Any) -> str:
-        """Return ``value`` as a short readable string."""
-        plain = self._plain(field_type, value)
-        if isinstance(plain, bool):
-            return "✓" if plain else "✗"
-        if isinstance(plain, int | float):
-            return format_number(plain)
-        if isinstance(plain, list):
-            return ", ".join(plain)
-        return str(plain)
-
-    def _date_text(self, millis: float) -> str:
-        when = datetime.fromtimestamp(millis / 1000, tz=UTC).astimezone(self._tz)
-        if (when.hour, when.minute) == (0, 0):
-            return when.date().isoformat()
-        return when.strftime("%Y-%m-%d %H:%M")
-
-    def _record(self, fields: list[_Field], item: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, fields: list[_Field], item: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
         """Return a record as ``{"record_id", "fields"}`` with plain values, in field order."""
         values: dict[str, Any] = item.get("fields") or {}
         plain: dict[str, Any] = {}
         for field in fields:
             if _is_empty(values.get(field.name)):
                 continue
-            plain[field.name] = self._plain(field.type, values[field.name])
+            plain[field.name] = _plain(field.type, values[field.name], tz)
         # Fields the listing did not describe (added since) are still shown.
         for name, value in values.items():
             if name not in plain and not _is_empty(value):
-                plain[name] = self._plain(0, value)
+                plain[name] = _plain(0, value, tz)
         return {"record_id": item.get("record_id", ""), "fields": plain}
 
-    def _line(self, fields: list[_Field], item: dict[str, Any], first: _Field | None = None) -> str:
+    def _line(
+        self, fields: list[_Field], item: dict[str, Any], tz: tzinfo, first: _Field | None = None
+    ) -> str:
         """Render one record: primary field, then ``first`` when given, then a few others."""
         values: dict[str, Any] = item.get("fields") or {}
         primary = next((f for f in fields if f.is_primary), fields[0] if fields else None)
-        head = self._display(primary.type, values.get(primary.name)) if primary else ""
+        head = _display(primary.type, values.get(primary.name), tz) if primary else ""
         others: list[str] = []
         ordered = fields if first is None else [first, *(f for f in fields if f is not first)]
         for field in ordered:
             if field is primary or _is_empty(values.get(field.name)):
                 continue
-            others.append(f"{field.name}: {self._display(field.type, values[field.name])}")
+            others.append(f"{field.name}: {_display(field.type, values[field.name], tz)}")
             if len(others) == _OTHER_FIELDS_SHOWN:
                 break
         line = f"- **{head or '—'}** ({item.get('record_id', '')})"
@@ -342,7 +473,7 @@ class _BaseTool(Tool):
         return f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/records"
 
 
-class SearchBaseRecords(_BaseTool):
+class SearchBaseRecords(_BaseTool[SearchBaseRecordsInput]):
     """Find records in a Base table."""
 
     name: ClassVar[str] = "search_base_records"
@@ -356,41 +487,38 @@ class SearchBaseRecords(_BaseTool):
         "Returns the matching records with their record_id (needed to update or delete one) "
         "and their fields."
     )
-    input_model: ClassVar[type[BaseModel]] = SearchBaseRecordsInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly",)
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: SearchBaseRecordsInput) -> ToolResult:
         """Search the table; filters Lark understands are applied server-side."""
-        assert isinstance(args, SearchBaseRecordsInput)
         target = self._target(ctx, args)
         table, app_token, table_id = target.label, target.app_token, target.table_id
-        fields = await self._fields(ctx, app_token, table_id)
+        fields, by_name = await self._fields_named(
+            ctx, table, app_token, table_id, args.field_filters
+        )
         conditions: list[dict[str, Any]] = []
         local_filters: list[tuple[_Field, str]] = []
         for name, value in args.field_filters.items():
-            field = self._field(ctx, table, fields, name)
+            field = by_name[name]
             condition = self._condition(ctx, field, value)
             if condition is None:
                 local_filters.append((field, value))
             else:
                 conditions.append(condition)
         date_field: _Field | None = None
+        period: tuple[_Field, int, int] | None = None
         if args.date_range is not None:
             date_field = next((f for f in fields if f.type == _DATE), None) or next(
                 (f for f in fields if f.type == _CREATED_TIME), None
             )
             if date_field is None:
-                raise ToolError(say(ctx.language, "no_date_field", table=table))
-            conditions.append(
-                {
-                    "field_name": date_field.name,
-                    "operator": "is",
-                    "value": [_DATE_RANGES[args.date_range]],
-                }
-            )
+                raise ToolError(translate("no_date_field", ctx.language, table=table))
+            start, end = _period(ctx.now(), args.date_range)
+            period = (date_field, _millis(start), _millis(end))
+            conditions.extend(_around(date_field, start, end))
         terms = [t.casefold() for t in args.query.split()]
-        scan = bool(terms or local_filters)
+        scan = bool(terms or local_filters or period)
         body: dict[str, Any] = {"automatic_fields": False}
         if conditions:
             body["filter"] = {"conjunction": "and", "conditions": conditions}
@@ -400,9 +528,10 @@ class SearchBaseRecords(_BaseTool):
         total = 0
         scan_limited = False
         params: dict[str, Any] = {"page_size": _SCAN_PAGE_SIZE if scan else args.limit}
+        tz = ctx.timezone
         while True:
-            data = await ctx.client.request(
-                "POST", path, route=SEARCH_ROUTE, params=params, json=body
+            data = await self._request(
+                ctx, app_token, table_id, "POST", path, route=SEARCH_ROUTE, params=params, json=body
             )
             items = data.get("items") or []
             scanned += len(items)
@@ -411,7 +540,7 @@ class SearchBaseRecords(_BaseTool):
                 total = int(data.get("total") or len(items))
                 break
             matches.extend(
-                item for item in items if self._matches(fields, item, terms, local_filters)
+                item for item in items if _matches(fields, item, terms, local_filters, period, tz)
             )
             more = bool(data.get("has_more")) and bool(data.get("page_token"))
             if not more:
@@ -423,7 +552,7 @@ class SearchBaseRecords(_BaseTool):
         if scan:
             total = len(matches)
         returned = matches[: args.limit]
-        records = [self._record(fields, item) for item in returned]
+        records = [self._record(fields, item, tz) for item in returned]
         result_data = {
             "table": table,
             "total": total,
@@ -431,17 +560,19 @@ class SearchBaseRecords(_BaseTool):
             "scan_limited": scan_limited,
         }
         if not returned:
-            text = say(ctx.language, "no_records", table=table)
+            text = translate("no_records", ctx.language, table=table)
         else:
             shown = returned[:_SHOWN_IN_TEXT]
-            lines = [say(ctx.language, "records_found", table=table, total=total, count=total)]
+            lines = [
+                translate("records_found", ctx.language, table=table, total=total, count=total)
+            ]
             # The date a period was asked about is worth showing before other fields.
-            lines.extend(self._line(fields, item, first=date_field) for item in shown)
+            lines.extend(self._line(fields, item, tz, first=date_field) for item in shown)
             if total > len(shown):
-                lines.append(say(ctx.language, "and_more", count=total - len(shown)))
+                lines.append(translate("and_more", ctx.language, count=total - len(shown)))
             text = "\n".join(lines)
         if scan_limited:
-            text = f"{text}\n{say(ctx.language, 'scan_limited', scanned=scanned)}"
+            text = f"{text}\n{translate('scan_limited', ctx.language, scanned=scanned)}"
         return ToolResult(ok=True, data=result_data, text=text)
 
     def _condition(self, ctx: ToolContext, field: _Field, value: str) -> dict[str, Any] | None:
@@ -459,32 +590,8 @@ class SearchBaseRecords(_BaseTool):
             return {"field_name": field.name, "operator": "is", "value": [value.strip()]}
         return None
 
-    def _matches(
-        self,
-        fields: list[_Field],
-        item: dict[str, Any],
-        terms: list[str],
-        local_filters: list[tuple[_Field, str]],
-    ) -> bool:
-        values: dict[str, Any] = item.get("fields") or {}
-        types = {f.name: f.type for f in fields}
-        for field, wanted in local_filters:
-            if (
-                wanted.casefold()
-                not in self._display(field.type, values.get(field.name)).casefold()
-            ):
-                return False
-        if not terms:
-            return True
-        haystack = " ".join(
-            self._display(types.get(name, 0), value).casefold()
-            for name, value in values.items()
-            if not _is_empty(value)
-        )
-        return all(term in haystack for term in terms)
 
-
-class _WriteTool(_BaseTool):
+class _WriteTool(_BaseTool[InputT]):
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("bitable:app",)
 
@@ -499,16 +606,15 @@ class _WriteTool(_BaseTool):
             return target
         if any(settings.app_token == target.app_token for settings in ctx.bases.values()):
             return target
-        raise ToolError(say(ctx.language, "base_not_allowed", app_token=target.app_token))
+        raise ToolError(translate("base_not_allowed", ctx.language, app_token=target.app_token))
 
     async def _converted(
         self, ctx: ToolContext, table: str, app_token: str, table_id: str, values: dict[str, Any]
     ) -> tuple[list[_Field], dict[str, Any]]:
-        fields = await self._fields(ctx, app_token, table_id)
-        converted: dict[str, Any] = {}
-        for name, value in values.items():
-            field = self._field(ctx, table, fields, name)
-            converted[field.name] = self._to_lark(ctx, field, value)
+        fields, by_name = await self._fields_named(ctx, table, app_token, table_id, values)
+        converted = {
+            by_name[name].name: self._to_lark(ctx, by_name[name], v) for name, v in values.items()
+        }
         return fields, converted
 
     async def _write_fields(
@@ -531,7 +637,10 @@ class _WriteTool(_BaseTool):
         path = self._records_path(app_token, table_id)
         if record_id is not None:
             path = f"{path}/{path_segment(record_id)}"
-        data = await ctx.client.request(
+        data = await self._request(
+            ctx,
+            app_token,
+            table_id,
             method,
             path,
             route=RECORDS_ROUTE if record_id is None else RECORD_ROUTE,
@@ -540,27 +649,29 @@ class _WriteTool(_BaseTool):
             write=True,
         )
         record = data.get("record") or {}
-        summary = self._summary(fields, record, set(converted))
+        summary = self._summary(fields, record, set(converted), ctx.timezone)
         return ToolResult(
             ok=True,
-            data={"table": table, **self._record(fields, record)},
-            text=say(ctx.language, done_key, table=table, summary=summary),
+            data={"table": table, **self._record(fields, record, ctx.timezone)},
+            text=translate(done_key, ctx.language, table=table, summary=summary),
         )
 
-    def _summary(self, fields: list[_Field], record: dict[str, Any], written: set[str]) -> str:
+    def _summary(
+        self, fields: list[_Field], record: dict[str, Any], written: set[str], tz: tzinfo
+    ) -> str:
         values: dict[str, Any] = record.get("fields") or {}
         primary = next((f for f in fields if f.is_primary), fields[0] if fields else None)
         parts = [
-            f"{f.name}: {self._display(f.type, values[f.name])}"
+            f"{f.name}: {_display(f.type, values[f.name], tz)}"
             for f in fields
             if f.name in written and f is not primary and not _is_empty(values.get(f.name))
         ]
-        head = self._display(primary.type, values.get(primary.name)) if primary else ""
+        head = _display(primary.type, values.get(primary.name), tz) if primary else ""
         line = f"**{head or '—'}** ({record.get('record_id', '')})"
         return f"{line} — {', '.join(parts)}" if parts else line
 
 
-class CreateBaseRecord(_WriteTool):
+class CreateBaseRecord(_WriteTool[CreateBaseRecordInput]):
     """Add a record to a Base table."""
 
     name: ClassVar[str] = "create_base_record"
@@ -571,11 +682,9 @@ class CreateBaseRecord(_WriteTool):
         "names to values; unknown field names are refused with the list of valid ones. "
         "Returns the new record with its record_id."
     )
-    input_model: ClassVar[type[BaseModel]] = CreateBaseRecordInput
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: CreateBaseRecordInput) -> ToolResult:
         """Create the record; a retried turn reuses the same client token."""
-        assert isinstance(args, CreateBaseRecordInput)
         return await self._write_fields(
             ctx,
             args,
@@ -586,7 +695,7 @@ class CreateBaseRecord(_WriteTool):
         )
 
 
-class UpdateBaseRecord(_WriteTool):
+class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput]):
     """Change fields of one record in a Base table."""
 
     name: ClassVar[str] = "update_base_record"
@@ -596,11 +705,9 @@ class UpdateBaseRecord(_WriteTool):
         "change, correct or set something on a record; find the "
         "record_id first with search_base_records. Only the given fields change."
     )
-    input_model: ClassVar[type[BaseModel]] = UpdateBaseRecordInput
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: UpdateBaseRecordInput) -> ToolResult:
         """Update the record with the converted field values."""
-        assert isinstance(args, UpdateBaseRecordInput)
         return await self._write_fields(
             ctx,
             args,
@@ -611,7 +718,7 @@ class UpdateBaseRecord(_WriteTool):
         )
 
 
-class DeleteBaseRecord(_WriteTool):
+class DeleteBaseRecord(_WriteTool[DeleteBaseRecordInput]):
     """Remove one record from a Base table."""
 
     name: ClassVar[str] = "delete_base_record"
@@ -621,11 +728,9 @@ class DeleteBaseRecord(_WriteTool):
         "remove a specific record; find its record_id first "
         "with search_base_records. This cannot be undone."
     )
-    input_model: ClassVar[type[BaseModel]] = DeleteBaseRecordInput
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: DeleteBaseRecordInput) -> ToolResult:
         """Delete the record."""
-        assert isinstance(args, DeleteBaseRecordInput)
         target = self._writable_target(ctx, args)
         table, app_token, table_id = target.label, target.app_token, target.table_id
         record_id = args.record_id.strip()
@@ -643,8 +748,93 @@ class DeleteBaseRecord(_WriteTool):
                 "record_id": deleted_id,
                 "deleted": bool(data.get("deleted", True)),
             },
-            text=say(ctx.language, "record_deleted", table=table, record_id=deleted_id),
+            text=translate("record_deleted", ctx.language, table=table, record_id=deleted_id),
         )
+
+
+def _around(field: _Field, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Server-side conditions keeping a little more than ``[start, end)`` on ``field``.
+
+    Lark compares dates by whole days in the tenant's own time zone, which need not be
+    the workspace zone the period is in; two days of margin either side cover any pair of
+    zones, and :func:`_matches` then keeps exactly the period.
+    """
+    margin = timedelta(days=2)
+    return [
+        {
+            "field_name": field.name,
+            "operator": "isGreater",
+            "value": ["ExactDate", str(_millis(start - margin))],
+        },
+        {
+            "field_name": field.name,
+            "operator": "isLess",
+            "value": ["ExactDate", str(_millis(end + margin))],
+        },
+    ]
+
+
+def _matches(
+    fields: list[_Field],
+    item: dict[str, Any],
+    terms: list[str],
+    local_filters: list[tuple[_Field, str]],
+    period: tuple[_Field, int, int] | None,
+    tz: tzinfo,
+) -> bool:
+    """Whether a scanned record is in the period, passes the filters and has the terms."""
+    values: dict[str, Any] = item.get("fields") or {}
+    if period is not None:
+        field, start, end = period
+        moment = values.get(field.name)
+        if isinstance(moment, bool) or not isinstance(moment, int | float):
+            return False
+        if not start <= moment < end:
+            return False
+    types = {f.name: f.type for f in fields}
+    for field, wanted in local_filters:
+        if wanted.casefold() not in _display(field.type, values.get(field.name), tz).casefold():
+            return False
+    if not terms:
+        return True
+    haystack = " ".join(
+        _display(types.get(name, 0), value, tz).casefold()
+        for name, value in values.items()
+        if not _is_empty(value)
+    )
+    return all(term in haystack for term in terms)
+
+
+def _plain(field_type: int, value: Any, tz: tzinfo) -> Any:
+    """Return a compact JSON value for the model (dates as ISO text in ``tz``, text flattened)."""
+    if field_type in (_DATE, _CREATED_TIME, _MODIFIED_TIME) and isinstance(value, int | float):
+        return _date_text(value, tz)
+    if isinstance(value, list):
+        if all(isinstance(item, dict) for item in value):
+            return _plain_text(value)
+        return [str(item) for item in value]
+    if isinstance(value, dict):
+        return str(value.get("text") or value.get("link") or value.get("name") or value)
+    return value
+
+
+def _display(field_type: int, value: Any, tz: tzinfo) -> str:
+    """Return ``value`` as a short readable string."""
+    plain = _plain(field_type, value, tz)
+    if isinstance(plain, bool):
+        return "✓" if plain else "✗"
+    if isinstance(plain, int | float):
+        return format_number(plain)
+    if isinstance(plain, list):
+        return ", ".join(plain)
+    return str(plain)
+
+
+def _date_text(millis: float, tz: tzinfo) -> str:
+    when = datetime.fromtimestamp(millis / 1000, tz=UTC).astimezone(tz)
+    if (when.hour, when.minute) == (0, 0):
+        return when.date().isoformat()
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 def _base_link_ids(link: str) -> tuple[str, str] | None:

@@ -7,8 +7,9 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from larkbot.agent.tools._common import DEFAULT_TIMEZONE, idempotency_key, path_segment
-from larkbot.agent.tools._messages import say
+from larkbot.agent.i18n import translate
+from larkbot.agent.timezone import FALLBACK_TIMEZONE
+from larkbot.agent.tools._common import idempotency_key, path_segment
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
 __all__ = ["CreateCalendarEvent", "CreateCalendarEventInput"]
@@ -28,7 +29,7 @@ class CreateCalendarEventInput(BaseModel):
     summary: str = Field(min_length=1, max_length=1000, description="The event title.")
     start: datetime = Field(
         description="Start, ISO 8601 (e.g. 2025-01-15T15:00:00+09:00). Without an offset it is "
-        "taken in the workspace time zone (Asia/Tokyo unless configured otherwise)."
+        "taken in the workspace time zone (the one the current time is given in)."
     )
     end: datetime | None = Field(
         None, description="End, same format as start. Defaults to one hour after start."
@@ -40,16 +41,20 @@ class CreateCalendarEventInput(BaseModel):
 
     @model_validator(mode="after")
     def _end_after_start(self) -> Self:
-        if self.end is not None and _aware(self.end) <= _aware(self.start):
+        # Both naive or both with an offset compare the same in any zone; a mix is rare
+        # enough to be placed in the fallback zone for this check.
+        if self.end is not None and (
+            _aware(self.end, FALLBACK_TIMEZONE) <= _aware(self.start, FALLBACK_TIMEZONE)
+        ):
             raise ValueError("end must be after start")
         return self
 
 
-def _aware(value: datetime, tz: tzinfo = DEFAULT_TIMEZONE) -> datetime:
+def _aware(value: datetime, tz: tzinfo) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=tz)
 
 
-class CreateCalendarEvent(Tool):
+class CreateCalendarEvent(Tool[CreateCalendarEventInput]):
     """Schedule an event and invite the requester and the given people."""
 
     name: ClassVar[str] = "create_calendar_event"
@@ -58,21 +63,17 @@ class CreateCalendarEvent(Tool):
         "people. Use it when the user asks to schedule or book something. The event is "
         "created in the bot's calendar; the user who asked is always invited, plus the "
         "attendee_open_ids. Times are ISO 8601; without an offset they are taken in the "
-        "workspace time zone (Asia/Tokyo unless configured). The end defaults to one hour "
-        "after the start."
+        "workspace time zone (the one the current time is given in). The end defaults to "
+        "one hour after the start."
     )
-    input_model: ClassVar[type[BaseModel]] = CreateCalendarEventInput
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("calendar:calendar",)
 
-    def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
-        self._tz = timezone
-
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: CreateCalendarEventInput) -> ToolResult:
         """Find the bot's primary calendar, create the event, then add the attendees."""
-        assert isinstance(args, CreateCalendarEventInput)
-        start = _aware(args.start, self._tz)
-        end = _aware(args.end, self._tz) if args.end is not None else start + _DEFAULT_DURATION
+        tz = ctx.timezone
+        start = _aware(args.start, tz)
+        end = _aware(args.end, tz) if args.end is not None else start + _DEFAULT_DURATION
         primary = await ctx.client.request("POST", PRIMARY_ROUTE, route=PRIMARY_ROUTE)
         calendar_id = next(
             (
@@ -83,7 +84,7 @@ class CreateCalendarEvent(Tool):
             None,
         )
         if calendar_id is None:
-            raise ToolError(say(ctx.language, "no_primary_calendar"))
+            raise ToolError(translate("no_primary_calendar", ctx.language))
         events_path = f"calendar/v4/calendars/{path_segment(calendar_id)}/events"
         created = await ctx.client.request(
             "POST",
@@ -117,12 +118,12 @@ class CreateCalendarEvent(Tool):
                 },
                 write=True,
             )
-        local_start, local_end = start.astimezone(self._tz), end.astimezone(self._tz)
+        local_start, local_end = start.astimezone(tz), end.astimezone(tz)
         end_format = "%H:%M" if local_end.date() == local_start.date() else "%Y-%m-%d %H:%M"
-        when = f"{local_start:%Y-%m-%d %H:%M}–{local_end.strftime(end_format)} ({self._tz})"
-        lines = [say(ctx.language, "event_created", summary=args.summary, when=when)]
+        when = f"{local_start:%Y-%m-%d %H:%M}–{local_end.strftime(end_format)} ({tz})"
+        lines = [translate("event_created", ctx.language, summary=args.summary, when=when)]
         if attendees:
-            lines.append(say(ctx.language, "event_attendees", names=", ".join(attendees)))
+            lines.append(translate("event_attendees", ctx.language, names=", ".join(attendees)))
         return ToolResult(
             ok=True,
             data={

@@ -6,9 +6,9 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import idempotency_key
 from larkbot.agent.tools._links import call
-from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools._people import PersonResolver
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
@@ -59,7 +59,7 @@ class CreateChatInput(BaseModel):
         return self
 
 
-class ListChats(Tool):
+class ListChats(Tool[ListChatsInput]):
     """List the chats the bot is a member of."""
 
     name: ClassVar[str] = "list_chats"
@@ -68,13 +68,11 @@ class ListChats(Tool):
         "only those whose name contains 'query'. Use it to find a group's chat_id before "
         "reading its messages, listing its members or posting in it."
     )
-    input_model: ClassVar[type[BaseModel]] = ListChatsInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("im:chat:readonly",)
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: ListChatsInput) -> ToolResult:
         """Page through the bot's chats (bounded) and keep those matching the query."""
-        assert isinstance(args, ListChatsInput)
         wanted = args.query.strip().casefold()
         chats: list[dict[str, Any]] = []
         params: dict[str, Any] = {"page_size": 100, "sort_type": "ByActiveTimeDesc"}
@@ -101,17 +99,17 @@ class ListChats(Tool):
         if not chats:
             key = "no_chats_matching" if wanted else "no_chats"
             return ToolResult(
-                ok=True, data=result, text=say(ctx.language, key, query=args.query.strip())
+                ok=True, data=result, text=translate(key, ctx.language, query=args.query.strip())
             )
         key = "chats_matching" if wanted else "chats_found"
-        lines = [say(ctx.language, key, total=total, count=total, query=args.query.strip())]
+        lines = [translate(key, ctx.language, total=total, count=total, query=args.query.strip())]
         lines.extend(f"- **{c['name'] or c['chat_id']}** ({c['chat_id']})" for c in chats[:_SHOWN])
         if total > min(len(chats), _SHOWN):
-            lines.append(say(ctx.language, "and_more", count=total - min(len(chats), _SHOWN)))
+            lines.append(translate("and_more", ctx.language, count=total - min(len(chats), _SHOWN)))
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
 
-class CreateChat(Tool):
+class CreateChat(Tool[CreateChatInput]):
     """Create a group chat with chosen members and owner."""
 
     name: ClassVar[str] = "create_chat"
@@ -121,7 +119,6 @@ class CreateChat(Tool):
         "current chat; the owner is the user asking unless another is named. Use it when the "
         "user asks to make or set up a group for a project, an event or a team."
     )
-    input_model: ClassVar[type[BaseModel]] = CreateChatInput
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = (
         "im:chat:create",
@@ -129,9 +126,8 @@ class CreateChat(Tool):
         "contact:user.id:readonly",
     )
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: CreateChatInput) -> ToolResult:
         """Resolve every person to an open_id, then create the group once per turn."""
-        assert isinstance(args, CreateChatInput)
         people = PersonResolver(ctx)
         members = [await people.open_id(member) for member in args.members if member.strip()]
         if args.owner and args.owner.strip():
@@ -141,7 +137,9 @@ class CreateChat(Tool):
         else:
             owner = ""
         if people.unknown:
-            raise ToolError(say(ctx.language, "member_unknown", names=", ".join(people.unknown)))
+            raise ToolError(
+                translate("member_unknown", ctx.language, names=", ".join(people.unknown))
+            )
         everyone = list(dict.fromkeys([*([owner] if owner else []), *members]))
         body: dict[str, Any] = {
             "name": args.name.strip(),
@@ -175,9 +173,9 @@ class CreateChat(Tool):
             "owner_id": str(data.get("owner_id") or owner),
             "members": everyone,
         }
-        text = say(
-            ctx.language,
+        text = translate(
             "chat_created",
+            ctx.language,
             name=result["name"],
             chat_id=chat_id,
             members=", ".join(names) or "—",

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import idempotency_key, path_segment
-from larkbot.agent.tools._messages import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 
 __all__ = ["ListChatMembers", "ListChatMembersInput", "SendMessage", "SendMessageInput"]
@@ -50,7 +50,7 @@ class ListChatMembersInput(BaseModel):
     )
 
 
-class SendMessage(Tool):
+class SendMessage(Tool[SendMessageInput]):
     """Post a text message to a chat or to a user, as the bot."""
 
     name: ClassVar[str] = "send_message"
@@ -60,13 +60,11 @@ class SendMessage(Tool):
         "someone else, or to post in another group. Do not use it to answer the user: the "
         "reply is sent anyway. Give exactly one target."
     )
-    input_model: ClassVar[type[BaseModel]] = SendMessageInput
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("im:message:send_as_bot",)
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: SendMessageInput) -> ToolResult:
         """Send the message with an idempotency uuid derived from the triggering message."""
-        assert isinstance(args, SendMessageInput)
         if args.chat_id:
             receive_id, id_type, key = args.chat_id.strip(), "chat_id", "message_sent_chat"
         else:
@@ -95,11 +93,11 @@ class SendMessage(Tool):
                 "chat_id": data.get("chat_id"),
                 "receive_id": receive_id,
             },
-            text=say(ctx.language, key, target=receive_id),
+            text=translate(key, ctx.language, target=receive_id),
         )
 
 
-class ListChatMembers(Tool):
+class ListChatMembers(Tool[ListChatMembersInput]):
     """List who is in a chat."""
 
     name: ClassVar[str] = "list_chat_members"
@@ -108,13 +106,11 @@ class ListChatMembers(Tool):
         "who is in this group or another group, or needs someone's open_id to message or "
         "invite them. Without chat_id it lists the current chat."
     )
-    input_model: ClassVar[type[BaseModel]] = ListChatMembersInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("im:chat:readonly",)
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: ListChatMembersInput) -> ToolResult:
         """Fetch every page of members (bounded) and list them."""
-        assert isinstance(args, ListChatMembersInput)
         chat_id = (args.chat_id or ctx.chat_id).strip()
         path = f"im/v1/chats/{path_segment(chat_id)}/members"
         members: list[dict[str, str]] = []
@@ -132,9 +128,9 @@ class ListChatMembers(Tool):
             params = {**params, "page_token": data["page_token"]}
         total = max(total, len(members))
         names = [m["name"] or m["open_id"] for m in members[:_MEMBERS_SHOWN]]
-        lines = [say(ctx.language, "members", total=total, count=total), ", ".join(names)]
+        lines = [translate("members", ctx.language, total=total, count=total), ", ".join(names)]
         if total > len(names):
-            lines.append(say(ctx.language, "members_more", count=total - len(names)))
+            lines.append(translate("members_more", ctx.language, count=total - len(names)))
         return ToolResult(
             ok=True,
             data={"chat_id": chat_id, "total": total, "members": members},

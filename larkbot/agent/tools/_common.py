@@ -8,18 +8,17 @@ import uuid
 from datetime import UTC, date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from larkbot.agent.tools._messages import say
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools.base import ToolContext, ToolError
 
 if TYPE_CHECKING:
     from larkbot.config.settings import BaseTableSettings
 
 __all__ = [
-    "DEFAULT_TIMEZONE",
+    "FIELD_NOT_FOUND_CODES",
     "format_number",
     "idempotency_key",
     "parse_when",
@@ -27,9 +26,9 @@ __all__ = [
     "resolve_table",
 ]
 
-# Loaded once at import: building a ZoneInfo reads the tz database from disk, which must
-# not happen inside the event loop.
-DEFAULT_TIMEZONE: tzinfo = ZoneInfo("Asia/Tokyo")
+
+FIELD_NOT_FOUND_CODES = frozenset({1254044, 1254045})
+"""Lark's codes for a field name the table does not have (FieldNameNotFound)."""
 
 
 def path_segment(value: str) -> str:
@@ -58,14 +57,14 @@ def resolve_table(ctx: ToolContext, table: str) -> tuple[str, BaseTableSettings]
         if any(alias.strip().casefold() == wanted for alias in aliases):
             return name, settings
     if not ctx.bases:
-        raise ToolError(say(ctx.language, "no_tables"))
+        raise ToolError(translate("no_tables_configured", ctx.language))
     listed = ", ".join(
         f"{name} ({', '.join(aliases)})"
         if (aliases := list(getattr(s, "aliases", None) or []))
         else name
         for name, s in ctx.bases.items()
     )
-    raise ToolError(say(ctx.language, "unknown_table", table=table, tables=listed))
+    raise ToolError(translate("unknown_table", ctx.language, table=table, tables=listed))
 
 
 def parse_when(value: Any, tz: tzinfo) -> datetime | None:

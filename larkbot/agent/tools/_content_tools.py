@@ -5,7 +5,7 @@ Kept apart from :mod:`larkbot.agent.tools.lark_tools`, which adds them after its
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from typing import Any
 
 from larkbot.agent.tools._base_schema import CreateBaseTable, ListBaseFields, ListBaseTables
 from larkbot.agent.tools._chat_admin import CreateChat, ListChats
@@ -18,15 +18,15 @@ from larkbot.agent.tools.base import Tool
 __all__ = ["content_tools"]
 
 
-def content_tools(*, timezone: tzinfo) -> list[Tool]:
-    """Return one instance of each tool; ``timezone`` is how message and page times read."""
+def content_tools() -> list[Tool[Any]]:
+    """Return one instance of each tool; times read in each request's ``ctx.timezone``."""
     return [
-        ListChatMessages(timezone=timezone),
+        ListChatMessages(),
         ListChats(),
         CreateChat(),
         ReadDocument(),
         ImportDocument(),
-        SearchWiki(timezone=timezone),
+        SearchWiki(),
         GetWikiNode(),
         GrantDocumentPermission(),
         ListBaseTables(),

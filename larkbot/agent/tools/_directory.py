@@ -8,8 +8,8 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from larkbot.agent.tools._common import DEFAULT_TIMEZONE, path_segment
-from larkbot.agent.tools._messages import say
+from larkbot.agent.i18n import translate
+from larkbot.agent.tools._common import path_segment
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -48,7 +48,7 @@ class SearchDocumentsInput(BaseModel):
     limit: int = Field(10, ge=1, le=20, description="How many documents to return at most.")
 
 
-class GetUserInfo(Tool):
+class GetUserInfo(Tool[GetUserInfoInput]):
     """Look a user up in the directory."""
 
     name: ClassVar[str] = "get_user_info"
@@ -58,7 +58,6 @@ class GetUserInfo(Tool):
         "someone is, or needs a colleague's open_id from their email. Give exactly one of "
         "user_open_id and email."
     )
-    input_model: ClassVar[type[BaseModel]] = GetUserInfoInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = (
         "contact:user.base:readonly",
@@ -67,9 +66,8 @@ class GetUserInfo(Tool):
         "contact:department.base:readonly",
     )
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: GetUserInfoInput) -> ToolResult:
         """Resolve an email to an open_id when needed, then fetch the user and departments."""
-        assert isinstance(args, GetUserInfoInput)
         open_id = (args.user_open_id or "").strip()
         if not open_id:
             email = str(args.email).strip()
@@ -84,7 +82,7 @@ class GetUserInfo(Tool):
                 (u.get("user_id") for u in data.get("user_list") or [] if u.get("user_id")), None
             )
             if not found:
-                raise ToolError(say(ctx.language, "email_not_found", email=email))
+                raise ToolError(translate("email_not_found", ctx.language, email=email))
             open_id = str(found)
         data = await ctx.client.request(
             "GET",
@@ -116,7 +114,9 @@ class GetUserInfo(Tool):
             ("label_job_title", info["job_title"]),
             ("label_city", info["city"]),
         ]
-        text = "\n".join(f"- {say(ctx.language, label)}: {value}" for label, value in rows if value)
+        text = "\n".join(
+            f"- {translate(label, ctx.language)}: {value}" for label, value in rows if value
+        )
         return ToolResult(ok=True, data=info, text=text)
 
     @staticmethod
@@ -136,7 +136,7 @@ class GetUserInfo(Tool):
         return str(department.get("name") or department_id)
 
 
-class SearchDocuments(Tool):
+class SearchDocuments(Tool[SearchDocumentsInput]):
     """Search documents and wiki pages by keyword."""
 
     name: ClassVar[str] = "search_documents"
@@ -147,16 +147,11 @@ class SearchDocuments(Tool):
         "shared with the app (the platform answers this search for the app's own identity; "
         "a user's private documents are not visible)."
     )
-    input_model: ClassVar[type[BaseModel]] = SearchDocumentsInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
 
-    def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
-        self._tz = timezone
-
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: SearchDocumentsInput) -> ToolResult:
         """Run the search and list the hits."""
-        assert isinstance(args, SearchDocumentsInput)
         query = args.query.strip()
         data = await ctx.client.request(
             "POST",
@@ -176,7 +171,7 @@ class SearchDocuments(Tool):
                     "type": str(kind).lower(),
                     "url": meta.get("url", ""),
                     "owner": meta.get("owner_name", ""),
-                    "updated": self._date(meta.get("update_time")),
+                    "updated": _date(meta.get("update_time"), ctx.timezone),
                     "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
                     "token": meta.get("token", ""),
                 }
@@ -186,9 +181,9 @@ class SearchDocuments(Tool):
             return ToolResult(
                 ok=True,
                 data={"query": query, "total": 0, "documents": []},
-                text=say(ctx.language, "no_docs", query=query),
+                text=translate("no_docs", ctx.language, query=query),
             )
-        lines = [say(ctx.language, "docs_found", query=query, total=total, count=total)]
+        lines = [translate("docs_found", ctx.language, query=query, total=total, count=total)]
         for doc in documents:
             details = ", ".join(v for v in (doc["type"], doc["owner"], doc["updated"]) if v)
             title = f"[{doc['title']}]({doc['url']})" if doc["url"] else doc["title"]
@@ -199,11 +194,12 @@ class SearchDocuments(Tool):
             text="\n".join(lines),
         )
 
-    def _date(self, seconds: Any) -> str:
-        try:
-            value = int(seconds)
-        except (TypeError, ValueError):
-            return ""
-        if value <= 0:
-            return ""
-        return datetime.fromtimestamp(value, tz=UTC).astimezone(self._tz).date().isoformat()
+
+def _date(seconds: Any, tz: tzinfo) -> str:
+    try:
+        value = int(seconds)
+    except (TypeError, ValueError):
+        return ""
+    if value <= 0:
+        return ""
+    return datetime.fromtimestamp(value, tz=UTC).astimezone(tz).date().isoformat()

@@ -7,9 +7,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import idempotency_key, path_segment
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
-from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools._people import EMAIL, PersonResolver
 from larkbot.agent.tools._wiki import kind_name, wiki_node
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
@@ -118,7 +118,7 @@ class GrantDocumentPermissionInput(BaseModel):
     )
 
 
-class ReadDocument(Tool):
+class ReadDocument(Tool[ReadDocumentInput]):
     """Read a docx document's text, or the paragraphs that mention some words."""
 
     name: ClassVar[str] = "read_document"
@@ -128,16 +128,14 @@ class ReadDocument(Tool):
         "does this document say about X' (answer with a short quote). Long documents come in "
         "parts: 'next_offset' says where to continue. A wiki link to a document works too."
     )
-    input_model: ClassVar[type[BaseModel]] = ReadDocumentInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("docx:document:readonly", "wiki:wiki:readonly")
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: ReadDocumentInput) -> ToolResult:
         """Resolve the reference, fetch the title and the raw text, then cut or filter it."""
-        assert isinstance(args, ReadDocumentInput)
         ref = parse_reference(args.document, default_kind="docx")
         if ref is None:
-            raise ToolError(say(ctx.language, "bad_doc_ref", value=args.document.strip()))
+            raise ToolError(translate("bad_doc_ref", ctx.language, value=args.document.strip()))
         document_id, title = await _docx_of(ctx, ref)
         segment = path_segment(document_id)
         if not title:
@@ -181,14 +179,14 @@ class ReadDocument(Tool):
         if not found:
             beginning = " ".join(content.split())[:300]
             result["beginning"] = beginning
-            text = say(ctx.language, "doc_no_match", title=base["title"], query=query)
+            text = translate("doc_no_match", ctx.language, title=base["title"], query=query)
             if beginning:
-                text += "\n" + say(ctx.language, "doc_begins", text=beginning)
+                text += "\n" + translate("doc_begins", ctx.language, text=beginning)
             return ToolResult(ok=True, data=result, text=text)
         lines = [
-            say(
-                ctx.language,
+            translate(
                 "doc_matches",
+                ctx.language,
                 title=base["title"],
                 query=query,
                 count=len(found),
@@ -197,7 +195,7 @@ class ReadDocument(Tool):
         shown = kept[:_MATCHES_SHOWN]
         lines.extend(f"> {paragraph}" for paragraph in shown)
         if len(found) > len(shown):
-            lines.append(say(ctx.language, "and_more", count=len(found) - len(shown)))
+            lines.append(translate("and_more", ctx.language, count=len(found) - len(shown)))
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
     @staticmethod
@@ -222,14 +220,14 @@ class ReadDocument(Tool):
         }
         text = f"**{base['title']}**\n\n{part.strip()}"
         if next_offset is not None or start > 0:
-            note = say(ctx.language, "doc_part", start=start, end=end, total=total)
+            note = translate("doc_part", ctx.language, start=start, end=end, total=total)
             if next_offset is not None:
-                note += say(ctx.language, "doc_more", offset=next_offset)
+                note += translate("doc_more", ctx.language, offset=next_offset)
             text += f"\n\n({note})"
         return ToolResult(ok=True, data=result, text=text)
 
 
-class ImportDocument(Tool):
+class ImportDocument(Tool[ImportDocumentInput]):
     """Create a docx document from Markdown."""
 
     name: ClassVar[str] = "import_document"
@@ -238,7 +236,6 @@ class ImportDocument(Tool):
         "folder to put it in. Use it when the user asks to write up, save or publish notes, "
         "minutes, a plan or a summary as a document. The user asking gets full access to it."
     )
-    input_model: ClassVar[type[BaseModel]] = ImportDocumentInput
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = (
         "docx:document",
@@ -246,9 +243,8 @@ class ImportDocument(Tool):
         "docs:permission.member:create",
     )
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: ImportDocumentInput) -> ToolResult:
         """Create the document, convert the Markdown to blocks, insert them, share it."""
-        assert isinstance(args, ImportDocumentInput)
         body: dict[str, Any] = {"title": args.title.strip()}
         if args.folder and args.folder.strip():
             body["folder_token"] = _folder_token(ctx, args.folder)
@@ -261,7 +257,7 @@ class ImportDocument(Tool):
         blocks: list[dict[str, Any]] = list(converted.get("blocks") or [])
         children = [str(block_id) for block_id in converted.get("first_level_block_ids") or []]
         if len(blocks) > _MAX_BLOCKS:
-            raise ToolError(say(ctx.language, "doc_too_long", count=len(blocks)))
+            raise ToolError(translate("doc_too_long", ctx.language, count=len(blocks)))
         data = await call(
             ctx,
             "POST",
@@ -295,13 +291,15 @@ class ImportDocument(Tool):
             "blocks": len(blocks),
             "shared_with_requester": shared,
         }
-        text = say(ctx.language, "doc_created", title=result["title"], document_id=document_id)
+        text = translate(
+            "doc_created", ctx.language, title=result["title"], document_id=document_id
+        )
         if shared is False:
-            text += "\n" + say(ctx.language, "doc_not_shared")
+            text += "\n" + translate("doc_not_shared", ctx.language)
         return ToolResult(ok=True, data=result, text=text)
 
 
-class GrantDocumentPermission(Tool):
+class GrantDocumentPermission(Tool[GrantDocumentPermissionInput]):
     """Give a person or a chat view or edit access to a document, sheet or Base."""
 
     name: ClassVar[str] = "grant_document_permission"
@@ -311,16 +309,14 @@ class GrantDocumentPermission(Tool):
         "name of someone in the current chat. Use it when the user asks to share a document "
         "with someone or to let them edit it. The app must be able to manage the document."
     )
-    input_model: ClassVar[type[BaseModel]] = GrantDocumentPermissionInput
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("docs:permission.member:create", "im:chat:readonly")
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: GrantDocumentPermissionInput) -> ToolResult:
         """Resolve the member, then add them as a collaborator."""
-        assert isinstance(args, GrantDocumentPermissionInput)
         ref = parse_reference(args.document, default_kind=args.kind)
         if ref is None:
-            raise ToolError(say(ctx.language, "bad_doc_ref", value=args.document.strip()))
+            raise ToolError(translate("bad_doc_ref", ctx.language, value=args.document.strip()))
         member = args.member.strip().removeprefix("@").strip()
         shown = member
         if member.startswith("oc_"):
@@ -331,7 +327,7 @@ class GrantDocumentPermission(Tool):
             people = PersonResolver(ctx)
             member_id = await people.open_id(member)
             if not member_id:
-                raise ToolError(say(ctx.language, "member_unknown", names=member))
+                raise ToolError(translate("member_unknown", ctx.language, names=member))
             member_type, kind = "openid", "user"
             shown = people.names.get(member_id, member)
         await call(
@@ -356,11 +352,11 @@ class GrantDocumentPermission(Tool):
             "member_id": member_id,
             "permission": args.permission,
         }
-        text = say(
-            ctx.language,
+        text = translate(
             "access_granted",
+            ctx.language,
             member=shown,
-            permission=say(ctx.language, f"perm_{args.permission}"),
+            permission=translate(f"perm_{args.permission}", ctx.language),
             document=ref.url or ref.token,
         )
         return ToolResult(ok=True, data=result, text=text)
@@ -399,11 +395,11 @@ async def _docx_of(ctx: ToolContext, ref: LarkLink) -> tuple[str, str]:
         if node.get("obj_type") != "docx":
             kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
             token = str(node.get("obj_token") or "")
-            raise ToolError(say(ctx.language, "not_a_docx", kind=kind, token=token))
+            raise ToolError(translate("not_a_docx", ctx.language, kind=kind, token=token))
         return str(node.get("obj_token") or ""), str(node.get("title") or "")
     if ref.kind != "docx":
         kind = kind_name(ctx.language, ref.kind)
-        raise ToolError(say(ctx.language, "not_a_docx", kind=kind, token=ref.token))
+        raise ToolError(translate("not_a_docx", ctx.language, kind=kind, token=ref.token))
     return ref.token, ""
 
 
@@ -413,7 +409,7 @@ def _folder_token(ctx: ToolContext, folder: str) -> str:
         return match["token"]
     if re.fullmatch(r"[A-Za-z0-9_-]{6,}", text):
         return text
-    raise ToolError(say(ctx.language, "bad_folder_ref", value=text))
+    raise ToolError(translate("bad_folder_ref", ctx.language, value=text))
 
 
 def _strip_merge_info(block: dict[str, Any]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from larkbot.agent.tools._common import DEFAULT_TIMEZONE
-from larkbot.agent.tools._messages_more import say
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -70,7 +69,7 @@ class ListChatMessagesInput(BaseModel):
     exclude_bots: bool = Field(False, description="Leave out the messages bots sent.")
 
 
-class ListChatMessages(Tool):
+class ListChatMessages(Tool[ListChatMessagesInput]):
     """Read the latest messages of a chat or a topic thread."""
 
     name: ClassVar[str] = "list_chat_messages"
@@ -81,7 +80,6 @@ class ListChatMessages(Tool):
         "chat_id it reads the chat the user is in (the bot must be a member). The answer stops "
         "at 'limit' messages or 'token_budget' tokens; 'next_before' then pages further back."
     )
-    input_model: ClassVar[type[BaseModel]] = ListChatMessagesInput
     write: ClassVar[bool] = False
     # Never answered from the runner's cache: new messages arrive without any write.
     cacheable: ClassVar[bool] = False
@@ -91,16 +89,12 @@ class ListChatMessages(Tool):
         "contact:user.base:readonly",
     )
 
-    def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
-        self._tz = timezone
-
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: ListChatMessagesInput) -> ToolResult:
         """Page back through the history until the limit or the token budget is reached."""
-        assert isinstance(args, ListChatMessagesInput)
         thread_id = (args.thread_id or "").strip()
         chat_id = (args.chat_id or ("" if thread_id else ctx.chat_id)).strip()
         if not thread_id and not chat_id:
-            raise ToolError(say(ctx.language, "ask_chat"))
+            raise ToolError(translate("ask_chat", ctx.language))
         params: dict[str, Any] = {
             "container_id_type": "thread" if thread_id else "chat",
             "container_id": thread_id or chat_id,
@@ -144,7 +138,7 @@ class ListChatMessages(Tool):
                 break
             params = {**params, "page_token": data["page_token"]}
         names = await _sender_names(ctx, [item for item, _ in kept])
-        messages = [self._message(item, text, names, ctx.language) for item, text in kept]
+        messages = [self._message(item, text, names, ctx) for item, text in kept]
         oldest = _seconds(kept[-1][0].get("create_time")) if kept else None
         result = {
             "chat_id": chat_id or None,
@@ -159,17 +153,17 @@ class ListChatMessages(Tool):
         )
 
     def _message(
-        self, item: dict[str, Any], text: str, names: dict[str, str], language: str
+        self, item: dict[str, Any], text: str, names: dict[str, str], ctx: ToolContext
     ) -> dict[str, Any]:
         sender = item.get("sender") or {}
         sender_id = str(sender.get("id") or "")
         if sender.get("sender_type") == "user":
             name = names.get(sender_id) or sender_id
         else:
-            name = say(language, "sender_bot")
+            name = translate("sender_bot", ctx.language)
         message = {
             "message_id": item.get("message_id", ""),
-            "time": self._time(item.get("create_time")),
+            "time": self._time(item.get("create_time"), ctx),
             "sender": name,
             "sender_id": sender_id,
             "text": text,
@@ -178,21 +172,23 @@ class ListChatMessages(Tool):
             message["thread_id"] = item["thread_id"]
         return message
 
-    def _time(self, millis: Any) -> str:
+    @staticmethod
+    def _time(millis: Any, ctx: ToolContext) -> str:
+        """When a message was sent, in the workspace time zone, to the minute."""
         seconds = _seconds(millis)
         if seconds is None:
             return ""
-        moment = datetime.fromtimestamp(seconds, tz=UTC).astimezone(self._tz)
+        moment = datetime.fromtimestamp(seconds, tz=UTC).astimezone(ctx.timezone)
         return moment.isoformat(timespec="minutes")
 
     @staticmethod
     def _text(
         ctx: ToolContext, messages: list[dict[str, Any]], truncated: bool, thread_id: str
     ) -> str:
-        where = say(ctx.language, "in_thread" if thread_id else "in_chat")
+        where = translate("in_thread" if thread_id else "in_chat", ctx.language)
         if not messages:
-            return say(ctx.language, "no_messages", where=where)
-        lines = [say(ctx.language, "messages_header", count=len(messages), where=where)]
+            return translate("no_messages", ctx.language, where=where)
+        lines = [translate("messages_header", ctx.language, count=len(messages), where=where)]
         # Oldest first, as a conversation is read.
         for message in reversed(messages):
             when = message["time"][11:16]
@@ -201,7 +197,7 @@ class ListChatMessages(Tool):
                 text = text[: _LINE_CHARS - 1] + "…"
             lines.append(f"- {when} **{message['sender']}**: {text}")
         if truncated:
-            lines.append(say(ctx.language, "messages_older"))
+            lines.append(translate("messages_older", ctx.language))
         return "\n".join(lines)
 
 

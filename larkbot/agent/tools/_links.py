@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from larkbot.agent.tools._messages_more import say
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools.base import ToolContext, ToolError
 from larkbot.lark.client import LarkAPIError
 
@@ -119,4 +119,4 @@ async def call(
             ctx.message_id,
             extra={"message_id": ctx.message_id, "lark_code": exc.code},
         )
-        raise ToolError(say(ctx.language, key, **values)) from None
+        raise ToolError(translate(key, ctx.language, **values)) from None

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import path_segment
-from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -51,7 +51,7 @@ class LookupUserIdsInput(BaseModel):
         return self
 
 
-class LookupUserIds(Tool):
+class LookupUserIds(Tool[LookupUserIdsInput]):
     """Find the open_ids of people by email or mobile number."""
 
     name: ClassVar[str] = "lookup_user_ids"
@@ -61,13 +61,11 @@ class LookupUserIds(Tool):
         "people by email or phone. People outside the app's visible contacts are reported "
         "as not found."
     )
-    input_model: ClassVar[type[BaseModel]] = LookupUserIdsInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("contact:user.id:readonly",)
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: LookupUserIdsInput) -> ToolResult:
         """Look every email and mobile number up in one call."""
-        assert isinstance(args, LookupUserIdsInput)
         emails = [e.strip() for e in args.emails if e.strip()]
         mobiles = [m.strip() for m in args.mobiles if m.strip()]
         body: dict[str, Any] = {}
@@ -93,11 +91,11 @@ class LookupUserIds(Tool):
         lines = [
             f"- {p['query']} → {p['open_id']}"
             if p["open_id"]
-            else f"- {p['query']} → {say(ctx.language, 'not_found_short')}"
+            else f"- {p['query']} → {translate('not_found_short', ctx.language)}"
             for p in people
         ]
         hits = sum(1 for p in people if p["open_id"])
-        header = say(ctx.language, "ids_found", found=hits, total=len(people))
+        header = translate("ids_found", ctx.language, found=hits, total=len(people))
         return ToolResult(
             ok=True, data={"people": people, "found": hits}, text="\n".join([header, *lines])
         )

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from larkbot.agent.tools._common import DEFAULT_TIMEZONE
+from larkbot.agent.i18n import translate
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
-from larkbot.agent.tools._messages_more import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
+from larkbot.core.language import Language
 
 __all__ = [
     "GetWikiNode",
@@ -27,7 +27,7 @@ SEARCH_ROUTE = "search/v2/doc_wiki/search"
 
 _HIGHLIGHT = re.compile(r"</?h[b]?>")
 _WIKI_REFUSALS = {131005: "wiki_not_found", 131006: "wiki_forbidden"}
-# Object types with a name of their own in the catalogue (``kind_<type>``).
+# Object types with a name of their own in the catalogue (``object_<type>``).
 _KINDS = frozenset({"docx", "doc", "sheet", "bitable", "mindnote", "file", "slides"})
 # Which tool reads the object a wiki page holds, and the argument it takes.
 _NEXT_TOOL = {"docx": ("read_document", "document"), "bitable": ("list_base_tables", "base")}
@@ -55,9 +55,9 @@ class GetWikiNodeInput(BaseModel):
     )
 
 
-def kind_name(language: str, obj_type: str) -> str:
+def kind_name(language: Language, obj_type: str) -> str:
     """What ``obj_type`` (``docx``, ``sheet``, ``bitable``...) is called in ``language``."""
-    return say(language, f"kind_{obj_type}") if obj_type in _KINDS else obj_type
+    return translate(f"object_{obj_type}", language) if obj_type in _KINDS else obj_type
 
 
 async def wiki_node(ctx: ToolContext, ref: LarkLink) -> dict[str, Any]:
@@ -72,11 +72,11 @@ async def wiki_node(ctx: ToolContext, ref: LarkLink) -> dict[str, Any]:
     )
     node = data.get("node")
     if not isinstance(node, dict) or not node.get("node_token"):
-        raise ToolError(say(ctx.language, "wiki_not_found"))
+        raise ToolError(translate("wiki_not_found", ctx.language))
     return node
 
 
-class SearchWiki(Tool):
+class SearchWiki(Tool[SearchWikiInput]):
     """Search wiki pages by keyword."""
 
     name: ClassVar[str] = "search_wiki"
@@ -86,16 +86,11 @@ class SearchWiki(Tool):
         "page (an onboarding guide, a how-to, a policy); then read a page with get_wiki_node "
         "and read_document."
     )
-    input_model: ClassVar[type[BaseModel]] = SearchWikiInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
 
-    def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
-        self._tz = timezone
-
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: SearchWikiInput) -> ToolResult:
         """Search with only the wiki filter, so documents outside the wiki are left out."""
-        assert isinstance(args, SearchWikiInput)
         query = args.query.strip()
         wiki_filter: dict[str, Any] = {}
         if args.space_id:
@@ -116,32 +111,35 @@ class SearchWiki(Tool):
                     "node_token": meta.get("token", ""),
                     "type": str(meta.get("doc_types") or "").lower(),
                     "owner": meta.get("owner_name", ""),
-                    "updated": self._date(meta.get("update_time")),
+                    "updated": self._date(meta.get("update_time"), ctx),
                     "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
                 }
             )
         total = max(int(data.get("total") or 0), len(pages))
         result = {"query": query, "total": total, "pages": pages}
         if not pages:
-            return ToolResult(ok=True, data=result, text=say(ctx.language, "no_wiki", query=query))
-        lines = [say(ctx.language, "wiki_found", query=query, total=total, count=total)]
+            return ToolResult(
+                ok=True, data=result, text=translate("no_wiki", ctx.language, query=query)
+            )
+        lines = [translate("wiki_found", ctx.language, query=query, total=total, count=total)]
         for page in pages:
             details = ", ".join(v for v in (page["type"], page["owner"], page["updated"]) if v)
             title = f"[{page['title']}]({page['url']})" if page["url"] else page["title"]
             lines.append(f"- {title}" + (f" ({details})" if details else ""))
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
-    def _date(self, seconds: Any) -> str:
+    @staticmethod
+    def _date(seconds: Any, ctx: ToolContext) -> str:
         try:
             value = int(seconds)
         except (TypeError, ValueError):
             return ""
         if value <= 0:
             return ""
-        return datetime.fromtimestamp(value, tz=UTC).astimezone(self._tz).date().isoformat()
+        return datetime.fromtimestamp(value, tz=UTC).astimezone(ctx.timezone).date().isoformat()
 
 
-class GetWikiNode(Tool):
+class GetWikiNode(Tool[GetWikiNodeInput]):
     """Resolve a wiki page to its title, type and the object it holds."""
 
     name: ClassVar[str] = "get_wiki_node"
@@ -151,16 +149,14 @@ class GetWikiNode(Tool):
         "a wiki link: a docx page is then read with read_document(document=obj_token), a "
         "bitable page with list_base_tables(base=obj_token). 'next' names that call."
     )
-    input_model: ClassVar[type[BaseModel]] = GetWikiNodeInput
     write: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ("wiki:wiki:readonly",)
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    async def run(self, ctx: ToolContext, args: GetWikiNodeInput) -> ToolResult:
         """Fetch the node and say which tool reads what it holds."""
-        assert isinstance(args, GetWikiNodeInput)
         ref = parse_reference(args.node, default_kind="wiki")
         if ref is None:
-            raise ToolError(say(ctx.language, "bad_wiki_ref", value=args.node.strip()))
+            raise ToolError(translate("bad_wiki_ref", ctx.language, value=args.node.strip()))
         node = await wiki_node(ctx, ref)
         obj_type = str(node.get("obj_type") or "")
         obj_token = str(node.get("obj_token") or "")
@@ -179,9 +175,9 @@ class GetWikiNode(Tool):
             tool, argument = _NEXT_TOOL[obj_type]
             result["next"] = {"tool": tool, "arguments": {argument: obj_token}}
         kind = kind_name(ctx.language, obj_type)
-        text = say(
-            ctx.language,
+        text = translate(
             "wiki_node",
+            ctx.language,
             title=result["title"] or result["node_token"],
             kind=kind,
             token=obj_token,

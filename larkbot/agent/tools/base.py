@@ -3,31 +3,59 @@
 Both brains (offline intents and the LLM) run tools only through
 :class:`larkbot.agent.tools.runner.ToolRunner`, which applies policy, rate limits,
 caching, metrics and the audit log in one place.
+
+A tool is a subclass of ``Tool[InputModel]``: the runner validates the arguments against
+the input model and hands :meth:`Tool.run` an instance of exactly that model::
+
+    class EchoInput(BaseModel):
+        text: str
+
+    class Echo(Tool[EchoInput]):
+        name = "echo"
+        description = "Repeat the text back."
+
+        async def run(self, ctx: ToolContext, args: EchoInput) -> ToolResult:
+            return ToolResult(ok=True, data={"text": args.text}, text=args.text)
 """
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel
+
+from larkbot.agent.timezone import FALLBACK_TIMEZONE
+from larkbot.core.language import Language
 
 if TYPE_CHECKING:
     from larkbot.config.settings import BaseTableSettings
     from larkbot.lark.client import LarkClient
 
-__all__ = ["Tool", "ToolContext", "ToolError", "ToolResult"]
+__all__ = ["InputT", "Tool", "ToolContext", "ToolError", "ToolResult"]
 
-Language = Literal["ja", "en", "zh"]
+InputT = TypeVar("InputT", bound=BaseModel)
+"""The input model of a tool: what :meth:`Tool.run` receives, validated."""
 
 
 class ToolError(Exception):
     """A failure the user should read: ``str(error)`` is a sentence in their language."""
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """Who is asking, where, and with which client."""
+    """Who is asking, where, with which client, and in which time zone.
+
+    ``timezone`` places dates and times given without an offset, and says which day
+    "today" or "this month" is; ``clock`` tells the current moment (tests fix it).
+    """
 
     client: LarkClient
     user_open_id: str
@@ -40,11 +68,17 @@ class ToolContext:
     # Whom write limits and the audit log count the call against when it is not a chat
     # user (an MCP client, say); empty: ``user_open_id``.
     caller: str = ""
+    timezone: tzinfo = FALLBACK_TIMEZONE
+    clock: Callable[[], datetime] = _utc_now
 
     @property
     def limit_key(self) -> str:
         """The key write limits count this call under: ``caller``, else ``user_open_id``."""
         return self.caller or self.user_open_id
+
+    def now(self) -> datetime:
+        """The current moment in :attr:`timezone`."""
+        return self.clock().astimezone(self.timezone)
 
 
 class ToolResult(BaseModel):
@@ -61,17 +95,33 @@ class ToolResult(BaseModel):
     error: str | None = None
 
 
-class Tool:
-    """Base class of every tool: subclass, set the class attributes, implement ``run``."""
+class Tool(Generic[InputT]):
+    """Base class of every tool: subclass ``Tool[YourInput]``, set its attributes, write ``run``.
+
+    ``name`` is what the LLM calls (letters, digits, ``_`` and ``-``); ``description``
+    tells the LLM when to use it; ``write`` marks a tool that changes something in Lark
+    (writers, the write limit and the audit log apply); ``scopes`` lists the Lark
+    permissions it needs; ``cacheable`` lets the runner answer a repeated read from its
+    cache (a tool whose answer changes without any write, such as a chat's history, sets
+    it to ``False``). ``input_model`` is taken from the type argument when not set.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
-    input_model: ClassVar[type[BaseModel]]
+    input_model: type[InputT]
     write: ClassVar[bool] = False
+    cacheable: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ()
     _openai_schema: ClassVar[dict[str, Any] | None] = None
 
-    async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "input_model" not in cls.__dict__:
+            model = _input_model_of(cls)
+            if model is not None:
+                cls.input_model = cast("type[Any]", model)
+
+    async def run(self, ctx: ToolContext, args: InputT) -> ToolResult:
         """Do the work; raise :class:`ToolError` for a failure the user should read."""
         raise NotImplementedError
 
@@ -94,3 +144,12 @@ class Tool:
             }
             cls._openai_schema = schema
         return schema
+
+
+def _input_model_of(cls: type) -> type[BaseModel] | None:
+    """The concrete model ``cls`` gave as its type argument (``class X(Tool[XInput])``)."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        for argument in typing.get_args(base):
+            if isinstance(argument, type) and issubclass(argument, BaseModel):
+                return argument
+    return None

@@ -7,9 +7,10 @@ calls by route and never by ids.
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from typing import Any
 
 from larkbot.agent.tools._bitable import (
+    BaseFieldCache,
     CreateBaseRecord,
     CreateBaseRecordInput,
     DeleteBaseRecord,
@@ -26,7 +27,6 @@ from larkbot.agent.tools._chats import (
     SendMessage,
     SendMessageInput,
 )
-from larkbot.agent.tools._common import DEFAULT_TIMEZONE
 from larkbot.agent.tools._content_tools import content_tools
 from larkbot.agent.tools._directory import (
     GetUserInfo,
@@ -37,7 +37,7 @@ from larkbot.agent.tools._directory import (
 from larkbot.agent.tools.base import Tool
 
 __all__ = [
-    "DEFAULT_TIMEZONE",
+    "BaseFieldCache",
     "CreateBaseRecord",
     "CreateBaseRecordInput",
     "CreateCalendarEvent",
@@ -60,17 +60,18 @@ __all__ = [
 ]
 
 
-def lark_tools(*, timezone: tzinfo = DEFAULT_TIMEZONE) -> list[Tool]:
-    """Return one instance of each Lark tool; ``timezone`` applies to dates without an offset."""
+def lark_tools(*, field_cache: BaseFieldCache | None = None) -> list[Tool[Any]]:
+    """Return one instance of each Lark tool; the Base tools share one ``field_cache``."""
+    fields = field_cache or BaseFieldCache()
     return [
-        SearchBaseRecords(timezone=timezone),
-        CreateBaseRecord(timezone=timezone),
-        UpdateBaseRecord(timezone=timezone),
-        DeleteBaseRecord(timezone=timezone),
+        SearchBaseRecords(field_cache=fields),
+        CreateBaseRecord(field_cache=fields),
+        UpdateBaseRecord(field_cache=fields),
+        DeleteBaseRecord(field_cache=fields),
         SendMessage(),
         GetUserInfo(),
-        SearchDocuments(timezone=timezone),
+        SearchDocuments(),
         ListChatMembers(),
-        CreateCalendarEvent(timezone=timezone),
-        *content_tools(timezone=timezone),
+        CreateCalendarEvent(),
+        *content_tools(),
     ]

@@ -14,14 +14,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import httpx
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
+from larkbot.agent.i18n import translate
 from larkbot.agent.limits import UserLimiter
-from larkbot.agent.tools._messages import say
+from larkbot.agent.tools._common import FIELD_NOT_FOUND_CODES
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
+from larkbot.core.language import Language
 from larkbot.lark.client import LarkAPIError
 from larkbot.ops.metrics import TOOL_EXECUTIONS
 
@@ -46,7 +47,6 @@ _NO_SCOPE = frozenset({99991672, 99991679})
 _RATE_LIMITED = frozenset({99991400})
 _RECORD_NOT_FOUND = frozenset({1254006, 1254043})
 _TABLE_NOT_FOUND = frozenset({1254003, 1254004, 1254040, 1254041})
-_FIELD_NOT_FOUND = frozenset({1254044, 1254045})
 _CONVERSION = frozenset(range(1254060, 1254075))
 _BASE_FORBIDDEN = frozenset({1254302, 91403})
 _USER_NOT_FOUND = frozenset({41050, 40013})
@@ -61,9 +61,10 @@ class ToolRunner:
 
     ``writers`` (``None`` = everyone) may use write tools; ``write_limiter`` (``None`` = no
     limit) caps each user's writes per minute. Successful read results are cached for
-    ``cache_ttl_seconds`` per (tool, arguments, user, chat, language); any write clears the
-    cache, since it may change what every read would return. A failure carries its
-    sentence in both ``error`` and ``text``, so a caller can always show ``text``.
+    ``cache_ttl_seconds`` per (tool, arguments, user, chat, language, time zone), except
+    those of a tool that is not ``cacheable``; any write clears the cache, since it may
+    change what every read would return. A failure carries its sentence in both
+    ``error`` and ``text``, so a caller can always show ``text``.
     """
 
     def __init__(
@@ -100,8 +101,8 @@ class ToolRunner:
         if tool is None:
             # The label is fixed: tool names invented by a model must not grow the metric.
             TOOL_EXECUTIONS.labels(tool_name="unknown", status="error").inc()
-            message = say(
-                ctx.language, "unknown_tool", name=name, names=", ".join(self._registry.names())
+            message = translate(
+                "unknown_tool", ctx.language, name=name, names=", ".join(self._registry.names())
             )
             _log.info(
                 "unknown tool %r requested (message %s)",
@@ -122,16 +123,17 @@ class ToolRunner:
             self._audit(tool, arguments if isinstance(parsed, str) else parsed, ctx, status)
         return result
 
-    async def _read(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> _StatusResult:
+    async def _read(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> _StatusResult:
         key = (
             tool.name,
             args.model_dump_json(),
             ctx.user_open_id,
             ctx.chat_id,
             ctx.language,
+            str(ctx.timezone),
         )
         # A tool may opt out: a chat's history changes with every message, not only on writes.
-        cache = self._cache if getattr(tool, "cacheable", True) else None
+        cache = self._cache if tool.cacheable else None
         if cache is not None:
             cached = cache.get(key)
             if cached is not None:
@@ -142,15 +144,15 @@ class ToolRunner:
             cache[key] = result.model_copy(deep=True)
         return status, result
 
-    async def _write(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> _StatusResult:
+    async def _write(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> _StatusResult:
         if self._writers is not None and ctx.user_open_id not in self._writers:
-            return "denied", _failure(say(ctx.language, "denied", tool=tool.name))
+            return "denied", _failure(translate("denied", ctx.language, tool=tool.name))
         if self._write_limiter is not None:
             wait = await self._write_limiter.acquire(ctx.limit_key)
             if wait is not None:
-                message = say(
-                    ctx.language,
+                message = translate(
                     "write_limited",
+                    ctx.language,
                     limit=self._write_limiter.per_minute,
                     seconds=max(1, math.ceil(wait)),
                 )
@@ -164,7 +166,7 @@ class ToolRunner:
             if self._cache is not None:
                 self._cache.clear()
 
-    async def _execute(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> _StatusResult:
+    async def _execute(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> _StatusResult:
         extra = {"message_id": ctx.message_id, "tool_name": tool.name}
         try:
             result = await tool.run(ctx, args)
@@ -181,7 +183,7 @@ class ToolRunner:
                 extra={**extra, "lark_code": code},
             )
             return "error", _failure(_explain(exc, tool, ctx.language))
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             _log.warning(
                 "tool %s: Lark unreachable: %s (message %s)",
                 tool.name,
@@ -189,17 +191,17 @@ class ToolRunner:
                 ctx.message_id,
                 extra=extra,
             )
-            return "error", _failure(say(ctx.language, "lark_unreachable"))
+            return "error", _failure(translate("lark_unreachable", ctx.language))
         except Exception:
             _log.exception(
                 "tool %s failed unexpectedly (message %s)", tool.name, ctx.message_id, extra=extra
             )
-            return "error", _failure(say(ctx.language, "internal_error", tool=tool.name))
+            return "error", _failure(translate("internal_error", ctx.language, tool=tool.name))
         if not result.ok:
             return "error", result
         return "success", result
 
-    def _audit(self, tool: Tool, arguments: Any, ctx: ToolContext, status: str) -> None:
+    def _audit(self, tool: Tool[Any], arguments: Any, ctx: ToolContext, status: str) -> None:
         if isinstance(arguments, BaseModel):
             # Unset optional arguments (None) say nothing about the change.
             shown: Any = arguments.model_dump(mode="json", exclude_none=True)
@@ -236,7 +238,7 @@ def _failure(message: str) -> ToolResult:
     return ToolResult(ok=False, error=message, text=message)
 
 
-def _parse(tool: Tool, arguments: Any, language: str) -> BaseModel | str:
+def _parse(tool: Tool[Any], arguments: Any, language: Language) -> BaseModel | str:
     """Validate ``arguments`` against the tool's input model, or return the sentence why not."""
     if isinstance(arguments, tool.input_model):
         return arguments
@@ -246,62 +248,62 @@ def _parse(tool: Tool, arguments: Any, language: str) -> BaseModel | str:
         try:
             arguments = json.loads(arguments.strip() or "{}")
         except json.JSONDecodeError:
-            return say(language, "bad_json", tool=tool.name)
+            return translate("bad_json", language, tool=tool.name)
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
-        return say(language, "bad_json", tool=tool.name)
+        return translate("bad_json", language, tool=tool.name)
     try:
         return tool.input_model.model_validate(arguments)
     except ValidationError as exc:
         problems = [_problem(error, language) for error in exc.errors()[:_PROBLEMS_SHOWN]]
-        return say(language, "invalid_args", tool=tool.name, problems="; ".join(problems))
+        return translate("invalid_args", language, tool=tool.name, problems="; ".join(problems))
 
 
-def _problem(error: Any, language: str) -> str:
+def _problem(error: Any, language: Language) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()))
     kind = error.get("type", "")
     if kind == "missing":
-        return say(language, "arg_missing", field=where)
+        return translate("arg_missing", language, field=where)
     if kind == "extra_forbidden":
-        return say(language, "arg_extra", field=where)
+        return translate("arg_extra", language, field=where)
     message = str(error.get("msg", "")).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 
 
-def _explain(exc: Exception, tool: Tool, language: str) -> str:
+def _explain(exc: Exception, tool: Tool[Any], language: Language) -> str:
     """Turn a Lark refusal into a sentence the user can act on."""
     code = getattr(exc, "code", None)
     status = getattr(exc, "status", None)
     if code == _NO_CODE or (status is not None and status >= 500):
         # No Lark code means no answer (network failure, retries exhausted); a 5xx means
         # no usable one. Either way the user can only try again.
-        return say(language, "lark_unreachable")
+        return translate("lark_unreachable", language)
     if code in _NO_SCOPE:
         # Lark names the scopes it wants ("...required: [a, b]"); the tool's own list is
         # the fallback when the message does not.
         named = _SCOPE_LIST.search(str(getattr(exc, "msg", "")))
         scopes = named.group(1).strip() if named else ", ".join(tool.scopes)
-        return say(language, "no_scope", scopes=scopes or "?")
+        return translate("no_scope", language, scopes=scopes or "?")
     if code in _RATE_LIMITED or status == 429:
-        return say(language, "lark_busy")
+        return translate("lark_busy", language)
     if code in _RECORD_NOT_FOUND:
-        return say(language, "record_not_found")
+        return translate("record_not_found", language)
     if code in _TABLE_NOT_FOUND:
-        return say(language, "table_not_found")
-    if code in _FIELD_NOT_FOUND:
-        return say(language, "field_not_found")
+        return translate("table_not_found", language)
+    if code in FIELD_NOT_FOUND_CODES:
+        return translate("field_not_found", language)
     if code in _CONVERSION:
-        return say(language, "value_conversion", detail=getattr(exc, "msg", "") or code)
+        return translate("value_conversion", language, detail=getattr(exc, "msg", "") or code)
     if code in _BASE_FORBIDDEN:
-        return say(language, "base_forbidden")
+        return translate("base_forbidden", language)
     if code in _USER_NOT_FOUND:
-        return say(language, "user_not_found")
+        return translate("user_not_found", language)
     if code in _CHAT_NOT_FOUND:
-        return say(language, "chat_not_found")
+        return translate("chat_not_found", language)
     if code in _USER_UNREACHABLE:
-        return say(language, "user_unreachable")
-    return say(language, "lark_refused", code=code, msg=getattr(exc, "msg", "") or "")
+        return translate("user_unreachable", language)
+    return translate("lark_refused", language, code=code, msg=getattr(exc, "msg", "") or "")
 
 
 def _redact(value: Any) -> Any:

@@ -28,13 +28,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.frames import Ack, FrameHandler, InboundFrame
+from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops import metrics
 from larkbot.sources.longconn.frames import (
     FragmentAssembler,
@@ -122,7 +122,7 @@ class _Endpoint:
 class LongConnection:
     """Keeps one long connection open and feeds its data frames to ``handler``.
 
-    :param base_url: Lark's OpenAPI origin (``https://open.feishu.cn`` or a stand-in).
+    :param client: the Lark client; endpoint discovery goes through its connection pool.
     :param handler: called once per complete data frame; its return value is the ack code.
     :param on_state: called with ``True`` when a session opens and ``False`` when it ends.
     :param missed_pongs: after this many ping intervals without a pong the socket is dead.
@@ -131,20 +131,14 @@ class LongConnection:
     def __init__(
         self,
         *,
-        base_url: str,
-        app_id: str,
-        app_secret: str,
+        client: LarkClient,
         handler: FrameHandler,
-        http: httpx.AsyncClient,
         on_state: Callable[[bool], None] | None = None,
         missed_pongs: int = 3,
         rng: random.Random | None = None,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._app_id = app_id
-        self._app_secret = app_secret
+        self._client = client
         self._handler = handler
-        self._http = http
         self._on_state = on_state or (lambda _up: None)
         self._missed_pongs = missed_pongs
         self._rng = rng or random.Random()
@@ -225,9 +219,7 @@ class LongConnection:
 
     async def _discover(self) -> _Endpoint:
         """``POST /callback/ws/endpoint``: where to dial, and the server's settings."""
-        url, client_config = await _request_endpoint(
-            self._http, self._base_url, self._app_id, self._app_secret
-        )
+        url, client_config = await _request_endpoint(self._client)
         query = parse_qs(urlparse(url).query)
         try:
             conn_id = query["device_id"][0]
@@ -421,38 +413,27 @@ class LongConnection:
             self._frames_in_flight.release()
 
 
-async def discover_endpoint(
-    http: httpx.AsyncClient, *, base_url: str, app_id: str, app_secret: str
-) -> str:
+async def discover_endpoint(client: LarkClient) -> str:
     """Ask Lark where the long connection is, without dialling it (``larkbot doctor``).
 
     :raises LarkAuthError: the credentials were refused.
     :raises TransientConnectError: Lark is busy or unreachable.
     """
-    url, _ = await _request_endpoint(http, base_url.rstrip("/"), app_id, app_secret)
+    url, _ = await _request_endpoint(client)
     return url
 
 
-async def _request_endpoint(
-    http: httpx.AsyncClient, base_url: str, app_id: str, app_secret: str
-) -> tuple[str, dict[str, Any] | None]:
+async def _request_endpoint(client: LarkClient) -> tuple[str, dict[str, Any] | None]:
     """The endpoint URL and the raw ``ClientConfig`` from ``POST /callback/ws/endpoint``."""
     try:
-        response = await http.post(
-            f"{base_url}/callback/ws/endpoint",
-            json={"AppID": app_id, "AppSecret": app_secret},
-            headers={"locale": "en"},
-        )
-    except httpx.HTTPError as exc:
-        raise TransientConnectError(f"endpoint discovery failed: {_short(exc)}") from None
-    if response.status_code != 200:
-        raise TransientConnectError(f"endpoint discovery answered HTTP {response.status_code}")
-    try:
-        body = response.json()
-    except ValueError:
-        raise TransientConnectError("endpoint discovery answered non-JSON") from None
-    if not isinstance(body, dict):
-        raise TransientConnectError("endpoint discovery answered an unexpected shape")
+        answer = await client.discover_endpoint()
+    except LarkAPIError as exc:
+        raise TransientConnectError(f"endpoint discovery failed: {exc.msg[:300]}") from None
+    if answer.status != 200:
+        raise TransientConnectError(f"endpoint discovery answered HTTP {answer.status}")
+    body = answer.body
+    if body is None:
+        raise TransientConnectError("endpoint discovery answered no JSON object")
     code = body.get("code")
     if code != 0:
         msg = str(body.get("msg") or "")

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from larkbot.config import ConfigError, EventsSettings
 from larkbot.core.frames import Ack, FrameHandler, InboundFrame
-from larkbot.ops.metrics import WEBHOOK_REQUESTS
+from larkbot.ops.metrics import ACK_LATENCY, WEBHOOK_REQUESTS
 from larkbot.sources.webhook._verify import (
     Challenge,
     Rejected,
@@ -140,6 +140,13 @@ class WebhookEndpoint:
         return await self._admit(frame, deadline)
 
     async def _admit(self, frame: InboundFrame, deadline: float) -> Response:
+        try:
+            return await self._admit_within(frame, deadline)
+        finally:
+            # Admission's answer is the ack, as on the long connection: same histogram.
+            ACK_LATENCY.observe(time.monotonic() - frame.received_at)
+
+    async def _admit_within(self, frame: InboundFrame, deadline: float) -> Response:
         ack: Ack | None = None
         with anyio.move_on_at(deadline):
             try:

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from larkbot.config.settings import EventsSettings
 from larkbot.core.frames import Ack, FrameHandler, InboundFrame
+from larkbot.ops.metrics import CONNECTION_UP
 from larkbot.sources.webhook._endpoint import WebhookEndpoint
 
 __all__ = ["WebhookSource"]
@@ -45,12 +46,16 @@ class WebhookSource:
     async def run(self) -> None:
         """Take events until :meth:`close`."""
         self._open = True
+        # The gauge the "disconnected" alert watches means "events can reach us" in
+        # either mode.
+        CONNECTION_UP.set(1)
         self._on_state(True)
         _log.info("receiving events on POST %s", self._endpoint.path)
         try:
             await self._closed.wait()
         finally:
             self._open = False
+            CONNECTION_UP.set(0)
             self._on_state(False)
 
     def close(self) -> None:
