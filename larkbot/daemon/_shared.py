@@ -24,6 +24,7 @@ from larkbot.ops import metrics
 from larkbot.ops.http import HealthState
 from larkbot.reply.shared import OwnedWork, SharedResponder
 from larkbot.sources import EventSource
+from larkbot.store import StoreError
 from larkbot.store.redis import PartitionOwnership, RedisStore, RedisUnavailable
 
 __all__ = [
@@ -120,8 +121,6 @@ async def open_redis(settings: Settings) -> AsyncIterator[RedisStore]:
     """Open the Redis store the settings describe (nothing is sent to Redis yet)."""
     store_settings = settings.store
     if store_settings.redis_url is None:
-        from larkbot.store import StoreError
-
         raise StoreError(
             "store.backend = redis needs a Redis URL: set REDIS_URL (redis://host:6379/0)"
         )
