@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 from larkbot.agent.i18n import translate
-from larkbot.config import Settings
+from larkbot.config import Settings, load_settings
 from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
+from larkbot.ops.startup import startup_banner
 from larkbot.store.redis import ConversationChange, MessageState, RedisStore, SharedRateLimiter
 from larkbot.store.redis._keys import GROUP
 from larkbot.testing import LarkStandIn
@@ -292,3 +293,15 @@ async def test_metrics_show_redis_up_and_every_partitions_backlog(server: RedisS
     for partition in range(8):
         assert f'larkbot_redis_backlog{{partition="{partition}"}}' in body
         assert f'larkbot_redis_oldest_pending_age_seconds{{partition="{partition}"}}' in body
+
+
+async def test_the_start_up_line_names_redis_and_never_its_password() -> None:
+    env = {
+        "APP_ID": "cli_a1b2c3d4e5f6",
+        "APP_SECRET": "abcdefghijklmnopqrstuvwxyz123456",
+        "REDIS_URL": "redis://:s3cret-pass@redis.internal:6379/0",
+    }
+    settings = await anyio.to_thread.run_sync(lambda: load_settings(None, env=env))
+    banner = startup_banner(settings, env)
+    assert "state in Redis (prefix lb, 64 partitions)" in banner
+    assert "s3cret" not in banner and "redis.internal" not in banner

@@ -26,6 +26,9 @@ def startup_banner(settings: Settings, env: Mapping[str, str] | None = None) -> 
     store = settings.store
     if store.kind == "sqlite":
         where = f"SQLite in {store.resolved_state_dir(os.environ if env is None else env)}"
+    elif store.kind == "redis":
+        # The URL can carry a password: the prefix and partitions say which deployment.
+        where = f"in Redis (prefix {store.redis_prefix}, {store.partitions} partitions)"
     else:
         where = "in memory (restarts forget which messages were answered)"
     server = settings.server
