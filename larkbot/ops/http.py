@@ -49,8 +49,11 @@ class HealthState:
 
     @property
     def ready(self) -> bool:
-        """Whether this replica can take events: connected, knows its bot id, not draining,
-        and its shared store (when it has one) answers."""
+        """Whether this replica can take events.
+
+        It is connected, knows its bot id, is not draining, and its shared store (when it
+        has one) answers.
+        """
         return (
             self.connected
             and self.bot_identity_known

@@ -235,10 +235,9 @@ class SharedResponder:
             )
             return
         merged = InboundMessage.merge([item.message for item in items])
+        waited = (datetime.now(UTC) - items[0].message.created_at).total_seconds()
         try:
-            if (
-                datetime.now(UTC) - items[0].message.created_at
-            ).total_seconds() > self._stale_after:
+            if waited > self._stale_after:
                 log.warning(
                     "not answering message %s: it waited longer than the stale cutoff",
                     merged.message_id,
@@ -248,7 +247,6 @@ class SharedResponder:
             else:
                 await self._answer(merged, items)
         except _Abandoned:
-            self._ownership.settle(items)
             log.warning(
                 "message %s: this replica lost partition %d before finishing; its next "
                 "owner answers it",
@@ -256,6 +254,11 @@ class SharedResponder:
                 items[0].partition,
                 extra=_context(merged),
             )
+        finally:
+            # Whatever happened (an agent that raised, a hard stop), the items are no longer
+            # in flight here; one not finished stays pending in Redis for the next owner,
+            # and goes to the dead-letter stream if it keeps failing.
+            self._ownership.settle(items)
 
     async def _answer(self, message: InboundMessage, items: list[WorkItem]) -> None:
         context = _context(message)
