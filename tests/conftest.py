@@ -1,4 +1,4 @@
-"""Shared fixtures: the anyio backend and the blocking-call guard."""
+"""Shared fixtures: the anyio backend, the blocking-call guard and the log capture."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
+
+from larkbot.ops.logging import ContextFilter
 
 
 @pytest.fixture
@@ -19,3 +21,15 @@ def blockbuster() -> Iterator[BlockBuster]:
     """Fail any test in which larkbot's own code blocks the event loop."""
     with blockbuster_ctx("larkbot") as guard:
         yield guard
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Give ``caplog``'s records the ``log_context`` ids, as the daemon's own handlers do.
+
+    Innermost (``trylast``), so the capture handler of the test's call phase exists already.
+    """
+    caplog = getattr(item, "funcargs", {}).get("caplog")
+    if isinstance(caplog, pytest.LogCaptureFixture):
+        caplog.handler.addFilter(ContextFilter())
+    return (yield)

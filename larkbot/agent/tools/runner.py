@@ -108,7 +108,6 @@ class ToolRunner:
                 "unknown tool %r requested (message %s)",
                 name,
                 ctx.message_id,
-                extra={"message_id": ctx.message_id},
             )
             return _failure(message)
         parsed = _parse(tool, arguments, ctx.language)
@@ -167,7 +166,7 @@ class ToolRunner:
                 self._cache.clear()
 
     async def _execute(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> _StatusResult:
-        extra = {"message_id": ctx.message_id, "tool_name": tool.name}
+        extra = {"tool_name": tool.name}
         try:
             result = await tool.run(ctx, args)
         except ToolError as exc:
