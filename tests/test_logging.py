@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
+from larkbot.config import load_settings
 from larkbot.daemon import Daemon, Overrides
 from larkbot.ops.logging import add_secrets, log_context, redact, setup_logging
 from larkbot.testing import LarkStandIn, OpenAIStandIn
@@ -230,15 +231,13 @@ def test_auto_picks_json_off_a_terminal_and_log_format_overrides(
     log.info("to a pipe")
     assert _lines(plain)[0]["message"] == "to a pipe"
 
-    monkeypatch.setenv("LOG_FORMAT", "json")
     terminal = _Terminal()
-    setup_logging(stream=terminal)
+    setup_logging(fmt=load_settings(env={"LOG_FORMAT": "json"}).log.format, stream=terminal)
     log.info("to a terminal, as JSON")
     assert _lines(terminal)[0]["message"] == "to a terminal, as JSON"
 
-    monkeypatch.setenv("LOG_FORMAT", "rich")
     forced = io.StringIO()
-    setup_logging(stream=forced)
+    setup_logging(fmt=load_settings(env={"LOG_FORMAT": "rich"}).log.format, stream=forced)
     log.info("rich into a pipe")
     assert "rich into a pipe" in forced.getvalue()
     assert not forced.getvalue().startswith("{")

@@ -107,8 +107,8 @@ def setup_logging(
 ) -> None:
     """Send all logging to ``stream`` (standard error by default) as JSON lines or rich text.
 
-    ``fmt="auto"`` picks JSON lines unless the stream is a terminal; the ``LOG_FORMAT``
-    environment variable (``json`` or ``rich``) overrides that guess. When the stream is
+    ``fmt="auto"`` picks JSON lines unless the stream is a terminal (the ``LOG_FORMAT``
+    setting, read with the rest of the configuration, is what the CLI passes). When the stream is
     the journal's (``JOURNAL_STREAM`` names it, as systemd does), each JSON line starts with
     its syslog priority (``<4>`` for a warning), so ``journalctl -p warning`` filters it.
     Calling it again replaces the handlers it installed before. ``secrets`` are masked for
@@ -171,9 +171,6 @@ def _resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "rich"]:
         if fmt not in ("json", "rich"):
             raise ValueError(f"unknown log format {fmt!r}: use auto, json or rich")
         return fmt
-    forced = os.environ.get("LOG_FORMAT", "").strip().lower()
-    if forced in ("json", "rich"):
-        return forced  # type: ignore[return-value]
     isatty = getattr(stream, "isatty", None)
     return "rich" if isatty is not None and isatty() else "json"
 
