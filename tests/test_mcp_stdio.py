@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -22,24 +21,13 @@ from mcp import ClientSession, types
 from mcp.shared.message import SessionMessage
 
 from larkbot.testing import LarkStandIn
-from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, CUSTOMERS_TABLE_ID, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, CUSTOMERS_TABLE_ID
+from larkbot.testing.workspace import Workspace
 from tests._mcp import mcp_env
 
 pytestmark = pytest.mark.anyio
 
 _TABLE = {"app_token": CUSTOMERS_APP_TOKEN, "table_id": CUSTOMERS_TABLE_ID}
-
-
-@pytest.fixture
-def ws() -> Workspace:
-    return sample_workspace()
-
-
-@pytest.fixture
-async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
-    async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
-        yield stand_in
 
 
 async def _read_stdout(

@@ -29,6 +29,7 @@ from larkbot.admission.events import MESSAGE_RECEIVE, message_from_event, parse_
 from larkbot.core.frames import ACK_OVERLOADED, Ack, InboundFrame
 from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
+from larkbot.ops.logging import log_context
 
 __all__ = [
     "Admission",
@@ -154,11 +155,13 @@ class Admission:
             return self._outcome(event_type, "unsupported")
 
         message = message_from_event(envelope, self.identity.open_id)
-        sender = envelope.message_event.sender
-        context = {"message_id": message.message_id, "chat_id": message.chat_id}
-        outcome = self._policy_outcome(message, sender.sender_type)
+        with log_context(message.message_id, message.chat_id):
+            return await self._admit(message, event_type, envelope.message_event.sender.sender_type)
+
+    async def _admit(self, message: InboundMessage, event_type: str, sender_type: str) -> Ack:
+        outcome = self._policy_outcome(message, sender_type)
         if outcome is not None:
-            log.info("skipped message %s: %s", message.message_id, outcome, extra=context)
+            log.info("skipped message %s: %s", message.message_id, outcome)
             return self._outcome(event_type, outcome)
 
         if self.shared is not None:
@@ -169,7 +172,6 @@ class Admission:
                 "refused message %s for now: backlog full (%d); Lark will re-deliver it",
                 message.message_id,
                 self.dispatcher.backlog,
-                extra=context,
             )
             self._outcome(event_type, "overloaded")
             return Ack(ACK_OVERLOADED)
@@ -178,33 +180,31 @@ class Admission:
         finally:
             self.dispatcher.release(message.chat_id)
         if not admitted:
-            log.info("skipped message %s: duplicate delivery", message.message_id, extra=context)
+            log.info("skipped message %s: duplicate delivery", message.message_id)
             return self._outcome(event_type, "duplicate")
         # The reservation held the room until now; force skips a second check that a
         # shutdown (stop_accepting) could fail after the message is already in the inbox,
         # where it would then wait for the next start.
         self.dispatcher.submit(message, force=True)
-        log.debug("accepted message %s", message.message_id, extra=context)
+        log.debug("accepted message %s", message.message_id)
         return self._outcome(event_type, "accepted")
 
     async def _enqueue_shared(
         self, shared: SharedQueue, message: InboundMessage, event_type: str
     ) -> Ack:
-        context = {"message_id": message.message_id, "chat_id": message.chat_id}
         outcome = await shared.enqueue(message)
         if outcome is Enqueued.UNAVAILABLE:
             log.warning(
                 "refused message %s for now: the shared queue did not store it; Lark will "
                 "re-deliver it",
                 message.message_id,
-                extra=context,
             )
             self._outcome(event_type, "unavailable")
             return Ack(ACK_OVERLOADED)
         if outcome is Enqueued.DUPLICATE:
-            log.info("skipped message %s: duplicate delivery", message.message_id, extra=context)
+            log.info("skipped message %s: duplicate delivery", message.message_id)
             return self._outcome(event_type, "duplicate")
-        log.debug("accepted message %s into the shared queue", message.message_id, extra=context)
+        log.debug("accepted message %s into the shared queue", message.message_id)
         return self._outcome(event_type, "accepted")
 
     def _policy_outcome(self, message: InboundMessage, sender_type: str) -> str | None:

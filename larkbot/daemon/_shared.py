@@ -112,7 +112,6 @@ class RedisQueue:
             "message %s not stored: %s",
             message.message_id,
             why,
-            extra={"message_id": message.message_id, "chat_id": message.chat_id},
         )
 
 

@@ -18,6 +18,7 @@ from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
 from larkbot.ops import metrics
+from larkbot.ops.logging import log_context
 from larkbot.reply.render import render_reply
 
 __all__ = ["ReplyPoster", "Responder", "ResponderStore"]
@@ -158,8 +159,15 @@ class Responder:
         )
 
     async def answer(self, message: InboundMessage) -> None:
-        """Produce and post the reply to ``message``; never raises for platform errors."""
-        context = {"message_id": message.message_id, "chat_id": message.chat_id}
+        """Produce and post the reply to ``message``; never raises for platform errors.
+
+        Every log line emitted while answering, down to the tools and the Lark client,
+        carries the message's ids.
+        """
+        with log_context(message.message_id, message.chat_id):
+            await self._answer(message)
+
+    async def _answer(self, message: InboundMessage) -> None:
         conversation = self._conversations.get(message.conversation_key)
         reactions: list[str] = []
         try:
@@ -168,7 +176,7 @@ class Responder:
         except LarkAPIError as exc:
             metrics.REPLIES.labels(outcome="failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
-            log.error("reply to message %s failed: %s", message.message_id, reason, extra=context)
+            log.error("reply to message %s failed: %s", message.message_id, reason)
             with anyio.CancelScope(shield=True):
                 for message_id in message.answered_ids:
                     await self._store.mark_failed(message_id, reason)
@@ -181,7 +189,6 @@ class Responder:
             message.message_id,
             parts,
             "" if parts == 1 else "s",
-            extra=context,
         )
         # Shielded: once the platform has the reply, the inbox must learn it even if a
         # hard shutdown is cancelling us right now (else a restart would resume it, and

@@ -43,6 +43,7 @@ from larkbot.core.language import Language, detect_language
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkAPIError
 from larkbot.ops import metrics
+from larkbot.ops.logging import log_context
 from larkbot.reply.responder import ReplyPoster
 from larkbot.store.redis import (
     CachedAnswer,
@@ -206,7 +207,15 @@ class SharedResponder:
         """Set on shutdown: messages not yet started are left to the next owners."""
 
     async def answer(self, message: InboundMessage) -> None:
-        """Answer ``message`` (maybe a merged burst) if it is still this replica's to answer."""
+        """Answer ``message`` (maybe a merged burst) if it is still this replica's to answer.
+
+        Every log line emitted meanwhile, down to the tools and the Lark client, carries
+        the message's ids.
+        """
+        with log_context(message.message_id, message.chat_id):
+            await self._answer_owned(message)
+
+    async def _answer_owned(self, message: InboundMessage) -> None:
         items = self._work.take(message.answered_ids)
         if not items:
             return
@@ -221,7 +230,6 @@ class SharedResponder:
                 "message %s: partition %d changed hands, its new owner answers it",
                 stale[-1].message.message_id,
                 stale[-1].partition,
-                extra=_context(stale[-1].message),
             )
         items = [item for item in items if item not in stale]
         if not items:
@@ -231,7 +239,6 @@ class SharedResponder:
             log.info(
                 "message %s: shutting down, left to the partition's next owner",
                 items[-1].message.message_id,
-                extra=_context(items[-1].message),
             )
             return
         merged = InboundMessage.merge([item.message for item in items])
@@ -241,7 +248,6 @@ class SharedResponder:
                 log.warning(
                     "not answering message %s: it waited longer than the stale cutoff",
                     merged.message_id,
-                    extra=_context(merged),
                 )
                 await self._retrying(items, "settling", lambda: self._finish(items, None))
             else:
@@ -252,7 +258,6 @@ class SharedResponder:
                 "owner answers it",
                 merged.message_id,
                 items[0].partition,
-                extra=_context(merged),
             )
         finally:
             # Whatever happened (an agent that raised, a hard stop), the items are no longer
@@ -261,7 +266,6 @@ class SharedResponder:
             self._ownership.settle(items)
 
     async def _answer(self, message: InboundMessage, items: list[WorkItem]) -> None:
-        context = _context(message)
         conversation, cached = await self._retrying(
             items, "reading the conversation", lambda: self._load(message)
         )
@@ -286,7 +290,6 @@ class SharedResponder:
                 log.info(
                     "message %s: sending the answer a previous owner generated",
                     message.message_id,
-                    extra=context,
                 )
                 stored = cached
             change = stored.change
@@ -300,7 +303,6 @@ class SharedResponder:
                     message.message_id,
                     type(exc).__name__,
                     exc,
-                    extra=context,
                 )
                 change = None  # the chat does not show it, so the history does not either
             else:
@@ -310,7 +312,6 @@ class SharedResponder:
                     message.message_id,
                     parts,
                     "" if parts == 1 else "s",
-                    extra=context,
                 )
         finally:
             await self._poster.unreact(message, reactions)
@@ -325,7 +326,6 @@ class SharedResponder:
                 "records it",
                 message.message_id,
                 items[0].partition,
-                extra=context,
             )
 
     async def _load(self, message: InboundMessage) -> tuple[Conversation, CachedAnswer | None]:
@@ -366,7 +366,6 @@ class SharedResponder:
                     what,
                     delay,
                     exc,
-                    extra=_context(items[-1].message),
                 )
             await anyio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
@@ -379,15 +378,11 @@ class SharedResponder:
         """Tell the user their message could not be answered (it failed too many times)."""
         language = detect_language(message.text) or self._default_language
         try:
-            await self._poster.post(message, Reply(translate("error", language)))
+            with log_context(message.message_id):
+                await self._poster.post(message, Reply(translate("error", language)))
         except LarkAPIError as exc:
             log.error(
                 "message %s: could not apologise for it: %s",
                 message.message_id,
                 exc,
-                extra=_context(message),
             )
-
-
-def _context(message: InboundMessage) -> dict[str, str]:
-    return {"message_id": message.message_id, "chat_id": message.chat_id}
