@@ -156,13 +156,12 @@ class LLMBrain:
                 }
             )
             for call in calls:
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": call.id,
-                        "content": await self._run_tool(call, turn),
-                    }
-                )
+                content, result = await self._run_tool(call, turn)
+                if result is not None and result.card is not None:
+                    # A write waits for the user's approval on its card: that card is the
+                    # answer, and the model has nothing to add until the user decides.
+                    return Reply(result.text, card=result.card)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
         logger.info(
             "message %s: the model was still calling tools after %d rounds",
             message.message_id,
@@ -212,20 +211,20 @@ class LLMBrain:
         LLM_REQUESTS.labels(outcome="ok").inc()
         return completion
 
-    async def _run_tool(self, call: Any, turn: TurnContext) -> str:
-        """Run one tool call and return what the model reads: JSON data or a sentence."""
+    async def _run_tool(self, call: Any, turn: TurnContext) -> tuple[str, ToolResult | None]:
+        """Run one tool call: what the model reads (JSON data or a sentence), and the result."""
         assert turn.runner is not None and turn.tool_ctx is not None
         function = getattr(call, "function", None)
         if function is None:
             # Only function tools are offered; anything else gets a plain refusal.
-            return translate("llm_error", turn.language)
+            return translate("llm_error", turn.language), None
         if (refusal := turn.refusal(function.name)) is not None:
             # The schema list already hides such tools; a model naming one anyway is told no.
             result = ToolResult(ok=False, error=refusal, text=refusal)
         else:
             arguments = _bounded(function.name, function.arguments)
             result = await turn.runner.run(function.name, arguments, turn.tool_ctx)
-        return _tool_content(result)
+        return _tool_content(result), result
 
     def _tool_schemas(self, turn: TurnContext) -> list[dict[str, Any]]:
         """The tools offered for this turn: those the profile allows."""

@@ -362,6 +362,19 @@ class AgentSettings(_Section):
             "answered as one turn; 0 answers each on its own."
         ),
     )
+    confirm_writes: bool = Field(
+        True,
+        description=(
+            "A write tool (create, update or delete a record, send a message, book an event) "
+            "waits for the requester to approve the exact change on a card before it runs."
+        ),
+    )
+    confirm_ttl_minutes: float = Field(
+        10,
+        gt=0,
+        le=1440,
+        description="How long a write confirmation card can be approved; then it expires.",
+    )
     profiles: list[AgentProfileSettings] = Field(
         default_factory=list,
         description=(

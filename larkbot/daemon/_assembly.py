@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
 from larkbot.config import Settings
 from larkbot.core.agent import Agent, RuntimeStatus
+from larkbot.core.cards import CardActions
 from larkbot.core.frames import FrameHandler
 from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.lark.client import LarkClient
@@ -112,8 +113,11 @@ async def assemble(
     conversations = ConversationCache.from_settings(settings)
     warm_up: list[Callable[[], Awaitable[object]]] = []
     agent = overrides.agent
+    card_actions: CardActions | None = None
     if agent is None:
-        agent = _build_assistant(settings, client, status, overrides, stack, warm_up)
+        agent, card_actions = _build_assistant(
+            settings, client, store, status, overrides, stack, warm_up
+        )
     responder = Responder(
         agent=agent,
         client=client,
@@ -130,7 +134,11 @@ async def assemble(
         merge_window=settings.agent.merge_window_ms / 1000,
     )
     admission = Admission(
-        store=store, dispatcher=dispatcher, identity=identity, policy=_policy(settings)
+        store=store,
+        dispatcher=dispatcher,
+        identity=identity,
+        policy=_policy(settings),
+        card_actions=card_actions,
     )
     source_factory = overrides.source or (
         _webhook(settings) if settings.events.mode == "webhook" else _long_connection(client)
@@ -182,13 +190,15 @@ def _policy(settings: Settings) -> AdmissionPolicy:
 def _build_assistant(
     settings: Settings,
     client: LarkClient,
+    store: Store,
     status: RuntimeStatus,
     overrides: Overrides,
     stack: AsyncExitStack,
     warm_up: list[Callable[[], Awaitable[object]]],
-) -> Agent:
-    """The configured assistant (tools, limits) and its brain."""
+) -> tuple[Agent, CardActions | None]:
+    """The configured assistant (tools, limits), its brain, and its card action handler."""
     from larkbot.agent.assistant import Assistant
+    from larkbot.agent.confirm import WriteConfirmations
     from larkbot.agent.limits import RateLimiter
     from larkbot.agent.tools.registry import default_registry
     from larkbot.agent.tools.runner import ToolRunner
@@ -197,11 +207,21 @@ def _build_assistant(
     registry = default_registry()
     for tool in overrides.tools:
         registry.register(tool)
+    confirmations = None
+    if settings.agent.confirm_writes:
+        allowed = settings.tools.allowed_bases
+        confirmations = WriteConfirmations(
+            store,
+            ttl_seconds=settings.agent.confirm_ttl_minutes * 60,
+            bases=dict(settings.bases),
+            allowed_bases=None if allowed is None else frozenset(allowed),
+        )
     runner = ToolRunner(
         registry,
         write_limiter=RateLimiter(limits.write_requests_per_minute) if limits.enabled else None,
         writers=settings.policy.writers,
         cache_ttl_seconds=settings.cache.ttl_minutes * 60,
+        confirmations=confirmations,
     )
     brain = overrides.brain
     if brain is None and settings.llm.enabled:
@@ -213,4 +233,7 @@ def _build_assistant(
         stack.push_async_callback(llm.aclose)
         warm_up.append(llm.warm_up)
         brain = llm
-    return Assistant(settings, status=status, runner=runner, client=client, brain=brain)
+    assistant = Assistant(settings, status=status, runner=runner, client=client, brain=brain)
+    if confirmations is not None:
+        confirmations.bind(runner, client, assistant.timezone)
+    return assistant, confirmations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,12 @@ class AckRecord:
     latency_ms: float
     biz_rt: int | None
     conn_id: str
+    data: bytes | None = None
+    """The ack's ``data`` decoded from base64: a card callback's answer."""
+
+    def answer(self) -> dict[str, Any]:
+        """A card callback's answer as JSON (``{}`` when the ack carried none)."""
+        return json.loads(self.data) if self.data else {}
 
 
 @dataclass(frozen=True, slots=True)
