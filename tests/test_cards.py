@@ -7,6 +7,8 @@ click runs it, exactly once however often the click arrives; a stale card expire
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -283,3 +285,20 @@ async def test_card_callbacks_over_the_long_connection(frame_type: str) -> None:
             again = await lark.send_card_action(approve, open_message_id=reply.message_id)
             assert "card" in again.answer()
             assert len(ws.writes) == 1
+
+
+@pytest.mark.anyio
+async def test_console_shows_buttons_as_numbered_choices() -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "COLUMNS": "500"}
+    lines = ["add to customers Name=Console Ltd", "2", "add to customers Name=Kept Ltd", "1"]
+    stdin = "".join(f"{line}\n" for line in lines).encode()
+    with anyio.fail_after(90):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "larkbot", "console"], input=stdin, env=env, check=False
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert out.count("      [1] Approve\n      [2] Cancel\n") == 2, out
+    assert "Cancelled: nothing was changed." in out
+    assert "Done: Created a record in customers: **Kept Ltd**" in out
+    assert "Console Ltd** (rec" not in out

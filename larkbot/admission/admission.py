@@ -140,7 +140,11 @@ class Admission:
         if event_type == CARD_ACTION_TRIGGER and envelope.card_action is not None:
             return await self._card_action(envelope, frame)
         # A ``card`` frame carries card callbacks only; anything else in one is not ours.
-        if frame.frame_type != "event" or event_type != MESSAGE_RECEIVE or envelope.message_event is None:
+        if (
+            frame.frame_type != "event"
+            or event_type != MESSAGE_RECEIVE
+            or envelope.message_event is None
+        ):
             log.debug("ignored event type %s (event %s)", event_type, envelope.header.event_id)
             return self._outcome(event_type, "unsupported")
 
