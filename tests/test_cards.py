@@ -29,10 +29,12 @@ from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkClient
 from larkbot.store import Store, open_store
+from larkbot.store.redis import RedisStore
 from larkbot.testing import LarkStandIn, OpenAIStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes
 from tests._daemon import running_daemon, settings_for
+from tests._redis import redis_server, requires_redis
 
 REQUESTER = "ou_user_1"
 OTHER = "ou_someone_else"
@@ -302,3 +304,64 @@ async def test_console_shows_buttons_as_numbered_choices() -> None:
     assert "Cancelled: nothing was changed." in out
     assert "Done: Created a record in customers: **Kept Ltd**" in out
     assert "Console Ltd** (rec" not in out
+
+
+@requires_redis
+@pytest.mark.anyio
+async def test_two_replicas_on_redis_approve_a_write_once(tmp_path: Path) -> None:
+    ws = sample_workspace()
+    async with (
+        redis_server(tmp_path / "redis") as server,
+        RedisStore.open(server.url, password=server.password, command_timeout=10.0) as one,
+        RedisStore.open(server.url, password=server.password, command_timeout=10.0) as two,
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+    ):
+        replicas = []
+        for store in (one, two):
+            confirmations = WriteConfirmations(store, ttl_seconds=600, bases=dict(SAMPLE_BASES))
+            runner = ToolRunner(
+                default_registry(),
+                write_limiter=None,
+                writers=None,
+                cache_ttl_seconds=0,
+                confirmations=confirmations,
+            )
+            confirmations.bind(runner, client)
+            replicas.append((runner, confirmations))
+        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
+        assistant = Assistant(settings, status=_Status(), runner=replicas[0][0], client=client)
+        message = InboundMessage(
+            message_id="om_redis_1",
+            event_id="ev",
+            chat_id="oc_p2p_1",
+            chat_type="p2p",
+            message_type="text",
+            text="add to customers Name=Replica Ltd",
+            sender_open_id=REQUESTER,
+            created_at=datetime.now(UTC),
+        )
+        reply = await assistant.respond(message, Conversation("oc_p2p_1", language="en"))
+        assert reply.card is not None
+        approve = _buttons(dict(reply.card))["approve"]
+        answers: list[Any] = []
+
+        async def click(confirmations: WriteConfirmations, n: int) -> None:
+            action = CardAction(
+                event_id=f"ev-redis-{n}",
+                operator_open_id=REQUESTER,
+                value=approve,
+                tag="button",
+                open_message_id="om_card",
+                open_chat_id="oc_p2p_1",
+            )
+            answers.append(await confirmations.on_action(action))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(6):
+                # Half the clicks reach the replica that did not post the card.
+                tg.start_soon(click, replicas[n % 2][1], n)
+        assert len(ws.writes) == 1
+        assert sum(a.toast_type == "success" and a.toast is not None for a in answers) == 1
+        settled = await two.confirmation(approve["id"])
+        assert settled is not None and settled.state == "done"
