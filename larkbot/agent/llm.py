@@ -27,6 +27,7 @@ from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language
 from larkbot.core.message import InboundMessage
+from larkbot.core.streaming import ReplyStream, current_reply_stream
 from larkbot.ops.metrics import LLM_REQUESTS
 
 if TYPE_CHECKING:
@@ -155,7 +156,10 @@ class LLMBrain:
                     "tool_calls": [call.model_dump(mode="json") for call in calls],
                 }
             )
+            stream = current_reply_stream.get()
             for call in calls:
+                if stream is not None and getattr(call, "function", None) is not None:
+                    await stream.status(f"⚙️ {call.function.name}…")
                 content, result = await self._run_tool(call, turn)
                 if result is not None and result.card is not None:
                     # A write waits for the user's approval on its card: that card is the
@@ -187,7 +191,10 @@ class LLMBrain:
         if tools:
             body["tools"] = tools
         sdk, client = await self._openai()
+        stream = current_reply_stream.get()
         try:
+            if stream is not None:
+                return await self._streamed(sdk, client, body, stream)
             # The SDK's generic ``post`` (same retries, timeouts and errors) rather than
             # ``chat.completions.create``, whose type-driven walk over the tool schemas costs
             # about 5 ms of event loop per request; the body here is already plain JSON.
@@ -210,6 +217,61 @@ class LLMBrain:
             raise _CompletionError(key) from None
         LLM_REQUESTS.labels(outcome="ok").inc()
         return completion
+
+    async def _streamed(
+        self, sdk: ModuleType, client: openai.AsyncOpenAI, body: dict[str, Any], stream: ReplyStream
+    ) -> ChatCompletion:
+        """One completion read as it is generated, its text shown on ``stream`` as it grows.
+
+        The chunks are put back together into the completion the non-streamed request
+        returns, so the tool loop works the same either way.
+        """
+        chat = sdk.types.chat
+        chunks = await client.post(
+            "/chat/completions",
+            body={**body, "stream": True},
+            cast_to=chat.ChatCompletion,
+            stream=True,
+            stream_cls=sdk.AsyncStream[chat.ChatCompletionChunk],
+        )
+        text = ""
+        calls: dict[int, dict[str, Any]] = {}
+        finish = "stop"
+        last: Any = None
+        async for chunk in chunks:
+            last = chunk
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            finish = choice.finish_reason or finish
+            delta = choice.delta
+            for part in delta.tool_calls or []:
+                call = calls.setdefault(
+                    part.index,
+                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                call["id"] = part.id or call["id"]
+                if part.function is not None:
+                    call["function"]["name"] += part.function.name or ""
+                    call["function"]["arguments"] += part.function.arguments or ""
+            if delta.content:
+                text += delta.content
+                if not calls:
+                    await stream.text(text)
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = [calls[index] for index in sorted(calls)]
+        return chat.ChatCompletion.model_validate(
+            {
+                "id": getattr(last, "id", "") or "streamed",
+                "object": "chat.completion",
+                "created": getattr(last, "created", 0) or 0,
+                "model": getattr(last, "model", "") or self._settings.llm.model,
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+                ],
+            }
+        )
 
     async def _run_tool(self, call: Any, turn: TurnContext) -> tuple[str, ToolResult | None]:
         """Run one tool call: what the model reads (JSON data or a sentence), and the result."""

@@ -713,6 +713,19 @@ class LlmSettings(_Section):
         return self.api_key is not None
 
 
+class ReplySettings(_Section):
+    """How answers are posted."""
+
+    streaming: bool | None = Field(
+        None,
+        description=(
+            "Stream LLM answers into a card as they are written (CardKit; needs the "
+            "``cardkit:card:write`` scope, else answers arrive whole); unset: on when an "
+            "LLM is configured."
+        ),
+    )
+
+
 class SentrySettings(_Section):
     """Error reporting to Sentry; off unless a DSN is set."""
 
@@ -821,6 +834,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    reply: ReplySettings = Field(default_factory=ReplySettings)
     sentry: SentrySettings = Field(default_factory=SentrySettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     bases: dict[str, BaseTableSettings] = Field(default_factory=dict)

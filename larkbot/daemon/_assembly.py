@@ -125,6 +125,7 @@ async def assemble(
         conversations=conversations,
         reply_in_thread=settings.lark.reply_in_thread,
         working_reaction_after=working_reaction_after,
+        streaming=_streaming(settings),
     )
     dispatcher = Dispatcher(
         responder.answer,
@@ -174,6 +175,12 @@ def _webhook(settings: Settings) -> SourceFactory:
         return WebhookSource(settings.events, handler, on_state)
 
     return build
+
+
+def _streaming(settings: Settings) -> bool:
+    """Whether answers stream into cards: ``reply.streaming``, else whether an LLM answers."""
+    chosen = settings.reply.streaming
+    return settings.llm.enabled if chosen is None else chosen
 
 
 def _policy(settings: Settings) -> AdmissionPolicy:

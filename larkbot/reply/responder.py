@@ -13,12 +13,14 @@ from typing import Protocol
 
 import anyio
 
-from larkbot.core.agent import Agent
+from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
+from larkbot.core.streaming import current_reply_stream
 from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
 from larkbot.ops import metrics
-from larkbot.reply.render import render_reply
+from larkbot.reply.render import OutboundMessage, render_reply
+from larkbot.reply.streaming import StreamingCard
 
 __all__ = ["Responder", "ResponderStore"]
 
@@ -49,7 +51,11 @@ class ConversationSource(Protocol):
 
 
 class Responder:
-    """Answers one message: agent, render, post, record."""
+    """Answers one message: agent, render, post, record.
+
+    With ``streaming``, a brain that writes its answer piece by piece (the LLM) shows it
+    in a CardKit card as it comes; CardKit refusing costs nothing but the animation.
+    """
 
     def __init__(
         self,
@@ -60,6 +66,7 @@ class Responder:
         conversations: ConversationSource,
         reply_in_thread: bool = False,
         working_reaction_after: float | None = 1.0,
+        streaming: bool = False,
     ) -> None:
         self._agent = agent
         self._client = client
@@ -67,24 +74,32 @@ class Responder:
         self._conversations = conversations
         self._reply_in_thread = reply_in_thread
         self._working_reaction_after = working_reaction_after
+        self._streaming = streaming
 
     async def answer(self, message: InboundMessage) -> None:
         """Produce and post the reply to ``message``; never raises for platform errors."""
         context = {"message_id": message.message_id, "chat_id": message.chat_id}
         conversation = self._conversations.get(message.conversation_key)
         reactions: list[str] = []
+        in_thread = message.in_thread or self._reply_in_thread
+        stream = (
+            StreamingCard(self._client, message.message_id, reply_in_thread=in_thread)
+            if self._streaming
+            else None
+        )
         try:
             thinking_done = anyio.Event()
             async with anyio.create_task_group() as tg:
                 if self._working_reaction_after is not None:
                     tg.start_soon(self._react_if_slow, message, thinking_done, reactions)
+                token = current_reply_stream.set(stream)
                 try:
                     reply = await self._agent.respond(message, conversation)
                 finally:
+                    current_reply_stream.reset(token)
                     thinking_done.set()
-            outbound = render_reply(reply)
-            in_thread = message.in_thread or self._reply_in_thread
-            for index, part in enumerate(outbound):
+            outbound, first = await self._after_stream(stream, reply)
+            for index, part in enumerate(outbound, first):
                 await self._client.reply(
                     message.message_id,
                     msg_type=part.msg_type,
@@ -107,8 +122,8 @@ class Responder:
         log.info(
             "replied to message %s (%d part%s)",
             message.message_id,
-            len(outbound),
-            "" if len(outbound) == 1 else "s",
+            len(outbound) + first,
+            "" if len(outbound) + first == 1 else "s",
             extra=context,
         )
         # Shielded: once the platform has the reply, the inbox must learn it even if a
@@ -117,6 +132,25 @@ class Responder:
         with anyio.CancelScope(shield=True):
             for message_id in message.answered_ids:
                 await self._store.mark_done(message_id)
+
+    @staticmethod
+    async def _after_stream(
+        stream: StreamingCard | None, reply: Reply
+    ) -> tuple[list[OutboundMessage], int]:
+        """What is left to post once the agent answered, and the index of its first part.
+
+        A streamed card that went out holds the answer once it is finished; what it cannot
+        hold (a confirmation card, or the answer when finishing failed) follows it under
+        the next uuids, so nothing is lost and nothing Lark already has is sent again.
+        """
+        if stream is None or not stream.started:
+            return render_reply(reply), 0
+        finished = await stream.finish(reply.text)
+        if reply.card is not None:
+            return render_reply(Reply(reply.text, card=reply.card)), 1
+        if finished:
+            return [], 1
+        return render_reply(reply), 1
 
     async def _react_if_slow(
         self, message: InboundMessage, thinking_done: anyio.Event, reactions: list[str]

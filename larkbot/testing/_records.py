@@ -122,7 +122,9 @@ def readable_text(msg_type: str, content: dict[str, Any]) -> str:
         return "\n\n".join(
             str(e.get("content", ""))
             for e in elements
-            if isinstance(e, dict) and e.get("tag") in ("markdown", "lark_md")
+            if isinstance(e, dict)
+            and e.get("tag") in ("markdown", "lark_md")
+            and str(e.get("content", "")).strip()
         )
     if msg_type == "post":
         post = next((v for v in content.values() if isinstance(v, dict)), content)

@@ -58,6 +58,7 @@ from larkbot.sources.longconn.frames import (
     encode_frame,
     headers_of,
 )
+from larkbot.testing._cardkit import CardKit
 from larkbot.testing._events import build_card_action_event, build_message_event, event_ids
 from larkbot.testing._im import Messaging
 from larkbot.testing._openapi import OpenApi, OpenApiRoute
@@ -208,6 +209,8 @@ class LarkStandIn:
         self._openapi = OpenApi(self, token_ttl)
         self._messaging = Messaging(app_id, tenant_key)
         self._openapi.routes.extend(self._messaging.routes())
+        self.cardkit = CardKit()
+        self._openapi.routes.extend(self.cardkit.routes())
         self._openapi.routes.extend(extra_routes)
         self._connections: list[_Connection] = []
         self._deliveries: dict[str, _Delivery] = {}
