@@ -47,6 +47,7 @@ async def test_an_llm_answer_streams_into_one_card() -> None:
     assert reply.msg_type == "interactive"
     card_id = reply.content["data"]["card_id"]
     assert reply.content == {"type": "card", "data": {"card_id": card_id}}
+    assert reply.text == ANSWER
     entity = lark.cardkit.cards[card_id]
     answer_updates = [content for element, content, _ in entity.updates if element == "answer"]
     assert len(answer_updates) >= 3, answer_updates

@@ -135,7 +135,9 @@ async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) 
     choices: list[_Choice] = []
     for record in lark.replies:
         if record.to_message_id == message_id:
-            record = _with_card_entity(lark, record)
+            if record.card is not None:
+                # A card entity (a streamed answer): print the card as it ended.
+                record = dataclasses.replace(record, content=record.card)
             _print_reply(out, record)
             if record.msg_type == "interactive":
                 choices = _print_choices(out, record.content, record.message_id)
@@ -192,17 +194,6 @@ def _buttons(card: dict[str, Any]) -> list[tuple[str, dict[str, Any] | str]]:
         if isinstance(value, dict | str):
             found.append((label, value))
     return found
-
-
-def _with_card_entity(lark: LarkStandIn, record: ReplyRecord) -> ReplyRecord:
-    """A reply that sent a card entity (a streamed answer), with the card as it ended."""
-    data = record.content.get("data")
-    if record.content.get("type") != "card" or not isinstance(data, dict):
-        return record
-    entity = lark.cardkit.cards.get(str(data.get("card_id")))
-    if entity is None:
-        return record
-    return dataclasses.replace(record, content=entity.card)
 
 
 def _print_reply(out: Console, record: ReplyRecord) -> None:

@@ -76,6 +76,11 @@ class CardKit:
         self._ids = count(1)
         self.clock = time.monotonic
 
+    def card_of(self, card_id: str) -> dict[str, Any] | None:
+        """The live card of entity ``card_id`` (it changes as the entity is updated)."""
+        entity = self.cards.get(card_id)
+        return None if entity is None else entity.card
+
     def routes(self) -> list[OpenApiRoute]:
         """The CardKit routes the stand-in serves."""
         return [

@@ -63,11 +63,13 @@ class ReplyRecord:
     message_id: str
     chat_id: str | None
     at: float
+    card: dict[str, Any] | None = None
+    """For a reply that sent a card entity (a streamed answer): that card, as it is now."""
 
     @property
     def text(self) -> str:
         """What the user reads: a text message's text, a card's markdown, a post's text."""
-        return readable_text(self.msg_type, self.content)
+        return readable_text(self.msg_type, self.card if self.card is not None else self.content)
 
 
 @dataclass(frozen=True, slots=True)

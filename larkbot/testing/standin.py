@@ -210,6 +210,7 @@ class LarkStandIn:
         self._messaging = Messaging(app_id, tenant_key)
         self._openapi.routes.extend(self._messaging.routes())
         self.cardkit = CardKit()
+        self._messaging.card_entity = self.cardkit.card_of
         self._openapi.routes.extend(self.cardkit.routes())
         self._openapi.routes.extend(extra_routes)
         self._connections: list[_Connection] = []
