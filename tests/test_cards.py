@@ -20,6 +20,7 @@ import pytest
 
 from larkbot.agent.assistant import Assistant
 from larkbot.agent.confirm import WriteConfirmations
+from larkbot.agent.limits import RateLimiter
 from larkbot.agent.llm import LLMBrain
 from larkbot.agent.tools.registry import default_registry
 from larkbot.agent.tools.runner import ToolRunner
@@ -365,3 +366,57 @@ async def test_two_replicas_on_redis_approve_a_write_once(tmp_path: Path) -> Non
         assert sum(a.toast_type == "success" and a.toast is not None for a in answers) == 1
         settled = await two.confirmation(approve["id"])
         assert settled is not None and settled.state == "done"
+
+
+@pytest.mark.anyio
+async def test_write_limits_count_at_approval_and_every_decision_is_audited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws = sample_workspace()
+    async with (
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+        open_store("memory", tmp_path) as store,
+    ):
+        confirmations = WriteConfirmations(store, ttl_seconds=600, bases=dict(SAMPLE_BASES))
+        runner = ToolRunner(
+            default_registry(),
+            write_limiter=RateLimiter(1),
+            writers=None,
+            cache_ttl_seconds=0,
+            confirmations=confirmations,
+        )
+        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
+        assistant = Assistant(settings, status=_Status(), runner=runner, client=client)
+        confirmations.bind(runner, client, assistant.timezone)
+        env = _Env(ws, lark, store, assistant, confirmations, [0.0])
+        # Asking is not writing: three cards within the minute, with a limit of one write.
+        cards = [await env.ask(f"add to customers Name=Limit {n}", index=n) for n in range(3)]
+        assert not ws.writes
+        with caplog.at_level("INFO", logger="larkbot.agent.audit"):
+            await env.click(_buttons(cards[0])["approve"], operator=OTHER)
+            first = await env.click(_buttons(cards[0])["approve"])
+            second = await env.click(_buttons(cards[1])["approve"])
+            await env.click(_buttons(cards[2])["cancel"])
+    assert first.toast_type == "success" and len(ws.writes) == 1
+    assert second.toast_type == "error" and second.card is not None
+    assert "Failed" in _markdown(dict(second.card))
+    decisions = [
+        (r.decision, r.operator_open_id)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if hasattr(r, "decision")
+    ]
+    assert decisions == [
+        ("refused_not_requester", OTHER),
+        ("approved", REQUESTER),
+        ("done", REQUESTER),
+        ("approved", REQUESTER),
+        ("failed", REQUESTER),
+        ("cancelled", REQUESTER),
+    ]
+    outcomes = [
+        r.outcome
+        for r in caplog.records
+        if getattr(r, "tool_name", None) and hasattr(r, "arguments")
+    ]  # type: ignore[attr-defined]
+    assert outcomes == ["success", "rate_limited"]
