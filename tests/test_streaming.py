@@ -77,3 +77,16 @@ async def test_cardkit_refused_the_answer_arrives_once_as_a_normal_card() -> Non
     assert reply.msg_type == "interactive" and reply.content.get("schema") == "2.0"
     assert reply.text == "**Plan**: " + ANSWER
     assert not lark.cardkit.cards
+
+
+async def test_a_long_streamed_answer_fills_the_card_and_follows_it_in_parts() -> None:
+    long_answer = "\n\n".join(f"{n}. {ANSWER}" for n in range(1, 31))
+    async with LarkStandIn() as lark, OpenAIStandIn() as llm:
+        llm.script({"content": long_answer})
+        message_id = await _ask(lark, llm, "tell me everything")
+    replies = [r for r in lark.replies if r.to_message_id == message_id]
+    assert len(replies) >= 3 and replies[0].card is not None
+    assert all(r.card is None for r in replies[1:])
+    assert len({r.uuid for r in replies}) == len(replies)
+    said = " ".join(r.text for r in replies)
+    assert said.split() == long_answer.split()

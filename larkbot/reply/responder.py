@@ -145,12 +145,15 @@ class Responder:
         """
         if stream is None or not stream.started:
             return render_reply(reply), 0
-        finished = await stream.finish(reply.text)
+        # The card holds what one message may; the rest follows it, as a long answer's
+        # parts always do.
+        parts = render_reply(Reply(reply.text, markdown=True))
+        head = _words(parts[0]) if parts else reply.text
+        finished = await stream.finish(head)
+        rest = parts[1:] if finished else parts
         if reply.card is not None:
-            return render_reply(Reply(reply.text, card=reply.card)), 1
-        if finished:
-            return [], 1
-        return render_reply(reply), 1
+            rest = render_reply(Reply(reply.text, card=reply.card))
+        return rest, 1
 
     async def _react_if_slow(
         self, message: InboundMessage, thinking_done: anyio.Event, reactions: list[str]
@@ -175,3 +178,11 @@ class Responder:
                 await self._client.unreact(message.message_id, reaction_id)
         except LarkAPIError as exc:
             log.debug("could not remove the reaction on %s: %s", message.message_id, exc)
+
+
+def _words(part: OutboundMessage) -> str:
+    """The text of a rendered message: a card's markdown or a text message's text."""
+    if part.msg_type == "text":
+        return str(part.content.get("text", ""))
+    elements = (part.content.get("body") or {}).get("elements") or [{}]
+    return str(elements[0].get("content", ""))

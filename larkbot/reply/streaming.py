@@ -29,6 +29,9 @@ _STATUS_ELEMENT = "status"
 _MIN_INTERVAL = 0.1
 _MIN_NEW_CHARS = 50
 _SUMMARY_CHARS = 60
+# Beyond what one message holds (render's limit), the card stops growing while streaming;
+# finish() puts in its share and the rest follows as further messages.
+_MAX_STREAMED_CHARS = 4_000
 _CREATE_ROUTE = "cardkit/v1/cards"
 _CONTENT_ROUTE = "cardkit/v1/cards/{card_id}/elements/{element_id}/content"
 _SETTINGS_ROUTE = "cardkit/v1/cards/{card_id}/settings"
@@ -70,7 +73,7 @@ class StreamingCard:
 
     async def text(self, so_far: str) -> None:
         """Show ``so_far`` when the throttle allows; otherwise keep it as the next update."""
-        if self.failed:
+        if self.failed or len(so_far) > _MAX_STREAMED_CHARS:
             return
         self._pending = so_far
         if not await self._open():
