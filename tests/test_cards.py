@@ -63,6 +63,7 @@ class _Env:
     assistant: Assistant
     confirmations: WriteConfirmations
     now: list[float]
+    conversations: dict[str, Conversation] | None = None
 
     async def ask(self, text: str, *, index: int = 0) -> dict[str, Any]:
         conversation = Conversation("oc_p2p_1", language="en")
@@ -101,8 +102,13 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[_
         LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
         open_store(request.param, tmp_path) as store,
     ):
+        conversations = _Conversations()
         confirmations = WriteConfirmations(
-            store, ttl_seconds=600, clock=lambda: now[0], bases=dict(SAMPLE_BASES)
+            store,
+            ttl_seconds=600,
+            clock=lambda: now[0],
+            bases=dict(SAMPLE_BASES),
+            conversations=conversations,
         )
         runner = ToolRunner(
             default_registry(),
@@ -114,7 +120,15 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[_
         settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
         assistant = Assistant(settings, status=_Status(), runner=runner, client=client)
         confirmations.bind(runner, client, assistant.timezone)
-        yield _Env(ws, lark, store, assistant, confirmations, now)
+        yield _Env(ws, lark, store, assistant, confirmations, now, conversations.kept)
+
+
+class _Conversations:
+    def __init__(self) -> None:
+        self.kept: dict[str, Conversation] = {}
+
+    def get(self, key: str) -> Conversation:
+        return self.kept.setdefault(key, Conversation(key))
 
 
 class _Status:
@@ -151,6 +165,10 @@ async def test_offline_create_waits_for_the_requesters_click_and_runs_once(env: 
     shown = _markdown(approved["card"]["data"])
     assert record_id in shown and "Done" in shown
     assert not _buttons(approved["card"]["data"])
+    # The conversation goes on knowing what became of the change.
+    assert env.conversations is not None
+    (turn,) = env.conversations["oc_p2p_1"].turns
+    assert turn.role == "assistant" and record_id in turn.text
 
     # A second click, another replica's click, a cancel after the fact: nothing more.
     again = json.loads((await env.click(buttons["approve"])).to_json())

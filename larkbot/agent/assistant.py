@@ -224,6 +224,7 @@ class Assistant:
             bases=dict(self._settings.bases),
             allowed_bases=_allowed_bases(self._settings),
             timezone=timezone,
+            conversation_key=message.conversation_key,
         )
 
 

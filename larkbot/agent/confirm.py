@@ -30,6 +30,7 @@ from larkbot.store.confirmations import ConfirmationState, PendingWrite
 if TYPE_CHECKING:
     from larkbot.agent.tools.runner import ToolRunner
     from larkbot.config.settings import BaseTableSettings
+    from larkbot.core.conversation import Conversation
     from larkbot.lark.client import LarkClient
 
 __all__ = ["ConfirmationStore", "WriteConfirmations", "confirmation_card"]
@@ -59,6 +60,12 @@ class ConfirmationStore(Protocol):
     ) -> bool: ...
 
 
+class ConversationSource(Protocol):
+    """The conversation cache: where the outcome of a decision is recorded."""
+
+    def get(self, key: str) -> Conversation: ...
+
+
 class WriteConfirmations:
     """Asks the requester to approve each write on a card, and runs it on approval.
 
@@ -67,6 +74,9 @@ class WriteConfirmations:
     :param clock: seconds since the epoch (tests move it).
     :param bases: the configured Base tables, for the approved write's context.
     :param allowed_bases: app tokens writes may go to besides those; ``None``: any.
+    :param conversations: where each decision's outcome is added as an assistant turn, so
+        the conversation goes on knowing what happened to the change.
+    :param history: turns kept per conversation.
     """
 
     def __init__(
@@ -77,8 +87,12 @@ class WriteConfirmations:
         clock: Callable[[], float] = time.time,
         bases: dict[str, BaseTableSettings] | None = None,
         allowed_bases: frozenset[str] | None = None,
+        conversations: ConversationSource | None = None,
+        history: int = 50,
     ) -> None:
         self._store = store
+        self._conversations = conversations
+        self._history = history
         self._ttl = ttl_seconds
         self._clock = clock
         self._bases = dict(bases or {})
@@ -109,6 +123,7 @@ class WriteConfirmations:
             requester=ctx.user_open_id,
             caller=ctx.caller,
             chat_id=ctx.chat_id,
+            conversation_key=ctx.conversation_key or ctx.chat_id,
             message_id=ctx.message_id,
             language=ctx.language,
             change=_change_markdown(tool.name, rows),
@@ -161,6 +176,7 @@ class WriteConfirmations:
         current = await self._store.confirmation(pending.id) or pending
         if won:
             self._decision(current, action, state.value)
+            self._remember(current)
         key = "confirm_expired" if current.state == ConfirmationState.EXPIRED else None
         toast = translate(key, _language(pending.language)) if key else None
         return CardAnswer(toast=toast, toast_type="warning", card=confirmation_card(current))
@@ -182,6 +198,7 @@ class WriteConfirmations:
         )
         settled = pending.model_copy(update={"state": state, "outcome": outcome})
         self._decision(settled, action, state.value)
+        self._remember(settled)
         return CardAnswer(
             toast=outcome.splitlines()[0][:200] if outcome else None,
             toast_type="success" if result.ok else "error",
@@ -205,6 +222,14 @@ class WriteConfirmations:
             timezone=zone,
         )
         return await self._runner.run_approved(pending.tool, pending.arguments, ctx)
+
+    def _remember(self, settled: PendingWrite) -> None:
+        """Add what became of the change to its conversation, as the card now says it."""
+        if self._conversations is None:
+            return
+        line = _outcome_line(settled)
+        conversation = self._conversations.get(settled.conversation_key or settled.chat_id)
+        conversation.add("assistant", f"{settled.tool}: {line}", self._history)
 
     def _decision(self, pending: PendingWrite, action: CardAction, decision: str) -> None:
         _audit.info(
@@ -263,26 +288,38 @@ def confirmation_card(pending: PendingWrite, *, minutes: int | None = None) -> d
         )
         elements.append(_button(translate("confirm_cancel", language), "default", CANCEL, pending))
     else:
-        line, template = {
-            ConfirmationState.APPROVING: (translate("confirm_running", language), "blue"),
-            ConfirmationState.DONE: (
-                translate("confirm_done", language, outcome=pending.outcome),
-                "green",
-            ),
-            ConfirmationState.FAILED: (
-                translate("confirm_failed", language, outcome=pending.outcome),
-                "red",
-            ),
-            ConfirmationState.CANCELLED: (translate("confirm_cancelled", language), "grey"),
-            ConfirmationState.EXPIRED: (translate("confirm_expired", language), "grey"),
-        }[state]
-        elements.append({"tag": "markdown", "content": line})
+        template = _TEMPLATES[state]
+        elements.append({"tag": "markdown", "content": _outcome_line(pending)})
     return {
         "schema": "2.0",
         "config": {"update_multi": True},
         "header": {"title": {"tag": "plain_text", "content": title}, "template": template},
         "body": {"elements": elements},
     }
+
+
+_TEMPLATES = {
+    ConfirmationState.APPROVING: "blue",
+    ConfirmationState.DONE: "green",
+    ConfirmationState.FAILED: "red",
+    ConfirmationState.CANCELLED: "grey",
+    ConfirmationState.EXPIRED: "grey",
+}
+
+
+def _outcome_line(pending: PendingWrite) -> str:
+    """What became of a confirmation that left ``pending``, in its requester's language."""
+    language = _language(pending.language)
+    if pending.state == ConfirmationState.DONE:
+        return translate("confirm_done", language, outcome=pending.outcome)
+    if pending.state == ConfirmationState.FAILED:
+        return translate("confirm_failed", language, outcome=pending.outcome)
+    key = {
+        ConfirmationState.APPROVING: "confirm_running",
+        ConfirmationState.CANCELLED: "confirm_cancelled",
+        ConfirmationState.EXPIRED: "confirm_expired",
+    }[pending.state]
+    return translate(key, language)
 
 
 def _button(label: str, kind: str, action: str, pending: PendingWrite) -> dict[str, Any]:

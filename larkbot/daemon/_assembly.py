@@ -116,7 +116,7 @@ async def assemble(
     card_actions: CardActions | None = None
     if agent is None:
         agent, card_actions = _build_assistant(
-            settings, client, store, status, overrides, stack, warm_up
+            settings, client, store, conversations, status, overrides, stack, warm_up
         )
     responder = Responder(
         agent=agent,
@@ -198,6 +198,7 @@ def _build_assistant(
     settings: Settings,
     client: LarkClient,
     store: Store,
+    conversations: ConversationCache,
     status: RuntimeStatus,
     overrides: Overrides,
     stack: AsyncExitStack,
@@ -222,6 +223,8 @@ def _build_assistant(
             ttl_seconds=settings.agent.confirm_ttl_minutes * 60,
             bases=dict(settings.bases),
             allowed_bases=None if allowed is None else frozenset(allowed),
+            conversations=conversations,
+            history=settings.agent.max_conversation_history,
         )
     runner = ToolRunner(
         registry,

@@ -43,6 +43,7 @@ class PendingWrite(BaseModel):
     requester: str
     caller: str = ""
     chat_id: str
+    conversation_key: str = ""
     message_id: str
     language: str
     change: str

@@ -71,6 +71,9 @@ class ToolContext:
     caller: str = ""
     timezone: tzinfo = FALLBACK_TIMEZONE
     clock: Callable[[], datetime] = _utc_now
+    # The conversation the call belongs to (chat, or chat and thread): where the outcome
+    # of a write approved later is recorded. Empty: ``chat_id``.
+    conversation_key: str = ""
 
     @property
     def limit_key(self) -> str:
