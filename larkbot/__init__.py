@@ -8,8 +8,9 @@ so ``import larkbot.core`` (which every module does) stays cheap::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from larkbot.core._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -64,9 +65,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` when it is first asked for."""
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'larkbot' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _HOME)

@@ -1,11 +1,16 @@
-"""Shared fixtures: the anyio backend and the blocking-call guard."""
+"""Shared fixtures: the anyio backend, the blocking-call guard, the log capture, the workspace."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
+
+from larkbot.ops.logging import ContextFilter
+from larkbot.testing import LarkStandIn
+from larkbot.testing.sample_data import sample_workspace
+from larkbot.testing.workspace import Workspace, workspace_routes
 
 
 @pytest.fixture
@@ -19,3 +24,28 @@ def blockbuster() -> Iterator[BlockBuster]:
     """Fail any test in which larkbot's own code blocks the event loop."""
     with blockbuster_ctx("larkbot") as guard:
         yield guard
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Give ``caplog``'s records the ``log_context`` ids, as the daemon's own handlers do.
+
+    Innermost (``trylast``), so the capture handler of the test's call phase exists already.
+    """
+    caplog = getattr(item, "funcargs", {}).get("caplog")
+    if isinstance(caplog, pytest.LogCaptureFixture):
+        caplog.handler.addFilter(ContextFilter())
+    return (yield)
+
+
+@pytest.fixture
+def ws() -> Workspace:
+    """The sample workspace: Bases, docs, wiki, calendar and people of a small company."""
+    return sample_workspace()
+
+
+@pytest.fixture
+async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
+    """The Lark stand-in serving ``ws`` (tests may define their own ``lark`` instead)."""
+    async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
+        yield stand_in

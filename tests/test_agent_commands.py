@@ -23,6 +23,7 @@ from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import LANGUAGES
 from larkbot.core.message import InboundMessage
+from larkbot.ops.logging import log_context
 from larkbot.ops.metrics import AGENT_RESPONSE_TIME
 from larkbot.store.conversations import ConversationCache
 from larkbot.testing.sample_data import SAMPLE_BASES
@@ -465,7 +466,11 @@ async def test_a_failing_brain_yields_an_apology_and_a_log_line(
     conversation = Conversation("c")
     before = observations("LarkAssistant", "error")
     inbound = message("明日の予定は？")
-    with caplog.at_level(logging.ERROR, logger="larkbot.agent"):
+    # The responder sets the message's log context around the agent.
+    with (
+        caplog.at_level(logging.ERROR, logger="larkbot.agent"),
+        log_context(inbound.message_id, inbound.chat_id),
+    ):
         reply = await bot.respond(inbound, conversation)
     assert reply.text == (
         "申し訳ありません。処理中に問題が発生しました。しばらくしてからもう一度お試しください。"

@@ -754,9 +754,10 @@ def test_state_dir_resolution_order(tmp_path: Path) -> None:
     store = load_settings(env={}).store
     configured = load_settings(env={"LARKBOT_STORE__STATE_DIR": "/from/config"}).store
 
-    assert store.resolved_state_dir(
-        {"LARKBOT_STATE_DIR": "/explicit", "STATE_DIRECTORY": "/s"}
-    ) == Path("/explicit")
+    config = tmp_path / "larkbot.toml"
+    config.write_text('[store]\nstate_dir = "/from/file"\n', encoding="utf-8")
+    explicit = load_settings(config, env={"LARKBOT_STATE_DIR": "/explicit"}).store
+    assert explicit.resolved_state_dir({"STATE_DIRECTORY": "/s"}) == Path("/explicit")
     assert configured.resolved_state_dir({"STATE_DIRECTORY": "/s"}) == Path("/from/config")
     assert store.resolved_state_dir({"STATE_DIRECTORY": "/var/lib/larkbot:/var/lib/other"}) == Path(
         "/var/lib/larkbot"

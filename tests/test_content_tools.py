@@ -10,12 +10,13 @@ from __future__ import annotations
 import ast
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import larkbot.agent.i18n
@@ -44,6 +45,7 @@ from larkbot.testing.workspace import Workspace, workspace_routes
 pytestmark = pytest.mark.anyio
 
 BASE_URL = f"https://example.feishu.cn/base/{CUSTOMERS_APP_TOKEN}"
+TABLES_ROUTE = "bitable/v1/apps/{app_token}/tables"
 NO_SCOPE = "The app lacks the Lark permission this needs ({scope})"
 
 
@@ -60,6 +62,11 @@ class Env:
 
     def routes(self) -> list[str]:
         return [call.route for call in self.lark.api_calls]
+
+    def later_message(self, message_id: str) -> Env:
+        """The same workspace and runner, asked by a later message: a new request, so the
+        same arguments are a new call rather than a repeat of this message's."""
+        return replace(self, ctx=replace(self.ctx, message_id=message_id))
 
 
 @pytest.fixture
@@ -150,11 +157,11 @@ async def test_a_missing_scope_reads_as_a_sentence_naming_it(
 ) -> None:
     assert (await env.call(tool, **arguments)).ok
     env.ws.denied_routes.add(route)
-    result = await env.call(tool, **arguments)
+    result = await env.later_message("om_content_2").call(tool, **arguments)
     assert not result.ok
     assert result.error == result.text
     assert result.error is not None and result.error.startswith(NO_SCOPE.format(scope=scope))
-    ja = await env.call(tool, "ja", **arguments)
+    ja = await env.later_message("om_content_3").call(tool, "ja", **arguments)
     assert ja.error is not None and ja.error.startswith(f"アプリに必要な Lark の権限（{scope}）")
     registry_scopes = default_registry().get(tool).scopes  # type: ignore[union-attr]
     assert scope in registry_scopes
@@ -672,12 +679,82 @@ async def test_create_base_table_with_fields_and_options(env: Env) -> None:
         f"Created the table “Events” ({table.table_id}) with the fields Title (text), "
         "Kind (single select), Day (date)."
     )
-    again = await env.call("create_base_table", "zh", **arguments)
+    again = await env.later_message("om_content_2").call("create_base_table", "zh", **arguments)
     assert again.error == "该多维表格中已有名为“Events”的数据表。"
     twins = await env.call(
         "create_base_table", base=BASE_URL, name="X", fields=[{"name": "a"}, {"name": "A"}]
     )
     assert twins.error == "Two fields have the same name; please name them differently."
+
+
+# --- creations without a platform client token, retried ----------------------------------
+
+
+async def test_a_retried_create_base_table_answers_the_table_it_made(env: Env) -> None:
+    arguments = {"base": BASE_URL, "name": "Events", "fields": [{"name": "Title"}]}
+    first = await env.call("create_base_table", **arguments)
+    # The same message's turn run again: the same call, the same table, no second request.
+    again = await env.call("create_base_table", **arguments)
+    assert first.ok and again.ok and again.data == first.data and again.text == first.text
+    tables = env.ws.apps[CUSTOMERS_APP_TOKEN].tables.values()
+    assert [t.name for t in tables].count("Events") == 1
+    assert [w.route for w in env.ws.writes] == ["bitable/v1/apps/{app_token}/tables"]
+    # Other arguments in the same turn are another call.
+    other = await env.call("create_base_table", **{**arguments, "name": "Fairs"})
+    assert other.ok and other.data["table_id"] != first.data["table_id"]
+
+
+async def test_a_retried_import_document_makes_one_document(env: Env) -> None:
+    arguments = {"title": "Minutes", "markdown": "# Minutes\n\nBudget approved."}
+    first = await env.call("import_document", **arguments)
+    again = await env.call("import_document", **arguments)
+    assert first.ok and again.data == first.data
+    document = env.ws.docx[first.data["document_id"]]
+    assert document.paragraphs == ["Minutes", "Budget approved."]
+    assert [d.title for d in env.ws.docx.values()].count("Minutes") == 1
+    # A later message asking the same makes a new document: titles need not be unique.
+    later = await env.later_message("om_content_2").call("import_document", **arguments)
+    assert later.ok and later.data["document_id"] != first.data["document_id"]
+
+
+async def test_an_import_that_failed_after_creating_fills_that_document_when_retried(
+    env: Env,
+) -> None:
+    arguments = {"title": "Plan", "markdown": "# Plan\n\n- book the venue"}
+    env.ws.denied_routes.add(
+        "POST " + "docx/v1/documents/{document_id}/blocks/{block_id}/descendant"
+    )
+    failed = await env.call("import_document", **arguments)
+    assert failed.error is not None and failed.error.startswith(
+        NO_SCOPE.format(scope="docx:document")
+    )
+    (empty,) = [d for d in env.ws.docx.values() if d.title == "Plan"]
+    assert empty.paragraphs == []
+    env.ws.denied_routes.clear()
+    retried = await env.call("import_document", **arguments)
+    assert retried.ok and retried.data["document_id"] == empty.document_id
+    assert [d.title for d in env.ws.docx.values()].count("Plan") == 1
+    assert empty.paragraphs == ["Plan", "book the venue"]
+    assert retried.data["shared_with_requester"] is True
+
+
+async def test_the_same_creation_twice_at_once_makes_one(env: Env) -> None:
+    tables: list[ToolResult] = []
+    documents: list[ToolResult] = []
+    table = {"base": BASE_URL, "name": "Twice", "fields": [{"name": "Title"}]}
+    document = {"title": "Twice", "markdown": "hello"}
+    async with anyio.create_task_group() as tg:
+        for _ in range(2):
+            tg.start_soon(lambda: _append(tables, env.call("create_base_table", **table)))
+            tg.start_soon(lambda: _append(documents, env.call("import_document", **document)))
+    assert all(r.ok for r in tables + documents)
+    assert tables[0].data == tables[1].data and documents[0].data == documents[1].data
+    created = [w.route for w in env.ws.writes if w.route in ("docx/v1/documents", TABLES_ROUTE)]
+    assert sorted(created) == sorted(["docx/v1/documents", TABLES_ROUTE])
+
+
+async def _append(results: list[ToolResult], call: Awaitable[ToolResult]) -> None:
+    results.append(await call)
 
 
 # --- people -------------------------------------------------------------------------------

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
+from larkbot.agent.tools import default_registry
 from larkbot.config import Settings
 from larkbot.config._schema import shape_of
+from larkbot.mcp import PRESETS
 from larkbot.ops.metrics import REGISTRY
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +105,53 @@ def test_readme_console_transcript_is_what_the_console_prints() -> None:
     assert welcome.startswith("larkbot console: a local Lark with sample data.")
     console_source = (_ROOT / "larkbot" / "cli" / "console.py").read_text(encoding="utf-8")
     assert "a local Lark with sample data. " in console_source
+
+
+def _rows(text: str, first_cell: str) -> dict[str, list[str]]:
+    """The Markdown table rows whose first cell is a code span matching ``first_cell``."""
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and re.fullmatch(first_cell, cells[0].strip("`")):
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def _names(cell: str) -> list[str]:
+    return re.findall(r"`([a-z_.]+)`", cell)
+
+
+def test_the_preset_tables_list_each_presets_tools() -> None:
+    for document in ("README.md", "docs/mcp.md"):
+        text = (_ROOT / document).read_text(encoding="utf-8")
+        rows = _rows(text, r"preset\.\w+")
+        assert set(rows) == set(PRESETS), document
+        for name, preset in PRESETS.items():
+            if preset.tools:
+                assert _names(rows[name][0]) == list(preset.tools), (document, name)
+
+
+def test_the_mcp_guide_lists_every_tool_with_its_kind_and_presets() -> None:
+    text = (_ROOT / "docs" / "mcp.md").read_text(encoding="utf-8")
+    tools = list(default_registry())
+    rows = _rows(text, "|".join(re.escape(tool.name) for tool in tools))
+    assert list(rows) == [tool.name for tool in tools]
+    for tool in tools:
+        kind, presets = rows[tool.name]
+        assert kind == ("write" if tool.write else "read"), tool.name
+        assert _names(presets) == [
+            name for name, preset in PRESETS.items() if tool.name in preset.tools
+        ], tool.name
+
+
+def test_doctor_checks_every_scope_the_stand_in_refuses_content_calls_without() -> None:
+    # The stand-in answers 99991672 naming the scope a route needs; each is in the
+    # README's table and in doctor's check, with a tool that declares it.
+    from larkbot.cli._permissions import scope_needs
+    from larkbot.testing._content_routes import _SCOPES
+
+    needs = {need.scope: need for need in scope_needs()}
+    table = _generator().scopes_table()
+    for scope in set(_SCOPES.values()):
+        assert scope in needs and needs[scope].tools, scope
+        assert f"| `{scope}` |" in table

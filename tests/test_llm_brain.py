@@ -30,6 +30,7 @@ from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkClient
+from larkbot.ops.logging import log_context
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn, OpenAIStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
@@ -110,8 +111,11 @@ class Env:
         with_tools: bool = True,
     ) -> Reply:
         assistant, brain = self.assistant(settings, with_tools=with_tools)
+        inbound = message(text)
         try:
-            return await assistant.respond(message(text), conversation or Conversation("c"))
+            # As the responder does, the message's ids go on every line logged meanwhile.
+            with log_context(inbound.message_id, inbound.chat_id):
+                return await assistant.respond(inbound, conversation or Conversation("c"))
         finally:
             await brain.aclose()
 

@@ -10,13 +10,19 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import anyio.lowlevel
 import pytest
+from pydantic import BaseModel
 
+from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
+from larkbot.config import load_settings
+from larkbot.daemon import Daemon, Overrides
 from larkbot.ops.logging import add_secrets, log_context, redact, setup_logging
+from larkbot.testing import LarkStandIn, OpenAIStandIn
+from tests._daemon import settings_for
 
 APP_SECRET = "Zq8cVb3nL0pQ7rS2tU5wX9yA1dE4fG6h"
 TENANT_TOKEN = "t-g1044ghJRUIJJ5ELPPKWD7K3ZQKPPNIN3ODGNZCP"
@@ -225,15 +231,13 @@ def test_auto_picks_json_off_a_terminal_and_log_format_overrides(
     log.info("to a pipe")
     assert _lines(plain)[0]["message"] == "to a pipe"
 
-    monkeypatch.setenv("LOG_FORMAT", "json")
     terminal = _Terminal()
-    setup_logging(stream=terminal)
+    setup_logging(fmt=load_settings(env={"LOG_FORMAT": "json"}).log.format, stream=terminal)
     log.info("to a terminal, as JSON")
     assert _lines(terminal)[0]["message"] == "to a terminal, as JSON"
 
-    monkeypatch.setenv("LOG_FORMAT", "rich")
     forced = io.StringIO()
-    setup_logging(stream=forced)
+    setup_logging(fmt=load_settings(env={"LOG_FORMAT": "rich"}).log.format, stream=forced)
     log.info("rich into a pipe")
     assert "rich into a pipe" in forced.getvalue()
     assert not forced.getvalue().startswith("{")
@@ -355,3 +359,55 @@ def test_named_libraries_log_at_their_level_without_user_text() -> None:
     # The next setup forgets the levels named before.
     setup_logging(fmt="json", stream=io.StringIO())
     assert logging.getLogger("aiosqlite").level == logging.NOTSET
+
+
+class _NoteInput(BaseModel):
+    """What to note."""
+
+    text: str
+
+
+class _Note(Tool[_NoteInput]):
+    """A tool that logs a line without naming the message it works for."""
+
+    name: ClassVar[str] = "note"
+    description: ClassVar[str] = "Note a text."
+
+    async def run(self, ctx: ToolContext, args: _NoteInput) -> ToolResult:
+        logging.getLogger("larkbot.agent.tools.note").warning("noted %d characters", len(args.text))
+        return ToolResult(ok=True, data={"noted": True}, text="noted")
+
+
+@pytest.mark.anyio
+async def test_lines_logged_while_answering_carry_the_message_ids() -> None:
+    stream = io.StringIO()
+    setup_logging(level="INFO", fmt="json", stream=stream)
+    async with LarkStandIn() as lark, OpenAIStandIn(api_key=API_KEY) as llm:
+        settings = await settings_for(
+            lark, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=llm.base_url, LLM_MODEL="m"
+        )
+        llm.script(
+            {"tool_calls": [{"name": "note", "arguments": {"text": "remember this"}}]},
+            {"content": "Noted."},
+        )
+        daemon = Daemon(
+            settings, overrides=Overrides(tools=[_Note()]), env={}, working_reaction_after=None
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(daemon.run)
+            with anyio.fail_after(10):
+                await daemon.ready.wait()
+            sent = await lark.send_text("please note: remember this")
+            await lark.wait_for(lambda: any(r.to_message_id == sent for r in lark.replies), 10)
+            daemon.request_stop()
+
+    lines = _lines(stream)
+    (noted,) = [line for line in lines if line["logger"] == "larkbot.agent.tools.note"]
+    assert noted["message"] == "noted 13 characters"
+    assert noted["message_id"] == sent
+    assert noted["chat_id"].startswith("oc_")
+    (replied,) = [line for line in lines if line["message"].startswith("replied to message")]
+    assert (replied["message_id"], replied["chat_id"]) == (sent, noted["chat_id"])
+    # Outside the answer, no line borrows the message's ids.
+    (stopping,) = [line for line in lines if line["message"].startswith("stopping:")]
+    assert "message_id" not in stopping

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,9 +14,8 @@ from larkbot.testing.sample_data import (
     CUSTOMERS_APP_TOKEN,
     CUSTOMERS_TABLE_ID,
     SAMPLE_BASES,
-    sample_workspace,
 )
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.workspace import Workspace
 from tests._mcp import mcp_session
 
 pytestmark = pytest.mark.anyio
@@ -26,17 +24,6 @@ _QUESTION = "顧客テーブルから今月の案件を検索して"
 _BASES = {
     "LARKBOT_BASES": json.dumps({name: table.model_dump() for name, table in SAMPLE_BASES.items()})
 }
-
-
-@pytest.fixture
-def ws() -> Workspace:
-    return sample_workspace()
-
-
-@pytest.fixture
-async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
-    async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
-        yield stand_in
 
 
 def _contacted_this_month(ws: Workspace) -> tuple[set[str], set[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -18,9 +17,8 @@ from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import (
     CUSTOMERS_APP_TOKEN,
     CUSTOMERS_TABLE_ID,
-    sample_workspace,
 )
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.workspace import Workspace
 from tests._mcp import McpProcess, mcp_env, mcp_process
 
 pytestmark = pytest.mark.anyio
@@ -42,17 +40,6 @@ _INITIALIZE = {
 }
 _CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": _SEARCH}
 _ACCEPT = {"Accept": "application/json, text/event-stream"}
-
-
-@pytest.fixture
-def ws() -> Workspace:
-    return sample_workspace()
-
-
-@pytest.fixture
-async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
-    async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
-        yield stand_in
 
 
 def _tool_calls(lark: LarkStandIn) -> list[str]:

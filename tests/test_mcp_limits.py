@@ -13,25 +13,14 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from larkbot.testing import LarkStandIn
-from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, CUSTOMERS_TABLE_ID, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, CUSTOMERS_TABLE_ID
+from larkbot.testing.workspace import Workspace
 from tests._mcp import McpProcess, mcp_process, mcp_session
 
 pytestmark = pytest.mark.anyio
 
 _TABLE = {"app_token": CUSTOMERS_APP_TOKEN, "table_id": CUSTOMERS_TABLE_ID}
 _WRITE_LIMITED = re.compile(r"^You can make 10 changes per minute; try again in \d+ seconds\.$")
-
-
-@pytest.fixture
-def ws() -> Workspace:
-    return sample_workspace()
-
-
-@pytest.fixture
-async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
-    async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
-        yield stand_in
 
 
 async def _create(session: ClientSession, name: str) -> tuple[bool, str]:

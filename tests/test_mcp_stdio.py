@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -22,24 +21,13 @@ from mcp import ClientSession, types
 from mcp.shared.message import SessionMessage
 
 from larkbot.testing import LarkStandIn
-from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, CUSTOMERS_TABLE_ID, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, CUSTOMERS_TABLE_ID
+from larkbot.testing.workspace import Workspace
 from tests._mcp import mcp_env
 
 pytestmark = pytest.mark.anyio
 
 _TABLE = {"app_token": CUSTOMERS_APP_TOKEN, "table_id": CUSTOMERS_TABLE_ID}
-
-
-@pytest.fixture
-def ws() -> Workspace:
-    return sample_workspace()
-
-
-@pytest.fixture
-async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
-    async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
-        yield stand_in
 
 
 async def _read_stdout(
@@ -74,7 +62,9 @@ async def test_stdout_carries_only_json_rpc(
     lark: LarkStandIn, ws: Workspace, tmp_path: Path
 ) -> None:
     errlog = tmp_path / "stderr.log"
-    env = mcp_env(lark, tmp_path, {"LOG_LEVEL": "DEBUG", "LOG_FORMAT": "rich"})
+    env = mcp_env(
+        lark, tmp_path, {"LOG_LEVEL": "DEBUG", "LOG_LEVELS": "mcp=DEBUG", "LOG_FORMAT": "json"}
+    )
     command = [sys.executable, "-m", "larkbot", "mcp", "--allow-writes", "-l", "en"]
     stdout_lines: list[str] = []
     to_client, client_reads = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -118,8 +108,14 @@ async def test_stdout_carries_only_json_rpc(
         assert parsed["jsonrpc"] == "2.0"
         types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     # The logs went to standard error, debug lines included.
-    logged = await anyio.Path(errlog).read_text(encoding="utf-8")
-    assert "MCP server on stdio" in logged
-    assert "tool create_base_record called by stdio" in logged
-    assert "DEBUG" in logged
+    # (JSON lines: a rich log into a file wraps long lines at 80 columns.)
+    records = [
+        json.loads(line)
+        for line in (await anyio.Path(errlog).read_text(encoding="utf-8")).splitlines()
+        if line.startswith("{")
+    ]
+    messages = [record["message"] for record in records]
+    assert any("MCP server on stdio" in message for message in messages)
+    assert any("tool create_base_record called by stdio" in message for message in messages)
+    assert any(record["level"] == "DEBUG" for record in records)
     assert any(r["Name"] == "Over stdio" for r in ws.table("顧客一覧").records.values())

@@ -8,7 +8,6 @@ against it and talks to it through the ``mcp`` package's own client transports
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
@@ -21,9 +20,8 @@ from larkbot.testing.sample_data import (
     CUSTOMERS_TABLE_ID,
     TASKS_APP_TOKEN,
     TASKS_TABLE_ID,
-    sample_workspace,
 )
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.workspace import Workspace
 from tests._mcp import TRANSPORTS, Transport, mcp_process, mcp_session
 
 pytestmark = pytest.mark.anyio
@@ -35,17 +33,6 @@ _WRITE_TOOLS = {
     "send_message",
     "create_calendar_event",
 }
-
-
-@pytest.fixture
-def ws() -> Workspace:
-    return sample_workspace()
-
-
-@pytest.fixture
-async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
-    async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
-        yield stand_in
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

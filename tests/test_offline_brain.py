@@ -685,13 +685,15 @@ async def test_a_typed_name_matching_two_members_is_asked_about(env: Env) -> Non
 
 # --- the help examples ------------------------------------------------------------------
 
-# The chat, document, wiki, Base schema and people tools are not among the examples: the
-# offline brain reaches some of them from a pasted link or a request for a summary
-# (test_content_agent.py), the rest only through the LLM.
+# Of the chat, document, wiki, Base schema and people tools, the examples show what the
+# offline brain does with them: summarise the chat, answer from a document link and from a
+# wiki link; the others it reaches from other pasted links (test_content_agent.py) or only
+# through the LLM.
+_CONTENT_EXAMPLES = {"list_chat_messages", "read_document", "get_wiki_node"}
 _EVERY_TOOL = {tool.name for tool in default_registry()} - {
     "update_base_record",
     "delete_base_record",
-    *(tool.name for tool in content_tools()),
+    *(tool.name for tool in content_tools() if tool.name not in _CONTENT_EXAMPLES),
 }
 # Sentences that mean the request was not done: questions back and refusals, each as a
 # pattern in which its placeholders match anything.
@@ -728,7 +730,7 @@ async def test_every_help_example_works_on_the_sample_workspace(
     env: Env, language: Language, chat: str
 ) -> None:
     examples = _examples(language)
-    assert len(examples) == 7
+    assert len(examples) == 10
     assert f"• {examples[0]}" in (await env.ask("help", language=language))
     done: set[str] = set()
     for index, text in enumerate(examples):
@@ -741,3 +743,48 @@ async def test_every_help_example_works_on_the_sample_workspace(
         assert not any(p.fullmatch(reply.text) for p in _NOT_DONE), f"{text!r}: {reply.text!r}"
         done |= newly
     assert done >= _EVERY_TOOL
+
+
+# What the summary, document and wiki examples answer, in each language.
+_SUMMARY_HEADER = {
+    "ja": "このチャットの直近のメッセージ 4 件（古い順）:",
+    "en": "The last 4 messages in this chat (oldest first):",
+    "zh": "本群聊最近的 4 条消息（按时间顺序）：",
+}
+_BUDGET_QUOTE = {
+    "ja": "> 予算: 総予算は 1,200 万円。内訳は広告 600 万円、イベント 350 万円、"
+    "予備費 250 万円。予算の変更は田中が承認する。",
+    "en": "> Budget: the total budget is ¥12,000,000: ¥6,000,000 for advertising, "
+    "¥3,500,000 for events and ¥2,500,000 in reserve. Ken Tanaka approves any change to "
+    "the budget.",
+    "zh": "> 预算：总预算为 1,200 万日元，其中广告 600 万日元、活动 350 万日元、"
+    "预备金 250 万日元。预算变更需由田中批准。",
+}
+_WIKI_HEADER = {
+    "ja": "Wiki ページ「Onboarding guide for new sales staff」の中身はドキュメントです"
+    "（doxcnOnboarding0001）。",
+    "en": "The wiki page “Onboarding guide for new sales staff” holds a document "
+    "(doxcnOnboarding0001).",
+    "zh": "知识库页面“Onboarding guide for new sales staff”中是文档（doxcnOnboarding0001）。",
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("language", ["ja", "en", "zh"])
+async def test_the_summary_document_and_wiki_examples_answer_from_the_content(
+    env: Env, language: Language
+) -> None:
+    """What the help promises for chat history, documents and the wiki, answered offline."""
+    replies = []
+    for index, text in enumerate(_examples(language)[-3:]):
+        inbound = message(text, mentions=(), chat="oc_console", index=index)
+        replies.append((await env.assistant.respond(inbound, Conversation("oc_console"))).text)
+    summary, document, wiki = replies
+    # The chat's messages, oldest first, with who wrote them.
+    assert summary.splitlines()[0] == _SUMMARY_HEADER[language]
+    assert "**佐藤 美咲**: おはようございます。Sakura Cloud のローンチ計画をまとめました" in summary
+    # The budget paragraph of the launch plan, quoted in the asker's language.
+    assert document.splitlines()[1] == _BUDGET_QUOTE[language]
+    # The wiki link resolves to its document, which is read.
+    assert wiki.splitlines()[0] == _WIKI_HEADER[language]
+    assert "Who to ask: Misaki Sato for Japan, Jing Chen for China" in wiki

@@ -647,6 +647,8 @@ def test_errors_survive_copying_with_their_fields() -> None:
         {"deadline": 0.0},
         {"jitter": 1.5},
         {"deadline": float("inf")},
+        {"jitter_limit": -1.0},
+        {"jitter_limit": float("inf")},
     ],
 )
 def test_retry_policy_rejects_unusable_values(kwargs: dict[str, float]) -> None:
@@ -664,6 +666,18 @@ def test_retry_policy_is_frozen_and_backs_off_exponentially() -> None:
     assert policy.rate_limit_wait(None, 2) == 1.0
     jittery = RetryPolicy(base_delay=1.0, max_delay=10.0, jitter=0.2)
     assert all(0.8 <= jittery.backoff(1) <= 1.2 for _ in range(100))
+
+
+def test_an_absolute_jitter_only_lengthens_waits_even_past_the_longest() -> None:
+    # The long connection's schedule: 1 s, 2 s, 4 s... capped by ReconnectInterval (10 s),
+    # each plus up to its own length but never more than ReconnectNonce (3 s).
+    policy = RetryPolicy(base_delay=1.0, max_delay=10.0, jitter=1.0, jitter_limit=3.0)
+    for failures, low, high in [(1, 1.0, 2.0), (2, 2.0, 4.0), (3, 4.0, 7.0), (6, 10.0, 13.0)]:
+        waits = [policy.backoff(failures) for _ in range(200)]
+        assert all(low <= wait <= high for wait in waits), (failures, min(waits), max(waits))
+        assert max(waits) - min(waits) > (high - low) / 2  # spread, not a fixed offset
+    steady = RetryPolicy(base_delay=1.0, max_delay=10.0, jitter=1.0, jitter_limit=0.0)
+    assert [steady.backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 8.0, 10.0]
 
 
 async def test_a_token_refresh_cannot_stretch_a_call_past_its_deadline() -> None:

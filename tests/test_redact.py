@@ -88,6 +88,7 @@ def test_rotating_secrets_are_bounded_and_pinned_ones_kept() -> None:
         ("tenant_access_token", True),
         ("api_key", True),
         ("max_tokens", False),
+        ("app_token", False),  # a Base's id, named in audit lines
         ("fields", False),
         ("name", False),
     ],

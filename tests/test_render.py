@@ -321,3 +321,27 @@ def test_very_long_words_in_any_script_are_cut_without_loss(word: str) -> None:
     assert all(len(piece) <= 100 for piece in pieces)
     assert visible("".join(pieces)) == visible(word)
     assert not any(re.search("[\ud800-\udfff]", piece) for piece in pieces)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- **John Smith** (recCust000002) — Company: Acme",
+        "Send `help` for the list of commands.",
+        "See [the record](https://example.feishu.cn/base/x).",
+        "## Customers\n\n1. Acme",
+    ],
+)
+def test_markup_in_a_plain_reply_renders_as_a_card_not_literal_asterisks(text: str) -> None:
+    # Regression: offline answers with markdown went out as text messages, which Lark shows
+    # with their asterisks and backticks.
+    (message,) = render_reply(Reply(text))
+    assert message.msg_type == "interactive"
+    assert message.content["body"]["elements"][0]["content"] == text
+
+
+@pytest.mark.parametrize("text", ["pong", "I will answer in English from now on.", "3 - 2 = 1"])
+def test_a_reply_without_markup_stays_a_text_message(text: str) -> None:
+    (message,) = render_reply(Reply(text))
+    assert message.msg_type == "text"
+    assert message.content == {"text": text}

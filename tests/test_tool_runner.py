@@ -23,6 +23,7 @@ from larkbot.agent.tools import (
 from larkbot.agent.tools.lark_tools import SearchBaseRecordsInput, lark_tools
 from larkbot.core.retry import RetryPolicy
 from larkbot.lark.client import LarkClient
+from larkbot.ops.logging import log_context
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
@@ -327,7 +328,11 @@ async def test_a_bug_in_a_tool_is_logged_and_answered_politely(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
     runner = env.runner(registry=ToolRegistry([_Broken()]))
-    with caplog.at_level(logging.ERROR, logger="larkbot.agent"):
+    # The responder sets the message's log context around the agent and its tools.
+    with (
+        caplog.at_level(logging.ERROR, logger="larkbot.agent"),
+        log_context(env.ctx.message_id),
+    ):
         result = await runner.run("broken", {}, env.ctx)
     assert result.error == "Something went wrong while running broken."
     record = next(r for r in caplog.records if r.name == "larkbot.agent")

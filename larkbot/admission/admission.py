@@ -37,6 +37,7 @@ from larkbot.core.cards import CardAction, CardActions, CardAnswer
 from larkbot.core.frames import ACK_OVERLOADED, Ack, InboundFrame
 from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
+from larkbot.ops.logging import log_context
 
 __all__ = ["Admission", "AdmissionPolicy", "AdmissionQueue", "AdmissionStore", "BotIdentity"]
 
@@ -149,11 +150,13 @@ class Admission:
             return self._outcome(event_type, "unsupported")
 
         message = message_from_event(envelope, self.identity.open_id)
-        sender = envelope.message_event.sender
-        context = {"message_id": message.message_id, "chat_id": message.chat_id}
-        outcome = self._policy_outcome(message, sender.sender_type)
+        with log_context(message.message_id, message.chat_id):
+            return await self._admit(message, event_type, envelope.message_event.sender.sender_type)
+
+    async def _admit(self, message: InboundMessage, event_type: str, sender_type: str) -> Ack:
+        outcome = self._policy_outcome(message, sender_type)
         if outcome is not None:
-            log.info("skipped message %s: %s", message.message_id, outcome, extra=context)
+            log.info("skipped message %s: %s", message.message_id, outcome)
             return self._outcome(event_type, outcome)
 
         if not self.dispatcher.reserve(message.chat_id):
@@ -161,7 +164,6 @@ class Admission:
                 "refused message %s for now: backlog full (%d); Lark will re-deliver it",
                 message.message_id,
                 self.dispatcher.backlog,
-                extra=context,
             )
             self._outcome(event_type, "overloaded")
             return Ack(ACK_OVERLOADED)
@@ -170,13 +172,13 @@ class Admission:
         finally:
             self.dispatcher.release(message.chat_id)
         if not admitted:
-            log.info("skipped message %s: duplicate delivery", message.message_id, extra=context)
+            log.info("skipped message %s: duplicate delivery", message.message_id)
             return self._outcome(event_type, "duplicate")
         # The reservation held the room until now; force skips a second check that a
         # shutdown (stop_accepting) could fail after the message is already in the inbox,
         # where it would then wait for the next start.
         self.dispatcher.submit(message, force=True)
-        log.debug("accepted message %s", message.message_id, extra=context)
+        log.debug("accepted message %s", message.message_id)
         return self._outcome(event_type, "accepted")
 
     async def _card_action(self, envelope: EventEnvelope, frame: InboundFrame) -> Ack:

@@ -125,7 +125,6 @@ class Assistant:
                     "message %s: request limit reached for the sender, retry in %.0f s",
                     message.message_id,
                     wait,
-                    extra={"message_id": message.message_id},
                 )
                 sentence = translate(
                     "rate_limited",
@@ -152,7 +151,6 @@ class Assistant:
                 "message %s: the %s brain failed",
                 message.message_id,
                 self._brain.name,
-                extra={"message_id": message.message_id},
             )
             reply, intent = Reply(translate("error", language)), "error"
         if not reply.text.strip():

@@ -126,7 +126,8 @@ MESSAGES: Final[Mapping[str, Message]] = {
     # --- help ------------------------------------------------------------------------
     "help": Message(
         ja="**使い方**\n"
-        "話しかけるだけで、Lark の Base・メッセージ・ユーザー・ドキュメント・カレンダーを操作します。\n"
+        "話しかけるだけで、Lark の Base・メッセージ・ユーザー・ドキュメント・Wiki・カレンダーを操作します。"
+        "チャットの要約や、リンクを貼ったドキュメント・Wiki の内容の確認もできます。\n"
         "{examples}\n\n"
         "**コマンド**\n"
         "• `help tools` — 使えるツールの一覧\n"
@@ -138,7 +139,9 @@ MESSAGES: Final[Mapping[str, Message]] = {
         "• `agent 名前` — プロファイルの切り替え\n"
         "• `ping` — 応答の確認",
         en="**How to use me**\n"
-        "Just ask: I work with Lark Base tables, messages, users, documents and calendars.\n"
+        "Just ask: I work with Lark Base tables, messages, users, documents, the wiki and "
+        "calendars. I can also summarise a chat and tell you what a pasted document or wiki "
+        "link says.\n"
         "{examples}\n\n"
         "**Commands**\n"
         "• `help tools` — the tools I can use\n"
@@ -150,7 +153,8 @@ MESSAGES: Final[Mapping[str, Message]] = {
         "• `agent NAME` — switch profile\n"
         "• `ping` — check that I respond",
         zh="**使用方法**\n"
-        "直接告诉我即可：我可以操作 Lark 的多维表格、消息、用户、文档和日历。\n"
+        "直接告诉我即可：我可以操作 Lark 的多维表格、消息、用户、文档、知识库和日历，"
+        "还能总结群聊，以及查看贴出的文档或知识库链接的内容。\n"
         "{examples}\n\n"
         "**命令**\n"
         "• `help tools` — 可用的工具\n"
@@ -172,7 +176,10 @@ MESSAGES: Final[Mapping[str, Message]] = {
         "• @田中 さんの情報\n"
         "• 営業のドキュメントを探して\n"
         "• メンバー一覧\n"
-        "• 明日15時に会議を予約",
+        "• 明日15時に会議を予約\n"
+        "• このチャットを要約して\n"
+        "• https://example.feishu.cn/docx/doxcnLaunchPlan00001 には予算について何と書いてありますか？\n"
+        "• https://example.feishu.cn/wiki/wikcnOnboarding0001 って何？",
         en="For example:\n"
         "• search customers for Acme\n"
         "• add to customers name=Acme, amount=500000\n"
@@ -180,7 +187,10 @@ MESSAGES: Final[Mapping[str, Message]] = {
         "• who is @Emma\n"
         "• find documents about sales\n"
         "• who is in this chat\n"
-        "• book a meeting tomorrow 3pm for 30 min about planning",
+        "• book a meeting tomorrow 3pm for 30 min about planning\n"
+        "• summarise this chat\n"
+        "• what does https://example.feishu.cn/docx/doxcnLaunchPlan00001 say about the budget?\n"
+        "• what is https://example.feishu.cn/wiki/wikcnOnboarding0001?",
         zh="例如：\n"
         "• 在客户表中搜索 Acme\n"
         "• 在客户表中添加 名称=Acme, 金额=500000\n"
@@ -188,7 +198,10 @@ MESSAGES: Final[Mapping[str, Message]] = {
         "• @陈静 是谁\n"
         "• 搜索文档 路线图\n"
         "• 群成员\n"
-        "• 明天下午3点预约会议",
+        "• 明天下午3点预约会议\n"
+        "• 总结一下这个群聊\n"
+        "• https://example.feishu.cn/docx/doxcnLaunchPlan00001 里关于预算说了什么？\n"
+        "• https://example.feishu.cn/wiki/wikcnOnboarding0001 是什么？",
     ),
     "help_tools_header": Message(
         ja="**使えるツール**", en="**Tools I can use**", zh="**可用的工具**"

@@ -170,7 +170,6 @@ class LLMBrain:
             "message %s: the model was still calling tools after %d rounds",
             message.message_id,
             self._settings.llm.max_tool_rounds,
-            extra={"message_id": message.message_id},
         )
         return Reply(translate("llm_too_many_steps", language))
 
@@ -212,7 +211,7 @@ class LLMBrain:
                 outcome,
                 type(exc).__name__,
                 getattr(exc, "status_code", "-"),
-                extra={"message_id": message.message_id, "outcome": outcome},
+                extra={"outcome": outcome},
             )
             raise _CompletionError(key) from None
         LLM_REQUESTS.labels(outcome="ok").inc()

@@ -642,7 +642,6 @@ class OfflineBrain:
             "message %s: offline brain calls %s",
             message.message_id,
             planned.name,
-            extra={"message_id": message.message_id},
         )
         result = await turn.runner.run(planned.name, planned.arguments, turn.tool_ctx)
         if not result.ok:

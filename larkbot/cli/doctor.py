@@ -17,7 +17,6 @@ from our own sentences and error codes, and redacted on top of that.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from larkbot.config._sources import find_config_file
 from larkbot.core.redact import redact
 from larkbot.core.retry import RetryPolicy
 from larkbot.lark.client import LarkAPIError, LarkClient
+from larkbot.ops.http import explain_bind_error
 from larkbot.sources.longconn.connection import (
     LarkAuthError,
     TransientConnectError,
@@ -493,7 +493,7 @@ async def _check_port(settings: Settings) -> CheckResult:
     try:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     except OSError as exc:
-        return CheckResult("port", "fail", _bind_failure(exc, host, port))
+        return CheckResult("port", "fail", explain_bind_error(exc, host, port))
     await listener.aclose()
     if settings.events.mode == "webhook":
         path = settings.events.webhook_path
@@ -504,19 +504,6 @@ async def _check_port(settings: Settings) -> CheckResult:
             "proxy",
         )
     return CheckResult("port", "ok", f"{host}:{port} can be bound")
-
-
-def _bind_failure(exc: OSError, host: str, port: int) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return (
-            f"port {port} on {host} is already in use (a running larkbot?): "
-            "stop it or set PORT to a free port"
-        )
-    if exc.errno == errno.EACCES:
-        return f"port {port} on {host} needs privileges: set PORT to 1024 or above"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {host}: it is not an address of this machine (set HOST)"
-    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def _print_report(report: DoctorReport) -> None:

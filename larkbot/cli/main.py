@@ -283,7 +283,7 @@ def mcp(
             "--tools",
             "-t",
             help="Tool names and presets, comma-separated (preset.default, preset.light, "
-            "preset.base, preset.im). Default: preset.default.",
+            "preset.base, preset.doc, preset.im). Default: preset.default.",
             show_default=False,
         ),
     ] = "",

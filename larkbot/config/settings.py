@@ -560,14 +560,12 @@ class StoreSettings(_Section):
     def resolved_state_dir(self, env: Mapping[str, str] | None = None) -> Path:
         """Return the state directory to use.
 
-        Order: ``LARKBOT_STATE_DIR``, then ``store.state_dir``, then systemd's
-        ``$STATE_DIRECTORY`` (its first entry when several are listed), then
-        ``$XDG_STATE_HOME/larkbot``, then ``~/.local/state/larkbot``. ``env`` defaults to
-        ``os.environ``. Nothing is created or touched on disk.
+        Order: ``store.state_dir`` (which ``LARKBOT_STATE_DIR`` sets, read with the rest of
+        the configuration), then systemd's ``$STATE_DIRECTORY`` (its first entry when several
+        are listed), then ``$XDG_STATE_HOME/larkbot``, then ``~/.local/state/larkbot``.
+        ``env`` defaults to ``os.environ``. Nothing is created or touched on disk.
         """
         env = os.environ if env is None else env
-        if explicit := env.get("LARKBOT_STATE_DIR", "").strip():
-            return Path(explicit).expanduser()
         if self.state_dir is not None:
             return self.state_dir.expanduser()
         systemd = env.get("STATE_DIRECTORY", "").split(":")[0].strip()

@@ -76,9 +76,10 @@ _ASSIGNED = re.compile(
 _QUOTED = re.compile(rf"(?i)([\"']{_FIELD_NAME}[\"']\s*:\s*)(\"[^\"]*\"|'[^']*')")
 
 # Keys of structured data (tool arguments, event fields) whose values are masked whole.
+# ``app_token`` names a Base, not a credential: an audit line must say which Base changed.
 _SECRET_KEY = re.compile(
     r"(?i)secret|passw|api[\s_\-]?key|credential|authorization|cookie|session|private"
-    r"|token(?!s)"
+    r"|(?<!app_)token(?!s)"
 )
 
 _lock = threading.Lock()

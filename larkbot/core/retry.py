@@ -1,4 +1,7 @@
-"""The retry policy of OpenAPI calls: bounded attempts, exponential backoff, a total deadline."""
+"""The one backoff of larkbot: bounded attempts, exponential waits, a total deadline.
+
+OpenAPI calls, the wait for the bot's identity and the long connection's reconnects use it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ class RetryPolicy:
     whole call (attempts and the waits between them), in seconds. Backoff doubles from
     ``base_delay`` up to ``max_delay``; ``jitter`` spreads each wait by up to that fraction
     so that many callers hit by the same failure do not retry in lockstep.
+
+    With ``jitter_limit`` set, jitter only lengthens a wait: by up to ``jitter`` of it and at
+    most ``jitter_limit`` seconds, past ``max_delay`` if need be, so that callers which all
+    reached the longest wait still spread out (the long connection's ``ReconnectNonce``).
     """
 
     max_attempts: int = 5
@@ -24,6 +31,7 @@ class RetryPolicy:
     max_delay: float = 10.0
     deadline: float = 60.0
     jitter: float = 0.2
+    jitter_limit: float | None = None
 
     def __post_init__(self) -> None:
         """Reject a policy that could never make a request or could wait forever."""
@@ -45,11 +53,15 @@ class RetryPolicy:
             raise ValueError("RetryPolicy.deadline must be positive")
         if not 0 <= self.jitter <= 1:
             raise ValueError("RetryPolicy.jitter must be between 0 and 1")
+        if self.jitter_limit is not None and not 0 <= self.jitter_limit < math.inf:
+            raise ValueError("RetryPolicy.jitter_limit must be a finite number, at least 0")
 
     def backoff(self, failures: int) -> float:
         """Return the wait, in seconds, after the ``failures``-th failed attempt (1-based)."""
         exponent = min(max(failures, 1) - 1, 62)
         delay = min(self.max_delay, self.base_delay * 2.0**exponent)
+        if self.jitter_limit is not None:
+            return delay + random.uniform(0.0, min(self.jitter_limit, self.jitter * delay))
         return self._spread(delay, random.uniform(-self.jitter, self.jitter))
 
     def rate_limit_wait(self, reset: float | None, failures: int) -> float:

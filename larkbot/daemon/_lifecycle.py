@@ -35,6 +35,7 @@ from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.lark.client import CredentialsError, LarkAPIError, LarkClient
 from larkbot.ops import metrics
 from larkbot.ops.http import HealthState, OpsServer, build_ops_app
+from larkbot.ops.logging import log_context
 from larkbot.ops.systemd import SystemdNotifier
 from larkbot.sources import EventSource
 from larkbot.store import Store
@@ -265,17 +266,14 @@ class Daemon:
         """Answer what a previous run acked but did not answer; drop what is too old."""
         resumable, expired = await store.unfinished(self.settings.admission.stale_after_seconds)
         for message in expired:
-            log.warning(
-                "not answering message %s: it waited longer than the stale cutoff",
-                message.message_id,
-                extra={"message_id": message.message_id, "chat_id": message.chat_id},
-            )
+            with log_context(message.message_id, message.chat_id):
+                log.warning(
+                    "not answering message %s: it waited longer than the stale cutoff",
+                    message.message_id,
+                )
         for message in resumable:
-            log.info(
-                "resuming message %s from the inbox",
-                message.message_id,
-                extra={"message_id": message.message_id, "chat_id": message.chat_id},
-            )
+            with log_context(message.message_id, message.chat_id):
+                log.info("resuming message %s from the inbox", message.message_id)
             dispatcher.submit(message, force=True)
 
     async def _run_source(self, source: EventSource) -> None:

@@ -24,10 +24,10 @@ from pydantic import SecretStr
 
 from larkbot import __version__
 from larkbot.core.errors import EX_CONFIG, LarkbotError
+from larkbot.core.redact import add_secrets, redact
 from larkbot.core.retry import RetryPolicy
 from larkbot.lark._http import HttpAnswer, HttpTransport, NoAnswerError
 from larkbot.lark._tokens import TokenCache
-from larkbot.ops.logging import add_secrets
 from larkbot.ops.metrics import OPENAPI_LATENCY, OPENAPI_REQUESTS
 
 __all__ = [
@@ -285,7 +285,9 @@ class LarkClient:
         except NoAnswerError as exc:
             OPENAPI_REQUESTS.labels(_ENDPOINT_PATH, "error").inc()
             raise LarkAPIError(
-                _NO_CODE, self._redact(str(exc), None), route=_ENDPOINT_PATH
+                _NO_CODE,
+                redact(str(exc), also=(self._app_secret.get_secret_value(),)),
+                route=_ENDPOINT_PATH,
             ) from None
         OPENAPI_REQUESTS.labels(_ENDPOINT_PATH, str(answer.status)).inc()
         OPENAPI_LATENCY.labels(_ENDPOINT_PATH).observe(anyio.current_time() - started)
@@ -582,7 +584,11 @@ class LarkClient:
             if isinstance(exc, NoAnswerError)
             else "no answer before the deadline"
         )
-        error = LarkAPIError(_NO_CODE, self._redact(reason, token), route=route)
+        error = LarkAPIError(
+            _NO_CODE,
+            redact(reason, also=(self._app_secret.get_secret_value(), token or "")),
+            route=route,
+        )
         never_sent = isinstance(exc, NoAnswerError) and exc.never_sent
         if not idempotent and not never_sent:
             error.msg += "; not retried, the platform may have applied it"
@@ -605,7 +611,9 @@ class LarkClient:
         if body is not None and code in (0, None) and status < 400:
             return body
         log_id = response.headers.get(_LOG_ID_HEADER) or _log_id_of(body)
-        msg = self._redact(str(body.get("msg", "")) if body else "", token)
+        msg = str(body.get("msg", "")) if body else ""
+        # Should the platform ever echo the secret or the token, neither reaches the error.
+        msg = redact(msg, also=(self._app_secret.get_secret_value(), token or ""))
         error = LarkAPIError(
             code if code is not None else _NO_CODE,
             msg or f"HTTP {status}",
@@ -659,13 +667,6 @@ class LarkClient:
                 delay,
                 extra={"message_id": message_id},
             )
-
-    def _redact(self, text: str, token: str | None) -> str:
-        """Blank out the secret and the token should the platform ever echo them."""
-        for secret in (self._app_secret.get_secret_value(), token):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
 
 
 def _segment(value: str) -> str:

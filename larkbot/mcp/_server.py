@@ -34,6 +34,7 @@ from larkbot.core.language import Language
 from larkbot.mcp._agent_tool import AskLarkbot, PostAgentAnswer
 from larkbot.mcp._auth import Caller, TokenMode, caller_of
 from larkbot.mcp._presets import select_tools
+from larkbot.ops.logging import log_context
 
 if TYPE_CHECKING:
     from larkbot.agent.brain import Brain
@@ -167,15 +168,14 @@ class LarkToolServer:
     ) -> types.CallToolResult:
         caller = caller_of(ctx.request)
         call_id = f"mcp-{uuid.uuid4().hex}"
-        try:
-            return await self._run(params.name, dict(params.arguments or {}), caller, call_id)
-        except Exception:
-            # Never a traceback to the caller: the runner already catches what tools raise,
-            # so this is larkbot's own fault, logged in full here.
-            _log.exception(
-                "tool call %s (%s) failed", params.name, call_id, extra={"message_id": call_id}
-            )
-            return _result(_failure(translate("error", self._language)))
+        with log_context(message_id=call_id):
+            try:
+                return await self._run(params.name, dict(params.arguments or {}), caller, call_id)
+            except Exception:
+                # Never a traceback to the caller: the runner already catches what tools
+                # raise, so this is larkbot's own fault, logged in full here.
+                _log.exception("tool call %s (%s) failed", params.name, call_id)
+                return _result(_failure(translate("error", self._language)))
 
     async def _run(
         self, name: str, arguments: dict[str, Any], caller: Caller, call_id: str
@@ -218,7 +218,7 @@ class LarkToolServer:
             caller.key,
             " as the user" if as_user else "",
             call_id,
-            extra={"message_id": call_id, "tool_name": name, "caller": caller.key},
+            extra={"tool_name": name, "caller": caller.key},
         )
         return _result(await self.runner.run(name, arguments, tool_ctx))
 

@@ -6,8 +6,9 @@ The names below load their module on first use, so that importing ``larkbot.ops.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from larkbot.core._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from larkbot.ops.http import HealthState, OpsPortError, OpsServer, build_ops_app
@@ -29,22 +30,17 @@ __all__ = [
 ]
 
 _HOME = {
-    "HealthState": "http",
-    "OpsPortError": "http",
-    "OpsServer": "http",
-    "build_ops_app": "http",
-    "SystemdNotifier": "systemd",
-    "add_secrets": "logging",
-    "log_context": "logging",
-    "redact": "logging",
-    "setup_logging": "logging",
-    "init_sentry": "sentry",
+    "HealthState": "larkbot.ops.http",
+    "OpsPortError": "larkbot.ops.http",
+    "OpsServer": "larkbot.ops.http",
+    "build_ops_app": "larkbot.ops.http",
+    "SystemdNotifier": "larkbot.ops.systemd",
+    "add_secrets": "larkbot.ops.logging",
+    "log_context": "larkbot.ops.logging",
+    "redact": "larkbot.ops.logging",
+    "setup_logging": "larkbot.ops.logging",
+    "init_sentry": "larkbot.ops.sentry",
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` when it is first asked for."""
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _HOME)

@@ -27,7 +27,7 @@ from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.ops._uvicorn import EmbeddedServer, embedded_config
 from larkbot.ops.metrics import HTTP_REQUEST_DURATION, REGISTRY
 
-__all__ = ["HealthState", "OpsPortError", "OpsServer", "build_ops_app"]
+__all__ = ["HealthState", "OpsPortError", "OpsServer", "build_ops_app", "explain_bind_error"]
 
 _log = logging.getLogger("larkbot.ops")
 
@@ -201,14 +201,14 @@ async def _listen(host: str, port: int) -> list[socket.socket]:
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        raise OpsPortError(_explain_bind_error(exc, host, port)) from None
+        raise OpsPortError(explain_bind_error(exc, host, port)) from None
     if not sockets:  # pragma: no cover - getaddrinfo never answers with nothing
         raise OpsPortError(f"cannot listen on {host}: it has no address")
     return sockets
 
 
-def _explain_bind_error(exc: OSError, host: str, port: int) -> str:
-    """Turn a bind failure into one sentence an operator can act on."""
+def explain_bind_error(exc: OSError, host: str, port: int) -> str:
+    """Turn a bind failure into one sentence an operator can act on (the daemon, ``doctor``)."""
     if exc.errno == errno.EADDRINUSE:
         return f"port {port} on {host} is already in use: set PORT to a free port"
     if exc.errno == errno.EACCES:

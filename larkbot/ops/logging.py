@@ -24,7 +24,7 @@ import logging.handlers
 import os
 import queue
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -36,7 +36,7 @@ from rich.text import Text
 
 from larkbot.core.redact import add_secrets, pin_secrets, redact
 
-__all__ = ["LogFormat", "add_secrets", "log_context", "redact", "setup_logging"]
+__all__ = ["ContextFilter", "LogFormat", "add_secrets", "log_context", "redact", "setup_logging"]
 
 LogFormat = Literal["auto", "json", "rich"]
 
@@ -64,21 +64,34 @@ _tuned: set[str] = set()
 _listener: logging.handlers.QueueListener | None = None
 
 
-@contextlib.contextmanager
 def log_context(
     message_id: str | None = None, chat_id: str | None = None, conn_id: str | None = None
-) -> Iterator[None]:
+) -> contextlib.AbstractContextManager[None]:
     """Attach ids to every log line emitted inside the block (in this task only).
 
     Nested blocks inherit the outer ids and may override them; ``None`` leaves a field as it is.
+    Tasks started inside the block inherit the ids too (they copy the context when started).
     """
-    given = {"message_id": message_id, "chat_id": chat_id, "conn_id": conn_id}
-    merged = {**_context.get(), **{key: value for key, value in given.items() if value}}
-    token = _context.set(merged)
-    try:
-        yield
-    finally:
-        _context.reset(token)
+    return _LogContext(message_id, chat_id, conn_id)
+
+
+class _LogContext(contextlib.AbstractContextManager[None]):
+    """The block of :func:`log_context`: a plain class, as it runs once per message."""
+
+    __slots__ = ("_given", "_token")
+
+    def __init__(self, message_id: str | None, chat_id: str | None, conn_id: str | None) -> None:
+        given = {"message_id": message_id, "chat_id": chat_id, "conn_id": conn_id}
+        self._given = {key: value for key, value in given.items() if value}
+        self._token: contextvars.Token[Mapping[str, str]] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _context.set({**_context.get(), **self._given})
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _context.reset(self._token)
+            self._token = None
 
 
 def setup_logging(
@@ -94,8 +107,8 @@ def setup_logging(
 ) -> None:
     """Send all logging to ``stream`` (standard error by default) as JSON lines or rich text.
 
-    ``fmt="auto"`` picks JSON lines unless the stream is a terminal; the ``LOG_FORMAT``
-    environment variable (``json`` or ``rich``) overrides that guess. When the stream is
+    ``fmt="auto"`` picks JSON lines unless the stream is a terminal (the ``LOG_FORMAT``
+    setting, read with the rest of the configuration, is what the CLI passes). When the stream is
     the journal's (``JOURNAL_STREAM`` names it, as systemd does), each JSON line starts with
     its syslog priority (``<4>`` for a warning), so ``journalctl -p warning`` filters it.
     Calling it again replaces the handlers it installed before. ``secrets`` are masked for
@@ -120,7 +133,7 @@ def setup_logging(
         file_handler, listener = _file_handler(file, file_max_bytes, file_backups)
         handlers.append(file_handler)
     for each in handlers:
-        each.addFilter(_ContextFilter())
+        each.addFilter(ContextFilter())
         each.addFilter(_RedactionFilter())
         setattr(each, _OWNED, True)
 
@@ -158,9 +171,6 @@ def _resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "rich"]:
         if fmt not in ("json", "rich"):
             raise ValueError(f"unknown log format {fmt!r}: use auto, json or rich")
         return fmt
-    forced = os.environ.get("LOG_FORMAT", "").strip().lower()
-    if forced in ("json", "rich"):
-        return forced  # type: ignore[return-value]
     isatty = getattr(stream, "isatty", None)
     return "rich" if isatty is not None and isatty() else "json"
 
@@ -248,8 +258,12 @@ def _local_time(moment: datetime) -> Text:
     return Text(moment.astimezone().isoformat(sep=" ", timespec="seconds"))
 
 
-class _ContextFilter(logging.Filter):
-    """Copy the ``log_context`` ids onto the record unless ``extra=`` already set them."""
+class ContextFilter(logging.Filter):
+    """Copy the ``log_context`` ids onto the record unless ``extra=`` already set them.
+
+    ``setup_logging`` puts it on its handlers; add it to a handler of your own (an embedding
+    application's, a test's log capture) to see the ids there too.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Fill missing context fields; never drops a record."""

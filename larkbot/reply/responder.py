@@ -19,6 +19,7 @@ from larkbot.core.message import InboundMessage
 from larkbot.core.streaming import current_reply_stream
 from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
 from larkbot.ops import metrics
+from larkbot.ops.logging import log_context
 from larkbot.reply.render import OutboundMessage, render_reply
 from larkbot.reply.streaming import StreamingCard
 
@@ -77,8 +78,15 @@ class Responder:
         self._streaming = streaming
 
     async def answer(self, message: InboundMessage) -> None:
-        """Produce and post the reply to ``message``; never raises for platform errors."""
-        context = {"message_id": message.message_id, "chat_id": message.chat_id}
+        """Produce and post the reply to ``message``; never raises for platform errors.
+
+        Every log line emitted while answering, down to the tools and the Lark client,
+        carries the message's ids.
+        """
+        with log_context(message.message_id, message.chat_id):
+            await self._answer(message)
+
+    async def _answer(self, message: InboundMessage) -> None:
         conversation = self._conversations.get(message.conversation_key)
         reactions: list[str] = []
         in_thread = message.in_thread or self._reply_in_thread
@@ -110,7 +118,7 @@ class Responder:
         except LarkAPIError as exc:
             metrics.REPLIES.labels(outcome="failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
-            log.error("reply to message %s failed: %s", message.message_id, reason, extra=context)
+            log.error("reply to message %s failed: %s", message.message_id, reason)
             with anyio.CancelScope(shield=True):
                 for message_id in message.answered_ids:
                     await self._store.mark_failed(message_id, reason)
@@ -124,7 +132,6 @@ class Responder:
             message.message_id,
             len(outbound) + first,
             "" if len(outbound) + first == 1 else "s",
-            extra=context,
         )
         # Shielded: once the platform has the reply, the inbox must learn it even if a
         # hard shutdown is cancelling us right now (else a restart would resume it, and

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from larkbot.ops._uvicorn import EmbeddedServer, embedded_config
+from larkbot.testing._serving import start_serving
 
 __all__ = ["OpenAIStandIn", "Responder", "default_responder"]
 
@@ -151,15 +152,7 @@ class OpenAIStandIn:
         if self._exit_stack is not None:
             raise RuntimeError("this stand-in is already running")
         self._closing, self._stopped = anyio.Event(), anyio.Event()
-        stack = AsyncExitStack()
-        task_group = await stack.enter_async_context(anyio.create_task_group())
-        try:
-            self._port = await task_group.start(self._serve)
-        except BaseException:
-            task_group.cancel_scope.cancel()
-            await stack.aclose()
-            raise
-        self._task_group, self._exit_stack = task_group, stack
+        self._port, self._task_group, self._exit_stack = await start_serving(self._serve)
         logger.info("OpenAI stand-in listening on %s", self.base_url)
         return self
 

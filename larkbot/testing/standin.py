@@ -70,6 +70,7 @@ from larkbot.testing._records import (
     ReactionRecord,
     ReplyRecord,
 )
+from larkbot.testing._serving import start_serving
 
 __all__ = ["LarkStandIn"]
 
@@ -227,15 +228,7 @@ class LarkStandIn:
         if self._exit_stack is not None:
             raise RuntimeError("this stand-in is already running")
         self._server_stopped = anyio.Event()
-        stack = AsyncExitStack()
-        task_group = await stack.enter_async_context(anyio.create_task_group())
-        try:
-            self._port = await task_group.start(self._serve)
-        except BaseException:
-            task_group.cancel_scope.cancel()
-            await stack.aclose()
-            raise
-        self._task_group, self._exit_stack = task_group, stack
+        self._port, self._task_group, self._exit_stack = await start_serving(self._serve)
         logger.info("Lark stand-in listening on %s", self.url)
         return self
 

@@ -12,7 +12,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import path_segment, resolve_table
+from larkbot.agent.tools._common import (
+    CreatedObjects,
+    idempotency_key,
+    path_segment,
+    resolve_table,
+)
 from larkbot.agent.tools._links import call, parse_reference
 from larkbot.agent.tools._wiki import kind_name, wiki_node
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
@@ -308,8 +313,27 @@ class CreateBaseTable(Tool[CreateBaseTableInput]):
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("bitable:app", "wiki:wiki:readonly")
 
+    def __init__(self) -> None:
+        """Create the tool, with nothing created yet."""
+        self._created: CreatedObjects[ToolResult] = CreatedObjects()
+
     async def run(self, ctx: ToolContext, args: CreateBaseTableInput) -> ToolResult:
-        """Create the table with every field in one call."""
+        """Create the table with every field in one call, once per call's idempotency key.
+
+        Creating a table takes no client token: a repeat of the same call (same message,
+        same arguments) answers the table the first one made, where the platform would
+        otherwise refuse the now taken name.
+        """
+        key = idempotency_key(ctx, self.name, args)
+        async with self._created.hold(key):
+            made = self._created.get(key)
+            if made is None:
+                made = await self._create(ctx, args)
+                self._created.remember(key, made)
+            return made.model_copy(deep=True)
+
+    @staticmethod
+    async def _create(ctx: ToolContext, args: CreateBaseTableInput) -> ToolResult:
         names = [f.name.strip() for f in args.fields]
         if len(set(map(str.casefold, names))) != len(names):
             raise ToolError(translate("duplicate_field_names", ctx.language))

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote
 
+import anyio
+from cachetools import TTLCache
 from pydantic import BaseModel
 
 from larkbot.agent.i18n import translate
@@ -19,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIELD_NOT_FOUND_CODES",
+    "CreatedObjects",
     "format_number",
     "idempotency_key",
     "parse_when",
@@ -47,6 +53,57 @@ def idempotency_key(ctx: ToolContext, tool_name: str, args: BaseModel) -> str:
     digest = hashlib.sha256(f"{ctx.message_id}\x00{tool_name}\x00{canonical}".encode()).digest()
     # Version 4 layout: some endpoints validate the UUID format, not its randomness.
     return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+_T = TypeVar("_T")
+
+# How long a creation is remembered: the hour the platform honours its own idempotency
+# keys (message uuids, client tokens) for.
+_CREATED_TTL_SECONDS = 3600.0
+_CREATED_MAX = 4096
+
+
+class CreatedObjects(Generic[_T]):
+    """What a create call made, by its :func:`idempotency_key`, for endpoints with no token.
+
+    Lark takes a client token for records, messages, groups and events, but not for a new
+    docx document or a Base table, so for those a repeat of the same call (the model asking
+    twice in a turn, a turn run again after it failed part way) would make a second one.
+    A tool keeps here what it created under the call's key, and a repeat finds it instead.
+    Calls with the same key run one at a time, so two at once cannot both create. Kept in
+    memory for an hour, the platform's own idempotency window.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float = _CREATED_TTL_SECONDS,
+        max_size: int = _CREATED_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Remember up to ``max_size`` creations for ``ttl_seconds`` each."""
+        self._made: TTLCache[str, _T] = TTLCache(maxsize=max_size, ttl=ttl_seconds, timer=clock)
+        self._locks: dict[str, anyio.Lock] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Run the body alone among the calls with ``key``: look up, create, remember."""
+        lock = self._locks.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            # A released lock with a waiter passes straight to it, so it is still locked.
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._locks.pop(key, None)
+
+    def get(self, key: str) -> _T | None:
+        """What the call with ``key`` created, if it did within the last hour."""
+        return self._made.get(key)
+
+    def remember(self, key: str, made: _T) -> None:
+        """Note that the call with ``key`` created ``made``."""
+        self._made[key] = made
 
 
 def resolve_table(ctx: ToolContext, table: str) -> tuple[str, BaseTableSettings]:

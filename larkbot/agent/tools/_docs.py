@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._common import CreatedObjects, idempotency_key, path_segment
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools._people import EMAIL, PersonResolver
 from larkbot.agent.tools._wiki import kind_name, wiki_node
@@ -243,60 +244,87 @@ class ImportDocument(Tool[ImportDocumentInput]):
         "docs:permission.member:create",
     )
 
+    def __init__(self) -> None:
+        """Create the tool, with nothing created yet."""
+        self._created: CreatedObjects[_Import] = CreatedObjects()
+
     async def run(self, ctx: ToolContext, args: ImportDocumentInput) -> ToolResult:
-        """Create the document, convert the Markdown to blocks, insert them, share it."""
-        body: dict[str, Any] = {"title": args.title.strip()}
-        if args.folder and args.folder.strip():
-            body["folder_token"] = _folder_token(ctx, args.folder)
-        converted = await ctx.client.request(
-            "POST",
-            CONVERT_ROUTE,
-            route=CONVERT_ROUTE,
-            json={"content_type": "markdown", "content": args.markdown},
-        )
-        blocks: list[dict[str, Any]] = list(converted.get("blocks") or [])
-        children = [str(block_id) for block_id in converted.get("first_level_block_ids") or []]
-        if len(blocks) > _MAX_BLOCKS:
-            raise ToolError(translate("doc_too_long", ctx.language, count=len(blocks)))
-        data = await call(
-            ctx,
-            "POST",
-            CREATE_ROUTE,
-            route=CREATE_ROUTE,
-            refusals=_FOLDER_REFUSALS,
-            json=body,
-            write=True,
-        )
-        document = data.get("document") or {}
-        document_id = str(document.get("document_id") or "")
-        if children:
-            for block in blocks:
-                _strip_merge_info(block)
-            segment = path_segment(document_id)
-            await ctx.client.request(
+        """Create the document, convert the Markdown to blocks, insert them, share it.
+
+        Creating a document takes no client token, so the call's idempotency key keeps
+        what it made: a repeat returns the same document, and a repeat of a call that
+        failed after the document was made fills and shares that one rather than making
+        another (the insert's own client token keeps its blocks from landing twice).
+        """
+        key = idempotency_key(ctx, self.name, args)
+        async with self._created.hold(key):
+            made = self._created.get(key)
+            if made is not None and made.result is not None:
+                return made.result.model_copy(deep=True)
+            body: dict[str, Any] = {"title": args.title.strip()}
+            if args.folder and args.folder.strip():
+                body["folder_token"] = _folder_token(ctx, args.folder)
+            converted = await ctx.client.request(
                 "POST",
-                f"docx/v1/documents/{segment}/blocks/{segment}/descendant",
-                route=DESCENDANT_ROUTE,
-                params={
-                    "document_revision_id": -1,
-                    "client_token": idempotency_key(ctx, self.name, args),
-                },
-                json={"children_id": children, "index": 0, "descendants": blocks},
-                write=True,
+                CONVERT_ROUTE,
+                route=CONVERT_ROUTE,
+                json={"content_type": "markdown", "content": args.markdown},
             )
-        shared = await _share_with_requester(ctx, document_id)
-        result = {
-            "document_id": document_id,
-            "title": str(document.get("title") or args.title.strip()),
-            "blocks": len(blocks),
-            "shared_with_requester": shared,
-        }
-        text = translate(
-            "doc_created", ctx.language, title=result["title"], document_id=document_id
-        )
-        if shared is False:
-            text += "\n" + translate("doc_not_shared", ctx.language)
-        return ToolResult(ok=True, data=result, text=text)
+            blocks: list[dict[str, Any]] = list(converted.get("blocks") or [])
+            children = [str(block_id) for block_id in converted.get("first_level_block_ids") or []]
+            if len(blocks) > _MAX_BLOCKS:
+                raise ToolError(translate("doc_too_long", ctx.language, count=len(blocks)))
+            if made is None:
+                data = await call(
+                    ctx,
+                    "POST",
+                    CREATE_ROUTE,
+                    route=CREATE_ROUTE,
+                    refusals=_FOLDER_REFUSALS,
+                    json=body,
+                    write=True,
+                )
+                document = data.get("document") or {}
+                made = _Import(
+                    document_id=str(document.get("document_id") or ""),
+                    title=str(document.get("title") or args.title.strip()),
+                )
+                self._created.remember(key, made)
+            if children:
+                for block in blocks:
+                    _strip_merge_info(block)
+                segment = path_segment(made.document_id)
+                await ctx.client.request(
+                    "POST",
+                    f"docx/v1/documents/{segment}/blocks/{segment}/descendant",
+                    route=DESCENDANT_ROUTE,
+                    params={"document_revision_id": -1, "client_token": key},
+                    json={"children_id": children, "index": 0, "descendants": blocks},
+                    write=True,
+                )
+            shared = await _share_with_requester(ctx, made.document_id)
+            result = {
+                "document_id": made.document_id,
+                "title": made.title,
+                "blocks": len(blocks),
+                "shared_with_requester": shared,
+            }
+            text = translate(
+                "doc_created", ctx.language, title=made.title, document_id=made.document_id
+            )
+            if shared is False:
+                text += "\n" + translate("doc_not_shared", ctx.language)
+            made.result = ToolResult(ok=True, data=result, text=text)
+            return made.result.model_copy(deep=True)
+
+
+@dataclass(slots=True)
+class _Import:
+    """A document ``import_document`` created; ``result`` once it was filled and shared."""
+
+    document_id: str
+    title: str
+    result: ToolResult | None = None
 
 
 class GrantDocumentPermission(Tool[GrantDocumentPermissionInput]):

@@ -117,6 +117,6 @@ async def call(
             exc.code,
             route,
             ctx.message_id,
-            extra={"message_id": ctx.message_id, "lark_code": exc.code},
+            extra={"lark_code": exc.code},
         )
         raise ToolError(translate(key, ctx.language, **values)) from None

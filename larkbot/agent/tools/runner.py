@@ -23,6 +23,7 @@ from larkbot.agent.tools._common import FIELD_NOT_FOUND_CODES
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
 from larkbot.core.language import Language
+from larkbot.core.redact import redact_fields
 from larkbot.lark.client import LarkAPIError
 from larkbot.ops.metrics import TOOL_EXECUTIONS
 
@@ -34,12 +35,6 @@ __all__ = ["ToolRunner"]
 _log = logging.getLogger("larkbot.agent")
 _audit = logging.getLogger("larkbot.agent.audit")
 
-# ``app_token`` names a Base, not a credential: an audit line must say which Base changed.
-_SECRET_KEY = re.compile(
-    r"secret|(?<!app_)token|passw|api[\s_-]?key|credential|authorization|cookie|session|private",
-    re.IGNORECASE,
-)
-_REDACTED = "***"
 _SCOPE_LIST = re.compile(r"\[([^\]]+)\]")
 _PROBLEMS_SHOWN = 3
 
@@ -138,7 +133,6 @@ class ToolRunner:
                 "unknown tool %r requested (message %s)",
                 name,
                 ctx.message_id,
-                extra={"message_id": ctx.message_id},
             )
             return _failure(message)
         parsed = _parse(tool, arguments, ctx.language)
@@ -214,7 +208,7 @@ class ToolRunner:
                 self._cache.clear()
 
     async def _execute(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> _StatusResult:
-        extra = {"message_id": ctx.message_id, "tool_name": tool.name}
+        extra = {"tool_name": tool.name}
         try:
             result = await tool.run(ctx, args)
         except ToolError as exc:
@@ -259,7 +253,7 @@ class ToolRunner:
                 shown = "<not JSON>"
         else:
             shown = arguments
-        redacted = _redact(shown)
+        redacted = redact_fields(shown)
         text = json.dumps(redacted, ensure_ascii=False, sort_keys=True, default=str)
         _audit.info(
             "write tool %s by %s in %s: %s -> %s (message %s)",
@@ -351,15 +345,3 @@ def _explain(exc: Exception, tool: Tool[Any], language: Language) -> str:
     if code in _USER_UNREACHABLE:
         return translate("user_unreachable", language)
     return translate("lark_refused", language, code=code, msg=getattr(exc, "msg", "") or "")
-
-
-def _redact(value: Any) -> Any:
-    """Replace the values of secret-looking keys, at any depth, with ``***``."""
-    if isinstance(value, dict):
-        return {
-            key: _REDACTED if _SECRET_KEY.search(str(key)) else _redact(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact(item) for item in value]
-    return value

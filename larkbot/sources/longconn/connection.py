@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.frames import Ack, FrameHandler, InboundFrame
+from larkbot.core.retry import RetryPolicy
 from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops import metrics
 from larkbot.sources.longconn.frames import (
@@ -135,13 +135,11 @@ class LongConnection:
         handler: FrameHandler,
         on_state: Callable[[bool], None] | None = None,
         missed_pongs: int = 3,
-        rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self._handler = handler
         self._on_state = on_state or (lambda _up: None)
         self._missed_pongs = missed_pongs
-        self._rng = rng or random.Random()
         self._config = ClientConfig()
         self._assembler = FragmentAssembler()
         self._closing = False
@@ -207,9 +205,16 @@ class LongConnection:
 
     def _backoff(self, attempt: int) -> float:
         # Exponential from 1 s, capped by the server's ReconnectInterval, plus jitter bounded by
-        # its ReconnectNonce so replicas dropped together do not reconnect together.
-        base = min(self._config.reconnect_interval, 2.0**attempt)
-        return base + self._rng.uniform(0, min(self._config.reconnect_nonce, base))
+        # its ReconnectNonce so replicas dropped together do not reconnect together. Attempts
+        # are counted here, against ReconnectCount; the policy only spaces them.
+        interval = self._config.reconnect_interval
+        policy = RetryPolicy(
+            base_delay=min(1.0, interval),
+            max_delay=interval,
+            jitter=1.0,
+            jitter_limit=self._config.reconnect_nonce,
+        )
+        return policy.backoff(attempt + 1)
 
     def _set_state(self, up: bool) -> None:
         if self.connected != up:
