@@ -16,6 +16,7 @@ from larkbot.agent.tools.registry import default_registry
 from larkbot.cli._permissions import scope_needs, tools_needing
 from larkbot.cli.doctor import CheckResult, run_checks
 from larkbot.store import open_store
+from larkbot.store.sqlite import SCHEMA_VERSION
 from larkbot.testing import LarkStandIn, app_scopes_route
 from larkbot.testing.openai_standin import OpenAIStandIn
 from tests._daemon import WEBHOOK_KEY, WEBHOOK_TOKEN, settings_for, webhook_env
@@ -117,7 +118,8 @@ async def test_state_directory_is_inspected_without_writing(tmp_path: Path) -> N
         check = _by_name(await run_checks(settings, env={}))["state directory"]
     assert check.status == "ok"
     assert check.detail == (
-        f"{state} is writable; database schema version 2 (1 message(s) waiting in the inbox)"
+        f"{state} is writable; database schema version {SCHEMA_VERSION} "
+        "(1 message(s) waiting in the inbox)"
     )
     assert _snapshot(state) == before
 

@@ -5,6 +5,10 @@ Order of the checks (each is cheap; the first that fails decides the outcome)::
     frame type ─▶ size ─▶ parse ─▶ event type ─▶ self ─▶ stale ─▶ policy
         ─▶ room in dispatch ─▶ durable admit (dedup + inbox) ─▶ submit ─▶ ack 200
 
+Card action callbacks (``card.action.trigger``, arriving as ``event`` frames, or as
+``card`` frames on some deployments) take a side road after the parse: dedup by event id,
+then the :class:`~larkbot.core.cards.CardActions` handler, whose answer is the ack's data.
+
 Room is reserved *before* the message is recorded as seen: when the daemon is full it
 answers a non-200 ack and the platform re-delivers later, so overload never loses a
 message. The admit step writes the message to the inbox *before* the ack is sent, so a
@@ -19,13 +23,23 @@ that cannot be reached means a non-200 ack, never a 200 for a message not stored
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from larkbot.admission.events import MESSAGE_RECEIVE, message_from_event, parse_envelope
+from cachetools import TTLCache
+
+from larkbot.admission.events import (
+    CARD_ACTION_TRIGGER,
+    MESSAGE_RECEIVE,
+    EventEnvelope,
+    message_from_event,
+    parse_envelope,
+)
+from larkbot.core.cards import CardAction, CardActions, CardAnswer
 from larkbot.core.frames import ACK_OVERLOADED, Ack, InboundFrame
 from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
@@ -44,6 +58,13 @@ __all__ = [
 log = logging.getLogger("larkbot.admission")
 
 _ACK_TAKEN = Ack()
+# Frame types admission reads: lark-oapi drops ``card`` frames; we take card callbacks
+# from them.
+_EVENT_FRAMES = frozenset({"event", "card"})
+# A redelivered callback gets the answer the first delivery got, for as long as Lark
+# retries (its card token lives 30 minutes).
+_CARD_ANSWER_TTL_SECONDS = 1800.0
+_CARD_ANSWERS_KEPT = 10_000
 
 
 class AdmissionQueue(Protocol):
@@ -126,13 +147,18 @@ class Admission:
     identity: BotIdentity
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    card_actions: CardActions | None = None
     events_handled: int = 0
     shared: SharedQueue | None = None
+    card_action_seconds: float = 0.0
+    _card_answers: TTLCache[str, bytes] = field(
+        default_factory=lambda: TTLCache(_CARD_ANSWERS_KEPT, _CARD_ANSWER_TTL_SECONDS)
+    )
 
     async def __call__(self, frame: InboundFrame) -> Ack:
         """Admit one data frame; see the module docstring for the order of checks."""
         self.events_handled += 1
-        if frame.frame_type != "event":
+        if frame.frame_type not in _EVENT_FRAMES:
             log.debug("ignored a %r frame %s", frame.frame_type, frame.frame_id)
             return self._outcome(frame.frame_type or "unknown", "unsupported")
         if len(frame.payload) > self.policy.max_payload_bytes:
@@ -150,7 +176,14 @@ class Admission:
             log.warning("dropped frame %s: %s", frame.frame_id, exc)
             return self._outcome("unknown", "invalid")
         event_type = envelope.header.event_type
-        if event_type != MESSAGE_RECEIVE or envelope.message_event is None:
+        if event_type == CARD_ACTION_TRIGGER and envelope.card_action is not None:
+            return await self._card_action(envelope, frame)
+        # A ``card`` frame carries card callbacks only; anything else in one is not ours.
+        if (
+            frame.frame_type != "event"
+            or event_type != MESSAGE_RECEIVE
+            or envelope.message_event is None
+        ):
             log.debug("ignored event type %s (event %s)", event_type, envelope.header.event_id)
             return self._outcome(event_type, "unsupported")
 
@@ -206,6 +239,56 @@ class Admission:
             return self._outcome(event_type, "duplicate")
         log.debug("accepted message %s into the shared queue", message.message_id)
         return self._outcome(event_type, "accepted")
+
+    async def _card_action(self, envelope: EventEnvelope, frame: InboundFrame) -> Ack:
+        """Answer a card callback; the answer travels back in the ack."""
+        assert envelope.card_action is not None
+        event = envelope.card_action
+        event_id = envelope.header.event_id
+        context = {"message_id": event.context.open_message_id, "event_id": event_id}
+        if self.card_actions is None:
+            log.info(
+                "ignored a card action on %s: no handler", context["message_id"], extra=context
+            )
+            return self._outcome(CARD_ACTION_TRIGGER, "unsupported")
+        if event_id and (answer := self._card_answers.get(event_id)) is not None:
+            log.info(
+                "card action %s on %s delivered again: same answer",
+                event_id,
+                context["message_id"],
+                extra=context,
+            )
+            self._outcome(CARD_ACTION_TRIGGER, "duplicate")
+            return Ack(data=answer)
+        action = CardAction(
+            event_id=event_id,
+            operator_open_id=event.operator.open_id,
+            value=event.action.value,
+            tag=event.action.tag,
+            open_message_id=event.context.open_message_id,
+            open_chat_id=event.context.open_chat_id,
+            token=event.token,
+        )
+        started = time.perf_counter()
+        try:
+            result = await self.card_actions.on_action(action)
+        except Exception:
+            # The click must still get an answer in time; the handler's bug is logged.
+            log.exception("card action on %s failed", context["message_id"], extra=context)
+            result = CardAnswer(toast="Something went wrong.", toast_type="error")
+        self.card_action_seconds = time.perf_counter() - started
+        data = result.to_json()
+        if event_id:
+            self._card_answers[event_id] = data
+        log.info(
+            "answered card action %s on %s in %.0f ms",
+            event_id,
+            context["message_id"],
+            self.card_action_seconds * 1000,
+            extra=context,
+        )
+        self._outcome(CARD_ACTION_TRIGGER, "accepted")
+        return Ack(data=data)
 
     def _policy_outcome(self, message: InboundMessage, sender_type: str) -> str | None:
         if sender_type == "app" or (

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from larkbot.core.message import ALL_MENTION_KEY, InboundMessage, Mention, UserId
 
 __all__ = [
+    "CARD_ACTION_TRIGGER",
     "MESSAGE_RECEIVE",
+    "CardActionEvent",
     "EventEnvelope",
     "EventHeader",
     "MessageEvent",
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 MESSAGE_RECEIVE = "im.message.receive_v1"
+CARD_ACTION_TRIGGER = "card.action.trigger"
 
 
 class _Model(BaseModel):
@@ -69,6 +72,38 @@ class MessageEvent(_Model):
     message: MessagePayload
 
 
+class CardOperator(_Model):
+    """``event.operator`` of ``card.action.trigger``: who acted."""
+
+    open_id: str = Field(min_length=1)
+    user_id: str | None = None
+    union_id: str | None = None
+
+
+class CardActionPayload(_Model):
+    """``event.action``: the component's value and kind."""
+
+    value: dict[str, Any] | str = ""
+    tag: str = ""
+    name: str | None = None
+
+
+class CardContext(_Model):
+    """``event.context``: the message the card is in."""
+
+    open_message_id: str = ""
+    open_chat_id: str = ""
+
+
+class CardActionEvent(_Model):
+    """``event`` of ``card.action.trigger`` (schema 2.0)."""
+
+    operator: CardOperator
+    token: str = ""
+    action: CardActionPayload
+    context: CardContext = Field(default_factory=CardContext)
+
+
 class EventHeader(_Model):
     """``header`` of a schema 2.0 event."""
 
@@ -89,13 +124,14 @@ class EventEnvelope(_Model):
 
     header: EventHeader
     message_event: MessageEvent | None = None
+    card_action: CardActionEvent | None = None
 
 
 def parse_envelope(payload: bytes) -> EventEnvelope:
     """Parse an event payload; raise ``ValueError`` with a short reason when it is bad.
 
-    Only ``im.message.receive_v1`` bodies are modelled; other event types come back
-    with ``message_event=None`` so admission can ack and skip them.
+    ``im.message.receive_v1`` and ``card.action.trigger`` bodies are modelled; other event
+    types come back with neither body so admission can ack and skip them.
     """
     try:
         raw = json.loads(payload)
@@ -106,14 +142,16 @@ def parse_envelope(payload: bytes) -> EventEnvelope:
         raise ValueError("event payload has no header (only schema 2.0 events are supported)")
     try:
         header = EventHeader.model_validate(raw["header"])
-        body = None
+        body = card = None
         if header.event_type == MESSAGE_RECEIVE:
             body = MessageEvent.model_validate(raw.get("event"))
+        elif header.event_type == CARD_ACTION_TRIGGER:
+            card = CardActionEvent.model_validate(raw.get("event"))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ValueError(f"event field {where or '(root)'}: {first['msg']}") from None
-    return EventEnvelope(header=header, message_event=body)
+    return EventEnvelope(header=header, message_event=body, card_action=card)
 
 
 def _post_text(content: dict[str, Any], mentions: dict[str, Mention]) -> str:

@@ -195,6 +195,10 @@ class Assistant:
         """Resolve the time zone now rather than on the first message."""
         await self._zone()
 
+    async def timezone(self) -> tzinfo:
+        """The workspace zone the brain and the tools place dates in."""
+        return await self._zone()
+
     async def _zone(self) -> tzinfo:
         if self._timezone is None:
             # One lookup however many first messages arrive together: a thread each would
@@ -220,6 +224,7 @@ class Assistant:
             bases=dict(self._settings.bases),
             allowed_bases=_allowed_bases(self._settings),
             timezone=timezone,
+            conversation_key=message.conversation_key,
         )
 
 

@@ -1087,6 +1087,48 @@ MESSAGES: Final[Mapping[str, Message]] = {
         en="The answer was posted in chat {chat_id}.",
         zh="已在群聊 {chat_id} 中发布回答。",
     ),
+    "confirm_title": Message(ja="確認: {tool}", en="Confirm: {tool}", zh="确认：{tool}"),
+    "confirm_prompt": Message(
+        ja="この変更を実行してよいですか？ {requester} さんだけが承認できます（{minutes} 分以内）。",
+        en="Shall I make this change? Only {requester} can approve it (within {minutes} min).",
+        zh="要执行这个更改吗？只有 {requester} 可以批准（{minutes} 分钟内）。",
+    ),
+    "confirm_approve": Message(ja="承認", en="Approve", zh="批准"),
+    "confirm_cancel": Message(ja="キャンセル", en="Cancel", zh="取消"),
+    "confirm_waiting": Message(
+        ja="{tool} の実行はカードでの承認待ちです。",
+        en="{tool} is waiting for approval on the card.",
+        zh="{tool} 正在等待卡片上的批准。",
+    ),
+    "confirm_not_yours": Message(
+        ja="この変更を承認・キャンセルできるのは依頼した人だけです。",
+        en="Only the person who asked for this change can approve or cancel it.",
+        zh="只有提出此更改的人可以批准或取消。",
+    ),
+    "confirm_unknown": Message(
+        ja="この確認は見つかりません（古すぎる可能性があります）。",
+        en="This confirmation is unknown or too old.",
+        zh="找不到此确认（可能已过期太久）。",
+    ),
+    "confirm_expired": Message(
+        ja="期限切れです。何も変更していません。",
+        en="Expired: nothing was changed.",
+        zh="已过期：未做任何更改。",
+    ),
+    "confirm_cancelled": Message(
+        ja="キャンセルしました。何も変更していません。",
+        en="Cancelled: nothing was changed.",
+        zh="已取消：未做任何更改。",
+    ),
+    "confirm_running": Message(
+        ja="承認済みで、実行中です。",
+        en="Approved; the change is being made.",
+        zh="已批准，正在执行。",
+    ),
+    "confirm_done": Message(ja="完了: {outcome}", en="Done: {outcome}", zh="完成：{outcome}"),
+    "confirm_failed": Message(
+        ja="失敗しました: {outcome}", en="Failed: {outcome}", zh="失败：{outcome}"
+    ),
 }
 
 _UNITS = (

@@ -27,6 +27,7 @@ from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language
 from larkbot.core.message import InboundMessage
+from larkbot.core.streaming import ReplyStream, current_reply_stream
 from larkbot.ops.metrics import LLM_REQUESTS
 
 if TYPE_CHECKING:
@@ -155,14 +156,16 @@ class LLMBrain:
                     "tool_calls": [call.model_dump(mode="json") for call in calls],
                 }
             )
+            stream = current_reply_stream.get()
             for call in calls:
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": call.id,
-                        "content": await self._run_tool(call, turn),
-                    }
-                )
+                if stream is not None and getattr(call, "function", None) is not None:
+                    await stream.status(f"⚙️ {call.function.name}…")
+                content, result = await self._run_tool(call, turn)
+                if result is not None and result.card is not None:
+                    # A write waits for the user's approval on its card: that card is the
+                    # answer, and the model has nothing to add until the user decides.
+                    return Reply(result.text, card=result.card)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
         logger.info(
             "message %s: the model was still calling tools after %d rounds",
             message.message_id,
@@ -187,7 +190,10 @@ class LLMBrain:
         if tools:
             body["tools"] = tools
         sdk, client = await self._openai()
+        stream = current_reply_stream.get()
         try:
+            if stream is not None:
+                return await self._streamed(sdk, client, body, stream)
             # The SDK's generic ``post`` (same retries, timeouts and errors) rather than
             # ``chat.completions.create``, whose type-driven walk over the tool schemas costs
             # about 5 ms of event loop per request; the body here is already plain JSON.
@@ -211,20 +217,75 @@ class LLMBrain:
         LLM_REQUESTS.labels(outcome="ok").inc()
         return completion
 
-    async def _run_tool(self, call: Any, turn: TurnContext) -> str:
-        """Run one tool call and return what the model reads: JSON data or a sentence."""
+    async def _streamed(
+        self, sdk: ModuleType, client: openai.AsyncOpenAI, body: dict[str, Any], stream: ReplyStream
+    ) -> ChatCompletion:
+        """One completion read as it is generated, its text shown on ``stream`` as it grows.
+
+        The chunks are put back together into the completion the non-streamed request
+        returns, so the tool loop works the same either way.
+        """
+        chat = sdk.types.chat
+        chunks = await client.post(
+            "/chat/completions",
+            body={**body, "stream": True},
+            cast_to=chat.ChatCompletion,
+            stream=True,
+            stream_cls=sdk.AsyncStream[chat.ChatCompletionChunk],
+        )
+        text = ""
+        calls: dict[int, dict[str, Any]] = {}
+        finish = "stop"
+        last: Any = None
+        async for chunk in chunks:
+            last = chunk
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            finish = choice.finish_reason or finish
+            delta = choice.delta
+            for part in delta.tool_calls or []:
+                call = calls.setdefault(
+                    part.index,
+                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                call["id"] = part.id or call["id"]
+                if part.function is not None:
+                    call["function"]["name"] += part.function.name or ""
+                    call["function"]["arguments"] += part.function.arguments or ""
+            if delta.content:
+                text += delta.content
+                if not calls:
+                    await stream.text(text)
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = [calls[index] for index in sorted(calls)]
+        return chat.ChatCompletion.model_validate(
+            {
+                "id": getattr(last, "id", "") or "streamed",
+                "object": "chat.completion",
+                "created": getattr(last, "created", 0) or 0,
+                "model": getattr(last, "model", "") or self._settings.llm.model,
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+                ],
+            }
+        )
+
+    async def _run_tool(self, call: Any, turn: TurnContext) -> tuple[str, ToolResult | None]:
+        """Run one tool call: what the model reads (JSON data or a sentence), and the result."""
         assert turn.runner is not None and turn.tool_ctx is not None
         function = getattr(call, "function", None)
         if function is None:
             # Only function tools are offered; anything else gets a plain refusal.
-            return translate("llm_error", turn.language)
+            return translate("llm_error", turn.language), None
         if (refusal := turn.refusal(function.name)) is not None:
             # The schema list already hides such tools; a model naming one anyway is told no.
             result = ToolResult(ok=False, error=refusal, text=refusal)
         else:
             arguments = _bounded(function.name, function.arguments)
             result = await turn.runner.run(function.name, arguments, turn.tool_ctx)
-        return _tool_content(result)
+        return _tool_content(result), result
 
     def _tool_schemas(self, turn: TurnContext) -> list[dict[str, Any]]:
         """The tools offered for this turn: those the profile allows."""

@@ -646,6 +646,8 @@ class OfflineBrain:
         result = await turn.runner.run(planned.name, planned.arguments, turn.tool_ctx)
         if not result.ok:
             return Reply(result.error or translate("error", language))
+        if result.card is not None:
+            return Reply(result.text, card=result.card)
         if planned.name == "get_wiki_node":
             return await self._follow_wiki_page(planned, result.data, result.text, turn)
         return Reply(result.text or translate("done", language))

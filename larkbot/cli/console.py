@@ -7,7 +7,9 @@ the agent answers, and the reply goes through the OpenAPI client over real HTTP.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -60,20 +62,33 @@ async def run_console(base: Settings) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """A button of the last card shown, picked by typing its number."""
+
+    label: str
+    value: dict[str, Any] | str
+    message_id: str
+
+
 async def _chat(lark: LarkStandIn, daemon: Daemon, out: Console, lines: StdinLines) -> None:
     if lines.interactive:
         out.print(
             "[bold]larkbot console[/]: a local Lark with sample data. "
             "Type [cyan]help[/]; Ctrl-C quits."
         )
+    choices: list[_Choice] = []
     while True:
         if lines.interactive:
             out.print(_YOU, end="")
         line = await lines.readline()
         if line is None:
             break
-        if line.strip():
-            await _exchange(lark, daemon, out, line.strip())
+        typed = line.strip()
+        if typed.isdigit() and 1 <= int(typed) <= len(choices):
+            choices = await _choose(lark, out, choices[int(typed) - 1])
+        elif typed:
+            choices = await _exchange(lark, daemon, out, typed)
     if lines.interactive:
         out.print()
 
@@ -104,7 +119,8 @@ def _console_settings(base: Settings, lark: LarkStandIn) -> Settings:
     return Settings.model_validate(data)
 
 
-async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) -> None:
+async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) -> list[_Choice]:
+    """Send ``text`` as the console user; print the replies; return the last card's buttons."""
     message_id = await lark.send_text(text, chat_id=_CHAT_ID, sender_open_id=_USER_OPEN_ID)
     try:
         # One budget for both waits: the ack, then the answer (the backlog drains).
@@ -115,10 +131,69 @@ async def _exchange(lark: LarkStandIn, daemon: Daemon, out: Console, text: str) 
                 await anyio.sleep(0.005)
     except TimeoutError:
         out.print("[red]no reply within two minutes[/]")
-        return
+        return []
+    choices: list[_Choice] = []
     for record in lark.replies:
         if record.to_message_id == message_id:
+            if record.card is not None:
+                # A card entity (a streamed answer): print the card as it ended.
+                record = dataclasses.replace(record, content=record.card)
             _print_reply(out, record)
+            if record.msg_type == "interactive":
+                choices = _print_choices(out, record.content, record.message_id)
+    return choices
+
+
+async def _choose(lark: LarkStandIn, out: Console, choice: _Choice) -> list[_Choice]:
+    """Click ``choice`` as the console user; print Lark's toast and the card it becomes."""
+    ack = await lark.send_card_action(
+        choice.value,
+        open_message_id=choice.message_id,
+        open_chat_id=_CHAT_ID,
+        operator_open_id=_USER_OPEN_ID,
+    )
+    answer = ack.answer()
+    toast = answer.get("toast")
+    if isinstance(toast, dict) and toast.get("content"):
+        print_block(out, Text(f"({toast['content']})"), first=_BOT, rest=_INDENT)
+    card = answer.get("card")
+    if isinstance(card, dict) and isinstance(card.get("data"), dict):
+        content = card["data"]
+        body = (
+            Markdown(_card_markdown(content))
+            if out.is_terminal
+            else Text(readable_text("interactive", content))
+        )
+        print_block(out, body, first=_BOT, rest=_INDENT)
+        return _print_choices(out, content, choice.message_id)
+    return []
+
+
+def _print_choices(out: Console, card: dict[str, Any], message_id: str) -> list[_Choice]:
+    """Print a line per button of ``card`` (``[1] Approve``); return them in that order."""
+    choices = [_Choice(label, value, message_id) for label, value in _buttons(card)]
+    for number, choice in enumerate(choices, 1):
+        out.print(Text(f"{_INDENT}[{number}] {choice.label}"))
+    return choices
+
+
+def _buttons(card: dict[str, Any]) -> list[tuple[str, dict[str, Any] | str]]:
+    """The ``(label, callback value)`` of each button of a card (schema 2.0 and 1.0)."""
+    body = card.get("body") if isinstance(card.get("body"), dict) else card
+    elements = body.get("elements", []) if isinstance(body, dict) else []
+    found: list[tuple[str, dict[str, Any] | str]] = []
+    for element in elements:
+        if not isinstance(element, dict) or element.get("tag") != "button":
+            continue
+        text = element.get("text")
+        label = str(text.get("content", "")) if isinstance(text, dict) else ""
+        value: Any = element.get("value")
+        for behavior in element.get("behaviors") or []:
+            if isinstance(behavior, dict) and behavior.get("type") == "callback":
+                value = behavior.get("value")
+        if isinstance(value, dict | str):
+            found.append((label, value))
+    return found
 
 
 def _print_reply(out: Console, record: ReplyRecord) -> None:
@@ -151,7 +226,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
         if isinstance(element, dict):
             if element.get("tag") in ("markdown", "lark_md"):
                 parts.append(str(element.get("content", "")))
-            elif isinstance(element.get("text"), dict):
+            elif element.get("tag") != "button" and isinstance(element.get("text"), dict):
                 parts.append(str(element["text"].get("content", "")))
     return _hard_breaks("\n\n".join(parts))
 

@@ -362,6 +362,19 @@ class AgentSettings(_Section):
             "answered as one turn; 0 answers each on its own."
         ),
     )
+    confirm_writes: bool = Field(
+        True,
+        description=(
+            "A write tool (create, update or delete a record, send a message, book an event) "
+            "waits for the requester to approve the exact change on a card before it runs."
+        ),
+    )
+    confirm_ttl_minutes: float = Field(
+        10,
+        gt=0,
+        le=1440,
+        description="How long a write confirmation card can be approved; then it expires.",
+    )
     profiles: list[AgentProfileSettings] = Field(
         default_factory=list,
         description=(
@@ -698,6 +711,19 @@ class LlmSettings(_Section):
         return self.api_key is not None
 
 
+class ReplySettings(_Section):
+    """How answers are posted."""
+
+    streaming: bool | None = Field(
+        None,
+        description=(
+            "Stream LLM answers into a card as they are written (CardKit; needs the "
+            "``cardkit:card:write`` scope, else answers arrive whole); unset: on when an "
+            "LLM is configured."
+        ),
+    )
+
+
 class SentrySettings(_Section):
     """Error reporting to Sentry; off unless a DSN is set."""
 
@@ -806,6 +832,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    reply: ReplySettings = Field(default_factory=ReplySettings)
     sentry: SentrySettings = Field(default_factory=SentrySettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     bases: dict[str, BaseTableSettings] = Field(default_factory=dict)

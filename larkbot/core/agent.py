@@ -6,8 +6,9 @@ The answering stage only ever calls :meth:`Agent.respond`; it never looks inside
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
@@ -17,10 +18,15 @@ __all__ = ["Agent", "Reply", "RuntimeStatus"]
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What the agent answers. ``markdown`` replies are rendered as rich messages."""
+    """What the agent answers. ``markdown`` replies are rendered as rich messages.
+
+    A reply with a ``card`` (card JSON 2.0) is sent as that card; ``text`` then says the
+    same in words, for the conversation's history.
+    """
 
     text: str
     markdown: bool = False
+    card: Mapping[str, Any] | None = None
 
 
 class RuntimeStatus(Protocol):

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
 from larkbot.config import Settings
 from larkbot.core.agent import Agent, RuntimeStatus
+from larkbot.core.cards import CardActions
 from larkbot.core.frames import FrameHandler
 from larkbot.core.message import InboundMessage
 from larkbot.daemon._shared import RedisQueue, SharedParts, open_redis, ownership_for
 from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.lark.client import LarkClient
-from larkbot.reply.responder import ReplyPoster, Responder
+from larkbot.reply._posting import ReplyPoster
+from larkbot.reply.responder import Responder
 from larkbot.reply.shared import OwnedWork, SharedResponder
 from larkbot.sources import EventSource, SourceFactory, StateCallback
 from larkbot.store import Store, open_store
@@ -32,6 +34,7 @@ from larkbot.store.redis import SharedRateLimiter
 
 if TYPE_CHECKING:
     from larkbot.agent.brain import Brain
+    from larkbot.agent.confirm import ConfirmationStore
     from larkbot.agent.limits import UserLimiter
     from larkbot.agent.tools.base import Tool
 
@@ -134,8 +137,11 @@ async def assemble(
     conversations = ConversationCache.from_settings(settings)
     warm_up: list[Callable[[], Awaitable[object]]] = []
     agent = overrides.agent
+    card_actions: CardActions | None = None
     if agent is None:
-        agent = _build_assistant(settings, client, status, overrides, stack, warm_up)
+        agent, card_actions = _build_assistant(
+            settings, client, store, conversations, status, overrides, stack, warm_up
+        )
     responder = Responder(
         agent=agent,
         client=client,
@@ -143,10 +149,15 @@ async def assemble(
         conversations=conversations,
         reply_in_thread=settings.lark.reply_in_thread,
         working_reaction_after=working_reaction_after,
+        streaming=_streaming(settings),
     )
     dispatcher = _dispatcher(settings, responder.answer)
     admission = Admission(
-        store=store, dispatcher=dispatcher, identity=identity, policy=_policy(settings)
+        store=store,
+        dispatcher=dispatcher,
+        identity=identity,
+        policy=_policy(settings),
+        card_actions=card_actions,
     )
     source_factory = overrides.source or (
         _webhook(settings) if settings.events.mode == "webhook" else _long_connection(client)
@@ -186,10 +197,15 @@ async def _assemble_shared(
     limits = settings.rate_limiting
     warm_up: list[Callable[[], Awaitable[object]]] = []
     agent = overrides.agent
+    card_actions: CardActions | None = None
     if agent is None:
-        agent = _build_assistant(
+        # Pending write confirmations live in Redis too, so a click on any replica counts
+        # once. (The decision's outcome is not added to the shared history yet.)
+        agent, card_actions = _build_assistant(
             settings,
             client,
+            redis,
+            None,
             status,
             overrides,
             stack,
@@ -218,6 +234,7 @@ async def _assemble_shared(
         dispatcher=None,
         identity=identity,
         policy=_policy(settings),
+        card_actions=card_actions,
         shared=RedisQueue(redis),
     )
     source_factory = overrides.source or (
@@ -268,6 +285,12 @@ def _webhook(settings: Settings) -> SourceFactory:
     return build
 
 
+def _streaming(settings: Settings) -> bool:
+    """Whether answers stream into cards: ``reply.streaming``, else whether an LLM answers."""
+    chosen = settings.reply.streaming
+    return settings.llm.enabled if chosen is None else chosen
+
+
 def _policy(settings: Settings) -> AdmissionPolicy:
     policy = settings.policy
     return AdmissionPolicy(
@@ -282,6 +305,8 @@ def _policy(settings: Settings) -> AdmissionPolicy:
 def _build_assistant(
     settings: Settings,
     client: LarkClient,
+    store: ConfirmationStore,
+    conversations: ConversationCache | None,
     status: RuntimeStatus,
     overrides: Overrides,
     stack: AsyncExitStack,
@@ -289,13 +314,14 @@ def _build_assistant(
     *,
     limiter: UserLimiter | None = None,
     write_limiter: UserLimiter | None = None,
-) -> Agent:
-    """The configured assistant (tools, limits) and its brain.
+) -> tuple[Agent, CardActions | None]:
+    """The configured assistant (tools, limits), its brain, and its card action handler.
 
     ``limiter`` and ``write_limiter`` replace this process's own per-user limits (with
     Redis, replicas count them together).
     """
     from larkbot.agent.assistant import Assistant
+    from larkbot.agent.confirm import WriteConfirmations
     from larkbot.agent.limits import RateLimiter
     from larkbot.agent.tools.registry import default_registry
     from larkbot.agent.tools.runner import ToolRunner
@@ -306,11 +332,23 @@ def _build_assistant(
         registry.register(tool)
     if limits.enabled and write_limiter is None:
         write_limiter = RateLimiter(limits.write_requests_per_minute)
+    confirmations = None
+    if settings.agent.confirm_writes:
+        allowed = settings.tools.allowed_bases
+        confirmations = WriteConfirmations(
+            store,
+            ttl_seconds=settings.agent.confirm_ttl_minutes * 60,
+            bases=dict(settings.bases),
+            allowed_bases=None if allowed is None else frozenset(allowed),
+            conversations=conversations,
+            history=settings.agent.max_conversation_history,
+        )
     runner = ToolRunner(
         registry,
         write_limiter=write_limiter if limits.enabled else None,
         writers=settings.policy.writers,
         cache_ttl_seconds=settings.cache.ttl_minutes * 60,
+        confirmations=confirmations,
     )
     brain = overrides.brain
     if brain is None and settings.llm.enabled:
@@ -322,6 +360,9 @@ def _build_assistant(
         stack.push_async_callback(llm.aclose)
         warm_up.append(llm.warm_up)
         brain = llm
-    return Assistant(
+    assistant = Assistant(
         settings, status=status, runner=runner, client=client, brain=brain, limiter=limiter
     )
+    if confirmations is not None:
+        confirmations.bind(runner, client, assistant.timezone)
+    return assistant, confirmations

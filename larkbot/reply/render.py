@@ -84,6 +84,8 @@ def render_reply(
         raise ValueError(f"max_text_bytes must be at least {_MIN_BYTES}")
     if max_tables < 1:
         raise ValueError("max_tables must be at least 1")
+    if reply.card is not None:
+        return [OutboundMessage("interactive", dict(reply.card))]
     text = _normalize(reply.text)
     if reply.markdown or _has_markup(text):
         return _render_markdown(text, max_chars, max_text_bytes, max_tables)

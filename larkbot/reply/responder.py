@@ -16,12 +16,14 @@ import anyio
 from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
+from larkbot.core.streaming import current_reply_stream
 from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
 from larkbot.ops import metrics
 from larkbot.ops.logging import log_context
-from larkbot.reply.render import render_reply
+from larkbot.reply.render import OutboundMessage, render_reply
+from larkbot.reply.streaming import StreamingCard
 
-__all__ = ["ReplyPoster", "Responder", "ResponderStore"]
+__all__ = ["Responder", "ResponderStore"]
 
 log = logging.getLogger("larkbot.reply")
 
@@ -49,74 +51,116 @@ class ConversationSource(Protocol):
         ...
 
 
-class ReplyPoster:
-    """What every answering path shares: run the agent with a "working on it" reaction
-    when it is slow, and post a reply idempotently.
+class Responder:
+    """Answers one message: agent, render, post, record.
 
-    :param reply_in_thread: answer in a thread even when the message is not in one.
-    :param working_reaction_after: seconds the agent may think before the user's message
-        gets a reaction; ``None`` turns it off.
+    With ``streaming``, a brain that writes its answer piece by piece (the LLM) shows it
+    in a CardKit card as it comes; CardKit refusing costs nothing but the animation.
     """
 
     def __init__(
         self,
-        client: LarkClient,
         *,
+        agent: Agent,
+        client: LarkClient,
+        store: ResponderStore,
+        conversations: ConversationSource,
         reply_in_thread: bool = False,
         working_reaction_after: float | None = 1.0,
+        streaming: bool = False,
     ) -> None:
+        self._agent = agent
         self._client = client
+        self._store = store
+        self._conversations = conversations
         self._reply_in_thread = reply_in_thread
         self._working_reaction_after = working_reaction_after
+        self._streaming = streaming
 
-    async def think(
-        self,
-        agent: Agent,
-        message: InboundMessage,
-        conversation: Conversation,
-        reactions: list[str],
-    ) -> Reply:
-        """The agent's reply; a reaction added meanwhile is appended to ``reactions``.
+    async def answer(self, message: InboundMessage) -> None:
+        """Produce and post the reply to ``message``; never raises for platform errors.
 
-        The caller removes those reactions (:meth:`unreact`) once the reply is posted.
+        Every log line emitted while answering, down to the tools and the Lark client,
+        carries the message's ids.
         """
-        thinking_done = anyio.Event()
-        async with anyio.create_task_group() as tg:
-            if self._working_reaction_after is not None:
-                tg.start_soon(self._react_if_slow, message, thinking_done, reactions)
-            try:
-                return await agent.respond(message, conversation)
-            finally:
-                thinking_done.set()
+        with log_context(message.message_id, message.chat_id):
+            await self._answer(message)
 
-    async def post(self, message: InboundMessage, reply: Reply) -> int:
-        """Post ``reply`` to ``message``; return the number of parts.
-
-        Each part carries the ``uuid`` derived from the message id and its index, so a
-        post repeated by anyone (a retry, a restart, another replica) shows once.
-
-        :raises LarkAPIError: the platform refused it or could not be reached.
-        """
-        outbound = render_reply(reply)
+    async def _answer(self, message: InboundMessage) -> None:
+        conversation = self._conversations.get(message.conversation_key)
+        reactions: list[str] = []
         in_thread = message.in_thread or self._reply_in_thread
-        for index, part in enumerate(outbound):
-            await self._client.reply(
-                message.message_id,
-                msg_type=part.msg_type,
-                content=part.content,
-                uuid=reply_uuid(message.message_id, index),
-                reply_in_thread=in_thread,
-            )
-        return len(outbound)
+        stream = (
+            StreamingCard(self._client, message.message_id, reply_in_thread=in_thread)
+            if self._streaming
+            else None
+        )
+        try:
+            thinking_done = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                if self._working_reaction_after is not None:
+                    tg.start_soon(self._react_if_slow, message, thinking_done, reactions)
+                token = current_reply_stream.set(stream)
+                try:
+                    reply = await self._agent.respond(message, conversation)
+                finally:
+                    current_reply_stream.reset(token)
+                    thinking_done.set()
+            outbound, first = await self._after_stream(stream, reply)
+            for index, part in enumerate(outbound, first):
+                await self._client.reply(
+                    message.message_id,
+                    msg_type=part.msg_type,
+                    content=part.content,
+                    uuid=reply_uuid(message.message_id, index),
+                    reply_in_thread=in_thread,
+                )
+        except LarkAPIError as exc:
+            metrics.REPLIES.labels(outcome="failed").inc()
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("reply to message %s failed: %s", message.message_id, reason)
+            with anyio.CancelScope(shield=True):
+                for message_id in message.answered_ids:
+                    await self._store.mark_failed(message_id, reason)
+            return
+        finally:
+            for reaction_id in reactions:
+                await self._unreact(message, reaction_id)
+        metrics.REPLIES.labels(outcome="sent").inc()
+        log.info(
+            "replied to message %s (%d part%s)",
+            message.message_id,
+            len(outbound) + first,
+            "" if len(outbound) + first == 1 else "s",
+        )
+        # Shielded: once the platform has the reply, the inbox must learn it even if a
+        # hard shutdown is cancelling us right now (else a restart would resume it, and
+        # only the uuid would stop a second post).
+        with anyio.CancelScope(shield=True):
+            for message_id in message.answered_ids:
+                await self._store.mark_done(message_id)
 
-    async def unreact(self, message: InboundMessage, reactions: list[str]) -> None:
-        """Remove the reactions :meth:`think` added; a failure is only logged."""
-        for reaction_id in reactions:
-            try:
-                with anyio.move_on_after(2, shield=True):
-                    await self._client.unreact(message.message_id, reaction_id)
-            except LarkAPIError as exc:
-                log.debug("could not remove the reaction on %s: %s", message.message_id, exc)
+    @staticmethod
+    async def _after_stream(
+        stream: StreamingCard | None, reply: Reply
+    ) -> tuple[list[OutboundMessage], int]:
+        """What is left to post once the agent answered, and the index of its first part.
+
+        A streamed card that went out holds the answer once it is finished; what it cannot
+        hold (a confirmation card, or the answer when finishing failed) follows it under
+        the next uuids, so nothing is lost and nothing Lark already has is sent again.
+        """
+        if stream is None or not stream.started:
+            return render_reply(reply), 0
+        # The card holds what one message may; the rest follows it, as a long answer's
+        # parts always do.
+        parts = render_reply(Reply(reply.text, markdown=True))
+        head = _words(parts[0]) if parts else reply.text
+        finished = await stream.finish(head)
+        rest = parts[1:] if finished else parts
+        if reply.card is not None:
+            rest = render_reply(Reply(reply.text, card=reply.card))
+        return rest, 1
 
     async def _react_if_slow(
         self, message: InboundMessage, thinking_done: anyio.Event, reactions: list[str]
@@ -135,64 +179,17 @@ class ReplyPoster:
         except LarkAPIError as exc:
             log.debug("could not add a reaction to %s: %s", message.message_id, exc)
 
-
-class Responder:
-    """Answers one message: agent, render, post, record (the single-replica path)."""
-
-    def __init__(
-        self,
-        *,
-        agent: Agent,
-        client: LarkClient,
-        store: ResponderStore,
-        conversations: ConversationSource,
-        reply_in_thread: bool = False,
-        working_reaction_after: float | None = 1.0,
-    ) -> None:
-        self._agent = agent
-        self._store = store
-        self._conversations = conversations
-        self._poster = ReplyPoster(
-            client,
-            reply_in_thread=reply_in_thread,
-            working_reaction_after=working_reaction_after,
-        )
-
-    async def answer(self, message: InboundMessage) -> None:
-        """Produce and post the reply to ``message``; never raises for platform errors.
-
-        Every log line emitted while answering, down to the tools and the Lark client,
-        carries the message's ids.
-        """
-        with log_context(message.message_id, message.chat_id):
-            await self._answer(message)
-
-    async def _answer(self, message: InboundMessage) -> None:
-        conversation = self._conversations.get(message.conversation_key)
-        reactions: list[str] = []
+    async def _unreact(self, message: InboundMessage, reaction_id: str) -> None:
         try:
-            reply = await self._poster.think(self._agent, message, conversation, reactions)
-            parts = await self._poster.post(message, reply)
+            with anyio.move_on_after(2, shield=True):
+                await self._client.unreact(message.message_id, reaction_id)
         except LarkAPIError as exc:
-            metrics.REPLIES.labels(outcome="failed").inc()
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("reply to message %s failed: %s", message.message_id, reason)
-            with anyio.CancelScope(shield=True):
-                for message_id in message.answered_ids:
-                    await self._store.mark_failed(message_id, reason)
-            return
-        finally:
-            await self._poster.unreact(message, reactions)
-        metrics.REPLIES.labels(outcome="sent").inc()
-        log.info(
-            "replied to message %s (%d part%s)",
-            message.message_id,
-            parts,
-            "" if parts == 1 else "s",
-        )
-        # Shielded: once the platform has the reply, the inbox must learn it even if a
-        # hard shutdown is cancelling us right now (else a restart would resume it, and
-        # only the uuid would stop a second post).
-        with anyio.CancelScope(shield=True):
-            for message_id in message.answered_ids:
-                await self._store.mark_done(message_id)
+            log.debug("could not remove the reaction on %s: %s", message.message_id, exc)
+
+
+def _words(part: OutboundMessage) -> str:
+    """The text of a rendered message: a card's markdown or a text message's text."""
+    if part.msg_type == "text":
+        return str(part.content.get("text", ""))
+    elements = (part.content.get("body") or {}).get("elements") or [{}]
+    return str(elements[0].get("content", ""))

@@ -44,7 +44,7 @@ from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkAPIError
 from larkbot.ops import metrics
 from larkbot.ops.logging import log_context
-from larkbot.reply.responder import ReplyPoster
+from larkbot.reply._posting import ReplyPoster
 from larkbot.store.redis import (
     CachedAnswer,
     ConversationChange,
@@ -283,6 +283,7 @@ class SharedResponder:
                         message.message_id,
                         reply.text,
                         markdown=reply.markdown,
+                        card=reply.card,
                         change=before.change_to(conversation),
                     ),
                 )
@@ -295,7 +296,9 @@ class SharedResponder:
             change = stored.change
             self._check_current(items)
             try:
-                parts = await self._poster.post(message, Reply(stored.text, stored.markdown))
+                parts = await self._poster.post(
+                    message, Reply(stored.text, stored.markdown, stored.card)
+                )
             except LarkAPIError as exc:
                 metrics.REPLIES.labels(outcome="failed").inc()
                 log.error(

@@ -25,6 +25,7 @@ import anyio
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.message import InboundMessage
 from larkbot.core.redact import redact
+from larkbot.store.confirmations import ConfirmationState, PendingWrite
 from larkbot.store.inbox import StoredMessage
 
 __all__ = ["Store", "StoreError"]
@@ -109,6 +110,29 @@ class Store(ABC):
         ``done`` and ``expired`` inbox items settled longer than the TTL ago go too.
         ``failed`` items stay for inspection.
         """
+
+    async def add_confirmation(self, pending: PendingWrite) -> None:
+        """Keep a new pending write confirmation (its id is fresh and unique)."""
+        raise StoreError(f"the {self.kind} store does not keep write confirmations")
+
+    async def confirmation(self, confirmation_id: str) -> PendingWrite | None:
+        """The confirmation ``confirmation_id`` as it stands now, or ``None``."""
+        raise StoreError(f"the {self.kind} store does not keep write confirmations")
+
+    async def settle_confirmation(
+        self,
+        confirmation_id: str,
+        *,
+        expected: ConfirmationState,
+        state: ConfirmationState,
+        outcome: str = "",
+    ) -> bool:
+        """Move a confirmation from ``expected`` to ``state``; ``False`` if it was not there.
+
+        Atomic, also across processes and replicas: of concurrent moves from one state,
+        exactly one returns ``True``.
+        """
+        raise StoreError(f"the {self.kind} store does not keep write confirmations")
 
     async def run_pruner(self) -> None:
         """Prune now and every ``prune_interval`` seconds until cancelled.

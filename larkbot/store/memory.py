@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from cachetools import TTLCache
 
 from larkbot.core.message import InboundMessage
+from larkbot.store.confirmations import ConfirmationState, PendingWrite
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store
 
@@ -41,6 +42,7 @@ class MemoryStore(Store):
             maxsize=self._max_entries, ttl=self._ttl, timer=time.time
         )
         self._inbox: dict[str, StoredMessage] = {}
+        self._confirmations: dict[str, PendingWrite] = {}
 
     async def admit(self, message: InboundMessage) -> bool:
         """Record ``message`` as seen and pending; ``False`` when it was seen before."""
@@ -98,3 +100,28 @@ class MemoryStore(Store):
         self._inbox[message_id] = dataclasses.replace(
             item, status=status, reason=reason, updated_at=datetime.now(UTC)
         )
+
+    async def add_confirmation(self, pending: PendingWrite) -> None:
+        """Keep a new pending write confirmation."""
+        self._confirmations[pending.id] = pending
+
+    async def confirmation(self, confirmation_id: str) -> PendingWrite | None:
+        """The confirmation as it stands now, or ``None``."""
+        return self._confirmations.get(confirmation_id)
+
+    async def settle_confirmation(
+        self,
+        confirmation_id: str,
+        *,
+        expected: ConfirmationState,
+        state: ConfirmationState,
+        outcome: str = "",
+    ) -> bool:
+        """Move a confirmation from ``expected`` to ``state`` (no await: atomic)."""
+        pending = self._confirmations.get(confirmation_id)
+        if pending is None or pending.state != expected:
+            return False
+        self._confirmations[confirmation_id] = pending.model_copy(
+            update={"state": state, "outcome": outcome}
+        )
+        return True

@@ -50,6 +50,7 @@ from pydantic import ValidationError
 
 from larkbot.core.message import InboundMessage
 from larkbot.store._batch import GroupCommit
+from larkbot.store.confirmations import ConfirmationState, PendingWrite
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store, StoreError
 
@@ -98,6 +99,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             INSERT OR IGNORE INTO seen (message_id, seen_at)
             VALUES (NEW.message_id, NEW.admitted_at);
         END""",
+    ),
+    (
+        """CREATE TABLE confirmations (
+            id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            outcome TEXT NOT NULL DEFAULT '',
+            expires_at REAL NOT NULL,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX confirmations_by_expiry ON confirmations (expires_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -338,10 +349,53 @@ class SqliteStore(Store):
                     "DELETE FROM inbox WHERE status IN ('done', 'expired') AND updated_at < ?",
                     (cutoff,),
                 ),
+                ("DELETE FROM confirmations WHERE expires_at < ?", (cutoff,)),
             ):
                 await db.execute_fetchall(sql, params)
                 removed += (await db.execute_fetchall("SELECT changes()", ()))[0][0]
         return removed
+
+    async def add_confirmation(self, pending: PendingWrite) -> None:
+        """Keep a new pending write confirmation."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO confirmations (id, state, outcome, expires_at, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    pending.id,
+                    pending.state.value,
+                    pending.outcome,
+                    pending.expires_at,
+                    pending.model_dump_json(),
+                ),
+            )
+
+    async def confirmation(self, confirmation_id: str) -> PendingWrite | None:
+        """The confirmation as it stands now, or ``None``."""
+        rows = await self._query(
+            "SELECT state, outcome, body FROM confirmations WHERE id = ?", (confirmation_id,)
+        )
+        if not rows:
+            return None
+        state, outcome, body = rows[0]
+        pending = PendingWrite.model_validate_json(body)
+        return pending.model_copy(update={"state": ConfirmationState(state), "outcome": outcome})
+
+    async def settle_confirmation(
+        self,
+        confirmation_id: str,
+        *,
+        expected: ConfirmationState,
+        state: ConfirmationState,
+        outcome: str = "",
+    ) -> bool:
+        """Move a confirmation from ``expected`` to ``state``: one conditional UPDATE."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE confirmations SET state = ?, outcome = ? WHERE id = ? AND state = ?",
+                (state.value, outcome, confirmation_id, expected.value),
+            )
+            return cursor.rowcount == 1
 
     async def run_pruner(self) -> None:
         """Renew this process's lease every 15 s, prune every ``prune_interval`` s, and

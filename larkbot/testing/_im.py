@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,6 +94,8 @@ class Messaging:
         self.reactions: list[ReactionRecord] = []
         self.suppressed_duplicates = 0
         self.dropped_notifications = 0
+        # The card entities CardKit holds, for messages that send one by its id.
+        self.card_entity: Callable[[str], dict[str, Any] | None] = lambda card_id: None
 
     def routes(self) -> list[OpenApiRoute]:
         """Return the ``im/v1`` message routes."""
@@ -260,6 +262,12 @@ class Messaging:
         content = body.get("content")
         parsed = _parse_content(msg_type, content)
         assert isinstance(msg_type, str) and isinstance(content, str)
+        card = None
+        if msg_type == "interactive" and parsed.get("type") == "card":
+            card_id = str((parsed.get("data") or {}).get("card_id", ""))
+            card = self.card_entity(card_id)
+            if card is None:
+                raise ApiError(CODE_INVALID_CONTENT, f"invalid content: no card entity {card_id}")
         uuid_key = body.get("uuid") if isinstance(body.get("uuid"), str) else None
         message_id = new_message_id()
         data = self._message_data(
@@ -290,6 +298,7 @@ class Messaging:
             message_id=message_id,
             chat_id=chat_id,
             at=time.monotonic(),
+            card=card,
         )
         self.replies.append(record)
         self._notify(record)

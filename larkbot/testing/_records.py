@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,12 @@ class AckRecord:
     latency_ms: float
     biz_rt: int | None
     conn_id: str
+    data: bytes | None = None
+    """The ack's ``data`` decoded from base64: a card callback's answer."""
+
+    def answer(self) -> dict[str, Any]:
+        """A card callback's answer as JSON (``{}`` when the ack carried none)."""
+        return json.loads(self.data) if self.data else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +63,13 @@ class ReplyRecord:
     message_id: str
     chat_id: str | None
     at: float
+    card: dict[str, Any] | None = None
+    """For a reply that sent a card entity (a streamed answer): that card, as it is now."""
 
     @property
     def text(self) -> str:
         """What the user reads: a text message's text, a card's markdown, a post's text."""
-        return readable_text(self.msg_type, self.content)
+        return readable_text(self.msg_type, self.card if self.card is not None else self.content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +124,9 @@ def readable_text(msg_type: str, content: dict[str, Any]) -> str:
         return "\n\n".join(
             str(e.get("content", ""))
             for e in elements
-            if isinstance(e, dict) and e.get("tag") in ("markdown", "lark_md")
+            if isinstance(e, dict)
+            and e.get("tag") in ("markdown", "lark_md")
+            and str(e.get("content", "")).strip()
         )
     if msg_type == "post":
         post = next((v for v in content.values() if isinstance(v, dict)), content)

@@ -326,19 +326,33 @@ def _error(
 
 
 async def _chunks(completion: dict[str, Any]) -> AsyncIterator[bytes]:
-    """The completion as one ``chat.completion.chunk`` event and ``[DONE]``."""
+    """The completion as ``chat.completion.chunk`` events and ``[DONE]``.
+
+    Text comes a word at a time (each word with the space before it), as a model writes
+    it; tool calls come whole in one chunk.
+    """
     choice = completion["choices"][0]
-    delta = dict(choice["message"])
-    if "tool_calls" in delta:
-        delta["tool_calls"] = [
-            {"index": index, **call} for index, call in enumerate(delta["tool_calls"])
-        ]
-    chunk = {
+    message = dict(choice["message"])
+    head = {
         "id": completion["id"],
         "object": "chat.completion.chunk",
         "created": completion["created"],
         "model": completion["model"],
-        "choices": [{"index": 0, "delta": delta, "finish_reason": choice["finish_reason"]}],
     }
-    yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+    deltas: list[dict[str, Any]] = [
+        {"role": "assistant", "content": piece}
+        for piece in re.findall(r"\s*\S+|\s+$", message.get("content") or "")
+    ] or [{"role": "assistant", "content": message.get("content")}]
+    if "tool_calls" in message:
+        deltas.append(
+            {
+                "tool_calls": [
+                    {"index": index, **call} for index, call in enumerate(message["tool_calls"])
+                ]
+            }
+        )
+    for number, delta in enumerate(deltas, 1):
+        finish = choice["finish_reason"] if number == len(deltas) else None
+        chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
     yield b"data: [DONE]\n\n"

@@ -25,6 +25,8 @@ Choices where the platform's exact behaviour is not pinned down:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import random
@@ -56,7 +58,8 @@ from larkbot.sources.longconn.frames import (
     encode_frame,
     headers_of,
 )
-from larkbot.testing._events import build_message_event, event_ids
+from larkbot.testing._cardkit import CardKit
+from larkbot.testing._events import build_card_action_event, build_message_event, event_ids
 from larkbot.testing._im import Messaging
 from larkbot.testing._openapi import OpenApi, OpenApiRoute
 from larkbot.testing._records import (
@@ -201,6 +204,8 @@ class LarkStandIn:
 
         # Records and counters.
         self.acks: list[AckRecord] = []
+        # Card callbacks sent by ``send_card_action``, newest last (to redeliver one).
+        self.card_actions: list[dict[str, Any]] = []
         self.pings = 0
         self.handshakes = 0
         self.refused_handshakes = 0
@@ -216,6 +221,9 @@ class LarkStandIn:
         self._openapi = OpenApi(self, token_ttl)
         self._messaging = Messaging(app_id, tenant_key)
         self._openapi.routes.extend(self._messaging.routes())
+        self.cardkit = CardKit()
+        self._messaging.card_entity = self.cardkit.card_of
+        self._openapi.routes.extend(self.cardkit.routes())
         self._openapi.routes.extend(extra_routes)
         self._connections: list[_Connection] = []
         self._deliveries: dict[str, _Delivery] = {}
@@ -484,6 +492,39 @@ class LarkStandIn:
             content=content,
         )
 
+    async def send_card_action(
+        self,
+        value: dict[str, Any] | str,
+        *,
+        open_message_id: str,
+        open_chat_id: str = "oc_p2p_1",
+        operator_open_id: str = "ou_user_1",
+        tag: str = "button",
+        frame_type: str = "event",
+        event: dict[str, Any] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> AckRecord:
+        """Click a card's component as ``operator_open_id``; return the ack (with the answer).
+
+        The callback goes over the long connection as Lark sends it: a data frame of
+        ``frame_type`` (``event``; some deployments use ``card``). ``event`` re-sends a
+        callback built before (a redelivery, same ``event_id``).
+        """
+        if event is None:
+            event = build_card_action_event(
+                app_id=self.app_id,
+                tenant_key=self.tenant_key,
+                operator_open_id=operator_open_id,
+                open_message_id=open_message_id,
+                open_chat_id=open_chat_id,
+                value=value,
+                tag=tag,
+            )
+        self.card_actions.append(event)
+        frame_id = await self.push_event(event, frame_type=frame_type)
+        await self.wait_for(lambda: any(a.frame_id == frame_id for a in self.acks), timeout)
+        return next(a for a in self.acks if a.frame_id == frame_id)
+
     async def send_text(
         self,
         text: str = "",
@@ -725,8 +766,10 @@ class LarkStandIn:
             self.unmatched_acks += 1
             return
         try:
-            code = int(json.loads(frame.payload)["code"])
-        except (ValueError, TypeError, KeyError):
+            body = json.loads(frame.payload)
+            code = int(body["code"])
+            data = base64.b64decode(body["data"], validate=True) if body.get("data") else None
+        except (ValueError, TypeError, KeyError, binascii.Error):
             self.bad_frames += 1
             return
         try:
@@ -744,6 +787,7 @@ class LarkStandIn:
                 latency_ms=(now - delivery.delivered_at) * 1000.0,
                 biz_rt=biz_rt,
                 conn_id=delivery.conn_id,
+                data=data,
             )
         )
         delivery.ack_code = code

@@ -231,6 +231,7 @@ def workspace_routes(ws: Workspace) -> list[OpenApiRoute]:
         ("GET", FIELDS, handlers.list_fields),
         ("POST", RECORDS_SEARCH, handlers.search_records),
         ("POST", RECORDS, handlers.create_record),
+        ("GET", RECORD, handlers.get_record),
         ("PUT", RECORD, handlers.update_record),
         ("DELETE", RECORD, handlers.delete_record),
         ("POST", USERS_BATCH_GET_ID, handlers.batch_get_id),
@@ -571,6 +572,14 @@ class _Handlers:
             self.ws._client_tokens[key] = record_id
         self._record_write(request)
         return {"record": self._encode_record(table, record_id, table.records[record_id])}
+
+    def get_record(self, request: ApiRequest) -> dict[str, Any]:
+        table = self._table(request)
+        record_id = request.path_params["record_id"]
+        record = table.records.get(record_id)
+        if record is None:
+            raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
+        return {"record": self._encode_record(table, record_id, record)}
 
     def update_record(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)

@@ -683,6 +683,16 @@ class CreateBaseRecord(_WriteTool[CreateBaseRecordInput]):
         "Returns the new record with its record_id."
     )
 
+    async def preview(
+        self, ctx: ToolContext, args: CreateBaseRecordInput
+    ) -> list[tuple[str, str | None, str]]:
+        """The new record's fields, under the table's own field names."""
+        target = self._writable_target(ctx, args)
+        _, by_name = await self._fields_named(
+            ctx, target.label, target.app_token, target.table_id, args.fields
+        )
+        return [(by_name[name].name, None, str(value)) for name, value in args.fields.items()]
+
     async def run(self, ctx: ToolContext, args: CreateBaseRecordInput) -> ToolResult:
         """Create the record; a retried turn reuses the same client token."""
         return await self._write_fields(
@@ -705,6 +715,30 @@ class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput]):
         "change, correct or set something on a record; find the "
         "record_id first with search_base_records. Only the given fields change."
     )
+
+    async def preview(
+        self, ctx: ToolContext, args: UpdateBaseRecordInput
+    ) -> list[tuple[str, str | None, str]]:
+        """Each field to change, with its value read from Lark just now."""
+        target = self._writable_target(ctx, args)
+        app_token, table_id = target.app_token, target.table_id
+        _, by_name = await self._fields_named(ctx, target.label, app_token, table_id, args.fields)
+        data = await self._request(
+            ctx,
+            app_token,
+            table_id,
+            "GET",
+            f"{self._records_path(app_token, table_id)}/{path_segment(args.record_id.strip())}",
+            route=RECORD_ROUTE,
+        )
+        current: dict[str, Any] = (data.get("record") or {}).get("fields") or {}
+        rows: list[tuple[str, str | None, str]] = []
+        for name, value in args.fields.items():
+            field = by_name[name]
+            before = current.get(field.name)
+            shown = "—" if _is_empty(before) else _display(field.type, before, ctx.timezone)
+            rows.append((field.name, shown, str(value)))
+        return rows
 
     async def run(self, ctx: ToolContext, args: UpdateBaseRecordInput) -> ToolResult:
         """Update the record with the converted field values."""

@@ -20,6 +20,7 @@ the input model and hands :meth:`Tool.run` an instance of exactly that model::
 
 from __future__ import annotations
 
+import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ class ToolContext:
     caller: str = ""
     timezone: tzinfo = FALLBACK_TIMEZONE
     clock: Callable[[], datetime] = _utc_now
+    # The conversation the call belongs to (chat, or chat and thread): where the outcome
+    # of a write approved later is recorded. Empty: ``chat_id``.
+    conversation_key: str = ""
 
     @property
     def limit_key(self) -> str:
@@ -93,6 +97,8 @@ class ToolResult(BaseModel):
     data: Any = None
     text: str = ""
     error: str | None = None
+    card: dict[str, Any] | None = None
+    """A card to show the user instead of ``text`` (a write awaiting confirmation)."""
 
 
 class Tool(Generic[InputT]):
@@ -125,6 +131,16 @@ class Tool(Generic[InputT]):
         """Do the work; raise :class:`ToolError` for a failure the user should read."""
         raise NotImplementedError
 
+    async def preview(self, ctx: ToolContext, args: InputT) -> list[tuple[str, str | None, str]]:
+        """What a write would change, read from Lark now: ``(field, before, after)`` rows.
+
+        ``before`` is ``None`` where there is nothing to compare with (a new record).
+        The default lists the arguments as they are; a tool that can read the current
+        values (an update) overrides it.
+        """
+        shown = args.model_dump(mode="json", exclude_none=True)
+        return [(str(key), None, _shown(value)) for key, value in shown.items()]
+
     @classmethod
     def openai_schema(cls) -> dict[str, Any]:
         """The OpenAI ``tools`` entry for this tool (function calling).
@@ -144,6 +160,12 @@ class Tool(Generic[InputT]):
             }
             cls._openai_schema = schema
         return schema
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _input_model_of(cls: type) -> type[BaseModel] | None:

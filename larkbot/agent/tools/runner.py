@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
@@ -26,6 +26,9 @@ from larkbot.core.language import Language
 from larkbot.core.redact import redact_fields
 from larkbot.lark.client import LarkAPIError
 from larkbot.ops.metrics import TOOL_EXECUTIONS
+
+if TYPE_CHECKING:
+    from larkbot.agent.confirm import WriteConfirmations
 
 __all__ = ["ToolRunner"]
 
@@ -60,6 +63,10 @@ class ToolRunner:
     those of a tool that is not ``cacheable``; any write clears the cache, since it may
     change what every read would return. A failure carries its sentence in both
     ``error`` and ``text``, so a caller can always show ``text``.
+
+    With ``confirmations``, a write tool does not run when called: the result carries a
+    card asking the requester to approve it, and the write runs (limits counted then)
+    only through :meth:`run_approved`.
     """
 
     def __init__(
@@ -71,9 +78,11 @@ class ToolRunner:
         cache_ttl_seconds: float,
         cache_max_size: int = 1024,
         clock: Callable[[], float] = time.monotonic,
+        confirmations: WriteConfirmations | None = None,
     ) -> None:
         """Create a runner over ``registry``; ``clock`` drives cache expiry (tests move it)."""
         self._registry = registry
+        self._confirmations = confirmations
         self._write_limiter = write_limiter
         self._writers = None if writers is None else frozenset(writers)
         self._cache: TTLCache[tuple[str, ...], ToolResult] | None = None
@@ -88,10 +97,31 @@ class ToolRunner:
         """The tools this runner can run."""
         return self._registry
 
+    @property
+    def confirms_writes(self) -> bool:
+        """Whether writes wait for their requester's approval."""
+        return self._confirmations is not None
+
     async def run(
         self, name: str, arguments: dict[str, Any] | str | BaseModel, ctx: ToolContext
     ) -> ToolResult:
         """Run tool ``name``; problems come back as ``ToolResult(ok=False, error=...)``."""
+        return await self._run(name, arguments, ctx, approved=False)
+
+    async def run_approved(
+        self, name: str, arguments: dict[str, Any], ctx: ToolContext
+    ) -> ToolResult:
+        """Run a write its requester approved: policy and limits apply, no new confirmation."""
+        return await self._run(name, arguments, ctx, approved=True)
+
+    async def _run(
+        self,
+        name: str,
+        arguments: dict[str, Any] | str | BaseModel,
+        ctx: ToolContext,
+        *,
+        approved: bool,
+    ) -> ToolResult:
         tool = self._registry.get(name)
         if tool is None:
             # The label is fixed: tool names invented by a model must not grow the metric.
@@ -108,6 +138,8 @@ class ToolRunner:
         parsed = _parse(tool, arguments, ctx.language)
         if isinstance(parsed, str):
             status, result = "error", _failure(parsed)
+        elif tool.write and self._confirmations is not None and not approved:
+            status, result = await self._ask(tool, parsed, ctx)
         elif tool.write:
             status, result = await self._write(tool, parsed, ctx)
         else:
@@ -137,6 +169,21 @@ class ToolRunner:
         if cache is not None and result.ok and generation == self._generation:
             cache[key] = result.model_copy(deep=True)
         return status, result
+
+    async def _ask(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> _StatusResult:
+        """Put a write up for its requester's approval instead of running it."""
+        assert self._confirmations is not None
+        # Who may write is known now: a card nobody may approve would only mislead.
+        if self._writers is not None and ctx.user_open_id not in self._writers:
+            return "denied", _failure(translate("denied", ctx.language, tool=tool.name))
+        try:
+            return "awaiting_confirmation", await self._confirmations.request(tool, args, ctx)
+        except ToolError as exc:
+            return "error", _failure(str(exc))
+        except LarkAPIError as exc:
+            return "error", _failure(_explain(exc, tool, ctx.language))
+        except (OSError, TimeoutError):
+            return "error", _failure(translate("lark_unreachable", ctx.language))
 
     async def _write(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> _StatusResult:
         if self._writers is not None and ctx.user_open_id not in self._writers:

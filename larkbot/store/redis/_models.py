@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -109,12 +110,14 @@ class ConversationChange(_Frozen):
 class CachedAnswer(_Frozen):
     """An answer generated for a message, kept until the message is finished.
 
-    ``change`` is what the answer does to the conversation (``None``: nothing), kept with
-    the text so that an owner reusing the answer records exactly what the first one would.
+    ``card`` is the card the answer is sent as (card JSON 2.0), if any. ``change`` is what
+    the answer does to the conversation (``None``: nothing), kept with the text so that an
+    owner reusing the answer records exactly what the first one would.
     """
 
     text: str
     markdown: bool = False
+    card: dict[str, Any] | None = None
     generated_at: datetime
     change: ConversationChange | None = None
 

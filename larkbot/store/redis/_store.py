@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import Enum
@@ -44,6 +45,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 import larkbot
 from larkbot.core.conversation import Conversation, Turn
 from larkbot.core.message import InboundMessage
+from larkbot.store.confirmations import ConfirmationState, PendingWrite
 from larkbot.store.redis import _admin, _scripts
 from larkbot.store.redis._endpoint import RedisEndpoint
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
@@ -69,6 +71,9 @@ logger = logging.getLogger("larkbot.store")
 
 T = TypeVar("T")
 _RATE_WINDOW_MS = 60_000
+# A settled confirmation is kept this long past its expiry, so a late click still reads
+# what happened to it.
+_CONFIRMATION_KEPT_SECONDS = 86_400.0
 # Redis appends where in which script an error arose; operators need the error itself.
 _SCRIPT_SUFFIX = re.compile(r"\.? *script: [0-9a-f]{40}, on @user_script:\d+\.?")
 
@@ -90,6 +95,13 @@ class _StoredTurn(BaseModel):
 
 
 Call = tuple[AsyncScript, Sequence[str], Sequence[str | int | float | bytes]]
+
+
+class _ConfirmationSettled(BaseModel):
+    """What ``<prefix>:{cf:<id>}:state`` holds once a confirmation left ``pending``."""
+
+    state: ConfirmationState
+    outcome: str = ""
 
 
 class _Entry(NamedTuple):
@@ -356,19 +368,25 @@ class RedisStore:
         text: str,
         *,
         markdown: bool = False,
+        card: Mapping[str, Any] | None = None,
         change: ConversationChange | None = None,
     ) -> CachedAnswer:
         """Keep the answer generated for ``message_id`` before it is sent; return the one to send.
 
         The first answer stored wins: when another owner stored one already (a paused
         replica that woke up, say), that one comes back, so every owner sends the same
-        text and the conversation records what the chat shows. ``change`` (what the
-        answer does to its conversation) is kept with it, so whichever owner finishes the
-        message records the same turns. It lives until :meth:`finish` or the seen TTL.
+        text and the conversation records what the chat shows. ``card`` (the card the
+        answer is sent as) and ``change`` (what the answer does to its conversation) are
+        kept with it, so whichever owner finishes the message records the same turns. It
+        lives until :meth:`finish` or the seen TTL.
         """
         key = self.keys.answer(self.keys.partition_of(chat_id), message_id)
         answer = CachedAnswer(
-            text=text, markdown=markdown, generated_at=datetime.now(UTC), change=change
+            text=text,
+            markdown=markdown,
+            card=dict(card) if card is not None else None,
+            generated_at=datetime.now(UTC),
+            change=change,
         )
         raw = await self._guarded(
             "storing an answer",
@@ -686,6 +704,68 @@ class RedisStore:
         return {by_key[_text(name)] for name in names}
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    # -- write confirmations ------------------------------------------------------------------
+
+    async def add_confirmation(self, pending: PendingWrite) -> None:
+        """Keep a new pending write confirmation until a day after it expires."""
+        ttl_ms = self._confirmation_ttl_ms(pending)
+        key = self._confirmation_key(pending.id, "body")
+        await self._guarded(
+            "storing a confirmation",
+            lambda: self._client.set(key, pending.model_dump_json(), px=ttl_ms),
+        )
+
+    async def confirmation(self, confirmation_id: str) -> PendingWrite | None:
+        """The confirmation as it stands now, or ``None``."""
+        body_key = self._confirmation_key(confirmation_id, "body")
+        state_key = self._confirmation_key(confirmation_id, "state")
+        body, state = await self._guarded(
+            "a confirmation lookup", lambda: self._client.mget(body_key, state_key)
+        )
+        if body is None:
+            return None
+        pending = PendingWrite.model_validate_json(body)
+        if state is None:
+            return pending
+        settled = _ConfirmationSettled.model_validate_json(state)
+        return pending.model_copy(update={"state": settled.state, "outcome": settled.outcome})
+
+    async def settle_confirmation(
+        self,
+        confirmation_id: str,
+        *,
+        expected: ConfirmationState,
+        state: ConfirmationState,
+        outcome: str = "",
+    ) -> bool:
+        """Move a confirmation on; leaving ``pending`` is one ``SET NX``, so one replica wins.
+
+        Only the winner of that move may make the next (``approving`` to its outcome), so
+        the later moves need no atomicity of their own.
+        """
+        pending = await self.confirmation(confirmation_id)
+        if pending is None or pending.state != expected:
+            return False
+        key = self._confirmation_key(confirmation_id, "state")
+        value = _ConfirmationSettled(state=state, outcome=outcome).model_dump_json()
+        ttl_ms = self._confirmation_ttl_ms(pending)
+        nx = expected == ConfirmationState.PENDING
+        done = await self._guarded(
+            "settling a confirmation",
+            lambda: self._client.set(key, value, px=ttl_ms, nx=nx, xx=not nx),
+        )
+        return bool(done)
+
+    def _confirmation_key(self, confirmation_id: str, part: str) -> str:
+        # One hash tag per confirmation: its keys share a Redis Cluster slot.
+        return f"{self.keys.prefix}:{{cf:{confirmation_id}}}:{part}"
+
+    @staticmethod
+    def _confirmation_ttl_ms(pending: PendingWrite) -> int:
+        return max(
+            1000, int((pending.expires_at + _CONFIRMATION_KEPT_SECONDS - time.time()) * 1000)
+        )
 
     async def _guarded(
         self, what: str, call: Callable[[], Awaitable[T]], *, bound: float | None = None

@@ -1,0 +1,331 @@
+"""Confirmed writes: a write tool waits on a card until its requester approves it.
+
+:class:`WriteConfirmations` is both halves. The runner hands it each write it is asked to
+make (:meth:`WriteConfirmations.request`): the change is read from Lark, kept in the store
+as a :class:`~larkbot.store.confirmations.PendingWrite`, and shown on a card with Approve and
+Cancel buttons. Admission hands it each click (:meth:`WriteConfirmations.on_action`): only
+the requester may decide, an old confirmation expires, and approval runs the write through
+the runner exactly once, because leaving ``pending`` is a compare-and-set in the store.
+Every decision goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import tzinfo
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from larkbot.agent.i18n import translate
+from larkbot.agent.timezone import FALLBACK_TIMEZONE
+from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
+from larkbot.core.cards import CardAction, CardAnswer
+from larkbot.core.language import Language
+from larkbot.store.confirmations import ConfirmationState, PendingWrite
+
+if TYPE_CHECKING:
+    from larkbot.agent.tools.runner import ToolRunner
+    from larkbot.config.settings import BaseTableSettings
+    from larkbot.core.conversation import Conversation
+    from larkbot.lark.client import LarkClient
+
+__all__ = ["ConfirmationStore", "WriteConfirmations", "confirmation_card"]
+
+_log = logging.getLogger("larkbot.agent")
+_audit = logging.getLogger("larkbot.agent.audit")
+
+APPROVE = "approve"
+CANCEL = "cancel"
+_LANGUAGES: frozenset[str] = frozenset({"ja", "en", "zh"})
+
+
+class ConfirmationStore(Protocol):
+    """Where pending confirmations live (every store kind implements it)."""
+
+    async def add_confirmation(self, pending: PendingWrite) -> None: ...
+
+    async def confirmation(self, confirmation_id: str) -> PendingWrite | None: ...
+
+    async def settle_confirmation(
+        self,
+        confirmation_id: str,
+        *,
+        expected: ConfirmationState,
+        state: ConfirmationState,
+        outcome: str = "",
+    ) -> bool: ...
+
+
+class ConversationSource(Protocol):
+    """The conversation cache: where the outcome of a decision is recorded."""
+
+    def get(self, key: str) -> Conversation: ...
+
+
+class WriteConfirmations:
+    """Asks the requester to approve each write on a card, and runs it on approval.
+
+    :param store: where pending confirmations live (shared by replicas).
+    :param ttl_seconds: how long a confirmation may be approved.
+    :param clock: seconds since the epoch (tests move it).
+    :param bases: the configured Base tables, for the approved write's context.
+    :param allowed_bases: app tokens writes may go to besides those; ``None``: any.
+    :param conversations: where each decision's outcome is added as an assistant turn, so
+        the conversation goes on knowing what happened to the change.
+    :param history: turns kept per conversation.
+    """
+
+    def __init__(
+        self,
+        store: ConfirmationStore,
+        *,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+        bases: dict[str, BaseTableSettings] | None = None,
+        allowed_bases: frozenset[str] | None = None,
+        conversations: ConversationSource | None = None,
+        history: int = 50,
+    ) -> None:
+        self._store = store
+        self._conversations = conversations
+        self._history = history
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._bases = dict(bases or {})
+        self._allowed_bases = allowed_bases
+        self._runner: ToolRunner | None = None
+        self._client: LarkClient | None = None
+        self._zone: Callable[[], Awaitable[tzinfo]] | None = None
+
+    def bind(
+        self,
+        runner: ToolRunner,
+        client: LarkClient,
+        zone: Callable[[], Awaitable[tzinfo]] | None = None,
+    ) -> None:
+        """Give the runner approved writes go through, and the zone they are placed in."""
+        self._runner = runner
+        self._client = client
+        self._zone = zone
+
+    async def request(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> ToolResult:
+        """Keep ``tool(args)`` for approval; the result carries the confirmation card."""
+        rows = await tool.preview(ctx, args)
+        now = self._clock()
+        pending = PendingWrite(
+            id=uuid.uuid4().hex,
+            tool=tool.name,
+            arguments=args.model_dump(mode="json"),
+            requester=ctx.user_open_id,
+            caller=ctx.caller,
+            chat_id=ctx.chat_id,
+            conversation_key=ctx.conversation_key or ctx.chat_id,
+            message_id=ctx.message_id,
+            language=ctx.language,
+            change=_change_markdown(tool.name, rows),
+            created_at=now,
+            expires_at=now + self._ttl,
+        )
+        await self._store.add_confirmation(pending)
+        _log.info(
+            "message %s: %s awaits approval (confirmation %s)",
+            ctx.message_id,
+            tool.name,
+            pending.id,
+            extra={"message_id": ctx.message_id, "tool_name": tool.name},
+        )
+        text = translate("confirm_waiting", ctx.language, tool=tool.name)
+        return ToolResult(
+            ok=True,
+            data={"status": "awaiting_confirmation", "confirmation_id": pending.id},
+            text=text,
+            card=confirmation_card(pending, minutes=max(1, round(self._ttl / 60))),
+        )
+
+    async def on_action(self, action: CardAction) -> CardAnswer:
+        """Answer a click on a confirmation card (other cards' actions change nothing)."""
+        kind = action.value_of("action")
+        confirmation_id = action.value_of("id")
+        if kind not in (APPROVE, CANCEL) or not confirmation_id:
+            return CardAnswer()
+        pending = await self._store.confirmation(confirmation_id)
+        if pending is None:
+            return CardAnswer(toast=translate("confirm_unknown", "en"), toast_type="error")
+        language = _language(pending.language)
+        if action.operator_open_id != pending.requester:
+            self._decision(pending, action, "refused_not_requester")
+            return CardAnswer(toast=translate("confirm_not_yours", language), toast_type="error")
+        if pending.state != ConfirmationState.PENDING:
+            return CardAnswer(card=confirmation_card(pending))
+        if self._clock() >= pending.expires_at:
+            return await self._settle_without_writing(pending, action, ConfirmationState.EXPIRED)
+        if kind == CANCEL:
+            return await self._settle_without_writing(pending, action, ConfirmationState.CANCELLED)
+        return await self._approve(pending, action)
+
+    async def _settle_without_writing(
+        self, pending: PendingWrite, action: CardAction, state: ConfirmationState
+    ) -> CardAnswer:
+        won = await self._store.settle_confirmation(
+            pending.id, expected=ConfirmationState.PENDING, state=state
+        )
+        current = await self._store.confirmation(pending.id) or pending
+        if won:
+            self._decision(current, action, state.value)
+            self._remember(current)
+        key = "confirm_expired" if current.state == ConfirmationState.EXPIRED else None
+        toast = translate(key, _language(pending.language)) if key else None
+        return CardAnswer(toast=toast, toast_type="warning", card=confirmation_card(current))
+
+    async def _approve(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
+        won = await self._store.settle_confirmation(
+            pending.id, expected=ConfirmationState.PENDING, state=ConfirmationState.APPROVING
+        )
+        if not won:
+            # Another click, delivery or replica took it: show where it stands.
+            current = await self._store.confirmation(pending.id) or pending
+            return CardAnswer(card=confirmation_card(current))
+        self._decision(pending, action, "approved")
+        result = await self._run(pending)
+        state = ConfirmationState.DONE if result.ok else ConfirmationState.FAILED
+        outcome = (result.text if result.ok else result.error or result.text) or ""
+        await self._store.settle_confirmation(
+            pending.id, expected=ConfirmationState.APPROVING, state=state, outcome=outcome
+        )
+        settled = pending.model_copy(update={"state": state, "outcome": outcome})
+        self._decision(settled, action, state.value)
+        self._remember(settled)
+        return CardAnswer(
+            toast=outcome.splitlines()[0][:200] if outcome else None,
+            toast_type="success" if result.ok else "error",
+            card=confirmation_card(settled),
+        )
+
+    async def _run(self, pending: PendingWrite) -> ToolResult:
+        assert self._runner is not None and self._client is not None, "bind() was not called"
+        zone = await self._zone() if self._zone is not None else FALLBACK_TIMEZONE
+        ctx = ToolContext(
+            client=self._client,
+            user_open_id=pending.requester,
+            chat_id=pending.chat_id,
+            # The requesting message's id: the write's idempotency key is the one it
+            # would have had without a confirmation, so Lark applies it once as well.
+            message_id=pending.message_id,
+            language=_language(pending.language),
+            bases=self._bases,
+            allowed_bases=self._allowed_bases,
+            caller=pending.caller,
+            timezone=zone,
+        )
+        return await self._runner.run_approved(pending.tool, pending.arguments, ctx)
+
+    def _remember(self, settled: PendingWrite) -> None:
+        """Add what became of the change to its conversation, as the card now says it."""
+        if self._conversations is None:
+            return
+        line = _outcome_line(settled)
+        conversation = self._conversations.get(settled.conversation_key or settled.chat_id)
+        conversation.add("assistant", f"{settled.tool}: {line}", self._history)
+
+    def _decision(self, pending: PendingWrite, action: CardAction, decision: str) -> None:
+        _audit.info(
+            "confirmation %s of %s for %s in %s: %s by %s",
+            pending.id,
+            pending.tool,
+            pending.requester,
+            pending.chat_id,
+            decision,
+            action.operator_open_id,
+            extra={
+                "message_id": pending.message_id,
+                "confirmation_id": pending.id,
+                "tool_name": pending.tool,
+                "user_open_id": pending.requester,
+                "operator_open_id": action.operator_open_id,
+                "chat_id": pending.chat_id,
+                "decision": decision,
+                "outcome": pending.outcome,
+            },
+        )
+
+
+def _language(value: str) -> Language:
+    return value if value in _LANGUAGES else "en"  # type: ignore[return-value]
+
+
+def _change_markdown(tool: str, rows: list[tuple[str, str | None, str]]) -> str:
+    """The change as the card shows it: one line per field, ``before → after`` for updates."""
+    lines = [f"**{tool}**"]
+    for name, before, after in rows:
+        if before is None:
+            lines.append(f"- {name}: {after}")
+        else:
+            lines.append(f"- {name}: {before} → {after}")
+    return "\n".join(lines)
+
+
+def confirmation_card(pending: PendingWrite, *, minutes: int | None = None) -> dict[str, Any]:
+    """The card (JSON 2.0) of ``pending`` as it stands: buttons while it is pending."""
+    language = _language(pending.language)
+    title = translate("confirm_title", language, tool=pending.tool)
+    elements: list[dict[str, Any]] = [{"tag": "markdown", "content": pending.change}]
+    state = pending.state
+    template = "orange"
+    if state == ConfirmationState.PENDING:
+        prompt = translate(
+            "confirm_prompt",
+            language,
+            requester=f"<at id={pending.requester}></at>",
+            minutes=minutes if minutes is not None else 10,
+        )
+        elements.append({"tag": "markdown", "content": prompt})
+        elements.append(
+            _button(translate("confirm_approve", language), "primary", APPROVE, pending)
+        )
+        elements.append(_button(translate("confirm_cancel", language), "default", CANCEL, pending))
+    else:
+        template = _TEMPLATES[state]
+        elements.append({"tag": "markdown", "content": _outcome_line(pending)})
+    return {
+        "schema": "2.0",
+        "config": {"update_multi": True},
+        "header": {"title": {"tag": "plain_text", "content": title}, "template": template},
+        "body": {"elements": elements},
+    }
+
+
+_TEMPLATES = {
+    ConfirmationState.APPROVING: "blue",
+    ConfirmationState.DONE: "green",
+    ConfirmationState.FAILED: "red",
+    ConfirmationState.CANCELLED: "grey",
+    ConfirmationState.EXPIRED: "grey",
+}
+
+
+def _outcome_line(pending: PendingWrite) -> str:
+    """What became of a confirmation that left ``pending``, in its requester's language."""
+    language = _language(pending.language)
+    if pending.state == ConfirmationState.DONE:
+        return translate("confirm_done", language, outcome=pending.outcome)
+    if pending.state == ConfirmationState.FAILED:
+        return translate("confirm_failed", language, outcome=pending.outcome)
+    key = {
+        ConfirmationState.APPROVING: "confirm_running",
+        ConfirmationState.CANCELLED: "confirm_cancelled",
+        ConfirmationState.EXPIRED: "confirm_expired",
+    }[pending.state]
+    return translate(key, language)
+
+
+def _button(label: str, kind: str, action: str, pending: PendingWrite) -> dict[str, Any]:
+    return {
+        "tag": "button",
+        "text": {"tag": "plain_text", "content": label},
+        "type": kind,
+        "behaviors": [{"type": "callback", "value": {"action": action, "id": pending.id}}],
+    }

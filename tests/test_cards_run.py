@@ -1,0 +1,105 @@
+"""Card callbacks answered by ``larkbot run`` as a real process, over both transports.
+
+Lark gives a card callback 3 s; each test reads the time the daemon itself measured: the
+ack's ``biz_rt`` on the long connection, the HTTP histogram and the admission log line on
+the webhook.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from larkbot.testing import LarkStandIn
+from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
+from larkbot.testing.workspace import workspace_routes
+from tests._daemon import webhook_driver, webhook_env
+from tests._proc import larkbot_process
+
+pytestmark = pytest.mark.anyio
+
+_LIMIT_MS = 3000.0
+_REQUESTER = "ou_user_1"
+
+
+def _config(tmp_path: Path) -> dict[str, str]:
+    lines = []
+    for name, table in SAMPLE_BASES.items():
+        lines += [f"[bases.{name}]", f'app_token = "{table.app_token}"']
+        lines += [f'table_id = "{table.table_id}"', ""]
+    path = tmp_path / "larkbot.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return {"LARKBOT_CONFIG": str(path)}
+
+
+def _approve(card: dict[str, Any]) -> dict[str, Any]:
+    for element in card["body"]["elements"]:
+        if element.get("tag") == "button":
+            value = element["behaviors"][0]["value"]
+            if value["action"] == "approve":
+                return dict(value)
+    raise AssertionError(f"no Approve button on {card}")
+
+
+def _answered_ms(lines: list[dict[str, Any]]) -> float:
+    (line,) = lines
+    return float(line["message"].rsplit(" in ", 1)[1].removesuffix(" ms"))
+
+
+async def test_a_card_click_over_the_long_connection_is_answered_within_3_s(
+    tmp_path: Path,
+) -> None:
+    ws = sample_workspace()
+    async with (
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        larkbot_process(lark, tmp_path, _config(tmp_path)) as bot,
+    ):
+        message_id = await lark.send_text("add to customers Name=Proc Ltd")
+        await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies), 15)
+        (card,) = [r for r in lark.replies if r.to_message_id == message_id]
+        ack = await lark.send_card_action(
+            _approve(card.content), open_message_id=card.message_id, operator_open_id=_REQUESTER
+        )
+        assert ack.code == 200 and ack.answer()["toast"]["type"] == "success"
+        assert len(ws.writes) == 1
+        assert ack.biz_rt is not None and ack.biz_rt < _LIMIT_MS
+        await lark.wait_for(lambda: bool(bot.log_lines("answered card action")), 5)
+        measured = _answered_ms(bot.log_lines("answered card action"))
+        assert measured < _LIMIT_MS
+    print(f"\nlong connection: card click answered in {measured:.0f} ms (biz_rt {ack.biz_rt} ms)")
+
+
+async def test_a_card_click_over_the_webhook_is_answered_within_3_s(tmp_path: Path) -> None:
+    ws = sample_workspace()
+    env = {**webhook_env(), **_config(tmp_path)}
+    async with (
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        larkbot_process(lark, tmp_path, env, ready_when="readyz") as bot,
+        webhook_driver(lark, bot.url) as lark_side,
+    ):
+        sent = await lark_side.send_text("add to customers Name=Hook Ltd")
+        message_id = sent.message_id
+        await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies), 15)
+        (card,) = [r for r in lark.replies if r.to_message_id == message_id]
+        approve = _approve(card.content)
+        refused = await lark_side.send_card_action(
+            approve, open_message_id=card.message_id, operator_open_id="ou_someone_else"
+        )
+        assert refused.final.json()["toast"]["type"] == "error"
+        assert not ws.writes
+        delivery = await lark_side.send_card_action(
+            approve, open_message_id=card.message_id, operator_open_id=_REQUESTER
+        )
+        answer = delivery.final.json()
+        assert delivery.final.status == 200 and answer["toast"]["type"] == "success"
+        assert len(ws.writes) == 1
+        with anyio.fail_after(5):
+            while len(bot.log_lines("answered card action")) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        measured = max(_answered_ms([line]) for line in bot.log_lines("answered card action"))
+        assert measured < _LIMIT_MS
+        assert delivery.final.elapsed < _LIMIT_MS / 1000
+    print(f"\nwebhook: card click answered in {measured:.0f} ms by the daemon")
