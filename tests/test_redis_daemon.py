@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
@@ -93,11 +93,10 @@ async def test_messages_are_queued_in_redis_answered_in_order_and_remembered(
                 expected = [f"n={2 * i}: {text}" for i, text in enumerate(texts)]
                 assert texts_by_chat(lark)[chat] == expected
             assert all(ack.code == 200 for ack in lark.acks)
+            await _wait_drained(store)  # each finish comes just after its post
             history = await store.history("oc_a")
             assert [t.text for t in history][:2] == ["oc_a 0", "n=0: oc_a 0"]
             assert len(history) == 10
-            backlog = await store.backlog()
-            assert sum(p.length for p in backlog) == 0, backlog
             # A re-delivery with a new event id is a duplicate, whichever replica it meets.
             first, chat = lark.replies[0].to_message_id, lark.replies[0].chat_id
             assert first is not None and chat is not None
@@ -116,6 +115,7 @@ async def test_reset_and_language_changes_reach_the_shared_history(server: Redis
             for text in ("one", "two", "reset", "three", "lang en"):
                 await lark.send_text(text, chat_id="oc_r")
             await lark.wait_for(lambda: len(lark.replies) == 5, timeout=20)
+            await _wait_drained(s)
             conversation = await s.conversation("oc_r")
     assert [t.text for t in conversation.turns] == ["three", "n=0: three"]
     assert conversation.language == "en"
@@ -135,7 +135,7 @@ async def test_an_answer_generated_by_a_previous_owner_is_sent_not_regenerated(
         )
         async with running_daemon(await redis_settings(lark, server), agent):
             await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
-            await lark.wait_for(lambda: agent.seen == [] and bool(lark.replies))
+            await _wait_done(store, message)  # the finish comes just after the post
             history = await store.history("oc_cached")
     assert lark.replies[0].content == {"text": "the cached answer"}
     assert lark.replies[0].to_message_id == message.message_id
@@ -187,6 +187,21 @@ async def test_redis_down_refuses_acks_and_readyz_says_why(server: RedisServer) 
             await lark.redeliver(message_id, new_event_id=True)
             await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
             assert lark.replies[0].to_message_id == message_id
+
+
+async def _wait_done(store: RedisStore, message: InboundMessage, timeout: float = 10) -> None:  # noqa: ASYNC109
+    with anyio.fail_after(timeout):
+        while (  # noqa: ASYNC110
+            await store.message_state(message.chat_id, message.message_id) is not MessageState.DONE
+        ):
+            await anyio.sleep(0.02)
+
+
+async def _wait_drained(store: RedisStore, timeout: float = 10) -> None:  # noqa: ASYNC109
+    """Wait until no partition holds an unfinished message."""
+    with anyio.fail_after(timeout):
+        while sum(p.length for p in await store.backlog()):  # noqa: ASYNC110
+            await anyio.sleep(0.02)
 
 
 def _first_entry_id(reply: Any) -> str:
@@ -305,3 +320,38 @@ async def test_the_start_up_line_names_redis_and_never_its_password() -> None:
     banner = startup_banner(settings, env)
     assert "state in Redis (prefix lb, 64 partitions)" in banner
     assert "s3cret" not in banner and "redis.internal" not in banner
+
+
+class CardAgent:
+    """Answers with a card (as a write confirmation does), its text for the history."""
+
+    CARD: ClassVar[dict[str, Any]] = {
+        "schema": "2.0",
+        "body": {"elements": [{"tag": "markdown", "content": "Approve the change?"}]},
+    }
+
+    async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
+        conversation.add("user", message.text, 50)
+        conversation.add("assistant", "asked for approval", 50)
+        return Reply("asked for approval", card=self.CARD)
+
+
+async def test_a_card_answer_is_kept_with_the_cached_answer_and_sent_as_the_card(
+    server: RedisServer,
+) -> None:
+    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
+        async with running_daemon(await redis_settings(lark, server), CardAgent()):
+            message_id = await lark.send_text("add a record", chat_id="oc_card")
+            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
+            await _wait_drained(store)
+        history = await store.history("oc_card")
+        # What a next owner would have found, had this one died before finishing.
+        message = inbound("oc_card", text="again")
+        cached = await store.put_answer(
+            message.chat_id, message.message_id, "asked", card=CardAgent.CARD
+        )
+    assert lark.replies[0].to_message_id == message_id
+    assert lark.replies[0].msg_type == "interactive"
+    assert lark.replies[0].content == CardAgent.CARD
+    assert [t.text for t in history] == ["add a record", "asked for approval"]
+    assert cached.card == CardAgent.CARD
