@@ -14,16 +14,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from larkbot.testing._records import ApiCallRecord
-
-if TYPE_CHECKING:
-    from larkbot.testing.standin import LarkStandIn
 
 __all__ = [
     "TOKEN_ROUTE",
@@ -32,6 +29,7 @@ __all__ = [
     "ApiResponse",
     "OpenApi",
     "OpenApiRoute",
+    "StandInApp",
 ]
 
 logger = logging.getLogger("larkbot.testing")
@@ -49,11 +47,26 @@ CODE_BAD_REQUEST = 9499
 _TOKEN_REUSE_MIN_SECONDS = 1800
 
 
+class StandInApp(Protocol):
+    """What the OpenAPI side reads of the stand-in it serves: the app and its bot.
+
+    ``LarkStandIn`` is one; naming only these attributes keeps this module from importing
+    the stand-in, which imports it.
+    """
+
+    app_id: str
+    app_secret: str
+    bot_open_id: str
+    bot_name: str
+    refuse_credentials: bool
+
+
 @dataclass(frozen=True, slots=True)
 class ApiRequest:
     """What a route handler sees: the parsed request and the stand-in it runs in.
 
-    ``body`` is the JSON object of the request body (``{}`` when there was none).
+    ``body`` is the JSON object of the request body (``{}`` when there was none); ``lark``
+    is the ``LarkStandIn`` serving the request.
     """
 
     method: str
@@ -63,7 +76,7 @@ class ApiRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: dict[str, Any]
-    lark: LarkStandIn
+    lark: StandInApp
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +193,7 @@ def _json_response(reply: ApiResponse) -> Response:
 class OpenApi:
     """Route table, token book, pending faults and call records of the stand-in."""
 
-    def __init__(self, owner: LarkStandIn, token_ttl: int) -> None:
+    def __init__(self, owner: StandInApp, token_ttl: int) -> None:
         self._owner = owner
         self.tokens = _TokenBook(token_ttl)
         self.routes: list[OpenApiRoute] = [
