@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
-import anyio
 import pytest
 from typer.testing import CliRunner
 
 from larkbot import __version__
 from larkbot.cli import app
 from larkbot.testing import LarkStandIn
+from tests._proc import run_larkbot
 
 _SECRET = "cli-secret-4b1d8e"
 
@@ -55,19 +53,9 @@ def test_version() -> None:
     assert result.output == f"larkbot {__version__}\n"
 
 
-async def _larkbot(*args: str, env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
-    full = {"PATH": os.environ.get("PATH", ""), "HOME": env.get("HOME", "/nonexistent"), **env}
-    # Bounded, so a command that hangs fails the test instead of hanging the suite.
-    with anyio.fail_after(60):
-        result = await anyio.run_process(
-            [sys.executable, "-m", "larkbot", *args], input=stdin, env=full, check=False
-        )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
-
-
 @pytest.mark.anyio
 async def test_run_without_app_id_exits_78_with_one_line() -> None:
-    code, out, err = await _larkbot("run", env={"APP_SECRET": _SECRET})
+    code, out, err = await run_larkbot("run", env={"APP_SECRET": _SECRET})
     assert code == 78
     assert out == ""
     (line,) = err.strip().splitlines()
@@ -86,7 +74,7 @@ async def test_run_with_a_wrong_secret_exits_78_with_one_line(tmp_path: Path) ->
             "LARKBOT_STATE_DIR": str(tmp_path),
             "LOG_LEVEL": "WARNING",
         }
-        code, out, err = await _larkbot("run", env=env)
+        code, out, err = await run_larkbot("run", env=env)
     assert code == 78
     (line,) = err.strip().splitlines()
     assert "Lark refused the app credentials (code 10014)" in line
@@ -107,7 +95,7 @@ async def test_wrong_secret_at_info_level_ends_with_the_reason_and_no_traceback(
             "PORT": "0",
             "LARKBOT_STATE_DIR": str(tmp_path),
         }
-        code, _, err = await _larkbot("run", env=env)
+        code, _, err = await run_larkbot("run", env=env)
     assert code == 78
     *logs, last = err.strip().splitlines()
     assert last.startswith("larkbot: Lark refused the app credentials")
@@ -118,6 +106,6 @@ async def test_wrong_secret_at_info_level_ends_with_the_reason_and_no_traceback(
 
 @pytest.mark.anyio
 async def test_console_answers_help_in_japanese() -> None:
-    code, out, err = await _larkbot("console", env={}, stdin=b"help\n")
+    code, out, err = await run_larkbot("console", env={}, stdin=b"help\n")
     assert code == 0, err
     assert "使い方" in out

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import anyio
@@ -14,6 +12,7 @@ from larkbot.cli.doctor import CheckResult, run_checks
 from larkbot.testing import LarkStandIn
 from larkbot.testing.openai_standin import OpenAIStandIn
 from tests._daemon import settings_for
+from tests._proc import run_larkbot
 
 pytestmark = pytest.mark.anyio
 
@@ -22,16 +21,6 @@ _SECRET = "doctor-secret-7f3a9c"
 
 def _by_name(checks: list[CheckResult]) -> dict[str, CheckResult]:
     return {check.name: check for check in checks}
-
-
-async def _larkbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    full = {"PATH": os.environ.get("PATH", ""), "HOME": env.get("HOME", "/nonexistent"), **env}
-    # Bounded, so a command that hangs fails the test instead of hanging the suite.
-    with anyio.fail_after(60):
-        result = await anyio.run_process(
-            [sys.executable, "-m", "larkbot", *args], env=full, check=False
-        )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
 def _env(lark: LarkStandIn, state_dir: Path, **extra: str) -> dict[str, str]:
@@ -123,12 +112,12 @@ async def test_llm_endpoint_is_checked_when_configured() -> None:
 
 async def test_doctor_cli_exit_codes_and_json(tmp_path: Path) -> None:
     async with LarkStandIn(app_secret=_SECRET) as lark:
-        code, out, err = await _larkbot("doctor", env=_env(lark, tmp_path))
+        code, out, err = await run_larkbot("doctor", env=_env(lark, tmp_path))
         assert code == 0, out + err
         assert "All checks passed." in out
 
         env = _env(lark, tmp_path, APP_SECRET="wrong-" + _SECRET)
-        code, out, err = await _larkbot("doctor", "--json", env=env)
+        code, out, err = await run_larkbot("doctor", "--json", env=env)
     assert code == 1
     report = json.loads(out)
     assert report["ok"] is False
@@ -139,7 +128,7 @@ async def test_doctor_cli_exit_codes_and_json(tmp_path: Path) -> None:
 
 
 async def test_doctor_exits_78_when_the_config_does_not_load(tmp_path: Path) -> None:
-    code, out, _ = await _larkbot("doctor", "--json", env={"LOG_LEVEL": "loud"})
+    code, out, _ = await run_larkbot("doctor", "--json", env={"LOG_LEVEL": "loud"})
     assert code == 78
     rows = json.loads(out)["checks"]
     assert rows[0]["name"] == "config" and rows[0]["status"] == "fail"
@@ -151,7 +140,7 @@ async def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> No
     config = tmp_path / "larkbot.toml"
     await anyio.Path(config).write_text("[dispatch]\nmax_concurrency = 8\n")
     env = {"APP_ID": "cli_x", "APP_SECRET": _SECRET, "SENTRY_DSN": "https://key@sentry.io/1"}
-    code, out, err = await _larkbot("config", "show", "--config", str(config), "--json", env=env)
+    code, out, err = await run_larkbot("config", "show", "--config", str(config), "--json", env=env)
     assert code == 0, err
     document = json.loads(out)
     assert document["config_file"] == str(config)
@@ -161,11 +150,11 @@ async def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> No
     assert rows["server.port"] == {"key": "server.port", "value": "3000", "source": "default"}
     assert _SECRET not in out and "key@sentry" not in out
 
-    code, table, _ = await _larkbot("config", "show", "--config", str(config), env=env)
+    code, table, _ = await run_larkbot("config", "show", "--config", str(config), env=env)
     assert code == 0 and "dispatch.max_concurrency" in table and _SECRET not in table
 
 
 async def test_config_show_with_a_bad_config_is_one_line_and_78(tmp_path: Path) -> None:
-    code, out, err = await _larkbot("config", "show", env={"PORT": "99999"})
+    code, out, err = await run_larkbot("config", "show", env={"PORT": "99999"})
     assert code == 78 and out == ""
     assert len(err.strip().splitlines()) == 1 and "server.port" in err
