@@ -116,6 +116,11 @@ class _Delivery:
     acked: anyio.Event | None = field(default=None)
 
 
+async def _send_close(websocket: WebSocket) -> None:
+    with suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.close(1001)
+
+
 def _split(payload: bytes, parts: int) -> list[bytes]:
     if parts < 1:
         raise ValueError("fragments must be at least 1")
@@ -240,13 +245,14 @@ class LarkStandIn:
         return None
 
     async def _close_connections(self, server: EmbeddedServer) -> None:
-        for connection in list(self._connections):
-            connection.open = False
-            with suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await connection.websocket.close(1001)
-        # Give clients a moment to answer the close frame, then cut the rest, so a client
-        # that does not read cannot hold the shutdown for uvicorn's close timeout.
+        # Give clients a moment to get the close frame and answer it, then cut the rest,
+        # so a client that does not read cannot hold the shutdown: neither by leaving the
+        # close frame stuck behind a full write buffer nor for uvicorn's close timeout.
         with anyio.move_on_after(_SHUTDOWN_GRACE_SECONDS):
+            async with anyio.create_task_group() as tg:
+                for connection in list(self._connections):
+                    connection.open = False
+                    tg.start_soon(_send_close, connection.websocket)
             # uvicorn signals no event when a connection goes; polling is all there is.
             while server.websocket_transports():  # noqa: ASYNC110
                 await anyio.sleep(0.01)
