@@ -72,10 +72,14 @@ async def test_drill_redelivery_same_event_id(tmp_path: Path) -> None:
 async def test_drill_redelivery_new_event_id(tmp_path: Path) -> None:
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, tmp_path)
-        async with running_daemon(settings, EchoAgent(delay=0.3)) as daemon:
+        agent = EchoAgent(held=True)
+        async with running_daemon(settings, agent) as daemon:
             message_id = await lark.send_text("hello")
             # One re-delivery while the first answer is still being produced, one after.
+            await lark.wait_for(lambda: agent.thinking == 1)
             await lark.redeliver(message_id, new_event_id=True)
+            await lark.wait_for(lambda: len(lark.acks) == 2)
+            agent.release()
             await lark.wait_for(lambda: len(lark.replies) == 1)
             await lark.redeliver(message_id, new_event_id=True)
             await settled(lark, daemon, acks=3)
