@@ -80,7 +80,7 @@ async def running_daemon(
     agent: Agent | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    ready_timeout: float = 10.0,
+    ready_timeout: float = 30.0,
 ) -> AsyncIterator[Daemon]:
     """Start the daemon, wait until it is ready, stop it on exit (gracefully unless failing)."""
     daemon = Daemon(settings, agent=agent, env=env or {}, working_reaction_after=None)
@@ -97,7 +97,7 @@ async def running_daemon(
         daemon.request_stop()
 
 
-async def settled(lark: LarkStandIn, daemon: Daemon, acks: int, timeout: float = 10) -> None:  # noqa: ASYNC109
+async def settled(lark: LarkStandIn, daemon: Daemon, acks: int, timeout: float = 30) -> None:  # noqa: ASYNC109
     """Wait until ``acks`` acks are recorded and nothing is queued or being answered.
 
     Admission decides (and submits) before it acks, so once the ack is in and the backlog

@@ -156,11 +156,12 @@ async def test_drill_stale_inbox_item_dropped_at_restart(
 async def test_drill_connection_dropped_mid_conversation(tmp_path: Path) -> None:
     async with LarkStandIn(reconnect_interval=1, reconnect_nonce=0) as lark:
         settings = await settings_for(lark, tmp_path)
-        agent = EchoAgent(delay=0.5)
+        agent = EchoAgent(held=True)
         async with running_daemon(settings, agent) as daemon:
             first = await lark.send_text("one", chat_id="oc_a")
             second = await lark.send_text("two", chat_id="oc_a")
-            await lark.wait_for(lambda: len(agent.seen) == 1)
+            # Both acked; the first is being answered and the second waits behind it.
+            await lark.wait_for(lambda: agent.thinking == 1 and len(lark.acks) == 2)
             await lark.drop_connections()
             await lark.wait_for(lambda: not daemon.connected, timeout=5)
             # Sent while the daemon is away: delivered once it is back.
@@ -170,6 +171,7 @@ async def test_drill_connection_dropped_mid_conversation(tmp_path: Path) -> None
             await lark.redeliver(first)
             await lark.redeliver(second, new_event_id=True)
             fourth = await lark.send_text("four", chat_id="oc_b")
+            agent.release()
             await lark.wait_for(lambda: len(lark.replies) == 4, timeout=10)
             await settled(lark, daemon, acks=6)
         assert lark.handshakes == 2
@@ -256,19 +258,19 @@ async def test_drill_kill_9_between_ack_and_reply(tmp_path: Path) -> None:
         env = llm_env(llm)
         async with larkbot_process(lark, tmp_path, env) as first:
             message_id = await lark.send_text("what is the plan?")
-            await lark.wait_for(lambda: len(lark.acks) == 1 and len(llm.requests) >= 1, timeout=10)
+            await lark.wait_for(lambda: len(lark.acks) == 1 and len(llm.requests) >= 1, timeout=60)
             assert lark.acks[0].code == 200 and not lark.replies
             first.send_signal(signal.SIGKILL)
-            assert await first.wait(timeout=5) == -signal.SIGKILL
+            assert await first.wait(timeout=30) == -signal.SIGKILL
         llm.delay = 0.2
-        await lark.wait_for(lambda: lark.connections == 0, timeout=5)
+        await lark.wait_for(lambda: lark.connections == 0, timeout=15)
         restarted = time.monotonic()
         async with larkbot_process(lark, tmp_path, env) as second:
-            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=15)
+            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=60)
             answered_after = time.monotonic() - restarted
             resumed = second.log_lines("resuming message")
             second.send_signal(signal.SIGTERM)
-            assert await second.wait(timeout=10) == 0
+            assert await second.wait(timeout=30) == 0
         assert [line["message_id"] for line in resumed] == [message_id]
         assert "LLM: what is the plan?" in reply_text(lark.replies[0])
         assert len(lark.acks) == 1  # answered from the inbox, not from a re-delivery
@@ -284,16 +286,16 @@ async def test_drill_sigterm_while_the_agent_is_thinking(tmp_path: Path) -> None
         env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "10"}
         async with larkbot_process(lark, tmp_path, env) as bot:
             message_id = await lark.send_text("think slowly")
-            await lark.wait_for(lambda: llm.held == 1, timeout=10)
+            await lark.wait_for(lambda: llm.held == 1, timeout=60)
             signalled = time.monotonic()
             bot.send_signal(signal.SIGTERM)
             # The long connection goes first, so the platform sends new events elsewhere,
             # while the answer in flight is still being thought and the process waits for it.
-            await lark.wait_for(lambda: lark.connections == 0, timeout=10)
+            await lark.wait_for(lambda: lark.connections == 0, timeout=15)
             closed_after = time.monotonic() - signalled
             assert not lark.replies and bot.process.returncode is None
             llm.release()
-            status = await bot.wait(timeout=15)
+            status = await bot.wait(timeout=30)
             exited_after = time.monotonic() - signalled
         assert status == 0, bot.raw[-20:]
         # The answer landed before the exit: the drain finished within its grace period.

@@ -406,7 +406,9 @@ async def test_deadline_bounds_retries_of_server_errors() -> None:
             elapsed = anyio.current_time() - started
     attempts = len(fake.calls_to("bot/v3/info"))
     print(f"\n{attempts} attempts in {elapsed:.2f} s against a 1.5 s deadline")
-    assert caught.value.status == 503
+    # Every attempt was answered 503; the error carries that status unless the deadline
+    # ran out during a backoff, before the next attempt could be made.
+    assert caught.value.status in (503, None)
     assert "deadline" in str(caught.value)
     assert 2 <= attempts < 100
     assert elapsed < policy.deadline + 3.0  # well short of the 9.9 s the attempts allow

@@ -31,11 +31,11 @@ async def _answered_by_the_next_start(
 ) -> None:
     """Start again on ``state_dir``: the message left in the inbox is answered, once."""
     llm.release()  # type: ignore[attr-defined]
-    await lark.wait_for(lambda: lark.connections == 0, timeout=5)
+    await lark.wait_for(lambda: lark.connections == 0, timeout=15)
     async with larkbot_process(lark, state_dir, env) as bot:
-        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=15)
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=60)
         bot.send_signal(signal.SIGTERM)
-        assert await bot.wait(timeout=10) == 0
+        assert await bot.wait(timeout=30) == 0
     assert [line.get("message_id") for line in bot.log_lines("resuming message")] == [message_id]
     assert lark.replies[0].to_message_id == message_id
     assert "LLM: still thinking" in reply_text(lark.replies[0])
@@ -51,10 +51,10 @@ async def test_second_sigterm_exits_at_once_and_the_next_start_answers(tmp_path:
         env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "25"}
         async with larkbot_process(lark, tmp_path, env) as bot:
             message_id = await lark.send_text("still thinking")
-            await lark.wait_for(lambda: llm.held == 1, timeout=10)
+            await lark.wait_for(lambda: llm.held == 1, timeout=60)
             signalled = time.monotonic()
             bot.send_signal(signal.SIGTERM)
-            await lark.wait_for(lambda: lark.connections == 0, timeout=10)
+            await lark.wait_for(lambda: lark.connections == 0, timeout=15)
             bot.send_signal(signal.SIGTERM)
             status = await bot.wait(timeout=20)
             exited_after = time.monotonic() - signalled
@@ -74,7 +74,7 @@ async def test_grace_period_over_leaves_the_message_for_the_next_start(tmp_path:
         env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "1"}
         async with larkbot_process(lark, tmp_path, env) as bot:
             message_id = await lark.send_text("still thinking")
-            await lark.wait_for(lambda: llm.held == 1, timeout=10)
+            await lark.wait_for(lambda: llm.held == 1, timeout=60)
             signalled = time.monotonic()
             bot.send_signal(signal.SIGTERM)
             status = await bot.wait(timeout=20)
@@ -91,7 +91,7 @@ async def test_grace_period_over_leaves_the_message_for_the_next_start(tmp_path:
 async def test_sigterm_when_idle_exits_at_once(tmp_path: Path) -> None:
     async with LarkStandIn() as lark, larkbot_process(lark, tmp_path) as bot:
         message_id = await lark.send_text("help")
-        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=10)
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=60)
         signalled = time.monotonic()
         bot.send_signal(signal.SIGTERM)
         status = await bot.wait(timeout=20)
