@@ -1,11 +1,17 @@
-"""Small builders shared by tests."""
+"""Small builders and readings shared by tests."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
+from typing import Any
 
 from larkbot.core.message import InboundMessage
+from larkbot.lark.client import LarkClient
+from larkbot.ops.metrics import REGISTRY
+from larkbot.testing import LarkStandIn
+from larkbot.testing.workspace import Workspace
 
 _ids = count(1)
 
@@ -28,3 +34,60 @@ def inbound(
         sender_open_id="ou_user",
         created_at=created_at or datetime.now(UTC),
     )
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (``clock.now += 10``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Status:
+    """Live figures as the daemon reports them to the agent's ``status`` answer."""
+
+    version: str = "1.2.3"
+    uptime_seconds: float = 3725
+    connected: bool = True
+    events_handled: int = 1234
+    conversations: int = 0
+
+
+@dataclass
+class Sample:
+    """The sample workspace, the local Lark serving it, and a Lark client of that Lark.
+
+    Built by the ``sample`` fixture of ``conftest.py``.
+    """
+
+    ws: Workspace
+    lark: LarkStandIn
+    client: LarkClient
+
+    def calls(self, route: str) -> int:
+        """How many OpenAPI calls the local Lark received on ``route`` (a template)."""
+        return sum(1 for call in self.lark.api_calls if call.route == route)
+
+
+def metric(name: str, **labels: str) -> float:
+    """The current value of one sample of the daemon's metrics (0 before the first)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def llm_requests(outcome: str) -> float:
+    """LLM requests counted with ``outcome`` so far."""
+    return metric("larkbot_llm_requests_total", outcome=outcome)
+
+
+def openapi_requests(route: str, status: str = "200") -> float:
+    """OpenAPI requests to ``route`` (a template) counted with ``status`` so far."""
+    return metric("larkbot_openapi_requests_total", route=route, status=status)
+
+
+def customers(ws: Workspace) -> dict[str, dict[str, Any]]:
+    """The records of the sample workspace's customers table, by record id."""
+    return ws.table("顧客一覧").records

@@ -1,4 +1,4 @@
-"""Running ``larkbot run`` as a real subprocess against the local Lark, for drills and signals."""
+"""Running ``larkbot`` as a real subprocess: ``larkbot run`` against the local Lark, and more."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx
-from anyio.abc import Process
+from anyio.abc import ByteReceiveStream, Process
 from anyio.streams.text import TextReceiveStream
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +27,7 @@ __all__ = [
     "llm_env",
     "openai_standin_available",
     "reply_text",
+    "run_larkbot",
     "slow_llm",
 ]
 
@@ -56,8 +57,33 @@ def reply_text(reply: ReplyRecord) -> str:
     return reply.text or json.dumps(reply.content, ensure_ascii=False)
 
 
+async def run_larkbot(
+    *args: str,
+    env: Mapping[str, str],
+    stdin: bytes = b"",
+    timeout: float = 60.0,  # noqa: ASYNC109
+) -> tuple[int, str, str]:
+    """Run ``python -m larkbot *args`` to its end; return its status, stdout and stderr.
+
+    The environment is ``env`` plus ``PATH`` only (``HOME`` is ``/nonexistent`` unless
+    ``env`` names one), so nothing of the test runner's own environment leaks in.
+    ``timeout`` only guards against a hang.
+    """
+    full = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", **env}
+    # Bounded, so a command that hangs fails the test instead of hanging the suite.
+    with anyio.fail_after(timeout):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "larkbot", *args], input=stdin, env=full, check=False
+        )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
 class LarkbotProcess:
-    """A running ``larkbot run``: its process, and its JSON log lines as they arrive."""
+    """A running ``larkbot run``: its process, and its output lines as they arrive.
+
+    ``raw`` holds every line of stdout and stderr; ``lines`` those that are JSON objects
+    (the log lines with ``LOG_FORMAT=json``).
+    """
 
     def __init__(self, process: Process) -> None:
         self.process = process
@@ -103,11 +129,10 @@ class LarkbotProcess:
         """The JSON log lines whose message contains ``text``."""
         return [line for line in self.lines if text in str(line.get("message", ""))]
 
-    async def _drain(self) -> None:
-        # Read all of stderr as it comes, so the pipe never fills and blocks the daemon.
-        assert self.process.stderr is not None
+    async def _drain(self, stream: ByteReceiveStream) -> None:
+        # Read all of it as it comes, so the pipe never fills and blocks the daemon.
         buffer = ""
-        async for chunk in TextReceiveStream(self.process.stderr):
+        async for chunk in TextReceiveStream(stream):
             buffer += chunk
             *complete, buffer = buffer.split("\n")
             for line in complete:
@@ -154,15 +179,17 @@ async def larkbot_process(
     state_dir: Path,
     env: Mapping[str, str] | None = None,
     *,
-    ready_timeout: float = 15.0,
+    ready_timeout: float = 60.0,
     ready_when: Literal["connected", "readyz"] = "connected",
 ) -> AsyncIterator[LarkbotProcess]:
     """Start ``python -m larkbot run`` against ``lark``; wait until it is ready.
 
     Readiness is observed, never guessed with a sleep: with ``ready_when="connected"``
     from the stand-in (one more long connection open), with ``"readyz"`` (webhook mode,
-    which opens no connection) from the process's own ``/readyz`` on the port it logs. On
-    exit a process still running is killed, and its exit awaited.
+    which opens no connection) from the process's own ``/readyz`` on the port it logs.
+    ``ready_timeout`` only guards against a hang: a start-up's imports can take many
+    seconds on a loaded machine. On exit a process still running is killed, and its exit
+    awaited.
     """
     connections = lark.connections
     full_env = {
@@ -182,12 +209,14 @@ async def larkbot_process(
         env=full_env,
         cwd=state_dir,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     running = LarkbotProcess(process)
     async with process, anyio.create_task_group() as tg:
-        tg.start_soon(running._drain)
+        assert process.stdout is not None and process.stderr is not None
+        tg.start_soon(running._drain, process.stdout)
+        tg.start_soon(running._drain, process.stderr)
         try:
             with anyio.fail_after(ready_timeout):
                 if ready_when == "readyz":

@@ -1,4 +1,8 @@
-"""Shared fixtures: the anyio backend, the blocking-call guard, the log capture, the workspace."""
+"""Shared fixtures: the anyio backend, the blocking-call guard, the log capture, the workspace.
+
+``ws``, ``lark`` and ``sample`` build on each other: a module that defines its own ``lark``
+gets it in ``sample`` too.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from larkbot.core.retry import RetryPolicy
+from larkbot.lark.client import LarkClient
 from larkbot.ops.logging import ContextFilter
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes
+from tests._factories import Sample
 
 
 @pytest.fixture
@@ -49,3 +56,21 @@ async def lark(ws: Workspace) -> AsyncIterator[LarkStandIn]:
     """The Lark stand-in serving ``ws`` (tests may define their own ``lark`` instead)."""
     async with LarkStandIn(extra_routes=workspace_routes(ws)) as stand_in:
         yield stand_in
+
+
+@pytest.fixture
+def lark_retry() -> RetryPolicy | None:
+    """The retry policy of the ``sample`` client; ``None`` keeps the client's default.
+
+    A module whose tests provoke failures overrides it with a faster policy.
+    """
+    return None
+
+
+@pytest.fixture
+async def sample(
+    ws: Workspace, lark: LarkStandIn, lark_retry: RetryPolicy | None
+) -> AsyncIterator[Sample]:
+    """``ws`` served by ``lark``, and a Lark client of it."""
+    async with LarkClient(lark.url, lark.app_id, lark.app_secret, retry=lark_retry) as client:
+        yield Sample(ws, lark, client)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,29 +26,9 @@ from larkbot.ops.logging import log_context
 from larkbot.ops.metrics import AGENT_RESPONSE_TIME
 from larkbot.store.conversations import ConversationCache
 from larkbot.testing.sample_data import SAMPLE_BASES
+from tests._factories import FakeClock, Status
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class Status:
-    """Live figures as the daemon reports them."""
-
-    version: str = "1.2.3"
-    uptime_seconds: float = 3725
-    connected: bool = True
-    events_handled: int = 1234
-    conversations: int = 0
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FailingBrain:
@@ -391,7 +370,7 @@ async def test_profile_restricts_the_tools_the_brain_may_use() -> None:
 
 
 async def test_request_limit_reply_says_when_to_retry() -> None:
-    clock = Clock()
+    clock = FakeClock()
     settings = Settings(rate_limiting={"requests_per_minute": 2})
     bot = assistant(settings, clock=clock, brain=EchoBrain())
     conversation = Conversation("c")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import anyio
@@ -15,6 +13,7 @@ from typer.testing import CliRunner
 from larkbot import __version__
 from larkbot.cli import app
 from larkbot.testing import LarkStandIn
+from tests._proc import run_larkbot
 
 _SECRET = "cli-secret-4b1d8e"
 
@@ -85,19 +84,9 @@ def test_version() -> None:
     assert result.output == f"larkbot {__version__}\n"
 
 
-async def _larkbot(*args: str, env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
-    full = {"PATH": os.environ.get("PATH", ""), "HOME": env.get("HOME", "/nonexistent"), **env}
-    # Bounded, so a command that hangs fails the test instead of hanging the suite.
-    with anyio.fail_after(60):
-        result = await anyio.run_process(
-            [sys.executable, "-m", "larkbot", *args], input=stdin, env=full, check=False
-        )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
-
-
 @pytest.mark.anyio
 async def test_run_without_app_id_exits_78_with_one_line() -> None:
-    code, out, err = await _larkbot("run", env={"APP_SECRET": _SECRET})
+    code, out, err = await run_larkbot("run", env={"APP_SECRET": _SECRET})
     assert code == 78
     assert out == ""
     (line,) = err.strip().splitlines()
@@ -116,7 +105,7 @@ async def test_run_with_a_wrong_secret_exits_78_with_one_line(tmp_path: Path) ->
             "LARKBOT_STATE_DIR": str(tmp_path),
             "LOG_LEVEL": "WARNING",
         }
-        code, out, err = await _larkbot("run", env=env)
+        code, out, err = await run_larkbot("run", env=env)
     assert code == 78
     (line,) = err.strip().splitlines()
     assert "Lark refused the app credentials (code 10014)" in line
@@ -137,7 +126,7 @@ async def test_wrong_secret_at_info_level_ends_with_the_reason_and_no_traceback(
             "PORT": "0",
             "LARKBOT_STATE_DIR": str(tmp_path),
         }
-        code, _, err = await _larkbot("run", env=env)
+        code, _, err = await run_larkbot("run", env=env)
     assert code == 78
     *logs, last = err.strip().splitlines()
     assert last.startswith("larkbot: Lark refused the app credentials")
@@ -148,7 +137,7 @@ async def test_wrong_secret_at_info_level_ends_with_the_reason_and_no_traceback(
 
 @pytest.mark.anyio
 async def test_console_answers_help_in_japanese() -> None:
-    code, out, err = await _larkbot("console", env={}, stdin=b"help\n")
+    code, out, err = await run_larkbot("console", env={}, stdin=b"help\n")
     assert code == 0, err
     assert "使い方" in out
 
@@ -156,7 +145,7 @@ async def test_console_answers_help_in_japanese() -> None:
 @pytest.mark.anyio
 async def test_piped_console_output_is_clean() -> None:
     lines = b"lang en\nsearch the customers table for Acme\nwho is emma.wilson@example.com\n"
-    code, out, err = await _larkbot("console", env={"COLUMNS": "40"}, stdin=lines)
+    code, out, err = await run_larkbot("console", env={"COLUMNS": "40"}, stdin=lines)
     assert code == 0, err
     assert out.startswith("bot › I will answer in English from now on.\n")
     rows = out.splitlines()
@@ -170,7 +159,7 @@ async def test_piped_console_output_is_clean() -> None:
 
 @pytest.mark.anyio
 async def test_console_verbose_does_not_warn_about_its_own_memory_store() -> None:
-    code, _, err = await _larkbot(
+    code, _, err = await run_larkbot(
         "console", "--verbose", env={"LOG_FORMAT": "json"}, stdin=b"ping\n"
     )
     assert code == 0, err
@@ -183,14 +172,14 @@ async def test_console_verbose_does_not_warn_about_its_own_memory_store() -> Non
 @pytest.mark.anyio
 async def test_config_show_into_a_pipe_is_one_unpadded_line_per_setting() -> None:
     env = {"APP_ID": "cli_a1b2c3", "COLUMNS": "40", "LARKBOT_STATE_DIR": "/a/rather/long/path" * 4}
-    code, out, err = await _larkbot("config", "show", env=env)
+    code, out, err = await run_larkbot("config", "show", env=env)
     assert code == 0, err
     rows = [line.split("\t") for line in out.splitlines()]
     assert all(len(row) == 3 for row in rows)
     assert ["app.id", "cli_a1b2c3", "env APP_ID"] in rows
     assert ["store.state_dir", "/a/rather/long/path" * 4, "env LARKBOT_STATE_DIR"] in rows
 
-    code, out, _ = await _larkbot("config", "show", "--json", env=env)
+    code, out, _ = await run_larkbot("config", "show", "--json", env=env)
     document = json.loads(out)
     assert document["warnings"] == []
     assert {"key": "app.id", "value": "cli_a1b2c3", "source": "env APP_ID"} in document["settings"]
@@ -203,7 +192,7 @@ async def test_run_refuses_the_guides_placeholders(tmp_path: Path) -> None:
         json.dumps({"app": {"id": "cli_your_app_id", "secret": "your_app_secret"}}),
         encoding="utf-8",
     )
-    code, out, err = await _larkbot("run", "--config", str(config), env={})
+    code, out, err = await run_larkbot("run", "--config", str(config), env={})
     assert code == 78 and out == ""
     (line,) = err.strip().splitlines()
     assert line == (
@@ -223,7 +212,7 @@ async def test_run_warns_when_the_secret_is_in_the_config_file(tmp_path: Path) -
             "LARKBOT_STATE_DIR": str(tmp_path / "state"),
             "LOG_FORMAT": "json",
         }
-        code, _, err = await _larkbot("run", "--config", str(config), env=env)
+        code, _, err = await run_larkbot("run", "--config", str(config), env=env)
     assert code == 78
     warnings = [
         json.loads(line)["message"]
@@ -239,7 +228,7 @@ async def test_standin_on_a_taken_port_is_one_line_and_78() -> None:
     taken = await anyio.create_tcp_listener(local_host="127.0.0.1")
     async with taken:
         port = taken.extra(anyio.abc.SocketAttribute.local_port)
-        code, out, err = await _larkbot("standin", "--port", str(port), env={})
+        code, out, err = await run_larkbot("standin", "--port", str(port), env={})
     assert (code, out) == (78, "")
     assert (
         err == f"larkbot: cannot listen on 127.0.0.1:{port}: choose another --port (0 picks one).\n"

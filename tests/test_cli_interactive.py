@@ -18,6 +18,8 @@ import anyio
 import pytest
 from anyio.abc import ByteReceiveStream, Process
 
+from tests._proc import run_larkbot
+
 pytestmark = pytest.mark.anyio
 
 # The child becomes a session leader whose controlling terminal is the pty, so the ^C typed
@@ -160,11 +162,9 @@ async def test_standin_lets_larkbot_run_be_tried_end_to_end(tmp_path: Path) -> N
         assert all(line.startswith("export ") for line in out.lines[:3])
 
         env = _env(**exports, PORT="0", LARKBOT_STATE_DIR=str(tmp_path / "state"))
-        doctor = await anyio.run_process(
-            [sys.executable, "-m", "larkbot", "doctor", "--json"], env=env, check=False
-        )
-        report = json.loads(doctor.stdout)
-        assert doctor.returncode == 0, report
+        code, doctor, _ = await run_larkbot("doctor", "--json", env=env)
+        report = json.loads(doctor)
+        assert code == 0, report
         statuses = {row["name"]: row["status"] for row in report["checks"]}
         assert statuses["permissions"] == statuses["long connection"] == "ok"
 

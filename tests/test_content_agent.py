@@ -8,14 +8,11 @@ against the local OpenAI stand-in, and ``larkbot console`` as a user runs it.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import pytest
 
 from larkbot.agent.assistant import Assistant
@@ -35,6 +32,7 @@ from larkbot.testing._content import ChatMessage
 from larkbot.testing._sample_content import LAUNCH_PLAN_URL, ONBOARDING_URL, SALES_THREAD_ID
 from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes
+from tests._proc import run_larkbot
 
 pytestmark = pytest.mark.anyio
 
@@ -470,16 +468,12 @@ CONSOLE_SUMMARY = {
 
 async def console(lines: list[str]) -> list[str]:
     """Run ``larkbot console`` on ``lines``; return the bot's answers, one per line."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "COLUMNS": "500"}
     stdin = "".join(f"{line}\n" for line in lines).encode()
-    with anyio.fail_after(90):
-        result = await anyio.run_process(
-            [sys.executable, "-m", "larkbot", "console"], input=stdin, env=env, check=False
-        )
-    assert result.returncode == 0, result.stderr.decode()
+    code, out, err = await run_larkbot("console", env={"COLUMNS": "500"}, stdin=stdin, timeout=90)
+    assert code == 0, err
     # Into a pipe each reply starts with "bot › " and its further lines are indented.
     answers: list[list[str]] = []
-    for line in result.stdout.decode().splitlines():
+    for line in out.splitlines():
         if line.startswith("bot › "):
             answers.append([line.removeprefix("bot › ")])
         elif answers:

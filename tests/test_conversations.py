@@ -7,16 +7,7 @@ import pytest
 from larkbot.config.settings import Settings
 from larkbot.ops.metrics import CONVERSATIONS_CACHED
 from larkbot.store.conversations import ConversationCache
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests._factories import FakeClock
 
 
 def gauge() -> float:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from larkbot.config import ConfigError, load_settings
@@ -46,188 +47,28 @@ APP_SECRET = "deploy-test-secret"
 DRAIN_SECONDS = 25  # the daemon's graceful-shutdown budget after SIGTERM
 
 
-# --- a reader for the YAML the artefacts are written in ----------------------------------------
+# --- the YAML artefacts ------------------------------------------------------------------------
 
-# PyYAML is not a dependency. The artefacts keep to block-style YAML, and this reader covers
-# exactly that: block mappings and sequences, plain and quoted scalars, literal and folded
-# block scalars. Anything else (anchors, tags, flow collections) raises, so a file it cannot
-# read fails loudly instead of being misread.
-
-_KEY = re.compile(
-    r"""^(?P<key>"[^"]*"|'[^']*'|[^\s"'#&*!|>%@`\[\]{},-][^:]*?|-[^\s:][^:]*?)"""
-    r"""\s*:(?:[ ]+(?P<value>.*))?$"""
-)
-_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
-_OCTAL = re.compile(r"0[0-7]+")
-_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
-
-
-@dataclass
-class _YamlLine:
-    indent: int
-    text: str
-    number: int
-
-
-def _strip_yaml_comment(line: str) -> str:
-    quote = ""
-    for index, char in enumerate(line):
-        before = line[index - 1] if index else " "
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "\"'" and before in " -:[,":
-            quote = char
-        elif char == "#" and before in " \t":
-            return line[:index].rstrip()
-    return line.rstrip()
-
-
-def _yaml_scalar(text: str) -> Any:
-    if text.startswith('"'):
-        if not text.endswith('"') or len(text) < 2:
-            raise ValueError(f"unterminated double-quoted scalar: {text}")
-        return json.loads(text)
-    if text.startswith("'"):
-        if not text.endswith("'") or len(text) < 2:
-            raise ValueError(f"unterminated single-quoted scalar: {text}")
-        return text[1:-1].replace("''", "'")
-    if text[0] in "&*!%@`[{|>":
-        raise ValueError(f"YAML construct outside the supported subset: {text}")
-    if text in ("~", "null", "Null", "NULL"):
-        return None
-    if text in ("true", "True", "TRUE", "false", "False", "FALSE"):
-        return text.lower() == "true"
-    if text.lower() in ("yes", "no", "on", "off"):
-        # YAML 1.1 readers (Kubernetes, PyYAML) turn these into booleans; quote them.
-        raise ValueError(f"ambiguous YAML 1.1 boolean, quote it: {text}")
-    if _OCTAL.fullmatch(text):
-        return int(text, 8)
-    if _INT.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):
-        return float(text)
-    return text
-
-
-class _YamlDocument:
-    """One YAML document of the supported subset, parsed on construction into ``value``."""
-
-    def __init__(self, raw: list[str], numbers: list[int]) -> None:
-        self._raw = raw
-        self._lines: list[_YamlLine] = []
-        for number in numbers:
-            line = raw[number]
-            stripped = line.lstrip(" ")
-            if stripped.startswith("\t"):
-                raise ValueError(f"line {number + 1}: tab in indentation")
-            text = _strip_yaml_comment(stripped)
-            if text:
-                self._lines.append(_YamlLine(len(line) - len(stripped), text, number))
-        self._pos = 0
-        self.value: Any = self._node(self._lines[0].indent) if self._lines else None
-        if self._pos != len(self._lines):
-            raise ValueError(f"line {self._lines[self._pos].number + 1}: unexpected content")
-
-    @staticmethod
-    def _is_item(text: str) -> bool:
-        return text == "-" or text.startswith("- ")
-
-    def _node(self, indent: int) -> Any:
-        line = self._lines[self._pos]
-        if self._is_item(line.text):
-            return self._sequence(indent)
-        if _KEY.match(line.text):
-            return self._mapping(indent)
-        self._pos += 1
-        return _yaml_scalar(line.text)
-
-    def _child(self, parent_indent: int, *, same_indent_sequence: bool) -> Any:
-        if self._pos < len(self._lines):
-            line = self._lines[self._pos]
-            if line.indent > parent_indent:
-                return self._node(line.indent)
-            if same_indent_sequence and line.indent == parent_indent and self._is_item(line.text):
-                return self._sequence(parent_indent)
-        return None
-
-    def _sequence(self, indent: int) -> list[Any]:
-        items: list[Any] = []
-        while self._pos < len(self._lines):
-            line = self._lines[self._pos]
-            if line.indent < indent or not self._is_item(line.text):
-                break
-            if line.indent > indent:
-                raise ValueError(f"line {line.number + 1}: bad indentation")
-            rest = line.text[1:].lstrip(" ")
-            if not rest:
-                self._pos += 1
-                items.append(self._child(indent, same_indent_sequence=False))
-                continue
-            # "- key: value" opens a mapping whose further keys align with "key".
-            inner = indent + len(line.text) - len(rest)
-            self._lines[self._pos] = _YamlLine(inner, rest, line.number)
-            items.append(self._node(inner))
-        return items
-
-    def _mapping(self, indent: int) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        while self._pos < len(self._lines):
-            line = self._lines[self._pos]
-            if line.indent < indent:
-                break
-            match = _KEY.match(line.text)
-            if line.indent > indent or match is None:
-                raise ValueError(f"line {line.number + 1}: expected a key at indent {indent}")
-            key = match["key"]
-            if key[0] in "\"'":
-                key = _yaml_scalar(key)
-            if key in result:
-                raise ValueError(f"line {line.number + 1}: duplicate key {key}")
-            value = match["value"]
-            self._pos += 1
-            if not value:
-                result[key] = self._child(indent, same_indent_sequence=True)
-            elif value[0] in "|>":
-                result[key] = self._block_scalar(value, indent, line.number)
-            else:
-                result[key] = _yaml_scalar(value)
-        return result
-
-    def _block_scalar(self, header: str, parent_indent: int, number: int) -> str:
-        if header not in ("|", "|-", ">", ">-"):
-            raise ValueError(f"line {number + 1}: unsupported block scalar header {header}")
-        body: list[str] = []
-        end = number
-        for index in range(number + 1, len(self._raw)):
-            line = self._raw[index]
-            if line.strip() and len(line) - len(line.lstrip(" ")) <= parent_indent:
-                break
-            body.append(line)
-            end = index
-        while body and not body[-1].strip():
-            body.pop()
-        if not body:
-            raise ValueError(f"line {number + 1}: empty block scalar")
-        margin = min(len(line) - len(line.lstrip(" ")) for line in body if line.strip())
-        lines = [line[margin:] for line in body]
-        text = "\n".join(lines) if header[0] == "|" else " ".join(s.strip() for s in lines)
-        while self._pos < len(self._lines) and self._lines[self._pos].number <= end:
-            self._pos += 1
-        return text if header.endswith("-") else text + "\n"
+# Plain scalars that YAML 1.1 readers (Kubernetes, PyYAML) take for booleans and YAML 1.2
+# readers (Compose) for strings. The artefacts quote them, so every reader agrees.
+_AMBIGUOUS_BOOLEANS = frozenset({"yes", "no", "on", "off"})
 
 
 def _load_yaml(path: Path) -> list[Any]:
-    """Return the documents of ``path`` (a ``---``-separated YAML file of the subset)."""
-    raw = path.read_text(encoding="utf-8").splitlines()
-    groups: list[list[int]] = [[]]
-    for number, line in enumerate(raw):
-        if line.rstrip() == "---":
-            groups.append([])
-        else:
-            groups[-1].append(number)
-    documents = [_YamlDocument(raw, numbers).value for numbers in groups]
+    """Return the documents of ``path`` (a ``---``-separated YAML file), empty ones left out."""
+    documents = yaml.safe_load_all(path.read_text(encoding="utf-8"))
     return [document for document in documents if document is not None]
+
+
+def _ambiguous_booleans(text: str) -> list[str]:
+    """Where ``text`` has an unquoted ``yes``/``no``/``on``/``off``, as ``line N: value``."""
+    return [
+        f"line {token.start_mark.line + 1}: {token.value}"
+        for token in yaml.scan(text)
+        if isinstance(token, yaml.ScalarToken)
+        and token.plain
+        and token.value.lower() in _AMBIGUOUS_BOOLEANS
+    ]
 
 
 def _yaml_files() -> list[Path]:
@@ -235,23 +76,14 @@ def _yaml_files() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_yaml_reader_agrees_with_pyyaml(path: Path) -> None:
-    """Where PyYAML happens to be installed, it reads every artefact as our reader does."""
-    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (not a dependency)")
-    assert _load_yaml(path) == [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+def test_yaml_artefacts_parse_and_quote_ambiguous_booleans(path: Path) -> None:
+    assert _load_yaml(path), f"{path} holds no document"
+    assert _ambiguous_booleans(path.read_text(encoding="utf-8")) == []
 
 
-def test_yaml_reader_refuses_what_it_does_not_understand(tmp_path: Path) -> None:
-    """Anchors, flow collections and YAML 1.1 booleans raise instead of being misread."""
-    unsupported = ("a: &x 1\nb: *x\n", "a: [1, 2]\n", "a: {b: 1}\n", "on: yes\n", "a: 1\n b: 2\n")
-    for text in unsupported:
-        path = tmp_path / "bad.yaml"
-        path.write_text(text)
-        with pytest.raises(ValueError):
-            _load_yaml(path)
-    path = tmp_path / "good.yaml"
-    path.write_text('a:\n- b: "x # y"  # note\n  c: |\n    one\n    two\nd: 0440\n')
-    assert _load_yaml(path) == [{"a": [{"b": "x # y", "c": "one\ntwo\n"}], "d": 0o440}]
+def test_ambiguous_booleans_are_found_in_keys_and_values() -> None:
+    text = 'on: yes\nkeep: "no"\nlist:\n  - Off\n  - true\n'
+    assert _ambiguous_booleans(text) == ["line 1: on", "line 1: yes", "line 4: Off"]
 
 
 # --- systemd unit ------------------------------------------------------------------------------

@@ -148,12 +148,15 @@ async def test_burst_from_one_user_is_merged_into_one_turn() -> None:
     async def handler(message: InboundMessage) -> None:
         handled.append(message)
 
-    dispatcher = Dispatcher(handler, merge_window=0.2)
+    dispatcher = Dispatcher(handler, merge_window=0.5)
     async with anyio.create_task_group() as tg:
         await tg.start(dispatcher.run)
         first = inbound("a", "find customers")
         dispatcher.submit(first)
-        await anyio.sleep(0.05)
+        # The chat's task now waits out the window for more from the same sender; the next
+        # message comes while it does (no sleep: a loaded machine could oversleep the window).
+        await anyio.wait_all_tasks_blocked()
+        assert not handled
         second = inbound("a", "in Tokyo")
         dispatcher.submit(second)
         other = inbound("a", "unrelated").model_copy(update={"sender_open_id": "ou_other"})
@@ -177,7 +180,10 @@ async def test_messages_further_apart_than_the_window_are_separate_turns() -> No
     async with anyio.create_task_group() as tg:
         await tg.start(dispatcher.run)
         dispatcher.submit(inbound("a", "one"))
-        await anyio.sleep(0.2)
+        # Handled only once its window has passed with nothing more from the sender.
+        with anyio.fail_after(5):
+            await dispatcher.wait_idle()
+        assert handled == ["one"]
         dispatcher.submit(inbound("a", "two"))
         with anyio.fail_after(5):
             await dispatcher.wait_idle()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 from pathlib import Path
 
 import anyio
@@ -21,6 +19,7 @@ from larkbot.testing import LarkStandIn, app_scopes_route
 from larkbot.testing.openai_standin import OpenAIStandIn
 from tests._daemon import WEBHOOK_KEY, WEBHOOK_TOKEN, settings_for, webhook_env
 from tests._factories import inbound
+from tests._proc import run_larkbot
 
 pytestmark = pytest.mark.anyio
 
@@ -33,16 +32,6 @@ def _all_scopes() -> list[str]:
 
 def _by_name(checks: list[CheckResult]) -> dict[str, CheckResult]:
     return {check.name: check for check in checks}
-
-
-async def _larkbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    full = {"PATH": os.environ.get("PATH", ""), "HOME": env.get("HOME", "/nonexistent"), **env}
-    # Bounded, so a command that hangs fails the test instead of hanging the suite.
-    with anyio.fail_after(60):
-        result = await anyio.run_process(
-            [sys.executable, "-m", "larkbot", *args], env=full, check=False
-        )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
 def _env(lark: LarkStandIn, state_dir: Path, **extra: str) -> dict[str, str]:
@@ -194,7 +183,7 @@ async def test_llm_endpoint_is_checked_when_configured() -> None:
 
 async def test_doctor_cli_exit_codes_and_json(tmp_path: Path) -> None:
     async with LarkStandIn(app_secret=_SECRET) as lark:
-        code, out, err = await _larkbot("doctor", env=_env(lark, tmp_path))
+        code, out, err = await run_larkbot("doctor", env=_env(lark, tmp_path))
         assert code == 0, out + err
         # Into a pipe: one tab-separated line per check, no padding, nothing else.
         rows = [line.split("\t") for line in out.splitlines()]
@@ -213,7 +202,7 @@ async def test_doctor_cli_exit_codes_and_json(tmp_path: Path) -> None:
         assert err == ""
 
         env = _env(lark, tmp_path, APP_SECRET="wrong-" + _SECRET)
-        code, out, err = await _larkbot("doctor", "--json", env=env)
+        code, out, err = await run_larkbot("doctor", "--json", env=env)
     assert code == 1
     report = json.loads(out)
     assert report["ok"] is False
@@ -224,7 +213,7 @@ async def test_doctor_cli_exit_codes_and_json(tmp_path: Path) -> None:
 
 
 async def test_doctor_exits_78_when_the_config_does_not_load(tmp_path: Path) -> None:
-    code, out, _ = await _larkbot("doctor", "--json", env={"LOG_LEVEL": "loud"})
+    code, out, _ = await run_larkbot("doctor", "--json", env={"LOG_LEVEL": "loud"})
     assert code == 78
     rows = json.loads(out)["checks"]
     assert rows[0]["name"] == "config" and rows[0]["status"] == "fail"
@@ -234,7 +223,7 @@ async def test_doctor_exits_78_when_the_config_does_not_load(tmp_path: Path) -> 
     # The path of a file that does not load is still reported.
     broken = tmp_path / "larkbot.toml"
     await anyio.Path(broken).write_text("[server]\nport = = 1\n")
-    code, out, _ = await _larkbot("doctor", "--json", "--config", str(broken), env={})
+    code, out, _ = await run_larkbot("doctor", "--json", "--config", str(broken), env={})
     assert code == 78
     assert json.loads(out)["config_file"] == str(broken)
 
@@ -247,7 +236,7 @@ async def test_a_short_secret_is_a_config_error_and_garbles_nothing(tmp_path: Pa
     for secret in ("127", "x"):
         env = {"APP_ID": "cli_a1b2c3", "APP_SECRET": secret, "PORT": "0"}
         env["LARKBOT_STATE_DIR"] = str(tmp_path)
-        code, out, err = await _larkbot("doctor", "--json", env=env)
+        code, out, err = await run_larkbot("doctor", "--json", env=env)
         assert code == 78, out + err
         rows = {row["name"]: row for row in json.loads(out)["checks"]}
         assert rows["config"]["detail"].startswith("APP_SECRET is too short")
@@ -269,7 +258,7 @@ async def test_retries_print_nothing_beside_the_report(tmp_path: Path) -> None:
         "PORT": "0",
         "LARKBOT_STATE_DIR": str(tmp_path),
     }
-    code, out, err = await _larkbot("doctor", "--timeout", "2", env=env)
+    code, out, err = await run_larkbot("doctor", "--timeout", "2", env=env)
     assert code == 1
     assert err == ""
     assert out.splitlines()[1].startswith("credentials\tfail\t")
@@ -279,7 +268,7 @@ async def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> No
     config = tmp_path / "larkbot.toml"
     await anyio.Path(config).write_text("[dispatch]\nmax_concurrency = 8\n")
     env = {"APP_ID": "cli_x", "APP_SECRET": _SECRET, "SENTRY_DSN": "https://key@sentry.io/1"}
-    code, out, err = await _larkbot("config", "show", "--config", str(config), "--json", env=env)
+    code, out, err = await run_larkbot("config", "show", "--config", str(config), "--json", env=env)
     assert code == 0, err
     document = json.loads(out)
     assert document["config_file"] == str(config)
@@ -289,12 +278,12 @@ async def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> No
     assert rows["server.port"] == {"key": "server.port", "value": "3000", "source": "default"}
     assert _SECRET not in out and "key@sentry" not in out
 
-    code, table, _ = await _larkbot("config", "show", "--config", str(config), env=env)
+    code, table, _ = await run_larkbot("config", "show", "--config", str(config), env=env)
     assert code == 0 and "dispatch.max_concurrency" in table and _SECRET not in table
 
 
 async def test_config_show_with_a_bad_config_is_one_line_and_78(tmp_path: Path) -> None:
-    code, out, err = await _larkbot("config", "show", env={"PORT": "99999"})
+    code, out, err = await run_larkbot("config", "show", env={"PORT": "99999"})
     assert code == 78 and out == ""
     assert len(err.strip().splitlines()) == 1 and "server.port" in err
 
@@ -343,9 +332,9 @@ async def test_webhook_mode_checks_the_keys_and_skips_the_long_connection(tmp_pa
 async def test_webhook_mode_without_an_encrypt_key_warns_but_passes(tmp_path: Path) -> None:
     async with LarkStandIn(app_secret=_SECRET) as lark:
         env = _env(lark, tmp_path, **webhook_env(LARK_ENCRYPT_KEY=""))
-        code, out, err = await _larkbot("doctor", "--json", env=env)
+        code, out, err = await run_larkbot("doctor", "--json", env=env)
         assert code == 0, out + err
-        table_code, table, _ = await _larkbot("doctor", env=env)
+        table_code, table, _ = await run_larkbot("doctor", env=env)
     rows = {row["name"]: row for row in json.loads(out)["checks"]}
     assert json.loads(out)["ok"] is True
     assert rows["encrypt key"]["status"] == "warn"
@@ -360,7 +349,7 @@ async def test_webhook_mode_without_an_encrypt_key_warns_but_passes(tmp_path: Pa
 async def test_webhook_mode_without_the_token_fails_that_row_only(tmp_path: Path) -> None:
     async with LarkStandIn(app_secret=_SECRET) as lark:
         env = _env(lark, tmp_path, **webhook_env(LARK_VERIFICATION_TOKEN=""))
-        code, out, err = await _larkbot("doctor", "--json", env=env)
+        code, out, err = await run_larkbot("doctor", "--json", env=env)
     assert code == 1, out + err
     rows = {row["name"]: row for row in json.loads(out)["checks"]}
     assert {name: row["status"] for name, row in rows.items() if row["status"] != "ok"} == {

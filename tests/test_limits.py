@@ -7,14 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from larkbot.agent.limits import RateLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests._factories import FakeClock
 
 
 def test_allows_per_minute_then_says_how_long_to_wait() -> None:

@@ -29,25 +29,15 @@ from larkbot.config.settings import Settings
 from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
-from larkbot.lark.client import LarkClient
 from larkbot.ops.logging import log_context
-from larkbot.ops.metrics import REGISTRY
-from larkbot.testing import LarkStandIn, OpenAIStandIn
-from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import RECORDS_SEARCH, Workspace, workspace_routes
+from larkbot.testing import OpenAIStandIn
+from larkbot.testing.sample_data import SAMPLE_BASES
+from larkbot.testing.workspace import RECORDS_SEARCH
+from tests._factories import Sample, Status, llm_requests
 
 pytestmark = pytest.mark.anyio
 
 API_KEY = "sk-test-brain-0123456789"
-
-
-@dataclass
-class Status:
-    version: str = "1.0"
-    uptime_seconds: float = 1.0
-    connected: bool = True
-    events_handled: int = 0
-    conversations: int = 0
 
 
 def message(text: str, index: int = 0) -> InboundMessage:
@@ -63,11 +53,6 @@ def message(text: str, index: int = 0) -> InboundMessage:
     )
 
 
-def llm_requests(outcome: str) -> float:
-    value = REGISTRY.get_sample_value("larkbot_llm_requests_total", {"outcome": outcome})
-    return value or 0.0
-
-
 def settings_with(llm: OpenAIStandIn, **llm_options: Any) -> Settings:
     return Settings(
         bases=SAMPLE_BASES,
@@ -76,11 +61,8 @@ def settings_with(llm: OpenAIStandIn, **llm_options: Any) -> Settings:
 
 
 @dataclass
-class Env:
-    ws: Workspace
-    lark: LarkStandIn
+class Env(Sample):
     llm: OpenAIStandIn
-    client: LarkClient
 
     def assistant(
         self, settings: Settings | None = None, *, with_tools: bool = True
@@ -121,18 +103,9 @@ class Env:
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-        OpenAIStandIn(api_key=API_KEY) as llm,
-    ):
-        yield Env(ws, lark, llm, client)
-
-
-def searches(lark: LarkStandIn) -> int:
-    return sum(1 for call in lark.api_calls if call.route == RECORDS_SEARCH)
+async def env(sample: Sample) -> AsyncIterator[Env]:
+    async with OpenAIStandIn(api_key=API_KEY) as llm:
+        yield Env(sample.ws, sample.lark, sample.client, llm)
 
 
 # --- answering and tools ------------------------------------------------------------------
@@ -142,7 +115,7 @@ async def test_search_request_calls_the_tool_and_quotes_its_result(env: Env) -> 
     ok_before = llm_requests("ok")
     reply = await env.ask("search customers for Acme")
 
-    assert searches(env.lark) == 1
+    assert env.calls(RECORDS_SEARCH) == 1
     assert reply.markdown
     assert reply.text.startswith("Here is what I found:")
     assert "Acme" in reply.text
@@ -202,7 +175,7 @@ async def test_a_tool_outside_the_profile_is_refused(env: Env) -> None:
     )
     reply = await env.ask("hello", conversation=Conversation("c", profile="MessageBot"))
 
-    assert searches(env.lark) == 0
+    assert env.calls(RECORDS_SEARCH) == 0
     assert "search_base_records" not in {
         tool["function"]["name"] for tool in env.llm.requests[0]["tools"]
     }
@@ -230,7 +203,7 @@ async def test_bad_tool_arguments_go_back_to_the_model_as_a_sentence(env: Env) -
     assert "search_base_records" in env.llm.requests[1]["messages"][-1]["content"]
     assert "no_such_tool" in env.llm.requests[2]["messages"][-1]["content"]
     assert reply.text.startswith("Here is what I found:")
-    assert searches(env.lark) == 0
+    assert env.calls(RECORDS_SEARCH) == 0
 
 
 async def test_the_eleventh_write_in_a_minute_is_refused(env: Env) -> None:

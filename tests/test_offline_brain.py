@@ -8,7 +8,6 @@ client to the local Lark stand-in serving the sample workspace.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,11 +29,11 @@ from larkbot.config.settings import Settings
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language, detect_language
 from larkbot.core.message import InboundMessage, Mention, UserId
-from larkbot.lark.client import LarkClient
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
-from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import User, Workspace, workspace_routes
+from larkbot.testing.sample_data import SAMPLE_BASES
+from larkbot.testing.workspace import User
+from tests._factories import Sample, Status
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 # A Wednesday morning, so "tomorrow", "Friday" and "today 9am" have fixed answers.
@@ -45,15 +44,6 @@ MENTIONS = (
     Mention(key="@_user_3", id=UserId(open_id="ou_wang"), name="小王"),
     Mention(key="@_user_4", id=UserId(open_id="ou_emma"), name="Emma Wilson"),
 )
-
-
-@dataclass
-class Status:
-    version: str = "1.0"
-    uptime_seconds: float = 1.0
-    connected: bool = True
-    events_handled: int = 0
-    conversations: int = 0
 
 
 def message(
@@ -448,9 +438,7 @@ def test_reading_any_request_never_fails(text: str) -> None:
 
 
 @dataclass
-class Env:
-    ws: Workspace
-    lark: LarkStandIn
+class Env(Sample):
     assistant: Assistant
 
     async def ask(self, text: str, *, index: int = 0, language: Language | None = None) -> str:
@@ -460,19 +448,12 @@ class Env:
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        runner = ToolRunner(
-            default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=60
-        )
-        # The sample workspace is in Tokyo; so is the bot, whatever the host's zone.
-        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
-        assistant = Assistant(settings, status=Status(), runner=runner, client=client)
-        yield Env(ws, lark, assistant)
+def env(sample: Sample) -> Env:
+    runner = ToolRunner(default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=60)
+    # The sample workspace is in Tokyo; so is the bot, whatever the host's zone.
+    settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
+    assistant = Assistant(settings, status=Status(), runner=runner, client=sample.client)
+    return Env(sample.ws, sample.lark, sample.client, assistant)
 
 
 def routes(lark: LarkStandIn) -> list[str]:

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from anyio.abc import Process
 
 from larkbot.ops import metrics
 from larkbot.testing import LarkStandIn
+from tests._proc import larkbot_process
 
 pytestmark = pytest.mark.anyio
 
@@ -35,62 +31,6 @@ def short_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-class _Run:
-    """A running ``larkbot run``: every line it writes, on either stream, as it arrives."""
-
-    def __init__(self, process: Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-
-    async def drain(self, stream: anyio.abc.ByteReceiveStream) -> None:
-        buffer = b""
-        async for chunk in stream:
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            self.lines.extend(line.decode() for line in complete)
-        if buffer:
-            self.lines.append(buffer.decode())
-
-
-@asynccontextmanager
-async def _larkbot_run(lark: LarkStandIn, env: dict[str, str]) -> AsyncIterator[_Run]:
-    full = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": "/nonexistent",
-        "APP_ID": lark.app_id,
-        "APP_SECRET": lark.app_secret,
-        "LARK_DOMAIN": lark.url,
-        "PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    process = await anyio.open_process(
-        [sys.executable, "-m", "larkbot", "run"],
-        env=full,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    run = _Run(process)
-    async with process, anyio.create_task_group() as tg:
-        assert process.stdout is not None and process.stderr is not None
-        tg.start_soon(run.drain, process.stdout)
-        tg.start_soon(run.drain, process.stderr)
-        try:
-            yield run
-        finally:
-            with anyio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
-
-
-async def _wait_until(condition: object, timeout: float = 15.0) -> None:  # noqa: ASYNC109
-    with anyio.fail_after(timeout):
-        while not condition():  # type: ignore[operator]  # noqa: ASYNC110
-            await anyio.sleep(0.02)
 
 
 async def test_systemd_notify_ready_status_watchdog_and_stopping(
@@ -110,25 +50,20 @@ async def test_systemd_notify_ready_status_watchdog_and_stopping(
     sock = await anyio.create_unix_datagram_socket(local_path=socket_path)
     async with sock, anyio.create_task_group() as tg, LarkStandIn() as lark:
         tg.start_soon(listen, sock)
-        env = {
-            "NOTIFY_SOCKET": str(socket_path),
-            "WATCHDOG_USEC": "500000",
-            "LARKBOT_STATE_DIR": str(tmp_path),
-        }
-        async with _larkbot_run(lark, env) as run:
-            await _wait_until(lambda: seen("READY"))
+        env = {"NOTIFY_SOCKET": str(socket_path), "WATCHDOG_USEC": "500000"}
+        async with larkbot_process(lark, tmp_path, env) as run:
+            await lark.wait_for(lambda: seen("READY"), timeout=60)
             ready = next(fields for fields in notices if "READY" in fields)
             assert ready["READY"] == "1"
             assert "connected to Lark" in ready["STATUS"]
             assert any("STATUS" in f and "READY" not in f for f in notices)  # start-up steps
-            # Pings at half the watchdog interval: several within a second.
-            await _wait_until(lambda: sum("WATCHDOG" in f for f in notices) >= 3, timeout=3)
+            # Pings at half the watchdog interval (0.25 s): three soon after start-up.
+            await lark.wait_for(lambda: sum("WATCHDOG" in f for f in notices) >= 3, timeout=10)
             assert lark.connections == 1
 
-            run.process.send_signal(signal.SIGTERM)
-            with anyio.fail_after(15):
-                assert await run.process.wait() == 0
-            await _wait_until(lambda: seen("STOPPING"), timeout=2)
+            run.send_signal(signal.SIGTERM)
+            assert await run.wait(timeout=30) == 0
+            await lark.wait_for(lambda: seen("STOPPING"), timeout=10)
         tg.cancel_scope.cancel()
     stopping = next(fields for fields in notices if "STOPPING" in fields)
     assert stopping["STOPPING"] == "1"
@@ -136,23 +71,24 @@ async def test_systemd_notify_ready_status_watchdog_and_stopping(
 
 
 async def test_json_logs_carry_message_ids_and_never_a_secret(tmp_path: Path) -> None:
-    async with LarkStandIn(app_secret=_SECRET) as lark:
-        env = {"LOG_FORMAT": "json", "LARKBOT_STATE_DIR": str(tmp_path)}
-        async with _larkbot_run(lark, env) as run:
-            await lark.wait_connected(timeout=15)
-            message_id = await lark.send_text("help")
-            await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies))
-            # The token endpoint hands out the token it already issued while it is valid.
-            async with httpx.AsyncClient() as http:
-                answer = await http.post(
-                    f"{lark.url}/open-apis/auth/v3/tenant_access_token/internal",
-                    json={"app_id": lark.app_id, "app_secret": _SECRET},
-                )
-            token = answer.json()["tenant_access_token"]
-            run.process.send_signal(signal.SIGTERM)
-            with anyio.fail_after(15):
-                assert await run.process.wait() == 0
-    lines = [line for line in run.lines if line.strip()]
+    async with (
+        LarkStandIn(app_secret=_SECRET) as lark,
+        larkbot_process(lark, tmp_path, {"LOG_FORMAT": "json"}) as run,
+    ):
+        message_id = await lark.send_text("help")
+        await lark.wait_for(
+            lambda: any(r.to_message_id == message_id for r in lark.replies), timeout=60
+        )
+        # The token endpoint hands out the token it already issued while it is valid.
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                f"{lark.url}/open-apis/auth/v3/tenant_access_token/internal",
+                json={"app_id": lark.app_id, "app_secret": _SECRET},
+            )
+        token = answer.json()["tenant_access_token"]
+        run.send_signal(signal.SIGTERM)
+        assert await run.wait(timeout=30) == 0
+    lines = [line for line in run.raw if line.strip()]
     assert lines
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all(isinstance(record, dict) and "message" in record for record in records)
@@ -176,22 +112,20 @@ async def test_start_up_line_metrics_from_zero_and_quiet_libraries(tmp_path: Pat
     secret_words = "合言葉はひらけごま"
     async with LarkStandIn() as lark:
         env = {
-            "LOG_FORMAT": "json",
             "LOG_LEVEL": "DEBUG",
             "LOG_LEVELS": "aiosqlite=DEBUG",
-            "LARKBOT_STATE_DIR": str(tmp_path),
             "PORT": str(port),
         }
-        async with _larkbot_run(lark, env) as run:
-            await lark.wait_connected(timeout=15)
+        async with larkbot_process(lark, tmp_path, env) as run:
             async with httpx.AsyncClient() as http:
                 scraped = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
             message_id = await lark.send_text(f"ping {secret_words}")
-            await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies))
-            run.process.send_signal(signal.SIGTERM)
-            with anyio.fail_after(15):
-                assert await run.process.wait() == 0
-    records = [json.loads(line) for line in run.lines if line.strip()]
+            await lark.wait_for(
+                lambda: any(r.to_message_id == message_id for r in lark.replies), timeout=60
+            )
+            run.send_signal(signal.SIGTERM)
+            assert await run.wait(timeout=30) == 0
+    records = [json.loads(line) for line in run.raw if line.strip()]
 
     first = records[0]["message"]
     assert first.startswith("larkbot 0.1.0 (Python ")

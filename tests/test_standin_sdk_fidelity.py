@@ -24,8 +24,10 @@ from larkbot.testing import LarkStandIn
 pytestmark = pytest.mark.anyio
 
 CLIENT_SCRIPT = Path(__file__).with_name("lark_sdk_client.py")
-# Importing lark_oapi alone takes a second or two on a loaded machine.
-STARTUP_SECONDS = 30
+# Guards against a hang, not speed claims: importing lark_oapi alone takes 3 s of CPU,
+# which a loaded machine can stretch to half a minute of wall time.
+STARTUP_SECONDS = 120
+SDK_SECONDS = 30
 
 
 def _client_env() -> dict[str, str]:
@@ -84,23 +86,23 @@ async def test_sdk_client_connects_receives_and_acks() -> None:
             await lark.wait_connected(timeout=STARTUP_SECONDS)
 
             plain = await lark.send_text("hello from the stand-in", chat_type="group")
-            await lark.wait_for(lambda: bool(_received(lines, plain)), timeout=10)
+            await lark.wait_for(lambda: bool(_received(lines, plain)), timeout=SDK_SECONDS)
             content = _received(lines, plain)[0].split(" ", 2)[2]
             assert json.loads(content) == {"text": "hello from the stand-in"}
 
             fragmented = await lark.send_text("split " * 200, fragments=4)
-            await lark.wait_for(lambda: bool(_received(lines, fragmented)), timeout=10)
-            await lark.wait_for(lambda: len(lark.acks) == 2, timeout=5)
+            await lark.wait_for(lambda: bool(_received(lines, fragmented)), timeout=SDK_SECONDS)
+            await lark.wait_for(lambda: len(lark.acks) == 2, timeout=SDK_SECONDS)
 
-            await lark.wait_for(lambda: lark.pings >= 2, timeout=5)
+            await lark.wait_for(lambda: lark.pings >= 2, timeout=SDK_SECONDS)
             assert lark.pong_config is None
 
             # An abrupt drop: the SDK notices, reconnects through endpoint discovery.
             await lark.drop_connections()
-            await lark.wait_for(lambda: lark.handshakes == 2, timeout=10)
+            await lark.wait_for(lambda: lark.handshakes == 2, timeout=SDK_SECONDS)
             again = await lark.send_text("after the drop")
-            await lark.wait_for(lambda: bool(_received(lines, again)), timeout=10)
-            await lark.wait_for(lambda: len(lark.acks) == 3, timeout=5)
+            await lark.wait_for(lambda: bool(_received(lines, again)), timeout=SDK_SECONDS)
+            await lark.wait_for(lambda: len(lark.acks) == 3, timeout=SDK_SECONDS)
 
     assert [ack.chat_message_id for ack in lark.acks] == [plain, fragmented, again]
     assert {ack.code for ack in lark.acks} == {200}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import pytest
@@ -24,10 +23,9 @@ from larkbot.agent.tools.lark_tools import SearchBaseRecordsInput, lark_tools
 from larkbot.core.retry import RetryPolicy
 from larkbot.lark.client import LarkClient
 from larkbot.ops.logging import log_context
-from larkbot.ops.metrics import REGISTRY
-from larkbot.testing import LarkStandIn
-from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import BaseField, FieldType, Workspace, workspace_routes
+from larkbot.testing.sample_data import SAMPLE_BASES
+from larkbot.testing.workspace import BaseField, FieldType
+from tests._factories import FakeClock, Sample, metric
 
 pytestmark = pytest.mark.anyio
 
@@ -35,21 +33,16 @@ SEARCH_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/records/search"
 FAST = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02, deadline=5.0)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def lark_retry() -> RetryPolicy:
+    """Failures in these tests are retried fast and only once."""
+    return FAST
 
 
 @dataclass
-class Env:
-    ws: Workspace
-    lark: LarkStandIn
-    client: LarkClient
+class Env(Sample):
     ctx: ToolContext
-    clock: FakeClock
+    clock: FakeClock = field(default_factory=FakeClock)
 
     def runner(self, **options: Any) -> ToolRunner:
         settings: dict[str, Any] = {
@@ -62,33 +55,22 @@ class Env:
         registry = settings.pop("registry", default_registry())
         return ToolRunner(registry, **settings)
 
-    def calls(self, route: str) -> int:
-        return sum(1 for call in self.lark.api_calls if call.route == route)
-
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret, retry=FAST) as client,
-    ):
-        ctx = ToolContext(
-            client=client,
-            user_open_id="ou_console_user",
-            chat_id="oc_console",
-            message_id="om_runner_1",
-            language="en",
-            bases=dict(SAMPLE_BASES),
-        )
-        yield Env(ws, lark, client, ctx, FakeClock())
+def env(sample: Sample) -> Env:
+    ctx = ToolContext(
+        client=sample.client,
+        user_open_id="ou_console_user",
+        chat_id="oc_console",
+        message_id="om_runner_1",
+        language="en",
+        bases=dict(SAMPLE_BASES),
+    )
+    return Env(sample.ws, sample.lark, sample.client, ctx)
 
 
 def executions(tool: str, status: str) -> float:
-    value = REGISTRY.get_sample_value(
-        "tool_executions_total", {"tool_name": tool, "status": status}
-    )
-    return value or 0.0
+    return metric("tool_executions_total", tool_name=tool, status=status)
 
 
 # ------------------------------------------------------------------------ arguments

@@ -6,8 +6,7 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -35,11 +34,10 @@ from larkbot.agent.tools.lark_tools import (
     SendMessageInput,
     lark_tools,
 )
-from larkbot.lark.client import LarkAPIError, LarkClient
-from larkbot.ops.metrics import REGISTRY
-from larkbot.testing import LarkStandIn
-from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import BaseField, FieldType, Workspace, workspace_routes
+from larkbot.lark.client import LarkAPIError
+from larkbot.testing.sample_data import SAMPLE_BASES
+from larkbot.testing.workspace import BaseField, FieldType, Workspace
+from tests._factories import Sample, customers, openapi_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -47,53 +45,32 @@ SEARCH_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/records/search"
 
 
 @dataclass
-class Env:
-    ws: Workspace
-    lark: LarkStandIn
+class Env(Sample):
     ctx: ToolContext
-    registry: ToolRegistry
+    registry: ToolRegistry = field(default_factory=default_registry)
 
     async def run(self, name: str, ctx: ToolContext | None = None, **arguments: Any) -> Any:
         tool = self.registry.get(name)
         assert tool is not None
         return await tool.run(ctx or self.ctx, tool.input_model.model_validate(arguments))
 
-    def calls(self, route: str) -> int:
-        return sum(1 for call in self.lark.api_calls if call.route == route)
-
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        ctx = ToolContext(
-            client=client,
-            user_open_id="ou_console_user",
-            chat_id="oc_console",
-            message_id="om_tools_1",
-            language="ja",
-            bases=dict(SAMPLE_BASES),
-        )
-        yield Env(ws, lark, ctx, default_registry())
-
-
-def customers(ws: Workspace) -> dict[str, dict[str, Any]]:
-    return ws.table("顧客一覧").records
+def env(sample: Sample) -> Env:
+    ctx = ToolContext(
+        client=sample.client,
+        user_open_id="ou_console_user",
+        chat_id="oc_console",
+        message_id="om_tools_1",
+        language="ja",
+        bases=dict(SAMPLE_BASES),
+    )
+    return Env(sample.ws, sample.lark, sample.client, ctx)
 
 
 def month_of(millis: int, ws: Workspace) -> tuple[int, int]:
     moment = datetime.fromtimestamp(millis / 1000, tz=UTC).astimezone(ws.timezone)
     return moment.year, moment.month
-
-
-def requests_counted(route: str, status: str = "200") -> float:
-    value = REGISTRY.get_sample_value(
-        "larkbot_openapi_requests_total", {"route": route, "status": status}
-    )
-    return value or 0.0
 
 
 # --------------------------------------------------------------------------- registry
@@ -321,7 +298,7 @@ def test_input_models_enforce_exactly_one_target() -> None:
 
 
 async def test_search_this_month_by_alias_filters_on_the_server(env: Env) -> None:
-    before = requests_counted(SEARCH_ROUTE)
+    before = openapi_requests(SEARCH_ROUTE)
     result = await env.run("search_base_records", table="顧客", date_range="this_month")
     now = datetime.now(env.ws.timezone)
     expected = {
@@ -343,7 +320,7 @@ async def test_search_this_month_by_alias_filters_on_the_server(env: Env) -> Non
     )
     # One page, filtered by Lark: the date condition went to the server.
     assert env.calls(SEARCH_ROUTE) == 1
-    assert requests_counted(SEARCH_ROUTE) == before + 1
+    assert openapi_requests(SEARCH_ROUTE) == before + 1
 
 
 async def test_search_query_matches_text_fields_case_insensitively(env: Env) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -10,15 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from larkbot.lark.client import LarkAPIError, LarkClient
-from larkbot.testing import LarkStandIn
+from larkbot.lark.client import LarkAPIError
 from larkbot.testing.sample_data import (
     CUSTOMERS_APP_TOKEN,
     CUSTOMERS_TABLE_ID,
     SAMPLE_BASES,
     sample_workspace,
 )
-from larkbot.testing.workspace import Workspace, workspace_routes
+from tests._factories import Sample, customers
 
 pytestmark = pytest.mark.anyio
 
@@ -29,11 +27,7 @@ RECORD_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/records/{record_id
 
 
 @dataclass
-class Env:
-    ws: Workspace
-    lark: LarkStandIn
-    client: LarkClient
-
+class Env(Sample):
     async def search(self, body: dict[str, Any], **params: Any) -> dict[str, Any]:
         return await self.client.request(
             "POST", f"{TABLE}/records/search", route=SEARCH_ROUTE, params=params, json=body
@@ -47,17 +41,8 @@ class Env:
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        yield Env(ws, lark, client)
-
-
-def customers(ws: Workspace) -> dict[str, dict[str, Any]]:
-    return ws.table("顧客一覧").records
+def env(sample: Sample) -> Env:
+    return Env(sample.ws, sample.lark, sample.client)
 
 
 def test_sample_workspace_has_what_the_console_promises() -> None:

@@ -14,16 +14,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from larkbot.testing._records import ApiCallRecord
-
-if TYPE_CHECKING:
-    from larkbot.testing.standin import LarkStandIn
 
 __all__ = [
     "TOKEN_ROUTE",
@@ -32,6 +29,7 @@ __all__ = [
     "ApiResponse",
     "OpenApi",
     "OpenApiRoute",
+    "StandInApp",
 ]
 
 logger = logging.getLogger("larkbot.testing")
@@ -52,12 +50,33 @@ CODE_BAD_REQUEST = 9499
 _TOKEN_REUSE_MIN_SECONDS = 1800
 
 
+class StandInApp(Protocol):
+    """What the OpenAPI side reads of the stand-in it serves: the app and its bot.
+
+    ``LarkStandIn`` is one; naming only these attributes keeps this module from importing
+    the stand-in, which imports it.
+    """
+
+    app_id: str
+    app_secret: str
+    bot_open_id: str
+    bot_name: str
+    tenant_key: str
+    refuse_credentials: bool
+    user_names: dict[str, str]
+
+    def chat_messages(self, container_type: str, container_id: str) -> list[dict[str, Any]]:
+        """The messages of a chat or thread, as the message list API lists them."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ApiRequest:
     """What a route handler sees: the parsed request and the stand-in it runs in.
 
-    ``body`` is the JSON object of the request body (``{}`` when there was none);
-    ``user_open_id`` is the acting user when the call carried a user access token.
+    ``body`` is the JSON object of the request body (``{}`` when there was none); ``lark``
+    is the ``LarkStandIn`` serving the request; ``user_open_id`` is the acting user when
+    the call carried a user access token.
     """
 
     method: str
@@ -67,7 +86,7 @@ class ApiRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: dict[str, Any]
-    lark: LarkStandIn
+    lark: StandInApp
     user_open_id: str | None = None
 
 
@@ -203,7 +222,7 @@ def _json_response(reply: ApiResponse) -> Response:
 class OpenApi:
     """Route table, token book, pending faults and call records of the stand-in."""
 
-    def __init__(self, owner: LarkStandIn, token_ttl: int) -> None:
+    def __init__(self, owner: StandInApp, token_ttl: int) -> None:
         self._owner = owner
         self.tokens = _TokenBook(token_ttl)
         self.user_tokens = _UserTokenBook()

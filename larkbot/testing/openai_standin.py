@@ -7,8 +7,9 @@ answers with scripted turns, or, when the script is empty, with a small determin
 responder that calls ``search_base_records`` for Base searches and quotes tool results.
 
 Faults are switched on from the test: ``fail_next`` (OpenAI-shaped 500, 429 or 401
-errors), ``hang_next`` (no answer at all, for client timeouts) and ``delay`` (a slow
-model that still serves many requests at once).
+errors), ``hang_next`` (no answer at all, for client timeouts), ``delay`` (a slow
+model that still serves many requests at once) and ``hold``/``release`` (a model that
+answers when the test says so).
 """
 
 from __future__ import annotations
@@ -19,20 +20,17 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from itertools import count
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from larkbot.ops._uvicorn import EmbeddedServer, embedded_config
-from larkbot.testing._serving import start_serving
+from larkbot.testing._serving import ServedApp
 
 __all__ = ["OpenAIStandIn", "Responder", "default_responder"]
 
@@ -134,25 +132,26 @@ class OpenAIStandIn:
         self.host = host
         self.requests: list[dict[str, Any]] = []
         self.default_responder: Responder = default_responder
+        self.held = 0  # completions waiting for ``release``
 
         self._port = port
         self._script: deque[dict[str, Any]] = deque()
         self._failures: deque[tuple[int, float | None]] = deque()
         self._hangs = 0
+        self._release: anyio.Event | None = None
         self._ids = count(1)
-        self._server: EmbeddedServer | None = None
         self._closing = anyio.Event()
-        self._stopped = anyio.Event()
-        self._task_group: TaskGroup | None = None
-        self._exit_stack: AsyncExitStack | None = None
+        self._served = ServedApp("the OpenAI stand-in")
 
     # ----------------------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> Self:
-        if self._exit_stack is not None:
-            raise RuntimeError("this stand-in is already running")
-        self._closing, self._stopped = anyio.Event(), anyio.Event()
-        self._port, self._task_group, self._exit_stack = await start_serving(self._serve)
+        routes = [
+            Route("/v1/chat/completions", self._completions, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+        ]
+        self._closing = anyio.Event()
+        self._port = await self._served.start(Starlette(routes=routes), self.host, self._port)
         logger.info("OpenAI stand-in listening on %s", self.base_url)
         return self
 
@@ -162,38 +161,11 @@ class OpenAIStandIn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack, task_group, server = self._exit_stack, self._task_group, self._server
-        assert stack is not None and task_group is not None and server is not None
-        # Shielded: the port must be released even when the caller is cancelled.
-        with anyio.CancelScope(shield=True):
-            # Hanging requests end now, so uvicorn's graceful shutdown does not wait on them.
-            self._closing.set()
-            server.request_exit()
-            with anyio.move_on_after(_SHUTDOWN_SECONDS):
-                await self._stopped.wait()
-            if not self._stopped.is_set():
-                server.force_exit = True
-                with anyio.move_on_after(1.0):
-                    await self._stopped.wait()
-            task_group.cancel_scope.cancel()
-        self._exit_stack = self._task_group = None
-        await stack.aclose()
-
-    async def _serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        routes = [
-            Route("/v1/chat/completions", self._completions, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-        ]
-        config = embedded_config(Starlette(routes=routes), self.host, self._port)
-        self._server = EmbeddedServer(config, on_started=task_status.started)
-        try:
-            await self._server.serve()
-        except SystemExit:
-            # uvicorn exits the process when it cannot bind; a stand-in must only fail.
-            where = f"{self.host}:{self._port}"
-            raise OSError(f"the OpenAI stand-in could not listen on {where}") from None
-        finally:
-            self._stopped.set()
+        # Hanging and held requests end now, so uvicorn's graceful shutdown does not wait
+        # on them.
+        self._closing.set()
+        self.release()
+        await self._served.stop(grace=_SHUTDOWN_SECONDS)
 
     # --------------------------------------------------------------------------- controls
 
@@ -223,6 +195,20 @@ class OpenAIStandIn:
         """Never answer the next ``n`` completions (until the stand-in stops)."""
         self._hangs += n
 
+    def hold(self) -> None:
+        """Keep every completion unanswered from now on until ``release``: a model thinking.
+
+        ``held`` counts the completions waiting, so a test can wait until they have all
+        arrived instead of guessing how long a ``delay`` must be.
+        """
+        if self._release is None or self._release.is_set():
+            self._release = anyio.Event()
+
+    def release(self) -> None:
+        """Answer the held completions, and hold no more."""
+        if self._release is not None:
+            self._release.set()
+
     # --------------------------------------------------------------------------- handlers
 
     async def _models(self, request: Request) -> Response:
@@ -250,6 +236,15 @@ class OpenAIStandIn:
             self._hangs -= 1
             await self._closing.wait()
             return _error(503, "server_error", None, "The server is shutting down.")
+        release = self._release
+        if release is not None and not release.is_set():
+            self.held += 1
+            try:
+                await release.wait()
+            finally:
+                self.held -= 1
+            if self._closing.is_set():
+                return _error(503, "server_error", None, "The server is shutting down.")
         if self.delay > 0:
             await anyio.sleep(self.delay)
         turn = self._script.popleft() if self._script else self.default_responder(body)

@@ -33,14 +33,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from itertools import count
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,7 +48,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from larkbot.core.frames import ACK_OK
-from larkbot.ops._uvicorn import EmbeddedServer, embedded_config
+from larkbot.ops._uvicorn import EmbeddedServer
 from larkbot.sources.longconn.frames import (
     Frame,
     FrameMethod,
@@ -70,7 +69,7 @@ from larkbot.testing._records import (
     ReactionRecord,
     ReplyRecord,
 )
-from larkbot.testing._serving import start_serving
+from larkbot.testing._serving import ServedApp
 
 __all__ = ["LarkStandIn"]
 
@@ -120,6 +119,11 @@ class _Delivery:
     delivered_at: float = 0.0
     ack_code: int | None = None
     acked: anyio.Event | None = field(default=None)
+
+
+async def _send_close(websocket: WebSocket) -> None:
+    with suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.close(1001)
 
 
 def _split(payload: bytes, parts: int) -> list[bytes]:
@@ -229,18 +233,19 @@ class LarkStandIn:
         self._deliveries: dict[str, _Delivery] = {}
         self._accepted: dict[str, anyio.Event] = {}
         self._payloads: dict[str, bytes] = {}
-        self._server: EmbeddedServer | None = None
-        self._server_stopped: anyio.Event | None = None
-        self._task_group: TaskGroup | None = None
-        self._exit_stack: AsyncExitStack | None = None
+        self._served = ServedApp("the Lark stand-in")
 
     # ----------------------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> Self:
-        if self._exit_stack is not None:
-            raise RuntimeError("this stand-in is already running")
-        self._server_stopped = anyio.Event()
-        self._port, self._task_group, self._exit_stack = await start_serving(self._serve)
+        routes = [
+            Route("/callback/ws/endpoint", self._endpoint, methods=["POST"]),
+            WebSocketRoute("/ws", self._long_connection),
+            *self._openapi.starlette_routes(),
+        ]
+        self._port = await self._served.start(
+            Starlette(routes=routes), self.host, self._port, websockets=True
+        )
         logger.info("Lark stand-in listening on %s", self.url)
         return self
 
@@ -250,58 +255,23 @@ class LarkStandIn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        stack, task_group = self._exit_stack, self._task_group
-        assert stack is not None and task_group is not None
-        # Shielded: the server must release its port even when the caller is cancelled.
-        with anyio.CancelScope(shield=True):
-            await self._shutdown()
-            task_group.cancel_scope.cancel()
-        self._exit_stack = self._task_group = None
-        # The caller's own exception stays out of the internal task group, which would
-        # otherwise wrap it in an exception group; it propagates as it was.
-        await stack.aclose()
+        await self._served.stop(grace=2.0, before_exit=self._close_connections)
         return None
 
-    async def _serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        routes = [
-            Route("/callback/ws/endpoint", self._endpoint, methods=["POST"]),
-            WebSocketRoute("/ws", self._long_connection),
-            *self._openapi.starlette_routes(),
-        ]
-        config = embedded_config(Starlette(routes=routes), self.host, self._port, websockets=True)
-        self._server = EmbeddedServer(config, on_started=task_status.started)
-        try:
-            await self._server.serve()
-        except SystemExit:
-            # uvicorn exits the process when it cannot bind; a stand-in must only fail.
-            where = f"{self.host}:{self._port}"
-            raise OSError(f"the Lark stand-in could not listen on {where}") from None
-        finally:
-            assert self._server_stopped is not None
-            self._server_stopped.set()
-
-    async def _shutdown(self) -> None:
-        server, stopped = self._server, self._server_stopped
-        assert server is not None and stopped is not None
-        for connection in list(self._connections):
-            connection.open = False
-            with suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await connection.websocket.close(1001)
-        # Give clients a moment to answer the close frame, then cut the rest, so a client
-        # that does not read cannot hold the shutdown for uvicorn's close timeout.
+    async def _close_connections(self, server: EmbeddedServer) -> None:
+        # Give clients a moment to get the close frame and answer it, then cut the rest,
+        # so a client that does not read cannot hold the shutdown: neither by leaving the
+        # close frame stuck behind a full write buffer nor for uvicorn's close timeout.
         with anyio.move_on_after(_SHUTDOWN_GRACE_SECONDS):
+            async with anyio.create_task_group() as tg:
+                for connection in list(self._connections):
+                    connection.open = False
+                    tg.start_soon(_send_close, connection.websocket)
             # uvicorn signals no event when a connection goes; polling is all there is.
             while server.websocket_transports():  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         for _scope, transport in server.websocket_transports():
             transport.abort()
-        server.request_exit()
-        with anyio.move_on_after(2.0):
-            await stopped.wait()
-        if not stopped.is_set():
-            server.force_exit = True
-            with anyio.move_on_after(1.0):
-                await stopped.wait()
 
     # --------------------------------------------------------------------------- properties
 
@@ -351,7 +321,7 @@ class LarkStandIn:
 
     def add_routes(self, *routes: OpenApiRoute) -> None:
         """Add OpenAPI routes; only before the stand-in starts."""
-        if self._exit_stack is not None:
+        if self._served.running:
             raise RuntimeError("add routes before the stand-in starts")
         self._openapi.routes.extend(routes)
 
@@ -690,7 +660,8 @@ class LarkStandIn:
         return Response(status_code=403, headers=headers)
 
     def _server_transports(self) -> list[tuple[dict[str, Any], asyncio.BaseTransport]]:
-        return self._server.websocket_transports() if self._server is not None else []
+        server = self._served.server
+        return server.websocket_transports() if server is not None else []
 
     async def _long_connection(self, websocket: WebSocket) -> None:
         refusal = self._handshake_refusal()
@@ -847,8 +818,9 @@ class LarkStandIn:
                 self._deliveries.pop(frame_id, None)
                 continue
             break
-        if delivery.acked is not None and self._task_group is not None:
-            self._task_group.start_soon(self._retry_unless_acked, delivery)
+        task_group = self._served.task_group
+        if delivery.acked is not None and task_group is not None:
+            task_group.start_soon(self._retry_unless_acked, delivery)
         return frame_id
 
     async def _send_fragments(
