@@ -1,0 +1,424 @@
+"""``larkbot state backup | restore | inspect`` as an operator runs them, on both stores.
+
+The commands run as real subprocesses (``python -m larkbot state ...``) against a state the
+real daemon is using (SQLite) or a real ``redis-server`` that a replica is answering from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from larkbot.core.message import InboundMessage
+from larkbot.store.redis import PartitionOwnership, RedisStore
+from larkbot.store.sqlite import SqliteStore
+from larkbot.testing import LarkStandIn
+from tests._daemon import EchoAgent, running_daemon, settings_for
+from tests._factories import inbound
+from tests._redis import RedisServer, redis_server, requires_redis
+
+pytestmark = pytest.mark.anyio
+
+_ESCAPE = "\x1b"
+
+
+async def _larkbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    full = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": env.get("HOME", "/nonexistent"),
+        "COLUMNS": "200",
+        **env,
+    }
+    with anyio.fail_after(120):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "larkbot", *args], env=full, check=False
+        )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def _one_sentence(err: str) -> str:
+    """The error line of a failed command: exactly one line, no traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _fields(out: str) -> dict[str, str]:
+    """``name: value`` lines of plain output, by name."""
+    pairs = (line.partition(":") for line in out.splitlines())
+    return {name: value.strip() for name, _, value in pairs}
+
+
+def _seen_ids(database: Path) -> set[str]:
+    with sqlite3.connect(database) as db:
+        return {row[0] for row in db.execute("SELECT message_id FROM seen")}
+
+
+async def _wait_for(predicate: Callable[[], bool], within: float) -> None:
+    # Records and counters change without an event to wait on: they are polled.
+    with anyio.fail_after(within):
+        while not predicate():  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+
+
+# --- SQLite ------------------------------------------------------------------------------------
+
+
+async def test_sqlite_backup_while_the_daemon_answers_restores_every_message_as_seen(
+    tmp_path: Path,
+) -> None:
+    """A backup taken mid-load restores into a fresh directory where every message it
+    holds (and every message acked before it began) is a duplicate, and no other is."""
+    source_dir, fresh_dir = tmp_path / "running", tmp_path / "fresh"
+    backup = tmp_path / "larkbot-backup.sqlite3"
+    chats = [f"oc_backup_{n}" for n in range(8)]
+    sent: list[tuple[str, str]] = []
+    backup_done = anyio.Event()
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark, state_dir=source_dir)
+        async with running_daemon(settings, EchoAgent(delay=0.01)):
+
+            async def send_until_after_the_backup() -> None:
+                n = 0
+                after = 0
+                while after < 20:
+                    chat = chats[n % len(chats)]
+                    sent.append((chat, await lark.send_text(f"message {n}", chat_id=chat)))
+                    n += 1
+                    after += backup_done.is_set()
+                    await anyio.sleep(0.01)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send_until_after_the_backup)
+                await _wait_for(lambda: len(lark.replies) >= 30, within=30)
+                acked_before = {a.chat_message_id for a in lark.acks if a.code == 200}
+                sent_before = len(sent)
+                code, out, err = await _larkbot(
+                    "state", "backup", str(backup), env={"LARKBOT_STATE_DIR": str(source_dir)}
+                )
+                sent_during = len(sent) - sent_before
+                backup_done.set()
+            await _wait_for(lambda: len(lark.replies) >= len(sent), within=60)
+    assert code == 0, err
+    assert err == ""
+    assert out.startswith("backed up ") and str(backup) in out
+    assert out.count("\n") == 1 and _ESCAPE not in out
+    # The daemon kept taking and answering messages while the backup ran.
+    assert sent_during > 0
+    assert backup.stat().st_mode & 0o077 == 0
+
+    in_backup = await anyio.to_thread.run_sync(_seen_ids, backup)
+    all_ids = {message_id for _, message_id in sent}
+    assert acked_before <= in_backup <= all_ids
+    assert in_backup != all_ids, "the backup should predate the last messages"
+
+    code, out, err = await _larkbot(
+        "state", "restore", str(backup), env={"LARKBOT_STATE_DIR": str(fresh_dir)}
+    )
+    assert code == 0, err
+    assert f"restored {len(in_backup)} seen message ids" in out
+
+    code, out, err = await _larkbot(
+        "state", "inspect", "--json", env={"LARKBOT_STATE_DIR": str(fresh_dir)}
+    )
+    assert code == 0, err
+    inventory = json.loads(out)
+    assert inventory["store"] == "sqlite"
+    assert inventory["seen"] == len(in_backup)
+    assert inventory["conversations"] is None
+    assert inventory["processes"] == []
+
+    async with SqliteStore.open(fresh_dir) as restored:
+        for chat, message_id in sent:
+            admitted = await restored.admit(inbound(chat, message_id=message_id))
+            assert admitted is (message_id not in in_backup), message_id
+
+
+async def test_pending_messages_of_a_backup_are_answered_after_a_restore(tmp_path: Path) -> None:
+    """Acked but unanswered when the backup was taken: the daemon started on the restored
+    state answers them once."""
+    source_dir, fresh_dir = tmp_path / "crashed", tmp_path / "restored"
+    backup = tmp_path / "backup.sqlite3"
+    async with LarkStandIn() as lark:
+        slow = EchoAgent(delay=60)
+        settings = await settings_for(lark, state_dir=source_dir)
+        async with running_daemon(settings, slow) as daemon:
+            pending = [await lark.send_text(f"slow {n}", chat_id=f"oc_p{n}") for n in range(3)]
+            await _wait_for(lambda: len(slow.seen) == 3, within=15)
+            code, out, err = await _larkbot(
+                "state", "backup", str(backup), env={"LARKBOT_STATE_DIR": str(source_dir)}
+            )
+            assert code == 0, err
+            assert "(3 pending)" in out
+            daemon.stop_now()
+        assert lark.replies == []
+
+        code, out, err = await _larkbot(
+            "state", "restore", str(backup), env={"LARKBOT_STATE_DIR": str(fresh_dir)}
+        )
+        assert code == 0, err
+        assert "3 pending item(s) will be answered" in out
+
+        agent = EchoAgent()
+        async with running_daemon(await settings_for(lark, state_dir=fresh_dir), agent):
+            await _wait_for(lambda: len(lark.replies) == 3, within=15)
+    assert sorted(r.to_message_id or "" for r in lark.replies) == sorted(pending)
+
+
+async def test_restore_refuses_while_a_daemon_has_the_state_open(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    backup = tmp_path / "backup.sqlite3"
+    env = {"LARKBOT_STATE_DIR": str(state_dir)}
+    async with SqliteStore.open(state_dir) as store:
+        assert await store.admit(inbound("oc_a", message_id="om_before"))
+        code, _, err = await _larkbot("state", "backup", str(backup), env=env)
+        assert code == 0, err
+
+        code, out, err = await _larkbot("state", "restore", str(backup), env=env)
+        assert code == 78
+        assert out == ""
+        line = _one_sentence(err)
+        assert f"pid {os.getpid()}" in line
+        assert "--force" in line and "stop it first" in line
+
+        code, out, err = await _larkbot("state", "inspect", env=env)
+        assert code == 0, err
+        assert _fields(out)["processes"] == str(os.getpid())
+
+        code, out, err = await _larkbot("state", "restore", "--force", str(backup), env=env)
+        assert code == 0, err
+        assert "0 inbox items" in out and "1 kept" in out
+
+
+async def test_restore_replace_drops_what_was_there(tmp_path: Path) -> None:
+    old_dir, state_dir = tmp_path / "old", tmp_path / "state"
+    backup = tmp_path / "backup.sqlite3"
+    async with SqliteStore.open(old_dir) as old:
+        assert await old.admit(inbound("oc_a", message_id="om_old"))
+    code, _, err = await _larkbot(
+        "state", "backup", str(backup), env={"LARKBOT_STATE_DIR": str(old_dir)}
+    )
+    assert code == 0, err
+    async with SqliteStore.open(state_dir) as store:
+        assert await store.admit(inbound("oc_a", message_id="om_newer"))
+        await store.mark_done("om_newer")
+    env = {"LARKBOT_STATE_DIR": str(state_dir)}
+    code, out, err = await _larkbot("state", "restore", "--replace", "--json", str(backup), env=env)
+    assert code == 0, err
+    assert json.loads(out) == {
+        "store": "sqlite",
+        "location": str(state_dir),
+        "seen_added": 1,
+        "inbox_added": 1,
+        "inbox_kept": 0,
+        "pending_to_resume": 1,
+        "replaced": True,
+    }
+    async with SqliteStore.open(state_dir) as store:
+        assert not await store.admit(inbound("oc_a", message_id="om_old"))
+        assert await store.admit(inbound("oc_a", message_id="om_newer"))
+
+
+async def test_state_errors_are_one_sentence_with_exit_78(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    env = {"LARKBOT_STATE_DIR": str(empty)}
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a backup\n")
+    redis_backup = tmp_path / "redis.jsonl"
+    redis_backup.write_text('{"format": "larkbot-redis-state", "version": 1}\n')
+    other_db = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other_db) as db:
+        db.execute("CREATE TABLE t (x)")
+
+    cases = [
+        (("state", "inspect"), env, "there is no larkbot state in"),
+        (("state", "backup", str(tmp_path / "b")), env, "there is no larkbot state in"),
+        (("state", "restore", str(tmp_path / "missing")), env, "cannot read the backup"),
+        (("state", "restore", str(junk)), env, "is not a larkbot state backup"),
+        (("state", "restore", str(redis_backup)), env, "LARKBOT_STORE=redis"),
+        (("state", "restore", str(other_db)), env, "but not larkbot state"),
+        (("state", "inspect"), {"LARKBOT_STORE": "memory"}, "store = memory keeps no state"),
+        (("state", "inspect"), {"LARKBOT_STORE": "redis"}, "needs a Redis URL"),
+        (("state", "inspect"), {"REDIS_URL": "http://x"}, "has scheme 'http'"),
+    ]
+    for args, case_env, words in cases:
+        code, out, err = await _larkbot(*args, env=case_env)
+        assert (code, out) == (78, ""), (args, err)
+        line = _one_sentence(err)
+        assert words in line, (args, line)
+        assert line.endswith(".")
+    assert not empty.exists(), "inspect and backup must not create a state directory"
+
+    async with SqliteStore.open(empty):
+        pass
+    code, _, err = await _larkbot("state", "backup", str(tmp_path / "no" / "dir" / "b"), env=env)
+    assert code == 78
+    assert "cannot write the backup" in _one_sentence(err)
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+def _redis_env(server: RedisServer) -> dict[str, str]:
+    return {"REDIS_URL": server.url}
+
+
+async def _answer(ownership: PartitionOwnership) -> None:
+    """What a replica does with each message, minus the agent: answer, record both turns."""
+    async for item in ownership.items:
+        if not ownership.is_current(item):
+            ownership.settle(item)
+            continue
+        await ownership.finish(
+            item, user_text=item.message.text, answer_text=f"echo: {item.message.text}"
+        )
+
+
+async def _turns(store: RedisStore, chat: str) -> list[tuple[str, str]]:
+    return [(turn.role, turn.text) for turn in await store.history(chat)]
+
+
+@pytest.fixture
+async def two_redis(tmp_path: Path) -> AsyncIterator[tuple[RedisServer, RedisServer]]:
+    async with (
+        redis_server(tmp_path / "redis-a") as first,
+        redis_server(tmp_path / "redis-b") as second,
+    ):
+        yield first, second
+
+
+@requires_redis
+async def test_redis_backup_while_a_replica_answers_restores_duplicates_and_conversations(
+    tmp_path: Path, two_redis: tuple[RedisServer, RedisServer]
+) -> None:
+    """Backup mid-load on one Redis, restore into an empty one: every message the backup
+    holds is a duplicate there, each conversation is a consistent prefix of the original,
+    and what was still queued is queued again."""
+    source, target = two_redis
+    backup = tmp_path / "redis-backup.jsonl"
+    chats = [f"oc_redis_{n}" for n in range(12)]
+    messages: list[InboundMessage] = []
+    async with RedisStore.open(source.url, command_timeout=10, max_turns=10_000) as store:
+        ownership = PartitionOwnership(store, owner="replica-a", lease_ttl=5, tick=0.25)
+        async with anyio.create_task_group() as tg:
+            await tg.start(ownership.run)
+            tg.start_soon(_answer, ownership)
+
+            backup_done = anyio.Event()
+
+            async def intake_until_after_the_backup() -> None:
+                n = after = 0
+                while after < 20:
+                    message = inbound(chats[n % len(chats)], f"message {n}")
+                    assert (await store.intake(message)).new
+                    messages.append(message)
+                    n += 1
+                    after += backup_done.is_set()
+                    await anyio.sleep(0.005)
+
+            async with anyio.create_task_group() as load:
+                load.start_soon(intake_until_after_the_backup)
+                await _wait_for(lambda: len(messages) >= 80, within=30)
+                taken_before = list(messages)
+                code, out, err = await _larkbot(
+                    "state", "backup", str(backup), env=_redis_env(source)
+                )
+                taken_during = len(messages) - len(taken_before)
+                backup_done.set()
+            assert code == 0, err
+            assert taken_during > 0, "the backup should run while messages arrive"
+            await _wait_for_empty_backlog(store)
+            originals = {chat: await _turns(store, chat) for chat in chats}
+
+            code, out, err = await _larkbot("state", "inspect", env=_redis_env(source))
+            assert code == 0, err
+            assert _fields(out)["replicas"] == "replica-a"
+            code, out, err = await _larkbot("state", "restore", str(backup), env=_redis_env(source))
+            assert code == 78
+            assert "replica(s) are running" in _one_sentence(err)
+            tg.cancel_scope.cancel()
+
+    assert out == ""
+    assert backup.stat().st_mode & 0o077 == 0
+    code, out, err = await _larkbot("state", "restore", str(backup), env=_redis_env(target))
+    assert code == 0, err
+    assert out.startswith("restored ") and out.count("\n") == 1
+
+    async with RedisStore.open(target.url, command_timeout=10, max_turns=10_000) as restored:
+        states = {}
+        for message in messages:
+            states[message.message_id] = (await restored.intake(message)).new
+        # Everything intaken before the backup began is known to the restored store.
+        assert not any(states[m.message_id] for m in taken_before)
+        known = {m for m, new in states.items() if not new}
+        assert len(known) < len(messages), "messages after the backup are new there"
+        for chat in chats:
+            turns = await _turns(restored, chat)
+            # A consistent cut: a prefix of the final conversation, one user turn and one
+            # answer per answered message, and nothing answered that was not backed up.
+            assert turns == originals[chat][: len(turns)]
+            for role, text in turns:
+                if role == "user":
+                    (message,) = [m for m in messages if m.chat_id == chat and m.text == text]
+                    assert message.message_id in known
+
+        code, out, err = await _larkbot("state", "inspect", "--json", env=_redis_env(target))
+        assert code == 0, err
+        inventory = json.loads(out)
+        assert inventory["store"] == "redis"
+        assert inventory["conversations"] == len(chats)
+        assert inventory["processes"] == []
+        # The backup's queue came back, plus what this test just put in afresh.
+        assert inventory["pending"] == sum(q.length for q in await restored.backlog())
+        assert set(inventory["pending_by_partition"]) <= {
+            str(restored.keys.partition_of(chat)) for chat in chats
+        }
+
+
+async def _wait_for_empty_backlog(store: RedisStore) -> None:
+    with anyio.fail_after(60):
+        while sum(q.length for q in await store.backlog()):  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+
+
+@requires_redis
+async def test_redis_state_errors(tmp_path: Path) -> None:
+    async with redis_server(tmp_path / "redis") as server:
+        env = _redis_env(server)
+        sqlite_backup = tmp_path / "sqlite-backup"
+        async with SqliteStore.open(tmp_path / "state"):
+            pass
+        code, _, err = await _larkbot(
+            "state",
+            "backup",
+            str(sqlite_backup),
+            env={"LARKBOT_STATE_DIR": str(tmp_path / "state")},
+        )
+        assert code == 0, err
+        code, out, err = await _larkbot("state", "restore", str(sqlite_backup), env=env)
+        assert (code, out) == (78, "")
+        assert "LARKBOT_STORE=sqlite" in _one_sentence(err)
+
+        other = tmp_path / "other.jsonl"
+        code, _, err = await _larkbot(
+            "state", "backup", str(other), env={**env, "LARKBOT_STORE__PARTITIONS": "16"}
+        )
+        assert code == 0, err
+        code, out, err = await _larkbot("state", "restore", str(other), env=env)
+        assert (code, out) == (78, "")
+        assert "same partition count" in _one_sentence(err)
+
+        code, _, err = await _larkbot(
+            "state", "inspect", env={"REDIS_URL": "redis://127.0.0.1:1/0"}
+        )
+        assert code == 1
+        assert "Redis at redis://127.0.0.1:1/0" in _one_sentence(err)
