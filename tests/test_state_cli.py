@@ -18,7 +18,7 @@ import anyio.to_thread
 import pytest
 
 from larkbot.core.message import InboundMessage
-from larkbot.store.redis import PartitionOwnership, RedisStore
+from larkbot.store.redis import PartitionOwnership, RedisStore, _admin
 from larkbot.store.sqlite import SqliteStore
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, running_daemon, settings_for
@@ -422,3 +422,42 @@ async def test_redis_state_errors(tmp_path: Path) -> None:
         )
         assert code == 1
         assert "Redis at redis://127.0.0.1:1/0" in _one_sentence(err)
+
+
+@requires_redis
+async def test_a_busy_partition_is_read_in_one_script_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback for a partition that kept changing dumps what the MULTI/EXEC read
+    dumps: every key of the partition, the lease left out, the epoch as a number."""
+    async with redis_server(tmp_path / "redis") as server, RedisStore.open(server.url) as store:
+        client, keys = store._client, store.keys
+        await store.intake_many([inbound("oc_busy", f"m{n}") for n in range(5)])
+        partition = keys.partition_of("oc_busy")
+        await client.incr(keys.epoch(partition))
+        await client.set(keys.lease(partition), "replica|1", px=60_000)
+        await client.rpush(keys.conversation(partition, "oc_busy"), '{"role": "user"}')
+        names = [name.decode() async for name in client.scan_iter(match=f"{keys.tag(partition)}:*")]
+        names.remove(keys.lease(partition))
+        listed, _ = await _admin._dump_partition(client, keys, partition, names)
+        monkeypatch.setattr(_admin, "_OPTIMISTIC_TRIES", 0)
+        atomic = await _admin._consistent_partition(client, keys, partition, [], None)
+
+    def records(lines: list[str]) -> dict[str, dict[str, object]]:
+        return {record["key"]: record for record in map(json.loads, lines)}
+
+    assert len(listed) == 5 + 1 + 1 + 1  # seen markers, stream, epoch, conversation
+    by_script, by_multi = records(atomic), records(listed)
+    assert by_script.keys() == by_multi.keys()
+    for key, record in by_script.items():
+        other = by_multi[key]
+        assert (record.get("dump"), record.get("counter")) == (
+            other.get("dump"),
+            other.get("counter"),
+        )
+        # Each read computes the expiry from its own clock reading: equal within a few ms.
+        if record["expire_at_ms"] is None:
+            assert other["expire_at_ms"] is None
+        else:
+            assert abs(int(record["expire_at_ms"]) - int(other["expire_at_ms"])) < 100
+    assert by_script[keys.epoch(partition)]["counter"] == 1
