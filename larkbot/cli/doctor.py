@@ -2,7 +2,8 @@
 
 The checks run in the order an operator fixes things: the configuration loads, Lark takes
 the app's credentials, the bot identity and the long-connection endpoint answer, the LLM
-endpoint answers (when one is configured), the state directory opens, the port binds. A
+endpoint answers (when one is configured), the state directory opens (or, with the Redis
+store, Redis answers and is set up not to lose or evict messages), the port binds. A
 check whose prerequisite failed is skipped rather than failed again for the same reason.
 Nothing a check prints contains a secret: details are built from our own sentences and
 error codes, and scrubbed of every configured secret on top of that.
@@ -28,6 +29,7 @@ from rich.text import Text
 
 from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, EX_FAILURE
+from larkbot.cli._redis import redis_store
 from larkbot.config import ConfigError, Settings, load_settings
 from larkbot.core.retry import RetryPolicy
 from larkbot.lark.client import LarkAPIError, LarkClient
@@ -38,6 +40,7 @@ from larkbot.sources.longconn.connection import (
     discover_endpoint,
 )
 from larkbot.store import StoreError, open_store
+from larkbot.store.redis import RedisConfigError, RedisServerInfo, RedisUnavailable
 
 __all__ = ["CheckResult", "DoctorReport", "diagnose", "doctor_command", "run_checks"]
 
@@ -140,6 +143,7 @@ async def run_checks(
                 results.append(CheckResult(name, "skip", "needs working credentials"))
     results.append(await bounded("llm", lambda: _check_llm(settings, check_seconds)))
     results.append(await bounded("state directory", lambda: _check_state_dir(settings, env)))
+    results.append(await bounded("redis", lambda: _check_redis(settings, check_seconds)))
     results.append(await bounded("port", lambda: _check_port(settings)))
     return results
 
@@ -154,7 +158,15 @@ def doctor_command(config_path: Path | None, *, as_json: bool, timeout: float) -
     return report.exit_code
 
 
-_NAMES = ("credentials", "bot identity", "long connection", "llm", "state directory", "port")
+_NAMES = (
+    "credentials",
+    "bot identity",
+    "long connection",
+    "llm",
+    "state directory",
+    "redis",
+    "port",
+)
 
 
 class _LarkChecks:
@@ -272,6 +284,8 @@ async def _check_state_dir(settings: Settings, env: Mapping[str, str]) -> CheckR
     store = settings.store
     if store.kind == "memory":
         return CheckResult("state directory", "skip", "store = memory: nothing is kept on disk")
+    if store.kind == "redis":
+        return CheckResult("state directory", "skip", "store = redis: the state lives in Redis")
     path = store.resolved_state_dir(env)
     try:
         async with open_store("sqlite", path) as opened:
@@ -283,6 +297,54 @@ async def _check_state_dir(settings: Settings, env: Mapping[str, str]) -> CheckR
         "ok",
         f"{path} is writable and its database opens ({waiting} message(s) in the inbox)",
     )
+
+
+async def _check_redis(settings: Settings, check_seconds: float) -> CheckResult:
+    """Redis answers in time, is recent enough, evicts nothing, persists, and agrees on P."""
+    kind = settings.store.kind
+    if kind != "redis":
+        return CheckResult("redis", "skip", f"store = {kind}: Redis is not used")
+    try:
+        async with redis_store(settings, command_timeout=check_seconds) as store:
+            try:
+                seconds = await store.ping(bound=check_seconds)
+            except RedisUnavailable as exc:
+                return CheckResult("redis", "fail", _unreachable(str(exc)))
+            info = await store.info()
+            problems = _redis_problems(info)
+            try:
+                await store.verify_layout()
+            except RedisConfigError as exc:
+                problems.append(str(exc))
+            where, keys = store.endpoint, store.keys
+    except (RedisConfigError, RedisUnavailable) as exc:
+        return CheckResult("redis", "fail", str(exc))
+    if problems:
+        return CheckResult("redis", "fail", "; ".join(problems))
+    return CheckResult(
+        "redis",
+        "ok",
+        f"{info.server} {info.version} at {where} answers in {seconds * 1000:.1f} ms; "
+        f"maxmemory-policy noeviction, AOF on (appendfsync {info.appendfsync or 'unknown'}); "
+        f"{keys.partitions} partitions under prefix {keys.prefix!r}",
+    )
+
+
+def _redis_problems(info: RedisServerInfo) -> list[str]:
+    """What in Redis' setup puts acknowledged messages at risk, one sentence each."""
+    problems = info.problems()
+    if info.aof_enabled and info.appendfsync == "no":
+        problems.append(
+            "appendfsync is no: set appendfsync everysec, or a crash of the host can lose "
+            "up to 30 s of acknowledged messages"
+        )
+    return problems
+
+
+def _unreachable(reason: str) -> str:
+    if "credentials" in reason:
+        return reason
+    return f"{reason}: check REDIS_URL, and that Redis runs and this host can reach it"
 
 
 async def _check_port(settings: Settings) -> CheckResult:
