@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from larkbot.config import load_settings
 from larkbot.ops import metrics
 from larkbot.ops.metrics import REGISTRY
+from larkbot.store.sqlite import DATABASE_NAME, SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "larkbot.service"
@@ -426,6 +429,85 @@ def test_unit_environment_loads_into_settings(
     assert settings.app.secret.get_secret_value() == APP_SECRET
     assert settings.store.resolved_state_dir(env) == Path("/var/lib/larkbot")
     assert settings.server.host == "127.0.0.1"
+
+
+BACKUP_UNIT = ROOT / "systemd" / "larkbot-backup.service"
+BACKUP_TIMER = ROOT / "systemd" / "larkbot-backup.timer"
+
+
+def test_backup_units_pass_systemd_analyze(tmp_path: Path) -> None:
+    """The backup service and its timer verify cleanly; the service's sandbox rates OK."""
+    copies = []
+    for unit in (BACKUP_UNIT, BACKUP_TIMER):
+        copies.append(str(tmp_path / unit.name))
+        (tmp_path / unit.name).write_text(unit.read_text(encoding="utf-8"))
+    verify = subprocess.run(
+        [_systemd_analyze(), "verify", "--man=no", *copies],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert [line for line in verify.stderr.splitlines() if "larkbot-backup" in line] == []
+    timer = _read_unit(BACKUP_TIMER)["Timer"]
+    assert timer["Persistent"] == ["true"]
+    service = _read_unit(BACKUP_UNIT)["Service"]
+    # The daemon's user and state directory (first), so the backup can read the database.
+    assert service["User"] == ["larkbot"] and service["DynamicUser"] == ["yes"]
+    assert (
+        service["StateDirectory"][0].split()[0] == _read_unit(UNIT)["Service"]["StateDirectory"][0]
+    )
+
+
+def _unit_command(line: str) -> list[str]:
+    """An Exec line as systemd runs it: ``%%`` is a literal ``%``, quotes group words."""
+    return shlex.split(line.replace("%%", "%"))
+
+
+def test_backup_unit_writes_a_dated_backup_and_keeps_seven_days(tmp_path: Path) -> None:
+    """The unit's own command lines, run with this checkout's larkbot against a real state
+    directory: a backup appears, and only backups older than seven days are deleted."""
+    state, backups = tmp_path / "larkbot", tmp_path / "larkbot-backup"
+    backups.mkdir()
+    database = _sqlite_state(state)
+    service = _read_unit(BACKUP_UNIT)["Service"]
+    larkbot = Path(sys.executable).with_name("larkbot")
+    (start,) = service["ExecStart"]
+    command = _unit_command(
+        start.replace("/usr/local/bin/larkbot", str(larkbot)).replace(
+            "/var/lib/larkbot-backup", str(backups)
+        )
+    )
+    env = {**_clean_env(), "STATE_DIRECTORY": f"{state}:{backups}", "HOME": str(tmp_path)}
+    old = backups / "larkbot-20000101T000000Z.backup"
+    recent = backups / "larkbot-20000108T000000Z.backup"
+    for path, age_days in ((old, 8), (recent, 6)):
+        path.write_text("older backup")
+        stamp = time.time() - age_days * 86400
+        os.utime(path, (stamp, stamp))
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (post,) = service["ExecStartPost"]
+    cleanup = _unit_command(post.replace("/var/lib/larkbot-backup", str(backups)))
+    subprocess.run(cleanup, check=True, timeout=60)
+    left = sorted(path.name for path in backups.iterdir())
+    assert old.name not in left and recent.name in left
+    (made,) = [name for name in left if name not in (recent.name,)]
+    assert re.fullmatch(r"larkbot-\d{8}T\d{6}Z\.backup", made)
+    assert (backups / made).stat().st_mode & 0o077 == 0
+    assert database.is_file()
+
+
+def _sqlite_state(state: Path) -> Path:
+    """A state directory with a larkbot database in it, as the daemon leaves it."""
+
+    async def _open() -> None:
+        async with SqliteStore.open(state):
+            pass
+
+    anyio.run(_open)
+    return state / DATABASE_NAME
 
 
 # --- Dockerfile --------------------------------------------------------------------------------
