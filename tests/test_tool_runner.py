@@ -96,16 +96,26 @@ def executions(tool: str, status: str) -> float:
 async def test_invalid_arguments_become_one_sentence(env: Env) -> None:
     runner = env.runner()
     before = executions("search_base_records", "error")
-    result = await runner.run("search_base_records", {"limit": 500, "colour": "red"}, env.ctx)
+    result = await runner.run(
+        "search_base_records", {"record_id": "", "limit": 500, "colour": "red"}, env.ctx
+    )
     assert not result.ok
     assert result.error == (
-        "The arguments for search_base_records are not valid: table is required; "
-        "limit: Input should be less than or equal to 100; colour is not an accepted argument."
+        "The arguments for search_base_records are not valid: limit: Input should be less "
+        "than or equal to 100; record_id is not an accepted argument; colour is not an "
+        "accepted argument."
     )
     assert result.text == result.error
-    assert executions("search_base_records", "error") == before + 1
-    ja = await runner.run("search_base_records", {}, replace(env.ctx, language="ja"))
-    assert ja.error == "search_base_records の引数に問題があります: table は必須です"
+    no_table = await runner.run("search_base_records", {"query": "x"}, env.ctx)
+    assert no_table.error == (
+        "The arguments for search_base_records are not valid: give table (a name or a Base "
+        "link), or app_token and table_id."
+    )
+    assert executions("search_base_records", "error") == before + 2
+    ja = await runner.run(
+        "delete_base_record", {"table": "customers"}, replace(env.ctx, language="ja")
+    )
+    assert ja.error == "delete_base_record の引数に問題があります: record_id は必須です"
     exactly_one = await runner.run("send_message", {"text": "hi"}, env.ctx)
     assert exactly_one.error == (
         "The arguments for send_message are not valid: give exactly one of chat_id and "
@@ -280,8 +290,8 @@ async def test_config_pointing_at_a_missing_table_is_explained(env: Env) -> None
         "search_base_records", {"table": "customers"}, replace(env.ctx, bases=bases)
     )
     assert result.error == (
-        "The configured table does not exist in Lark; check app_token and table_id under "
-        "bases in the configuration."
+        "The table does not exist in Lark; check its app_token and table_id (in the link, or "
+        "under bases in the configuration)."
     )
 
 

@@ -127,9 +127,18 @@ def test_openai_schemas_describe_arguments_and_can_be_narrowed() -> None:
     search = schemas[0]["function"]
     assert search["name"] == "search_base_records"
     properties = search["parameters"]["properties"]
-    assert set(properties) == {"table", "query", "field_filters", "date_range", "limit"}
+    assert set(properties) == {
+        "table",
+        "app_token",
+        "table_id",
+        "query",
+        "field_filters",
+        "date_range",
+        "limit",
+    }
     assert properties["date_range"]["anyOf"][0]["enum"] == ["today", "this_week", "this_month"]
-    assert search["parameters"]["required"] == ["table"]
+    # A table is named by "table" or by "app_token" + "table_id", so neither is required alone.
+    assert "required" not in search["parameters"]
     assert all(p.get("description") for p in properties.values())
     narrowed = registry.openai_schemas(["send_message", "nope"])
     assert [s["function"]["name"] for s in narrowed] == ["send_message"]

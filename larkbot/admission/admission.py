@@ -9,6 +9,11 @@ Room is reserved *before* the message is recorded as seen: when the daemon is fu
 answers a non-200 ack and the platform re-delivers later, so overload never loses a
 message. The admit step writes the message to the inbox *before* the ack is sent, so a
 crash after the ack loses nothing either.
+
+With a queue shared by several replicas (:class:`SharedQueue`, the Redis store), the last
+three steps are one: the message is deduplicated and queued in its chat's partition,
+atomically, before the ack, and the replica that owns the partition answers it. A queue
+that cannot be reached means a non-200 ack, never a 200 for a message not stored.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Protocol
 
 from larkbot.admission.events import MESSAGE_RECEIVE, message_from_event, parse_envelope
@@ -24,7 +30,15 @@ from larkbot.core.frames import ACK_OVERLOADED, Ack, InboundFrame
 from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
 
-__all__ = ["Admission", "AdmissionPolicy", "AdmissionQueue", "AdmissionStore", "BotIdentity"]
+__all__ = [
+    "Admission",
+    "AdmissionPolicy",
+    "AdmissionQueue",
+    "AdmissionStore",
+    "BotIdentity",
+    "Enqueued",
+    "SharedQueue",
+]
 
 log = logging.getLogger("larkbot.admission")
 
@@ -60,6 +74,25 @@ class AdmissionStore(Protocol):
         ...
 
 
+class Enqueued(Enum):
+    """What a shared queue did with a message."""
+
+    NEW = "new"
+    """Stored and queued: ack it; the owner of its partition answers it."""
+    DUPLICATE = "duplicate"
+    """Seen before (a re-delivery, maybe to another replica): ack it, nothing more."""
+    UNAVAILABLE = "unavailable"
+    """Not stored (the queue failed or was too slow): refuse the ack so Lark re-delivers."""
+
+
+class SharedQueue(Protocol):
+    """A queue every replica shares, as admission uses it: the durable step before the ack."""
+
+    async def enqueue(self, message: InboundMessage) -> Enqueued:
+        """Record ``message`` as seen and queue it, in one atomic step, within a bound."""
+        ...
+
+
 @dataclass(slots=True)
 class BotIdentity:
     """The bot's own ids, known once ``bot/v3/info`` has answered."""
@@ -81,14 +114,19 @@ class AdmissionPolicy:
 
 @dataclass(slots=True)
 class Admission:
-    """The frame handler given to the long connection; returns the ack code."""
+    """The frame handler given to the long connection; returns the ack code.
 
-    store: AdmissionStore
-    dispatcher: AdmissionQueue
+    With ``shared`` set, accepted messages go to that queue instead of ``store`` and
+    ``dispatcher`` (which are then not used).
+    """
+
+    store: AdmissionStore | None
+    dispatcher: AdmissionQueue | None
     identity: BotIdentity
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     events_handled: int = 0
+    shared: SharedQueue | None = None
 
     async def __call__(self, frame: InboundFrame) -> Ack:
         """Admit one data frame; see the module docstring for the order of checks."""
@@ -123,6 +161,9 @@ class Admission:
             log.info("skipped message %s: %s", message.message_id, outcome, extra=context)
             return self._outcome(event_type, outcome)
 
+        if self.shared is not None:
+            return await self._enqueue_shared(self.shared, message, event_type)
+        assert self.store is not None and self.dispatcher is not None
         if not self.dispatcher.reserve(message.chat_id):
             log.warning(
                 "refused message %s for now: backlog full (%d); Lark will re-deliver it",
@@ -144,6 +185,26 @@ class Admission:
         # where it would then wait for the next start.
         self.dispatcher.submit(message, force=True)
         log.debug("accepted message %s", message.message_id, extra=context)
+        return self._outcome(event_type, "accepted")
+
+    async def _enqueue_shared(
+        self, shared: SharedQueue, message: InboundMessage, event_type: str
+    ) -> Ack:
+        context = {"message_id": message.message_id, "chat_id": message.chat_id}
+        outcome = await shared.enqueue(message)
+        if outcome is Enqueued.UNAVAILABLE:
+            log.warning(
+                "refused message %s for now: the shared queue did not store it; Lark will "
+                "re-deliver it",
+                message.message_id,
+                extra=context,
+            )
+            self._outcome(event_type, "unavailable")
+            return Ack(ACK_OVERLOADED)
+        if outcome is Enqueued.DUPLICATE:
+            log.info("skipped message %s: duplicate delivery", message.message_id, extra=context)
+            return self._outcome(event_type, "duplicate")
+        log.debug("accepted message %s into the shared queue", message.message_id, extra=context)
         return self._outcome(event_type, "accepted")
 
     def _policy_outcome(self, message: InboundMessage, sender_type: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from larkbot.agent.brain import Brain, TurnContext
 from larkbot.agent.commands import Command, CommandContext, parse_command, run_command
 from larkbot.agent.i18n import translate
-from larkbot.agent.limits import RateLimiter
+from larkbot.agent.limits import RateLimiter, UserLimiter
 from larkbot.agent.offline import OfflineBrain
 from larkbot.agent.profiles import DEFAULT_PROFILE, Profile, profiles_from_settings
 from larkbot.agent.tools.base import ToolContext
@@ -43,8 +43,9 @@ class Assistant:
     """Answers chat messages: commands, limits and languages here, the thinking in a brain.
 
     ``runner`` and ``client`` give the brain its Lark tools (without both it answers
-    without tools); ``brain`` defaults to :class:`OfflineBrain`. ``clock`` drives the
-    request limiter (tests move it instead of sleeping).
+    without tools); ``brain`` defaults to :class:`OfflineBrain`. ``limiter`` applies
+    ``rate_limiting.requests_per_minute`` (default: this process's own
+    :class:`RateLimiter`, driven by ``clock`` so tests move time instead of sleeping).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Assistant:
         runner: ToolRunner | None = None,
         client: LarkClient | None = None,
         brain: Brain | None = None,
+        limiter: UserLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -64,9 +66,9 @@ class Assistant:
         self._brain: Brain = brain or OfflineBrain()
         self._profiles = profiles_from_settings(settings)
         limits = settings.rate_limiting
-        self._limiter = (
-            RateLimiter(limits.requests_per_minute, clock=clock) if limits.enabled else None
-        )
+        self._limiter: UserLimiter | None = None
+        if limits.enabled:
+            self._limiter = limiter or RateLimiter(limits.requests_per_minute, clock=clock)
 
     async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
         """Answer ``message``, recording the exchange in ``conversation`` when a brain answers."""
@@ -107,7 +109,7 @@ class Assistant:
             default=_language_so_far(conversation, default),
         )
         if self._limiter is not None:
-            wait = self._limiter.try_acquire(message.sender_open_id or message.chat_id)
+            wait = await self._limiter.acquire(message.sender_open_id or message.chat_id)
             if wait is not None:
                 logger.info(
                     "message %s: request limit reached for the sender, retry in %.0f s",
@@ -188,7 +190,13 @@ class Assistant:
             message_id=message.message_id,
             language=language,
             bases=dict(self._settings.bases),
+            allowed_bases=_allowed_bases(self._settings),
         )
+
+
+def _allowed_bases(settings: Settings) -> frozenset[str] | None:
+    allowed = settings.tools.allowed_bases
+    return None if allowed is None else frozenset(allowed)
 
 
 def _conversations_cached() -> int | None:

@@ -10,10 +10,24 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "UserLimiter"]
 
 _WINDOW_SECONDS = 60.0
+
+
+class UserLimiter(Protocol):
+    """A per-user limit as the agent applies it: this process's own, or one shared by replicas."""
+
+    @property
+    def per_minute(self) -> int:
+        """The number of calls allowed per key and minute."""
+        ...
+
+    async def acquire(self, key: str) -> float | None:
+        """Count a call for ``key`` and return ``None``, or the seconds until one is allowed."""
+        ...
 
 
 class RateLimiter:
@@ -59,6 +73,10 @@ class RateLimiter:
         calls.append(now)
         self._calls.move_to_end(key)
         return None
+
+    async def acquire(self, key: str) -> float | None:
+        """:meth:`try_acquire`, as :class:`UserLimiter` asks for it."""
+        return self.try_acquire(key)
 
     def __len__(self) -> int:
         """Return how many keys the limiter currently remembers."""

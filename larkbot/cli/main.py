@@ -1,11 +1,12 @@
-"""``larkbot run | console | version``: the commands an operator and a developer use."""
+"""``larkbot run | console | mcp | doctor | config | version``: the commands an operator and a
+developer use."""
 
 from __future__ import annotations
 
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 import typer
@@ -14,6 +15,9 @@ from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, fail, leaf_exceptions
 from larkbot.config import ConfigError, Settings, load_settings
 from larkbot.core.errors import LarkbotError
+
+if TYPE_CHECKING:
+    from larkbot.mcp import McpOptions
 
 __all__ = ["app", "main"]
 
@@ -108,6 +112,89 @@ def doctor(
     from larkbot.cli.doctor import doctor_command
 
     raise typer.Exit(doctor_command(config, as_json=as_json, timeout=timeout))
+
+
+@app.command()
+def mcp(
+    config: ConfigOption = None,
+    mode: Annotated[
+        Literal["stdio", "sse", "streamable"],
+        typer.Option(
+            "--mode",
+            "-m",
+            help="stdio (for Claude Desktop, Cursor...), sse (/sse) or streamable (/mcp).",
+        ),
+    ] = "stdio",
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of the HTTP modes. Default: HOST, else 127.0.0.1.", show_default=False
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            "-p",
+            min=0,
+            max=65535,
+            help="Port of the HTTP modes. Default: PORT, else 3000.",
+            show_default=False,
+        ),
+    ] = None,
+    tools: Annotated[
+        str,
+        typer.Option(
+            "--tools",
+            "-t",
+            help="Tool names and presets, comma-separated (preset.default, preset.light, "
+            "preset.base, preset.im). Default: preset.default.",
+            show_default=False,
+        ),
+    ] = "",
+    allow_writes: Annotated[
+        bool, typer.Option("--allow-writes", help="Expose the tools that change data too.")
+    ] = False,
+    token_mode: Annotated[
+        Literal["tenant", "user", "auto"],
+        typer.Option(
+            "--token-mode",
+            help="tenant: act as the app; user: as the caller (their bearer token is their "
+            "Lark user access token); auto: as the app unless a call sets use_user_token.",
+        ),
+    ] = "tenant",
+    language: Annotated[
+        Literal["ja", "en", "zh"] | None,
+        typer.Option(
+            "--language",
+            "-l",
+            help="Language of tool descriptions and errors. Default: agent.default_language.",
+            show_default=False,
+        ),
+    ] = None,
+    list_tools: Annotated[
+        bool, typer.Option("--list-tools", help="Print the tools this selection exposes, and exit.")
+    ] = False,
+) -> None:
+    """Serve larkbot's Lark tools to AI clients over MCP (Model Context Protocol).
+
+    Same configuration as `larkbot run`. Read-only tools unless `--allow-writes`. The HTTP
+    modes serve /healthz and /metrics on the same port and need LARKBOT_MCP_TOKEN unless
+    they listen on loopback only. More in docs/mcp.md.
+    """
+    from larkbot.mcp import McpOptions
+
+    settings = _settings(config)
+    options = McpOptions(
+        mode=mode,
+        host=host if host is not None else settings.server.host,
+        port=port if port is not None else settings.server.port,
+        tools=tuple(item.strip() for item in tools.split(",") if item.strip()),
+        allow_writes=allow_writes,
+        token_mode=token_mode,
+        language=language or settings.agent.default_language,
+    )
+    _run_mcp(settings, options, list_only=list_tools)
 
 
 config_app = typer.Typer(
@@ -255,6 +342,44 @@ async def _relay_signals(daemon: object) -> None:
                 daemon.request_stop()  # type: ignore[attr-defined]
             else:
                 daemon.stop_now()  # type: ignore[attr-defined]
+
+
+def _run_mcp(settings: Settings, options: McpOptions, *, list_only: bool) -> None:
+    """List the tools, or serve them until stdin ends (stdio) or SIGTERM/SIGINT."""
+    from larkbot.mcp import check_options, exposed_tools, serve_mcp
+
+    try:
+        chosen = exposed_tools(settings, options)
+        if list_only:
+            for tool in chosen:
+                kind = "write" if tool.write else "read"
+                summary = tool.description.split(". ")[0].rstrip(".")
+                typer.echo(f"{tool.name:<24} {kind:<5}  {summary}.")
+            return
+        check_options(settings, options)
+        settings.require_credentials()
+    except LarkbotError as exc:
+        fail(f"{exc}.".replace("..", "."), exc.exit_code)
+    _setup_observability(settings)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, tg.cancel_scope)
+            await serve_mcp(settings, options)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(serve)
+    except BaseException as exc:
+        _exit_for(exc)
+        raise
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 def _exit_for(exc: BaseException) -> None:

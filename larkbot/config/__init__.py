@@ -12,11 +12,14 @@ Precedence, highest first:
    ``MAX_CONVERSATION_HISTORY``, ``CACHE_TTL_MINUTES``, ``LARK_DOMAIN``,
    ``LARKBOT_STATE_DIR``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``LLM_MODEL``,
    ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``, ``LARK_EVENT_MODE``, ``LARK_ENCRYPT_KEY``,
-   ``LARK_VERIFICATION_TOKEN``; empty variables count as unset;
+   ``LARK_VERIFICATION_TOKEN``, ``LARKBOT_STORE``, ``REDIS_URL``, ``REDIS_PASSWORD``,
+   ``LARKBOT_MCP_TOKEN``; empty variables count as unset;
 2. secret files: ``APP_SECRET_FILE`` (``OPENAI_API_KEY_FILE``, ``SENTRY_DSN_FILE``,
-   ``LARK_ENCRYPT_KEY_FILE``, ``LARK_VERIFICATION_TOKEN_FILE``), else systemd's
+   ``LARK_ENCRYPT_KEY_FILE``, ``LARK_VERIFICATION_TOKEN_FILE``, ``REDIS_URL_FILE``,
+   ``REDIS_PASSWORD_FILE``, ``LARKBOT_MCP_TOKEN_FILE``), else systemd's
    ``$CREDENTIALS_DIRECTORY/app_secret`` (``openai_api_key``, ``sentry_dsn``,
-   ``lark_encrypt_key``, ``lark_verification_token``);
+   ``lark_encrypt_key``, ``lark_verification_token``, ``redis_url``, ``redis_password``,
+   ``mcp_token``);
 3. the configuration file;
 4. the defaults.
 
@@ -40,6 +43,7 @@ from larkbot.config.settings import (
     LarkSettings,
     LlmSettings,
     LogSettings,
+    McpSettings,
     PolicySettings,
     RateLimitSettings,
     SentrySettings,
@@ -48,6 +52,7 @@ from larkbot.config.settings import (
     Settings,
     ShutdownSettings,
     StoreSettings,
+    ToolsSettings,
     describe_settings,
 )
 
@@ -65,6 +70,7 @@ __all__ = [
     "LarkSettings",
     "LlmSettings",
     "LogSettings",
+    "McpSettings",
     "PolicySettings",
     "RateLimitSettings",
     "SentrySettings",
@@ -73,6 +79,7 @@ __all__ = [
     "Settings",
     "ShutdownSettings",
     "StoreSettings",
+    "ToolsSettings",
     "describe_settings",
     "load_settings",
 ]

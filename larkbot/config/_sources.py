@@ -50,6 +50,7 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "LARK_EVENT_MODE": ("events", "mode"),
     "LARK_ENCRYPT_KEY": ("events", "encrypt_key"),
     "LARK_VERIFICATION_TOKEN": ("events", "verification_token"),
+    "LARKBOT_MCP_TOKEN": ("mcp", "token"),
 }
 
 # Secret -> (variable naming a file that holds it, file name under systemd's
@@ -65,6 +66,7 @@ SECRET_FILES: dict[tuple[str, str], tuple[str, str]] = {
         "LARK_VERIFICATION_TOKEN_FILE",
         "lark_verification_token",
     ),
+    ("mcp", "token"): ("LARKBOT_MCP_TOKEN_FILE", "mcp_token"),
 }
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "LarkSettings",
     "LlmSettings",
     "LogSettings",
+    "McpSettings",
     "PolicySettings",
     "RateLimitSettings",
     "SentrySettings",
@@ -53,6 +54,7 @@ __all__ = [
     "Settings",
     "ShutdownSettings",
     "StoreSettings",
+    "ToolsSettings",
     "describe_settings",
 ]
 
@@ -606,6 +608,56 @@ class BaseTableSettings(_Section):
     description: str = Field("", description="What the table holds, for the LLM and for ``help``.")
 
 
+class ToolsSettings(_Section):
+    """Where the Lark tools may act, beyond the tables configured under ``bases``."""
+
+    allowed_bases: list[str] | None = Field(
+        None,
+        description=(
+            "Bases (app tokens or Base links) that tools may write to, besides the tables under"
+            " ``bases``; unset: any Base the app can reach."
+        ),
+    )
+
+    @field_validator("allowed_bases")
+    @classmethod
+    def _app_tokens(cls, value: list[str] | None) -> list[str] | None:
+        # A pasted link names its Base by the path segment after /base/; keep only that.
+        if value is None:
+            return None
+        tokens: list[str] = []
+        for entry in value:
+            token = _base_app_token(entry)
+            if not token:
+                raise ValueError(f"must list app tokens or Base links, but {entry!r} is neither")
+            tokens.append(token)
+        return tokens
+
+
+class McpSettings(_Section):
+    """``larkbot mcp``: the bearer token HTTP clients must send."""
+
+    token: Annotated[SecretStr | None, _BlankIsNone] = Field(
+        None,
+        description=(
+            "Bearer token every HTTP request to ``larkbot mcp`` must carry; unset: its HTTP modes"
+            " serve loopback only."
+        ),
+    )
+
+
+def _base_app_token(entry: str) -> str:
+    """Return the app token named by ``entry``: the token itself, or a Base link's token."""
+    text = entry.strip()
+    if "/" not in text:
+        return text
+    path = urlsplit(text).path
+    parts = [part for part in path.split("/") if part]
+    if "base" in parts and parts.index("base") + 1 < len(parts):
+        return parts[parts.index("base") + 1]
+    return ""
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told, section by section."""
 
@@ -627,6 +679,8 @@ class Settings(BaseSettings):
     sentry: SentrySettings = Field(default_factory=SentrySettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     bases: dict[str, BaseTableSettings] = Field(default_factory=dict)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
     # Filled by ``load_settings``: dotted-path tuples -> "file <path>", "env NAME", ...
     _sources: dict[Key, str] = PrivateAttr(default_factory=dict)
@@ -664,6 +718,7 @@ class Settings(BaseSettings):
             self.events.verification_token,
             self.store.redis_url,
             self.store.redis_password,
+            self.mcp.token,
         )
         found = [text for text in map(_reveal, values) if text]
         # A password written into the Redis URL is a secret of its own.

@@ -21,15 +21,20 @@ from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
 from larkbot.config import Settings
 from larkbot.core.agent import Agent, RuntimeStatus
 from larkbot.core.frames import FrameHandler
+from larkbot.core.message import InboundMessage
+from larkbot.daemon._shared import RedisQueue, SharedParts, open_redis, ownership_for
 from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.lark.client import LarkClient
-from larkbot.reply.responder import Responder
+from larkbot.reply.responder import ReplyPoster, Responder
+from larkbot.reply.shared import OwnedWork, SharedResponder
 from larkbot.sources import EventSource, SourceFactory, StateCallback
 from larkbot.store import Store, open_store
 from larkbot.store.conversations import ConversationCache
+from larkbot.store.redis import SharedRateLimiter
 
 if TYPE_CHECKING:
     from larkbot.agent.brain import Brain
+    from larkbot.agent.limits import UserLimiter
     from larkbot.agent.tools.base import Tool
 
 __all__ = ["Components", "Overrides", "assemble"]
@@ -45,6 +50,7 @@ class Overrides:
     :param brain: the assistant's brain (offline or LLM per settings otherwise).
     :param tools: extra tools added to the assistant's registry.
     :param store: an open store; its owner closes it (the daemon opens its own otherwise).
+        It is used even when the settings say ``store.backend = redis``.
     :param lark_client: an open Lark client; its owner closes it.
     :param source: builds the event source (the long connection otherwise).
     """
@@ -59,18 +65,23 @@ class Overrides:
 
 @dataclass(slots=True)
 class Components:
-    """Everything the daemon runs, built and wired but not yet started."""
+    """Everything the daemon runs, built and wired but not yet started.
+
+    Exactly one of ``store`` (one replica: the inbox store) and ``shared`` (replicas
+    sharing Redis) is set.
+    """
 
     settings: Settings
     client: LarkClient
-    store: Store
+    store: Store | None
     conversations: ConversationCache
     agent: Agent
-    responder: Responder
+    responder: Responder | SharedResponder
     dispatcher: Dispatcher
     admission: Admission
     source: EventSource
     warm_up: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    shared: SharedParts | None = None
 
 
 async def assemble(
@@ -104,6 +115,18 @@ async def assemble(
             )
         )
     store = overrides.store
+    if store is None and settings.store.kind == "redis":
+        return await _assemble_shared(
+            settings,
+            stack,
+            http=http,
+            client=client,
+            overrides=overrides,
+            identity=identity,
+            status=status,
+            on_source_state=on_source_state,
+            working_reaction_after=working_reaction_after,
+        )
     if store is None:
         store = await stack.enter_async_context(
             open_store(
@@ -130,13 +153,7 @@ async def assemble(
         reply_in_thread=settings.lark.reply_in_thread,
         working_reaction_after=working_reaction_after,
     )
-    dispatcher = Dispatcher(
-        responder.answer,
-        max_concurrency=settings.dispatch.max_concurrency,
-        max_backlog=settings.dispatch.max_backlog,
-        max_per_chat=settings.dispatch.max_per_chat,
-        merge_window=settings.agent.merge_window_ms / 1000,
-    )
+    dispatcher = _dispatcher(settings, responder.answer)
     admission = Admission(
         store=store, dispatcher=dispatcher, identity=identity, policy=_policy(settings)
     )
@@ -157,6 +174,92 @@ async def assemble(
         admission=admission,
         source=source,
         warm_up=warm_up,
+    )
+
+
+async def _assemble_shared(
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    http: httpx.AsyncClient,
+    client: LarkClient,
+    overrides: Overrides,
+    identity: BotIdentity,
+    status: RuntimeStatus,
+    on_source_state: StateCallback,
+    working_reaction_after: float | None,
+) -> Components:
+    """The parts of a replica that shares Redis with others (``store.backend = redis``).
+
+    Admission queues into Redis; the partitions this replica owns feed dispatch; answers
+    read and write history in Redis and finish under the partition's lease.
+    """
+    redis = await stack.enter_async_context(open_redis(settings))
+    limits = settings.rate_limiting
+    warm_up: list[Callable[[], Awaitable[object]]] = []
+    agent = overrides.agent
+    if agent is None:
+        agent = _build_assistant(
+            settings,
+            client,
+            status,
+            overrides,
+            stack,
+            warm_up,
+            limiter=SharedRateLimiter(redis, "msg", limits.requests_per_minute),
+            write_limiter=SharedRateLimiter(redis, "write", limits.write_requests_per_minute),
+        )
+    ownership = ownership_for(settings, redis)
+    work = OwnedWork(ownership)
+    responder = SharedResponder(
+        agent=agent,
+        poster=ReplyPoster(
+            client,
+            reply_in_thread=settings.lark.reply_in_thread,
+            working_reaction_after=working_reaction_after,
+        ),
+        store=redis,
+        ownership=ownership,
+        work=work,
+        default_language=settings.agent.default_language,
+    )
+    dispatcher = _dispatcher(settings, responder.answer)
+    admission = Admission(
+        store=None,
+        dispatcher=None,
+        identity=identity,
+        policy=_policy(settings),
+        shared=RedisQueue(redis),
+    )
+    source_factory = overrides.source or (
+        _webhook(settings)
+        if settings.events.mode == "webhook"
+        else _long_connection(settings, http)
+    )
+    return Components(
+        settings=settings,
+        client=client,
+        store=None,
+        conversations=ConversationCache.from_settings(settings),
+        agent=agent,
+        responder=responder,
+        dispatcher=dispatcher,
+        admission=admission,
+        source=source_factory(admission, on_source_state),
+        warm_up=warm_up,
+        shared=SharedParts(store=redis, ownership=ownership, work=work, responder=responder),
+    )
+
+
+def _dispatcher(
+    settings: Settings, handler: Callable[[InboundMessage], Awaitable[None]]
+) -> Dispatcher:
+    return Dispatcher(
+        handler,
+        max_concurrency=settings.dispatch.max_concurrency,
+        max_backlog=settings.dispatch.max_backlog,
+        max_per_chat=settings.dispatch.max_per_chat,
+        merge_window=settings.agent.merge_window_ms / 1000,
     )
 
 
@@ -203,8 +306,15 @@ def _build_assistant(
     overrides: Overrides,
     stack: AsyncExitStack,
     warm_up: list[Callable[[], Awaitable[object]]],
+    *,
+    limiter: UserLimiter | None = None,
+    write_limiter: UserLimiter | None = None,
 ) -> Agent:
-    """The configured assistant (tools, limits) and its brain."""
+    """The configured assistant (tools, limits) and its brain.
+
+    ``limiter`` and ``write_limiter`` replace this process's own per-user limits (with
+    Redis, replicas count them together).
+    """
     from larkbot.agent.assistant import Assistant
     from larkbot.agent.limits import RateLimiter
     from larkbot.agent.tools.registry import default_registry
@@ -214,9 +324,11 @@ def _build_assistant(
     registry = default_registry()
     for tool in overrides.tools:
         registry.register(tool)
+    if limits.enabled and write_limiter is None:
+        write_limiter = RateLimiter(limits.write_requests_per_minute)
     runner = ToolRunner(
         registry,
-        write_limiter=RateLimiter(limits.write_requests_per_minute) if limits.enabled else None,
+        write_limiter=write_limiter if limits.enabled else None,
         writers=settings.policy.writers,
         cache_ttl_seconds=settings.cache.ttl_minutes * 60,
     )
@@ -230,4 +342,6 @@ def _build_assistant(
         stack.push_async_callback(llm.aclose)
         warm_up.append(llm.warm_up)
         brain = llm
-    return Assistant(settings, status=status, runner=runner, client=client, brain=brain)
+    return Assistant(
+        settings, status=status, runner=runner, client=client, brain=brain, limiter=limiter
+    )

@@ -5,6 +5,11 @@ Start-up order matters and is fixed here::
     HTTP port (healthz answers, readyz 503) ─▶ store ─▶ bot identity ─▶ dispatch
         ─▶ resume the inbox ─▶ event source (readyz 200, READY=1)
 
+With ``store.backend = redis`` the store step waits for Redis and checks the partition
+layout, and "resume the inbox" becomes: take this replica's share of the partitions and
+feed their messages to dispatch (other replicas' unanswered work is adopted the same way,
+whenever a lease lapses). Shutdown then also hands the partitions over at once.
+
 A stop request (SIGTERM, Ctrl-C) is honoured at every step: during start-up it ends the
 step in progress (a Lark outage can make identification retry for a long time) and the
 daemon exits without starting the rest. Once running, shutdown is the reverse of start-up:
@@ -32,6 +37,7 @@ from larkbot.core.agent import Agent
 from larkbot.core.errors import LarkbotError
 from larkbot.core.retry import RetryPolicy
 from larkbot.daemon._assembly import Components, Overrides, assemble
+from larkbot.daemon._shared import RedisGuard, drain_shared, start_shared, verify_layout
 from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.lark.client import CredentialsError, LarkAPIError, LarkClient
 from larkbot.ops import metrics
@@ -130,6 +136,7 @@ class Daemon:
         self._parts: Components | None = None
         self._source_failure: LarkbotError | None = None
         self._hard_stop: anyio.CancelScope | None = None
+        self._guard: RedisGuard | None = None
 
     # -- live figures -------------------------------------------------------------------
 
@@ -205,12 +212,18 @@ class Daemon:
                 return
             # Dispatch runs for the daemon's whole life, so it starts in the outer group.
             await tg.start(parts.dispatcher.run)
-            await self._resume(parts.store, parts.dispatcher)
-            tg.start_soon(self._run_source, parts.source)
-            tg.start_soon(parts.store.run_pruner)
+            if parts.shared is not None:
+                self._guard = RedisGuard(parts.shared.store, self.health)
+                await start_shared(tg, parts.shared, parts.dispatcher, self._guard)
+                tg.start_soon(self._run_source, parts.source)
+            else:
+                assert parts.store is not None
+                await self._resume(parts.store, parts.dispatcher)
+                tg.start_soon(self._run_source, parts.source)
+                tg.start_soon(parts.store.run_pruner)
+                tg.start_soon(self._watch_inbox, parts.store)
+                tg.start_soon(self._adopt_orphans, parts.store, parts.dispatcher)
             tg.start_soon(self._notifier.run_watchdog)
-            tg.start_soon(self._watch_inbox, parts.store)
-            tg.start_soon(self._adopt_orphans, parts.store, parts.dispatcher)
             tg.start_soon(self._notify_ready)
             task_status.started()
 
@@ -227,6 +240,9 @@ class Daemon:
         """
         async with anyio.create_task_group() as steps:
             steps.start_soon(self._cancel_on_stop, steps.cancel_scope)
+            if parts.shared is not None:
+                await self._notifier.status("waiting for Redis")
+                await verify_layout(parts.shared.store)
             await self._notifier.status("identifying the bot")
             await self._identify(parts.client)
             for warm_up in parts.warm_up:
@@ -283,7 +299,10 @@ class Daemon:
         # A source that cannot go on (refused credentials, reconnects used up) stops the
         # daemon gracefully: answers in flight still land before the error is raised.
         try:
-            await source.run()
+            if self._guard is not None:
+                await self._guard.run_source(source)  # closed while Redis fails
+            else:
+                await source.run()
         except LarkbotError as exc:
             self._source_failure = exc
             self._stop.set()
@@ -299,7 +318,12 @@ class Daemon:
         log.info("stopping: closing the event source, %d message(s) in flight", dispatcher.backlog)
         self.health.draining = True
         await self._notifier.stopping()
+        if self._guard is not None:
+            self._guard.stop()
         parts.source.close()
+        if parts.shared is not None:
+            await drain_shared(parts.shared, dispatcher, grace)
+            return
         dispatcher.stop_accepting()
         with anyio.move_on_after(grace) as scope:
             await dispatcher.wait_idle()

@@ -63,6 +63,8 @@ class Dispatcher:
         self._tg: TaskGroup | None = None
         self._idle = anyio.Event()
         self._idle.set()
+        # Set whenever room may have appeared (a message done, a stop); waiters renew it.
+        self._room = anyio.Event()
         self.accepting = True
         self.handled = 0
 
@@ -125,6 +127,21 @@ class Dispatcher:
         self._tg.start_soon(self._drain_chat, message.chat_id, name=f"chat {message.chat_id}")
         return True
 
+    async def submit_when_room(self, message: InboundMessage) -> bool:
+        """Queue ``message`` once its chat and the backlog have room; wait until then.
+
+        For a feed that pulls work (the shared Redis queue) rather than admitting pushed
+        events: waiting here stops the pulling, which is the backpressure. Returns
+        ``False`` at once, and from a wait, when dispatch stops accepting (shutdown).
+        """
+        while not self.has_room(message.chat_id):
+            if not self.accepting or self._tg is None:
+                return False
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()
+        return self.submit(message)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Own the handler tasks until cancelled."""
         async with anyio.create_task_group() as tg:
@@ -138,6 +155,7 @@ class Dispatcher:
     def stop_accepting(self) -> None:
         """Refuse new messages from now on (shutdown)."""
         self.accepting = False
+        self._room.set()
 
     async def wait_idle(self) -> None:
         """Return once every submitted message has been handled."""
@@ -168,6 +186,7 @@ class Dispatcher:
             if queue:
                 self._backlog -= len(queue)
                 metrics.DISPATCH_BACKLOG.set(self._backlog)
+                self._room.set()
                 if self._backlog == 0:
                     self._idle.set()
 
@@ -199,5 +218,6 @@ class Dispatcher:
         self._backlog -= 1
         self.handled += 1
         metrics.DISPATCH_BACKLOG.set(self._backlog)
+        self._room.set()
         if self._backlog == 0:
             self._idle.set()

@@ -9,6 +9,7 @@ fetched on the loop, behind one lock.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import uuid as uuid_module
@@ -34,6 +35,7 @@ __all__ = [
     "LarkAPIError",
     "LarkClient",
     "SentMessage",
+    "UserTokenError",
     "reply_uuid",
 ]
 
@@ -42,6 +44,9 @@ logger = logging.getLogger("larkbot.lark")
 _API_PREFIX = "/open-apis/"
 _TOKEN_ROUTE = "auth/v3/tenant_access_token/internal"
 _TOKEN_INVALID_CODES = frozenset({99991661, 99991663, 99991668})
+# A refused user access token: invalid (99991663, 99991668), expired (99991677), or not
+# one at all (99991669: the token is not of the expected kind).
+_USER_TOKEN_REFUSED_CODES = frozenset({99991661, 99991663, 99991668, 99991669, 99991677})
 _RATE_LIMITED_CODE = 99991400
 _RATE_LIMIT_RESET_HEADER = "x-ogw-ratelimit-reset"
 _LOG_ID_HEADER = "x-tt-logid"
@@ -108,6 +113,10 @@ class CredentialsError(LarkAPIError):
         )
 
 
+class UserTokenError(LarkAPIError):
+    """Lark refused the user access token a call was made with (invalid or expired)."""
+
+
 def _rebuild_error(
     cls: type[LarkAPIError],
     code: int,
@@ -168,6 +177,11 @@ class LarkClient:
     no ``timeout``, that client's own timeouts apply); ``retry`` bounds the whole call,
     whose attempts never outlast its deadline. The tenant token is renewed when the
     platform reports it invalid.
+
+    With ``user_access_token`` every call acts as that user (Lark checks the user's own
+    permissions) instead of as the app: the token is sent as is and never renewed, and a
+    refusal of it raises :class:`UserTokenError`. Such clients are cheap; make one per
+    caller over a shared ``http`` pool.
     """
 
     def __init__(
@@ -180,6 +194,7 @@ class LarkClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 100,
+        user_access_token: str | SecretStr | None = None,
     ) -> None:
         """Prepare the client; no request is made until the first call."""
         if not base_url:
@@ -212,10 +227,19 @@ class LarkClient:
             )
         )
         self._tokens = TokenCache(self._fetch_token)
+        self._user_token = (
+            user_access_token.get_secret_value()
+            if isinstance(user_access_token, SecretStr)
+            else user_access_token
+        ) or None
+        if self._user_token is not None:
+            # Registered with the log redactor, like tenant tokens, before any call is made.
+            add_secrets(self._user_token)
 
     def __repr__(self) -> str:
         """Name the platform and the app, never the secret."""
-        return f"LarkClient(base_url={self._base_url!r}, app_id={self._app_id!r})"
+        acting = ", as_user=True" if self._user_token is not None else ""
+        return f"LarkClient(base_url={self._base_url!r}, app_id={self._app_id!r}{acting})"
 
     async def __aenter__(self) -> Self:
         """Return the client; its pool opens connections on demand."""
@@ -234,6 +258,25 @@ class LarkClient:
         """Close the pool if this client created it; a given ``http`` stays open."""
         if self._owns_http:
             await self._http.aclose()
+
+    def as_user(self, user_access_token: str | SecretStr) -> LarkClient:
+        """Return a client over this one's pool whose calls act as the user of the token.
+
+        The copy shares the connection pool and never closes it; this client stays as it
+        was. See ``user_access_token`` in the class description.
+        """
+        twin = copy.copy(self)
+        token = (
+            user_access_token.get_secret_value()
+            if isinstance(user_access_token, SecretStr)
+            else user_access_token
+        )
+        if not token:
+            raise ValueError("as_user needs a user access token")
+        twin._user_token = token
+        twin._owns_http = False
+        add_secrets(token)
+        return twin
 
     async def tenant_token(self) -> str:
         """Return a valid tenant access token, fetching or renewing it when needed."""
@@ -417,7 +460,10 @@ class LarkClient:
         while True:
             headers = {"Content-Type": _JSON_CONTENT_TYPE}
             token: str | None = None
-            if authenticated:
+            if authenticated and self._user_token is not None:
+                token = self._user_token
+                headers["Authorization"] = f"Bearer {token}"
+            elif authenticated:
                 # The token fetch is itself a call with its own deadline; bounded here too,
                 # so this call never outlasts its own deadline while waiting for a token.
                 with anyio.move_on_after(max(deadline - anyio.current_time(), 0)) as waited:
@@ -461,6 +507,14 @@ class LarkClient:
                 OPENAPI_LATENCY.labels(route).observe(anyio.current_time() - started)
                 body = _json_object(response)
                 code = _code_of(body)
+                if code in _USER_TOKEN_REFUSED_CODES and token == self._user_token:
+                    # A user token cannot be renewed here: only its owner can sign in again.
+                    raise UserTokenError(
+                        code,
+                        "the user access token was refused (invalid or expired)",
+                        status=response.status_code,
+                        route=route,
+                    )
                 if code in _TOKEN_INVALID_CODES and token is not None and not token_renewed:
                     # Renewing has no side effect and the refused call did nothing, so
                     # this one extra try does not count against the retry budget.

@@ -44,11 +44,19 @@ class HealthState:
     connected: bool = False
     bot_identity_known: bool = False
     draining: bool = False
+    store_reachable: bool | None = None
+    """Whether the store shared by replicas (Redis) answers; ``None`` without one."""
 
     @property
     def ready(self) -> bool:
-        """Whether this replica can take events: connected, knows its bot id, not draining."""
-        return self.connected and self.bot_identity_known and not self.draining
+        """Whether this replica can take events: connected, knows its bot id, not draining,
+        and its shared store (when it has one) answers."""
+        return (
+            self.connected
+            and self.bot_identity_known
+            and not self.draining
+            and self.store_reachable is not False
+        )
 
 
 class OpsPortError(LarkbotError):
@@ -56,10 +64,12 @@ class OpsPortError(LarkbotError):
 
     exit_code = EX_CONFIG
 
+
 def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """Build the ASGI app of the ops port, reading readiness from ``state`` on each request.
 
-    :param routes: more routes served on the same port (the webhook), timed like the rest
+    :param routes: more routes served on the same port (the webhook, the MCP transports),
+        timed like the rest
     """
 
     async def healthz(request: Request) -> Response:
@@ -69,15 +79,15 @@ def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> St
     async def readyz(request: Request) -> Response:
         if state.ready:
             return JSONResponse({"status": "ready"})
-        return JSONResponse(
-            {
-                "status": "not ready",
-                "connected": state.connected,
-                "bot_identity_known": state.bot_identity_known,
-                "draining": state.draining,
-            },
-            status_code=503,
-        )
+        body: dict[str, object] = {
+            "status": "not ready",
+            "connected": state.connected,
+            "bot_identity_known": state.bot_identity_known,
+            "draining": state.draining,
+        }
+        if state.store_reachable is not None:
+            body["store_reachable"] = state.store_reachable
+        return JSONResponse(body, status_code=503)
 
     async def metrics(request: Request) -> Response:
         # The process collector reads /proc files; file reads stay off the event loop.
@@ -86,10 +96,10 @@ def build_ops_app(state: HealthState, *, routes: Sequence[BaseRoute] = ()) -> St
 
     return Starlette(
         routes=[
+            *routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            *routes,
         ],
         middleware=[Middleware(_RequestTimer)],
     )

@@ -27,7 +27,7 @@ EVENTS_RECEIVED = Counter(
     "larkbot_events_received_total",
     "Events received on the long connection, by event type and admission outcome "
     "(accepted, duplicate, stale, self, unmentioned, not_allowed, unsupported, invalid, "
-    "overloaded).",
+    "overloaded, unavailable: the shared queue in Redis did not store it).",
     ["event_type", "outcome"],
     registry=REGISTRY,
 )
@@ -108,6 +108,24 @@ HTTP_REQUEST_DURATION = Histogram(
     registry=REGISTRY,
 )
 
+REDIS_UP = Gauge(
+    "larkbot_redis_up",
+    "1 while the Redis store answers, 0 while it fails (store.backend = redis only).",
+    registry=REGISTRY,
+)
+REDIS_BACKLOG = Gauge(
+    "larkbot_redis_backlog",
+    "Messages admitted into a Redis partition and not yet answered, by partition.",
+    ["partition"],
+    registry=REGISTRY,
+)
+REDIS_OLDEST_PENDING_AGE = Gauge(
+    "larkbot_redis_oldest_pending_age_seconds",
+    "Age of the oldest message not yet answered in a Redis partition (0 when none), by partition.",
+    ["partition"],
+    registry=REGISTRY,
+)
+
 WEBHOOK_REQUESTS = Counter(
     "larkbot_webhook_requests_total",
     "Requests to the webhook by outcome: ok, challenge, bad_signature, bad_token, bad_body, "
@@ -136,10 +154,20 @@ def _precreate_series() -> None:
     """
     for outcome in ("sent", "failed"):
         REPLIES.labels(outcome=outcome)
-    for outcome in ("accepted", "duplicate", "stale", "overloaded", "invalid"):
+    for outcome in ("accepted", "duplicate", "stale", "overloaded", "invalid", "unavailable"):
         EVENTS_RECEIVED.labels(event_type="im.message.receive_v1", outcome=outcome)
     for outcome in WEBHOOK_OUTCOMES:
         WEBHOOK_REQUESTS.labels(outcome=outcome)
+
+
+def precreate_partitions(partitions: int) -> None:
+    """Export every partition's Redis series at 0, before the first backlog poll.
+
+    The partition count is a setting (at most 1024), so the label values are bounded.
+    """
+    for partition in range(partitions):
+        REDIS_BACKLOG.labels(partition=str(partition))
+        REDIS_OLDEST_PENDING_AGE.labels(partition=str(partition))
 
 
 _precreate_series()

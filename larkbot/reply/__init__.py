@@ -2,6 +2,6 @@
 messages, post them idempotently and settle the message in the store."""
 
 from larkbot.reply.render import OutboundMessage, render_reply
-from larkbot.reply.responder import Responder
+from larkbot.reply.responder import ReplyPoster, Responder
 
-__all__ = ["OutboundMessage", "Responder", "render_reply"]
+__all__ = ["OutboundMessage", "ReplyPoster", "Responder", "render_reply"]

@@ -38,11 +38,14 @@ logger = logging.getLogger("larkbot.testing")
 
 TOKEN_ROUTE = "auth/v3/tenant_access_token/internal"
 BOT_INFO_ROUTE = "bot/v3/info"
+USER_INFO_ROUTE = "authen/v1/user_info"
 _PREFIX = "/open-apis/"
 
 # Codes the platform uses for a missing and for an invalid or expired tenant token.
 CODE_TOKEN_MISSING = 99991661
 CODE_TOKEN_INVALID = 99991663
+# A user-only API called with a tenant token.
+CODE_NOT_USER_TOKEN = 99991669
 CODE_RATE_LIMITED = 99991400
 CODE_BAD_REQUEST = 9499
 # The platform reissues the same token until less than 30 minutes of it remain.
@@ -53,7 +56,8 @@ _TOKEN_REUSE_MIN_SECONDS = 1800
 class ApiRequest:
     """What a route handler sees: the parsed request and the stand-in it runs in.
 
-    ``body`` is the JSON object of the request body (``{}`` when there was none).
+    ``body`` is the JSON object of the request body (``{}`` when there was none);
+    ``user_open_id`` is the acting user when the call carried a user access token.
     """
 
     method: str
@@ -64,6 +68,7 @@ class ApiRequest:
     headers: Mapping[str, str]
     body: dict[str, Any]
     lark: LarkStandIn
+    user_open_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,24 @@ class _TokenBook:
         self._current = None
 
 
+class _UserTokenBook:
+    """User access tokens issued by a test, each acting as one user, until it expires."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def issue(self, open_id: str, now: float, ttl: float) -> str:
+        token = "u-" + secrets.token_hex(20)
+        self._tokens[token] = (open_id, now + ttl)
+        return token
+
+    def user_of(self, token: str, now: float) -> str | None:
+        entry = self._tokens.get(token)
+        if entry is None or now >= entry[1]:
+            return None
+        return entry[0]
+
+
 def _json_response(reply: ApiResponse) -> Response:
     content = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(content, reply.status, dict(reply.headers), media_type="application/json")
@@ -183,9 +206,11 @@ class OpenApi:
     def __init__(self, owner: LarkStandIn, token_ttl: int) -> None:
         self._owner = owner
         self.tokens = _TokenBook(token_ttl)
+        self.user_tokens = _UserTokenBook()
         self.routes: list[OpenApiRoute] = [
             OpenApiRoute("POST", TOKEN_ROUTE, self._issue_token, auth=False),
             OpenApiRoute("GET", BOT_INFO_ROUTE, self._bot_info),
+            OpenApiRoute("GET", USER_INFO_ROUTE, self._user_info),
         ]
         self.api_calls: list[ApiCallRecord] = []
         self._faults: list[_Fault] = []
@@ -218,14 +243,18 @@ class OpenApi:
                 return fault.response()
         return None
 
-    def _check_token(self, headers: Mapping[str, str]) -> ApiResponse | None:
+    def _check_token(self, headers: Mapping[str, str]) -> ApiResponse | str | None:
+        """Return an error response, the open_id a user token acts as, or None (tenant)."""
         value = headers.get("authorization")
         if not value:
             return ApiError(
                 CODE_TOKEN_MISSING, "Missing access token for authorization."
             ).response()
         scheme, _, token = value.partition(" ")
-        if scheme.lower() != "bearer" or not self.tokens.is_valid(token.strip(), time.monotonic()):
+        now = time.monotonic()
+        if scheme.lower() == "bearer" and (user := self.user_tokens.user_of(token.strip(), now)):
+            return user
+        if scheme.lower() != "bearer" or not self.tokens.is_valid(token.strip(), now):
             return ApiError(
                 CODE_TOKEN_INVALID,
                 "Invalid access token for authorization. "
@@ -241,8 +270,13 @@ class OpenApi:
 
     async def _handle(self, spec: OpenApiRoute, request: Request) -> Response:
         reply = self._take_fault(spec.template)
+        user_open_id: str | None = None
         if reply is None and spec.auth:
-            reply = self._check_token(request.headers)
+            checked = self._check_token(request.headers)
+            if isinstance(checked, str):
+                user_open_id = checked
+            else:
+                reply = checked
         if reply is None:
             try:
                 body = await _json_body(request)
@@ -255,6 +289,7 @@ class OpenApi:
                     headers=request.headers,
                     body=body,
                     lark=self._owner,
+                    user_open_id=user_open_id,
                 )
                 result = await spec.handler(api_request)
             except ApiError as exc:
@@ -265,7 +300,7 @@ class OpenApi:
                     if isinstance(result, ApiResponse)
                     else ApiResponse({"code": 0, "msg": "success", "data": result})
                 )
-        self._record(spec.method, spec.template, request.url.path, reply)
+        self._record(spec.method, spec.template, request.url.path, reply, user_open_id)
         return _json_response(reply)
 
     async def _not_found(self, request: Request) -> Response:
@@ -273,7 +308,14 @@ class OpenApi:
         self._record(request.method, "", request.url.path, reply)
         return _json_response(reply)
 
-    def _record(self, method: str, template: str, path: str, reply: ApiResponse) -> None:
+    def _record(
+        self,
+        method: str,
+        template: str,
+        path: str,
+        reply: ApiResponse,
+        user_open_id: str | None = None,
+    ) -> None:
         code = reply.body.get("code")
         self.api_calls.append(
             ApiCallRecord(
@@ -283,6 +325,7 @@ class OpenApi:
                 status=reply.status,
                 code=code if isinstance(code, int) else None,
                 at=time.monotonic(),
+                user_open_id=user_open_id,
             )
         )
 
@@ -305,6 +348,16 @@ class OpenApi:
             "open_id": lark.bot_open_id,
         }
         return ApiResponse({"code": 0, "msg": "ok", "bot": bot})
+
+    async def _user_info(self, request: ApiRequest) -> dict[str, Any]:
+        # Only a user access token says who "the user" is.
+        if request.user_open_id is None:
+            raise ApiError(CODE_NOT_USER_TOKEN, "Invalid access token: a user token is needed.")
+        return {
+            "open_id": request.user_open_id,
+            "name": request.lark.user_names.get(request.user_open_id, ""),
+            "tenant_key": request.lark.tenant_key,
+        }
 
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]

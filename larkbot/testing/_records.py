@@ -89,6 +89,7 @@ class ApiCallRecord:
 
     ``route`` is the template (``im/v1/messages/{message_id}/reply``), ``path`` the
     concrete path; ``code`` is the Lark code of the JSON body (``None`` when it had none).
+    ``user_open_id`` names the user when the call was made with a user access token.
     """
 
     method: str
@@ -97,6 +98,7 @@ class ApiCallRecord:
     status: int
     code: int | None
     at: float
+    user_open_id: str | None = None
 
 
 OutboundRecord = ReplyRecord | PatchRecord | ReactionRecord

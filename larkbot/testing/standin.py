@@ -5,7 +5,8 @@ One starlette app served by an embedded uvicorn inside the caller's event loop:
 - ``POST /callback/ws/endpoint``: endpoint discovery of the long connection;
 - ``/ws``: the long connection itself (binary ``pbbp2.Frame`` messages: ping/pong,
   event delivery in cluster mode, acks);
-- ``/open-apis/...``: tenant token, bot info and the ``im/v1`` message routes, plus any
+- ``/open-apis/...``: tenant token, bot info, user info (for user access tokens a test
+  issues with ``issue_user_token``) and the ``im/v1`` message routes, plus any
   ``OpenApiRoute`` added with ``extra_routes=`` or ``add_routes()``.
 
 Everything it receives is recorded in plain lists (``acks``, ``replies``, ``patches``,
@@ -131,6 +132,13 @@ def _split(payload: bytes, parts: int) -> list[bytes]:
     return chunks
 
 
+def _with_new_event_id(payload: bytes) -> tuple[bytes, str]:
+    """The event in ``payload`` under a fresh ``event_id``, as the platform's retries may be."""
+    event = json.loads(payload)
+    event["header"]["event_id"] = event_id = uuid.uuid4().hex
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode(), event_id
+
+
 def _handshake_msg(status: int, auth_code: int | None) -> str:
     if status == _AUTH_FAILED:
         return "exceed connection limit" if auth_code == _EXCEED_CONN_LIMIT else "auth failed"
@@ -143,7 +151,9 @@ class LarkStandIn:
     Use it as an async context manager; ``url`` is what the daemon takes as its Lark
     domain. Switches (``stop_ponging``, ``pong_config``, ``refuse_credentials``,
     ``refuse_handshake``, ``endpoint_busy_times``, ``redeliver_after``, ``ack_timeout``,
-    ``max_connections``, ``ping_interval``...) are plain attributes read when they matter.
+    ``redeliver_new_event_id``, ``connect_wait``, ``max_connections``,
+    ``ping_interval``...) are plain attributes read when they matter; :meth:`cluster_mode`
+    sets the re-delivery ones as the platform behaves towards several replicas.
     """
 
     def __init__(
@@ -183,6 +193,10 @@ class LarkStandIn:
         self.redeliver_after: float | None = None
         self.ack_timeout = 3.0
         self.redelivery_limit = 4
+        self.redeliver_new_event_id = False
+        self.connect_wait = _CONNECT_WAIT_SECONDS
+        # Names ``authen/v1/user_info`` gives the users of ``issue_user_token``.
+        self.user_names: dict[str, str] = {}
 
         # Records and counters.
         self.acks: list[AckRecord] = []
@@ -204,6 +218,7 @@ class LarkStandIn:
         self._openapi.routes.extend(extra_routes)
         self._connections: list[_Connection] = []
         self._deliveries: dict[str, _Delivery] = {}
+        self._accepted: dict[str, anyio.Event] = {}
         self._payloads: dict[str, bytes] = {}
         self._server: EmbeddedServer | None = None
         self._server_stopped: anyio.Event | None = None
@@ -371,6 +386,16 @@ class LarkStandIn:
         """
         return self._messaging.history(container_type, container_id)
 
+    def issue_user_token(self, open_id: str, *, name: str = "", ttl: float = 7200.0) -> str:
+        """Return a user access token acting as ``open_id`` for ``ttl`` seconds.
+
+        Calls made with it are recorded with ``user_open_id``; ``authen/v1/user_info``
+        answers ``open_id`` and ``name`` for it.
+        """
+        if name:
+            self.user_names[open_id] = name
+        return self._openapi.user_tokens.issue(open_id, time.monotonic(), ttl)
+
     def watch_outbound(
         self, max_buffer: int = 1000
     ) -> AbstractAsyncContextManager[MemoryObjectReceiveStream[OutboundRecord]]:
@@ -380,6 +405,43 @@ class LarkStandIn:
         A watcher that falls ``max_buffer`` records behind loses the newest ones.
         """
         return self._messaging.watch(max_buffer)
+
+    def cluster_mode(
+        self,
+        *,
+        ack_timeout: float = 3.0,
+        redeliver_after: float = 0.5,
+        redelivery_limit: int = 1000,
+        connect_wait: float = 120.0,
+    ) -> None:
+        """Deliver as the platform does to an app with several connections (replicas).
+
+        Each event goes to one random open connection; an event acked with a non-200 code,
+        or not acked within ``ack_timeout`` seconds, is delivered again ``redeliver_after``
+        seconds later with a new ``event_id`` (the same chat message), to a connection
+        chosen anew, up to ``redelivery_limit`` times. With no connection open, a delivery
+        waits up to ``connect_wait`` seconds for one.
+        """
+        self.ack_timeout = ack_timeout
+        self.redeliver_after = redeliver_after
+        self.redelivery_limit = redelivery_limit
+        self.redeliver_new_event_id = True
+        self.connect_wait = connect_wait
+
+    def accepted(self, message_id: str) -> bool:
+        """Whether some delivery of chat message ``message_id`` was acked with 200."""
+        event = self._accepted.get(message_id)
+        return event is not None and event.is_set()
+
+    async def wait_accepted(
+        self,
+        message_id: str,
+        timeout: float = 30.0,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until a delivery of chat message ``message_id`` is acked with 200."""
+        event = self._accepted.setdefault(message_id, anyio.Event())
+        with anyio.fail_after(timeout):
+            await event.wait()
 
     # ------------------------------------------------------------------------- chat side
 
@@ -496,9 +558,7 @@ class LarkStandIn:
             raise KeyError(f"no event was delivered for chat message {message_id}")
         event_id, _ = event_ids(json.loads(payload))
         if new_event_id:
-            event = json.loads(payload)
-            event["header"]["event_id"] = event_id = uuid.uuid4().hex
-            payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+            payload, event_id = _with_new_event_id(payload)
         self.redeliveries += 1
         return await self._deliver(payload, 1, FrameType.EVENT.value, event_id, message_id, 0)
 
@@ -694,6 +754,10 @@ class LarkStandIn:
             )
         )
         delivery.ack_code = code
+        if code == ACK_OK and delivery.chat_message_id is not None:
+            self._accepted.setdefault(delivery.chat_message_id, anyio.Event()).set()
+            if len(self._accepted) > _REMEMBERED_EVENTS:
+                del self._accepted[next(iter(self._accepted))]
         if delivery.acked is not None:
             delivery.acked.set()
 
@@ -725,7 +789,7 @@ class LarkStandIn:
         while True:
             candidates = self._open_connections()
             if not candidates:
-                await self.wait_connected(_CONNECT_WAIT_SECONDS)
+                await self.wait_connected(self.connect_wait)
                 continue
             connection = random.choice(candidates)
             delivery = _Delivery(
@@ -793,12 +857,15 @@ class LarkStandIn:
             extra={"message_id": delivery.chat_message_id},
         )
         self.redeliveries += 1
+        payload, event_id = delivery.payload, delivery.event_id
+        if self.redeliver_new_event_id and event_id is not None:
+            payload, event_id = _with_new_event_id(payload)
         try:
             await self._deliver(
-                delivery.payload,
+                payload,
                 1,
                 delivery.frame_type,
-                delivery.event_id,
+                event_id,
                 delivery.chat_message_id,
                 delivery.attempt + 1,
             )

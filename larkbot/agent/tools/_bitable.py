@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from larkbot.agent.tools._common import (
     DEFAULT_TIMEZONE,
@@ -62,8 +63,12 @@ _LIST_SPLIT = re.compile(r"\s*[,、，]\s*")
 
 _TABLE_HELP = (
     "The table: a configured Base table name or one of its aliases, in any language "
-    "(for example 'customers' or '顧客')."
+    "(for example 'customers' or '顧客'), or a Base link "
+    "(https://…/base/<app_token>?table=<table_id>). Leave it empty when giving app_token "
+    "and table_id."
 )
+_APP_TOKEN_HELP = "The Base's app token (from its link: …/base/<app_token>), with table_id."
+_TABLE_ID_HELP = "The table's id (tbl…, the table= part of a Base link), with app_token."
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +78,41 @@ class _Field:
     is_primary: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The table a call is about: what to call it in answers, and where it lives."""
+
+    label: str
+    app_token: str
+    table_id: str
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SearchBaseRecordsInput(_Input):
+class _TableInput(_Input):
+    """The table of a Base tool: a configured name, a Base link, or app_token + table_id."""
+
+    table: str = Field("", description=_TABLE_HELP)
+    app_token: str | None = Field(None, min_length=1, description=_APP_TOKEN_HELP)
+    table_id: str | None = Field(None, min_length=1, description=_TABLE_ID_HELP)
+
+    @model_validator(mode="after")
+    def _one_table(self) -> Self:
+        by_id = self.app_token is not None or self.table_id is not None
+        if by_id and (self.app_token is None or self.table_id is None):
+            raise ValueError("give app_token and table_id together")
+        if by_id and self.table.strip():
+            raise ValueError("give either table or app_token and table_id, not both")
+        if not by_id and not self.table.strip():
+            raise ValueError("give table (a name or a Base link), or app_token and table_id")
+        return self
+
+
+class SearchBaseRecordsInput(_TableInput):
     """Arguments of ``search_base_records``."""
 
-    table: str = Field(min_length=1, description=_TABLE_HELP)
     query: str = Field(
         "",
         description="Free text to look for in any text field of a record (case-insensitive; "
@@ -98,10 +130,9 @@ class SearchBaseRecordsInput(_Input):
     limit: int = Field(20, ge=1, le=100, description="How many records to return at most.")
 
 
-class CreateBaseRecordInput(_Input):
+class CreateBaseRecordInput(_TableInput):
     """Arguments of ``create_base_record``."""
 
-    table: str = Field(min_length=1, description=_TABLE_HELP)
     fields: dict[str, Any] = Field(
         min_length=1,
         description="Field name -> value. Dates as YYYY-MM-DD or ISO date-time, numbers as "
@@ -109,20 +140,18 @@ class CreateBaseRecordInput(_Input):
     )
 
 
-class UpdateBaseRecordInput(_Input):
+class UpdateBaseRecordInput(_TableInput):
     """Arguments of ``update_base_record``."""
 
-    table: str = Field(min_length=1, description=_TABLE_HELP)
     record_id: str = Field(min_length=1, description="The record's id (rec...), from a search.")
     fields: dict[str, Any] = Field(
         min_length=1, description="Only the fields to change: field name -> new value."
     )
 
 
-class DeleteBaseRecordInput(_Input):
+class DeleteBaseRecordInput(_TableInput):
     """Arguments of ``delete_base_record``."""
 
-    table: str = Field(min_length=1, description=_TABLE_HELP)
     record_id: str = Field(min_length=1, description="The record's id (rec...), from a search.")
 
 
@@ -131,6 +160,27 @@ class _BaseTool(Tool):
 
     def __init__(self, *, timezone: tzinfo = DEFAULT_TIMEZONE) -> None:
         self._tz = timezone
+
+    def _target(self, ctx: ToolContext, args: _TableInput) -> _Target:
+        """Resolve the table named by ``args``: ids, a Base link, or a configured name."""
+        if args.app_token is not None and args.table_id is not None:
+            return self._by_ids(ctx, args.app_token.strip(), args.table_id.strip())
+        table = args.table.strip()
+        if "://" in table or table.startswith("www.") or "/base/" in table:
+            ids = _base_link_ids(table)
+            if ids is None:
+                raise ToolError(say(ctx.language, "bad_base_link", link=table))
+            return self._by_ids(ctx, *ids)
+        name, settings = resolve_table(ctx, table)
+        return _Target(name, str(settings.app_token), str(settings.table_id))
+
+    @staticmethod
+    def _by_ids(ctx: ToolContext, app_token: str, table_id: str) -> _Target:
+        # A configured table keeps its name in answers, however it was reached.
+        for name, settings in ctx.bases.items():
+            if (settings.app_token, settings.table_id) == (app_token, table_id):
+                return _Target(name, app_token, table_id)
+        return _Target(table_id, app_token, table_id)
 
     async def _fields(self, ctx: ToolContext, app_token: str, table_id: str) -> list[_Field]:
         path = f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/fields"
@@ -288,23 +338,20 @@ class _BaseTool(Tool):
         return f"{line} — {', '.join(others)}" if others else line
 
     @staticmethod
-    def _paths(settings: Any) -> tuple[str, str]:
-        return str(settings.app_token), str(settings.table_id)
-
-    @staticmethod
     def _records_path(app_token: str, table_id: str) -> str:
         return f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/records"
 
 
 class SearchBaseRecords(_BaseTool):
-    """Find records in a configured Base table."""
+    """Find records in a Base table."""
 
     name: ClassVar[str] = "search_base_records"
     description: ClassVar[str] = (
-        "Search or list records of a configured Lark Base (bitable) table, such as customers "
-        "or tasks. Use it whenever the user asks what is in a table, looks for a record, or "
-        "wants records of today, this week or this month. 'table' is the configured table "
-        "name or alias; 'query' is free text matched in every text field; 'field_filters' "
+        "Search or list records of a Lark Base (bitable) table, such as customers or tasks. "
+        "Use it whenever the user asks what is in a table, looks for a record, or wants "
+        "records of today, this week or this month. 'table' is a configured table name or "
+        "alias, or a Base link (or give 'app_token' and 'table_id' of any table the app can "
+        "read); 'query' is free text matched in every text field; 'field_filters' "
         "are exact conditions by field name; 'date_range' filters on the table's date field. "
         "Returns the matching records with their record_id (needed to update or delete one) "
         "and their fields."
@@ -316,8 +363,8 @@ class SearchBaseRecords(_BaseTool):
     async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
         """Search the table; filters Lark understands are applied server-side."""
         assert isinstance(args, SearchBaseRecordsInput)
-        table, settings = resolve_table(ctx, args.table)
-        app_token, table_id = self._paths(settings)
+        target = self._target(ctx, args)
+        table, app_token, table_id = target.label, target.app_token, target.table_id
         fields = await self._fields(ctx, app_token, table_id)
         conditions: list[dict[str, Any]] = []
         local_filters: list[tuple[_Field, str]] = []
@@ -441,6 +488,19 @@ class _WriteTool(_BaseTool):
     write: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = ("bitable:app",)
 
+    def _writable_target(self, ctx: ToolContext, args: _TableInput) -> _Target:
+        """Resolve the table and check that writes may go to its Base.
+
+        The tables configured under ``bases`` are always writable; other Bases only when
+        ``tools.allowed_bases`` is unset or lists them.
+        """
+        target = self._target(ctx, args)
+        if ctx.allowed_bases is None or target.app_token in ctx.allowed_bases:
+            return target
+        if any(settings.app_token == target.app_token for settings in ctx.bases.values()):
+            return target
+        raise ToolError(say(ctx.language, "base_not_allowed", app_token=target.app_token))
+
     async def _converted(
         self, ctx: ToolContext, table: str, app_token: str, table_id: str, values: dict[str, Any]
     ) -> tuple[list[_Field], dict[str, Any]]:
@@ -454,9 +514,8 @@ class _WriteTool(_BaseTool):
     async def _write_fields(
         self,
         ctx: ToolContext,
-        args: BaseModel,
+        args: _TableInput,
         *,
-        table_name: str,
         values: dict[str, Any],
         method: str,
         record_id: str | None,
@@ -466,8 +525,8 @@ class _WriteTool(_BaseTool):
 
         A retried turn reuses the same client token, so the platform applies it once.
         """
-        table, settings = resolve_table(ctx, table_name)
-        app_token, table_id = self._paths(settings)
+        target = self._writable_target(ctx, args)
+        table, app_token, table_id = target.label, target.app_token, target.table_id
         fields, converted = await self._converted(ctx, table, app_token, table_id, values)
         path = self._records_path(app_token, table_id)
         if record_id is not None:
@@ -502,12 +561,13 @@ class _WriteTool(_BaseTool):
 
 
 class CreateBaseRecord(_WriteTool):
-    """Add a record to a configured Base table."""
+    """Add a record to a Base table."""
 
     name: ClassVar[str] = "create_base_record"
     description: ClassVar[str] = (
-        "Create a new record in a configured Lark Base (bitable) table. Use it when the user "
-        "asks to add or register something (a customer, a task...). 'fields' maps field "
+        "Create a new record in a Lark Base (bitable) table (a configured name, a Base link, "
+        "or 'app_token' and 'table_id'). Use it when the user asks to add or register "
+        "something (a customer, a task...). 'fields' maps field "
         "names to values; unknown field names are refused with the list of valid ones. "
         "Returns the new record with its record_id."
     )
@@ -519,7 +579,6 @@ class CreateBaseRecord(_WriteTool):
         return await self._write_fields(
             ctx,
             args,
-            table_name=args.table,
             values=args.fields,
             method="POST",
             record_id=None,
@@ -528,12 +587,13 @@ class CreateBaseRecord(_WriteTool):
 
 
 class UpdateBaseRecord(_WriteTool):
-    """Change fields of one record in a configured Base table."""
+    """Change fields of one record in a Base table."""
 
     name: ClassVar[str] = "update_base_record"
     description: ClassVar[str] = (
-        "Update fields of an existing record in a configured Lark Base (bitable) table. Use "
-        "it when the user asks to change, correct or set something on a record; find the "
+        "Update fields of an existing record in a Lark Base (bitable) table (a configured "
+        "name, a Base link, or 'app_token' and 'table_id'). Use it when the user asks to "
+        "change, correct or set something on a record; find the "
         "record_id first with search_base_records. Only the given fields change."
     )
     input_model: ClassVar[type[BaseModel]] = UpdateBaseRecordInput
@@ -544,7 +604,6 @@ class UpdateBaseRecord(_WriteTool):
         return await self._write_fields(
             ctx,
             args,
-            table_name=args.table,
             values=args.fields,
             method="PUT",
             record_id=args.record_id.strip(),
@@ -553,12 +612,13 @@ class UpdateBaseRecord(_WriteTool):
 
 
 class DeleteBaseRecord(_WriteTool):
-    """Remove one record from a configured Base table."""
+    """Remove one record from a Base table."""
 
     name: ClassVar[str] = "delete_base_record"
     description: ClassVar[str] = (
-        "Delete a record from a configured Lark Base (bitable) table. Use it only when the "
-        "user clearly asks to delete or remove a specific record; find its record_id first "
+        "Delete a record from a Lark Base (bitable) table (a configured name, a Base link, or "
+        "'app_token' and 'table_id'). Use it only when the user clearly asks to delete or "
+        "remove a specific record; find its record_id first "
         "with search_base_records. This cannot be undone."
     )
     input_model: ClassVar[type[BaseModel]] = DeleteBaseRecordInput
@@ -566,8 +626,8 @@ class DeleteBaseRecord(_WriteTool):
     async def run(self, ctx: ToolContext, args: BaseModel) -> ToolResult:
         """Delete the record."""
         assert isinstance(args, DeleteBaseRecordInput)
-        table, settings = resolve_table(ctx, args.table)
-        app_token, table_id = self._paths(settings)
+        target = self._writable_target(ctx, args)
+        table, app_token, table_id = target.label, target.app_token, target.table_id
         record_id = args.record_id.strip()
         data = await ctx.client.request(
             "DELETE",
@@ -585,6 +645,24 @@ class DeleteBaseRecord(_WriteTool):
             },
             text=say(ctx.language, "record_deleted", table=table, record_id=deleted_id),
         )
+
+
+def _base_link_ids(link: str) -> tuple[str, str] | None:
+    """Return ``(app_token, table_id)`` of a Base table link, or None if it is not one.
+
+    Base links read ``https://<tenant>.feishu.cn/base/<app_token>?table=<table_id>``
+    (often with ``&view=…``); the host varies by tenant and deployment, so only the path
+    and the query are read.
+    """
+    parts = urlsplit(link if "://" in link else f"https://{link}")
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if "base" not in segments or segments.index("base") + 1 >= len(segments):
+        return None
+    app_token = segments[segments.index("base") + 1]
+    table_ids = parse_qs(parts.query).get("table") or []
+    if not app_token or not table_ids or not table_ids[0].strip():
+        return None
+    return app_token, table_ids[0].strip()
 
 
 def _plain_text(value: list[Any]) -> str:

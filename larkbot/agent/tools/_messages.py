@@ -61,11 +61,11 @@ _CATALOGUE: dict[str, tuple[str, str, str]] = {
         "找不到该记录（已被删除或 ID 有误）。",
     ),
     "table_not_found": (
-        "設定されたテーブルが Lark に見つかりません。設定の bases にある app_token と "
-        "table_id を確認してください。",
-        "The configured table does not exist in Lark; check app_token and table_id under "
-        "bases in the configuration.",
-        "Lark 中找不到配置的数据表；请检查配置中 bases 的 app_token 和 table_id。",
+        "テーブルが Lark に見つかりません。app_token と table_id（リンク、または設定の "
+        "bases）を確認してください。",
+        "The table does not exist in Lark; check its app_token and table_id (in the link, or "
+        "under bases in the configuration).",
+        "Lark 中找不到该数据表；请检查 app_token 和 table_id（链接中，或配置的 bases 中）。",
     ),
     "field_not_found": (
         "テーブルに存在しないフィールド名が含まれています。",
@@ -119,14 +119,33 @@ _CATALOGUE: dict[str, tuple[str, str, str]] = {
     ),
     # Base tables.
     "unknown_table": (
-        "「{table}」というテーブルは設定されていません。使えるテーブル: {tables}",
-        "No table called “{table}” is configured. Configured tables: {tables}.",
-        "未配置名为“{table}”的数据表。已配置的数据表：{tables}。",
+        "「{table}」というテーブルは設定されていません。使えるテーブル: {tables}"
+        "（Base のリンク、または app_token と table_id でも指定できます）",
+        "No table called “{table}” is configured. Configured tables: {tables}. A Base link, "
+        "or app_token and table_id, work too.",
+        "未配置名为“{table}”的数据表。已配置的数据表：{tables}。"
+        "也可以使用多维表格链接，或 app_token 和 table_id。",
     ),
     "no_tables": (
-        "テーブルが一つも設定されていません（設定の bases）。",
-        "No tables are configured (bases in the configuration).",
-        "尚未配置任何数据表（配置中的 bases）。",
+        "テーブルが一つも設定されていません（設定の bases）。Base のリンク、または "
+        "app_token と table_id で指定してください。",
+        "No tables are configured (bases in the configuration); give a Base link, or "
+        "app_token and table_id.",
+        "尚未配置任何数据表（配置中的 bases）；请提供多维表格链接，或 app_token 和 table_id。",
+    ),
+    "bad_base_link": (
+        "「{link}」は Base のテーブルへのリンクではありません"
+        "（https://…/base/<app_token>?table=<table_id> の形です）。",
+        "“{link}” is not a link to a Base table (it looks like "
+        "https://…/base/<app_token>?table=<table_id>).",
+        "“{link}”不是多维表格数据表的链接（格式为 https://…/base/<app_token>?table=<table_id>）。",
+    ),
+    "base_not_allowed": (
+        "この Base（{app_token}）への変更は許可されていません。管理者に tools.allowed_bases "
+        "への追加を依頼してください。",
+        "Changes to this Base ({app_token}) are not allowed; ask an administrator to add it "
+        "to tools.allowed_bases.",
+        "不允许更改此多维表格（{app_token}）；请联系管理员将其加入 tools.allowed_bases。",
     ),
     "unknown_field": (
         "「{table}」に「{field}」というフィールドはありません。フィールド: {fields}",

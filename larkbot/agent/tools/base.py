@@ -35,6 +35,16 @@ class ToolContext:
     message_id: str
     language: Language = "ja"
     bases: dict[str, BaseTableSettings] = field(default_factory=dict)
+    # App tokens of the Bases writes may go to besides the configured tables; None: any.
+    allowed_bases: frozenset[str] | None = None
+    # Whom write limits and the audit log count the call against when it is not a chat
+    # user (an MCP client, say); empty: ``user_open_id``.
+    caller: str = ""
+
+    @property
+    def limit_key(self) -> str:
+        """The key write limits count this call under: ``caller``, else ``user_open_id``."""
+        return self.caller or self.user_open_id
 
 
 class ToolResult(BaseModel):

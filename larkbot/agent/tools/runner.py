@@ -18,7 +18,7 @@ import httpx
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
 
-from larkbot.agent.limits import RateLimiter
+from larkbot.agent.limits import UserLimiter
 from larkbot.agent.tools._messages import say
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
@@ -30,8 +30,9 @@ __all__ = ["ToolRunner"]
 _log = logging.getLogger("larkbot.agent")
 _audit = logging.getLogger("larkbot.agent.audit")
 
+# ``app_token`` names a Base, not a credential: an audit line must say which Base changed.
 _SECRET_KEY = re.compile(
-    r"secret|token|passw|api[\s_-]?key|credential|authorization|cookie|session|private",
+    r"secret|(?<!app_)token|passw|api[\s_-]?key|credential|authorization|cookie|session|private",
     re.IGNORECASE,
 )
 _REDACTED = "***"
@@ -69,7 +70,7 @@ class ToolRunner:
         self,
         registry: ToolRegistry,
         *,
-        write_limiter: RateLimiter | None,
+        write_limiter: UserLimiter | None,
         writers: Iterable[str] | None,
         cache_ttl_seconds: float,
         cache_max_size: int = 1024,
@@ -145,7 +146,7 @@ class ToolRunner:
         if self._writers is not None and ctx.user_open_id not in self._writers:
             return "denied", _failure(say(ctx.language, "denied", tool=tool.name))
         if self._write_limiter is not None:
-            wait = self._write_limiter.try_acquire(ctx.user_open_id)
+            wait = await self._write_limiter.acquire(ctx.limit_key)
             if wait is not None:
                 message = say(
                     ctx.language,
@@ -200,7 +201,8 @@ class ToolRunner:
 
     def _audit(self, tool: Tool, arguments: Any, ctx: ToolContext, status: str) -> None:
         if isinstance(arguments, BaseModel):
-            shown: Any = arguments.model_dump(mode="json")
+            # Unset optional arguments (None) say nothing about the change.
+            shown: Any = arguments.model_dump(mode="json", exclude_none=True)
         elif isinstance(arguments, str):
             try:
                 shown = json.loads(arguments)
@@ -213,7 +215,7 @@ class ToolRunner:
         _audit.info(
             "write tool %s by %s in %s: %s -> %s (message %s)",
             tool.name,
-            ctx.user_open_id,
+            ctx.limit_key,
             ctx.chat_id,
             text,
             status,
@@ -221,6 +223,7 @@ class ToolRunner:
             extra={
                 "message_id": ctx.message_id,
                 "user_open_id": ctx.user_open_id,
+                "caller": ctx.limit_key,
                 "chat_id": ctx.chat_id,
                 "tool_name": tool.name,
                 "arguments": redacted,

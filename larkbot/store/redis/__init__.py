@@ -23,9 +23,11 @@ from __future__ import annotations
 from larkbot.store.redis._endpoint import RedisEndpoint
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._keys import Keyspace
+from larkbot.store.redis._limits import SharedRateLimiter
 from larkbot.store.redis._models import (
     BackupSummary,
     CachedAnswer,
+    ConversationChange,
     FinishOutcome,
     IntakeResult,
     MessageState,
@@ -43,6 +45,7 @@ __all__ = [
     "KEEP",
     "BackupSummary",
     "CachedAnswer",
+    "ConversationChange",
     "FinishOutcome",
     "IntakeResult",
     "Keyspace",
@@ -56,6 +59,7 @@ __all__ = [
     "RedisStore",
     "RedisUnavailable",
     "RestoreSummary",
+    "SharedRateLimiter",
     "StateCounts",
     "WorkItem",
     "rendezvous_owner",

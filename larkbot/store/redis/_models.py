@@ -13,6 +13,7 @@ from larkbot.core.message import InboundMessage
 __all__ = [
     "BackupSummary",
     "CachedAnswer",
+    "ConversationChange",
     "FinishOutcome",
     "IntakeResult",
     "MessageState",
@@ -88,12 +89,34 @@ class MessageState(StrEnum):
     DONE = "done"
 
 
+class ConversationChange(_Frozen):
+    """What answering a message does to its conversation, as the fenced finish applies it.
+
+    :ivar user_text: the user turn to append, or ``None`` (commands are not recorded).
+    :ivar answer_text: the answer turn to append, or ``None``.
+    :ivar reset: empty the history before appending (the ``reset`` command).
+    :ivar language: the conversation's language afterwards (``None``: automatic).
+    :ivar profile: the conversation's profile afterwards (``None``: the default).
+    """
+
+    user_text: str | None = None
+    answer_text: str | None = None
+    reset: bool = False
+    language: str | None = None
+    profile: str | None = None
+
+
 class CachedAnswer(_Frozen):
-    """An answer generated for a message, kept until the message is finished."""
+    """An answer generated for a message, kept until the message is finished.
+
+    ``change`` is what the answer does to the conversation (``None``: nothing), kept with
+    the text so that an owner reusing the answer records exactly what the first one would.
+    """
 
     text: str
     markdown: bool = False
     generated_at: datetime
+    change: ConversationChange | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,6 +203,7 @@ class PartitionOwnership:
         conversation_key: str | None = None,
         language: str | _Keep | None = KEEP,
         profile: str | _Keep | None = KEEP,
+        reset: bool = False,
     ) -> FinishOutcome:
         """:meth:`RedisStore.finish` the items, then :meth:`settle` them.
 
@@ -216,6 +217,7 @@ class PartitionOwnership:
             conversation_key=conversation_key,
             language=language,
             profile=profile,
+            reset=reset,
         )
         self.settle(batch)
         return outcome

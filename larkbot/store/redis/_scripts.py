@@ -169,16 +169,16 @@ return {last_id, out, dead}
 
 # FINISH: the fenced end of an answer. KEYS: lease, in, conv, convmeta, then per message
 # (done, out). ARGV: owner|epoch, group, max turns, conversation ttl ms, done ttl ms,
-# language and profile (each '' keeps it, '=value' sets it, '-' clears it), turn count n,
-# n turn JSONs, then one entry id per message. Returns 1 when applied, 2 when the last
-# message was already done (a retried call: nothing is appended twice), 0 when the lease is
-# not ours (nothing done).
+# language and profile (each '' keeps it, '=value' sets it, '-' clears it), reset ('1'
+# empties the history first: the ``reset`` command), turn count n, n turn JSONs, then one
+# entry id per message. Returns 1 when applied, 2 when the last message was already done
+# (a retried call: nothing is appended twice), 0 when the lease is not ours (nothing done).
 FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-local turns = tonumber(ARGV[8])
-local first_entry = 9 + turns
+local turns = tonumber(ARGV[9])
+local first_entry = 10 + turns
 local messages = #ARGV - first_entry + 1
 local last_done = KEYS[4 + 2 * messages - 1]
 local result = 1
@@ -186,8 +186,11 @@ if redis.call('EXISTS', last_done) == 1 then
   result = 2
 else
   local ttl = ARGV[4]
+  if ARGV[8] == '1' then
+    redis.call('DEL', KEYS[3])
+  end
   if turns > 0 then
-    redis.call('RPUSH', KEYS[3], unpack(ARGV, 9, 8 + turns))
+    redis.call('RPUSH', KEYS[3], unpack(ARGV, 10, 9 + turns))
     redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
     redis.call('PEXPIRE', KEYS[3], ttl)
   end

@@ -51,6 +51,7 @@ from larkbot.store.redis._keys import GROUP, Keyspace
 from larkbot.store.redis._models import (
     BackupSummary,
     CachedAnswer,
+    ConversationChange,
     FinishOutcome,
     IntakeResult,
     MessageState,
@@ -349,17 +350,26 @@ class RedisStore:
         return _answer(raw, message_id)
 
     async def put_answer(
-        self, chat_id: str, message_id: str, text: str, *, markdown: bool = False
+        self,
+        chat_id: str,
+        message_id: str,
+        text: str,
+        *,
+        markdown: bool = False,
+        change: ConversationChange | None = None,
     ) -> CachedAnswer:
         """Keep the answer generated for ``message_id`` before it is sent; return the one to send.
 
         The first answer stored wins: when another owner stored one already (a paused
         replica that woke up, say), that one comes back, so every owner sends the same
-        text and the conversation records what the chat shows. It lives until
-        :meth:`finish` or the seen TTL.
+        text and the conversation records what the chat shows. ``change`` (what the
+        answer does to its conversation) is kept with it, so whichever owner finishes the
+        message records the same turns. It lives until :meth:`finish` or the seen TTL.
         """
         key = self.keys.answer(self.keys.partition_of(chat_id), message_id)
-        answer = CachedAnswer(text=text, markdown=markdown, generated_at=datetime.now(UTC))
+        answer = CachedAnswer(
+            text=text, markdown=markdown, generated_at=datetime.now(UTC), change=change
+        )
         raw = await self._guarded(
             "storing an answer",
             lambda: self._run_script(
@@ -424,15 +434,17 @@ class RedisStore:
         conversation_key: str | None = None,
         language: str | _Keep | None = KEEP,
         profile: str | _Keep | None = KEEP,
+        reset: bool = False,
     ) -> FinishOutcome:
         """Settle answered work, fenced by the lease the items were read under.
 
         In one atomic step, and only while the partition's lease still holds the items'
-        ``owner|epoch``: append the user turn and the answer turn (when given) to the
-        conversation (trimmed to ``max_turns``, idle expiry renewed), set the language and
-        profile (unless ``KEEP``; ``None`` clears), mark every message done, acknowledge
-        and delete their stream entries and drop their cached answers. Several items
-        (a burst answered together) must share one chat and one epoch.
+        ``owner|epoch``: empty the conversation's history when ``reset``, append the user
+        turn and the answer turn (when given) to it (trimmed to ``max_turns``, idle expiry
+        renewed), set the language and profile (unless ``KEEP``; ``None`` clears), mark
+        every message done, acknowledge and delete their stream entries and drop their
+        cached answers. Several items (a burst answered together) must share one chat and
+        one epoch.
 
         Returns :attr:`FinishOutcome.FENCED` (nothing written) when another owner took the
         partition over, and :attr:`FinishOutcome.ALREADY_DONE` for a repeated call.
@@ -470,6 +482,7 @@ class RedisStore:
             self._seen_ttl_ms,
             _change(language),
             _change(profile),
+            "1" if reset else "0",
             len(turns),
             *turns,
             *(item.entry_id for item in batch),
