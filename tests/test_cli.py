@@ -26,7 +26,7 @@ def _help(*args: str) -> str:
 
 def test_top_level_help_lists_every_command() -> None:
     text = _help()
-    for command in ("run", "console", "doctor", "config", "version"):
+    for command in ("run", "console", "doctor", "config", "state", "version"):
         assert command in text
     assert "long connection" in text
 
@@ -47,6 +47,20 @@ def test_command_help(command: str, words: tuple[str, ...]) -> None:
 
 def test_config_show_help() -> None:
     assert "--json" in _help("config", "show")
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("backup", ("FILE", "online backup API", "--json")),
+        ("restore", ("FILE", "--replace", "--force", "78")),
+        ("inspect", ("pending", "conversations", "--json")),
+    ],
+)
+def test_state_help(command: str, words: tuple[str, ...]) -> None:
+    text = _help("state", command)
+    for word in words:
+        assert word in text
 
 
 def test_version() -> None:
