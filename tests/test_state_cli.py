@@ -17,6 +17,8 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from larkbot.core.agent import Reply
+from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.store.redis import PartitionOwnership, RedisStore, _admin
 from larkbot.store.sqlite import SqliteStore
@@ -272,15 +274,14 @@ def _redis_env(server: RedisServer) -> dict[str, str]:
     return {"REDIS_URL": server.url}
 
 
-async def _answer(ownership: PartitionOwnership) -> None:
-    """What a replica does with each message, minus the agent: answer, record both turns."""
-    async for item in ownership.items:
-        if not ownership.is_current(item):
-            ownership.settle(item)
-            continue
-        await ownership.finish(
-            item, user_text=item.message.text, answer_text=f"echo: {item.message.text}"
-        )
+class _TurnAgent:
+    """Answers ``echo: <text>`` and records both turns, as the assistant does."""
+
+    async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
+        answer = f"echo: {message.text}"
+        conversation.add("user", message.text, 10_000)
+        conversation.add("assistant", answer, 10_000)
+        return Reply(answer)
 
 
 async def _turns(store: RedisStore, chat: str) -> list[tuple[str, str]]:
@@ -297,79 +298,86 @@ async def two_redis(tmp_path: Path) -> AsyncIterator[tuple[RedisServer, RedisSer
 
 
 @requires_redis
-async def test_redis_backup_while_a_replica_answers_restores_duplicates_and_conversations(
+async def test_redis_backup_while_the_daemon_answers_restores_duplicates_and_conversations(
     tmp_path: Path, two_redis: tuple[RedisServer, RedisServer]
 ) -> None:
-    """Backup mid-load on one Redis, restore into an empty one: every message the backup
-    holds is a duplicate there, each conversation is a consistent prefix of the original,
-    and what was still queued is queued again."""
+    """Backup mid-load on the Redis a daemon answers from, restore into an empty Redis:
+    every message the backup holds is a duplicate there, each conversation is a consistent
+    prefix of the original, and what was still queued is queued again."""
     source, target = two_redis
     backup = tmp_path / "redis-backup.jsonl"
     chats = [f"oc_redis_{n}" for n in range(12)]
-    messages: list[InboundMessage] = []
-    async with RedisStore.open(source.url, command_timeout=10, max_turns=10_000) as store:
-        ownership = PartitionOwnership(store, owner="replica-a", lease_ttl=5, tick=0.25)
-        async with anyio.create_task_group() as tg:
-            await tg.start(ownership.run)
-            tg.start_soon(_answer, ownership)
+    sent: list[tuple[str, str, str]] = []
+    backup_done = anyio.Event()
+    async with (
+        LarkStandIn() as lark,
+        RedisStore.open(source.url, command_timeout=10, max_turns=10_000) as store,
+    ):
+        settings = await settings_for(
+            lark,
+            REDIS_URL=source.url,
+            LARKBOT_STORE="redis",
+            LARKBOT_AGENT__MAX_CONVERSATION_HISTORY="10000",
+        )
+        async with running_daemon(settings, _TurnAgent()):
 
-            backup_done = anyio.Event()
-
-            async def intake_until_after_the_backup() -> None:
+            async def send_until_after_the_backup() -> None:
                 n = after = 0
                 while after < 20:
-                    message = inbound(chats[n % len(chats)], f"message {n}")
-                    assert (await store.intake(message)).new
-                    messages.append(message)
+                    chat = chats[n % len(chats)]
+                    text = f"message {n}"
+                    sent.append((chat, text, await lark.send_text(text, chat_id=chat)))
                     n += 1
                     after += backup_done.is_set()
-                    await anyio.sleep(0.005)
+                    await anyio.sleep(0.01)
 
             async with anyio.create_task_group() as load:
-                load.start_soon(intake_until_after_the_backup)
-                await _wait_for(lambda: len(messages) >= 80, within=30)
-                taken_before = list(messages)
+                load.start_soon(send_until_after_the_backup)
+                await _wait_for(lambda: len(lark.replies) >= 40, within=30)
+                acked_before = {a.chat_message_id for a in lark.acks if a.code == 200}
+                sent_before = len(sent)
                 code, out, err = await _larkbot(
                     "state", "backup", str(backup), env=_redis_env(source)
                 )
-                taken_during = len(messages) - len(taken_before)
+                sent_during = len(sent) - sent_before
                 backup_done.set()
             assert code == 0, err
-            assert taken_during > 0, "the backup should run while messages arrive"
+            assert sent_during > 0, "the backup should run while messages arrive"
+            await _wait_for(lambda: len(lark.replies) >= len(sent), within=60)
             await _wait_for_empty_backlog(store)
             originals = {chat: await _turns(store, chat) for chat in chats}
 
             code, out, err = await _larkbot("state", "inspect", env=_redis_env(source))
             assert code == 0, err
-            assert _fields(out)["replicas"] == "replica-a"
+            assert len(_fields(out)["replicas"].split()) == 1
             code, out, err = await _larkbot("state", "restore", str(backup), env=_redis_env(source))
             assert code == 78
             assert "replica(s) are running" in _one_sentence(err)
-            tg.cancel_scope.cancel()
+            assert out == ""
 
-    assert out == ""
     assert backup.stat().st_mode & 0o077 == 0
     code, out, err = await _larkbot("state", "restore", str(backup), env=_redis_env(target))
     assert code == 0, err
     assert out.startswith("restored ") and out.count("\n") == 1
 
     async with RedisStore.open(target.url, command_timeout=10, max_turns=10_000) as restored:
-        states = {}
-        for message in messages:
-            states[message.message_id] = (await restored.intake(message)).new
-        # Everything intaken before the backup began is known to the restored store.
-        assert not any(states[m.message_id] for m in taken_before)
-        known = {m for m, new in states.items() if not new}
-        assert len(known) < len(messages), "messages after the backup are new there"
+        known: set[str] = set()
+        for chat, text, message_id in sent:
+            message = inbound(chat, text, message_id=message_id)
+            if not (await restored.intake(message)).new:
+                known.add(message_id)
+        # Everything acked before the backup began is known to the restored store.
+        assert acked_before <= known
+        assert len(known) < len(sent), "messages after the backup are new there"
+        ids_by_text = {(chat, text): message_id for chat, text, message_id in sent}
         for chat in chats:
             turns = await _turns(restored, chat)
-            # A consistent cut: a prefix of the final conversation, one user turn and one
-            # answer per answered message, and nothing answered that was not backed up.
+            # A consistent cut: a prefix of the final conversation, and every message whose
+            # turns it holds is known (a re-delivery would not be answered again).
             assert turns == originals[chat][: len(turns)]
             for role, text in turns:
                 if role == "user":
-                    (message,) = [m for m in messages if m.chat_id == chat and m.text == text]
-                    assert message.message_id in known
+                    assert ids_by_text[(chat, text)] in known
 
         code, out, err = await _larkbot("state", "inspect", "--json", env=_redis_env(target))
         assert code == 0, err
@@ -377,11 +385,7 @@ async def test_redis_backup_while_a_replica_answers_restores_duplicates_and_conv
         assert inventory["store"] == "redis"
         assert inventory["conversations"] == len(chats)
         assert inventory["processes"] == []
-        # The backup's queue came back, plus what this test just put in afresh.
         assert inventory["pending"] == sum(q.length for q in await restored.backlog())
-        assert set(inventory["pending_by_partition"]) <= {
-            str(restored.keys.partition_of(chat)) for chat in chats
-        }
 
 
 async def _wait_for_empty_backlog(store: RedisStore) -> None:
@@ -461,3 +465,36 @@ async def test_a_busy_partition_is_read_in_one_script_with_the_same_result(
         else:
             assert abs(int(record["expire_at_ms"]) - int(other["expire_at_ms"])) < 100
     assert by_script[keys.epoch(partition)]["counter"] == 1
+
+
+@requires_redis
+async def test_a_message_answered_after_the_key_listing_is_in_the_backup(tmp_path: Path) -> None:
+    """Regression: a backup listed the keys first and read them later, so a message taken
+    in and answered in between left its turns in the backup without its seen marker."""
+    async with redis_server(tmp_path / "redis") as server, RedisStore.open(server.url) as store:
+        client, keys = store._client, store.keys
+        chat = "oc_cut"
+        partition = keys.partition_of(chat)
+        await store.intake(inbound(chat, "before the listing"))
+        marks = await _admin._stream_marks(client, keys, [partition])
+        listed = [
+            name.decode() async for name in client.scan_iter(match=f"{keys.tag(partition)}:*")
+        ]
+        late = inbound(chat, "after the listing")
+        await store.intake(late)
+        ownership = PartitionOwnership(store, owner="replica", lease_ttl=5, tick=0.25)
+        async with anyio.create_task_group() as tg:
+            await tg.start(ownership.run)
+            with anyio.fail_after(15):
+                async for item in ownership.items:
+                    await ownership.finish(item, user_text=item.message.text, answer_text="ok")
+                    if item.message.message_id == late.message_id:
+                        break
+            tg.cancel_scope.cancel()
+        lines = await _admin._consistent_partition(
+            client, keys, partition, listed, marks[partition]
+        )
+    backed_up = {json.loads(line)["key"] for line in lines}
+    assert keys.seen(partition, late.message_id) in backed_up
+    assert keys.done(partition, late.message_id) in backed_up
+    assert keys.conversation(partition, chat) in backed_up
