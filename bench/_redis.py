@@ -33,6 +33,11 @@ class BenchRedis:
         """Drop every key (a fresh deployment for the next run)."""
         await self.client.flushall()
 
+    async def cpu_seconds(self) -> float:
+        """CPU time (user + system) redis-server has used so far."""
+        cpu = await self.client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
     async def command_calls(self) -> dict[str, int]:
         """``INFO commandstats``: calls per command so far."""
         stats = await self.client.info("commandstats")

@@ -124,6 +124,8 @@ def _replica_rows(scaled: dict[str, Any]) -> list[Row]:
             Row(name, "ack p99 ms", run["ack_p99_ms"], None),
             Row(name, "Redis commands/msg", redis["commands"], None),
             Row(name, "Redis scripts/msg", redis["scripts"], None),
+            Row(name, "CPU ms/msg larkbot", run["cpu_ms_per_message"]["larkbot"], None),
+            Row(name, "CPU ms/msg Redis", run["cpu_ms_per_message"]["redis"], None),
             Row(name, "duplicates", run["duplicates"], None, "0", run["duplicates"] == 0),
             Row(name, "chats out of send order", run["chats_out_of_order"], None),
         ]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 
-from bench._bots import BENCH_DIR, bot_env, larkbot_bot, metric_value, sdk_bot
+from bench._bots import BENCH_DIR, BotProcess, bot_env, larkbot_bot, metric_value, sdk_bot
 from bench._redis import REDIS_SERVER, BenchRedis, bench_redis
 from larkbot.testing import LarkStandIn
 
@@ -356,27 +357,44 @@ async def _replica_run(
     text = "Could you tell me something nice today?"
     async with LarkStandIn() as lark, AsyncExitStack() as stack:
         lark.cluster_mode()
-        for _ in range(count):
-            await stack.enter_async_context(larkbot_bot(lark, workdir, env))
+        bots = [
+            await stack.enter_async_context(larkbot_bot(lark, workdir, env)) for _ in range(count)
+        ]
         await lark.wait_connected(timeout=30, count=count)
         # Let the replicas see each other and share the partitions before measuring.
         await anyio.sleep(3.0)
         warmup = await _send_batch(lark, [(chat, text) for chat in chats[: 4 * count]], None)
         await _await_answers(lark, warmup, 60)
         before = await redis.command_calls()
+        cpu_before = (*_cpu_seconds(bots), await redis.cpu_seconds())
         batch = [(chats[i % len(chats)], text) for i in range(sizes.replica_messages)]
         window = 2 * count * sizes.replica_concurrency
         phase = await _send_batch(lark, batch, None, window=window)
         await _await_answers(lark, phase, 60 + sizes.replica_messages)
+        cpu_after = (*_cpu_seconds(bots), await redis.cpu_seconds())
         after = await redis.command_calls()
         figures = phase.figures(lark)
         order = _out_of_order_chats(lark, batch, phase)
+    spent = [b - a for a, b in zip(cpu_before, cpu_after, strict=True)]
+    per = 1000 / max(len(phase.ids), 1)
     return {
         "replicas": count,
         **figures,
         "chats_out_of_order": order,
         "redis_per_message": BenchRedis.per_message(before, after, len(phase.ids)),
+        # CPU per message: every replica together, Redis, and this process (both stand-ins).
+        "cpu_ms_per_message": {
+            "larkbot": sum(spent[:count]) * per,
+            "redis": spent[count] * per,
+            "stand_ins": spent[count + 1] * per,
+        },
     }
+
+
+def _cpu_seconds(bots: Sequence[BotProcess]) -> tuple[float, ...]:
+    """CPU time (user + system) of each bot, then of this process (the stand-ins)."""
+    processes = [psutil.Process(bot.pid) for bot in bots] + [psutil.Process()]
+    return tuple(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def _out_of_order_chats(lark: LarkStandIn, batch: Sequence[tuple[str, str]], phase: _Phase) -> int:
