@@ -413,13 +413,20 @@ async def test_redis_state_errors(tmp_path: Path) -> None:
         assert "LARKBOT_STORE=sqlite" in _one_sentence(err)
 
         other = tmp_path / "other.jsonl"
-        code, _, err = await _larkbot(
-            "state", "backup", str(other), env={**env, "LARKBOT_STORE__PARTITIONS": "16"}
-        )
+        sixteen = {"LARKBOT_STORE__PARTITIONS": "16", "LARKBOT_STORE__REDIS_PREFIX": "other"}
+        code, _, err = await _larkbot("state", "backup", str(other), env={**env, **sixteen})
         assert code == 0, err
         code, out, err = await _larkbot("state", "restore", str(other), env=env)
         assert (code, out) == (78, "")
-        assert "same partition count" in _one_sentence(err)
+        assert "restore with the same partition count" in _one_sentence(err)
+
+        # The deployment under the default prefix has 64 partitions now (the restore above
+        # recorded its layout): counting it with 16 would be wrong.
+        code, out, err = await _larkbot(
+            "state", "inspect", env={**env, "LARKBOT_STORE__PARTITIONS": "16"}
+        )
+        assert (code, out) == (78, "")
+        assert "use the same partition count on every replica" in _one_sentence(err)
 
         code, _, err = await _larkbot(
             "state", "inspect", env={"REDIS_URL": "redis://127.0.0.1:1/0"}

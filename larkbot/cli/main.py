@@ -102,7 +102,7 @@ def doctor(
         float, typer.Option("--timeout", min=0.1, help="Seconds each check may take.")
     ] = 10.0,
 ) -> None:
-    """Check the setup: config, credentials, bot identity, long connection, LLM, state, port.
+    """Check the setup: config, credentials, bot identity, long connection, LLM, state, Redis, port.
 
     One row per check.
 

@@ -93,6 +93,7 @@ def backup_state(settings: Settings, target: Path, *, as_json: bool) -> None:
 
         async def _redis_backup() -> tuple[str, BackupSummary]:
             async with redis_store(settings, command_timeout=_REDIS_COMMAND_TIMEOUT) as store:
+                await store.verify_layout()
                 return str(store.endpoint), await store.backup(target)
 
         where, written = _run(_redis_backup)
@@ -133,6 +134,8 @@ def restore_state(
 
         async def _redis_restore() -> tuple[str, dict[str, object]]:
             async with redis_store(settings, command_timeout=_REDIS_COMMAND_TIMEOUT) as store:
+                # A Redis holding another partition count would mix two layouts.
+                await store.verify_layout()
                 if not force:
                     members = (await store.inspect()).members
                     if members:
@@ -175,6 +178,8 @@ async def _inventory(settings: Settings) -> StateInventory:
             processes=[str(pid) for pid in counts.processes],
         )
     async with redis_store(settings, command_timeout=_REDIS_COMMAND_TIMEOUT) as store:
+        # Counted with another partition count, every figure would be wrong.
+        await store.verify_layout()
         counts = await store.inspect()
         queues = await store.backlog()
         ages = [q.oldest_age_seconds for q in queues if q.oldest_age_seconds is not None]
