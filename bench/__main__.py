@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only echo,slow,reply,memory,startup] [--out DIR]``.
+"""``python -m bench [--quick] [--only echo,slow,reply,memory,startup,replicas] [--out DIR]``.
 
 ``--echo-count N`` changes the messages per echo load (handy with a profiler attached).
 """
@@ -23,7 +23,15 @@ from bench._report import (
     write_chart,
     write_json,
 )
-from bench._scenarios import Sizes, echo_load, memory, reply_path, slow_agent, start_up
+from bench._scenarios import (
+    Sizes,
+    echo_load,
+    memory,
+    replicas,
+    reply_path,
+    slow_agent,
+    start_up,
+)
 
 __all__ = ["main"]
 
@@ -33,6 +41,7 @@ _SCENARIOS: dict[str, Callable[[Sizes, Path], Awaitable[dict[str, Any]]]] = {
     "reply": reply_path,
     "memory": memory,
     "startup": start_up,
+    "replicas": replicas,
 }
 _NOTES = [
     "Each bot runs in its own process; the Lark stand-in runs in this one, on the same machine.",
@@ -104,6 +113,21 @@ def main() -> None:
     slow = results.get("slow") or {}
     if slow.get("larkbot_note"):
         notes.append(slow["larkbot_note"])
+    scaled = results.get("replicas") or {}
+    if scaled.get("skipped"):
+        notes.append(f"replicas: skipped, {scaled['skipped']}")
+    elif scaled:
+        notes.append(
+            f"replicas: N `larkbot run` processes on one Redis (AOF everysec), stand-in in "
+            f"cluster mode, LLM stand-in answering in {scaled['delay_s']:g} s, at most "
+            f"{scaled['concurrency_per_replica']} answers at once per replica; "
+            f"{scaled['messages']} messages over {scaled['chats']} chats, at most twice the "
+            "replicas' joint concurrency unanswered at once. "
+            "Redis commands per message include those inside scripts and the replicas' "
+            "heartbeats and lease renewals during the run. Each chat is answered in the order "
+            "Redis took its messages in; two messages of a chat sent a few ms apart to different "
+            "replicas may reach Redis in either order, which 'chats out of send order' counts."
+        )
     rows = rows_of(results)
     print_table(rows, facts, notes)
     meta = {"machine": facts, "quick": args.quick, "sizes": asdict(sizes), "notes": notes}

@@ -129,6 +129,26 @@ def _echo_rows(echo: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _replica_rows(scaled: dict[str, Any]) -> list[Row]:
+    """Rows of the replicas scenario (larkbot only: the SDK pattern has no shared state)."""
+    rows: list[Row] = []
+    for run in scaled.get("runs") or []:
+        name = f"replicas ×{run['replicas']}"
+        redis = run["redis_per_message"]
+        rows += [
+            Row(name, "replies/s", run["replies_per_s"], None),
+            Row(name, "ack p50 ms", run["ack_p50_ms"], None),
+            Row(name, "ack p99 ms", run["ack_p99_ms"], None),
+            Row(name, "Redis commands/msg", redis["commands"], None),
+            Row(name, "Redis scripts/msg", redis["scripts"], None),
+            Row(name, "CPU ms/msg larkbot", run["cpu_ms_per_message"]["larkbot"], None),
+            Row(name, "CPU ms/msg Redis", run["cpu_ms_per_message"]["redis"], None),
+            Row(name, "duplicates", run["duplicates"], None, "0", run["duplicates"] == 0),
+            Row(name, "chats out of send order", run["chats_out_of_order"], None),
+        ]
+    return rows
+
+
 def rows_of(results: dict[str, Any]) -> list[Row]:
     """Every table row the results support, in scenario order."""
     rows: list[Row] = []
@@ -181,6 +201,7 @@ def rows_of(results: dict[str, Any]) -> list[Row]:
         rows.append(
             Row("memory", "RSS MB after echo", echo.get("larkbot_rss_mb"), echo.get("sdk_rss_mb"))
         )
+    rows += _replica_rows(results.get("replicas") or {})
     if "startup" in results:
         ours, theirs = results["startup"]["larkbot"], results["startup"]["sdk"]
         rows.append(

@@ -1,4 +1,4 @@
-"""The five scenarios; each returns plain dicts of figures, ready for JSON."""
+"""The scenarios; each returns plain dicts of figures, ready for JSON."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 
 from bench._bots import BENCH_DIR, BotProcess, bot_env, larkbot_bot, metric_value, sdk_bot
+from bench._redis import REDIS_SERVER, BenchRedis, bench_redis
 from larkbot.testing import LarkStandIn
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "Sizes",
     "echo_load",
     "memory",
+    "replicas",
     "reply_path",
     "slow_agent",
     "start_up",
@@ -71,6 +75,11 @@ class Sizes:
     memory_chats: int = 1000
     memory_turns: int = 50
     start_runs: int = 5
+    replica_counts: tuple[int, ...] = (1, 2, 3, 4)
+    replica_messages: int = 600
+    replica_chats: int = 120
+    replica_delay: float = 0.2
+    replica_concurrency: int = 8
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -83,6 +92,9 @@ class Sizes:
             memory_chats=50,
             memory_turns=5,
             start_runs=1,
+            replica_counts=(1, 2),
+            replica_messages=60,
+            replica_chats=20,
         )
 
 
@@ -354,3 +366,105 @@ async def start_up(sizes: Sizes, workdir: Path) -> dict[str, Any]:
         name: {"median_s": statistics.median(values), "runs_s": values}
         for name, values in times.items()
     }
+
+
+async def replicas(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """1, 2, 3, 4 ``larkbot run`` replicas on one Redis, the stand-in in cluster mode.
+
+    Each replica answers with the LLM brain against the local OpenAI stand-in taking
+    ``replica_delay`` s per answer, at most ``replica_concurrency`` at once (a replica's
+    ``dispatch.max_concurrency``, as when an LLM's rate limit bounds each process). One
+    batch of messages over ``replica_chats`` chats is offered with twice the replicas' joint
+    concurrency left unanswered at any time (enough to keep every replica busy, without an
+    ack storm that would measure the sender instead); Redis is emptied between runs. Redis
+    work per message comes from ``INFO commandstats`` around the batch.
+    """
+    if REDIS_SERVER is None:
+        return {"skipped": "redis-server is not installed (apt-get install redis-server)"}
+    from larkbot.testing.openai_standin import OpenAIStandIn
+
+    runs: list[dict[str, Any]] = []
+    async with (
+        bench_redis(workdir / "redis") as redis,
+        OpenAIStandIn(api_key="sk-test", delay=sizes.replica_delay) as llm,
+    ):
+        env = {
+            "REDIS_URL": redis.url,
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": llm.base_url,
+            "LLM_MODEL": "test-model",
+            "LARKBOT_DISPATCH__MAX_CONCURRENCY": str(sizes.replica_concurrency),
+        }
+        for count in sizes.replica_counts:
+            await redis.flush()
+            runs.append(await _replica_run(redis, env, count, sizes, workdir))
+    return {
+        "runs": runs,
+        "delay_s": sizes.replica_delay,
+        "concurrency_per_replica": sizes.replica_concurrency,
+        "messages": sizes.replica_messages,
+        "chats": sizes.replica_chats,
+    }
+
+
+async def _replica_run(
+    redis: BenchRedis, env: dict[str, str], count: int, sizes: Sizes, workdir: Path
+) -> dict[str, Any]:
+    chats = _chats(f"r{count}_", sizes.replica_chats)
+    text = "Could you tell me something nice today?"
+    async with LarkStandIn() as lark, AsyncExitStack() as stack:
+        lark.cluster_mode()
+        bots = [
+            await stack.enter_async_context(larkbot_bot(lark, workdir, env)) for _ in range(count)
+        ]
+        await lark.wait_connected(timeout=30, count=count)
+        # Let the replicas see each other and share the partitions before measuring.
+        await anyio.sleep(3.0)
+        warmup = await _send_batch(lark, [(chat, text) for chat in chats[: 4 * count]], None)
+        await _await_answers(lark, warmup, 60)
+        before = await redis.command_calls()
+        cpu_before = (*_cpu_seconds(bots), await redis.cpu_seconds())
+        batch = [(chats[i % len(chats)], text) for i in range(sizes.replica_messages)]
+        window = 2 * count * sizes.replica_concurrency
+        phase = await _send_batch(lark, batch, None, window=window)
+        await _await_answers(lark, phase, 60 + sizes.replica_messages)
+        cpu_after = (*_cpu_seconds(bots), await redis.cpu_seconds())
+        after = await redis.command_calls()
+        figures = phase.figures(lark)
+        order = _out_of_order_chats(lark, batch, phase)
+    spent = [b - a for a, b in zip(cpu_before, cpu_after, strict=True)]
+    per = 1000 / max(len(phase.ids), 1)
+    return {
+        "replicas": count,
+        **figures,
+        "chats_out_of_order": order,
+        "redis_per_message": BenchRedis.per_message(before, after, len(phase.ids)),
+        # CPU per message: every replica together, Redis, and this process (both stand-ins).
+        "cpu_ms_per_message": {
+            "larkbot": sum(spent[:count]) * per,
+            "redis": spent[count] * per,
+            "stand_ins": spent[count + 1] * per,
+        },
+    }
+
+
+def _cpu_seconds(bots: Sequence[BotProcess]) -> tuple[float, ...]:
+    """CPU time (user + system) of each bot, then of this process (the stand-ins)."""
+    processes = [psutil.Process(bot.pid) for bot in bots] + [psutil.Process()]
+    return tuple(sum(p.cpu_times()[:2]) for p in processes)
+
+
+def _out_of_order_chats(lark: LarkStandIn, batch: Sequence[tuple[str, str]], phase: _Phase) -> int:
+    """Chats whose replies did not come in the order their messages were sent."""
+    sent: dict[str, list[str]] = {}
+    chat_of: dict[str, str] = {}
+    for (chat, _), message_id in zip(batch, phase.ids, strict=True):
+        sent.setdefault(chat, []).append(message_id)
+        chat_of[message_id] = chat
+    answered: dict[str, list[str]] = {}
+    for record in sorted(lark.replies, key=lambda r: r.at):
+        message_id = record.to_message_id or ""
+        chat = chat_of.get(message_id)
+        if chat is not None and message_id not in answered.setdefault(chat, []):
+            answered[chat].append(message_id)
+    return sum(1 for chat, ids in answered.items() if ids != [m for m in sent[chat] if m in ids])

@@ -26,7 +26,7 @@ def _help(*args: str) -> str:
 
 def test_top_level_help_lists_every_command() -> None:
     text = _help()
-    for command in ("run", "console", "standin", "doctor", "config", "version"):
+    for command in ("run", "console", "standin", "doctor", "config", "state", "version"):
         assert f"\n  {command} " in text
     assert "long connection" in text
 
@@ -76,6 +76,20 @@ def test_command_help(command: str, words: tuple[str, ...]) -> None:
 
 def test_config_show_help() -> None:
     assert "--json" in _help("config", "show")
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("backup", ("FILE", "online backup API", "--json")),
+        ("restore", ("FILE", "--replace", "--force", "78")),
+        ("inspect", ("pending", "conversations", "--json")),
+    ],
+)
+def test_state_help(command: str, words: tuple[str, ...]) -> None:
+    text = _help("state", command)
+    for word in words:
+        assert word in text
 
 
 def test_version() -> None:

@@ -18,13 +18,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import anyio
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
@@ -32,6 +35,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from larkbot.config import ConfigError, load_settings
 from larkbot.ops import metrics
 from larkbot.ops.metrics import REGISTRY
+from larkbot.store.sqlite import DATABASE_NAME, SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "larkbot.service"
@@ -257,6 +261,85 @@ def test_unit_environment_loads_into_settings(
     assert settings.app.secret.get_secret_value() == APP_SECRET
     assert settings.store.resolved_state_dir(env) == Path("/var/lib/larkbot")
     assert settings.server.host == "127.0.0.1"
+
+
+BACKUP_UNIT = ROOT / "systemd" / "larkbot-backup.service"
+BACKUP_TIMER = ROOT / "systemd" / "larkbot-backup.timer"
+
+
+def test_backup_units_pass_systemd_analyze(tmp_path: Path) -> None:
+    """The backup service and its timer verify cleanly; the service's sandbox rates OK."""
+    copies = []
+    for unit in (BACKUP_UNIT, BACKUP_TIMER):
+        copies.append(str(tmp_path / unit.name))
+        (tmp_path / unit.name).write_text(unit.read_text(encoding="utf-8"))
+    verify = subprocess.run(
+        [_systemd_analyze(), "verify", "--man=no", *copies],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert [line for line in verify.stderr.splitlines() if "larkbot-backup" in line] == []
+    timer = _read_unit(BACKUP_TIMER)["Timer"]
+    assert timer["Persistent"] == ["true"]
+    service = _read_unit(BACKUP_UNIT)["Service"]
+    # The daemon's user and state directory (first), so the backup can read the database.
+    assert service["User"] == ["larkbot"] and service["DynamicUser"] == ["yes"]
+    assert (
+        service["StateDirectory"][0].split()[0] == _read_unit(UNIT)["Service"]["StateDirectory"][0]
+    )
+
+
+def _unit_command(line: str) -> list[str]:
+    """An Exec line as systemd runs it: ``%%`` is a literal ``%``, quotes group words."""
+    return shlex.split(line.replace("%%", "%"))
+
+
+def test_backup_unit_writes_a_dated_backup_and_keeps_seven_days(tmp_path: Path) -> None:
+    """The unit's own command lines, run with this checkout's larkbot against a real state
+    directory: a backup appears, and only backups older than seven days are deleted."""
+    state, backups = tmp_path / "larkbot", tmp_path / "larkbot-backup"
+    backups.mkdir()
+    database = _sqlite_state(state)
+    service = _read_unit(BACKUP_UNIT)["Service"]
+    larkbot = Path(sys.executable).with_name("larkbot")
+    (start,) = service["ExecStart"]
+    command = _unit_command(
+        start.replace("/usr/local/bin/larkbot", str(larkbot)).replace(
+            "/var/lib/larkbot-backup", str(backups)
+        )
+    )
+    env = {**_clean_env(), "STATE_DIRECTORY": f"{state}:{backups}", "HOME": str(tmp_path)}
+    old = backups / "larkbot-20000101T000000Z.backup"
+    recent = backups / "larkbot-20000108T000000Z.backup"
+    for path, age_days in ((old, 8), (recent, 6)):
+        path.write_text("older backup")
+        stamp = time.time() - age_days * 86400
+        os.utime(path, (stamp, stamp))
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (post,) = service["ExecStartPost"]
+    cleanup = _unit_command(post.replace("/var/lib/larkbot-backup", str(backups)))
+    subprocess.run(cleanup, check=True, timeout=60)
+    left = sorted(path.name for path in backups.iterdir())
+    assert old.name not in left and recent.name in left
+    (made,) = [name for name in left if name not in (recent.name,)]
+    assert re.fullmatch(r"larkbot-\d{8}T\d{6}Z\.backup", made)
+    assert (backups / made).stat().st_mode & 0o077 == 0
+    assert database.is_file()
+
+
+def _sqlite_state(state: Path) -> Path:
+    """A state directory with a larkbot database in it, as the daemon leaves it."""
+
+    async def _open() -> None:
+        async with SqliteStore.open(state):
+            pass
+
+    anyio.run(_open)
+    return state / DATABASE_NAME
 
 
 # --- Dockerfile --------------------------------------------------------------------------------
@@ -534,30 +617,99 @@ def test_compose_environment_loads_into_settings(
     assert settings.store.resolved_state_dir(env) == Path("/var/lib/larkbot")
 
 
+def test_compose_replicas_profile_shares_a_redis_set_up_as_shipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``replicas`` profile adds a Redis running config/redis.conf on a volume; with
+    REDIS_URL set, every scaled larkbot uses it, each on a host port of its own."""
+    (compose,) = _load_yaml(COMPOSE)
+    services = compose["services"]
+    redis = services["redis"]
+    assert redis["profiles"] == ["replicas"]
+    assert "profiles" not in services["larkbot"]
+    assert "ports" not in redis, "Redis runs without a password: never publish it"
+    mounts = dict(volume.split(":")[:2] for volume in redis["volumes"])
+    config = mounts["./config/redis.conf"]
+    assert (ROOT / "config" / "redis.conf").is_file()
+    assert redis["command"][:2] == ["redis-server", config]
+    assert mounts["redis-data"] == "/data"
+    assert "redis-data" in compose["volumes"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+    service = services["larkbot"]
+    assert "REDIS_URL" in service["environment"] and service["environment"]["REDIS_URL"] is None
+    (port,) = service["ports"]
+    first, _, last = port.split(":")[1].partition("-")
+    assert int(last) - int(first) + 1 >= 4
+    # The example's URL reaches that service and selects the Redis store.
+    example = re.search(r"REDIS_URL=(\S+) docker compose --profile replicas", COMPOSE.read_text())
+    assert example is not None
+    assert urlsplit(example[1]).hostname == "redis"
+    env = {**_image_env(), "APP_ID": APP_ID, "APP_SECRET": APP_SECRET, "REDIS_URL": example[1]}
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, env).store.kind == "redis"
+
+
 # --- Kubernetes ---------------------------------------------------------------------------------
 
 
 def _k8s_objects() -> dict[str, dict[str, Any]]:
+    """Every object of the manifests, by ``Kind/name``."""
     objects: dict[str, dict[str, Any]] = {}
     for path in sorted(K8S.glob("*.yaml")):
         for document in _load_yaml(path):
-            objects[document["kind"]] = document
+            key = f"{document['kind']}/{document['metadata']['name']}"
+            assert key not in objects, f"{key} is defined twice"
+            objects[key] = document
     return objects
 
 
-def _container(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+def _container(workload: dict[str, Any]) -> dict[str, Any]:
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
     return container
 
 
-def test_k8s_deployment_runs_one_hardened_pod() -> None:
-    """One replica (cluster-mode delivery), non-root, read-only root, no capabilities."""
-    deployment = _k8s_objects()["Deployment"]
+def _k8s_env(
+    objects: dict[str, dict[str, Any]], root: Path, workload: str = "Deployment/larkbot"
+) -> dict[str, str]:
+    """The container's environment as the kubelet builds it from the example Secret, with
+    the mounted secret files written under ``root`` and ``*_FILE`` pointing at them."""
+    data = objects["Secret/larkbot"]["stringData"]
+    pod = objects[workload]["spec"]["template"]["spec"]
+    container = _container(objects[workload])
+    env = dict(_image_env()) if workload == "Deployment/larkbot" else {}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "larkbot"
+        if ref["key"] in data:
+            env[entry["name"]] = data[ref["key"]]
+        else:
+            assert ref.get("optional") is True, f"required key {ref['key']} not in the Secret"
+    mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            for item in volume["secret"]["items"]:
+                path = _container_path(root, f"{mounts[volume['name']]}/{item['path']}")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(data[item["key"]])
+    for name in [name for name in env if name.endswith("_FILE")]:
+        env[name] = str(_container_path(root, env[name]))
+    return env
+
+
+def test_k8s_deployment_runs_three_hardened_replicas() -> None:
+    """Three replicas rolled without a gap, non-root, read-only root, no capabilities."""
+    deployment = _k8s_objects()["Deployment/larkbot"]
     pod = deployment["spec"]["template"]["spec"]
     container = _container(deployment)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert pod["terminationGracePeriodSeconds"] > DRAIN_SECONDS
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
     assert container["securityContext"] == {
@@ -568,11 +720,25 @@ def test_k8s_deployment_runs_one_hardened_pod() -> None:
     for kind in ("requests", "limits"):
         assert set(container["resources"][kind]) == {"cpu", "memory"}
     assert container["command"] == ["larkbot", "run"]
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_k8s_grace_period_outlasts_the_daemons_drain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL comes after the shutdown grace the pod's own settings give the daemon."""
+    objects = _k8s_objects()
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None, _k8s_env(objects, tmp_path))
+    pod = objects["Deployment/larkbot"]["spec"]["template"]["spec"]
+    assert settings.shutdown.grace_seconds == DRAIN_SECONDS
+    assert pod["terminationGracePeriodSeconds"] >= settings.shutdown.grace_seconds + 5
 
 
 def test_k8s_probes_hit_the_health_endpoints() -> None:
     """Liveness and startup probe /healthz, readiness /readyz, on the container's port."""
-    container = _container(_k8s_objects()["Deployment"])
+    container = _container(_k8s_objects()["Deployment/larkbot"])
     (port,) = container["ports"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert str(port["containerPort"]) == env["PORT"]
@@ -588,72 +754,56 @@ def test_k8s_probes_hit_the_health_endpoints() -> None:
     }
 
 
-def test_k8s_volumes_are_mounted_where_the_daemon_looks() -> None:
-    """State on the claim at LARKBOT_STATE_DIR, the secret file where APP_SECRET_FILE points."""
+def test_k8s_secrets_are_mounted_where_the_daemon_looks() -> None:
+    """The app secret and the Redis password are files where the ``*_FILE`` variables point."""
     objects = _k8s_objects()
-    pod = objects["Deployment"]["spec"]["template"]["spec"]
-    container = _container(objects["Deployment"])
+    pod = objects["Deployment/larkbot"]["spec"]["template"]["spec"]
+    container = _container(objects["Deployment/larkbot"])
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    state = volumes[mounts[env["LARKBOT_STATE_DIR"]]]
-    claim = objects["PersistentVolumeClaim"]["metadata"]["name"]
-    assert state["persistentVolumeClaim"]["claimName"] == claim
-    secret_dir, _, secret_name = env["APP_SECRET_FILE"].rpartition("/")
-    secret = volumes[mounts[secret_dir]]["secret"]
-    assert secret["secretName"] == objects["Secret"]["metadata"]["name"]
-    assert [item["path"] for item in secret["items"]] == [secret_name]
-    # Readable through fsGroup, by nobody else.
-    assert secret["defaultMode"] == 0o440
+    assert "emptyDir" in volumes[mounts[env["LARKBOT_STATE_DIR"]]]
+    for variable in ("APP_SECRET_FILE", "REDIS_PASSWORD_FILE"):
+        secret_dir, _, secret_name = env[variable].rpartition("/")
+        secret = volumes[mounts[secret_dir]]["secret"]
+        assert secret["secretName"] == objects["Secret/larkbot"]["metadata"]["name"]
+        assert secret_name in [item["path"] for item in secret["items"]]
+        # Readable through fsGroup, by nobody else.
+        assert secret["defaultMode"] == 0o440
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
 
 
 def test_k8s_environment_loads_into_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The pod's environment and mounted secret, from the example Secret, load as settings."""
+    """The pod's environment and mounted secrets, from the example Secret, select the Redis
+    store at the Redis Service with the Secret's password."""
     objects = _k8s_objects()
-    data = objects["Secret"]["stringData"]
-    pod = objects["Deployment"]["spec"]["template"]["spec"]
-    container = _container(objects["Deployment"])
-    env = dict(_image_env())
-    for entry in container["env"]:
-        if "value" in entry:
-            env[entry["name"]] = entry["value"]
-            continue
-        ref = entry["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == objects["Secret"]["metadata"]["name"]
-        if ref["key"] in data:
-            env[entry["name"]] = data[ref["key"]]
-        else:
-            assert ref.get("optional") is True, f"required key {ref['key']} not in the Secret"
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    for volume in pod["volumes"]:
-        if "secret" in volume:
-            for item in volume["secret"]["items"]:
-                path = _container_path(tmp_path, f"{mounts[volume['name']]}/{item['path']}")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(data[item["key"]])
-    env["APP_SECRET_FILE"] = str(_container_path(tmp_path, env["APP_SECRET_FILE"]))
+    data = objects["Secret/larkbot"]["stringData"]
     monkeypatch.chdir(tmp_path)
-    settings = load_settings(None, env)
+    settings = load_settings(None, _k8s_env(objects, tmp_path))
+    # The example's app values are placeholders, refused until real ones replace them.
+    with pytest.raises(ConfigError, match="APP_ID is a placeholder"):
+        settings.require_credentials()
     assert settings.app.id == data["app_id"]
     assert settings.app.secret.get_secret_value() == data["app_secret"]
     assert (settings.server.host, settings.server.port) == ("0.0.0.0", 3000)
-    # The example's values are placeholders, refused until real ones replace them.
-    with pytest.raises(ConfigError, match="APP_ID is a placeholder"):
-        settings.require_credentials()
-    real = {**env, "APP_ID": "cli_a1b2c3d4e5f6a7b8"}
-    Path(env["APP_SECRET_FILE"]).write_text("Zq8cVb3nL0pQ7rS2tU5wX9yA1dE4fG6h")
-    load_settings(None, real).require_credentials()
+    assert settings.store.kind == "redis"
+    assert settings.store.redis_password is not None
+    assert settings.store.redis_password.get_secret_value() == data["redis_password"]
+    assert settings.store.redis_url is not None
+    url = urlsplit(settings.store.redis_url.get_secret_value())
+    service = objects["Service/larkbot-redis"]
+    assert url.hostname == service["metadata"]["name"]
+    assert url.port == service["spec"]["ports"][0]["port"]
 
 
 def test_k8s_service_exposes_metrics_for_scraping() -> None:
-    """The Service selects the pod, targets its port and carries the scrape annotations."""
+    """The Service selects the pods, targets their port and carries the scrape annotations."""
     objects = _k8s_objects()
-    service = objects["Service"]
-    template = objects["Deployment"]["spec"]["template"]
-    (port,) = _container(objects["Deployment"])["ports"]
+    service = objects["Service/larkbot"]
+    template = objects["Deployment/larkbot"]["spec"]["template"]
+    (port,) = _container(objects["Deployment/larkbot"])["ports"]
     labels = template["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     (service_port,) = service["spec"]["ports"]
@@ -664,6 +814,74 @@ def test_k8s_service_exposes_metrics_for_scraping() -> None:
     assert annotations["prometheus.io/path"] == "/metrics"
     # A disconnected pod fails readiness, and must still be scraped.
     assert service["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_k8s_autoscaler_and_disruption_budget() -> None:
+    """The HPA scales the Deployment between 3 and 10 on CPU; the PDB lets one pod go."""
+    objects = _k8s_objects()
+    deployment = objects["Deployment/larkbot"]
+    hpa = objects["HorizontalPodAutoscaler/larkbot"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
+    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert 0 < metric["resource"]["target"]["averageUtilization"] <= 100
+    assert "cpu" in _container(deployment)["resources"]["requests"]
+    # The note on scaling on the backlog names the metric the daemon exports.
+    assert "larkbot_redis_backlog" in (K8S / "hpa.yaml").read_text(encoding="utf-8")
+    assert "larkbot_redis_backlog" in _exported_series()
+
+    pdb = objects["PodDisruptionBudget/larkbot"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert hpa["spec"]["minReplicas"] - pdb["spec"]["maxUnavailable"] >= 2
+
+
+def test_k8s_redis_keeps_its_aof_on_a_volume_with_the_shipped_settings() -> None:
+    """One Redis pod runs config/redis.conf (AOF everysec, noeviction) on a claim, with the
+    Secret's password, behind the Service the URL names."""
+    objects = _k8s_objects()
+    config = objects["ConfigMap/larkbot-redis"]["data"]["redis.conf"]
+    assert config == (ROOT / "config" / "redis.conf").read_text(encoding="utf-8")
+    for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction"):
+        assert line in config.splitlines()
+    redis = objects["StatefulSet/larkbot-redis"]
+    container = _container(redis)
+    pod = redis["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (claim,) = redis["spec"]["volumeClaimTemplates"]
+    args = container["args"]
+    assert args[0] == f"{mounts['config']}/redis.conf"
+    assert args[args.index("--dir") + 1] == mounts[claim["metadata"]["name"]]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"]}
+    assert env == {"REDIS_PASSWORD": "redis_password", "REDISCLI_AUTH": "redis_password"}
+    (config_volume,) = pod["volumes"]
+    assert config_volume["configMap"]["name"] == "larkbot-redis"
+    service = objects["Service/larkbot-redis"]
+    assert redis["spec"]["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+    labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_k8s_manifests_match_the_kubernetes_schemas() -> None:
+    """Every object validates, strictly (no unknown fields), against Kubernetes' schemas.
+
+    ``kubectl apply --dry-run=client`` needs an API server to map kinds; the
+    kubernetes-validate package carries the published OpenAPI schemas and works offline.
+    """
+    validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate is not installed (a dev dependency)"
+    )
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in _load_yaml(path):
+            validate.validate(document, "1.30", strict=True)
 
 
 # --- metric names in dashboards and alerts ------------------------------------------------------

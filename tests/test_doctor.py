@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from pathlib import Path
 
 import anyio
 import pytest
+from redis.asyncio import Redis
 
 # The tools are imported here, before any event loop: importing reads their time-zone data.
 from larkbot.agent.tools.registry import default_registry
@@ -20,6 +22,7 @@ from larkbot.testing.openai_standin import OpenAIStandIn
 from tests._daemon import WEBHOOK_KEY, WEBHOOK_TOKEN, settings_for, webhook_env
 from tests._factories import inbound
 from tests._proc import run_larkbot
+from tests._redis import REDIS_SERVER, RedisServer, redis_server, requires_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -57,6 +60,7 @@ async def test_all_checks_pass_against_the_local_lark(tmp_path: Path) -> None:
         "long connection": "ok",
         "llm": "skip",
         "state directory": "ok",
+        "redis": "skip",
         "port": "ok",
     }
     assert "ou_bot" in checks["bot identity"].detail
@@ -195,6 +199,7 @@ async def test_doctor_cli_exit_codes_and_json(tmp_path: Path) -> None:
             "long connection",
             "llm",
             "state directory",
+            "redis",
             "port",
         ]
         assert all(len(row) == 3 and row[1] in ("ok", "skip") for row in rows)
@@ -318,6 +323,7 @@ async def test_webhook_mode_checks_the_keys_and_skips_the_long_connection(tmp_pa
         "encrypt key": "ok",
         "llm": "skip",
         "state directory": "ok",
+        "redis": "skip",
         "port": "ok",
     }
     assert lark.endpoint_calls == 0
@@ -357,5 +363,118 @@ async def test_webhook_mode_without_the_token_fails_that_row_only(tmp_path: Path
         "long connection": "skip",
         "verification token": "fail",
         "llm": "skip",
+        "redis": "skip",
     }
     assert "LARK_VERIFICATION_TOKEN" in rows["verification token"]["detail"]
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parent.parent
+_REDIS_PASSWORD = "redis-doctor-pw-91c2"
+
+
+async def _redis_check(lark: LarkStandIn, url: str, **env: str) -> CheckResult:
+    settings = await settings_for(lark, REDIS_URL=url, LARKBOT_STORE="", **env)
+    checks = _by_name(await run_checks(settings, env={}, check_seconds=5))
+    assert checks["state directory"].status == "skip"
+    return checks["redis"]
+
+
+@requires_redis
+async def test_redis_set_up_as_shipped_passes(tmp_path: Path) -> None:
+    """redis-server running config/redis.conf (as Compose and Kubernetes run it) passes."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory, _free_port())
+    assert REDIS_SERVER is not None
+    process = await anyio.open_process(
+        [
+            REDIS_SERVER,
+            str(_ROOT / "config" / "redis.conf"),
+            *("--port", str(server.port), "--bind", "127.0.0.1", "--dir", str(directory)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    async with process, LarkStandIn() as lark:
+        try:
+            with anyio.fail_after(15):
+                while not await server._answers():
+                    assert process.returncode is None, "redis-server refused config/redis.conf"
+                    await anyio.sleep(0.05)
+            check = await _redis_check(lark, server.url)
+        finally:
+            if process.returncode is None:
+                process.kill()
+    assert check.status == "ok", check.detail
+    for words in ("redis 7.", "noeviction", "AOF on (appendfsync everysec)", "64 partitions"):
+        assert words in check.detail
+
+
+@requires_redis
+async def test_redis_set_up_wrong_fails_and_says_what_to_fix(tmp_path: Path) -> None:
+    async with redis_server(tmp_path / "redis") as server, LarkStandIn() as lark:
+        good = await _redis_check(lark, server.url)
+        assert good.status == "ok", good.detail
+
+        client = Redis.from_url(server.url)
+        async with client:
+            await client.config_set("maxmemory-policy", "allkeys-lru")
+            await client.config_set("appendonly", "no")
+        bad = await _redis_check(lark, server.url)
+        assert bad.status == "fail"
+        assert "maxmemory-policy is allkeys-lru: set it to noeviction" in bad.detail
+        assert "AOF is off (appendonly no): set appendonly yes" in bad.detail
+
+        async with client:
+            await client.config_set("maxmemory-policy", "noeviction")
+            await client.config_set("appendonly", "yes")
+            await client.config_set("appendfsync", "no")
+        unsynced = await _redis_check(lark, server.url)
+        assert unsynced.status == "fail"
+        assert unsynced.detail.startswith("appendfsync is no: set appendfsync everysec")
+
+        # Another deployment's partition count under the same prefix.
+        async with client:
+            await client.config_set("appendfsync", "everysec")
+        other = await _redis_check(lark, server.url, LARKBOT_STORE__PARTITIONS="16")
+        assert other.status == "fail"
+        assert "use the same partition count on every replica" in other.detail
+
+
+@requires_redis
+async def test_redis_unreachable_or_refusing_the_password_fails_in_bounded_time(
+    tmp_path: Path,
+) -> None:
+    async with (
+        redis_server(tmp_path / "redis", password=_REDIS_PASSWORD) as server,
+        LarkStandIn() as lark,
+    ):
+        ok = await _redis_check(lark, server.url, REDIS_PASSWORD=_REDIS_PASSWORD)
+        assert ok.status == "ok", ok.detail
+        wrong = await _redis_check(lark, server.url, REDIS_PASSWORD="not-" + _REDIS_PASSWORD)
+        assert wrong.status == "fail"
+        assert "refused the credentials" in wrong.detail
+        assert _REDIS_PASSWORD not in wrong.detail
+
+        # A Redis that accepts the connection and never answers (frozen) fails in bound.
+        server.freeze()
+        try:
+            started = anyio.current_time()
+            frozen = await _redis_check(lark, server.url, REDIS_PASSWORD=_REDIS_PASSWORD)
+            elapsed = anyio.current_time() - started
+        finally:
+            server.thaw()
+        assert frozen.status == "fail"
+        assert elapsed < 15
+
+        closed = await _redis_check(lark, f"redis://127.0.0.1:{_free_port()}/0")
+    assert closed.status == "fail"
+    assert "check REDIS_URL, and that Redis runs" in closed.detail
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

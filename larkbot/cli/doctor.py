@@ -4,7 +4,8 @@ The checks run in the order an operator fixes things: the configuration loads an
 the app's credentials, Lark takes them, the bot identity answers, the app holds the scopes
 the bot and its tools need, the long-connection endpoint answers (in webhook mode it is
 skipped and the webhook's keys are checked instead), the LLM endpoint answers (when one is
-configured), the state directory is usable, the port binds. A check whose prerequisite
+configured), the state directory is usable (or, with the Redis store, Redis answers and is
+set up not to lose or evict messages), the port binds. A check whose prerequisite
 failed is skipped rather than failed again for the same reason; a setup that works but is
 weaker than it should be gets a warning, which does not fail the run.
 
@@ -37,6 +38,7 @@ from rich.text import Text
 from larkbot import __version__
 from larkbot.cli._errors import EX_CONFIG, EX_FAILURE
 from larkbot.cli._permissions import missing_scopes, scope_needs, tools_needing
+from larkbot.cli._redis import redis_store
 from larkbot.config import ConfigError, Settings, describe_settings, load_settings
 from larkbot.config._sources import find_config_file
 from larkbot.core.redact import redact
@@ -48,6 +50,7 @@ from larkbot.sources.longconn.connection import (
     TransientConnectError,
     discover_endpoint,
 )
+from larkbot.store.redis import RedisConfigError, RedisServerInfo, RedisUnavailable
 from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
 
 __all__ = ["CheckResult", "DoctorReport", "diagnose", "doctor_command", "run_checks"]
@@ -190,6 +193,7 @@ async def run_checks(
         results += _check_webhook_keys(settings)
     results.append(await bounded("llm", lambda: _check_llm(settings, check_seconds)))
     results.append(await bounded("state directory", lambda: _check_state_dir(settings, env)))
+    results.append(await bounded("redis", lambda: _check_redis(settings, check_seconds)))
     results.append(await bounded("port", lambda: _check_port(settings)))
     return results
 
@@ -211,6 +215,7 @@ _NAMES = (
     "long connection",
     "llm",
     "state directory",
+    "redis",
     "port",
 )
 
@@ -412,6 +417,8 @@ async def _check_state_dir(settings: Settings, env: Mapping[str, str]) -> CheckR
     store = settings.store
     if store.kind == "memory":
         return CheckResult("state directory", "skip", "store = memory: nothing is kept on disk")
+    if store.kind == "redis":
+        return CheckResult("state directory", "skip", "store = redis: the state lives in Redis")
     path = store.resolved_state_dir(env)
     # Only stat, access and a read-only open: files, never on the event loop.
     return await anyio.to_thread.run_sync(_inspect_state_dir, path)
@@ -486,6 +493,54 @@ def _read_database(database: Path) -> tuple[int, int]:
     finally:
         connection.close()
     return int(version), int(waiting)
+
+
+async def _check_redis(settings: Settings, check_seconds: float) -> CheckResult:
+    """Redis answers in time, is recent enough, evicts nothing, persists, and agrees on P."""
+    kind = settings.store.kind
+    if kind != "redis":
+        return CheckResult("redis", "skip", f"store = {kind}: Redis is not used")
+    try:
+        async with redis_store(settings, command_timeout=check_seconds) as store:
+            try:
+                seconds = await store.ping(bound=check_seconds)
+            except RedisUnavailable as exc:
+                return CheckResult("redis", "fail", _unreachable(str(exc)))
+            info = await store.info()
+            problems = _redis_problems(info)
+            try:
+                await store.verify_layout()
+            except RedisConfigError as exc:
+                problems.append(str(exc))
+            where, keys = store.endpoint, store.keys
+    except (RedisConfigError, RedisUnavailable) as exc:
+        return CheckResult("redis", "fail", str(exc))
+    if problems:
+        return CheckResult("redis", "fail", "; ".join(problems))
+    return CheckResult(
+        "redis",
+        "ok",
+        f"{info.server} {info.version} at {where} answers in {seconds * 1000:.1f} ms; "
+        f"maxmemory-policy noeviction, AOF on (appendfsync {info.appendfsync or 'unknown'}); "
+        f"{keys.partitions} partitions under prefix {keys.prefix!r}",
+    )
+
+
+def _redis_problems(info: RedisServerInfo) -> list[str]:
+    """What in Redis' setup puts acknowledged messages at risk, one sentence each."""
+    problems = info.problems()
+    if info.aof_enabled and info.appendfsync == "no":
+        problems.append(
+            "appendfsync is no: set appendfsync everysec, or a crash of the host can lose "
+            "up to 30 s of acknowledged messages"
+        )
+    return problems
+
+
+def _unreachable(reason: str) -> str:
+    if "credentials" in reason:
+        return reason
+    return f"{reason}: check REDIS_URL, and that Redis runs and this host can reach it"
 
 
 async def _check_port(settings: Settings) -> CheckResult:

@@ -237,7 +237,7 @@ def doctor(
         typer.Option("--timeout", min=0.1, metavar="SECONDS", help="Time each check may take."),
     ] = 10.0,
 ) -> None:
-    """Check the setup: config, credentials, permissions, long connection, LLM, state, port.
+    """Check the setup: config, credentials, permissions, connection, LLM, state, Redis, port.
 
     One row per check; in webhook mode the webhook's keys replace the long connection.
     Doctor only reads: it creates no file or folder. Exit status: 0 when nothing failed
@@ -348,6 +348,72 @@ def config_show(config: ConfigOption = None, as_json: JsonFlag = False) -> None:
     from larkbot.cli.config_cmd import print_config
 
     print_config(_settings(config), as_json=as_json)
+
+
+state_app = typer.Typer(
+    help="Back up, restore and inspect the state: the SQLite database, or larkbot's keys in Redis.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(state_app, name="state")
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print a JSON document instead of plain lines.")
+]
+
+
+@state_app.command("backup")
+def state_backup(
+    file: Annotated[Path, typer.Argument(help="Where to write the backup (replaced if present).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a consistent backup of the state to FILE, also while the daemon runs.
+
+    SQLite: a copy of the database taken with SQLite's online backup API. Redis: this
+    deployment's keys (its key prefix) as JSON lines. The file is readable by its owner only.
+    """
+    from larkbot.cli.state import backup_state
+
+    backup_state(_settings(config), file, as_json=as_json)
+
+
+@state_app.command("restore")
+def state_restore(
+    file: Annotated[Path, typer.Argument(help="A file written by `larkbot state backup`.")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Drop what the store holds first (default: keep it, add the rest)."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Restore even while a daemon has the state open."),
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Load a backup from FILE into the configured store.
+
+    Every message in the backup counts as seen afterwards (a re-delivery is a duplicate);
+    messages still pending in it are answered by the next daemon to start. Stop the daemon
+    first: the restore refuses while one has the state open, unless --force.
+    Exits 78 when the file or the configuration is wrong.
+    """
+    from larkbot.cli.state import restore_state
+
+    restore_state(_settings(config), file, replace=replace, force=force, as_json=as_json)
+
+
+@state_app.command("inspect")
+def state_inspect(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Count what the state holds: seen message ids, pending (per partition on Redis),
+    done, failed, conversations, and the processes that have it open.
+    """
+    from larkbot.cli.state import inspect_state
+
+    inspect_state(_settings(config), as_json=as_json)
 
 
 @app.command()

@@ -8,6 +8,8 @@
 
 ``kind="sqlite"`` keeps everything in ``<state_dir>/larkbot.sqlite3`` and survives
 restarts and crashes; ``kind="memory"`` is for tests and forgets on restart.
+``backup_sqlite``, ``restore_sqlite`` and ``inspect_sqlite`` are ``larkbot state`` for the
+SQLite state; the Redis store has the same operations as methods.
 """
 
 from __future__ import annotations
@@ -17,12 +19,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from larkbot.store._sqlite_admin import (
+    SqliteBackupSummary,
+    SqliteInventory,
+    SqliteRestoreSummary,
+    backup_sqlite,
+    inspect_sqlite,
+    restore_sqlite,
+)
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store, StoreError
 from larkbot.store.memory import MemoryStore
 from larkbot.store.sqlite import SqliteStore
 
-__all__ = ["InboxStatus", "Store", "StoreError", "StoredMessage", "open_store"]
+__all__ = [
+    "InboxStatus",
+    "SqliteBackupSummary",
+    "SqliteInventory",
+    "SqliteRestoreSummary",
+    "Store",
+    "StoreError",
+    "StoredMessage",
+    "backup_sqlite",
+    "inspect_sqlite",
+    "open_store",
+    "restore_sqlite",
+]
 
 logger = logging.getLogger("larkbot.store")
 

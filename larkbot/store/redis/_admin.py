@@ -42,6 +42,29 @@ _SCAN_COUNT = 1000
 _BATCH = 500
 # Runtime coordination, not state: a restored lease would only block a partition.
 _NOT_BACKED_UP = frozenset({"lease"})
+# Tries at a consistent read of a busy partition before reading it in one script.
+_OPTIMISTIC_TRIES = 3
+# A stream's length and last generated id: any intake or finish changes one of them.
+_Mark = tuple[int, str] | None
+
+# Every key of one partition, dumped in one atomic step (the fallback of a busy partition).
+# ARGV: the partition's key pattern, its lease key (skipped), its epoch key (read as a
+# number). Returns the server time, then (key, DUMP or counter, PTTL) per key. KEYS is a
+# pass over the whole keyspace; it is used only when SCAN could not give a consistent list.
+_DUMP_PARTITION = """
+local t = redis.call('TIME')
+local out = {t[1], t[2]}
+for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
+  if key ~= ARGV[2] then
+    local value
+    if key == ARGV[3] then value = redis.call('GET', key) else value = redis.call('DUMP', key) end
+    table.insert(out, key)
+    table.insert(out, value)
+    table.insert(out, redis.call('PTTL', key))
+  end
+end
+return out
+"""
 
 
 class _BackupHeader(BaseModel):
@@ -166,6 +189,10 @@ async def inspect(client: Redis, keys: Keyspace) -> StateCounts:
 
 async def backup(client: Redis, keys: Keyspace, path: Path) -> BackupSummary:
     """Write our partition keys to ``path`` (JSON lines); see :meth:`RedisStore.backup`."""
+    # Taken before the SCAN: a partition whose stream is unchanged when it is dumped had no
+    # intake and no finish meanwhile, so the SCAN saw every key it has (see
+    # _consistent_partition).
+    marks = await _stream_marks(client, keys)
     by_partition: dict[int, list[str]] = defaultdict(list)
     async for raw in client.scan_iter(match=keys.partition_keys, count=_SCAN_COUNT):
         key = _s(raw)
@@ -183,7 +210,7 @@ async def backup(client: Redis, keys: Keyspace, path: Path) -> BackupSummary:
     }
     target = anyio.Path(path)
     partial = target.with_name(f".{target.name}.partial")
-    written = 0
+    written = dumped = 0
     size = 0
     try:
         output = await anyio.open_file(partial, "w", encoding="utf-8", opener=_private_file)
@@ -191,19 +218,62 @@ async def backup(client: Redis, keys: Keyspace, path: Path) -> BackupSummary:
         raise RedisConfigError(f"cannot write the backup {path}: {exc.strerror or exc}") from None
     async with output:
         size += await output.write(json.dumps(header) + "\n")
-        for partition in sorted(by_partition):
-            lines = await _dump_partition(client, keys, by_partition[partition])
+        for partition in range(keys.partitions):
+            lines = await _consistent_partition(
+                client, keys, partition, by_partition.get(partition, []), marks[partition]
+            )
             if lines:  # one write per partition: each write is a hop to a worker thread
                 size += await output.write("".join(f"{line}\n" for line in lines))
-            written += len(lines)
+                written += len(lines)
+                dumped += 1
         await output.flush()
         await anyio.to_thread.run_sync(os.fsync, output.wrapped.fileno())
     await partial.rename(target)
-    return BackupSummary(keys=written, partitions=len(by_partition), bytes=size)
+    return BackupSummary(keys=written, partitions=dumped, bytes=size)
 
 
-async def _dump_partition(client: Redis, keys: Keyspace, names: Sequence[str]) -> list[str]:
-    """One MULTI/EXEC reading every key of a partition: a consistent picture of it."""
+async def _consistent_partition(
+    client: Redis, keys: Keyspace, partition: int, names: list[str], mark: _Mark
+) -> list[str]:
+    """Backup lines of one partition that agree with each other, as of one moment.
+
+    A MULTI/EXEC reads the keys a SCAN listed, but keys created after the SCAN passed are
+    not in the list: a message taken in and answered meanwhile would leave its turns in
+    the conversation and miss its ``seen`` marker, so a restored store would answer it
+    again. Every script that creates partition keys (intake, finish, dead-lettering)
+    changes the stream's length or last id, so an unchanged stream means the list was
+    complete. Otherwise the partition is listed and read again (a partition's own SCAN),
+    and after a few busy tries read in one script, which lists and dumps its keys in one
+    atomic step (it blocks Redis for one pass over the keyspace).
+    """
+    for _ in range(_OPTIMISTIC_TRIES):
+        lines, now = await _dump_partition(client, keys, partition, names)
+        if now == mark:
+            return lines
+        mark = (await _stream_marks(client, keys, [partition]))[partition]
+        names = [
+            _s(raw)
+            async for raw in client.scan_iter(match=f"{keys.tag(partition)}:*", count=_SCAN_COUNT)
+        ]
+        names = [name for name in names if _kind(keys, name) not in _NOT_BACKED_UP]
+    script = client.register_script(_DUMP_PARTITION)
+    reply = await script(
+        args=[f"{keys.tag(partition)}:*", keys.lease(partition), keys.epoch(partition)]
+    )
+    now_ms = int(reply[0]) * 1000 + int(reply[1]) // 1000
+    lines = []
+    for i in range(2, len(reply), 3):
+        key, value, ttl = _s(reply[i]), reply[i + 1], int(reply[i + 2])
+        line = _line(keys, key, value, ttl, now_ms)
+        if line is not None:
+            lines.append(line)
+    return lines
+
+
+async def _dump_partition(
+    client: Redis, keys: Keyspace, partition: int, names: Sequence[str]
+) -> tuple[list[str], _Mark]:
+    """One MULTI/EXEC reading the given keys of a partition, and its stream's mark."""
     async with client.pipeline(transaction=True) as pipe:
         pipe.time()
         for key in names:
@@ -212,21 +282,51 @@ async def _dump_partition(client: Redis, keys: Keyspace, names: Sequence[str]) -
             else:
                 pipe.dump(key)
             pipe.pttl(key)
-        replies = await pipe.execute()
+        pipe.xinfo_stream(keys.stream(partition))
+        replies = await pipe.execute(raise_on_error=False)
+    for reply in replies[:-1]:
+        if isinstance(reply, Exception):
+            raise reply
     seconds, micros = replies[0]
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     lines = []
     for i, key in enumerate(names):
-        value, ttl = replies[1 + 2 * i], int(replies[2 + 2 * i])
-        if value is None or ttl == -2:  # gone between SCAN and MULTI
-            continue
-        record: dict[str, Any] = {"key": key, "expire_at_ms": now_ms + ttl if ttl >= 0 else None}
-        if _kind(keys, key) == "epoch":
-            record["counter"] = int(value)
-        else:
-            record["dump"] = base64.b64encode(value).decode("ascii")
-        lines.append(json.dumps(record, ensure_ascii=False))
-    return lines
+        line = _line(keys, key, replies[1 + 2 * i], int(replies[2 + 2 * i]), now_ms)
+        if line is not None:
+            lines.append(line)
+    return lines, _mark(replies[-1])
+
+
+def _line(keys: Keyspace, key: str, value: Any, ttl: int, now_ms: int) -> str | None:
+    """The backup line of one key, or ``None`` when it was gone by the time it was read."""
+    if value is None or value is False or ttl == -2:
+        return None
+    record: dict[str, Any] = {"key": key, "expire_at_ms": now_ms + ttl if ttl >= 0 else None}
+    if _kind(keys, key) == "epoch":
+        record["counter"] = int(value)
+    else:
+        record["dump"] = base64.b64encode(value).decode("ascii")
+    return json.dumps(record, ensure_ascii=False)
+
+
+async def _stream_marks(
+    client: Redis, keys: Keyspace, partitions: Sequence[int] | None = None
+) -> dict[int, _Mark]:
+    """The mark (length, last id) of each partition's stream; ``None`` where there is none."""
+    chosen = range(keys.partitions) if partitions is None else partitions
+    async with client.pipeline(transaction=False) as pipe:
+        for partition in chosen:
+            pipe.xinfo_stream(keys.stream(partition))
+        replies = await pipe.execute(raise_on_error=False)
+    return {partition: _mark(reply) for partition, reply in zip(chosen, replies, strict=True)}
+
+
+def _mark(reply: Any) -> _Mark:
+    if isinstance(reply, ResponseError) and "no such key" in str(reply).lower():
+        return None
+    if isinstance(reply, Exception):
+        raise reply
+    return int(reply["length"]), _s(reply["last-generated-id"])
 
 
 async def restore(store: RedisStore, path: Path, *, replace: bool) -> RestoreSummary:
