@@ -174,7 +174,7 @@ async def test_user_token_mode_acts_as_the_caller(lark: LarkStandIn, tmp_path: P
     assert "called by user:ou_sato as the user" in logged
 
 
-async def test_auto_mode_uses_the_user_token_only_when_asked(
+async def test_auto_mode_acts_as_the_user_for_user_tokens(
     lark: LarkStandIn, tmp_path: Path
 ) -> None:
     sato = lark.issue_user_token("ou_sato")
@@ -198,10 +198,11 @@ async def test_auto_mode_uses_the_user_token_only_when_asked(
         assert {call.user_open_id for call in lark.api_calls if call.route.startswith("bit")} == {
             None
         }
-        # A user token: the app acts unless the call asks otherwise.
+        # A user token acts as that user, asked or not (regression: it used to act as the app
+        # unless the call asked, so any user of the tenant borrowed the app's permissions).
         failed, _, _ = await _session_call(server, sato, **_SEARCH)  # type: ignore[arg-type]
         assert not failed
-        assert {c.user_open_id for c in lark.api_calls if c.route.startswith("bit")} == {None}
+        assert lark.api_calls[-1].user_open_id == "ou_sato"
         failed, _, _ = await _session_call(
             server,
             sato,

@@ -103,3 +103,13 @@ def test_redact_fields_masks_secret_named_values_at_any_depth() -> None:
         "name": "Acme",
         "auth": {"api_key": "***", "list": [{"password": "***", "n": 1}]},
     }
+
+
+def test_long_connection_url_credentials_are_masked() -> None:
+    # Regression: an endpoint URL quoted in a connection error kept its access key and ticket.
+    url = (
+        "wss://msg-frontier.feishu.cn/ws/v2?device_id=7&access_key=ak-9f8e7d6c5b&ticket=tk-1a2b3c4d"
+    )
+    shown = redact(f"long connection failed: bad URI {url}")
+    assert "ak-9f8e7d6c5b" not in shown and "tk-1a2b3c4d" not in shown
+    assert "device_id=7" in shown

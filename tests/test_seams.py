@@ -13,9 +13,10 @@ from pydantic import BaseModel
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.core.message import InboundMessage
 from larkbot.daemon import Daemon, Overrides
+from larkbot.store import StoreError
 from larkbot.store.memory import MemoryStore
 from larkbot.testing import LarkStandIn, OpenAIStandIn
-from tests._daemon import settings_for
+from tests._daemon import EchoAgent, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -94,3 +95,37 @@ async def test_custom_tool_and_store_plug_into_the_daemon() -> None:
     tools = {t["function"]["name"]: t for t in llm.requests[0]["tools"]}
     assert tools["count_words"]["function"]["parameters"]["properties"]["text"]["type"] == "string"
     assert json.loads(llm.requests[1]["messages"][-1]["content"])["words"] == 3
+
+
+class FlakyDepthStore(MemoryStore):
+    """A store whose inbox count fails, as a locked SQLite database can for a moment."""
+
+    def __init__(self) -> None:
+        super().__init__(ledger_ttl_seconds=3600, ledger_max_entries=1000, prune_interval=3600)
+        self.depth_calls = 0
+
+    async def depth(self) -> int:
+        self.depth_calls += 1
+        raise StoreError("the database is locked")
+
+
+async def test_a_passing_store_error_does_not_end_the_daemon() -> None:
+    # Regression: the inbox gauge's StoreError ended the task group, and the daemon exited
+    # with 78 (a configuration error systemd does not restart).
+    store = FlakyDepthStore()
+    async with LarkStandIn() as lark:
+        settings = await settings_for(lark)
+        daemon = Daemon(
+            settings,
+            overrides=Overrides(store=store, agent=EchoAgent()),
+            env={},
+            working_reaction_after=None,
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(daemon.run)
+            with anyio.fail_after(10):
+                await daemon.ready.wait()
+            sent = await lark.send_text("still here?")
+            await lark.wait_for(lambda: any(r.to_message_id == sent for r in lark.replies), 10)
+            daemon.request_stop()
+    assert store.depth_calls >= 1

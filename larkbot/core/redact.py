@@ -68,7 +68,7 @@ _HEADER = re.compile(
 # (a Base's id, printed in every Base URL).
 _FIELD_NAME = (
     r"(?:[A-Za-z0-9_\-]*(?:secret|password|passwd|api[_\-]?key|access[_\-]?token"
-    r"|refresh[_\-]?token)|token)"
+    r"|refresh[_\-]?token|access[_\-]?key)|token|ticket)"
 )
 _ASSIGNED = re.compile(
     rf"(?i)(?<![A-Za-z0-9_\-])({_FIELD_NAME})=(\"[^\"]*\"|'[^']*'|[^\s&\"',;<>)}}\]]+)"

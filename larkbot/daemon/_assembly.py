@@ -15,6 +15,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import anyio
+
 from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
 from larkbot.config import Settings
 from larkbot.core.agent import Agent, RuntimeStatus
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from larkbot.agent.confirm import ConfirmationStore
     from larkbot.agent.limits import UserLimiter
     from larkbot.agent.tools.base import Tool
+    from larkbot.agent.tools.registry import ToolRegistry
 
 __all__ = ["Components", "Overrides", "assemble"]
 
@@ -139,8 +142,9 @@ async def assemble(
     agent = overrides.agent
     card_actions: CardActions | None = None
     if agent is None:
+        registry = await anyio.to_thread.run_sync(_load_agent_registry)
         agent, card_actions = _build_assistant(
-            settings, client, store, conversations, status, overrides, stack, warm_up
+            settings, client, store, conversations, status, overrides, stack, warm_up, registry
         )
     responder = Responder(
         agent=agent,
@@ -201,6 +205,7 @@ async def _assemble_shared(
     if agent is None:
         # Pending write confirmations live in Redis too, so a click on any replica counts
         # once. (The decision's outcome is not added to the shared history yet.)
+        registry = await anyio.to_thread.run_sync(_load_agent_registry)
         agent, card_actions = _build_assistant(
             settings,
             client,
@@ -210,6 +215,7 @@ async def _assemble_shared(
             overrides,
             stack,
             warm_up,
+            registry,
             limiter=SharedRateLimiter(redis, "msg", limits.requests_per_minute),
             write_limiter=SharedRateLimiter(redis, "write", limits.write_requests_per_minute),
         )
@@ -302,6 +308,21 @@ def _policy(settings: Settings) -> AdmissionPolicy:
     )
 
 
+def _load_agent_registry() -> ToolRegistry:
+    """Import the agent and build its tool registry, installed plug-ins included.
+
+    Run in a worker thread: importing modules and reading package metadata (the
+    ``larkbot.tools`` entry points) reads files, which the event loop must not wait for.
+    """
+    import larkbot.agent.assistant
+    import larkbot.agent.confirm
+    import larkbot.agent.llm
+    import larkbot.agent.tools.runner  # noqa: F401
+    from larkbot.agent.tools.registry import default_registry
+
+    return default_registry(plugins=True)
+
+
 def _build_assistant(
     settings: Settings,
     client: LarkClient,
@@ -311,6 +332,7 @@ def _build_assistant(
     overrides: Overrides,
     stack: AsyncExitStack,
     warm_up: list[Callable[[], Awaitable[object]]],
+    registry: ToolRegistry,
     *,
     limiter: UserLimiter | None = None,
     write_limiter: UserLimiter | None = None,
@@ -323,11 +345,9 @@ def _build_assistant(
     from larkbot.agent.assistant import Assistant
     from larkbot.agent.confirm import WriteConfirmations
     from larkbot.agent.limits import RateLimiter
-    from larkbot.agent.tools.registry import default_registry
     from larkbot.agent.tools.runner import ToolRunner
 
     limits = settings.rate_limiting
-    registry = default_registry()
     for tool in overrides.tools:
         registry.register(tool)
     if limits.enabled and write_limiter is None:

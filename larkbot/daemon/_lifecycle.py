@@ -44,7 +44,7 @@ from larkbot.ops.http import HealthState, OpsServer, build_ops_app
 from larkbot.ops.logging import log_context
 from larkbot.ops.systemd import SystemdNotifier
 from larkbot.sources import EventSource
-from larkbot.store import Store
+from larkbot.store import Store, StoreError
 
 __all__ = ["Daemon", "DaemonStatus"]
 
@@ -335,11 +335,19 @@ class Daemon:
         while True:
             await anyio.sleep(_ADOPT_INTERVAL)
             if dispatcher.accepting:
-                await self._resume(store, dispatcher)
+                # A passing store error (a locked database during a backup) is retried at the
+                # next interval: it must not end a daemon that answers fine otherwise.
+                try:
+                    await self._resume(store, dispatcher)
+                except StoreError as exc:
+                    log.warning("adopting unanswered messages failed, next try later: %s", exc)
 
     async def _watch_inbox(self, store: Store) -> None:
         while True:
-            metrics.INBOX_DEPTH.set(await store.depth())
+            try:
+                metrics.INBOX_DEPTH.set(await store.depth())
+            except StoreError as exc:
+                log.warning("reading the inbox depth failed, next try later: %s", exc)
             await anyio.sleep(_INBOX_GAUGE_INTERVAL)
 
     async def _notify_ready(self) -> None:

@@ -293,11 +293,13 @@ class LarkClient:
         OPENAPI_LATENCY.labels(_ENDPOINT_PATH).observe(anyio.current_time() - started)
         return EndpointAnswer(answer.status, _json_object(answer))
 
-    def as_user(self, user_access_token: str | SecretStr) -> LarkClient:
+    def as_user(self, user_access_token: str | SecretStr, *, register: bool = True) -> LarkClient:
         """Return a client over this one's pool whose calls act as the user of the token.
 
         The copy shares the connection pool and never closes it; this client stays as it
-        was. See ``user_access_token`` in the class description.
+        was. See ``user_access_token`` in the class description. ``register=False`` keeps
+        a token that Lark has not accepted yet out of the log redactor (a caller could
+        otherwise have any word of its choosing masked in every later line).
         """
         twin = copy.copy(self)
         token = (
@@ -309,7 +311,8 @@ class LarkClient:
             raise ValueError("as_user needs a user access token")
         twin._user_token = token
         twin._owns_http = False
-        add_secrets(token)
+        if register:
+            add_secrets(token)
         return twin
 
     async def tenant_token(self) -> str:

@@ -23,6 +23,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 
+from larkbot.core.redact import add_secrets
 from larkbot.lark.client import LarkAPIError, LarkClient
 
 __all__ = ["Caller", "McpTokenVerifier", "TokenMode", "caller_of"]
@@ -34,6 +35,8 @@ TokenMode = Literal["tenant", "user", "auto"]
 USER_INFO_ROUTE = "authen/v1/user_info"
 # Every holder of the one configured MCP token is the same caller.
 MCP_TOKEN_CALLER = "mcp-token"
+# A refused token is refused again without asking Lark for this long.
+_REFUSAL_SECONDS = 60.0
 _USER_CHECK_SECONDS = 300.0
 _USER_CHECK_ENTRIES = 1024
 # What an AccessToken's ``claims`` say about the bearer.
@@ -70,6 +73,9 @@ class McpTokenVerifier:
         self._users: TTLCache[str, AccessToken] = TTLCache(
             maxsize=_USER_CHECK_ENTRIES, ttl=_USER_CHECK_SECONDS
         )
+        self._refused: TTLCache[str, bool] = TTLCache(
+            maxsize=_USER_CHECK_ENTRIES, ttl=_REFUSAL_SECONDS
+        )
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """Return who ``token`` stands for, or None to answer 401."""
@@ -91,14 +97,18 @@ class McpTokenVerifier:
         known = self._users.get(digest)
         if known is not None:
             return known
+        if digest in self._refused:
+            return None
         try:
-            info = await self._client.as_user(token).request(
+            info = await self._client.as_user(token, register=False).request(
                 "GET", "authen/v1/user_info", route=USER_INFO_ROUTE
             )
         except LarkAPIError as exc:
             # Refused (not a user token, expired) or Lark unreachable: either way this
             # request cannot be served as that user. The token itself is never logged.
             _log.info("bearer token refused: Lark answered code %s on user_info", exc.code)
+            # Remembered a while, so a stream of made-up tokens costs Lark no call each.
+            self._refused[digest] = True
             return None
         except (OSError, TimeoutError) as exc:
             _log.warning("bearer token not checked: Lark unreachable (%s)", type(exc).__name__)
@@ -113,6 +123,8 @@ class McpTokenVerifier:
             subject=open_id,
             claims={_KIND: "user", _OPEN_ID: open_id},
         )
+        # Only now, accepted by Lark, is the token a secret worth masking in logs.
+        add_secrets(token)
         self._users[digest] = access
         return access
 

@@ -188,7 +188,10 @@ class LarkToolServer:
             return _result(_failure(message))
         as_user = self._token_mode == "user"
         if self._token_mode == "auto":
-            as_user = arguments.pop(_USE_USER_TOKEN, False) is True
+            # A caller who signed in with a Lark user token acts as that user, always: only the
+            # MCP token stands for the app, so a user can never borrow the app's permissions.
+            asked = arguments.pop(_USE_USER_TOKEN, False) is True
+            as_user = asked or caller.user_token is not None
         if as_user and caller.user_token is None:
             return _result(_failure(translate("needs_user_token", language)))
         if self._request_limiter is not None:
