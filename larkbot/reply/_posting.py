@@ -1,14 +1,15 @@
 """Running the agent with a "working on it" reaction, and posting a reply idempotently.
 
-What the Redis answering path (:mod:`larkbot.reply.shared`) needs of the platform. It
-posts a reply whole, never streamed into a card: with several replicas an answer is
-stored before anything of it is posted, so that the next owner of a message can post
-the very same answer under the same ``uuid``.
+Shared by both answering paths: the :class:`~larkbot.reply.responder.Responder` and the
+Redis path (:mod:`larkbot.reply.shared`), which posts a reply whole, never streamed into a
+card: with several replicas an answer is stored before anything of it is posted, so that
+the next owner of a message can post the very same answer under the same ``uuid``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import anyio
 
@@ -16,13 +17,13 @@ from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
-from larkbot.reply.render import render_reply
+from larkbot.reply.render import OutboundMessage, render_reply
 
 __all__ = ["ReplyPoster"]
 
 log = logging.getLogger("larkbot.reply")
 
-# The reaction shown on the user's message while the agent works (as the Responder's).
+# The reaction shown on the user's message while the agent works.
 _WORKING_EMOJI = "OnIt"
 
 
@@ -74,8 +75,18 @@ class ReplyPoster:
         :raises LarkAPIError: the platform refused it or could not be reached.
         """
         outbound = render_reply(reply)
+        await self.post_parts(message, outbound)
+        return len(outbound)
+
+    async def post_parts(
+        self, message: InboundMessage, parts: Sequence[OutboundMessage], first: int = 0
+    ) -> None:
+        """Post rendered ``parts`` to ``message``, the first under uuid index ``first``.
+
+        :raises LarkAPIError: the platform refused one or could not be reached.
+        """
         in_thread = message.in_thread or self._reply_in_thread
-        for index, part in enumerate(outbound):
+        for index, part in enumerate(parts, first):
             await self._client.reply(
                 message.message_id,
                 msg_type=part.msg_type,
@@ -83,7 +94,6 @@ class ReplyPoster:
                 uuid=reply_uuid(message.message_id, index),
                 reply_in_thread=in_thread,
             )
-        return len(outbound)
 
     async def unreact(self, message: InboundMessage, reactions: list[str]) -> None:
         """Remove the reactions :meth:`think` added; a failure is only logged."""

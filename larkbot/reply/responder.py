@@ -17,18 +17,16 @@ from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.core.streaming import current_reply_stream
-from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
+from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops import metrics
 from larkbot.ops.logging import log_context
+from larkbot.reply._posting import ReplyPoster
 from larkbot.reply.render import OutboundMessage, render_reply
 from larkbot.reply.streaming import StreamingCard
 
 __all__ = ["Responder", "ResponderStore"]
 
 log = logging.getLogger("larkbot.reply")
-
-# The reaction shown on the user's message while the agent works.
-_WORKING_EMOJI = "OnIt"
 
 
 class ResponderStore(Protocol):
@@ -74,7 +72,9 @@ class Responder:
         self._store = store
         self._conversations = conversations
         self._reply_in_thread = reply_in_thread
-        self._working_reaction_after = working_reaction_after
+        self._poster = ReplyPoster(
+            client, reply_in_thread=reply_in_thread, working_reaction_after=working_reaction_after
+        )
         self._streaming = streaming
 
     async def answer(self, message: InboundMessage) -> None:
@@ -96,25 +96,13 @@ class Responder:
             else None
         )
         try:
-            thinking_done = anyio.Event()
-            async with anyio.create_task_group() as tg:
-                if self._working_reaction_after is not None:
-                    tg.start_soon(self._react_if_slow, message, thinking_done, reactions)
-                token = current_reply_stream.set(stream)
-                try:
-                    reply = await self._agent.respond(message, conversation)
-                finally:
-                    current_reply_stream.reset(token)
-                    thinking_done.set()
+            token = current_reply_stream.set(stream)
+            try:
+                reply = await self._poster.think(self._agent, message, conversation, reactions)
+            finally:
+                current_reply_stream.reset(token)
             outbound, first = await self._after_stream(stream, reply)
-            for index, part in enumerate(outbound, first):
-                await self._client.reply(
-                    message.message_id,
-                    msg_type=part.msg_type,
-                    content=part.content,
-                    uuid=reply_uuid(message.message_id, index),
-                    reply_in_thread=in_thread,
-                )
+            await self._poster.post_parts(message, outbound, first)
         except LarkAPIError as exc:
             metrics.REPLIES.labels(outcome="failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
@@ -124,8 +112,7 @@ class Responder:
                     await self._store.mark_failed(message_id, reason)
             return
         finally:
-            for reaction_id in reactions:
-                await self._unreact(message, reaction_id)
+            await self._poster.unreact(message, reactions)
         metrics.REPLIES.labels(outcome="sent").inc()
         log.info(
             "replied to message %s (%d part%s)",
@@ -161,30 +148,6 @@ class Responder:
         if reply.card is not None:
             rest = render_reply(Reply(reply.text, card=reply.card))
         return rest, 1
-
-    async def _react_if_slow(
-        self, message: InboundMessage, thinking_done: anyio.Event, reactions: list[str]
-    ) -> None:
-        # Only a slow answer gets a "working on it" reaction: a fast one would just flash
-        # an emoji and cost two extra API calls. A reaction is a courtesy, so its failure
-        # never delays or blocks the answer.
-        assert self._working_reaction_after is not None
-        with anyio.move_on_after(self._working_reaction_after):
-            await thinking_done.wait()
-        if thinking_done.is_set():
-            return
-        try:
-            with anyio.move_on_after(2):
-                reactions.append(await self._client.react(message.message_id, _WORKING_EMOJI))
-        except LarkAPIError as exc:
-            log.debug("could not add a reaction to %s: %s", message.message_id, exc)
-
-    async def _unreact(self, message: InboundMessage, reaction_id: str) -> None:
-        try:
-            with anyio.move_on_after(2, shield=True):
-                await self._client.unreact(message.message_id, reaction_id)
-        except LarkAPIError as exc:
-            log.debug("could not remove the reaction on %s: %s", message.message_id, exc)
 
 
 def _words(part: OutboundMessage) -> str:
