@@ -25,7 +25,7 @@ from larkbot.agent.timezone import FALLBACK_TIMEZONE
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.core.cards import CardAction, CardAnswer
 from larkbot.core.language import Language
-from larkbot.store.confirmations import ConfirmationState, PendingWrite
+from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 
 if TYPE_CHECKING:
     from larkbot.agent.tools.runner import ToolRunner
@@ -50,14 +50,7 @@ class ConfirmationStore(Protocol):
 
     async def confirmation(self, confirmation_id: str) -> PendingWrite | None: ...
 
-    async def settle_confirmation(
-        self,
-        confirmation_id: str,
-        *,
-        expected: ConfirmationState,
-        state: ConfirmationState,
-        outcome: str = "",
-    ) -> bool: ...
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool: ...
 
 
 class ConversationSource(Protocol):
@@ -171,7 +164,7 @@ class WriteConfirmations:
         self, pending: PendingWrite, action: CardAction, state: ConfirmationState
     ) -> CardAnswer:
         won = await self._store.settle_confirmation(
-            pending.id, expected=ConfirmationState.PENDING, state=state
+            ConfirmationMove(pending.id, expected=ConfirmationState.PENDING, state=state)
         )
         current = await self._store.confirmation(pending.id) or pending
         if won:
@@ -183,7 +176,9 @@ class WriteConfirmations:
 
     async def _approve(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
         won = await self._store.settle_confirmation(
-            pending.id, expected=ConfirmationState.PENDING, state=ConfirmationState.APPROVING
+            ConfirmationMove(
+                pending.id, expected=ConfirmationState.PENDING, state=ConfirmationState.APPROVING
+            )
         )
         if not won:
             # Another click, delivery or replica took it: show where it stands.
@@ -194,7 +189,9 @@ class WriteConfirmations:
         state = ConfirmationState.DONE if result.ok else ConfirmationState.FAILED
         outcome = (result.text if result.ok else result.error or result.text) or ""
         await self._store.settle_confirmation(
-            pending.id, expected=ConfirmationState.APPROVING, state=state, outcome=outcome
+            ConfirmationMove(
+                pending.id, expected=ConfirmationState.APPROVING, state=state, outcome=outcome
+            )
         )
         settled = pending.model_copy(update={"state": state, "outcome": outcome})
         self._decision(settled, action, state.value)

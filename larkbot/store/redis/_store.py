@@ -45,7 +45,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 import larkbot
 from larkbot.core.conversation import Conversation, Turn
 from larkbot.core.message import InboundMessage
-from larkbot.store.confirmations import ConfirmationState, PendingWrite
+from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 from larkbot.store.redis import _admin, _scripts
 from larkbot.store.redis._endpoint import RedisEndpoint
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
@@ -731,26 +731,19 @@ class RedisStore:
         settled = _ConfirmationSettled.model_validate_json(state)
         return pending.model_copy(update={"state": settled.state, "outcome": settled.outcome})
 
-    async def settle_confirmation(
-        self,
-        confirmation_id: str,
-        *,
-        expected: ConfirmationState,
-        state: ConfirmationState,
-        outcome: str = "",
-    ) -> bool:
-        """Move a confirmation on; leaving ``pending`` is one ``SET NX``, so one replica wins.
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool:
+        """Make ``move``; leaving ``pending`` is one ``SET NX``, so one replica wins.
 
         Only the winner of that move may make the next (``approving`` to its outcome), so
         the later moves need no atomicity of their own.
         """
-        pending = await self.confirmation(confirmation_id)
-        if pending is None or pending.state != expected:
+        pending = await self.confirmation(move.confirmation_id)
+        if pending is None or pending.state != move.expected:
             return False
-        key = self._confirmation_key(confirmation_id, "state")
-        value = _ConfirmationSettled(state=state, outcome=outcome).model_dump_json()
+        key = self._confirmation_key(move.confirmation_id, "state")
+        value = _ConfirmationSettled(state=move.state, outcome=move.outcome).model_dump_json()
         ttl_ms = self._confirmation_ttl_ms(pending)
-        nx = expected == ConfirmationState.PENDING
+        nx = move.expected == ConfirmationState.PENDING
         done = await self._guarded(
             "settling a confirmation",
             lambda: self._client.set(key, value, px=ttl_ms, nx=nx, xx=not nx),
