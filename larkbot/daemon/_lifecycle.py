@@ -321,10 +321,7 @@ class Daemon:
         if parts.shared is not None:
             await drain_shared(parts.shared, dispatcher, grace)
             return
-        dispatcher.stop_accepting()
-        with anyio.move_on_after(grace) as scope:
-            await dispatcher.wait_idle()
-        if scope.cancelled_caught:
+        if not await dispatcher.drain(grace):
             log.warning(
                 "grace period of %.0f s over: %d message(s) left in the inbox for the next start",
                 grace,

@@ -180,10 +180,7 @@ async def drain_shared(shared: SharedParts, dispatcher: Dispatcher, grace: float
     once, so other replicas adopt the partitions within a tick instead of a lease.
     """
     shared.responder.draining = True
-    dispatcher.stop_accepting()
-    with anyio.move_on_after(grace) as scope:
-        await dispatcher.wait_idle()
-    if scope.cancelled_caught:
+    if not await dispatcher.drain(grace):
         log.warning(
             "grace period of %.0f s over: %d message(s) left to the partitions' next owners",
             grace,

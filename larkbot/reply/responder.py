@@ -9,6 +9,7 @@ a resumed inbox item can never post the same answer twice (the platform honours 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -49,33 +50,31 @@ class ConversationSource(Protocol):
         ...
 
 
+@dataclass(kw_only=True, eq=False)
 class Responder:
     """Answers one message: agent, render, post, record.
 
     With ``streaming``, a brain that writes its answer piece by piece (the LLM) shows it
     in a CardKit card as it comes; CardKit refusing costs nothing but the animation.
+    ``reply_in_thread`` and ``working_reaction_after`` are as for
+    :class:`~larkbot.reply._posting.ReplyPoster`.
     """
 
-    def __init__(
-        self,
-        *,
-        agent: Agent,
-        client: LarkClient,
-        store: ResponderStore,
-        conversations: ConversationSource,
-        reply_in_thread: bool = False,
-        working_reaction_after: float | None = 1.0,
-        streaming: bool = False,
-    ) -> None:
-        self._agent = agent
-        self._client = client
-        self._store = store
-        self._conversations = conversations
-        self._reply_in_thread = reply_in_thread
+    agent: Agent
+    client: LarkClient
+    store: ResponderStore
+    conversations: ConversationSource
+    reply_in_thread: bool = False
+    working_reaction_after: float | None = 1.0
+    streaming: bool = False
+    _poster: ReplyPoster = field(init=False)
+
+    def __post_init__(self) -> None:
         self._poster = ReplyPoster(
-            client, reply_in_thread=reply_in_thread, working_reaction_after=working_reaction_after
+            self.client,
+            reply_in_thread=self.reply_in_thread,
+            working_reaction_after=self.working_reaction_after,
         )
-        self._streaming = streaming
 
     async def answer(self, message: InboundMessage) -> None:
         """Produce and post the reply to ``message``; never raises for platform errors.
@@ -87,18 +86,18 @@ class Responder:
             await self._answer(message)
 
     async def _answer(self, message: InboundMessage) -> None:
-        conversation = self._conversations.get(message.conversation_key)
+        conversation = self.conversations.get(message.conversation_key)
         reactions: list[str] = []
-        in_thread = message.in_thread or self._reply_in_thread
+        in_thread = message.in_thread or self.reply_in_thread
         stream = (
-            StreamingCard(self._client, message.message_id, reply_in_thread=in_thread)
-            if self._streaming
+            StreamingCard(self.client, message.message_id, reply_in_thread=in_thread)
+            if self.streaming
             else None
         )
         try:
             token = current_reply_stream.set(stream)
             try:
-                reply = await self._poster.think(self._agent, message, conversation, reactions)
+                reply = await self._poster.think(self.agent, message, conversation, reactions)
             finally:
                 current_reply_stream.reset(token)
             outbound, first = await self._after_stream(stream, reply)
@@ -109,7 +108,7 @@ class Responder:
             log.error("reply to message %s failed: %s", message.message_id, reason)
             with anyio.CancelScope(shield=True):
                 for message_id in message.answered_ids:
-                    await self._store.mark_failed(message_id, reason)
+                    await self.store.mark_failed(message_id, reason)
             return
         finally:
             await self._poster.unreact(message, reactions)
@@ -125,7 +124,7 @@ class Responder:
         # only the uuid would stop a second post).
         with anyio.CancelScope(shield=True):
             for message_id in message.answered_ids:
-                await self._store.mark_done(message_id)
+                await self.store.mark_done(message_id)
 
     @staticmethod
     async def _after_stream(
