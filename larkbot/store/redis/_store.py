@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -121,34 +122,46 @@ class _Read(NamedTuple):
     dead: list[_Entry]
 
 
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """How long a call may take and how long what the store keeps lives (see ``open``)."""
+
+    command_timeout: float
+    intake_timeout: float
+    seen_ttl_seconds: float
+    conversation_ttl_seconds: float
+    max_turns: int
+
+    @property
+    def seen_ttl_ms(self) -> int:
+        """How long a message id is remembered as seen and as done, in milliseconds."""
+        return int(self.seen_ttl_seconds * 1000)
+
+    @property
+    def conversation_ttl_ms(self) -> int:
+        """Idle time after which a conversation is forgotten, in milliseconds."""
+        return int(self.conversation_ttl_seconds * 1000)
+
+
 class RedisStore:
     """Shared state of N replicas in one Redis (or Valkey); open with :meth:`open`.
 
     :ivar endpoint: where Redis is (the password kept apart, never shown).
     :ivar keys: the key space (prefix and partition count).
+    :ivar intake_timeout: bound of :meth:`intake` in seconds (it runs inside the ack).
+    :ivar max_turns: turns kept per conversation.
     """
 
     def __init__(
-        self,
-        client: Redis,
-        endpoint: RedisEndpoint,
-        keys: Keyspace,
-        *,
-        command_timeout: float,
-        intake_timeout: float,
-        seen_ttl_seconds: float,
-        conversation_ttl_seconds: float,
-        max_turns: int,
+        self, client: Redis, endpoint: RedisEndpoint, keys: Keyspace, bounds: _Bounds
     ) -> None:
         """Use :meth:`open`; this wires an already built client."""
         self._client = client
         self.endpoint = endpoint
         self.keys = keys
-        self.command_timeout = command_timeout
-        self.intake_timeout = intake_timeout
-        self._seen_ttl_ms = int(seen_ttl_seconds * 1000)
-        self._conversation_ttl_ms = int(conversation_ttl_seconds * 1000)
-        self.max_turns = max_turns
+        self._bounds = bounds
+        self.intake_timeout = bounds.intake_timeout
+        self.max_turns = bounds.max_turns
         self._failing_since: float | None = None
         register = client.register_script
         self._intake = register(_scripts.INTAKE)
@@ -245,16 +258,10 @@ class RedisStore:
         if endpoint.tls:
             await _share_tls_context(pool)
         client = Redis(connection_pool=pool)
-        store = cls(
-            client,
-            endpoint,
-            keys,
-            command_timeout=command_timeout,
-            intake_timeout=intake_timeout,
-            seen_ttl_seconds=seen_ttl_seconds,
-            conversation_ttl_seconds=conversation_ttl_seconds,
-            max_turns=max_turns,
+        bounds = _Bounds(
+            command_timeout, intake_timeout, seen_ttl_seconds, conversation_ttl_seconds, max_turns
         )
+        store = cls(client, endpoint, keys, bounds)
         try:
             yield store
         finally:
@@ -277,7 +284,7 @@ class RedisStore:
         """
         partition = self.keys.partition_of(message.chat_id)
         keys = [self.keys.seen(partition, message.message_id), self.keys.stream(partition)]
-        args = [self._seen_ttl_ms, message.message_id, message.model_dump_json()]
+        args = [self._bounds.seen_ttl_ms, message.message_id, message.model_dump_json()]
         reply = await self._guarded(
             "intake",
             lambda: self._run_script(self._intake, keys, args),
@@ -302,7 +309,7 @@ class RedisStore:
                 self.keys.seen(partition, message.message_id),
                 self.keys.stream(partition),
             ]
-            args = [self._seen_ttl_ms, message.message_id, message.model_dump_json()]
+            args = [self._bounds.seen_ttl_ms, message.message_id, message.model_dump_json()]
             calls.append((self._intake, keys, args))
         replies = await self._guarded(
             "intake", lambda: self._run_scripts(calls), bound=self.intake_timeout
@@ -391,7 +398,7 @@ class RedisStore:
         raw = await self._guarded(
             "storing an answer",
             lambda: self._run_script(
-                self._put_answer, [key], [answer.model_dump_json(), self._seen_ttl_ms]
+                self._put_answer, [key], [answer.model_dump_json(), self._bounds.seen_ttl_ms]
             ),
         )
         return _answer(raw, message_id) or answer
@@ -496,8 +503,8 @@ class RedisStore:
             first.token,
             GROUP,
             self.max_turns,
-            self._conversation_ttl_ms,
-            self._seen_ttl_ms,
+            self._bounds.conversation_ttl_ms,
+            self._bounds.seen_ttl_ms,
             _change(language),
             _change(profile),
             "1" if reset else "0",
@@ -696,7 +703,7 @@ class RedisStore:
         reply = await self._guarded(
             "waiting for messages",
             lambda: self._client.xread(streams, count=1, block=block_ms),
-            bound=block_ms / 1000 + self.command_timeout,
+            bound=block_ms / 1000 + self._bounds.command_timeout,
         )
         if not reply:
             return set()
@@ -764,7 +771,7 @@ class RedisStore:
         self, what: str, call: Callable[[], Awaitable[T]], *, bound: float | None = None
     ) -> T:
         """Run ``call`` within ``bound`` s; turn any failure into :class:`RedisUnavailable`."""
-        limit = self.command_timeout if bound is None else bound
+        limit = self._bounds.command_timeout if bound is None else bound
         try:
             with anyio.fail_after(limit):
                 result = await call()
