@@ -138,8 +138,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[RedisStore]:
 
 def ownership_for(settings: Settings, store: RedisStore) -> PartitionOwnership:
     """This replica's partition ownership, with the configured lease."""
-    lease = settings.store.lease_seconds
-    return PartitionOwnership(store, lease_ttl=lease, tick=min(1.0, lease / 4))
+    return PartitionOwnership(store, lease_ttl=settings.store.lease_seconds)
 
 
 async def verify_layout(store: RedisStore) -> None:

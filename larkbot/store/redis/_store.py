@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypedDict, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -85,6 +85,17 @@ class _Keep(Enum):
 
 KEEP = _Keep.KEEP
 """Passed as ``language`` or ``profile`` to :meth:`RedisStore.finish`: leave it as it is."""
+
+
+class _FinishChange(TypedDict, total=False):
+    """The keyword arguments of :meth:`RedisStore.finish`, for callers that pass them on."""
+
+    user_text: str | None
+    answer_text: str | None
+    conversation_key: str | None
+    language: str | _Keep | None
+    profile: str | _Keep | None
+    reset: bool
 
 
 class _StoredTurn(BaseModel):
