@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember
-from larkbot.testing._objects import BaseField, BaseTable, Chat, Document, WorkspaceWrite
+from larkbot.testing._objects import BaseField, BaseTable, Chat, Document
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
+from larkbot.testing._scoped_routes import ScopedRoute, WorkspaceHandlers
 
 if TYPE_CHECKING:
     from larkbot.testing.workspace import Workspace
@@ -45,23 +45,6 @@ GET_NODE = "wiki/v2/spaces/get_node"
 PERMISSION_MEMBERS = "drive/v1/permissions/{token}/members"
 TABLES = "bitable/v1/apps/{app_token}/tables"
 
-_SCOPES = {
-    ("GET", MESSAGES): "im:message.group_msg",
-    ("GET", CHATS): "im:chat:readonly",
-    ("POST", CHATS): "im:chat:create",
-    ("GET", USERS_BATCH): "contact:user.base:readonly",
-    ("GET", DOCUMENT): "docx:document:readonly",
-    ("GET", RAW_CONTENT): "docx:document:readonly",
-    ("POST", DOCUMENTS): "docx:document",
-    ("POST", CONVERT): "docx:document.block:convert",
-    ("POST", DESCENDANT): "docx:document",
-    ("GET", GET_NODE): "wiki:wiki:readonly",
-    ("POST", PERMISSION_MEMBERS): "docs:permission.member:create",
-    ("GET", TABLES): "bitable:app:readonly",
-    ("POST", TABLES): "bitable:app",
-}
-
-_NO_SCOPE = 99991672
 _FIELD_VALIDATION = 99992402
 _BOT_NOT_IN_CHAT = 230002
 _INVISIBLE_USERS = 232043
@@ -101,26 +84,7 @@ _TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
 
 def content_routes(ws: Workspace) -> list[OpenApiRoute]:
     """Return the routes serving ``ws``'s history, documents, wiki, sharing and tables."""
-    handlers = _Handlers(ws)
-    table: list[tuple[str, str, Callable[[ApiRequest], dict[str, Any]]]] = [
-        ("GET", MESSAGES, handlers.list_messages),
-        ("GET", CHATS, handlers.list_chats),
-        ("POST", CHATS, handlers.create_chat),
-        ("GET", USERS_BATCH, handlers.users_batch),
-        ("POST", CONVERT, handlers.convert),
-        ("POST", DOCUMENTS, handlers.create_document),
-        ("GET", DOCUMENT, handlers.get_document),
-        ("GET", RAW_CONTENT, handlers.raw_content),
-        ("POST", DESCENDANT, handlers.insert_blocks),
-        ("GET", GET_NODE, handlers.get_node),
-        ("POST", PERMISSION_MEMBERS, handlers.add_member),
-        ("GET", TABLES, handlers.list_tables),
-        ("POST", TABLES, handlers.create_table),
-    ]
-    return [
-        OpenApiRoute(method, route, handlers.guarded(method, route, fn))
-        for method, route, fn in table
-    ]
+    return _Handlers(ws).serve(_ROUTES)
 
 
 def _page(items: list[Any], query: Any, default: int, maximum: int) -> dict[str, Any]:
@@ -242,38 +206,12 @@ def _plain(text: str) -> str:
     return _INLINE_MARKS.sub("", text)
 
 
-class _Handlers:
+class _Handlers(WorkspaceHandlers):
     """The route handlers, over one workspace."""
 
     def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
+        super().__init__(ws)
         self._done: dict[str, dict[str, Any]] = {}
-
-    def guarded(
-        self, method: str, route: str, handler: Callable[[ApiRequest], dict[str, Any]]
-    ) -> Callable[[ApiRequest], Any]:
-        async def endpoint(request: ApiRequest) -> Any:
-            denied = self.ws.denied_routes
-            if route in denied or f"{method} {route}" in denied:
-                raise ApiError(
-                    _NO_SCOPE,
-                    "Access denied. One of the following scopes is required: "
-                    f"[{_SCOPES[(method, route)]}].",
-                )
-            return handler(request)
-
-        return endpoint
-
-    def _record_write(self, request: ApiRequest) -> None:
-        self.ws.writes.append(
-            WorkspaceWrite(
-                method=request.method,
-                route=request.route,
-                path=request.path,
-                params=dict(request.query),
-                body=request.body,
-            )
-        )
 
     # ---------------------------------------------------------------------- messages
 
@@ -376,7 +314,7 @@ class _Handlers:
             owner_open_id=owner,
         )
         self.ws.chats[chat.chat_id] = chat
-        self._record_write(request)
+        self.record_write(request)
         answer = {
             "chat_id": chat.chat_id,
             "name": chat.name,
@@ -443,7 +381,7 @@ class _Handlers:
                 f"https://example.feishu.cn/docx/{document.document_id}",
             )
         )
-        self._record_write(request)
+        self.record_write(request)
         return {"document": {"document_id": document.document_id, "revision_id": 1, "title": title}}
 
     def convert(self, request: ApiRequest) -> dict[str, Any]:
@@ -486,7 +424,7 @@ class _Handlers:
             document.paragraphs.extend(_texts(by_id, str(child)))
         document.blocks.extend(by_id.values())
         document.revision_id += 1
-        self._record_write(request)
+        self.record_write(request)
         answer = {
             "children": [by_id[child] for child in children],
             "document_revision_id": document.revision_id,
@@ -574,7 +512,7 @@ class _Handlers:
             if (m.member_type, m.member_id) != (member.member_type, member.member_id)
         ]
         self.ws.permissions[token] = [*members, member]
-        self._record_write(request)
+        self.record_write(request)
         return {
             "member": {
                 "member_type": member.member_type,
@@ -628,7 +566,7 @@ class _Handlers:
             )
         table = BaseTable(self.ws.new_id("tbl"), name, fields)
         app.tables[table.table_id] = table
-        self._record_write(request)
+        self.record_write(request)
         return {
             "table_id": table.table_id,
             "default_view_id": self.ws.new_id("vew"),
@@ -655,3 +593,20 @@ def _seconds(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+_ROUTES: tuple[ScopedRoute[_Handlers], ...] = (
+    ScopedRoute("GET", MESSAGES, "im:message.group_msg", _Handlers.list_messages),
+    ScopedRoute("GET", CHATS, "im:chat:readonly", _Handlers.list_chats),
+    ScopedRoute("POST", CHATS, "im:chat:create", _Handlers.create_chat),
+    ScopedRoute("GET", USERS_BATCH, "contact:user.base:readonly", _Handlers.users_batch),
+    ScopedRoute("POST", CONVERT, "docx:document.block:convert", _Handlers.convert),
+    ScopedRoute("POST", DOCUMENTS, "docx:document", _Handlers.create_document),
+    ScopedRoute("GET", DOCUMENT, "docx:document:readonly", _Handlers.get_document),
+    ScopedRoute("GET", RAW_CONTENT, "docx:document:readonly", _Handlers.raw_content),
+    ScopedRoute("POST", DESCENDANT, "docx:document", _Handlers.insert_blocks),
+    ScopedRoute("GET", GET_NODE, "wiki:wiki:readonly", _Handlers.get_node),
+    ScopedRoute("POST", PERMISSION_MEMBERS, "docs:permission.member:create", _Handlers.add_member),
+    ScopedRoute("GET", TABLES, "bitable:app:readonly", _Handlers.list_tables),
+    ScopedRoute("POST", TABLES, "bitable:app", _Handlers.create_table),
+)

@@ -37,6 +37,7 @@ from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember
 from larkbot.testing._content_routes import content_routes
 from larkbot.testing._objects import BaseField, BaseTable, Chat, Document, WorkspaceWrite
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
+from larkbot.testing._scoped_routes import ScopedRoute, WorkspaceHandlers
 
 __all__ = [
     "BaseApp",
@@ -100,21 +101,6 @@ PRIMARY_CALENDAR = "calendar/v4/calendars/primary"
 EVENTS = "calendar/v4/calendars/{calendar_id}/events"
 ATTENDEES = "calendar/v4/calendars/{calendar_id}/events/{event_id}/attendees"
 
-_ROUTE_SCOPES = {
-    FIELDS: "bitable:app:readonly",
-    RECORDS_SEARCH: "bitable:app:readonly",
-    RECORDS: "bitable:app",
-    RECORD: "bitable:app",
-    USER: "contact:user.base:readonly",
-    USERS_BATCH_GET_ID: "contact:user.id:readonly",
-    DEPARTMENT: "contact:department.base:readonly",
-    CHAT_MEMBERS: "im:chat:readonly",
-    DOC_SEARCH: "search:docs:read",
-    PRIMARY_CALENDAR: "calendar:calendar",
-    EVENTS: "calendar:calendar",
-    ATTENDEES: "calendar:calendar",
-}
-
 # Lark error codes the workspace answers.
 _WRONG_REQUEST_BODY = 1254001
 _INVALID_FILTER = 1254018
@@ -133,7 +119,6 @@ _CONV_FAIL = {
     FieldType.URL: (1254068, "URLFieldConvFail"),
     FieldType.PHONE: (1254060, "TextFieldConvFail"),
 }
-_NO_SCOPE = 99991672
 _NO_USER_AUTHORITY = 41050
 _NO_DEPT_AUTHORITY = 40004
 _INVALID_CHAT_ID = 232006
@@ -226,28 +211,8 @@ class Workspace:
 
 def workspace_routes(ws: Workspace) -> list[OpenApiRoute]:
     """Return the stand-in routes serving ``ws`` (the stand-in checks the tenant token)."""
-    handlers = _Handlers(ws)
-    table: list[tuple[str, str, Callable[[ApiRequest], Any]]] = [
-        ("GET", FIELDS, handlers.list_fields),
-        ("POST", RECORDS_SEARCH, handlers.search_records),
-        ("POST", RECORDS, handlers.create_record),
-        ("GET", RECORD, handlers.get_record),
-        ("PUT", RECORD, handlers.update_record),
-        ("DELETE", RECORD, handlers.delete_record),
-        ("POST", USERS_BATCH_GET_ID, handlers.batch_get_id),
-        ("GET", USER, handlers.get_user),
-        ("GET", DEPARTMENT, handlers.get_department),
-        ("GET", CHAT_MEMBERS, handlers.chat_members),
-        ("POST", DOC_SEARCH, handlers.search_docs),
-        ("POST", PRIMARY_CALENDAR, handlers.primary_calendar),
-        ("POST", EVENTS, handlers.create_event),
-        ("POST", ATTENDEES, handlers.add_attendees),
-    ]
-    routes = [
-        OpenApiRoute(method, route, handlers.guarded(route, fn)) for method, route, fn in table
-    ]
     # Content routes first: ``contact/v3/users/batch`` must win over ``users/{user_id}``.
-    return [*content_routes(ws), *routes]
+    return [*content_routes(ws), *_Handlers(ws).serve(_ROUTES)]
 
 
 def _digits(phone: str) -> str:
@@ -283,36 +248,8 @@ def _page_reply(items: list[Any], offset: int, size: int) -> tuple[list[Any], di
     return chunk, extra
 
 
-class _Handlers:
+class _Handlers(WorkspaceHandlers):
     """The route handlers, over one workspace."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-
-    def guarded(
-        self, route: str, handler: Callable[[ApiRequest], Any]
-    ) -> Callable[[ApiRequest], Any]:
-        async def endpoint(request: ApiRequest) -> Any:
-            if route in self.ws.denied_routes:
-                raise ApiError(
-                    _NO_SCOPE,
-                    "Access denied. One of the following scopes is required: "
-                    f"[{_ROUTE_SCOPES.get(route, '')}].",
-                )
-            return handler(request)
-
-        return endpoint
-
-    def _record_write(self, request: ApiRequest) -> None:
-        self.ws.writes.append(
-            WorkspaceWrite(
-                method=request.method,
-                route=request.route,
-                path=request.path,
-                params=dict(request.query),
-                body=request.body,
-            )
-        )
 
     # ------------------------------------------------------------------------- bitable
 
@@ -570,30 +507,31 @@ class _Handlers:
         table.records[record_id] = {k: v for k, v in values.items() if v is not None}
         if token:
             self.ws._client_tokens[key] = record_id
-        self._record_write(request)
+        self.record_write(request)
         return {"record": self._encode_record(table, record_id, table.records[record_id])}
 
-    def get_record(self, request: ApiRequest) -> dict[str, Any]:
+    def _record(self, request: ApiRequest) -> tuple[BaseTable, str, dict[str, Any]]:
+        """The table, id and values of the record the path names; 1254043 if none."""
         table = self._table(request)
         record_id = request.path_params["record_id"]
         record = table.records.get(record_id)
         if record is None:
             raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
+        return table, record_id, record
+
+    def get_record(self, request: ApiRequest) -> dict[str, Any]:
+        table, record_id, record = self._record(request)
         return {"record": self._encode_record(table, record_id, record)}
 
     def update_record(self, request: ApiRequest) -> dict[str, Any]:
-        table = self._table(request)
-        record_id = request.path_params["record_id"]
-        record = table.records.get(record_id)
-        if record is None:
-            raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
+        table, record_id, record = self._record(request)
         values = self._decode_fields(table, request.body.get("fields"))
         for name, value in values.items():
             if value is None:
                 record.pop(name, None)
             else:
                 record[name] = value
-        self._record_write(request)
+        self.record_write(request)
         return {"record": self._encode_record(table, record_id, record)}
 
     def delete_record(self, request: ApiRequest) -> dict[str, Any]:
@@ -601,7 +539,7 @@ class _Handlers:
         record_id = request.path_params["record_id"]
         if table.records.pop(record_id, None) is None:
             raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
-        self._record_write(request)
+        self.record_write(request)
         return {"deleted": True, "record_id": record_id}
 
     # ------------------------------------------------------------------------- contact
@@ -780,7 +718,7 @@ class _Handlers:
         self.ws.events[event.event_id] = event
         if key:
             self.ws._client_tokens[f"event:{key}"] = event.event_id
-        self._record_write(request)
+        self.record_write(request)
         return {"event": self._describe_event(event)}
 
     def add_attendees(self, request: ApiRequest) -> dict[str, Any]:
@@ -807,7 +745,7 @@ class _Handlers:
                     "is_optional": False,
                 }
             )
-        self._record_write(request)
+        self.record_write(request)
         return {"attendees": added}
 
 
@@ -852,3 +790,21 @@ def _highlight(text: str, terms: list[str]) -> str:
             end = at + len(term)
             text = f"{text[:at]}<h>{text[at:end]}</h>{text[end:]}"
     return text
+
+
+_ROUTES: tuple[ScopedRoute[_Handlers], ...] = (
+    ScopedRoute("GET", FIELDS, "bitable:app:readonly", _Handlers.list_fields),
+    ScopedRoute("POST", RECORDS_SEARCH, "bitable:app:readonly", _Handlers.search_records),
+    ScopedRoute("POST", RECORDS, "bitable:app", _Handlers.create_record),
+    ScopedRoute("GET", RECORD, "bitable:app", _Handlers.get_record),
+    ScopedRoute("PUT", RECORD, "bitable:app", _Handlers.update_record),
+    ScopedRoute("DELETE", RECORD, "bitable:app", _Handlers.delete_record),
+    ScopedRoute("POST", USERS_BATCH_GET_ID, "contact:user.id:readonly", _Handlers.batch_get_id),
+    ScopedRoute("GET", USER, "contact:user.base:readonly", _Handlers.get_user),
+    ScopedRoute("GET", DEPARTMENT, "contact:department.base:readonly", _Handlers.get_department),
+    ScopedRoute("GET", CHAT_MEMBERS, "im:chat:readonly", _Handlers.chat_members),
+    ScopedRoute("POST", DOC_SEARCH, "search:docs:read", _Handlers.search_docs),
+    ScopedRoute("POST", PRIMARY_CALENDAR, "calendar:calendar", _Handlers.primary_calendar),
+    ScopedRoute("POST", EVENTS, "calendar:calendar", _Handlers.create_event),
+    ScopedRoute("POST", ATTENDEES, "calendar:calendar", _Handlers.add_attendees),
+)
