@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember
 from larkbot.testing._objects import BaseField, BaseTable, Chat, Document
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
-from larkbot.testing._scoped_routes import ScopedRoute, WorkspaceHandlers
+from larkbot.testing._scoped_routes import RouteTable, WorkspaceHandlers
 
 if TYPE_CHECKING:
     from larkbot.testing.workspace import Workspace
@@ -54,7 +54,6 @@ _FOLDER_NOT_FOUND = 1061044
 _WIKI_NOT_FOUND = 131005
 _SHARE_INVALID = 1063001
 _SHARE_NOT_FOUND = 1063005
-_BASE_NOT_FOUND = 1254040
 _WRONG_REQUEST_BODY = 1254001
 _TABLE_NAME_TAKEN = 1254013
 
@@ -84,7 +83,7 @@ _TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
 
 def content_routes(ws: Workspace) -> list[OpenApiRoute]:
     """Return the routes serving ``ws``'s history, documents, wiki, sharing and tables."""
-    return _Handlers(ws).serve(_ROUTES)
+    return _Handlers(ws).serve(_routes)
 
 
 def _page(items: list[Any], query: Any, default: int, maximum: int) -> dict[str, Any]:
@@ -206,6 +205,10 @@ def _plain(text: str) -> str:
     return _INLINE_MARKS.sub("", text)
 
 
+# Filled by the ``@_routes.route`` lines above each handler.
+_routes = RouteTable()
+
+
 class _Handlers(WorkspaceHandlers):
     """The route handlers, over one workspace."""
 
@@ -248,6 +251,7 @@ class _Handlers(WorkspaceHandlers):
         }
         return {key: value for key, value in item.items() if value is not None}
 
+    @_routes.route("GET", MESSAGES, "im:message.group_msg")
     def list_messages(self, request: ApiRequest) -> dict[str, Any]:
         query = request.query
         kind = query.get("container_id_type")
@@ -276,6 +280,7 @@ class _Handlers(WorkspaceHandlers):
 
     # ------------------------------------------------------------------------- chats
 
+    @_routes.route("GET", CHATS, "im:chat:readonly")
     def list_chats(self, request: ApiRequest) -> dict[str, Any]:
         chats = [
             {
@@ -294,6 +299,7 @@ class _Handlers(WorkspaceHandlers):
         ]
         return _page(chats, request.query, 20, 100)
 
+    @_routes.route("POST", CHATS, "im:chat:create")
     def create_chat(self, request: ApiRequest) -> dict[str, Any]:
         key = request.query.get("uuid")
         if key and f"chat:{key}" in self._done:
@@ -330,6 +336,7 @@ class _Handlers(WorkspaceHandlers):
             self._done[f"chat:{key}"] = answer
         return answer
 
+    @_routes.route("GET", USERS_BATCH, "contact:user.base:readonly")
     def users_batch(self, request: ApiRequest) -> dict[str, Any]:
         getlist = getattr(request.query, "getlist", None)
         ids = list(getlist("user_ids")) if getlist else [request.query.get("user_ids")]
@@ -350,6 +357,7 @@ class _Handlers(WorkspaceHandlers):
             raise ApiError(_DOC_NOT_FOUND, "not found")
         return document
 
+    @_routes.route("GET", DOCUMENT, "docx:document:readonly")
     def get_document(self, request: ApiRequest) -> dict[str, Any]:
         document = self._document(request)
         return {
@@ -360,9 +368,11 @@ class _Handlers(WorkspaceHandlers):
             }
         }
 
+    @_routes.route("GET", RAW_CONTENT, "docx:document:readonly")
     def raw_content(self, request: ApiRequest) -> dict[str, Any]:
         return {"content": self._document(request).raw_content}
 
+    @_routes.route("POST", DOCUMENTS, "docx:document")
     def create_document(self, request: ApiRequest) -> dict[str, Any]:
         folder = str(request.body.get("folder_token") or "")
         if folder and folder not in self.ws.folders:
@@ -384,6 +394,7 @@ class _Handlers(WorkspaceHandlers):
         self.record_write(request)
         return {"document": {"document_id": document.document_id, "revision_id": 1, "title": title}}
 
+    @_routes.route("POST", CONVERT, "docx:document.block:convert")
     def convert(self, request: ApiRequest) -> dict[str, Any]:
         content = request.body.get("content")
         if request.body.get("content_type") not in ("markdown", "html") or not isinstance(
@@ -398,6 +409,7 @@ class _Handlers(WorkspaceHandlers):
             "block_id_to_image_urls": [],
         }
 
+    @_routes.route("POST", DESCENDANT, "docx:document")
     def insert_blocks(self, request: ApiRequest) -> dict[str, Any]:
         document = self._document(request)
         if request.path_params["block_id"] != document.document_id:
@@ -437,6 +449,7 @@ class _Handlers(WorkspaceHandlers):
 
     # -------------------------------------------------------------------------- wiki
 
+    @_routes.route("GET", GET_NODE, "wiki:wiki:readonly")
     def get_node(self, request: ApiRequest) -> dict[str, Any]:
         token = request.query.get("token") or ""
         obj_type = request.query.get("obj_type") or "wiki"
@@ -486,6 +499,7 @@ class _Handlers(WorkspaceHandlers):
             or any(d.token == token for d in ws.documents)
         )
 
+    @_routes.route("POST", PERMISSION_MEMBERS, "docs:permission.member:create")
     def add_member(self, request: ApiRequest) -> dict[str, Any]:
         token = request.path_params["token"]
         body = request.body
@@ -525,21 +539,17 @@ class _Handlers(WorkspaceHandlers):
 
     # ------------------------------------------------------------------------ tables
 
-    def _app(self, request: ApiRequest) -> Any:
-        app = self.ws.apps.get(request.path_params["app_token"])
-        if app is None:
-            raise ApiError(_BASE_NOT_FOUND, "BaseTokenNotFound", status=200)
-        return app
-
+    @_routes.route("GET", TABLES, "bitable:app:readonly")
     def list_tables(self, request: ApiRequest) -> dict[str, Any]:
-        app = self._app(request)
+        app = self.base_app(request)
         tables = [
             {"table_id": t.table_id, "revision": 1, "name": t.name} for t in app.tables.values()
         ]
         return {**_page(tables, request.query, 20, 100), "total": len(tables)}
 
+    @_routes.route("POST", TABLES, "bitable:app")
     def create_table(self, request: ApiRequest) -> dict[str, Any]:
-        app = self._app(request)
+        app = self.base_app(request)
         spec = request.body.get("table")
         if not isinstance(spec, dict) or not str(spec.get("name") or "").strip():
             raise ApiError(_WRONG_REQUEST_BODY, "WrongRequestBody: table.name", status=200)
@@ -593,20 +603,3 @@ def _seconds(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
-
-
-_ROUTES: tuple[ScopedRoute[_Handlers], ...] = (
-    ScopedRoute("GET", MESSAGES, "im:message.group_msg", _Handlers.list_messages),
-    ScopedRoute("GET", CHATS, "im:chat:readonly", _Handlers.list_chats),
-    ScopedRoute("POST", CHATS, "im:chat:create", _Handlers.create_chat),
-    ScopedRoute("GET", USERS_BATCH, "contact:user.base:readonly", _Handlers.users_batch),
-    ScopedRoute("POST", CONVERT, "docx:document.block:convert", _Handlers.convert),
-    ScopedRoute("POST", DOCUMENTS, "docx:document", _Handlers.create_document),
-    ScopedRoute("GET", DOCUMENT, "docx:document:readonly", _Handlers.get_document),
-    ScopedRoute("GET", RAW_CONTENT, "docx:document:readonly", _Handlers.raw_content),
-    ScopedRoute("POST", DESCENDANT, "docx:document", _Handlers.insert_blocks),
-    ScopedRoute("GET", GET_NODE, "wiki:wiki:readonly", _Handlers.get_node),
-    ScopedRoute("POST", PERMISSION_MEMBERS, "docs:permission.member:create", _Handlers.add_member),
-    ScopedRoute("GET", TABLES, "bitable:app:readonly", _Handlers.list_tables),
-    ScopedRoute("POST", TABLES, "bitable:app", _Handlers.create_table),
-)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Self
 
 __all__ = ["AsyncLifecycle"]
@@ -19,12 +18,8 @@ class AsyncLifecycle:
         await self._start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        # The block's exception is not ours to handle: stopping is the same either way.
         await self._stop()
 
     async def _start(self) -> None:

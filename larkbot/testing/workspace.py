@@ -37,7 +37,7 @@ from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember
 from larkbot.testing._content_routes import content_routes
 from larkbot.testing._objects import BaseField, BaseTable, Chat, Document, WorkspaceWrite
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
-from larkbot.testing._scoped_routes import ScopedRoute, WorkspaceHandlers
+from larkbot.testing._scoped_routes import RouteTable, WorkspaceHandlers
 
 __all__ = [
     "BaseApp",
@@ -104,7 +104,6 @@ ATTENDEES = "calendar/v4/calendars/{calendar_id}/events/{event_id}/attendees"
 # Lark error codes the workspace answers.
 _WRONG_REQUEST_BODY = 1254001
 _INVALID_FILTER = 1254018
-_BASE_NOT_FOUND = 1254040
 _TABLE_NOT_FOUND = 1254041
 _RECORD_NOT_FOUND = 1254043
 _FIELD_NAME_NOT_FOUND = 1254045
@@ -212,7 +211,7 @@ class Workspace:
 def workspace_routes(ws: Workspace) -> list[OpenApiRoute]:
     """Return the stand-in routes serving ``ws`` (the stand-in checks the tenant token)."""
     # Content routes first: ``contact/v3/users/batch`` must win over ``users/{user_id}``.
-    return [*content_routes(ws), *_Handlers(ws).serve(_ROUTES)]
+    return [*content_routes(ws), *_Handlers(ws).serve(_routes)]
 
 
 def _digits(phone: str) -> str:
@@ -248,20 +247,22 @@ def _page_reply(items: list[Any], offset: int, size: int) -> tuple[list[Any], di
     return chunk, extra
 
 
+# Filled by the ``@_routes.route`` lines above each handler.
+_routes = RouteTable()
+
+
 class _Handlers(WorkspaceHandlers):
     """The route handlers, over one workspace."""
 
     # ------------------------------------------------------------------------- bitable
 
     def _table(self, request: ApiRequest) -> BaseTable:
-        app = self.ws.apps.get(request.path_params["app_token"])
-        if app is None:
-            raise ApiError(_BASE_NOT_FOUND, "BaseTokenNotFound", status=200)
-        table = app.tables.get(request.path_params["table_id"])
+        table = self.base_app(request).tables.get(request.path_params["table_id"])
         if table is None:
             raise ApiError(_TABLE_NOT_FOUND, "TableIdNotFound", status=200)
         return table
 
+    @_routes.route("GET", FIELDS, "bitable:app:readonly")
     def list_fields(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         offset, size = _page(request.query, _FIELD_PAGE_DEFAULT, _FIELD_PAGE_MAX)
@@ -292,6 +293,7 @@ class _Handlers(WorkspaceHandlers):
             "ui_type": _UI_TYPES.get(f.type, "Text"),
         }
 
+    @_routes.route("POST", RECORDS_SEARCH, "bitable:app:readonly")
     def search_records(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         offset, size = _page(request.query, _RECORD_PAGE_DEFAULT, _RECORD_PAGE_MAX)
@@ -493,6 +495,7 @@ class _Handlers(WorkspaceHandlers):
             return {"link": value["link"], "text": str(value.get("text") or value["link"])}
         return value
 
+    @_routes.route("POST", RECORDS, "bitable:app")
     def create_record(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         token = request.query.get("client_token")
@@ -519,10 +522,12 @@ class _Handlers(WorkspaceHandlers):
             raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
         return table, record_id, record
 
+    @_routes.route("GET", RECORD, "bitable:app")
     def get_record(self, request: ApiRequest) -> dict[str, Any]:
         table, record_id, record = self._record(request)
         return {"record": self._encode_record(table, record_id, record)}
 
+    @_routes.route("PUT", RECORD, "bitable:app")
     def update_record(self, request: ApiRequest) -> dict[str, Any]:
         table, record_id, record = self._record(request)
         values = self._decode_fields(table, request.body.get("fields"))
@@ -534,6 +539,7 @@ class _Handlers(WorkspaceHandlers):
         self.record_write(request)
         return {"record": self._encode_record(table, record_id, record)}
 
+    @_routes.route("DELETE", RECORD, "bitable:app")
     def delete_record(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         record_id = request.path_params["record_id"]
@@ -558,12 +564,14 @@ class _Handlers(WorkspaceHandlers):
             "status": {"is_activated": True, "is_frozen": False, "is_resigned": False},
         }
 
+    @_routes.route("GET", USER, "contact:user.base:readonly")
     def get_user(self, request: ApiRequest) -> dict[str, Any]:
         user = self.ws.users.get(request.path_params["user_id"])
         if user is None or request.query.get("user_id_type", "open_id") != "open_id":
             raise ApiError(_NO_USER_AUTHORITY, "no user authority error")
         return {"user": self._describe_user(user)}
 
+    @_routes.route("POST", USERS_BATCH_GET_ID, "contact:user.id:readonly")
     def batch_get_id(self, request: ApiRequest) -> dict[str, Any]:
         emails = request.body.get("emails") or []
         mobiles = request.body.get("mobiles") or []
@@ -584,6 +592,7 @@ class _Handlers(WorkspaceHandlers):
             found.append(entry)
         return {"user_list": found}
 
+    @_routes.route("GET", DEPARTMENT, "contact:department.base:readonly")
     def get_department(self, request: ApiRequest) -> dict[str, Any]:
         wanted = request.path_params["department_id"]
         name = next(
@@ -595,6 +604,7 @@ class _Handlers(WorkspaceHandlers):
 
     # ------------------------------------------------------------------------------ im
 
+    @_routes.route("GET", CHAT_MEMBERS, "im:chat:readonly")
     def chat_members(self, request: ApiRequest) -> dict[str, Any]:
         chat = self.ws.chats.get(request.path_params["chat_id"])
         if chat is None:
@@ -616,6 +626,7 @@ class _Handlers(WorkspaceHandlers):
 
     # ---------------------------------------------------------------------------- docs
 
+    @_routes.route("POST", DOC_SEARCH, "search:docs:read")
     def search_docs(self, request: ApiRequest) -> dict[str, Any]:
         query = str(request.body.get("query") or "")
         terms = [t.casefold() for t in query.split()]
@@ -662,6 +673,7 @@ class _Handlers(WorkspaceHandlers):
 
     # ------------------------------------------------------------------------ calendar
 
+    @_routes.route("POST", PRIMARY_CALENDAR, "calendar:calendar")
     def primary_calendar(self, request: ApiRequest) -> dict[str, Any]:
         calendar = {
             "calendar_id": self.ws.calendar_id,
@@ -688,6 +700,7 @@ class _Handlers(WorkspaceHandlers):
             f"calendarId={event.calendar_id}&key={event.event_id}",
         }
 
+    @_routes.route("POST", EVENTS, "calendar:calendar")
     def create_event(self, request: ApiRequest) -> dict[str, Any]:
         calendar_id = request.path_params["calendar_id"]
         if calendar_id != self.ws.calendar_id:
@@ -721,6 +734,7 @@ class _Handlers(WorkspaceHandlers):
         self.record_write(request)
         return {"event": self._describe_event(event)}
 
+    @_routes.route("POST", ATTENDEES, "calendar:calendar")
     def add_attendees(self, request: ApiRequest) -> dict[str, Any]:
         event = self.ws.events.get(request.path_params["event_id"])
         if event is None or event.calendar_id != request.path_params["calendar_id"]:
@@ -790,21 +804,3 @@ def _highlight(text: str, terms: list[str]) -> str:
             end = at + len(term)
             text = f"{text[:at]}<h>{text[at:end]}</h>{text[end:]}"
     return text
-
-
-_ROUTES: tuple[ScopedRoute[_Handlers], ...] = (
-    ScopedRoute("GET", FIELDS, "bitable:app:readonly", _Handlers.list_fields),
-    ScopedRoute("POST", RECORDS_SEARCH, "bitable:app:readonly", _Handlers.search_records),
-    ScopedRoute("POST", RECORDS, "bitable:app", _Handlers.create_record),
-    ScopedRoute("GET", RECORD, "bitable:app", _Handlers.get_record),
-    ScopedRoute("PUT", RECORD, "bitable:app", _Handlers.update_record),
-    ScopedRoute("DELETE", RECORD, "bitable:app", _Handlers.delete_record),
-    ScopedRoute("POST", USERS_BATCH_GET_ID, "contact:user.id:readonly", _Handlers.batch_get_id),
-    ScopedRoute("GET", USER, "contact:user.base:readonly", _Handlers.get_user),
-    ScopedRoute("GET", DEPARTMENT, "contact:department.base:readonly", _Handlers.get_department),
-    ScopedRoute("GET", CHAT_MEMBERS, "im:chat:readonly", _Handlers.chat_members),
-    ScopedRoute("POST", DOC_SEARCH, "search:docs:read", _Handlers.search_docs),
-    ScopedRoute("POST", PRIMARY_CALENDAR, "calendar:calendar", _Handlers.primary_calendar),
-    ScopedRoute("POST", EVENTS, "calendar:calendar", _Handlers.create_event),
-    ScopedRoute("POST", ATTENDEES, "calendar:calendar", _Handlers.add_attendees),
-)
