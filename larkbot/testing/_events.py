@@ -151,25 +151,19 @@ def build_message_event(
     message = {key: value for key, value in message.items() if value is not None}
     if mention_list:
         message["mentions"] = mention_list
-    return {
-        "schema": "2.0",
-        "header": {
-            "event_id": uuid.uuid4().hex,
-            "event_type": MESSAGE_RECEIVE,
-            "create_time": str(now_ms),
-            "token": "",
-            "app_id": app_id,
-            "tenant_key": tenant_key,
-        },
-        "event": {
-            "sender": {
-                "sender_id": user_ids(sender_open_id),
-                "sender_type": sender_type,
-                "tenant_key": tenant_key,
-            },
-            "message": message,
-        },
+    sender = {
+        "sender_id": user_ids(sender_open_id),
+        "sender_type": sender_type,
+        "tenant_key": tenant_key,
     }
+    return _schema2(
+        MESSAGE_RECEIVE,
+        app_id=app_id,
+        tenant_key=tenant_key,
+        token="",
+        now_ms=now_ms,
+        event={"sender": sender, "message": message},
+    )
 
 
 class CardActionFields(TypedDict, total=False):
@@ -214,21 +208,35 @@ def build_card_action_event(
         action["name"] = name
     if form_value is not None:
         action["form_value"] = form_value
-    return {
-        "schema": "2.0",
-        "header": {
-            "event_id": uuid.uuid4().hex,
-            "token": token,
-            "create_time": str(now_ms),
-            "event_type": CARD_ACTION_TRIGGER,
-            "tenant_key": tenant_key,
-            "app_id": app_id,
-        },
-        "event": {
+    return _schema2(
+        CARD_ACTION_TRIGGER,
+        app_id=app_id,
+        tenant_key=tenant_key,
+        token=token,
+        now_ms=now_ms,
+        event={
             "operator": {"tenant_key": tenant_key, **user_ids(operator_open_id)},
             "token": "c-" + uuid.uuid4().hex,
             "action": action,
             "host": "im_message",
             "context": {"open_message_id": open_message_id, "open_chat_id": open_chat_id},
         },
+    )
+
+
+def _schema2(
+    event_type: str, *, app_id: str, tenant_key: str, token: str, now_ms: int, event: dict[str, Any]
+) -> dict[str, Any]:
+    """Wrap ``event`` in a schema 2.0 envelope with a fresh ``event_id``."""
+    return {
+        "schema": "2.0",
+        "header": {
+            "event_id": uuid.uuid4().hex,
+            "event_type": event_type,
+            "create_time": str(now_ms),
+            "token": token,
+            "app_id": app_id,
+            "tenant_key": tenant_key,
+        },
+        "event": event,
     }

@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, suppress
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from itertools import count
 from typing import Any, Unpack
 
@@ -113,18 +113,51 @@ class _ConnectionGoneError(Exception):
     """The chosen connection closed while a frame was being written to it."""
 
 
-@dataclass(eq=False, slots=True)
-class _Delivery:
-    frame_id: str
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """An event to deliver: its payload, its ids, and how many deliveries came before it."""
+
     payload: bytes
     frame_type: str
     event_id: str | None
     chat_message_id: str | None
+    attempt: int = 0
+
+    def next_attempt(self, new_event_id: bool) -> _Outgoing:
+        """This event once more, under a fresh ``event_id`` if ``new_event_id``."""
+        payload, event_id = self.payload, self.event_id
+        if new_event_id and event_id is not None:
+            payload, event_id = _with_new_event_id(payload)
+        return replace(self, payload=payload, event_id=event_id, attempt=self.attempt + 1)
+
+
+@dataclass(eq=False, slots=True)
+class _Delivery:
+    """One delivery of an event to one connection, waiting for its ack."""
+
+    event: _Outgoing
+    frame_id: str
     conn_id: str
-    attempt: int
     delivered_at: float = 0.0
     ack_code: int | None = None
-    acked: anyio.Event | None = field(default=None)
+    acked: anyio.Event | None = None
+
+    def ack_record(
+        self, acked_at: float, code: int, biz_rt: int | None, data: bytes | None
+    ) -> AckRecord:
+        """Record the ack that arrived at ``acked_at`` (monotonic) for this delivery."""
+        return AckRecord(
+            frame_id=self.frame_id,
+            chat_message_id=self.event.chat_message_id,
+            event_id=self.event.event_id,
+            code=code,
+            delivered_at=self.delivered_at,
+            acked_at=acked_at,
+            latency_ms=(acked_at - self.delivered_at) * 1000.0,
+            biz_rt=biz_rt,
+            conn_id=self.conn_id,
+            data=data,
+        )
 
 
 async def _send_close(websocket: WebSocket) -> None:
@@ -464,7 +497,9 @@ class LarkStandIn(AsyncLifecycle):
         event_id, chat_message_id = event_ids(event)
         if chat_message_id is not None:
             self._remember(chat_message_id, event, payload)
-        return await self._deliver(payload, fragments, frame_type, event_id, chat_message_id, 0)
+        return await self._deliver(
+            _Outgoing(payload, frame_type, event_id, chat_message_id), fragments
+        )
 
     async def redeliver(self, message_id: str, *, new_event_id: bool = False) -> str:
         """Deliver a chat message's event again, as the platform's retries do.
@@ -478,7 +513,7 @@ class LarkStandIn(AsyncLifecycle):
         if new_event_id:
             payload, event_id = _with_new_event_id(payload)
         self.redeliveries += 1
-        return await self._deliver(payload, 1, FrameType.EVENT.value, event_id, message_id, 0)
+        return await self._deliver(_Outgoing(payload, FrameType.EVENT.value, event_id, message_id))
 
     def remember_event(self, event: dict[str, Any]) -> None:
         """Note a chat message's event delivered by another route (the webhook driver).
@@ -661,23 +696,11 @@ class LarkStandIn(AsyncLifecycle):
             biz_rt: int | None = int(headers["biz_rt"])
         except (KeyError, ValueError):
             biz_rt = None
-        self.acks.append(
-            AckRecord(
-                frame_id=delivery.frame_id,
-                chat_message_id=delivery.chat_message_id,
-                event_id=delivery.event_id,
-                code=code,
-                delivered_at=delivery.delivered_at,
-                acked_at=now,
-                latency_ms=(now - delivery.delivered_at) * 1000.0,
-                biz_rt=biz_rt,
-                conn_id=delivery.conn_id,
-                data=data,
-            )
-        )
+        self.acks.append(delivery.ack_record(now, code, biz_rt, data))
         delivery.ack_code = code
-        if code == ACK_OK and delivery.chat_message_id is not None:
-            self._accepted.setdefault(delivery.chat_message_id, anyio.Event()).set()
+        message_id = delivery.event.chat_message_id
+        if code == ACK_OK and message_id is not None:
+            self._accepted.setdefault(message_id, anyio.Event()).set()
             if len(self._accepted) > _REMEMBERED_EVENTS:
                 del self._accepted[next(iter(self._accepted))]
         if delivery.acked is not None:
@@ -696,16 +719,8 @@ class LarkStandIn(AsyncLifecycle):
         if len(self._payloads) > _REMEMBERED_EVENTS:
             del self._payloads[next(iter(self._payloads))]
 
-    async def _deliver(
-        self,
-        payload: bytes,
-        fragments: int,
-        frame_type: str,
-        event_id: str | None,
-        chat_message_id: str | None,
-        attempt: int,
-    ) -> str:
-        chunks = _split(payload, fragments)
+    async def _deliver(self, event: _Outgoing, fragments: int = 1) -> str:
+        chunks = _split(event.payload, fragments)
         frame_id = uuid.uuid4().hex
         trace_id = uuid.uuid4().hex[:16]
         while True:
@@ -715,13 +730,9 @@ class LarkStandIn(AsyncLifecycle):
                 continue
             connection = random.choice(candidates)
             delivery = _Delivery(
+                event=event,
                 frame_id=frame_id,
-                payload=payload,
-                frame_type=frame_type,
-                event_id=event_id,
-                chat_message_id=chat_message_id,
                 conn_id=connection.conn_id,
-                attempt=attempt,
                 acked=anyio.Event() if self.redeliver_after is not None else None,
             )
             # Registered before the last fragment goes out, so no ack can outrun it.
@@ -750,7 +761,7 @@ class LarkStandIn(AsyncLifecycle):
                 payload=chunk,
             )
             for key, value in (
-                ("type", delivery.frame_type),
+                ("type", delivery.event.frame_type),
                 ("message_id", delivery.frame_id),
                 ("trace_id", trace_id),
                 ("sum", total),
@@ -766,7 +777,8 @@ class LarkStandIn(AsyncLifecycle):
         assert delivery.acked is not None
         with anyio.move_on_after(self.ack_timeout):
             await delivery.acked.wait()
-        if delivery.ack_code == ACK_OK or delivery.attempt >= self.redelivery_limit:
+        event = delivery.event
+        if delivery.ack_code == ACK_OK or event.attempt >= self.redelivery_limit:
             return
         delay = self.redeliver_after
         if delay is None:
@@ -774,28 +786,18 @@ class LarkStandIn(AsyncLifecycle):
         await anyio.sleep(delay)
         logger.debug(
             "re-delivering event %s (message %s), attempt %d",
-            delivery.event_id,
-            delivery.chat_message_id,
-            delivery.attempt + 1,
-            extra={"message_id": delivery.chat_message_id},
+            event.event_id,
+            event.chat_message_id,
+            event.attempt + 1,
+            extra={"message_id": event.chat_message_id},
         )
         self.redeliveries += 1
-        payload, event_id = delivery.payload, delivery.event_id
-        if self.redeliver_new_event_id and event_id is not None:
-            payload, event_id = _with_new_event_id(payload)
         try:
-            await self._deliver(
-                payload,
-                1,
-                delivery.frame_type,
-                event_id,
-                delivery.chat_message_id,
-                delivery.attempt + 1,
-            )
+            await self._deliver(event.next_attempt(self.redeliver_new_event_id))
         except TimeoutError:
             logger.warning(
                 "event %s (message %s) not re-delivered: no client connected",
-                delivery.event_id,
-                delivery.chat_message_id,
-                extra={"message_id": delivery.chat_message_id},
+                event.event_id,
+                event.chat_message_id,
+                extra={"message_id": event.chat_message_id},
             )
