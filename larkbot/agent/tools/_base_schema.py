@@ -7,7 +7,7 @@ wiki link to it, its ``app_token``, or a configured table's name or alias.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -168,17 +168,15 @@ async def _tables(ctx: ToolContext, app_token: str) -> list[dict[str, str]]:
     return tables
 
 
-class ListBaseTables(Tool[ListBaseTablesInput]):
-    """List the tables of a Base."""
-
-    name: ClassVar[str] = "list_base_tables"
-    description: ClassVar[str] = (
-        "List the tables of any Lark Base (bitable), named by its link, a wiki link to it, "
-        "its app_token or a configured table: each table's name and table_id. Use it when "
-        "the user asks which tables a Base has, or pastes a Base link."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly", "wiki:wiki:readonly")
+class ListBaseTables(
+    Tool[ListBaseTablesInput],
+    name="list_base_tables",
+    scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
+):
+    """List the tables of any Lark Base (bitable), named by its link, a wiki link to it, its
+    app_token or a configured table: each table's name and table_id. Use it when the user
+    asks which tables a Base has, or pastes a Base link.
+    """
 
     async def run(self, ctx: ToolContext, args: ListBaseTablesInput) -> ToolResult:
         """Resolve the Base and page through its tables."""
@@ -194,19 +192,16 @@ class ListBaseTables(Tool[ListBaseTablesInput]):
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
 
-class ListBaseFields(Tool[ListBaseFieldsInput]):
-    """List the fields of a Base table: names, types and options."""
-
-    name: ClassVar[str] = "list_base_fields"
-    description: ClassVar[str] = (
-        "List the fields (columns) of a Lark Base table: name, type (text, number, "
-        "single_select, date, person...), the choices of select fields, and which is primary. "
-        "The table is a configured table, or any table given by Base link/app_token plus "
-        "table_id or name. Use it before writing records or when the user asks what a table "
-        "holds."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly", "wiki:wiki:readonly")
+class ListBaseFields(
+    Tool[ListBaseFieldsInput],
+    name="list_base_fields",
+    scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
+):
+    """List the fields (columns) of a Lark Base table: name, type (text, number,
+    single_select, date, person...), the choices of select fields, and which is primary. The
+    table is a configured table, or any table given by Base link/app_token plus table_id or
+    name. Use it before writing records or when the user asks what a table holds.
+    """
 
     async def run(self, ctx: ToolContext, args: ListBaseFieldsInput) -> ToolResult:
         """Resolve the table, then page through its fields."""
@@ -300,18 +295,17 @@ class ListBaseFields(Tool[ListBaseFieldsInput]):
         )
 
 
-class CreateBaseTable(Tool[CreateBaseTableInput]):
-    """Add a table with the given fields to a Base."""
-
-    name: ClassVar[str] = "create_base_table"
-    description: ClassVar[str] = (
-        "Create a new table in a Lark Base (bitable) with a name and fields (name, type, and "
-        "the choices of select fields). The Base is named by its link, a wiki link, its "
-        "app_token or a configured table in it. Use it when the user asks to add a table, "
-        "a list or a tracker to a Base."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app", "wiki:wiki:readonly")
+class CreateBaseTable(
+    Tool[CreateBaseTableInput],
+    name="create_base_table",
+    write=True,
+    scopes=("bitable:app", "wiki:wiki:readonly"),
+):
+    """Create a new table in a Lark Base (bitable) with a name and fields (name, type, and
+    the choices of select fields). The Base is named by its link, a wiki link, its app_token
+    or a configured table in it. Use it when the user asks to add a table, a list or a
+    tracker to a Base.
+    """
 
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""

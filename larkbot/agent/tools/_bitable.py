@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 from cachetools import TTLCache
@@ -473,22 +473,17 @@ class _BaseTool(Tool[InputT]):
         return f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/records"
 
 
-class SearchBaseRecords(_BaseTool[SearchBaseRecordsInput]):
-    """Find records in a Base table."""
-
-    name: ClassVar[str] = "search_base_records"
-    description: ClassVar[str] = (
-        "Search or list records of a Lark Base (bitable) table, such as customers or tasks. "
-        "Use it whenever the user asks what is in a table, looks for a record, or wants "
-        "records of today, this week or this month. 'table' is a configured table name or "
-        "alias, or a Base link (or give 'app_token' and 'table_id' of any table the app can "
-        "read); 'query' is free text matched in every text field; 'field_filters' "
-        "are exact conditions by field name; 'date_range' filters on the table's date field. "
-        "Returns the matching records with their record_id (needed to update or delete one) "
-        "and their fields."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly",)
+class SearchBaseRecords(
+    _BaseTool[SearchBaseRecordsInput], name="search_base_records", scopes=("bitable:app:readonly",)
+):
+    """Search or list records of a Lark Base (bitable) table, such as customers or tasks.
+    Use it whenever the user asks what is in a table, looks for a record, or wants records
+    of today, this week or this month. 'table' is a configured table name or alias, or a
+    Base link (or give 'app_token' and 'table_id' of any table the app can read); 'query' is
+    free text matched in every text field; 'field_filters' are exact conditions by field
+    name; 'date_range' filters on the table's date field. Returns the matching records with
+    their record_id (needed to update or delete one) and their fields.
+    """
 
     async def run(self, ctx: ToolContext, args: SearchBaseRecordsInput) -> ToolResult:
         """Search the table; filters Lark understands are applied server-side."""
@@ -591,9 +586,8 @@ class SearchBaseRecords(_BaseTool[SearchBaseRecordsInput]):
         return None
 
 
-class _WriteTool(_BaseTool[InputT]):
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app",)
+class _WriteTool(_BaseTool[InputT], write=True, scopes=("bitable:app",)):
+    """What the Base write tools share: the write scope, the writable check and the write."""
 
     def _writable_target(self, ctx: ToolContext, args: _TableInput) -> _Target:
         """Resolve the table and check that writes may go to its Base.
@@ -671,17 +665,12 @@ class _WriteTool(_BaseTool[InputT]):
         return f"{line} — {', '.join(parts)}" if parts else line
 
 
-class CreateBaseRecord(_WriteTool[CreateBaseRecordInput]):
-    """Add a record to a Base table."""
-
-    name: ClassVar[str] = "create_base_record"
-    description: ClassVar[str] = (
-        "Create a new record in a Lark Base (bitable) table (a configured name, a Base link, "
-        "or 'app_token' and 'table_id'). Use it when the user asks to add or register "
-        "something (a customer, a task...). 'fields' maps field "
-        "names to values; unknown field names are refused with the list of valid ones. "
-        "Returns the new record with its record_id."
-    )
+class CreateBaseRecord(_WriteTool[CreateBaseRecordInput], name="create_base_record"):
+    """Create a new record in a Lark Base (bitable) table (a configured name, a Base link,
+    or 'app_token' and 'table_id'). Use it when the user asks to add or register something
+    (a customer, a task...). 'fields' maps field names to values; unknown field names are
+    refused with the list of valid ones. Returns the new record with its record_id.
+    """
 
     async def preview(
         self, ctx: ToolContext, args: CreateBaseRecordInput
@@ -705,16 +694,12 @@ class CreateBaseRecord(_WriteTool[CreateBaseRecordInput]):
         )
 
 
-class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput]):
-    """Change fields of one record in a Base table."""
-
-    name: ClassVar[str] = "update_base_record"
-    description: ClassVar[str] = (
-        "Update fields of an existing record in a Lark Base (bitable) table (a configured "
-        "name, a Base link, or 'app_token' and 'table_id'). Use it when the user asks to "
-        "change, correct or set something on a record; find the "
-        "record_id first with search_base_records. Only the given fields change."
-    )
+class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput], name="update_base_record"):
+    """Update fields of an existing record in a Lark Base (bitable) table (a configured
+    name, a Base link, or 'app_token' and 'table_id'). Use it when the user asks to change,
+    correct or set something on a record; find the record_id first with search_base_records.
+    Only the given fields change.
+    """
 
     async def preview(
         self, ctx: ToolContext, args: UpdateBaseRecordInput
@@ -752,16 +737,12 @@ class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput]):
         )
 
 
-class DeleteBaseRecord(_WriteTool[DeleteBaseRecordInput]):
-    """Remove one record from a Base table."""
-
-    name: ClassVar[str] = "delete_base_record"
-    description: ClassVar[str] = (
-        "Delete a record from a Lark Base (bitable) table (a configured name, a Base link, or "
-        "'app_token' and 'table_id'). Use it only when the user clearly asks to delete or "
-        "remove a specific record; find its record_id first "
-        "with search_base_records. This cannot be undone."
-    )
+class DeleteBaseRecord(_WriteTool[DeleteBaseRecordInput], name="delete_base_record"):
+    """Delete a record from a Lark Base (bitable) table (a configured name, a Base link, or
+    'app_token' and 'table_id'). Use it only when the user clearly asks to delete or remove
+    a specific record; find its record_id first with search_base_records. This cannot be
+    undone.
+    """
 
     async def run(self, ctx: ToolContext, args: DeleteBaseRecordInput) -> ToolResult:
         """Delete the record."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -54,20 +54,18 @@ def _aware(value: datetime, tz: tzinfo) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=tz)
 
 
-class CreateCalendarEvent(Tool[CreateCalendarEventInput]):
-    """Schedule an event and invite the requester and the given people."""
-
-    name: ClassVar[str] = "create_calendar_event"
-    description: ClassVar[str] = (
-        "Create a calendar event (a meeting, an appointment, a reminder slot) and invite "
-        "people. Use it when the user asks to schedule or book something. The event is "
-        "created in the bot's calendar; the user who asked is always invited, plus the "
-        "attendee_open_ids. Times are ISO 8601; without an offset they are taken in the "
-        "workspace time zone (the one the current time is given in). The end defaults to "
-        "one hour after the start."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("calendar:calendar",)
+class CreateCalendarEvent(
+    Tool[CreateCalendarEventInput],
+    name="create_calendar_event",
+    write=True,
+    scopes=("calendar:calendar",),
+):
+    """Create a calendar event (a meeting, an appointment, a reminder slot) and invite
+    people. Use it when the user asks to schedule or book something. The event is created in
+    the bot's calendar; the user who asked is always invited, plus the attendee_open_ids.
+    Times are ISO 8601; without an offset they are taken in the workspace time zone (the one
+    the current time is given in). The end defaults to one hour after the start.
+    """
 
     async def run(self, ctx: ToolContext, args: CreateCalendarEventInput) -> ToolResult:
         """Find the bot's primary calendar, create the event, then add the attendees."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -59,17 +59,11 @@ class CreateChatInput(BaseModel):
         return self
 
 
-class ListChats(Tool[ListChatsInput]):
-    """List the chats the bot is a member of."""
-
-    name: ClassVar[str] = "list_chats"
-    description: ClassVar[str] = (
-        "List the group chats the bot is a member of, with their chat_id (oc_...), optionally "
-        "only those whose name contains 'query'. Use it to find a group's chat_id before "
-        "reading its messages, listing its members or posting in it."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("im:chat:readonly",)
+class ListChats(Tool[ListChatsInput], name="list_chats", scopes=("im:chat:readonly",)):
+    """List the group chats the bot is a member of, with their chat_id (oc_...), optionally
+    only those whose name contains 'query'. Use it to find a group's chat_id before reading
+    its messages, listing its members or posting in it.
+    """
 
     async def run(self, ctx: ToolContext, args: ListChatsInput) -> ToolResult:
         """Page through the bot's chats (bounded) and keep those matching the query."""
@@ -109,22 +103,17 @@ class ListChats(Tool[ListChatsInput]):
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
 
-class CreateChat(Tool[CreateChatInput]):
-    """Create a group chat with chosen members and owner."""
-
-    name: ClassVar[str] = "create_chat"
-    description: ClassVar[str] = (
-        "Create a new group chat with a name and members, the bot included. Members (and the "
-        "owner) are given as open_ids (ou_...), email addresses, or names of people in the "
-        "current chat; the owner is the user asking unless another is named. Use it when the "
-        "user asks to make or set up a group for a project, an event or a team."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = (
-        "im:chat:create",
-        "im:chat:readonly",
-        "contact:user.id:readonly",
-    )
+class CreateChat(
+    Tool[CreateChatInput],
+    name="create_chat",
+    write=True,
+    scopes=("im:chat:create", "im:chat:readonly", "contact:user.id:readonly"),
+):
+    """Create a new group chat with a name and members, the bot included. Members (and the
+    owner) are given as open_ids (ou_...), email addresses, or names of people in the
+    current chat; the owner is the user asking unless another is named. Use it when the user
+    asks to make or set up a group for a project, an event or a team.
+    """
 
     async def run(self, ctx: ToolContext, args: CreateChatInput) -> ToolResult:
         """Resolve every person to an open_id, then create the group once per turn."""

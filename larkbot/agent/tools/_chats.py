@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -50,18 +50,14 @@ class ListChatMembersInput(BaseModel):
     )
 
 
-class SendMessage(Tool[SendMessageInput]):
-    """Post a text message to a chat or to a user, as the bot."""
-
-    name: ClassVar[str] = "send_message"
-    description: ClassVar[str] = (
-        "Send a text message as the bot to another chat (chat_id, oc_...) or directly to a "
-        "user (user_open_id, ou_...). Use it when the user asks to tell, notify or remind "
-        "someone else, or to post in another group. Do not use it to answer the user: the "
-        "reply is sent anyway. Give exactly one target."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("im:message:send_as_bot",)
+class SendMessage(
+    Tool[SendMessageInput], name="send_message", write=True, scopes=("im:message:send_as_bot",)
+):
+    """Send a text message as the bot to another chat (chat_id, oc_...) or directly to a
+    user (user_open_id, ou_...). Use it when the user asks to tell, notify or remind someone
+    else, or to post in another group. Do not use it to answer the user: the reply is sent
+    anyway. Give exactly one target.
+    """
 
     async def run(self, ctx: ToolContext, args: SendMessageInput) -> ToolResult:
         """Send the message with an idempotency uuid derived from the triggering message."""
@@ -97,17 +93,13 @@ class SendMessage(Tool[SendMessageInput]):
         )
 
 
-class ListChatMembers(Tool[ListChatMembersInput]):
-    """List who is in a chat."""
-
-    name: ClassVar[str] = "list_chat_members"
-    description: ClassVar[str] = (
-        "List the members of a chat (their names and open_ids). Use it when the user asks "
-        "who is in this group or another group, or needs someone's open_id to message or "
-        "invite them. Without chat_id it lists the current chat."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("im:chat:readonly",)
+class ListChatMembers(
+    Tool[ListChatMembersInput], name="list_chat_members", scopes=("im:chat:readonly",)
+):
+    """List the members of a chat (their names and open_ids). Use it when the user asks who
+    is in this group or another group, or needs someone's open_id to message or invite them.
+    Without chat_id it lists the current chat.
+    """
 
     async def run(self, ctx: ToolContext, args: ListChatMembersInput) -> ToolResult:
         """Fetch every page of members (bounded) and list them."""

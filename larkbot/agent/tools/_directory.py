@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, tzinfo
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -48,23 +48,21 @@ class SearchDocumentsInput(BaseModel):
     limit: int = Field(10, ge=1, le=20, description="How many documents to return at most.")
 
 
-class GetUserInfo(Tool[GetUserInfoInput]):
-    """Look a user up in the directory."""
-
-    name: ClassVar[str] = "get_user_info"
-    description: ClassVar[str] = (
-        "Look up a person in the company directory by open_id (ou_...) or by email: name, "
-        "English name, email, job title, department, city. Use it when the user asks who "
-        "someone is, or needs a colleague's open_id from their email. Give exactly one of "
-        "user_open_id and email."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = (
+class GetUserInfo(
+    Tool[GetUserInfoInput],
+    name="get_user_info",
+    scopes=(
         "contact:user.base:readonly",
         "contact:user.email:readonly",
         "contact:user.id:readonly",
         "contact:department.base:readonly",
-    )
+    ),
+):
+    """Look up a person in the company directory by open_id (ou_...) or by email: name,
+    English name, email, job title, department, city. Use it when the user asks who someone
+    is, or needs a colleague's open_id from their email. Give exactly one of user_open_id
+    and email.
+    """
 
     async def run(self, ctx: ToolContext, args: GetUserInfoInput) -> ToolResult:
         """Resolve an email to an open_id when needed, then fetch the user and departments."""
@@ -136,19 +134,15 @@ class GetUserInfo(Tool[GetUserInfoInput]):
         return str(department.get("name") or department_id)
 
 
-class SearchDocuments(Tool[SearchDocumentsInput]):
-    """Search documents and wiki pages by keyword."""
-
-    name: ClassVar[str] = "search_documents"
-    description: ClassVar[str] = (
-        "Search Lark documents, sheets, Bases and wiki pages by keyword and return their "
-        "titles, types, owners and links. Use it when the user looks for a document, a "
-        "spec, minutes or a manual. Results are limited to what the bot can see: documents "
-        "shared with the app (the platform answers this search for the app's own identity; "
-        "a user's private documents are not visible)."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
+class SearchDocuments(
+    Tool[SearchDocumentsInput], name="search_documents", scopes=("search:docs:read",)
+):
+    """Search Lark documents, sheets, Bases and wiki pages by keyword and return their
+    titles, types, owners and links. Use it when the user looks for a document, a spec,
+    minutes or a manual. Results are limited to what the bot can see: documents shared with
+    the app (the platform answers this search for the app's own identity; a user's private
+    documents are not visible).
+    """
 
     async def run(self, ctx: ToolContext, args: SearchDocumentsInput) -> ToolResult:
         """Run the search and list the hits."""

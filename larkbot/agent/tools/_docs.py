@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,18 +119,16 @@ class GrantDocumentPermissionInput(BaseModel):
     )
 
 
-class ReadDocument(Tool[ReadDocumentInput]):
-    """Read a docx document's text, or the paragraphs that mention some words."""
-
-    name: ClassVar[str] = "read_document"
-    description: ClassVar[str] = (
-        "Read a Lark document (docx) by link or token: its title and plain text. With 'query' "
-        "it returns only the paragraphs mentioning those words, which is how to answer 'what "
-        "does this document say about X' (answer with a short quote). Long documents come in "
-        "parts: 'next_offset' says where to continue. A wiki link to a document works too."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("docx:document:readonly", "wiki:wiki:readonly")
+class ReadDocument(
+    Tool[ReadDocumentInput],
+    name="read_document",
+    scopes=("docx:document:readonly", "wiki:wiki:readonly"),
+):
+    """Read a Lark document (docx) by link or token: its title and plain text. With 'query'
+    it returns only the paragraphs mentioning those words, which is how to answer 'what does
+    this document say about X' (answer with a short quote). Long documents come in parts:
+    'next_offset' says where to continue. A wiki link to a document works too.
+    """
 
     async def run(self, ctx: ToolContext, args: ReadDocumentInput) -> ToolResult:
         """Resolve the reference, fetch the title and the raw text, then cut or filter it."""
@@ -228,21 +226,16 @@ class ReadDocument(Tool[ReadDocumentInput]):
         return ToolResult(ok=True, data=result, text=text)
 
 
-class ImportDocument(Tool[ImportDocumentInput]):
-    """Create a docx document from Markdown."""
-
-    name: ClassVar[str] = "import_document"
-    description: ClassVar[str] = (
-        "Create a new Lark document (docx) from Markdown: title, content and optionally the "
-        "folder to put it in. Use it when the user asks to write up, save or publish notes, "
-        "minutes, a plan or a summary as a document. The user asking gets full access to it."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = (
-        "docx:document",
-        "docx:document.block:convert",
-        "docs:permission.member:create",
-    )
+class ImportDocument(
+    Tool[ImportDocumentInput],
+    name="import_document",
+    write=True,
+    scopes=("docx:document", "docx:document.block:convert", "docs:permission.member:create"),
+):
+    """Create a new Lark document (docx) from Markdown: title, content and optionally the
+    folder to put it in. Use it when the user asks to write up, save or publish notes,
+    minutes, a plan or a summary as a document. The user asking gets full access to it.
+    """
 
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""
@@ -327,18 +320,17 @@ class _Import:
     result: ToolResult | None = None
 
 
-class GrantDocumentPermission(Tool[GrantDocumentPermissionInput]):
-    """Give a person or a chat view or edit access to a document, sheet or Base."""
-
-    name: ClassVar[str] = "grant_document_permission"
-    description: ClassVar[str] = (
-        "Share a Lark document, sheet, Base or wiki page with a person or a chat: view or "
-        "edit access. The member is an open_id (ou_...), an email, a chat (oc_...) or the "
-        "name of someone in the current chat. Use it when the user asks to share a document "
-        "with someone or to let them edit it. The app must be able to manage the document."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("docs:permission.member:create", "im:chat:readonly")
+class GrantDocumentPermission(
+    Tool[GrantDocumentPermissionInput],
+    name="grant_document_permission",
+    write=True,
+    scopes=("docs:permission.member:create", "im:chat:readonly"),
+):
+    """Share a Lark document, sheet, Base or wiki page with a person or a chat: view or edit
+    access. The member is an open_id (ou_...), an email, a chat (oc_...) or the name of
+    someone in the current chat. Use it when the user asks to share a document with someone
+    or to let them edit it. The app must be able to manage the document.
+    """
 
     async def run(self, ctx: ToolContext, args: GrantDocumentPermissionInput) -> ToolResult:
         """Resolve the member, then add them as a collaborator."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,25 +69,19 @@ class ListChatMessagesInput(BaseModel):
     exclude_bots: bool = Field(False, description="Leave out the messages bots sent.")
 
 
-class ListChatMessages(Tool[ListChatMessagesInput]):
-    """Read the latest messages of a chat or a topic thread."""
-
-    name: ClassVar[str] = "list_chat_messages"
-    description: ClassVar[str] = (
-        "Read a chat's or a topic thread's recent messages, newest first: time, sender name "
-        "and text (text, rich text and cards are turned into plain text). Use it to summarise "
-        "a chat or thread, to catch up on a discussion, or to find what someone said. Without "
-        "chat_id it reads the chat the user is in (the bot must be a member). The answer stops "
-        "at 'limit' messages or 'token_budget' tokens; 'next_before' then pages further back."
-    )
-    write: ClassVar[bool] = False
-    # Never answered from the runner's cache: new messages arrive without any write.
-    cacheable: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = (
-        "im:message.group_msg",
-        "im:message.p2p_msg:readonly",
-        "contact:user.base:readonly",
-    )
+# Not cacheable: new messages arrive without any write, so a cached answer would be stale.
+class ListChatMessages(
+    Tool[ListChatMessagesInput],
+    name="list_chat_messages",
+    cacheable=False,
+    scopes=("im:message.group_msg", "im:message.p2p_msg:readonly", "contact:user.base:readonly"),
+):
+    """Read a chat's or a topic thread's recent messages, newest first: time, sender name
+    and text (text, rich text and cards are turned into plain text). Use it to summarise a
+    chat or thread, to catch up on a discussion, or to find what someone said. Without
+    chat_id it reads the chat the user is in (the bot must be a member). The answer stops at
+    'limit' messages or 'token_budget' tokens; 'next_before' then pages further back.
+    """
 
     async def run(self, ctx: ToolContext, args: ListChatMessagesInput) -> ToolResult:
         """Page back through the history until the limit or the token budget is reached."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -51,18 +51,13 @@ class LookupUserIdsInput(BaseModel):
         return self
 
 
-class LookupUserIds(Tool[LookupUserIdsInput]):
-    """Find the open_ids of people by email or mobile number."""
-
-    name: ClassVar[str] = "lookup_user_ids"
-    description: ClassVar[str] = (
-        "Turn email addresses and mobile numbers into user open_ids (ou_...), the id the other "
-        "tools take to message, invite or share with someone. Use it when the user names "
-        "people by email or phone. People outside the app's visible contacts are reported "
-        "as not found."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("contact:user.id:readonly",)
+class LookupUserIds(
+    Tool[LookupUserIdsInput], name="lookup_user_ids", scopes=("contact:user.id:readonly",)
+):
+    """Turn email addresses and mobile numbers into user open_ids (ou_...), the id the other
+    tools take to message, invite or share with someone. Use it when the user names people
+    by email or phone. People outside the app's visible contacts are reported as not found.
+    """
 
     async def run(self, ctx: ToolContext, args: LookupUserIdsInput) -> ToolResult:
         """Look every email and mobile number up in one call."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,18 +76,12 @@ async def wiki_node(ctx: ToolContext, ref: LarkLink) -> dict[str, Any]:
     return node
 
 
-class SearchWiki(Tool[SearchWikiInput]):
-    """Search wiki pages by keyword."""
-
-    name: ClassVar[str] = "search_wiki"
-    description: ClassVar[str] = (
-        "Search the wiki (knowledge base) pages the app can see by keyword: titles, links, "
-        "node tokens and a snippet. Use it when the user looks for a wiki or knowledge-base "
-        "page (an onboarding guide, a how-to, a policy); then read a page with get_wiki_node "
-        "and read_document."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
+class SearchWiki(Tool[SearchWikiInput], name="search_wiki", scopes=("search:docs:read",)):
+    """Search the wiki (knowledge base) pages the app can see by keyword: titles, links,
+    node tokens and a snippet. Use it when the user looks for a wiki or knowledge-base page
+    (an onboarding guide, a how-to, a policy); then read a page with get_wiki_node and
+    read_document.
+    """
 
     async def run(self, ctx: ToolContext, args: SearchWikiInput) -> ToolResult:
         """Search with only the wiki filter, so documents outside the wiki are left out."""
@@ -139,18 +133,12 @@ class SearchWiki(Tool[SearchWikiInput]):
         return datetime.fromtimestamp(value, tz=UTC).astimezone(ctx.timezone).date().isoformat()
 
 
-class GetWikiNode(Tool[GetWikiNodeInput]):
-    """Resolve a wiki page to its title, type and the object it holds."""
-
-    name: ClassVar[str] = "get_wiki_node"
-    description: ClassVar[str] = (
-        "Look up a wiki page from its link or node token: its title, space, and the object it "
-        "holds (obj_type docx, sheet, bitable...; obj_token). Use it whenever the user pastes "
-        "a wiki link: a docx page is then read with read_document(document=obj_token), a "
-        "bitable page with list_base_tables(base=obj_token). 'next' names that call."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("wiki:wiki:readonly",)
+class GetWikiNode(Tool[GetWikiNodeInput], name="get_wiki_node", scopes=("wiki:wiki:readonly",)):
+    """Look up a wiki page from its link or node token: its title, space, and the object it
+    holds (obj_type docx, sheet, bitable...; obj_token). Use it whenever the user pastes a
+    wiki link: a docx page is then read with read_document(document=obj_token), a bitable
+    page with list_base_tables(base=obj_token). 'next' names that call.
+    """
 
     async def run(self, ctx: ToolContext, args: GetWikiNodeInput) -> ToolResult:
         """Fetch the node and say which tool reads what it holds."""

@@ -5,17 +5,20 @@ Both brains (offline intents and the LLM) run tools only through
 caching, metrics and the audit log in one place.
 
 A tool is a subclass of ``Tool[InputModel]``: the runner validates the arguments against
-the input model and hands :meth:`Tool.run` an instance of exactly that model::
+the input model and hands :meth:`Tool.run` an instance of exactly that model. The class
+statement names the tool; the built-in tools leave out ``description``, so that their
+docstring is the description the LLM reads::
 
     class EchoInput(BaseModel):
         text: str
 
-    class Echo(Tool[EchoInput]):
-        name = "echo"
+    class Echo(Tool[EchoInput], name="echo"):
         description = "Repeat the text back."
 
         async def run(self, ctx: ToolContext, args: EchoInput) -> ToolResult:
             return ToolResult(ok=True, data={"text": args.text}, text=args.text)
+
+Class attributes (``name = "echo"``) work as well as the class statement's keywords.
 """
 
 from __future__ import annotations
@@ -110,6 +113,10 @@ class Tool(Generic[InputT]):
     permissions it needs; ``cacheable`` lets the runner answer a repeated read from its
     cache (a tool whose answer changes without any write, such as a chat's history, sets
     it to ``False``). ``input_model`` is taken from the type argument when not set.
+
+    ``name``, ``write``, ``cacheable`` and ``scopes`` may be given as keywords of the class
+    statement; a class declared with ``name=`` and no ``description`` of its own takes its
+    docstring, folded onto one line, as its description.
     """
 
     name: ClassVar[str]
@@ -120,8 +127,22 @@ class Tool(Generic[InputT]):
     scopes: ClassVar[tuple[str, ...]] = ()
     _openai_schema: ClassVar[dict[str, Any] | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        write: bool | None = None,
+        cacheable: bool | None = None,
+        scopes: tuple[str, ...] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
+        declared = {"name": name, "write": write, "cacheable": cacheable, "scopes": scopes}
+        for attribute, value in declared.items():
+            if value is not None:
+                setattr(cls, attribute, value)
+        if name is not None and "description" not in cls.__dict__ and cls.__doc__:
+            cls.description = " ".join(cls.__doc__.split())
         if "input_model" not in cls.__dict__:
             model = _input_model_of(cls)
             if model is not None:
