@@ -7,6 +7,7 @@ wiki link to it, its ``app_token``, or a configured table's name or alias.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,8 +19,8 @@ from larkbot.agent.tools._common import (
     path_segment,
     resolve_table,
 )
-from larkbot.agent.tools._links import call, parse_reference
-from larkbot.agent.tools._wiki import kind_name, wiki_node
+from larkbot.agent.tools._links import call, pages, parse_reference
+from larkbot.agent.tools._wiki import held_object
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
 __all__ = [
@@ -137,35 +138,26 @@ async def _app_token(ctx: ToolContext, base: str) -> tuple[str, str | None]:
     ref = parse_reference(base, default_kind="bitable")
     if ref is None:
         raise ToolError(translate("bad_base_ref", ctx.language, value=base.strip()))
-    if ref.kind == "wiki":
-        node = await wiki_node(ctx, ref)
-        if node.get("obj_type") != "bitable":
-            kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
-            token = str(node.get("obj_token") or "")
-            raise ToolError(translate("not_a_base", ctx.language, kind=kind, token=token))
-        return str(node.get("obj_token") or ""), None
-    if ref.kind != "bitable":
-        kind = kind_name(ctx.language, ref.kind)
-        raise ToolError(translate("not_a_base", ctx.language, kind=kind, token=ref.token))
-    return ref.token, ref.table_id
+    token, node = await held_object(ctx, ref, "bitable", "not_a_base")
+    return token, None if node else ref.table_id
 
 
 async def _tables(ctx: ToolContext, app_token: str) -> list[dict[str, str]]:
     path = f"bitable/v1/apps/{path_segment(app_token)}/tables"
     tables: list[dict[str, str]] = []
-    params: dict[str, Any] = {"page_size": 100}
-    for _ in range(_PAGES):
-        data = await call(
-            ctx, "GET", path, route=TABLES_ROUTE, refusals=_BASE_REFUSALS, params=params
-        )
+    async for data in _pages(ctx, path, route=TABLES_ROUTE):
         for item in data.get("items") or []:
             tables.append(
                 {"table_id": str(item.get("table_id") or ""), "name": str(item.get("name") or "")}
             )
-        if not data.get("has_more") or not data.get("page_token"):
-            break
-        params = {"page_size": 100, "page_token": data["page_token"]}
     return tables
+
+
+def _pages(ctx: ToolContext, path: str, *, route: str) -> AsyncIterator[dict[str, Any]]:
+    """The pages of a Base list endpoint, a missing Base or table said as such."""
+    return pages(
+        ctx, path, route=route, params={"page_size": 100}, limit=_PAGES, refusals=_BASE_REFUSALS
+    )
 
 
 class ListBaseTables(
@@ -208,11 +200,7 @@ class ListBaseFields(
         app_token, table_id, table_name = await self._table(ctx, args)
         path = f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/fields"
         fields: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"page_size": 100}
-        for _ in range(_PAGES):
-            data = await call(
-                ctx, "GET", path, route=FIELDS_ROUTE, refusals=_BASE_REFUSALS, params=params
-            )
+        async for data in _pages(ctx, path, route=FIELDS_ROUTE):
             for item in data.get("items") or []:
                 type_id = int(item.get("type") or 0)
                 prop = item.get("property") or {}
@@ -229,9 +217,6 @@ class ListBaseFields(
                 if type_id in _SELECTS:
                     field["options"] = options
                 fields.append(field)
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {"page_size": 100, "page_token": data["page_token"]}
         shown = table_name or table_id
         result = {
             "app_token": app_token,

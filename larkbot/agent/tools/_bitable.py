@@ -23,6 +23,7 @@ from larkbot.agent.tools._common import (
     path_segment,
     resolve_table,
 )
+from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import InputT, Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -344,8 +345,7 @@ class _BaseTool(Tool[InputT]):
         path = f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/fields"
         fields: list[_Field] = []
         params: dict[str, Any] = {"page_size": 100}
-        for _ in range(_FIELD_PAGES):
-            data = await ctx.client.request("GET", path, route=FIELDS_ROUTE, params=params)
+        async for data in pages(ctx, path, route=FIELDS_ROUTE, params=params, limit=_FIELD_PAGES):
             for item in data.get("items") or []:
                 fields.append(
                     _Field(
@@ -354,9 +354,6 @@ class _BaseTool(Tool[InputT]):
                         is_primary=bool(item.get("is_primary")),
                     )
                 )
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {"page_size": 100, "page_token": data["page_token"]}
         return fields
 
     def _field(self, ctx: ToolContext, table: str, fields: list[_Field], name: str) -> _Field:

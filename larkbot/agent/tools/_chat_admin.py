@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import idempotency_key
-from larkbot.agent.tools._links import call
+from larkbot.agent.tools._links import call, pages
 from larkbot.agent.tools._people import PersonResolver
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
@@ -70,8 +70,9 @@ class ListChats(Tool[ListChatsInput], name="list_chats", scopes=("im:chat:readon
         wanted = args.query.strip().casefold()
         chats: list[dict[str, Any]] = []
         params: dict[str, Any] = {"page_size": 100, "sort_type": "ByActiveTimeDesc"}
-        for _ in range(_CHAT_PAGES):
-            data = await ctx.client.request("GET", CHATS_ROUTE, route=CHATS_ROUTE, params=params)
+        async for data in pages(
+            ctx, CHATS_ROUTE, route=CHATS_ROUTE, params=params, limit=_CHAT_PAGES
+        ):
             for item in data.get("items") or []:
                 name = str(item.get("name") or "")
                 if wanted and wanted not in name.casefold():
@@ -84,9 +85,6 @@ class ListChats(Tool[ListChatsInput], name="list_chats", scopes=("im:chat:readon
                         "external": bool(item.get("external")),
                     }
                 )
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {**params, "page_token": data["page_token"]}
         total = len(chats)
         chats = chats[: args.limit]
         result = {"query": args.query.strip(), "total": total, "chats": chats}

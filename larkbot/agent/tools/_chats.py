@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 
 __all__ = ["ListChatMembers", "ListChatMembersInput", "SendMessage", "SendMessageInput"]
@@ -108,16 +109,12 @@ class ListChatMembers(
         members: list[dict[str, str]] = []
         total = 0
         params: dict[str, Any] = {"member_id_type": "open_id", "page_size": 100}
-        for _ in range(_MEMBER_PAGES):
-            data = await ctx.client.request("GET", path, route=MEMBERS_ROUTE, params=params)
+        async for data in pages(ctx, path, route=MEMBERS_ROUTE, params=params, limit=_MEMBER_PAGES):
             for item in data.get("items") or []:
                 members.append(
                     {"open_id": str(item.get("member_id", "")), "name": item.get("name", "")}
                 )
             total = int(data.get("member_total") or len(members))
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {**params, "page_token": data["page_token"]}
         total = max(total, len(members))
         names = [m["name"] or m["open_id"] for m in members[:_MEMBERS_SHOWN]]
         lines = [translate("members", ctx.language, total=total, count=total), ", ".join(names)]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, tzinfo
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import path_segment
+from larkbot.agent.tools._common import epoch_date, path_segment, search_hit_lines, unhighlight
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -21,7 +19,6 @@ DEPARTMENT_ROUTE = "contact/v3/departments/{department_id}"
 DOC_SEARCH_ROUTE = "search/v2/doc_wiki/search"
 
 _DEPARTMENTS_LOOKED_UP = 3
-_HIGHLIGHT = re.compile(r"</?h[b]?>")
 
 
 class GetUserInfoInput(BaseModel):
@@ -161,12 +158,12 @@ class SearchDocuments(
                 kind = ",".join(str(k) for k in kind)
             documents.append(
                 {
-                    "title": _HIGHLIGHT.sub("", str(unit.get("title_highlighted") or "")),
+                    "title": unhighlight(unit.get("title_highlighted")),
                     "type": str(kind).lower(),
                     "url": meta.get("url", ""),
                     "owner": meta.get("owner_name", ""),
-                    "updated": _date(meta.get("update_time"), ctx.timezone),
-                    "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
+                    "updated": epoch_date(meta.get("update_time"), ctx.timezone),
+                    "snippet": unhighlight(unit.get("summary_highlighted")),
                     "token": meta.get("token", ""),
                 }
             )
@@ -177,23 +174,9 @@ class SearchDocuments(
                 data={"query": query, "total": 0, "documents": []},
                 text=translate("no_docs", ctx.language, query=query),
             )
-        lines = [translate("docs_found", ctx.language, query=query, total=total, count=total)]
-        for doc in documents:
-            details = ", ".join(v for v in (doc["type"], doc["owner"], doc["updated"]) if v)
-            title = f"[{doc['title']}]({doc['url']})" if doc["url"] else doc["title"]
-            lines.append(f"- {title}" + (f" ({details})" if details else ""))
+        header = translate("docs_found", ctx.language, query=query, total=total, count=total)
         return ToolResult(
             ok=True,
             data={"query": query, "total": total, "documents": documents},
-            text="\n".join(lines),
+            text=search_hit_lines(header, documents),
         )
-
-
-def _date(seconds: Any, tz: tzinfo) -> str:
-    try:
-        value = int(seconds)
-    except (TypeError, ValueError):
-        return ""
-    if value <= 0:
-        return ""
-    return datetime.fromtimestamp(value, tz=UTC).astimezone(tz).date().isoformat()

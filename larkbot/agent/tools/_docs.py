@@ -12,7 +12,7 @@ from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import CreatedObjects, idempotency_key, path_segment
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools._people import EMAIL, PersonResolver
-from larkbot.agent.tools._wiki import kind_name, wiki_node
+from larkbot.agent.tools._wiki import held_object
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -410,17 +410,8 @@ def matching_paragraphs(content: str, query: str) -> list[str]:
 
 async def _docx_of(ctx: ToolContext, ref: LarkLink) -> tuple[str, str]:
     """The docx document id ``ref`` names, and its title when a wiki page gave it."""
-    if ref.kind == "wiki":
-        node = await wiki_node(ctx, ref)
-        if node.get("obj_type") != "docx":
-            kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
-            token = str(node.get("obj_token") or "")
-            raise ToolError(translate("not_a_docx", ctx.language, kind=kind, token=token))
-        return str(node.get("obj_token") or ""), str(node.get("title") or "")
-    if ref.kind != "docx":
-        kind = kind_name(ctx.language, ref.kind)
-        raise ToolError(translate("not_a_docx", ctx.language, kind=kind, token=ref.token))
-    return ref.token, ""
+    token, node = await held_object(ctx, ref, "docx", "not_a_docx")
+    return token, str(node.get("title") or "") if node else ""
 
 
 def _folder_token(ctx: ToolContext, folder: str) -> str:

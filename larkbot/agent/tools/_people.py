@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import path_segment
+from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -162,12 +163,10 @@ class PersonResolver:
             return self._members
         path = f"im/v1/chats/{path_segment(self._ctx.chat_id)}/members"
         params: dict[str, Any] = {"member_id_type": "open_id", "page_size": 100}
-        for _ in range(_MEMBER_PAGES):
-            data = await self._ctx.client.request("GET", path, route=MEMBERS_ROUTE, params=params)
+        async for data in pages(
+            self._ctx, path, route=MEMBERS_ROUTE, params=params, limit=_MEMBER_PAGES
+        ):
             for item in data.get("items") or []:
                 if item.get("member_id"):
                     self._members.append((str(item["member_id"]), str(item.get("name") or "")))
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {**params, "page_token": data["page_token"]}
         return self._members

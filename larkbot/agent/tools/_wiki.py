@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from larkbot.agent.i18n import translate
+from larkbot.agent.tools._common import epoch_date, search_hit_lines, unhighlight
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.core.language import Language
@@ -18,6 +17,7 @@ __all__ = [
     "GetWikiNodeInput",
     "SearchWiki",
     "SearchWikiInput",
+    "held_object",
     "kind_name",
     "wiki_node",
 ]
@@ -25,7 +25,6 @@ __all__ = [
 GET_NODE_ROUTE = "wiki/v2/spaces/get_node"
 SEARCH_ROUTE = "search/v2/doc_wiki/search"
 
-_HIGHLIGHT = re.compile(r"</?h[b]?>")
 _WIKI_REFUSALS = {131005: "wiki_not_found", 131006: "wiki_forbidden"}
 # Object types with a name of their own in the catalogue (``object_<type>``).
 _KINDS = frozenset({"docx", "doc", "sheet", "bitable", "mindnote", "file", "slides"})
@@ -76,6 +75,25 @@ async def wiki_node(ctx: ToolContext, ref: LarkLink) -> dict[str, Any]:
     return node
 
 
+async def held_object(
+    ctx: ToolContext, ref: LarkLink, obj_type: str, refusal: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The token of the ``obj_type`` object ``ref`` names, and the wiki node that holds it.
+
+    ``ref`` is the object's own link (no node then) or a wiki page holding it; any other
+    kind of object is refused with the catalogue sentence ``refusal``.
+    """
+    node: dict[str, Any] | None = None
+    kind, token = ref.kind, ref.token
+    if ref.kind == "wiki":
+        node = await wiki_node(ctx, ref)
+        kind, token = str(node.get("obj_type") or "?"), str(node.get("obj_token") or "")
+    if kind != obj_type:
+        kind = kind_name(ctx.language, kind)
+        raise ToolError(translate(refusal, ctx.language, kind=kind, token=token))
+    return token, node
+
+
 class SearchWiki(Tool[SearchWikiInput], name="search_wiki", scopes=("search:docs:read",)):
     """Search the wiki (knowledge base) pages the app can see by keyword: titles, links,
     node tokens and a snippet. Use it when the user looks for a wiki or knowledge-base page
@@ -100,13 +118,13 @@ class SearchWiki(Tool[SearchWikiInput], name="search_wiki", scopes=("search:docs
             meta: dict[str, Any] = unit.get("result_meta") or {}
             pages.append(
                 {
-                    "title": _HIGHLIGHT.sub("", str(unit.get("title_highlighted") or "")),
+                    "title": unhighlight(unit.get("title_highlighted")),
                     "url": meta.get("url", ""),
                     "node_token": meta.get("token", ""),
                     "type": str(meta.get("doc_types") or "").lower(),
                     "owner": meta.get("owner_name", ""),
-                    "updated": self._date(meta.get("update_time"), ctx),
-                    "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
+                    "updated": epoch_date(meta.get("update_time"), ctx.timezone),
+                    "snippet": unhighlight(unit.get("summary_highlighted")),
                 }
             )
         total = max(int(data.get("total") or 0), len(pages))
@@ -115,22 +133,8 @@ class SearchWiki(Tool[SearchWikiInput], name="search_wiki", scopes=("search:docs
             return ToolResult(
                 ok=True, data=result, text=translate("no_wiki", ctx.language, query=query)
             )
-        lines = [translate("wiki_found", ctx.language, query=query, total=total, count=total)]
-        for page in pages:
-            details = ", ".join(v for v in (page["type"], page["owner"], page["updated"]) if v)
-            title = f"[{page['title']}]({page['url']})" if page["url"] else page["title"]
-            lines.append(f"- {title}" + (f" ({details})" if details else ""))
-        return ToolResult(ok=True, data=result, text="\n".join(lines))
-
-    @staticmethod
-    def _date(seconds: Any, ctx: ToolContext) -> str:
-        try:
-            value = int(seconds)
-        except (TypeError, ValueError):
-            return ""
-        if value <= 0:
-            return ""
-        return datetime.fromtimestamp(value, tz=UTC).astimezone(ctx.timezone).date().isoformat()
+        header = translate("wiki_found", ctx.language, query=query, total=total, count=total)
+        return ToolResult(ok=True, data=result, text=search_hit_lines(header, pages))
 
 
 class GetWikiNode(Tool[GetWikiNodeInput], name="get_wiki_node", scopes=("wiki:wiki:readonly",)):
