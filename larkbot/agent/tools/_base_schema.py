@@ -10,11 +10,12 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import (
     CreatedObjects,
+    ToolInput,
     idempotency_key,
     path_segment,
     resolve_table,
@@ -79,18 +80,14 @@ FieldKind = Literal[
 ]
 
 
-class ListBaseTablesInput(BaseModel):
+class ListBaseTablesInput(ToolInput):
     """Arguments of ``list_base_tables``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base: str = Field(min_length=1, description=_BASE_HELP)
 
 
-class ListBaseFieldsInput(BaseModel):
+class ListBaseFieldsInput(ToolInput):
     """Arguments of ``list_base_fields``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     table: str = Field(
         "",
@@ -100,10 +97,8 @@ class ListBaseFieldsInput(BaseModel):
     base: str | None = Field(None, description=_BASE_HELP + " Leave it out for a configured table.")
 
 
-class FieldSpec(BaseModel):
+class FieldSpec(ToolInput):
     """One field of a new table."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, description="The field's name.")
     type: FieldKind = Field("text", description="The field's type.")
@@ -114,10 +109,8 @@ class FieldSpec(BaseModel):
     )
 
 
-class CreateBaseTableInput(BaseModel):
+class CreateBaseTableInput(ToolInput):
     """Arguments of ``create_base_table``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base: str = Field(min_length=1, description=_BASE_HELP)
     name: str = Field(min_length=1, max_length=100, description="The new table's name.")

@@ -12,11 +12,12 @@ from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 from cachetools import TTLCache
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import (
     FIELD_NOT_FOUND_CODES,
+    ToolInput,
     format_number,
     idempotency_key,
     parse_when,
@@ -206,11 +207,7 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _TableInput(_Input):
+class _TableInput(ToolInput):
     """The table of a Base tool: a configured name, a Base link, or app_token + table_id."""
 
     table: str = Field("", description=_TABLE_HELP)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.timezone import FALLBACK_TIMEZONE
-from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._common import ToolInput, idempotency_key, path_segment
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
 __all__ = ["CreateCalendarEvent", "CreateCalendarEventInput"]
@@ -21,10 +21,8 @@ ATTENDEES_ROUTE = "calendar/v4/calendars/{calendar_id}/events/{event_id}/attende
 _DEFAULT_DURATION = timedelta(hours=1)
 
 
-class CreateCalendarEventInput(BaseModel):
+class CreateCalendarEventInput(ToolInput):
     """Arguments of ``create_calendar_event``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     summary: str = Field(min_length=1, max_length=1000, description="The event title.")
     start: datetime = Field(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import idempotency_key
+from larkbot.agent.tools._common import ToolInput, idempotency_key
 from larkbot.agent.tools._links import call, pages
 from larkbot.agent.tools._people import PersonResolver
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
@@ -22,10 +22,8 @@ _SHOWN = 30
 _INVISIBLE = {232043: "members_invisible", 232024: "members_invisible"}
 
 
-class ListChatsInput(BaseModel):
+class ListChatsInput(ToolInput):
     """Arguments of ``list_chats``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(
         "", max_length=60, description="Only chats whose name contains this (any case)."
@@ -33,10 +31,8 @@ class ListChatsInput(BaseModel):
     limit: int = Field(20, ge=1, le=100, description="How many chats to return at most.")
 
 
-class CreateChatInput(BaseModel):
+class CreateChatInput(ToolInput):
     """Arguments of ``create_chat``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=60, description="The group's name.")
     members: list[str] = Field(

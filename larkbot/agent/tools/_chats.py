@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._common import ToolInput, exactly_one, idempotency_key, path_segment
 from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 
@@ -21,10 +21,8 @@ _MEMBER_PAGES = 10
 _MEMBERS_SHOWN = 30
 
 
-class SendMessageInput(BaseModel):
+class SendMessageInput(ToolInput):
     """Arguments of ``send_message``: the text and exactly one target."""
-
-    model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=4000, description="The message text to send.")
     chat_id: str | None = Field(
@@ -36,15 +34,11 @@ class SendMessageInput(BaseModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
-        if bool(self.chat_id) == bool(self.user_open_id):
-            raise ValueError("give exactly one of chat_id and user_open_id")
-        return self
+        return exactly_one(self, "chat_id", "user_open_id")
 
 
-class ListChatMembersInput(BaseModel):
+class ListChatMembersInput(ToolInput):
     """Arguments of ``list_chat_members``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     chat_id: str | None = Field(
         None, description="The chat (oc_...); leave it out for the chat the user is in."

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import anyio
 from cachetools import TTLCache
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools.base import ToolContext, ToolError
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = [
     "FIELD_NOT_FOUND_CODES",
     "CreatedObjects",
+    "ToolInput",
     "epoch_date",
+    "exactly_one",
     "format_number",
     "idempotency_key",
     "parse_when",
@@ -42,6 +44,25 @@ FIELD_NOT_FOUND_CODES = frozenset({1254044, 1254045})
 
 # The tags the search API wraps matched words in.
 _HIGHLIGHT = re.compile(r"</?h[b]?>")
+
+
+class ToolInput(BaseModel):
+    """Base of the tools' argument models: an argument a model does not define is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def exactly_one(model: _Model, first: str, second: str) -> _Model:
+    """Return ``model`` if exactly one of its fields ``first`` and ``second`` is given.
+
+    :raises ValueError: both or neither are (pydantic reports it as a validation error).
+    """
+    if bool(getattr(model, first)) == bool(getattr(model, second)):
+        raise ValueError(f"give exactly one of {first} and {second}")
+    return model
 
 
 def path_segment(value: str) -> str:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import epoch_date, path_segment, search_hit_lines, unhighlight
+from larkbot.agent.tools._common import (
+    ToolInput,
+    epoch_date,
+    exactly_one,
+    path_segment,
+    search_hit_lines,
+    unhighlight,
+)
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -21,25 +28,19 @@ DOC_SEARCH_ROUTE = "search/v2/doc_wiki/search"
 _DEPARTMENTS_LOOKED_UP = 3
 
 
-class GetUserInfoInput(BaseModel):
+class GetUserInfoInput(ToolInput):
     """Arguments of ``get_user_info``: exactly one way to name the user."""
-
-    model_config = ConfigDict(extra="forbid")
 
     user_open_id: str | None = Field(None, description="The user's open_id (ou_...).")
     email: str | None = Field(None, description="The user's email address.")
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
-        if bool(self.user_open_id) == bool(self.email):
-            raise ValueError("give exactly one of user_open_id and email")
-        return self
+        return exactly_one(self, "user_open_id", "email")
 
 
-class SearchDocumentsInput(BaseModel):
+class SearchDocumentsInput(ToolInput):
     """Arguments of ``search_documents``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=50, description="Words to look for.")
     limit: int = Field(10, ge=1, le=20, description="How many documents to return at most.")

@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import CreatedObjects, idempotency_key, path_segment
+from larkbot.agent.tools._common import CreatedObjects, ToolInput, idempotency_key, path_segment
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools._people import EMAIL, PersonResolver
 from larkbot.agent.tools._wiki import held_object
@@ -57,10 +57,8 @@ _STOP_WORDS = frozenset(
 _TERM_SPLIT = re.compile(r"[\s,、，/・]+|(?<=[\u3040-\u9fff])(?:の|的|と|和)(?=[\u3040-\u9fff])")
 
 
-class ReadDocumentInput(BaseModel):
+class ReadDocumentInput(ToolInput):
     """Arguments of ``read_document``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     document: str = Field(
         min_length=1,
@@ -79,10 +77,8 @@ class ReadDocumentInput(BaseModel):
     )
 
 
-class ImportDocumentInput(BaseModel):
+class ImportDocumentInput(ToolInput):
     """Arguments of ``import_document``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=200, description="The new document's title.")
     markdown: str = Field(
@@ -97,10 +93,8 @@ class ImportDocumentInput(BaseModel):
     )
 
 
-class GrantDocumentPermissionInput(BaseModel):
+class GrantDocumentPermissionInput(ToolInput):
     """Arguments of ``grant_document_permission``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     document: str = Field(
         min_length=1,

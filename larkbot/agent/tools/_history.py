@@ -6,9 +6,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
+from larkbot.agent.tools._common import ToolInput
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -41,10 +42,8 @@ _PLACEHOLDERS = {
 }
 
 
-class ListChatMessagesInput(BaseModel):
+class ListChatMessagesInput(ToolInput):
     """Arguments of ``list_chat_messages``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     chat_id: str | None = Field(
         None, description="The chat (oc_...); leave it out for the chat the user is in."

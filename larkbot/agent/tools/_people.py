@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import path_segment
+from larkbot.agent.tools._common import ToolInput, path_segment
 from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.lark.client import LarkAPIError
@@ -24,10 +24,8 @@ _MEMBER_PAGES = 10
 _PER_CALL = 50  # the most emails (and mobiles) one call takes
 
 
-class LookupUserIdsInput(BaseModel):
+class LookupUserIdsInput(ToolInput):
     """Arguments of ``lookup_user_ids``: emails, mobile numbers, or both."""
-
-    model_config = ConfigDict(extra="forbid")
 
     emails: list[str] = Field(
         default_factory=list, max_length=_PER_CALL, description="Email addresses to look up."

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import epoch_date, search_hit_lines, unhighlight
+from larkbot.agent.tools._common import ToolInput, epoch_date, search_hit_lines, unhighlight
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.core.language import Language
@@ -32,20 +32,16 @@ _KINDS = frozenset({"docx", "doc", "sheet", "bitable", "mindnote", "file", "slid
 _NEXT_TOOL = {"docx": ("read_document", "document"), "bitable": ("list_base_tables", "base")}
 
 
-class SearchWikiInput(BaseModel):
+class SearchWikiInput(ToolInput):
     """Arguments of ``search_wiki``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=50, description="Words to look for.")
     space_id: str | None = Field(None, description="Search only this wiki space (its id).")
     limit: int = Field(10, ge=1, le=20, description="How many pages to return at most.")
 
 
-class GetWikiNodeInput(BaseModel):
+class GetWikiNodeInput(ToolInput):
     """Arguments of ``get_wiki_node``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     node: str = Field(
         min_length=1,
