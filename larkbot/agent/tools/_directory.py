@@ -15,13 +15,13 @@ from larkbot.agent.tools._common import (
     search_hit_lines,
     unhighlight,
 )
+from larkbot.agent.tools._people import open_id_by_email
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
 __all__ = ["GetUserInfo", "GetUserInfoInput", "SearchDocuments", "SearchDocumentsInput"]
 
 USER_ROUTE = "contact/v3/users/{user_id}"
-BATCH_GET_ID_ROUTE = "contact/v3/users/batch_get_id"
 DEPARTMENT_ROUTE = "contact/v3/departments/{department_id}"
 DOC_SEARCH_ROUTE = "search/v2/doc_wiki/search"
 
@@ -67,19 +67,9 @@ class GetUserInfo(
         open_id = (args.user_open_id or "").strip()
         if not open_id:
             email = str(args.email).strip()
-            data = await ctx.client.request(
-                "POST",
-                BATCH_GET_ID_ROUTE,
-                route=BATCH_GET_ID_ROUTE,
-                params={"user_id_type": "open_id"},
-                json={"emails": [email]},
-            )
-            found = next(
-                (u.get("user_id") for u in data.get("user_list") or [] if u.get("user_id")), None
-            )
-            if not found:
+            open_id = await open_id_by_email(ctx, email)
+            if not open_id:
                 raise ToolError(translate("email_not_found", ctx.language, email=email))
-            open_id = str(found)
         data = await ctx.client.request(
             "GET",
             f"contact/v3/users/{path_segment(open_id)}",

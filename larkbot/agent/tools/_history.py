@@ -265,23 +265,22 @@ def _post_text(post: dict[str, Any]) -> str:
         body = next((value for value in post.values() if isinstance(value, dict)), {})
     lines = [str(body.get("title") or "")]
     for paragraph in body.get("content") or []:
-        if not isinstance(paragraph, list):
-            continue
-        parts: list[str] = []
-        for element in paragraph:
-            if not isinstance(element, dict):
-                continue
-            tag = element.get("tag")
-            if tag == "at":
-                parts.append("@" + str(element.get("user_name") or element.get("user_id") or ""))
-            elif tag == "img":
-                parts.append("[image]")
-            elif tag in ("media",):
-                parts.append("[video]")
-            else:
-                parts.append(str(element.get("text") or element.get("href") or ""))
-        lines.append("".join(parts))
+        if isinstance(paragraph, list):
+            parts = (_element_text(element) for element in paragraph if isinstance(element, dict))
+            lines.append("".join(parts))
     return "\n".join(line for line in lines if line)
+
+
+def _element_text(element: dict[str, Any]) -> str:
+    """What one element of a rich-text paragraph reads as."""
+    tag = element.get("tag")
+    if tag == "at":
+        return "@" + str(element.get("user_name") or element.get("user_id") or "")
+    if tag == "img":
+        return "[image]"
+    if tag == "media":
+        return "[video]"
+    return str(element.get("text") or element.get("href") or "")
 
 
 def _card_strings(node: Any) -> list[str]:

@@ -13,7 +13,7 @@ from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.lark.client import LarkAPIError
 
-__all__ = ["EMAIL", "LookupUserIds", "LookupUserIdsInput", "PersonResolver"]
+__all__ = ["EMAIL", "LookupUserIds", "LookupUserIdsInput", "PersonResolver", "open_id_by_email"]
 
 BATCH_GET_ID_ROUTE = "contact/v3/users/batch_get_id"
 MEMBERS_ROUTE = "im/v1/chats/{chat_id}/members"
@@ -67,15 +67,8 @@ class LookupUserIds(
             body["emails"] = emails
         if mobiles:
             body["mobiles"] = mobiles
-        data = await ctx.client.request(
-            "POST",
-            BATCH_GET_ID_ROUTE,
-            route=BATCH_GET_ID_ROUTE,
-            params={"user_id_type": "open_id"},
-            json=body,
-        )
         found: dict[str, str] = {}
-        for entry in data.get("user_list") or []:
+        for entry in await _user_ids(ctx, body):
             key = entry.get("email") or entry.get("mobile")
             if key and entry.get("user_id"):
                 found[str(key).casefold()] = str(entry["user_id"])
@@ -93,6 +86,24 @@ class LookupUserIds(
         return ToolResult(
             ok=True, data={"people": people, "found": hits}, text="\n".join([header, *lines])
         )
+
+
+async def _user_ids(ctx: ToolContext, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Lark's ``user_list`` for the ``emails`` and ``mobiles`` in ``body``: their open_ids."""
+    data = await ctx.client.request(
+        "POST",
+        BATCH_GET_ID_ROUTE,
+        route=BATCH_GET_ID_ROUTE,
+        params={"user_id_type": "open_id"},
+        json=body,
+    )
+    return list(data.get("user_list") or [])
+
+
+async def open_id_by_email(ctx: ToolContext, email: str) -> str:
+    """The open_id of the user with ``email``, or ``""`` when the app sees no such user."""
+    users = await _user_ids(ctx, {"emails": [email]})
+    return next((str(u["user_id"]) for u in users if u.get("user_id")), "")
 
 
 class PersonResolver:
@@ -115,16 +126,7 @@ class PersonResolver:
         if text.startswith("ou_"):
             return text
         if EMAIL.match(text):
-            data = await self._ctx.client.request(
-                "POST",
-                BATCH_GET_ID_ROUTE,
-                route=BATCH_GET_ID_ROUTE,
-                params={"user_id_type": "open_id"},
-                json={"emails": [text]},
-            )
-            found = next(
-                (str(u["user_id"]) for u in data.get("user_list") or [] if u.get("user_id")), ""
-            )
+            found = await open_id_by_email(self._ctx, text)
             if found:
                 self.names[found] = text
                 return found
