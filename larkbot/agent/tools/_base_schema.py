@@ -6,7 +6,6 @@ wiki link to it, its ``app_token``, or a configured table's name or alias.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -20,7 +19,7 @@ from larkbot.agent.tools._common import (
     path_segment,
     resolve_table,
 )
-from larkbot.agent.tools._links import call, pages, parse_reference
+from larkbot.agent.tools._links import TABLE_ID, call, pages, parse_reference
 from larkbot.agent.tools._wiki import held_object
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
@@ -40,7 +39,6 @@ FIELDS_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/fields"
 _PAGES = 10
 _SHOWN = 30
 _OPTIONS_SHOWN = 10
-_TABLE_ID = re.compile(r"^tbl[A-Za-z0-9]+$")
 _BASE_REFUSALS = {
     1254040: "base_not_found",
     1254003: "base_not_found",
@@ -250,7 +248,7 @@ class ListBaseFields(
             return str(settings.app_token), str(settings.table_id), name
         app_token, linked = await _app_token(ctx, base)
         tables = await _tables(ctx, app_token)
-        wanted_id = table if _TABLE_ID.match(table) else ("" if table else linked or "")
+        wanted_id = table if TABLE_ID.match(table) else ("" if table else linked or "")
         if wanted_id:
             # Named by id: its name, when the Base lists it, reads better in the answer.
             name = next((t["name"] for t in tables if t["table_id"] == wanted_id), "")

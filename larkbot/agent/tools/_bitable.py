@@ -608,20 +608,16 @@ class _WriteTool(_BaseTool[InputT], write=True, scopes=("bitable:app",)):
     async def _write_fields(
         self,
         ctx: ToolContext,
-        args: _TableInput,
-        *,
-        values: dict[str, Any],
-        method: str,
+        args: CreateBaseRecordInput | UpdateBaseRecordInput,
         record_id: str | None,
-        done_key: str,
     ) -> ToolResult:
-        """Write ``values`` to a new record (``record_id`` None) or an existing one.
+        """Write ``args.fields`` to a new record (``record_id`` None) or an existing one.
 
         A retried turn reuses the same client token, so the platform applies it once.
         """
         target = self._writable_target(ctx, args)
         table, app_token, table_id = target.label, target.app_token, target.table_id
-        fields, converted = await self._converted(ctx, table, app_token, table_id, values)
+        fields, converted = await self._converted(ctx, table, app_token, table_id, args.fields)
         path = self._records_path(app_token, table_id)
         if record_id is not None:
             path = f"{path}/{path_segment(record_id)}"
@@ -629,7 +625,7 @@ class _WriteTool(_BaseTool[InputT], write=True, scopes=("bitable:app",)):
             ctx,
             app_token,
             table_id,
-            method,
+            "POST" if record_id is None else "PUT",
             path,
             route=RECORDS_ROUTE if record_id is None else RECORD_ROUTE,
             params={"client_token": idempotency_key(ctx, self.name, args)},
@@ -638,6 +634,7 @@ class _WriteTool(_BaseTool[InputT], write=True, scopes=("bitable:app",)):
         )
         record = data.get("record") or {}
         summary = self._summary(fields, record, set(converted), ctx.timezone)
+        done_key = "record_created" if record_id is None else "record_updated"
         return ToolResult(
             ok=True,
             data={"table": table, **self._record(fields, record, ctx.timezone)},
@@ -678,14 +675,7 @@ class CreateBaseRecord(_WriteTool[CreateBaseRecordInput], name="create_base_reco
 
     async def run(self, ctx: ToolContext, args: CreateBaseRecordInput) -> ToolResult:
         """Create the record; a retried turn reuses the same client token."""
-        return await self._write_fields(
-            ctx,
-            args,
-            values=args.fields,
-            method="POST",
-            record_id=None,
-            done_key="record_created",
-        )
+        return await self._write_fields(ctx, args, record_id=None)
 
 
 class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput], name="update_base_record"):
@@ -721,14 +711,7 @@ class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput], name="update_base_reco
 
     async def run(self, ctx: ToolContext, args: UpdateBaseRecordInput) -> ToolResult:
         """Update the record with the converted field values."""
-        return await self._write_fields(
-            ctx,
-            args,
-            values=args.fields,
-            method="PUT",
-            record_id=args.record_id.strip(),
-            done_key="record_updated",
-        )
+        return await self._write_fields(ctx, args, record_id=args.record_id.strip())
 
 
 class DeleteBaseRecord(_WriteTool[DeleteBaseRecordInput], name="delete_base_record"):

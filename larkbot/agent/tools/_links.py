@@ -18,7 +18,7 @@ from larkbot.agent.i18n import translate
 from larkbot.agent.tools.base import ToolContext, ToolError
 from larkbot.lark.client import LarkAPIError
 
-__all__ = ["LarkLink", "call", "find_links", "pages", "parse_reference"]
+__all__ = ["TABLE_ID", "LarkLink", "call", "find_links", "pages", "parse_reference"]
 
 _log = logging.getLogger("larkbot.agent")
 
@@ -39,7 +39,8 @@ _LINK = re.compile(
     r"(?P<rest>[A-Za-z0-9_\-./?=&%#~+]*)"
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{6,}$")
-_TABLE_ID = re.compile(r"^tbl[A-Za-z0-9]+$")
+TABLE_ID = re.compile(r"^tbl[A-Za-z0-9]+$")
+"""A Base table id as Lark writes it (``tbl...``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def _link_of(match: re.Match[str]) -> LarkLink:
     return LarkLink(
         kind=_KINDS[match["kind"]],
         token=match["token"],
-        table_id=table if table and _TABLE_ID.match(table) else None,
+        table_id=table if table and TABLE_ID.match(table) else None,
         url=url,
     )
 
