@@ -6,8 +6,9 @@ caching, metrics and the audit log in one place.
 
 A tool is a subclass of ``Tool[InputModel]``: the runner validates the arguments against
 the input model and hands :meth:`Tool.run` an instance of exactly that model. The class
-statement names the tool; the built-in tools leave out ``description``, so that their
-docstring is the description the LLM reads::
+statement can say what the tool is (``name``, ``write``, ``cacheable``, ``scopes``); the
+description the LLM reads is a ``description`` attribute or, for a tool named in its class
+statement, its docstring (the built-in tools' way)::
 
     class EchoInput(BaseModel):
         text: str
