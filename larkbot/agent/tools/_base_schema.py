@@ -154,13 +154,13 @@ def _pages(ctx: ToolContext, path: str, *, route: str) -> AsyncIterator[dict[str
 class ListBaseTables(
     Tool[ListBaseTablesInput],
     name="list_base_tables",
+    description=(
+        "List the tables of any Lark Base (bitable), named by its link, a wiki link to it, its "
+        "app_token or a configured table: each table's name and table_id. Use it when the user "
+        "asks which tables a Base has, or pastes a Base link."
+    ),
     scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
 ):
-    """List the tables of any Lark Base (bitable), named by its link, a wiki link to it, its
-    app_token or a configured table: each table's name and table_id. Use it when the user
-    asks which tables a Base has, or pastes a Base link.
-    """
-
     async def run(self, ctx: ToolContext, args: ListBaseTablesInput) -> ToolResult:
         """Resolve the Base and page through its tables."""
         app_token, _ = await _app_token(ctx, args.base)
@@ -178,14 +178,14 @@ class ListBaseTables(
 class ListBaseFields(
     Tool[ListBaseFieldsInput],
     name="list_base_fields",
+    description=(
+        "List the fields (columns) of a Lark Base table: name, type (text, number, single_select, "
+        "date, person...), the choices of select fields, and which is primary. The table is a "
+        "configured table, or any table given by Base link/app_token plus table_id or name. Use it "
+        "before writing records or when the user asks what a table holds."
+    ),
     scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
 ):
-    """List the fields (columns) of a Lark Base table: name, type (text, number,
-    single_select, date, person...), the choices of select fields, and which is primary. The
-    table is a configured table, or any table given by Base link/app_token plus table_id or
-    name. Use it before writing records or when the user asks what a table holds.
-    """
-
     async def run(self, ctx: ToolContext, args: ListBaseFieldsInput) -> ToolResult:
         """Resolve the table, then page through its fields."""
         app_token, table_id, table_name = await self._table(ctx, args)
@@ -274,15 +274,15 @@ class ListBaseFields(
 class CreateBaseTable(
     Tool[CreateBaseTableInput],
     name="create_base_table",
+    description=(
+        "Create a new table in a Lark Base (bitable) with a name and fields (name, type, and the "
+        "choices of select fields). The Base is named by its link, a wiki link, its app_token or a "
+        "configured table in it. Use it when the user asks to add a table, a list or a tracker to "
+        "a Base."
+    ),
     write=True,
     scopes=("bitable:app", "wiki:wiki:readonly"),
 ):
-    """Create a new table in a Lark Base (bitable) with a name and fields (name, type, and
-    the choices of select fields). The Base is named by its link, a wiki link, its app_token
-    or a configured table in it. Use it when the user asks to add a table, a list or a
-    tracker to a Base.
-    """
-
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""
         self._created: CreatedObjects[ToolResult] = CreatedObjects()

@@ -468,17 +468,19 @@ class _BaseTool(Tool[InputT]):
 
 
 class SearchBaseRecords(
-    _BaseTool[SearchBaseRecordsInput], name="search_base_records", scopes=("bitable:app:readonly",)
+    _BaseTool[SearchBaseRecordsInput],
+    name="search_base_records",
+    description=(
+        "Search or list records of a Lark Base (bitable) table, such as customers or tasks. Use it "
+        "whenever the user asks what is in a table, looks for a record, or wants records of today, "
+        "this week or this month. 'table' is a configured table name or alias, or a Base link (or "
+        "give 'app_token' and 'table_id' of any table the app can read); 'query' is free text "
+        "matched in every text field; 'field_filters' are exact conditions by field name; "
+        "'date_range' filters on the table's date field. Returns the matching records with their "
+        "record_id (needed to update or delete one) and their fields."
+    ),
+    scopes=("bitable:app:readonly",),
 ):
-    """Search or list records of a Lark Base (bitable) table, such as customers or tasks.
-    Use it whenever the user asks what is in a table, looks for a record, or wants records
-    of today, this week or this month. 'table' is a configured table name or alias, or a
-    Base link (or give 'app_token' and 'table_id' of any table the app can read); 'query' is
-    free text matched in every text field; 'field_filters' are exact conditions by field
-    name; 'date_range' filters on the table's date field. Returns the matching records with
-    their record_id (needed to update or delete one) and their fields.
-    """
-
     async def run(self, ctx: ToolContext, args: SearchBaseRecordsInput) -> ToolResult:
         """Search the table; filters Lark understands are applied server-side."""
         target = self._target(ctx, args)
@@ -656,13 +658,16 @@ class _WriteTool(_BaseTool[InputT], write=True, scopes=("bitable:app",)):
         return f"{line} — {', '.join(parts)}" if parts else line
 
 
-class CreateBaseRecord(_WriteTool[CreateBaseRecordInput], name="create_base_record"):
-    """Create a new record in a Lark Base (bitable) table (a configured name, a Base link,
-    or 'app_token' and 'table_id'). Use it when the user asks to add or register something
-    (a customer, a task...). 'fields' maps field names to values; unknown field names are
-    refused with the list of valid ones. Returns the new record with its record_id.
-    """
-
+class CreateBaseRecord(
+    _WriteTool[CreateBaseRecordInput],
+    name="create_base_record",
+    description=(
+        "Create a new record in a Lark Base (bitable) table (a configured name, a Base link, or "
+        "'app_token' and 'table_id'). Use it when the user asks to add or register something (a "
+        "customer, a task...). 'fields' maps field names to values; unknown field names are "
+        "refused with the list of valid ones. Returns the new record with its record_id."
+    ),
+):
     async def preview(
         self, ctx: ToolContext, args: CreateBaseRecordInput
     ) -> list[tuple[str, str | None, str]]:
@@ -678,13 +683,16 @@ class CreateBaseRecord(_WriteTool[CreateBaseRecordInput], name="create_base_reco
         return await self._write_fields(ctx, args, record_id=None)
 
 
-class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput], name="update_base_record"):
-    """Update fields of an existing record in a Lark Base (bitable) table (a configured
-    name, a Base link, or 'app_token' and 'table_id'). Use it when the user asks to change,
-    correct or set something on a record; find the record_id first with search_base_records.
-    Only the given fields change.
-    """
-
+class UpdateBaseRecord(
+    _WriteTool[UpdateBaseRecordInput],
+    name="update_base_record",
+    description=(
+        "Update fields of an existing record in a Lark Base (bitable) table (a configured name, a "
+        "Base link, or 'app_token' and 'table_id'). Use it when the user asks to change, correct "
+        "or set something on a record; find the record_id first with search_base_records. Only the "
+        "given fields change."
+    ),
+):
     async def preview(
         self, ctx: ToolContext, args: UpdateBaseRecordInput
     ) -> list[tuple[str, str | None, str]]:
@@ -714,13 +722,15 @@ class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput], name="update_base_reco
         return await self._write_fields(ctx, args, record_id=args.record_id.strip())
 
 
-class DeleteBaseRecord(_WriteTool[DeleteBaseRecordInput], name="delete_base_record"):
-    """Delete a record from a Lark Base (bitable) table (a configured name, a Base link, or
-    'app_token' and 'table_id'). Use it only when the user clearly asks to delete or remove
-    a specific record; find its record_id first with search_base_records. This cannot be
-    undone.
-    """
-
+class DeleteBaseRecord(
+    _WriteTool[DeleteBaseRecordInput],
+    name="delete_base_record",
+    description=(
+        "Delete a record from a Lark Base (bitable) table (a configured name, a Base link, or "
+        "'app_token' and 'table_id'). Use it only when the user clearly asks to delete or remove a "
+        "specific record; find its record_id first with search_base_records. This cannot be undone."
+    ),
+):
     async def run(self, ctx: ToolContext, args: DeleteBaseRecordInput) -> ToolResult:
         """Delete the record."""
         target = self._writable_target(ctx, args)

@@ -55,16 +55,16 @@ def _aware(value: datetime, tz: tzinfo) -> datetime:
 class CreateCalendarEvent(
     Tool[CreateCalendarEventInput],
     name="create_calendar_event",
+    description=(
+        "Create a calendar event (a meeting, an appointment, a reminder slot) and invite people. "
+        "Use it when the user asks to schedule or book something. The event is created in the "
+        "bot's calendar; the user who asked is always invited, plus the attendee_open_ids. Times "
+        "are ISO 8601; without an offset they are taken in the workspace time zone (the one the "
+        "current time is given in). The end defaults to one hour after the start."
+    ),
     write=True,
     scopes=("calendar:calendar",),
 ):
-    """Create a calendar event (a meeting, an appointment, a reminder slot) and invite
-    people. Use it when the user asks to schedule or book something. The event is created in
-    the bot's calendar; the user who asked is always invited, plus the attendee_open_ids.
-    Times are ISO 8601; without an offset they are taken in the workspace time zone (the one
-    the current time is given in). The end defaults to one hour after the start.
-    """
-
     async def run(self, ctx: ToolContext, args: CreateCalendarEventInput) -> ToolResult:
         """Find the bot's primary calendar, create the event, then add the attendees."""
         tz = ctx.timezone

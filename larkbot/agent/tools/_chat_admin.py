@@ -55,12 +55,16 @@ class CreateChatInput(ToolInput):
         return self
 
 
-class ListChats(Tool[ListChatsInput], name="list_chats", scopes=("im:chat:readonly",)):
-    """List the group chats the bot is a member of, with their chat_id (oc_...), optionally
-    only those whose name contains 'query'. Use it to find a group's chat_id before reading
-    its messages, listing its members or posting in it.
-    """
-
+class ListChats(
+    Tool[ListChatsInput],
+    name="list_chats",
+    description=(
+        "List the group chats the bot is a member of, with their chat_id (oc_...), optionally only "
+        "those whose name contains 'query'. Use it to find a group's chat_id before reading its "
+        "messages, listing its members or posting in it."
+    ),
+    scopes=("im:chat:readonly",),
+):
     async def run(self, ctx: ToolContext, args: ListChatsInput) -> ToolResult:
         """Page through the bot's chats (bounded) and keep those matching the query."""
         wanted = args.query.strip().casefold()
@@ -100,15 +104,15 @@ class ListChats(Tool[ListChatsInput], name="list_chats", scopes=("im:chat:readon
 class CreateChat(
     Tool[CreateChatInput],
     name="create_chat",
+    description=(
+        "Create a new group chat with a name and members, the bot included. Members (and the "
+        "owner) are given as open_ids (ou_...), email addresses, or names of people in the current "
+        "chat; the owner is the user asking unless another is named. Use it when the user asks to "
+        "make or set up a group for a project, an event or a team."
+    ),
     write=True,
     scopes=("im:chat:create", "im:chat:readonly", "contact:user.id:readonly"),
 ):
-    """Create a new group chat with a name and members, the bot included. Members (and the
-    owner) are given as open_ids (ou_...), email addresses, or names of people in the
-    current chat; the owner is the user asking unless another is named. Use it when the user
-    asks to make or set up a group for a project, an event or a team.
-    """
-
     async def run(self, ctx: ToolContext, args: CreateChatInput) -> ToolResult:
         """Resolve every person to an open_id, then create the group once per turn."""
         people = PersonResolver(ctx)

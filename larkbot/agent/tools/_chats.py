@@ -46,14 +46,17 @@ class ListChatMembersInput(ToolInput):
 
 
 class SendMessage(
-    Tool[SendMessageInput], name="send_message", write=True, scopes=("im:message:send_as_bot",)
+    Tool[SendMessageInput],
+    name="send_message",
+    description=(
+        "Send a text message as the bot to another chat (chat_id, oc_...) or directly to a user "
+        "(user_open_id, ou_...). Use it when the user asks to tell, notify or remind someone else, "
+        "or to post in another group. Do not use it to answer the user: the reply is sent anyway. "
+        "Give exactly one target."
+    ),
+    write=True,
+    scopes=("im:message:send_as_bot",),
 ):
-    """Send a text message as the bot to another chat (chat_id, oc_...) or directly to a
-    user (user_open_id, ou_...). Use it when the user asks to tell, notify or remind someone
-    else, or to post in another group. Do not use it to answer the user: the reply is sent
-    anyway. Give exactly one target.
-    """
-
     async def run(self, ctx: ToolContext, args: SendMessageInput) -> ToolResult:
         """Send the message with an idempotency uuid derived from the triggering message."""
         if args.chat_id:
@@ -89,13 +92,15 @@ class SendMessage(
 
 
 class ListChatMembers(
-    Tool[ListChatMembersInput], name="list_chat_members", scopes=("im:chat:readonly",)
+    Tool[ListChatMembersInput],
+    name="list_chat_members",
+    description=(
+        "List the members of a chat (their names and open_ids). Use it when the user asks who is "
+        "in this group or another group, or needs someone's open_id to message or invite them. "
+        "Without chat_id it lists the current chat."
+    ),
+    scopes=("im:chat:readonly",),
 ):
-    """List the members of a chat (their names and open_ids). Use it when the user asks who
-    is in this group or another group, or needs someone's open_id to message or invite them.
-    Without chat_id it lists the current chat.
-    """
-
     async def run(self, ctx: ToolContext, args: ListChatMembersInput) -> ToolResult:
         """Fetch every page of members (bounded) and list them."""
         chat_id = (args.chat_id or ctx.chat_id).strip()

@@ -49,6 +49,11 @@ class SearchDocumentsInput(ToolInput):
 class GetUserInfo(
     Tool[GetUserInfoInput],
     name="get_user_info",
+    description=(
+        "Look up a person in the company directory by open_id (ou_...) or by email: name, English "
+        "name, email, job title, department, city. Use it when the user asks who someone is, or "
+        "needs a colleague's open_id from their email. Give exactly one of user_open_id and email."
+    ),
     scopes=(
         "contact:user.base:readonly",
         "contact:user.email:readonly",
@@ -56,12 +61,6 @@ class GetUserInfo(
         "contact:department.base:readonly",
     ),
 ):
-    """Look up a person in the company directory by open_id (ou_...) or by email: name,
-    English name, email, job title, department, city. Use it when the user asks who someone
-    is, or needs a colleague's open_id from their email. Give exactly one of user_open_id
-    and email.
-    """
-
     async def run(self, ctx: ToolContext, args: GetUserInfoInput) -> ToolResult:
         """Resolve an email to an open_id when needed, then fetch the user and departments."""
         open_id = (args.user_open_id or "").strip()
@@ -123,15 +122,17 @@ class GetUserInfo(
 
 
 class SearchDocuments(
-    Tool[SearchDocumentsInput], name="search_documents", scopes=("search:docs:read",)
+    Tool[SearchDocumentsInput],
+    name="search_documents",
+    description=(
+        "Search Lark documents, sheets, Bases and wiki pages by keyword and return their titles, "
+        "types, owners and links. Use it when the user looks for a document, a spec, minutes or a "
+        "manual. Results are limited to what the bot can see: documents shared with the app (the "
+        "platform answers this search for the app's own identity; a user's private documents are "
+        "not visible)."
+    ),
+    scopes=("search:docs:read",),
 ):
-    """Search Lark documents, sheets, Bases and wiki pages by keyword and return their
-    titles, types, owners and links. Use it when the user looks for a document, a spec,
-    minutes or a manual. Results are limited to what the bot can see: documents shared with
-    the app (the platform answers this search for the app's own identity; a user's private
-    documents are not visible).
-    """
-
     async def run(self, ctx: ToolContext, args: SearchDocumentsInput) -> ToolResult:
         """Run the search and list the hits."""
         query = args.query.strip()

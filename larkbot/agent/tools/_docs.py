@@ -116,14 +116,14 @@ class GrantDocumentPermissionInput(ToolInput):
 class ReadDocument(
     Tool[ReadDocumentInput],
     name="read_document",
+    description=(
+        "Read a Lark document (docx) by link or token: its title and plain text. With 'query' it "
+        "returns only the paragraphs mentioning those words, which is how to answer 'what does "
+        "this document say about X' (answer with a short quote). Long documents come in parts: "
+        "'next_offset' says where to continue. A wiki link to a document works too."
+    ),
     scopes=("docx:document:readonly", "wiki:wiki:readonly"),
 ):
-    """Read a Lark document (docx) by link or token: its title and plain text. With 'query'
-    it returns only the paragraphs mentioning those words, which is how to answer 'what does
-    this document say about X' (answer with a short quote). Long documents come in parts:
-    'next_offset' says where to continue. A wiki link to a document works too.
-    """
-
     async def run(self, ctx: ToolContext, args: ReadDocumentInput) -> ToolResult:
         """Resolve the reference, fetch the title and the raw text, then cut or filter it."""
         ref = parse_reference(args.document, default_kind="docx")
@@ -223,14 +223,14 @@ class ReadDocument(
 class ImportDocument(
     Tool[ImportDocumentInput],
     name="import_document",
+    description=(
+        "Create a new Lark document (docx) from Markdown: title, content and optionally the folder "
+        "to put it in. Use it when the user asks to write up, save or publish notes, minutes, a "
+        "plan or a summary as a document. The user asking gets full access to it."
+    ),
     write=True,
     scopes=("docx:document", "docx:document.block:convert", "docs:permission.member:create"),
 ):
-    """Create a new Lark document (docx) from Markdown: title, content and optionally the
-    folder to put it in. Use it when the user asks to write up, save or publish notes,
-    minutes, a plan or a summary as a document. The user asking gets full access to it.
-    """
-
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""
         self._created: CreatedObjects[_Import] = CreatedObjects()
@@ -317,15 +317,15 @@ class _Import:
 class GrantDocumentPermission(
     Tool[GrantDocumentPermissionInput],
     name="grant_document_permission",
+    description=(
+        "Share a Lark document, sheet, Base or wiki page with a person or a chat: view or edit "
+        "access. The member is an open_id (ou_...), an email, a chat (oc_...) or the name of "
+        "someone in the current chat. Use it when the user asks to share a document with someone "
+        "or to let them edit it. The app must be able to manage the document."
+    ),
     write=True,
     scopes=("docs:permission.member:create", "im:chat:readonly"),
 ):
-    """Share a Lark document, sheet, Base or wiki page with a person or a chat: view or edit
-    access. The member is an open_id (ou_...), an email, a chat (oc_...) or the name of
-    someone in the current chat. Use it when the user asks to share a document with someone
-    or to let them edit it. The app must be able to manage the document.
-    """
-
     async def run(self, ctx: ToolContext, args: GrantDocumentPermissionInput) -> ToolResult:
         """Resolve the member, then add them as a collaborator."""
         ref = parse_reference(args.document, default_kind=args.kind)

@@ -72,16 +72,16 @@ class ListChatMessagesInput(ToolInput):
 class ListChatMessages(
     Tool[ListChatMessagesInput],
     name="list_chat_messages",
+    description=(
+        "Read a chat's or a topic thread's recent messages, newest first: time, sender name and "
+        "text (text, rich text and cards are turned into plain text). Use it to summarise a chat "
+        "or thread, to catch up on a discussion, or to find what someone said. Without chat_id it "
+        "reads the chat the user is in (the bot must be a member). The answer stops at 'limit' "
+        "messages or 'token_budget' tokens; 'next_before' then pages further back."
+    ),
     cacheable=False,
     scopes=("im:message.group_msg", "im:message.p2p_msg:readonly", "contact:user.base:readonly"),
 ):
-    """Read a chat's or a topic thread's recent messages, newest first: time, sender name
-    and text (text, rich text and cards are turned into plain text). Use it to summarise a
-    chat or thread, to catch up on a discussion, or to find what someone said. Without
-    chat_id it reads the chat the user is in (the bot must be a member). The answer stops at
-    'limit' messages or 'token_budget' tokens; 'next_before' then pages further back.
-    """
-
     async def run(self, ctx: ToolContext, args: ListChatMessagesInput) -> ToolResult:
         """Page back through the history until the limit or the token budget is reached."""
         thread_id = (args.thread_id or "").strip()

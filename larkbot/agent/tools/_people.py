@@ -51,13 +51,15 @@ class LookupUserIdsInput(ToolInput):
 
 
 class LookupUserIds(
-    Tool[LookupUserIdsInput], name="lookup_user_ids", scopes=("contact:user.id:readonly",)
+    Tool[LookupUserIdsInput],
+    name="lookup_user_ids",
+    description=(
+        "Turn email addresses and mobile numbers into user open_ids (ou_...), the id the other "
+        "tools take to message, invite or share with someone. Use it when the user names people by "
+        "email or phone. People outside the app's visible contacts are reported as not found."
+    ),
+    scopes=("contact:user.id:readonly",),
 ):
-    """Turn email addresses and mobile numbers into user open_ids (ou_...), the id the other
-    tools take to message, invite or share with someone. Use it when the user names people
-    by email or phone. People outside the app's visible contacts are reported as not found.
-    """
-
     async def run(self, ctx: ToolContext, args: LookupUserIdsInput) -> ToolResult:
         """Look every email and mobile number up in one call."""
         emails = [e.strip() for e in args.emails if e.strip()]

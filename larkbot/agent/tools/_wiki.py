@@ -90,13 +90,17 @@ async def held_object(
     return token, node
 
 
-class SearchWiki(Tool[SearchWikiInput], name="search_wiki", scopes=("search:docs:read",)):
-    """Search the wiki (knowledge base) pages the app can see by keyword: titles, links,
-    node tokens and a snippet. Use it when the user looks for a wiki or knowledge-base page
-    (an onboarding guide, a how-to, a policy); then read a page with get_wiki_node and
-    read_document.
-    """
-
+class SearchWiki(
+    Tool[SearchWikiInput],
+    name="search_wiki",
+    description=(
+        "Search the wiki (knowledge base) pages the app can see by keyword: titles, links, node "
+        "tokens and a snippet. Use it when the user looks for a wiki or knowledge-base page (an "
+        "onboarding guide, a how-to, a policy); then read a page with get_wiki_node and "
+        "read_document."
+    ),
+    scopes=("search:docs:read",),
+):
     async def run(self, ctx: ToolContext, args: SearchWikiInput) -> ToolResult:
         """Search with only the wiki filter, so documents outside the wiki are left out."""
         query = args.query.strip()
@@ -133,13 +137,17 @@ class SearchWiki(Tool[SearchWikiInput], name="search_wiki", scopes=("search:docs
         return ToolResult(ok=True, data=result, text=search_hit_lines(header, pages))
 
 
-class GetWikiNode(Tool[GetWikiNodeInput], name="get_wiki_node", scopes=("wiki:wiki:readonly",)):
-    """Look up a wiki page from its link or node token: its title, space, and the object it
-    holds (obj_type docx, sheet, bitable...; obj_token). Use it whenever the user pastes a
-    wiki link: a docx page is then read with read_document(document=obj_token), a bitable
-    page with list_base_tables(base=obj_token). 'next' names that call.
-    """
-
+class GetWikiNode(
+    Tool[GetWikiNodeInput],
+    name="get_wiki_node",
+    description=(
+        "Look up a wiki page from its link or node token: its title, space, and the object it "
+        "holds (obj_type docx, sheet, bitable...; obj_token). Use it whenever the user pastes a "
+        "wiki link: a docx page is then read with read_document(document=obj_token), a bitable "
+        "page with list_base_tables(base=obj_token). 'next' names that call."
+    ),
+    scopes=("wiki:wiki:readonly",),
+):
     async def run(self, ctx: ToolContext, args: GetWikiNodeInput) -> ToolResult:
         """Fetch the node and say which tool reads what it holds."""
         ref = parse_reference(args.node, default_kind="wiki")

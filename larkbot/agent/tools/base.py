@@ -6,16 +6,15 @@ caching, metrics and the audit log in one place.
 
 A tool is a subclass of ``Tool[InputModel]``: the runner validates the arguments against
 the input model and hands :meth:`Tool.run` an instance of exactly that model. The class
-statement can say what the tool is (``name``, ``write``, ``cacheable``, ``scopes``); the
-description the LLM reads is a ``description`` attribute or, for a tool named in its class
-statement, its docstring (the built-in tools' way)::
+statement says what the tool is (``name``, ``description``, ``write``, ``cacheable``,
+``scopes``), as the built-in tools do. The description is data, never the docstring:
+``python -OO`` strips docstrings, and a tool must describe itself under any interpreter
+flag::
 
     class EchoInput(BaseModel):
         text: str
 
-    class Echo(Tool[EchoInput], name="echo"):
-        description = "Repeat the text back."
-
+    class Echo(Tool[EchoInput], name="echo", description="Repeat the text back."):
         async def run(self, ctx: ToolContext, args: EchoInput) -> ToolResult:
             return ToolResult(ok=True, data={"text": args.text}, text=args.text)
 
@@ -115,9 +114,8 @@ class Tool(Generic[InputT]):
     cache (a tool whose answer changes without any write, such as a chat's history, sets
     it to ``False``). ``input_model`` is taken from the type argument when not set.
 
-    ``name``, ``write``, ``cacheable`` and ``scopes`` may be given as keywords of the class
-    statement; a class declared with ``name=`` and no ``description`` of its own takes its
-    docstring, folded onto one line, as its description.
+    ``name``, ``description``, ``write``, ``cacheable`` and ``scopes`` may each be given
+    as a keyword of the class statement or as a class attribute.
     """
 
     name: ClassVar[str]
@@ -132,18 +130,23 @@ class Tool(Generic[InputT]):
         cls,
         *,
         name: str | None = None,
+        description: str | None = None,
         write: bool | None = None,
         cacheable: bool | None = None,
         scopes: tuple[str, ...] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
-        declared = {"name": name, "write": write, "cacheable": cacheable, "scopes": scopes}
+        declared = {
+            "name": name,
+            "description": description,
+            "write": write,
+            "cacheable": cacheable,
+            "scopes": scopes,
+        }
         for attribute, value in declared.items():
             if value is not None:
                 setattr(cls, attribute, value)
-        if name is not None and "description" not in cls.__dict__ and cls.__doc__:
-            cls.description = " ".join(cls.__doc__.split())
         if "input_model" not in cls.__dict__:
             model = _input_model_of(cls)
             if model is not None:
