@@ -255,13 +255,14 @@ class _Build:
         Admission puts messages into ``store`` and dispatch, or with ``shared`` into Redis.
         """
         settings = self.settings
+        agent, card_actions, warm_up = built
         dispatcher = _dispatcher(settings, responder.answer)
         admission = Admission(
             store=store,
             dispatcher=dispatcher if shared is None else None,
             identity=self.wiring.identity,
             policy=_policy(settings),
-            card_actions=built.card_actions,
+            card_actions=card_actions,
             shared=RedisQueue(shared.store) if shared is not None else None,
         )
         source = self.wiring.overrides.source or (
@@ -274,12 +275,12 @@ class _Build:
             client=self.client,
             store=store,
             conversations=conversations,
-            agent=built.agent,
+            agent=agent,
             responder=responder,
             dispatcher=dispatcher,
             admission=admission,
             source=source(admission, self.wiring.on_source_state),
-            warm_up=built.warm_up,
+            warm_up=warm_up,
             shared=shared,
         )
 
