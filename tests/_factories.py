@@ -22,17 +22,35 @@ def inbound(
     *,
     message_id: str | None = None,
     created_at: datetime | None = None,
+    chat_type: str = "p2p",
+    message_type: str = "text",
+    sender: str = "ou_user",
+    event_id: str = "ev",
+    **extra: Any,
 ) -> InboundMessage:
-    """An admitted message, as dispatch and the agent see it."""
+    """An admitted message, as dispatch and the agent see it.
+
+    :param extra: further fields of the message (``mentions``, ``thread_id``, ...).
+    """
     return InboundMessage(
         message_id=message_id or f"om_{next(_ids)}",
-        event_id="ev",
+        event_id=event_id,
         chat_id=chat_id,
-        chat_type="p2p",
-        message_type="text",
+        chat_type=chat_type,
+        message_type=message_type,
         text=text,
-        sender_open_id="ou_user",
+        sender_open_id=sender,
         created_at=created_at or datetime.now(UTC),
+        **extra,
+    )
+
+
+def console_message(
+    text: str, *, message_id: str, chat: str = "oc_console", **extra: Any
+) -> InboundMessage:
+    """A group message from the console user, as the agent's tests send it."""
+    return inbound(
+        chat, text, message_id=message_id, chat_type="group", sender="ou_console_user", **extra
     )
 
 

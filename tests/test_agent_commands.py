@@ -26,7 +26,7 @@ from larkbot.ops.logging import log_context
 from larkbot.ops.metrics import AGENT_RESPONSE_TIME
 from larkbot.store.conversations import ConversationCache
 from larkbot.testing.sample_data import SAMPLE_BASES
-from tests._factories import FakeClock, Status
+from tests._factories import FakeClock, Status, inbound
 
 pytestmark = pytest.mark.anyio
 
@@ -66,15 +66,13 @@ def message(
     chat: str = "oc_chat",
     created_at: datetime | None = None,
 ) -> InboundMessage:
-    return InboundMessage(
+    return inbound(
+        chat,
+        text,
         message_id=f"om_{abs(hash((text, sender, message_type)))}",
-        event_id="ev",
-        chat_id=chat,
-        chat_type="p2p",
         message_type=message_type,
-        text=text,
-        sender_open_id=sender,
-        created_at=created_at or datetime.now(UTC),
+        sender=sender,
+        created_at=created_at,
     )
 
 

@@ -32,6 +32,7 @@ from larkbot.testing._content import ChatMessage
 from larkbot.testing._sample_content import LAUNCH_PLAN_URL, ONBOARDING_URL, SALES_THREAD_ID
 from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes
+from tests._factories import Status, console_message
 from tests._proc import run_larkbot
 
 pytestmark = pytest.mark.anyio
@@ -50,28 +51,10 @@ BUDGET = {
 }
 
 
-@dataclass
-class Status:
-    version: str = "1.0"
-    uptime_seconds: float = 1.0
-    connected: bool = True
-    events_handled: int = 0
-
-
 def message(
     text: str, *, index: int = 0, chat: str = "oc_console", thread_id: str | None = None
 ) -> InboundMessage:
-    return InboundMessage(
-        message_id=f"om_agent_{index}",
-        event_id="ev",
-        chat_id=chat,
-        chat_type="group",
-        message_type="text",
-        text=text,
-        sender_open_id="ou_console_user",
-        thread_id=thread_id,
-        created_at=datetime.now(UTC),
-    )
+    return console_message(text, message_id=f"om_agent_{index}", chat=chat, thread_id=thread_id)
 
 
 def plan(text: str, *, thread_id: str | None = None) -> ToolCall | str | None:

@@ -33,7 +33,7 @@ from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import User
-from tests._factories import Sample, Status
+from tests._factories import Sample, Status, console_message
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 # A Wednesday morning, so "tomorrow", "Friday" and "today 9am" have fixed answers.
@@ -49,17 +49,8 @@ MENTIONS = (
 def message(
     text: str, *, mentions: tuple[Mention, ...] = MENTIONS, chat: str = "oc_sales", index: int = 0
 ) -> InboundMessage:
-    return InboundMessage(
-        message_id=f"om_offline_{index}_{abs(hash(text))}",
-        event_id="ev",
-        chat_id=chat,
-        chat_type="group",
-        message_type="text",
-        text=text,
-        sender_open_id="ou_console_user",
-        created_at=datetime.now(UTC),
-        mentions=mentions,
-    )
+    message_id = f"om_offline_{index}_{abs(hash(text))}"
+    return console_message(text, message_id=message_id, chat=chat, mentions=mentions)
 
 
 def plan(

@@ -22,21 +22,20 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from larkbot.core.message import InboundMessage
 from larkbot.store import InboxStatus, Store, StoreError, open_store
 from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
+from tests._factories import inbound
 
 KINDS = ["sqlite", "memory"]
 
 
 def _message(message_id: str, *, age: float = 0.0, text: str = "hello") -> InboundMessage:
-    return InboundMessage(
+    return inbound(
+        "oc_chat",
+        text,
         message_id=message_id,
         event_id=f"ev_{message_id}",
-        chat_id="oc_chat",
         chat_type="group",
-        message_type="text",
-        text=text,
-        sender_open_id="ou_user",
-        root_id="om_root",
         created_at=datetime.now(UTC) - timedelta(seconds=age),
+        root_id="om_root",
         mentions_bot=True,
     )
 
