@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
+from larkbot.agent.tools.base import ToolContext
+from larkbot.core.language import Language
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkClient
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
+from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import Workspace
 
 _ids = count(1)
@@ -51,6 +54,21 @@ def console_message(
     """A group message from the console user, as the agent's tests send it."""
     return inbound(
         chat, text, message_id=message_id, chat_type="group", sender="ou_console_user", **extra
+    )
+
+
+def console_context(client: LarkClient, *, message_id: str, language: Language) -> ToolContext:
+    """The tools' context of a request by the console user in the console chat.
+
+    The sample workspace's Bases are the configured tables.
+    """
+    return ToolContext(
+        client=client,
+        user_open_id="ou_console_user",
+        chat_id="oc_console",
+        message_id=message_id,
+        language=language,
+        bases=dict(SAMPLE_BASES),
     )
 
 

@@ -26,13 +26,11 @@ from larkbot.config.settings import Settings
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language, detect_language
 from larkbot.core.message import InboundMessage
-from larkbot.lark.client import LarkClient
-from larkbot.testing import LarkStandIn, OpenAIStandIn
+from larkbot.testing import OpenAIStandIn
 from larkbot.testing._content import ChatMessage
 from larkbot.testing._sample_content import LAUNCH_PLAN_URL, ONBOARDING_URL, SALES_THREAD_ID
-from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
-from tests._factories import Status, console_message
+from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES
+from tests._factories import Sample, Status, console_message
 from tests._proc import run_larkbot
 
 pytestmark = pytest.mark.anyio
@@ -155,11 +153,7 @@ def test_a_link_says_nothing_about_the_language_of_its_message() -> None:
 
 
 @dataclass
-class Env:
-    ws: Workspace
-    lark: LarkStandIn
-    client: LarkClient
-
+class Env(Sample):
     def assistant(self, settings: Settings | None = None, brain: Any = None) -> Assistant:
         runner = ToolRunner(
             default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=60
@@ -188,13 +182,8 @@ class Env:
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        yield Env(ws, lark, client)
+def env(sample: Sample) -> Env:
+    return Env(sample.ws, sample.lark, sample.client)
 
 
 SUMMARY_HEADERS = {

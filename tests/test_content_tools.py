@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,6 @@ from larkbot.agent.tools._docs import matching_paragraphs
 from larkbot.agent.tools._history import message_text
 from larkbot.agent.tools._links import find_links, parse_reference
 from larkbot.agent.tools._wiki import _KINDS as OBJECT_KINDS
-from larkbot.lark.client import LarkClient
 from larkbot.testing import LarkStandIn
 from larkbot.testing._content import ChatMessage
 from larkbot.testing._sample_content import (
@@ -39,8 +38,9 @@ from larkbot.testing._sample_content import (
     SALES_THREAD_ID,
     SAMPLE_FOLDER,
 )
-from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN
+from larkbot.testing.workspace import Workspace
+from tests._factories import Sample, console_context
 
 pytestmark = pytest.mark.anyio
 
@@ -70,24 +70,10 @@ class Env:
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        runner = ToolRunner(
-            default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=0
-        )
-        ctx = ToolContext(
-            client=client,
-            user_open_id="ou_console_user",
-            chat_id="oc_console",
-            message_id="om_content_1",
-            language="en",
-            bases=dict(SAMPLE_BASES),
-        )
-        yield Env(ws, lark, runner, ctx)
+def env(sample: Sample) -> Env:
+    runner = ToolRunner(default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=0)
+    ctx = console_context(sample.client, message_id="om_content_1", language="en")
+    return Env(sample.ws, sample.lark, runner, ctx)
 
 
 # --- a missing scope and a missing object, for every tool ------------------------------------

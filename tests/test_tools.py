@@ -35,9 +35,8 @@ from larkbot.agent.tools.lark_tools import (
     lark_tools,
 )
 from larkbot.lark.client import LarkAPIError
-from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import BaseField, FieldType, Workspace
-from tests._factories import Sample, customers, openapi_requests
+from tests._factories import Sample, console_context, customers, openapi_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -57,14 +56,7 @@ class Env(Sample):
 
 @pytest.fixture
 def env(sample: Sample) -> Env:
-    ctx = ToolContext(
-        client=sample.client,
-        user_open_id="ou_console_user",
-        chat_id="oc_console",
-        message_id="om_tools_1",
-        language="ja",
-        bases=dict(SAMPLE_BASES),
-    )
+    ctx = console_context(sample.client, message_id="om_tools_1", language="ja")
     return Env(sample.ws, sample.lark, sample.client, ctx)
 
 
