@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +29,7 @@ __all__ = [
     "reply_text",
     "run_larkbot",
     "slow_llm",
+    "spawned",
 ]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -174,6 +175,34 @@ class LarkbotProcess:
 
 
 @asynccontextmanager
+async def spawned(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    *,
+    stdin: int = subprocess.DEVNULL,
+    stdout: int = subprocess.PIPE,
+    stderr: int = subprocess.PIPE,
+) -> AsyncIterator[Process]:
+    """``command`` started in ``cwd`` with only ``env``; on exit, killed if still running.
+
+    Its exit is awaited either way, shielded, so a failing or cancelled test leaves no
+    process behind.
+    """
+    process = await anyio.open_process(
+        command, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr
+    )
+    async with process:
+        try:
+            yield process
+        finally:
+            with anyio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.kill()
+                await process.wait()
+
+
+@asynccontextmanager
 async def larkbot_process(
     lark: LarkStandIn,
     state_dir: Path,
@@ -204,16 +233,12 @@ async def larkbot_process(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    process = await anyio.open_process(
-        [sys.executable, "-m", "larkbot", "run"],
-        env=full_env,
-        cwd=state_dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    running = LarkbotProcess(process)
-    async with process, anyio.create_task_group() as tg:
+    command = [sys.executable, "-m", "larkbot", "run"]
+    async with (
+        spawned(command, full_env, state_dir) as process,
+        anyio.create_task_group() as tg,
+    ):
+        running = LarkbotProcess(process)
         assert process.stdout is not None and process.stderr is not None
         tg.start_soon(running._drain, process.stdout)
         tg.start_soon(running._drain, process.stderr)
@@ -225,7 +250,6 @@ async def larkbot_process(
                     await running._still_running()
             yield running
         finally:
-            with anyio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
+            # Killed here rather than by ``spawned``, so its output is still read to the end.
+            if process.returncode is None:
+                process.kill()
