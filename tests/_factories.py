@@ -13,10 +13,78 @@ from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkClient
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
+from larkbot.testing._content import ChatMessage
 from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import Workspace
 
 _ids = count(1)
+
+# Pieces of requests in the three languages (words, ids, quotes, dates, times, separators),
+# from which property tests put together texts that are and are not requests.
+REQUEST_PIECES = [
+    "顧客",
+    "customers",
+    "任务",
+    "検索",
+    "search",
+    "add",
+    "追加",
+    "update",
+    "delete",
+    "删除",
+    "send",
+    "送って",
+    "'",
+    "「",
+    "」",
+    "“",
+    "@Tom",
+    "@田中",
+    "@",
+    "recCust000001",
+    "oc_dev",
+    "ou_x",
+    "=",
+    ":",
+    "：",
+    "明日",
+    "来週",
+    "下周一",
+    "15時",
+    "十十点",
+    "下午",
+    "3pm",
+    "10:30",
+    "2/29",
+    "2024-13-40",
+    "for 0 min",
+    "半",
+    "会議",
+    "予約",
+    "book",
+    "meeting",
+    "文档",
+    "メンバー",
+    "who is",
+    "の",
+    "を",
+    " ",
+    "\n",
+    "top 500",
+    "今月",
+    "this week",
+    "\ue000",
+    "help",
+    "lang",
+    "agent",
+    "recAbc123",
+    "oc_x",
+    "ou_y",
+    "为",
+    "／",
+    "周一",
+    "tomorrow",
+]
 
 
 def inbound(
@@ -70,6 +138,46 @@ def console_context(client: LarkClient, *, message_id: str, language: Language) 
         language=language,
         bases=dict(SAMPLE_BASES),
     )
+
+
+def add_history(ws: Workspace, chat_id: str, sender_id: str, texts: list[str]) -> None:
+    """Add ``texts`` to the history of ``chat_id``: ``om_long_000`` on, a second apart.
+
+    The first was sent nearly three hours ago, so the history ends well before now.
+    """
+    start = _now_ms() - 10_000_000
+    ws.messages.extend(
+        chat_message(f"om_long_{index:03d}", text, chat_id, sender_id, sent_ms=start + index * 1000)
+        for index, text in enumerate(texts)
+    )
+
+
+def chat_message(
+    message_id: str,
+    text: str,
+    chat_id: str = "oc_console",
+    sender_id: str = "ou_sato",
+    *,
+    sent_ms: int | None = None,
+    **extra: Any,
+) -> ChatMessage:
+    """A text message of a chat's history as the local Lark keeps it, sent now by default.
+
+    :param extra: further fields of the message (``mentions``, ``thread_id``, ...).
+    """
+    sent = _now_ms() if sent_ms is None else sent_ms
+    return ChatMessage(
+        message_id=message_id,
+        chat_id=chat_id,
+        sender_id=sender_id,
+        create_time_ms=sent,
+        content={"text": text},
+        **extra,
+    )
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 class FakeClock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -27,10 +26,9 @@ from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language, detect_language
 from larkbot.core.message import InboundMessage
 from larkbot.testing import OpenAIStandIn
-from larkbot.testing._content import ChatMessage
 from larkbot.testing._sample_content import LAUNCH_PLAN_URL, ONBOARDING_URL, SALES_THREAD_ID
 from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES
-from tests._factories import Sample, Status, console_message
+from tests._factories import Sample, Status, add_history, chat_message, console_message
 from tests._proc import run_larkbot
 
 pytestmark = pytest.mark.anyio
@@ -212,15 +210,7 @@ async def test_summary_lists_what_people_said_in_the_chat(
 async def test_a_second_summary_sees_messages_sent_since_the_first(env: Env) -> None:
     bot = env.assistant()  # its runner caches reads for a minute
     first = await env.ask("summarise this chat", assistant=bot)
-    env.ws.messages.append(
-        ChatMessage(
-            message_id="om_later",
-            chat_id="oc_console",
-            sender_id="ou_sato",
-            create_time_ms=int(datetime.now(UTC).timestamp() * 1000),
-            content={"text": "The venue is booked."},
-        )
-    )
+    env.ws.messages.append(chat_message("om_later", "The venue is booked."))
     second = await env.ask("summarise this chat", index=1, assistant=bot)
     assert "The venue is booked." not in first
     assert second.splitlines()[-1].endswith("**佐藤 美咲**: The venue is booked.")
@@ -334,17 +324,8 @@ async def ask_llm(env: Env, llm: OpenAIStandIn, text: str, **kwargs: Any) -> str
 
 
 async def test_llm_reads_the_history_within_its_token_budget(env: Env, llm: OpenAIStandIn) -> None:
-    start = int(datetime.now(UTC).timestamp() * 1000) - 10_000_000
-    env.ws.messages.extend(
-        ChatMessage(
-            message_id=f"om_long_{index:03d}",
-            chat_id="oc_console",
-            sender_id="ou_sato",
-            create_time_ms=start + index * 1000,
-            content={"text": f"note {index}: " + "the shipment to Osaka is delayed again; " * 12},
-        )
-        for index in range(300)
-    )
+    note = "the shipment to Osaka is delayed again; " * 12
+    add_history(env.ws, "oc_console", "ou_sato", [f"note {n}: {note}" for n in range(300)])
     llm.script(
         {"tool_calls": [{"name": "list_chat_messages", "arguments": {"token_budget": 50000}}]},
         {"content": "Mostly shipment delays."},

@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from larkbot.agent.tools._history import message_text
 from larkbot.agent.tools._links import find_links, parse_reference
 from larkbot.agent.tools._wiki import _KINDS as OBJECT_KINDS
 from larkbot.testing import LarkStandIn
-from larkbot.testing._content import ChatMessage
 from larkbot.testing._sample_content import (
     ACTIVITIES_TABLE_ID,
     LAUNCH_PLAN_ID,
@@ -40,7 +38,7 @@ from larkbot.testing._sample_content import (
 )
 from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN
 from larkbot.testing.workspace import Workspace
-from tests._factories import Sample, console_context
+from tests._factories import Sample, add_history, chat_message, console_context
 
 pytestmark = pytest.mark.anyio
 
@@ -301,17 +299,8 @@ async def test_history_stops_at_the_limit_and_pages_back_with_next_before(env: E
 
 
 async def test_history_stays_within_the_token_budget_over_many_pages(env: Env) -> None:
-    start = int(datetime.now(UTC).timestamp() * 1000) - 10_000_000
-    env.ws.messages.extend(
-        ChatMessage(
-            message_id=f"om_long_{index:03d}",
-            chat_id="oc_dev",
-            sender_id="ou_li",
-            create_time_ms=start + index * 1000,
-            content={"text": f"第{index}条：" + "服务器日志已经检查完毕。" * 20},
-        )
-        for index in range(150)
-    )
+    checked = "服务器日志已经检查完毕。" * 20
+    add_history(env.ws, "oc_dev", "ou_li", [f"第{n}条：{checked}" for n in range(150)])
     result = await env.call("list_chat_messages", chat_id="oc_dev", limit=200, token_budget=2000)
     assert result.data["truncated"] is True
     assert 3 <= result.data["count"] < 20
@@ -327,15 +316,9 @@ async def test_history_stays_within_the_token_budget_over_many_pages(env: Env) -
 
 
 async def test_mentions_in_history_read_as_names(env: Env) -> None:
+    mentioning = [("ou_emma", "Emma Wilson")]
     env.ws.messages.append(
-        ChatMessage(
-            message_id="om_mention",
-            chat_id="oc_console",
-            sender_id="ou_sato",
-            create_time_ms=int(datetime.now(UTC).timestamp() * 1000),
-            content={"text": "see @_user_1 about the plan"},
-            mentions=[("ou_emma", "Emma Wilson")],
-        )
+        chat_message("om_mention", "see @_user_1 about the plan", mentions=mentioning)
     )
     result = await env.call("list_chat_messages", limit=1)
     (latest,) = result.data["messages"]
