@@ -25,6 +25,7 @@ from tests._daemon import (
     webhook_env,
 )
 from tests._proc import LarkbotProcess, larkbot_process
+from tests._webhook import FAULTS
 
 pytestmark = pytest.mark.anyio
 
@@ -33,25 +34,6 @@ _REFUSED = "refused a webhook request"
 # Lark's limits: the challenge within 1 s, any other event within 3 s.
 _CHALLENGE_LIMIT = 1.0
 _ACK_LIMIT = 3.0
-
-_FAULTS = [
-    (WebhookFault.BAD_SIGNATURE, 401, "bad_signature", "signature does not match"),
-    (WebhookFault.WRONG_TOKEN, 401, "bad_token", "verification token does not match"),
-    (
-        WebhookFault.PLAIN_BODY,
-        400,
-        "bad_body",
-        "plain body while an encrypt key is configured",
-    ),
-    (
-        WebhookFault.TRUNCATED_CIPHER,
-        400,
-        "bad_body",
-        "cipher text length is not a multiple of 16 bytes above 16",
-    ),
-    (WebhookFault.OVERSIZED, 413, "too_large", "body larger than 1048576 bytes"),
-    (WebhookFault.INVALID_JSON, 400, "bad_body", "decrypted body is not valid JSON"),
-]
 
 
 async def _served(
@@ -156,7 +138,7 @@ async def test_a_signed_encrypted_message_is_acked_at_once_and_answered_once(
 async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
     tmp_path: Path,
 ) -> None:
-    budget = len(_FAULTS) + 2
+    budget = len(FAULTS) + 2
     env = webhook_env(LARKBOT_EVENTS__FAILURE_BUDGET_PER_MINUTE=str(budget))
     async with (
         LarkStandIn() as lark,
@@ -164,7 +146,7 @@ async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
         webhook_driver(lark, bot.url) as lark_side,
     ):
         spoiled: list[str] = []
-        for index, (fault, status, outcome, reason) in enumerate(_FAULTS, start=1):
+        for index, (fault, status, outcome, reason) in enumerate(FAULTS, start=1):
             text = f"spoiled: {fault.value}"
             delivery = await lark_side.send_text(text, fault=fault, retry=False)
             spoiled.append(str(delivery.message_id))
@@ -174,7 +156,7 @@ async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
             line = bot.log_lines(_REFUSED)[-1]
             assert (line["level"], line["logger"]) == ("WARNING", "larkbot.webhook")
             assert line["message"] == f"{_REFUSED} from 127.0.0.1 ({outcome}): {reason}"
-        for _ in range(budget - len(_FAULTS)):
+        for _ in range(budget - len(FAULTS)):
             spent = await lark_side.send_text(
                 "unsigned", fault=WebhookFault.BAD_SIGNATURE, retry=False
             )
@@ -213,6 +195,6 @@ async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
     assert not [line for line in bot.lines if line.get("level") in ("ERROR", "CRITICAL")]
     assert_answered_once(lark, [str(verified.message_id)], unanswered=spoiled)
     print(
-        f"\n{len(_FAULTS)} faults refused with their status and one log line each; "
+        f"\n{len(FAULTS)} faults refused with their status and one log line each; "
         f"429 after {budget} failures (Retry-After {retry_after} s); Lark's request still 200"
     )
