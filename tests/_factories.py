@@ -17,6 +17,9 @@ from larkbot.testing._content import ChatMessage
 from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import Workspace
 
+# The OpenAPI route of a reply, as the local Lark records calls to it.
+REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
+
 _ids = count(1)
 
 # Pieces of requests in the three languages (words, ids, quotes, dates, times, separators),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx
+import pytest
 from anyio.abc import ByteReceiveStream, Process
 from anyio.streams.text import TextReceiveStream
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,9 +27,11 @@ __all__ = [
     "LarkbotProcess",
     "larkbot_process",
     "llm_env",
+    "needs_llm",
     "openai_standin_available",
     "reply_text",
     "run_larkbot",
+    "sigterm_while_thinking",
     "slow_llm",
     "spawned",
 ]
@@ -40,6 +44,11 @@ _LISTENING = "ops port listening on "
 def openai_standin_available() -> bool:
     """Whether the local OpenAI-compatible stand-in can be imported."""
     return importlib.util.find_spec(_OPENAI_STANDIN) is not None
+
+
+needs_llm = pytest.mark.skipif(
+    not openai_standin_available(), reason="the local OpenAI stand-in is not available"
+)
 
 
 def slow_llm(delay: float) -> Any:
@@ -172,6 +181,20 @@ class LarkbotProcess:
                 f"larkbot run exited with {self.process.returncode}: " + "\n".join(self.raw[-20:])
             )
         await anyio.sleep(0.02)
+
+
+async def sigterm_while_thinking(
+    lark: LarkStandIn, llm: Any, bot: LarkbotProcess, text: str
+) -> tuple[str, float]:
+    """Send ``text``; once the held model has it, SIGTERM ``bot``.
+
+    :return: the message's id and the moment of the signal (``time.monotonic``).
+    """
+    message_id = await lark.send_text(text)
+    await lark.wait_for(lambda: llm.held == 1, timeout=60)
+    signalled = time.monotonic()
+    bot.send_signal(signal.SIGTERM)
+    return message_id, signalled
 
 
 @asynccontextmanager

@@ -19,17 +19,17 @@ import pytest
 from larkbot.core.frames import ACK_OVERLOADED
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, assert_answered_once, running_daemon, settings_for, settled
+from tests._factories import REPLY_ROUTE
 from tests._proc import (
     larkbot_process,
     llm_env,
-    openai_standin_available,
+    needs_llm,
     reply_text,
+    sigterm_while_thinking,
     slow_llm,
 )
 
 pytestmark = pytest.mark.anyio
-
-_REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
 
 
 def _minutes_ago_ms(minutes: float) -> int:
@@ -165,14 +165,14 @@ async def test_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, tmp_path)
         async with running_daemon(settings, EchoAgent()) as daemon:
-            lark.fail_next(1, status=429, route=_REPLY_ROUTE, reset_seconds=1)
-            lark.fail_next(1, status=500, route=_REPLY_ROUTE)
+            lark.fail_next(1, status=429, route=REPLY_ROUTE, reset_seconds=1)
+            lark.fail_next(1, status=500, route=REPLY_ROUTE)
             started = time.monotonic()
             message_id = await lark.send_text("hello")
             await lark.wait_for(lambda: len(lark.replies) == 1, timeout=10)
             took = time.monotonic() - started
             await settled(lark, daemon, acks=1)
-        attempts = [c.status for c in lark.api_calls if c.route == _REPLY_ROUTE]
+        attempts = [c.status for c in lark.api_calls if c.route == REPLY_ROUTE]
         assert attempts == [429, 500, 200]
         assert took >= 1.0  # the rate-limit reset was honoured
         print(f"\nreply landed after 429 + 500 in {took:.2f} s")
@@ -227,10 +227,6 @@ async def test_drill_full_backlog(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------- larkbot run as a subprocess
 
-needs_llm = pytest.mark.skipif(
-    not openai_standin_available(), reason="the local OpenAI stand-in is not available"
-)
-
 
 @needs_llm
 @pytest.mark.slow
@@ -266,10 +262,7 @@ async def test_drill_sigterm_while_the_agent_is_thinking(tmp_path: Path) -> None
         llm.hold()  # the model answers when the test says so
         env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "10"}
         async with larkbot_process(lark, tmp_path, env) as bot:
-            message_id = await lark.send_text("think slowly")
-            await lark.wait_for(lambda: llm.held == 1, timeout=60)
-            signalled = time.monotonic()
-            bot.send_signal(signal.SIGTERM)
+            message_id, signalled = await sigterm_while_thinking(lark, llm, bot, "think slowly")
             # The long connection goes first, so the platform sends new events elsewhere,
             # while the answer in flight is still being thought and the process waits for it.
             await lark.wait_for(lambda: lark.connections == 0, timeout=15)

@@ -34,13 +34,13 @@ from larkbot.lark import (
 )
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing._serving import ServedApp
+from tests._factories import REPLY_ROUTE
 
 pytestmark = pytest.mark.anyio
 
 APP_ID = "cli_test"
 SECRET = "s3cr3t-app-secret-value"
 TOKEN_PATH = "auth/v3/tenant_access_token/internal"
-REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.02, max_delay=1.0, deadline=5.0, jitter=0.0)
 HANG = object()
 

@@ -29,18 +29,10 @@ from tests._daemon import (
     webhook_driver,
     webhook_env,
 )
-from tests._proc import (
-    LarkbotProcess,
-    larkbot_process,
-    llm_env,
-    openai_standin_available,
-    reply_text,
-    slow_llm,
-)
+from tests._factories import REPLY_ROUTE
+from tests._proc import LarkbotProcess, larkbot_process, llm_env, needs_llm, reply_text, slow_llm
 
 pytestmark = pytest.mark.anyio
-
-_REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
 
 
 def _driver(lark: LarkStandIn, daemon: Daemon) -> WebhookDriver:
@@ -140,14 +132,14 @@ async def test_webhook_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
             running_daemon(settings, EchoAgent()) as daemon,
             _driver(lark, daemon) as lark_side,
         ):
-            lark.fail_next(1, status=429, route=_REPLY_ROUTE, reset_seconds=1)
-            lark.fail_next(1, status=500, route=_REPLY_ROUTE)
+            lark.fail_next(1, status=429, route=REPLY_ROUTE, reset_seconds=1)
+            lark.fail_next(1, status=500, route=REPLY_ROUTE)
             started = time.monotonic()
             delivery = await lark_side.send_text("hello", retry=False)
             acked = time.monotonic()
             await lark.wait_for(lambda: len(lark.replies) == 1, timeout=10)
             await _settled(lark, daemon)
-        attempts = [c.status for c in lark.api_calls if c.route == _REPLY_ROUTE]
+        attempts = [c.status for c in lark.api_calls if c.route == REPLY_ROUTE]
         assert attempts == [429, 500, 200]
         assert delivery.final.status == 200 and len(delivery.attempts) == 1
         # The ack did not wait for the reply, whose rate-limit reset was honoured.
@@ -160,10 +152,6 @@ async def test_webhook_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------- larkbot run as a subprocess
-
-needs_llm = pytest.mark.skipif(
-    not openai_standin_available(), reason="the local OpenAI stand-in is not available"
-)
 
 
 async def _until_draining(bot: LarkbotProcess) -> None:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from larkbot.testing import LarkStandIn, WebhookAttempt, WebhookFault
+from larkbot.testing import LarkStandIn, WebhookAttempt, WebhookDriver, WebhookFault
 from tests._daemon import (
     WEBHOOK_KEY,
     WEBHOOK_TOKEN,
@@ -34,6 +35,19 @@ _REFUSED = "refused a webhook request"
 # Lark's limits: the challenge within 1 s, any other event within 3 s.
 _CHALLENGE_LIMIT = 1.0
 _ACK_LIMIT = 3.0
+
+
+@asynccontextmanager
+async def _webhook_bot(
+    state_dir: Path, env: dict[str, str]
+) -> AsyncIterator[tuple[LarkStandIn, LarkbotProcess, WebhookDriver]]:
+    """``larkbot run`` in webhook mode against a new stand-in, and Lark's side POSTing to it."""
+    async with (
+        LarkStandIn() as lark,
+        larkbot_process(lark, state_dir, env, ready_when="readyz") as bot,
+        webhook_driver(lark, bot.url) as lark_side,
+    ):
+        yield lark, bot, lark_side
 
 
 async def _served(
@@ -74,11 +88,7 @@ def _lower(headers: Any) -> dict[str, str]:
 async def test_the_challenge_is_answered_plain_and_encrypted_within_a_second(
     tmp_path: Path,
 ) -> None:
-    async with (
-        LarkStandIn() as lark,
-        larkbot_process(lark, tmp_path, webhook_env(), ready_when="readyz") as bot,
-        webhook_driver(lark, bot.url) as lark_side,
-    ):
+    async with _webhook_bot(tmp_path, webhook_env()) as (lark, bot, lark_side):
         figures: list[tuple[str, float, float]] = []
         for encrypt in (False, True):
             challenge = str(uuid.uuid4())
@@ -102,11 +112,7 @@ async def test_the_challenge_is_answered_plain_and_encrypted_within_a_second(
 async def test_a_signed_encrypted_message_is_acked_at_once_and_answered_once(
     tmp_path: Path,
 ) -> None:
-    async with (
-        LarkStandIn() as lark,
-        larkbot_process(lark, tmp_path, webhook_env(), ready_when="readyz") as bot,
-        webhook_driver(lark, bot.url) as lark_side,
-    ):
+    async with _webhook_bot(tmp_path, webhook_env()) as (lark, bot, lark_side):
         event = lark_side.message_event("help")
         lark.remember_event(event)
         request = lark_side.seal(event)
@@ -140,11 +146,7 @@ async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
 ) -> None:
     budget = len(FAULTS) + 2
     env = webhook_env(LARKBOT_EVENTS__FAILURE_BUDGET_PER_MINUTE=str(budget))
-    async with (
-        LarkStandIn() as lark,
-        larkbot_process(lark, tmp_path, env, ready_when="readyz") as bot,
-        webhook_driver(lark, bot.url) as lark_side,
-    ):
+    async with _webhook_bot(tmp_path, env) as (lark, bot, lark_side):
         spoiled: list[str] = []
         for index, (fault, status, outcome, reason) in enumerate(FAULTS, start=1):
             text = f"spoiled: {fault.value}"
