@@ -220,6 +220,11 @@ class Sample:
         return sum(1 for call in self.lark.api_calls if call.route == route)
 
 
+def tool_call(name: str, **arguments: Any) -> dict[str, Any]:
+    """A step of the OpenAI stand-in's script: the model calls the tool ``name``."""
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
 def metric(name: str, **labels: str) -> float:
     """The current value of one sample of the daemon's metrics (0 before the first)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
