@@ -16,6 +16,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +46,16 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(eq=False)
 class RedisServer:
     """One redis-server process with its config, data directory and port."""
 
-    def __init__(
-        self, directory: Path, port: int, password: str | None = None, tls: bool = False
-    ) -> None:
-        self.directory = directory
-        self.port = port
-        self.password = password
-        self.tls = tls
-        self._process: Process | None = None
-        self._client_tls: ssl.SSLContext | None = None
+    directory: Path
+    port: int
+    password: str | None = None
+    tls: bool = False
+    _process: Process | None = field(default=None, init=False, repr=False)
+    _client_tls: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     @property
     def ca_file(self) -> Path:
