@@ -20,6 +20,19 @@ from larkbot.testing.workspace import Workspace
 # The OpenAPI route of a reply, as the local Lark records calls to it.
 REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
 
+# The nine tools larkbot started with, in the registry's order: the content tools follow.
+FIRST_TOOLS = (
+    "search_base_records",
+    "create_base_record",
+    "update_base_record",
+    "delete_base_record",
+    "send_message",
+    "get_user_info",
+    "search_documents",
+    "list_chat_members",
+    "create_calendar_event",
+)
+
 _ids = count(1)
 
 # Pieces of requests in the three languages (words, ids, quotes, dates, times, separators),

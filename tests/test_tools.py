@@ -36,7 +36,7 @@ from larkbot.agent.tools.lark_tools import (
 )
 from larkbot.lark.client import LarkAPIError
 from larkbot.testing.workspace import BaseField, FieldType, Workspace
-from tests._factories import Sample, console_context, customers, openapi_requests
+from tests._factories import FIRST_TOOLS, Sample, console_context, customers, openapi_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -71,15 +71,7 @@ def month_of(millis: int, ws: Workspace) -> tuple[int, int]:
 def test_default_registry_holds_every_tool_with_flags_and_scopes() -> None:
     registry = default_registry()
     assert registry.names() == [
-        "search_base_records",
-        "create_base_record",
-        "update_base_record",
-        "delete_base_record",
-        "send_message",
-        "get_user_info",
-        "search_documents",
-        "list_chat_members",
-        "create_calendar_event",
+        *FIRST_TOOLS,
         "list_chat_messages",
         "list_chats",
         "create_chat",
