@@ -20,13 +20,7 @@ from larkbot.core.frames import ACK_OVERLOADED
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, assert_answered_once, running_daemon, settings_for, settled
 from tests._factories import REPLY_ROUTE
-from tests._proc import (
-    larkbot_process,
-    llm_env,
-    needs_llm,
-    reply_text,
-    slow_llm,
-)
+from tests._proc import larkbot_process, llm_env, needs_llm, reply_text, slow_llm
 
 pytestmark = pytest.mark.anyio
 
