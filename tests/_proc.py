@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,6 @@ __all__ = [
     "openai_standin_available",
     "reply_text",
     "run_larkbot",
-    "sigterm_while_thinking",
     "slow_llm",
     "spawned",
 ]
@@ -181,20 +179,6 @@ class LarkbotProcess:
                 f"larkbot run exited with {self.process.returncode}: " + "\n".join(self.raw[-20:])
             )
         await anyio.sleep(0.02)
-
-
-async def sigterm_while_thinking(
-    lark: LarkStandIn, llm: Any, bot: LarkbotProcess, text: str
-) -> tuple[str, float]:
-    """Send ``text``; once the held model has it, SIGTERM ``bot``.
-
-    :return: the message's id and the moment of the signal (``time.monotonic``).
-    """
-    message_id = await lark.send_text(text)
-    await lark.wait_for(lambda: llm.held == 1, timeout=60)
-    signalled = time.monotonic()
-    bot.send_signal(signal.SIGTERM)
-    return message_id, signalled
 
 
 @asynccontextmanager

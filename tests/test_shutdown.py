@@ -16,21 +16,27 @@ import pytest
 
 from larkbot.testing import LarkStandIn
 from tests._daemon import assert_answered_once
-from tests._proc import (
-    LarkbotProcess,
-    larkbot_process,
-    llm_env,
-    needs_llm,
-    reply_text,
-    sigterm_while_thinking,
-    slow_llm,
-)
+from tests._proc import LarkbotProcess, larkbot_process, llm_env, needs_llm, reply_text, slow_llm
 
 pytestmark = pytest.mark.anyio
 
 # What "at once" means here: well inside the 25 s default grace a stop must not wait out,
 # with room for a loaded machine. The figures each test prints are the measurement.
 AT_ONCE_SECONDS = 10.0
+
+
+async def _sigterm_while_thinking(
+    lark: LarkStandIn, llm: Any, bot: LarkbotProcess, text: str
+) -> tuple[str, float]:
+    """Send ``text``; once the held model has it, SIGTERM ``bot``.
+
+    :return: the message's id and the moment of the signal (``time.monotonic``).
+    """
+    message_id = await lark.send_text(text)
+    await lark.wait_for(lambda: llm.held == 1, timeout=60)
+    signalled = time.monotonic()
+    bot.send_signal(signal.SIGTERM)
+    return message_id, signalled
 
 
 @dataclass
@@ -54,7 +60,7 @@ async def _stopped_while_thinking(
     llm.hold()  # still thinking until the next start
     env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": str(grace_seconds)}
     async with larkbot_process(lark, state_dir, env) as bot:
-        message_id, signalled = await sigterm_while_thinking(lark, llm, bot, "still thinking")
+        message_id, signalled = await _sigterm_while_thinking(lark, llm, bot, "still thinking")
         if sigterms == 2:
             await lark.wait_for(lambda: lark.connections == 0, timeout=15)
             bot.send_signal(signal.SIGTERM)
@@ -131,7 +137,7 @@ async def test_drill_sigterm_while_the_agent_is_thinking(tmp_path: Path) -> None
         llm.hold()  # the model answers when the test says so
         env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": "10"}
         async with larkbot_process(lark, tmp_path, env) as bot:
-            message_id, signalled = await sigterm_while_thinking(lark, llm, bot, "think slowly")
+            message_id, signalled = await _sigterm_while_thinking(lark, llm, bot, "think slowly")
             # The long connection goes first, so the platform sends new events elsewhere,
             # while the answer in flight is still being thought and the process waits for it.
             await lark.wait_for(lambda: lark.connections == 0, timeout=15)
