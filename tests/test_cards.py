@@ -232,6 +232,26 @@ async def test_cancel_writes_nothing(env: _Env) -> None:
 
 
 @pytest.mark.anyio
+async def test_confirmations_take_no_configured_bases(tmp_path: Path) -> None:
+    """``bases=None`` means no configured table, as the constructor always accepted."""
+    ws = sample_workspace()
+    async with (
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+        open_store("memory", tmp_path) as store,
+    ):
+        confirmations = WriteConfirmations(store, ttl_seconds=600, bases=None)
+        runner = _confirming_runner(confirmations)
+        assistant = _assistant(runner, client)
+        confirmations.bind(runner, client, assistant.timezone)
+        env = _Env(ws, lark, store, assistant, confirmations, [0.0])
+        card = await env.ask("add to customers Name=No Bases Ltd")
+        answer = json.loads((await env.click(_buttons(card)["cancel"])).to_json())
+    assert "Cancelled" in _markdown(answer["card"]["data"])
+    assert not ws.writes
+
+
+@pytest.mark.anyio
 async def test_llm_tool_call_gets_the_card(env: _Env) -> None:
     async with OpenAIStandIn() as llm:
         llm.script(

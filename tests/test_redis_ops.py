@@ -14,22 +14,11 @@ from larkbot.store.redis import (
     PartitionOwnership,
     RedisConfigError,
     RedisStore,
-    WorkItem,
 )
 from tests._factories import inbound
-from tests._redis import RedisServer, requires_redis
+from tests._redis import RedisServer, requires_redis, take
 
 pytestmark = [pytest.mark.anyio, requires_redis]
-
-
-async def take(ownership: PartitionOwnership, count: int) -> list[WorkItem]:
-    items: list[WorkItem] = []
-    with anyio.fail_after(10):
-        async for item in ownership.items:
-            items.append(item)
-            if len(items) == count:
-                break
-    return items
 
 
 async def snapshot(store: RedisStore) -> dict[str, int]:

@@ -179,9 +179,9 @@ class AskLarkbot(Tool[AskLarkbotInput]):
         settings: Settings,
         registry: ToolRegistry,
         outer: Callable[[], ToolRunner],
-        brain: Brain | None = None,
-        write_limiter: RateLimiter | None = None,
-        writers: Iterable[str] | None = None,
+        brain: Brain | None,
+        write_limiter: RateLimiter | None,
+        writers: Iterable[str] | None,
     ) -> None:
         self._settings = settings
         self._registry = registry

@@ -212,8 +212,16 @@ def exposed_tools(
         write tool without ``--allow-writes``.
     """
     registry = registry if registry is not None else default_registry(plugins=True)
-    # Only listed, never run: it needs no brain, write limiter or writers policy.
-    ask = AskLarkbot(settings=settings, registry=registry, outer=_no_runner)
+    # Only listed, never run: the brain, write limiter and writers policy are never
+    # consulted, so their ``None`` (offline brain, no limit, everyone writes) is harmless.
+    ask = AskLarkbot(
+        settings=settings,
+        registry=registry,
+        outer=_no_runner,
+        brain=None,
+        write_limiter=None,
+        writers=None,
+    )
     available = available_tools(registry, ask)
     return select_tools(available, options.tools, allow_writes=options.allow_writes)
 

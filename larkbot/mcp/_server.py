@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import anyio.to_thread
 from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -26,7 +24,7 @@ from mcp.server.lowlevel.server import Server
 from larkbot import __version__
 from larkbot.agent.i18n import MESSAGES, translate
 from larkbot.agent.limits import RateLimiter
-from larkbot.agent.timezone import resolve_timezone
+from larkbot.agent.timezone import LazyTimezone
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
 from larkbot.agent.tools.runner import ToolRunner
@@ -89,8 +87,7 @@ class LarkToolServer:
         timezone: tzinfo | None = None,
     ) -> None:
         self._settings = settings
-        self._timezone = timezone
-        self._timezone_lock = anyio.Lock()
+        self._timezone = LazyTimezone(settings.agent.timezone, timezone)
         self._client = client
         self._token_mode: TokenMode = token_mode
         self._language: Language = language
@@ -213,7 +210,7 @@ class LarkToolServer:
             bases=dict(self._settings.bases),
             allowed_bases=_allowed(self._settings),
             caller=caller.key,
-            timezone=await self._zone(),
+            timezone=await self._timezone.get(),
         )
         _log.info(
             "tool %s called by %s%s (%s)",
@@ -224,16 +221,6 @@ class LarkToolServer:
             extra={"tool_name": name, "caller": caller.key},
         )
         return _result(await self.runner.run(name, arguments, tool_ctx))
-
-    async def _zone(self) -> tzinfo:
-        if self._timezone is None:
-            # One lookup however many first calls arrive together.
-            async with self._timezone_lock:
-                if self._timezone is None:
-                    self._timezone = await anyio.to_thread.run_sync(
-                        resolve_timezone, self._settings.agent.timezone
-                    )
-        return self._timezone
 
 
 def available_tools(registry: ToolRegistry, ask: Tool[Any]) -> list[Tool[Any]]:
