@@ -79,6 +79,16 @@ def test_keyspace_partitions_by_crc32_with_hash_tags() -> None:
             Keyspace(prefix)
 
 
+async def test_the_store_shows_its_bounds_read_only() -> None:
+    # Opening sends nothing to Redis: no server is needed to read the bounds.
+    async with RedisStore.open(
+        "redis://127.0.0.1:1/0", command_timeout=1.5, intake_timeout=0.25, max_turns=7
+    ) as store:
+        assert (store.command_timeout, store.intake_timeout, store.max_turns) == (1.5, 0.25, 7)
+        with pytest.raises(AttributeError):
+            store.command_timeout = 9.0  # type: ignore[misc]
+
+
 # -- intake -----------------------------------------------------------------------------------
 
 

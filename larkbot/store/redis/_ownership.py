@@ -46,7 +46,6 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Unpack
 
 import anyio
 from anyio.abc import TaskStatus
@@ -56,7 +55,7 @@ from pydantic import ValidationError
 from larkbot.core.message import InboundMessage
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._models import FinishOutcome, WorkItem
-from larkbot.store.redis._store import RedisStore, _Entry, _FinishChange
+from larkbot.store.redis._store import KEEP, RedisStore, _Entry, _Keep
 
 __all__ = ["PartitionOwnership", "rendezvous_owner"]
 
@@ -198,14 +197,30 @@ class PartitionOwnership:
             self._running = False
 
     async def finish(
-        self, items: WorkItem | Sequence[WorkItem], **change: Unpack[_FinishChange]
+        self,
+        items: WorkItem | Sequence[WorkItem],
+        *,
+        user_text: str | None = None,
+        answer_text: str | None = None,
+        conversation_key: str | None = None,
+        language: str | _Keep | None = KEEP,
+        profile: str | _Keep | None = KEEP,
+        reset: bool = False,
     ) -> FinishOutcome:
-        """:meth:`RedisStore.finish` the items with ``change``, then :meth:`settle` them.
+        """:meth:`RedisStore.finish` the items, then :meth:`settle` them.
 
         On :class:`RedisUnavailable` the items stay unsettled: retry, or settle them.
         """
         batch = [items] if isinstance(items, WorkItem) else list(items)
-        outcome = await self._store.finish(batch, **change)
+        outcome = await self._store.finish(
+            batch,
+            user_text=user_text,
+            answer_text=answer_text,
+            conversation_key=conversation_key,
+            language=language,
+            profile=profile,
+            reset=reset,
+        )
         self.settle(batch)
         return outcome
 

@@ -17,11 +17,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypedDict, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -87,17 +86,6 @@ KEEP = _Keep.KEEP
 """Passed as ``language`` or ``profile`` to :meth:`RedisStore.finish`: leave it as it is."""
 
 
-class _FinishChange(TypedDict, total=False):
-    """The keyword arguments of :meth:`RedisStore.finish`, for callers that pass them on."""
-
-    user_text: str | None
-    answer_text: str | None
-    conversation_key: str | None
-    language: str | _Keep | None
-    profile: str | _Keep | None
-    reset: bool
-
-
 class _StoredTurn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -133,46 +121,34 @@ class _Read(NamedTuple):
     dead: list[_Entry]
 
 
-@dataclass(frozen=True, slots=True)
-class _Bounds:
-    """How long a call may take and how long what the store keeps lives (see ``open``)."""
-
-    command_timeout: float
-    intake_timeout: float
-    seen_ttl_seconds: float
-    conversation_ttl_seconds: float
-    max_turns: int
-
-    @property
-    def seen_ttl_ms(self) -> int:
-        """How long a message id is remembered as seen and as done, in milliseconds."""
-        return int(self.seen_ttl_seconds * 1000)
-
-    @property
-    def conversation_ttl_ms(self) -> int:
-        """Idle time after which a conversation is forgotten, in milliseconds."""
-        return int(self.conversation_ttl_seconds * 1000)
-
-
 class RedisStore:
     """Shared state of N replicas in one Redis (or Valkey); open with :meth:`open`.
 
     :ivar endpoint: where Redis is (the password kept apart, never shown).
     :ivar keys: the key space (prefix and partition count).
-    :ivar intake_timeout: bound of :meth:`intake` in seconds (it runs inside the ack).
-    :ivar max_turns: turns kept per conversation.
     """
 
     def __init__(
-        self, client: Redis, endpoint: RedisEndpoint, keys: Keyspace, bounds: _Bounds
+        self,
+        client: Redis,
+        endpoint: RedisEndpoint,
+        keys: Keyspace,
+        *,
+        command_timeout: float,
+        intake_timeout: float,
+        seen_ttl_seconds: float,
+        conversation_ttl_seconds: float,
+        max_turns: int,
     ) -> None:
         """Use :meth:`open`; this wires an already built client."""
         self._client = client
         self.endpoint = endpoint
         self.keys = keys
-        self._bounds = bounds
-        self.intake_timeout = bounds.intake_timeout
-        self.max_turns = bounds.max_turns
+        self._command_timeout = command_timeout
+        self._intake_timeout = intake_timeout
+        self._seen_ttl_ms = int(seen_ttl_seconds * 1000)
+        self._conversation_ttl_ms = int(conversation_ttl_seconds * 1000)
+        self._max_turns = max_turns
         self._failing_since: float | None = None
         register = client.register_script
         self._intake = register(_scripts.INTAKE)
@@ -269,16 +245,37 @@ class RedisStore:
         if endpoint.tls:
             await _share_tls_context(pool)
         client = Redis(connection_pool=pool)
-        bounds = _Bounds(
-            command_timeout, intake_timeout, seen_ttl_seconds, conversation_ttl_seconds, max_turns
+        store = cls(
+            client,
+            endpoint,
+            keys,
+            command_timeout=command_timeout,
+            intake_timeout=intake_timeout,
+            seen_ttl_seconds=seen_ttl_seconds,
+            conversation_ttl_seconds=conversation_ttl_seconds,
+            max_turns=max_turns,
         )
-        store = cls(client, endpoint, keys, bounds)
         try:
             yield store
         finally:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
                 await pool.disconnect()
+
+    @property
+    def command_timeout(self) -> float:
+        """Bound of every call, in seconds."""
+        return self._command_timeout
+
+    @property
+    def intake_timeout(self) -> float:
+        """Bound of :meth:`intake` in seconds (it runs inside the ack)."""
+        return self._intake_timeout
+
+    @property
+    def max_turns(self) -> int:
+        """Turns kept per conversation."""
+        return self._max_turns
 
     def __repr__(self) -> str:
         return f"RedisStore({self.endpoint.display!r}, prefix={self.keys.prefix!r})"
@@ -295,7 +292,7 @@ class RedisStore:
         """
         partition = self.keys.partition_of(message.chat_id)
         keys = [self.keys.seen(partition, message.message_id), self.keys.stream(partition)]
-        args = [self._bounds.seen_ttl_ms, message.message_id, message.model_dump_json()]
+        args = [self._seen_ttl_ms, message.message_id, message.model_dump_json()]
         reply = await self._guarded(
             "intake",
             lambda: self._run_script(self._intake, keys, args),
@@ -320,7 +317,7 @@ class RedisStore:
                 self.keys.seen(partition, message.message_id),
                 self.keys.stream(partition),
             ]
-            args = [self._bounds.seen_ttl_ms, message.message_id, message.model_dump_json()]
+            args = [self._seen_ttl_ms, message.message_id, message.model_dump_json()]
             calls.append((self._intake, keys, args))
         replies = await self._guarded(
             "intake", lambda: self._run_scripts(calls), bound=self.intake_timeout
@@ -409,7 +406,7 @@ class RedisStore:
         raw = await self._guarded(
             "storing an answer",
             lambda: self._run_script(
-                self._put_answer, [key], [answer.model_dump_json(), self._bounds.seen_ttl_ms]
+                self._put_answer, [key], [answer.model_dump_json(), self._seen_ttl_ms]
             ),
         )
         return _answer(raw, message_id) or answer
@@ -514,8 +511,8 @@ class RedisStore:
             first.token,
             GROUP,
             self.max_turns,
-            self._bounds.conversation_ttl_ms,
-            self._bounds.seen_ttl_ms,
+            self._conversation_ttl_ms,
+            self._seen_ttl_ms,
             _change(language),
             _change(profile),
             "1" if reset else "0",
@@ -714,7 +711,7 @@ class RedisStore:
         reply = await self._guarded(
             "waiting for messages",
             lambda: self._client.xread(streams, count=1, block=block_ms),
-            bound=block_ms / 1000 + self._bounds.command_timeout,
+            bound=block_ms / 1000 + self.command_timeout,
         )
         if not reply:
             return set()
@@ -782,7 +779,7 @@ class RedisStore:
         self, what: str, call: Callable[[], Awaitable[T]], *, bound: float | None = None
     ) -> T:
         """Run ``call`` within ``bound`` s; turn any failure into :class:`RedisUnavailable`."""
-        limit = self._bounds.command_timeout if bound is None else bound
+        limit = self.command_timeout if bound is None else bound
         try:
             with anyio.fail_after(limit):
                 result = await call()
