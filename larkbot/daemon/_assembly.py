@@ -233,6 +233,7 @@ async def _assemble_shared(
         work=work,
         default_language=settings.agent.default_language,
         stale_after_seconds=settings.admission.stale_after_seconds,
+        streaming=_streaming(settings),
     )
     dispatcher = _dispatcher(settings, responder.answer)
     admission = Admission(

@@ -293,6 +293,11 @@ class LarkStandIn:
         return sum(1 for connection in self._connections if connection.open)
 
     @property
+    def connection_ids(self) -> list[str]:
+        """The ids of the long connections open now, oldest first."""
+        return [connection.conn_id for connection in self._connections if connection.open]
+
+    @property
     def replies(self) -> list[ReplyRecord]:
         """Replies and sends, newest last."""
         return self._messaging.replies
@@ -472,13 +477,15 @@ class LarkStandIn:
         tag: str = "button",
         frame_type: str = "event",
         event: dict[str, Any] | None = None,
+        conn_id: str | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> AckRecord:
         """Click a card's component as ``operator_open_id``; return the ack (with the answer).
 
         The callback goes over the long connection as Lark sends it: a data frame of
         ``frame_type`` (``event``; some deployments use ``card``). ``event`` re-sends a
-        callback built before (a redelivery, same ``event_id``).
+        callback built before (a redelivery, same ``event_id``). ``conn_id`` picks the
+        connection (one of :attr:`connection_ids`: a chosen replica) instead of a random one.
         """
         if event is None:
             event = build_card_action_event(
@@ -491,7 +498,7 @@ class LarkStandIn:
                 tag=tag,
             )
         self.card_actions.append(event)
-        frame_id = await self.push_event(event, frame_type=frame_type)
+        frame_id = await self.push_event(event, frame_type=frame_type, conn_id=conn_id)
         await self.wait_for(lambda: any(a.frame_id == frame_id for a in self.acks), timeout)
         return next(a for a in self.acks if a.frame_id == frame_id)
 
@@ -538,19 +545,26 @@ class LarkStandIn:
         return str(event["event"]["message"]["message_id"])
 
     async def push_event(
-        self, event: dict[str, Any], *, fragments: int = 1, frame_type: str = "event"
+        self,
+        event: dict[str, Any],
+        *,
+        fragments: int = 1,
+        frame_type: str = "event",
+        conn_id: str | None = None,
     ) -> str:
         """Deliver an event (any dict, JSON-encoded) to one random connected client.
 
         Waits up to 5 s for a client to be connected (``TimeoutError`` otherwise). With
         ``fragments > 1`` the payload goes out in that many frames sharing one frame
-        ``message_id``. Returns the frame id.
+        ``message_id``. ``conn_id`` delivers to that connection only. Returns the frame id.
         """
         payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
         event_id, chat_message_id = event_ids(event)
         if chat_message_id is not None:
             self._remember(chat_message_id, event, payload)
-        return await self._deliver(payload, fragments, frame_type, event_id, chat_message_id, 0)
+        return await self._deliver(
+            payload, fragments, frame_type, event_id, chat_message_id, 0, conn_id=conn_id
+        )
 
     async def redeliver(self, message_id: str, *, new_event_id: bool = False) -> str:
         """Deliver a chat message's event again, as the platform's retries do.
@@ -790,12 +804,20 @@ class LarkStandIn:
         event_id: str | None,
         chat_message_id: str | None,
         attempt: int,
+        *,
+        conn_id: str | None = None,
     ) -> str:
         chunks = _split(payload, fragments)
         frame_id = uuid.uuid4().hex
         trace_id = uuid.uuid4().hex[:16]
         while True:
-            candidates = self._open_connections()
+            candidates = [
+                connection
+                for connection in self._open_connections()
+                if conn_id is None or connection.conn_id == conn_id
+            ]
+            if conn_id is not None and not candidates:
+                raise LookupError(f"no open long connection {conn_id}")
             if not candidates:
                 await self.wait_connected(self.connect_wait)
                 continue

@@ -1,0 +1,181 @@
+"""A streamed answer cut off half way (kill -9) is finished in the same card, never twice.
+
+The first attempt streams part of the answer into a CardKit card, then its process dies.
+The next attempt (the same daemon restarted on its SQLite state, or another replica on
+Redis taking over the partition) must put the answer into that card: replying again under
+the answer's uuid only returns the card Lark already has, so a new card would never show.
+Each test checks what the user sees: one reply, one card, the whole answer in it,
+streaming closed, and CardKit's ``sequence`` strictly increasing across both attempts.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from larkbot.store.redis import MessageState, RedisStore
+from larkbot.testing import LarkStandIn, OpenAIStandIn
+from larkbot.testing._cardkit import CardEntity
+from tests._proc import LarkbotProcess, larkbot_process, llm_env
+from tests._redis import redis_server, requires_redis
+
+pytestmark = pytest.mark.anyio
+
+ANSWER = (
+    "Here is the plan for the launch. First, the budget review moves to Monday so that "
+    "finance can check the new figures. Second, the demo with Acme stays on 10 June, and "
+    "the slides need the updated pricing table. Third, marketing sends the announcement "
+    "draft by Friday. Finally, everyone confirms their part in the launch channel."
+)
+_STALL_AFTER_WORDS = 30
+
+
+def _operations(card: CardEntity) -> list[int]:
+    """Every sequence number the card took, in the order Lark took them."""
+    taken = [s for _, _, s in card.updates] + [s for _, s in card.settings]
+    taken += [s for _, s in card.replacements]
+    return sorted(taken)
+
+
+async def _streamed_half_way(lark: LarkStandIn, llm: OpenAIStandIn, message_id: str) -> CardEntity:
+    """Wait until the answer to ``message_id`` stalls with some text in its card."""
+
+    def started() -> bool:
+        return llm.stalled == 1 and any(
+            element == "answer" and len(content) >= 50
+            for card in lark.cardkit.cards.values()
+            for element, content, _ in card.updates
+        )
+
+    await lark.wait_for(started, 30)
+    (reply,) = [r for r in lark.replies if r.to_message_id == message_id]
+    return lark.cardkit.cards[reply.content["data"]["card_id"]]
+
+
+async def _kill(process: LarkbotProcess) -> None:
+    process.send_signal(signal.SIGKILL)
+    assert await process.wait(10) == -signal.SIGKILL
+
+
+def _check_one_finished_card(
+    lark: LarkStandIn, message_id: str, card: CardEntity, before: list[int]
+) -> list[int]:
+    """One reply (the card), the whole answer in it, closed; return the later sequences."""
+    replies = [r for r in lark.replies if r.to_message_id == message_id]
+    assert len(replies) == 1, replies
+    assert replies[0].content == {"type": "card", "data": {"card_id": card.card_id}}
+    assert list(lark.cardkit.cards) == [card.card_id]
+    assert card.element("answer") == {
+        "tag": "markdown",
+        "element_id": "answer",
+        "content": ANSWER,
+    }
+    assert not card.streaming
+    after = [s for s in _operations(card) if s > max(before)]
+    # Nothing of the second attempt was refused for its sequence (300317 leaves no trace
+    # in the card): it numbered every operation above the first attempt's.
+    assert _operations(card) == sorted(set(before + after))
+    assert len(after) >= 2  # at least the final text and closing the stream
+    return after
+
+
+async def test_a_streamed_answer_resumed_after_a_crash_finishes_its_card(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark, OpenAIStandIn() as llm:
+        llm.script({"content": ANSWER}, {"content": ANSWER})
+        llm.stall_next_stream(_STALL_AFTER_WORDS)
+        env = llm_env(llm)
+        async with larkbot_process(lark, tmp_path, env) as first:
+            message_id = await lark.send_text("what is the launch plan?")
+            card = await _streamed_half_way(lark, llm, message_id)
+            await _kill(first)
+        llm.release()
+        partial = str((card.element("answer") or {}).get("content"))
+        before = _operations(card)
+        assert partial and ANSWER.startswith(partial) and partial != ANSWER
+        assert card.streaming
+
+        async with larkbot_process(lark, tmp_path, env) as second:
+            await lark.wait_for(lambda: not card.streaming, 30)
+            assert second.log_lines("continuing the streamed card")
+        after = _check_one_finished_card(lark, message_id, card, before)
+    print(
+        f"\ncrash after {len(partial)} of {len(ANSWER)} characters (sequences up to "
+        f"{max(before)}); the restarted daemon finished the same card with sequences "
+        f"{after[0]}..{after[-1]}; 1 reply, {lark.suppressed_duplicates} repeated reply "
+        "absorbed by the uuid"
+    )
+
+
+@requires_redis
+async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_card(
+    tmp_path: Path,
+) -> None:
+    lease = 3.0
+    async with (
+        redis_server(tmp_path / "redis") as server,
+        RedisStore.open(server.url) as store,
+        LarkStandIn() as lark,
+        OpenAIStandIn() as llm,
+    ):
+        lark.cluster_mode()
+        llm.script({"content": ANSWER}, {"content": ANSWER})
+        llm.stall_next_stream(_STALL_AFTER_WORDS)
+        env = {
+            "REDIS_URL": server.url,
+            "LARKBOT_STORE": "redis",
+            "LARKBOT_STORE__LEASE_SECONDS": str(lease),
+            **llm_env(llm),
+        }
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        async with (
+            larkbot_process(lark, tmp_path / "a", env) as first,
+            larkbot_process(lark, tmp_path / "b", env) as second,
+        ):
+            chat_id = await _chat_owned_by(store, first)
+            message_id = await lark.send_text("what is the launch plan?", chat_id=chat_id)
+            card = await _streamed_half_way(lark, llm, message_id)
+            await _kill(first)
+            killed_at = anyio.current_time()
+            llm.release()
+            partial = str((card.element("answer") or {}).get("content"))
+            before = _operations(card)
+            assert partial and partial != ANSWER and card.streaming
+
+            await lark.wait_for(lambda: not card.streaming, 60)
+            taken_over = anyio.current_time() - killed_at
+            assert second.log_lines("continuing the streamed card a previous owner sent")
+            with anyio.fail_after(10):
+                while await store.message_state(chat_id, message_id) != MessageState.DONE:
+                    await anyio.sleep(0.1)
+            after = _check_one_finished_card(lark, message_id, card, before)
+            history = await store.history(chat_id)
+            assert [t.text for t in history if t.role == "assistant"] == [ANSWER]
+    print(
+        f"\nkill -9 of the replica streaming the answer after {len(partial)} of "
+        f"{len(ANSWER)} characters (sequences up to {max(before)}); the other replica "
+        f"finished the same card {taken_over:.1f} s later (lease {lease:g} s) with "
+        f"sequences {after[0]}..{after[-1]}; 1 reply, history recorded once"
+    )
+
+
+async def _chat_owned_by(store: RedisStore, process: LarkbotProcess) -> str:
+    """A chat id whose partition ``process`` holds the lease of (once both hold some)."""
+    owner = f":{process.process.pid}:"
+    with anyio.fail_after(30):
+        while True:
+            leases = await store._client.mget(
+                [store.keys.lease(p) for p in range(store.keys.partitions)]
+            )
+            held = [v.decode() if isinstance(v, bytes) else v for v in leases]
+            if all(held) and len({h.rpartition("|")[0] for h in held}) == 2:
+                break
+            await anyio.sleep(0.2)
+    for n in range(10_000):
+        chat_id = f"oc_stream_{n}"
+        if owner in held[store.keys.partition_of(chat_id)]:
+            return chat_id
+    raise AssertionError("no chat in the partitions of the first replica")
