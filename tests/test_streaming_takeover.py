@@ -149,7 +149,7 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
             taken_over = anyio.current_time() - killed_at
             assert second.log_lines("continuing the streamed card a previous owner sent")
             with anyio.fail_after(10):
-                while await store.message_state(chat_id, message_id) != MessageState.DONE:
+                while await store.message_state(chat_id, message_id) != MessageState.DONE:  # noqa: ASYNC110
                     await anyio.sleep(0.1)
             after = _check_one_finished_card(lark, message_id, card, before)
             history = await store.history(chat_id)
