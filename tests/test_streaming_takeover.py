@@ -20,7 +20,7 @@ from larkbot.store.redis import MessageState, RedisStore
 from larkbot.testing import LarkStandIn, OpenAIStandIn
 from larkbot.testing._cardkit import CardEntity
 from tests._proc import LarkbotProcess, larkbot_process, llm_env
-from tests._redis import redis_server, requires_redis
+from tests._redis import chat_owned_by, redis_server, requires_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -135,7 +135,7 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
             larkbot_process(lark, tmp_path / "a", env) as first,
             larkbot_process(lark, tmp_path / "b", env) as second,
         ):
-            chat_id = await _chat_owned_by(store, first)
+            chat_id = await chat_owned_by(store, f":{first.process.pid}:")
             message_id = await lark.send_text("what is the launch plan?", chat_id=chat_id)
             card = await _streamed_half_way(lark, llm, message_id)
             await _kill(first)
@@ -161,21 +161,3 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
         f"sequences {after[0]}..{after[-1]}; 1 reply, history recorded once"
     )
 
-
-async def _chat_owned_by(store: RedisStore, process: LarkbotProcess) -> str:
-    """A chat id whose partition ``process`` holds the lease of (once both hold some)."""
-    owner = f":{process.process.pid}:"
-    with anyio.fail_after(30):
-        while True:
-            leases = await store._client.mget(
-                [store.keys.lease(p) for p in range(store.keys.partitions)]
-            )
-            held = [v.decode() if isinstance(v, bytes) else v for v in leases]
-            if all(held) and len({h.rpartition("|")[0] for h in held}) == 2:
-                break
-            await anyio.sleep(0.2)
-    for n in range(10_000):
-        chat_id = f"oc_stream_{n}"
-        if owner in held[store.keys.partition_of(chat_id)]:
-            return chat_id
-    raise AssertionError("no chat in the partitions of the first replica")

@@ -86,6 +86,8 @@ class Components:
     source: EventSource
     warm_up: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     shared: SharedParts | None = None
+    services: list[Callable[..., Awaitable[None]]] = field(default_factory=list)
+    """Run for the daemon's whole life with ``task_group.start`` (the approved writes)."""
 
 
 async def assemble(
@@ -178,6 +180,7 @@ async def assemble(
         admission=admission,
         source=source,
         warm_up=warm_up,
+        services=_services(card_actions),
     )
 
 
@@ -259,7 +262,20 @@ async def _assemble_shared(
         source=source_factory(admission, on_source_state),
         warm_up=warm_up,
         shared=SharedParts(store=redis, ownership=ownership, work=work, responder=responder),
+        services=_services(card_actions),
     )
+
+
+def _services(card_actions: CardActions | None) -> list[Callable[..., Awaitable[None]]]:
+    """What the daemon runs beside dispatch: the task group of the approved writes."""
+    if card_actions is None:
+        return []
+    # Imported already (off the loop) by whatever built ``card_actions``.
+    from larkbot.agent.confirm import WriteConfirmations
+
+    if isinstance(card_actions, WriteConfirmations):
+        return [card_actions.run]
+    return []
 
 
 def _dispatcher(
