@@ -31,7 +31,7 @@ from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkClient
 from larkbot.store import Store, open_store
 from larkbot.store.redis import RedisStore
-from larkbot.testing import LarkStandIn, OpenAIStandIn
+from larkbot.testing import LarkStandIn, OpenAIStandIn, ReplyRecord
 from larkbot.testing._openapi import ApiRequest, OpenApiRoute
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import RECORDS, Workspace, workspace_routes
@@ -266,6 +266,17 @@ async def test_llm_tool_call_gets_the_card(env: _Env) -> None:
     assert len(env.ws.writes) == 1
 
 
+async def _confirmation_asked(
+    lark: LarkStandIn, text: str, chat_id: str = "oc_p2p_1"
+) -> tuple[ReplyRecord, dict[str, Any]]:
+    """Ask the running daemon for a write; return its card reply and the Approve value."""
+    message_id = await lark.send_text(text, chat_id=chat_id, sender_open_id=REQUESTER)
+    await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies), 15)
+    (reply,) = [r for r in lark.replies if r.to_message_id == message_id]
+    assert reply.msg_type == "interactive"
+    return reply, _buttons(reply.content)["approve"]
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("frame_type", ["event", "card"])
 async def test_card_callbacks_over_the_long_connection(frame_type: str) -> None:
@@ -274,13 +285,7 @@ async def test_card_callbacks_over_the_long_connection(frame_type: str) -> None:
         settings = (await settings_for(lark)).model_copy(update={"bases": SAMPLE_BASES})
         async with running_daemon(settings):
             await lark.wait_connected()
-            message_id = await lark.send_text(
-                "add to customers Name=Wire Ltd", sender_open_id=REQUESTER
-            )
-            await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies))
-            (reply,) = [r for r in lark.replies if r.to_message_id == message_id]
-            assert reply.msg_type == "interactive"
-            approve = _buttons(reply.content)["approve"]
+            reply, approve = await _confirmation_asked(lark, "add to customers Name=Wire Ltd")
 
             other = await lark.send_card_action(
                 approve,
@@ -469,12 +474,7 @@ async def test_a_slow_approved_write_is_answered_in_time_and_its_card_updated_af
         settings = (await settings_for(lark, tmp_path)).model_copy(update={"bases": SAMPLE_BASES})
         async with running_daemon(settings):
             await lark.wait_connected()
-            message_id = await lark.send_text(
-                "add to customers Name=Slow Ltd", sender_open_id=REQUESTER
-            )
-            await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies))
-            (reply,) = [r for r in lark.replies if r.to_message_id == message_id]
-            approve = _buttons(reply.content)["approve"]
+            reply, approve = await _confirmation_asked(lark, "add to customers Name=Slow Ltd")
 
             clicked = await lark.send_card_action(
                 approve, open_message_id=reply.message_id, timeout=10
@@ -534,14 +534,9 @@ async def test_a_click_delivered_to_the_replica_that_did_not_post_the_card(
                 (conn_second,) = set(lark.connection_ids) - {conn_first}
                 assert first._parts is not None and first._parts.shared is not None
                 chat_id = await chat_owned_by(store, first._parts.shared.ownership.owner)
-                message_id = await lark.send_text(
-                    "add to customers Name=Replica Ltd", chat_id=chat_id, sender_open_id=REQUESTER
+                reply, approve = await _confirmation_asked(
+                    lark, "add to customers Name=Replica Ltd", chat_id
                 )
-                await lark.wait_for(
-                    lambda: any(r.to_message_id == message_id for r in lark.replies), 15
-                )
-                (reply,) = [r for r in lark.replies if r.to_message_id == message_id]
-                approve = _buttons(reply.content)["approve"]
                 click = {
                     "open_message_id": reply.message_id,
                     "open_chat_id": chat_id,

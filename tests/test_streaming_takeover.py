@@ -21,15 +21,10 @@ from larkbot.testing import LarkStandIn, OpenAIStandIn
 from larkbot.testing._cardkit import CardEntity
 from tests._proc import LarkbotProcess, larkbot_process, llm_env
 from tests._redis import chat_owned_by, redis_server, requires_redis
+from tests.test_streaming import ANSWER
 
 pytestmark = pytest.mark.anyio
 
-ANSWER = (
-    "Here is the plan for the launch. First, the budget review moves to Monday so that "
-    "finance can check the new figures. Second, the demo with Acme stays on 10 June, and "
-    "the slides need the updated pricing table. Third, marketing sends the announcement "
-    "draft by Friday. Finally, everyone confirms their part in the launch channel."
-)
 _STALL_AFTER_WORDS = 30
 
 
@@ -160,4 +155,3 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
         f"finished the same card {taken_over:.1f} s later (lease {lease:g} s) with "
         f"sequences {after[0]}..{after[-1]}; 1 reply, history recorded once"
     )
-
