@@ -155,3 +155,56 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
         f"finished the same card {taken_over:.1f} s later (lease {lease:g} s) with "
         f"sequences {after[0]}..{after[-1]}; 1 reply, history recorded once"
     )
+
+
+@requires_redis
+async def test_a_replica_frozen_mid_stream_cannot_touch_the_card_its_successor_finished(
+    tmp_path: Path,
+) -> None:
+    lease = 3.0
+    async with (
+        redis_server(tmp_path / "redis") as server,
+        RedisStore.open(server.url) as store,
+        LarkStandIn() as lark,
+        OpenAIStandIn() as llm,
+    ):
+        lark.cluster_mode()
+        llm.script({"content": ANSWER}, {"content": ANSWER})
+        llm.stall_next_stream(_STALL_AFTER_WORDS)
+        env = {
+            "REDIS_URL": server.url,
+            "LARKBOT_STORE": "redis",
+            "LARKBOT_STORE__LEASE_SECONDS": str(lease),
+            **llm_env(llm),
+        }
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        async with (
+            larkbot_process(lark, tmp_path / "a", env) as first,
+            larkbot_process(lark, tmp_path / "b", env) as second,
+        ):
+            chat_id = await chat_owned_by(store, f":{first.process.pid}:")
+            message_id = await lark.send_text("what is the launch plan?", chat_id=chat_id)
+            card = await _streamed_half_way(lark, llm, message_id)
+            before = _operations(card)
+            first.send_signal(signal.SIGSTOP)
+            try:
+                await lark.wait_for(lambda: not card.streaming, 60)
+                assert second.log_lines("continuing the streamed card a previous owner sent")
+                finished = list(card.updates), card.sequence
+            finally:
+                first.send_signal(signal.SIGCONT)
+            # The frozen replica wakes up and its model goes on writing the answer.
+            llm.release()
+            await lark.wait_for(lambda: bool(first.log_lines("lost partition")), 30)
+            refused = sum(1 for call in lark.api_calls if call.code == 300317)
+            assert (list(card.updates), card.sequence) == finished
+            after = _check_one_finished_card(lark, message_id, card, before)
+            history = await store.history(chat_id)
+            assert [t.text for t in history if t.role == "assistant"] == [ANSWER]
+    print(
+        f"\nSIGSTOP of the replica streaming the answer (sequences up to {max(before)}); the "
+        f"other finished the same card with sequences {after[0]}..{after[-1]}; the woken "
+        f"replica's late updates changed nothing ({refused} refused by CardKit for their "
+        "sequence), and it left the message to the new owner"
+    )
