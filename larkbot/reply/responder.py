@@ -100,8 +100,7 @@ class Responder:
     async def _answer(self, message: InboundMessage) -> None:
         conversation = self._conversations.get(message.conversation_key)
         reactions: list[str] = []
-        in_thread = message.in_thread or self._reply_in_thread
-        stream = await self._stream(message, in_thread) if self._streaming else None
+        stream = await self._stream(message) if self._streaming else None
         try:
             token = current_reply_stream.set(stream)
             try:
@@ -134,7 +133,7 @@ class Responder:
             for message_id in message.answered_ids:
                 await self._store.mark_done(message_id)
 
-    async def _stream(self, message: InboundMessage, in_thread: bool) -> StreamingCard:
+    async def _stream(self, message: InboundMessage) -> StreamingCard:
         """The streaming card of this answer: the one an earlier attempt kept, or a new one."""
         journal = _InboxJournal(self._store, message.message_id)
         try:
@@ -147,13 +146,7 @@ class Responder:
                 "message %s: continuing the streamed card an earlier attempt sent",
                 message.message_id,
             )
-        return StreamingCard(
-            self._client,
-            message.message_id,
-            reply_in_thread=in_thread,
-            journal=journal,
-            resumed=resumed,
-        )
+        return self._poster.streaming_card(message, journal=journal, resumed=resumed)
 
 
 class _InboxJournal:

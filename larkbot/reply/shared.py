@@ -298,9 +298,7 @@ class SharedResponder:
                 before = _Before.of(conversation)
                 token = current_reply_stream.set(stream)
                 try:
-                    reply = await self._poster.think(
-                        self._agent, message, conversation, reactions
-                    )
+                    reply = await self._poster.think(self._agent, message, conversation, reactions)
                 finally:
                     current_reply_stream.reset(token)
                 stored = await self._retrying(

@@ -259,9 +259,7 @@ class StreamingCard:
         """Keep the card with ``ceiling`` in the journal; ``True`` without a journal."""
         if self._journal is None or self.card_id is None:
             return True
-        card = StreamedCard(
-            card_id=self.card_id, sequence_ceiling=ceiling, finished=self._finished
-        )
+        card = StreamedCard(card_id=self.card_id, sequence_ceiling=ceiling, finished=self._finished)
         if not await self._journal.keep(card):
             return False
         self._ceiling = ceiling
