@@ -16,9 +16,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from larkbot.store.redis import MessageState, RedisStore
+from larkbot.lark.client import LarkClient
+from larkbot.reply.streaming import StreamingCard
+from larkbot.store.redis import ConversationChange, MessageState, RedisStore
+from larkbot.store.streamed import StreamedCard
 from larkbot.testing import LarkStandIn, OpenAIStandIn
 from larkbot.testing._cardkit import CardEntity
+from tests._daemon import EchoAgent, running_daemon, settings_for
 from tests._proc import LarkbotProcess, larkbot_process, llm_env
 from tests._redis import chat_owned_by, redis_server, requires_redis
 from tests.test_streaming import ANSWER
@@ -207,4 +211,62 @@ async def test_a_replica_frozen_mid_stream_cannot_touch_the_card_its_successor_f
         f"other finished the same card with sequences {after[0]}..{after[-1]}; the woken "
         f"replica's late updates changed nothing ({refused} refused by CardKit for their "
         "sequence), and it left the message to the new owner"
+    )
+
+
+class _Kept:
+    """What a first attempt's journal kept (it died before finishing the card)."""
+
+    def __init__(self) -> None:
+        self.card: StreamedCard | None = None
+
+    async def keep(self, card: StreamedCard) -> bool:
+        self.card = card
+        return True
+
+
+@requires_redis
+async def test_an_owner_finding_the_answer_and_a_half_streamed_card_only_finishes_the_card(
+    tmp_path: Path,
+) -> None:
+    chat_id, message_id = "oc_p2p_1", "om_cached_and_streamed"
+    async with (
+        redis_server(tmp_path / "redis") as server,
+        RedisStore.open(server.url) as store,
+        LarkStandIn() as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+    ):
+        # A previous owner streamed part of the answer, stored the whole of it, and died
+        # before finishing the card (its journal kept the card in Redis).
+        kept = _Kept()
+        await StreamingCard(client, message_id, journal=kept).text(ANSWER[:80])
+        assert kept.card is not None
+        card = lark.cardkit.cards[kept.card.card_id]
+        partition = store.keys.partition_of(chat_id)
+        await store._client.set(
+            store.keys.streamed_card(partition, message_id), kept.card.model_dump_json()
+        )
+        await store.put_answer(
+            chat_id,
+            message_id,
+            ANSWER,
+            markdown=True,
+            change=ConversationChange(user_text="the plan?", answer_text=ANSWER),
+        )
+        before = _operations(card)
+
+        agent = EchoAgent()
+        settings = await settings_for(lark, REDIS_URL=server.url, LARKBOT_STORE="redis")
+        async with running_daemon(settings, agent):
+            await lark.send_text("the plan?", chat_id=chat_id, message_id=message_id)
+            await lark.wait_for(lambda: not card.streaming, 15)
+            with anyio.fail_after(10):
+                while await store.message_state(chat_id, message_id) != MessageState.DONE:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+        assert agent.seen == []  # the stored answer was sent, not generated again
+        after = _check_one_finished_card(lark, message_id, card, before)
+        assert [t.text for t in await store.history(chat_id)] == ["the plan?", ANSWER]
+    print(
+        f"\nanswer cached, card half streamed (sequences up to {max(before)}): the new owner "
+        f"finished the card with sequences {after[0]}..{after[-1]} without asking the agent"
     )
