@@ -250,6 +250,9 @@ class WriteConfirmations:
         # the write, when it finishes, sees that the click was answered and updates the card.
         if approval.answer is not None:
             return approval.answer
+        language = _language(pending.language)
+        if approval.done.is_set():  # the write raised (logged): it stays ``approving``
+            return CardAnswer(toast=translate("error", language), toast_type="error")
         approval.answered_at = time.monotonic()
         _log.info(
             "message %s: confirmation %s still running after %.1f s; answered in progress",
@@ -260,7 +263,7 @@ class WriteConfirmations:
         )
         running = pending.model_copy(update={"state": ConfirmationState.APPROVING})
         return CardAnswer(
-            toast=translate("confirm_running", _language(pending.language)),
+            toast=translate("confirm_running", language),
             toast_type="info",
             card=confirmation_card(running),
         )
