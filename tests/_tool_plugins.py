@@ -26,6 +26,20 @@ class Shout(Tool[ShoutInput]):
         return ToolResult(ok=True, data={"text": args.text.upper()}, text=args.text.upper())
 
 
+class Stamp(
+    Tool[ShoutInput],
+    name="stamp",
+    description="Stamp the text as approved.",
+    write=True,
+    scopes=("im:message:send_as_bot",),
+):
+    """A plug-in write tool declared in its class statement."""
+
+    async def run(self, ctx: ToolContext, args: ShoutInput) -> ToolResult:
+        stamped = f"[approved] {args.text}"
+        return ToolResult(ok=True, data={"text": stamped}, text=stamped)
+
+
 class CountInput(BaseModel):
     """Arguments of ``count_words``."""
 

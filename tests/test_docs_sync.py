@@ -148,10 +148,10 @@ def test_doctor_checks_every_scope_the_stand_in_refuses_content_calls_without() 
     # The stand-in answers 99991672 naming the scope a route needs; each is in the
     # README's table and in doctor's check, with a tool that declares it.
     from larkbot.cli._permissions import scope_needs
-    from larkbot.testing._content_routes import _SCOPES
+    from larkbot.testing._content_routes import _routes
 
     needs = {need.scope: need for need in scope_needs()}
     table = _generator().scopes_table()
-    for scope in set(_SCOPES.values()):
+    for scope in {route.scope for route in _routes.routes}:
         assert scope in needs and needs[scope].tools, scope
         assert f"| `{scope}` |" in table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -267,6 +268,60 @@ def test_a_plug_in_named_like_a_built_in_tool_is_skipped(tmp_path: Path) -> None
     assert names[-1] == "shout" and names.count("send_message") == 1 and len(names) == 22
     assert "tool plug-in tool 'send_message' skipped" in done.stderr
     assert "tool plug-in crm (larkbot_demo_tools:failing_factory) skipped" in done.stderr
+
+
+async def test_a_plug_in_declared_in_its_class_statement_works_in_the_registry(
+    env: Env,
+) -> None:
+    (stamp,) = plugin_tools(entry_points=[_entry_point("stamp", "Stamp")])
+    registry = default_registry(stamp)
+    assert registry.get("stamp") is stamp and registry.names()[-1] == "stamp"
+    assert (stamp.name, stamp.description) == ("stamp", "Stamp the text as approved.")
+    assert stamp.write and stamp.cacheable and stamp.scopes == ("im:message:send_as_bot",)
+    function = registry.openai_schemas(["stamp"])[0]["function"]
+    assert function["description"] == "Stamp the text as approved."
+    assert function["parameters"]["required"] == ["text"]
+    # A write tool: the runner keeps it from users who may not write.
+    denied = ToolRunner(
+        registry, write_limiter=None, writers=["ou_someone_else"], cache_ttl_seconds=0
+    )
+    refused = await denied.run("stamp", {"text": "plan"}, env.ctx)
+    assert not refused.ok and "stamp" in (refused.error or "")
+    runner = ToolRunner(
+        registry, write_limiter=None, writers=[env.ctx.user_open_id], cache_ttl_seconds=0
+    )
+    done = await runner.run("stamp", {"text": "plan"}, env.ctx)
+    assert done.ok and done.data == {"text": "[approved] plan"}
+
+
+def test_tools_keep_their_descriptions_when_docstrings_are_stripped() -> None:
+    # python -OO (PYTHONOPTIMIZE=2) drops every docstring: descriptions must not be one.
+    script = (
+        "import json, sys\n"
+        "from larkbot.agent.tools import Tool, default_registry\n"
+        "assert sys.flags.optimize == 2 and Tool.__doc__ is None\n"
+        "print(json.dumps([[t.name, t.description, t.write, t.cacheable, list(t.scopes),\n"
+        "    t.openai_schema()['function']['description']] for t in default_registry()]))\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-OO", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo,
+        env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    stripped = json.loads(done.stdout)
+    normal = [
+        [t.name, t.description, t.write, t.cacheable, list(t.scopes), t.description]
+        for t in default_registry()
+    ]
+    assert len(stripped) == len(normal) == 21
+    assert all(description for _, description, *_ in stripped)
+    assert stripped == normal
 
 
 def test_registering_a_name_twice_is_refused() -> None:

@@ -14,16 +14,13 @@ from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
-import anyio
-import anyio.to_thread
-
 from larkbot.agent.brain import Brain, TurnContext
 from larkbot.agent.commands import Command, CommandContext, parse_command, run_command
 from larkbot.agent.i18n import translate
 from larkbot.agent.limits import RateLimiter, UserLimiter
 from larkbot.agent.offline import OfflineBrain
 from larkbot.agent.profiles import DEFAULT_PROFILE, Profile, profiles_from_settings
-from larkbot.agent.timezone import resolve_timezone
+from larkbot.agent.timezone import LazyTimezone
 from larkbot.agent.tools.base import ToolContext
 from larkbot.core.agent import Reply, RuntimeStatus
 from larkbot.core.conversation import Conversation
@@ -74,8 +71,7 @@ class Assistant:
         self._runner = runner
         self._client = client
         self._brain: Brain = brain or OfflineBrain()
-        self._timezone = timezone
-        self._timezone_lock = anyio.Lock()
+        self._timezone = LazyTimezone(settings.agent.timezone, timezone)
         self._profiles = profiles_from_settings(settings)
         limits = settings.rate_limiting
         self._limiter: UserLimiter | None = None
@@ -136,7 +132,7 @@ class Assistant:
                 )
                 return Reply(sentence), "rate_limited"
 
-        timezone = await self._zone()
+        timezone = await self._timezone.get()
         turn = TurnContext(
             settings=self._settings,
             language=language,
@@ -193,22 +189,11 @@ class Assistant:
 
     async def warm_up(self) -> None:
         """Resolve the time zone now rather than on the first message."""
-        await self._zone()
+        await self._timezone.get()
 
     async def timezone(self) -> tzinfo:
         """The workspace zone the brain and the tools place dates in."""
-        return await self._zone()
-
-    async def _zone(self) -> tzinfo:
-        if self._timezone is None:
-            # One lookup however many first messages arrive together: a thread each would
-            # compete with the event loop just when acks are due.
-            async with self._timezone_lock:
-                if self._timezone is None:
-                    self._timezone = await anyio.to_thread.run_sync(
-                        resolve_timezone, self._settings.agent.timezone
-                    )
-        return self._timezone
+        return await self._timezone.get()
 
     def _tool_context(
         self, message: InboundMessage, language: Language, timezone: tzinfo

@@ -135,8 +135,12 @@ def _help(command: Command, ctx: CommandContext) -> Reply:
     return Reply(translate("help", ctx.language, examples=examples), markdown=True)
 
 
-def _kind(tool: type[Tool[Any]] | Tool[Any], language: Language) -> str:
-    return translate("kind_write" if tool.write else "kind_read", language)
+def _tool_line(
+    key: str, tool: type[Tool[Any]] | Tool[Any], language: Language, **values: str
+) -> str:
+    """One tool's line in a help list: message ``key`` with its name, kind and ``values``."""
+    kind = translate("kind_write" if tool.write else "kind_read", language)
+    return translate(key, language, name=tool.name, kind=kind, **values)
 
 
 def _help_tools(command: Command, ctx: CommandContext) -> Reply:
@@ -147,15 +151,8 @@ def _help_tools(command: Command, ctx: CommandContext) -> Reply:
     for tool in ctx.tools:
         key = f"tool_{tool.name}"
         description = translate(key, lang) if key in MESSAGES else tool.description
-        lines.append(
-            translate(
-                "help_tools_line",
-                lang,
-                name=tool.name,
-                kind=_kind(tool, lang),
-                description=description.splitlines()[0] if description else "",
-            )
-        )
+        summary = description.splitlines()[0] if description else ""
+        lines.append(_tool_line("help_tools_line", tool, lang, description=summary))
     if ctx.profile.tools is not None:
         allowed = [tool.name for tool in ctx.tools if ctx.profile.allows(tool.name)]
         lines.append("")
@@ -175,15 +172,8 @@ def _help_permissions(command: Command, ctx: CommandContext) -> Reply:
     lines = [translate("help_permissions_header", lang)]
     for tool in ctx.tools:
         scopes = ", ".join(f"`{scope}`" for scope in tool.scopes)
-        lines.append(
-            translate(
-                "help_permissions_line",
-                lang,
-                name=tool.name,
-                kind=_kind(tool, lang),
-                scopes=scopes or translate("help_permissions_no_scope", lang),
-            )
-        )
+        scopes = scopes or translate("help_permissions_no_scope", lang)
+        lines.append(_tool_line("help_permissions_line", tool, lang, scopes=scopes))
     writers = ctx.settings.policy.writers
     lines.append("")
     if writers is None:

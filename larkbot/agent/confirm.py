@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -95,6 +95,7 @@ class ConversationSource(Protocol):
     def get(self, key: str) -> Conversation: ...
 
 
+@dataclass(eq=False)
 class WriteConfirmations:
     """Asks the requester to approve each write on a card, and runs it on approval.
 
@@ -110,30 +111,25 @@ class WriteConfirmations:
         with "in progress" (only while :meth:`run` runs; without it the click waits).
     """
 
-    def __init__(
-        self,
-        store: ConfirmationStore,
-        *,
-        ttl_seconds: float,
-        clock: Callable[[], float] = time.time,
-        bases: dict[str, BaseTableSettings] | None = None,
-        allowed_bases: frozenset[str] | None = None,
-        conversations: ConversationSource | None = None,
-        history: int = 50,
-        answer_within: float = ANSWER_WITHIN,
-    ) -> None:
-        self._store = store
-        self._answer_within = answer_within
-        self._writes: TaskGroup | None = None
-        self._conversations = conversations
-        self._history = history
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._bases = dict(bases or {})
-        self._allowed_bases = allowed_bases
-        self._runner: ToolRunner | None = None
-        self._client: LarkClient | None = None
-        self._zone: Callable[[], Awaitable[tzinfo]] | None = None
+    store: ConfirmationStore
+    _: KW_ONLY
+    ttl_seconds: float
+    clock: Callable[[], float] = time.time
+    bases: dict[str, BaseTableSettings] = field(default_factory=dict)
+    allowed_bases: frozenset[str] | None = None
+    conversations: ConversationSource | None = None
+    history: int = 50
+    answer_within: float = ANSWER_WITHIN
+    # Given by :meth:`bind` once the runner exists (it needs this object first).
+    _runner: ToolRunner | None = field(default=None, init=False)
+    _client: LarkClient | None = field(default=None, init=False)
+    _zone: Callable[[], Awaitable[tzinfo]] | None = field(default=None, init=False)
+    # The task group of approved writes that outlast a click's answer, while run() runs.
+    _writes: TaskGroup | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        """Keep a copy of ``bases``: the caller's dict may change later."""
+        self.bases = dict(self.bases)
 
     def bind(
         self,
@@ -163,7 +159,7 @@ class WriteConfirmations:
     async def request(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> ToolResult:
         """Keep ``tool(args)`` for approval; the result carries the confirmation card."""
         rows = await tool.preview(ctx, args)
-        now = self._clock()
+        now = self.clock()
         pending = PendingWrite(
             id=uuid.uuid4().hex,
             tool=tool.name,
@@ -176,9 +172,9 @@ class WriteConfirmations:
             language=ctx.language,
             change=_change_markdown(tool.name, rows),
             created_at=now,
-            expires_at=now + self._ttl,
+            expires_at=now + self.ttl_seconds,
         )
-        await self._store.add_confirmation(pending)
+        await self.store.add_confirmation(pending)
         _log.info(
             "message %s: %s awaits approval (confirmation %s)",
             ctx.message_id,
@@ -191,7 +187,7 @@ class WriteConfirmations:
             ok=True,
             data={"status": "awaiting_confirmation", "confirmation_id": pending.id},
             text=text,
-            card=confirmation_card(pending, minutes=max(1, round(self._ttl / 60))),
+            card=confirmation_card(pending, minutes=max(1, round(self.ttl_seconds / 60))),
         )
 
     async def on_action(self, action: CardAction) -> CardAnswer:
@@ -200,7 +196,7 @@ class WriteConfirmations:
         confirmation_id = action.value_of("id")
         if kind not in (APPROVE, CANCEL) or not confirmation_id:
             return CardAnswer()
-        pending = await self._store.confirmation(confirmation_id)
+        pending = await self.store.confirmation(confirmation_id)
         if pending is None:
             return CardAnswer(toast=translate("confirm_unknown", "en"), toast_type="error")
         language = _language(pending.language)
@@ -209,7 +205,7 @@ class WriteConfirmations:
             return CardAnswer(toast=translate("confirm_not_yours", language), toast_type="error")
         if pending.state != ConfirmationState.PENDING:
             return CardAnswer(card=confirmation_card(pending))
-        if self._clock() >= pending.expires_at:
+        if self.clock() >= pending.expires_at:
             return await self._settle_without_writing(pending, action, ConfirmationState.EXPIRED)
         if kind == CANCEL:
             return await self._settle_without_writing(pending, action, ConfirmationState.CANCELLED)
@@ -218,10 +214,10 @@ class WriteConfirmations:
     async def _settle_without_writing(
         self, pending: PendingWrite, action: CardAction, state: ConfirmationState
     ) -> CardAnswer:
-        won = await self._store.settle_confirmation(
+        won = await self.store.settle_confirmation(
             pending.id, expected=ConfirmationState.PENDING, state=state
         )
-        current = await self._store.confirmation(pending.id) or pending
+        current = await self.store.confirmation(pending.id) or pending
         if won:
             self._decision(current, action, state.value)
             self._remember(current)
@@ -230,12 +226,12 @@ class WriteConfirmations:
         return CardAnswer(toast=toast, toast_type="warning", card=confirmation_card(current))
 
     async def _approve(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
-        won = await self._store.settle_confirmation(
+        won = await self.store.settle_confirmation(
             pending.id, expected=ConfirmationState.PENDING, state=ConfirmationState.APPROVING
         )
         if not won:
             # Another click, delivery or replica took it: show where it stands.
-            current = await self._store.confirmation(pending.id) or pending
+            current = await self.store.confirmation(pending.id) or pending
             return CardAnswer(card=confirmation_card(current))
         self._decision(pending, action, "approved")
         writes = self._writes
@@ -244,7 +240,7 @@ class WriteConfirmations:
                 return await self._write(pending, action)
         approval = _Approval()
         writes.start_soon(self._write_in_background, pending, action, approval)
-        with anyio.move_on_after(self._answer_within):
+        with anyio.move_on_after(self.answer_within):
             await approval.done.wait()
         # No await from here on: either the write finished and its card is the answer, or
         # the write, when it finishes, sees that the click was answered and updates the card.
@@ -258,7 +254,7 @@ class WriteConfirmations:
             "message %s: confirmation %s still running after %.1f s; answered in progress",
             pending.message_id,
             pending.id,
-            self._answer_within,
+            self.answer_within,
             extra={"message_id": pending.message_id, "confirmation_id": pending.id},
         )
         running = pending.model_copy(update={"state": ConfirmationState.APPROVING})
@@ -273,7 +269,7 @@ class WriteConfirmations:
         result = await self._run(pending)
         state = ConfirmationState.DONE if result.ok else ConfirmationState.FAILED
         outcome = (result.text if result.ok else result.error or result.text) or ""
-        await self._store.settle_confirmation(
+        await self.store.settle_confirmation(
             pending.id, expected=ConfirmationState.APPROVING, state=state, outcome=outcome
         )
         settled = pending.model_copy(update={"state": state, "outcome": outcome})
@@ -344,8 +340,8 @@ class WriteConfirmations:
             # would have had without a confirmation, so Lark applies it once as well.
             message_id=pending.message_id,
             language=_language(pending.language),
-            bases=self._bases,
-            allowed_bases=self._allowed_bases,
+            bases=self.bases,
+            allowed_bases=self.allowed_bases,
             caller=pending.caller,
             timezone=zone,
         )
@@ -353,11 +349,11 @@ class WriteConfirmations:
 
     def _remember(self, settled: PendingWrite) -> None:
         """Add what became of the change to its conversation, as the card now says it."""
-        if self._conversations is None:
+        if self.conversations is None:
             return
         line = _outcome_line(settled)
-        conversation = self._conversations.get(settled.conversation_key or settled.chat_id)
-        conversation.add("assistant", f"{settled.tool}: {line}", self._history)
+        conversation = self.conversations.get(settled.conversation_key or settled.chat_id)
+        conversation.add("assistant", f"{settled.tool}: {line}", self.history)
 
     def _decision(self, pending: PendingWrite, action: CardAction, decision: str) -> None:
         _audit.info(

@@ -729,33 +729,24 @@ class OfflineBrain:
             return _Ask("ask_fields")
         return ToolCall("create_base_record", {"table": table, "fields": fields})
 
-    def _plan_update(
+    def _plan_record_change(
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
     ) -> ToolCall | _Ask:
+        """An update or a delete (``turn.intent``): both name one record of a table."""
         record_id = _take_record_id(draft)
         table = _take_table(draft, tables) or _only_table(turn)
         if table is None:
             return _ask_table(turn)
         if record_id is None:
             return _Ask("ask_record_id")
+        record = {"table": table, "record_id": record_id}
+        if turn.intent == "delete_base_record":
+            return ToolCall("delete_base_record", record)
         draft.take(_BASE_PATTERNS["update_base_record"])
         fields = _fields(draft)
         if not fields:
             return _Ask("ask_fields")
-        return ToolCall(
-            "update_base_record", {"table": table, "record_id": record_id, "fields": fields}
-        )
-
-    def _plan_delete(
-        self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
-    ) -> ToolCall | _Ask:
-        record_id = _take_record_id(draft)
-        table = _take_table(draft, tables) or _only_table(turn)
-        if table is None:
-            return _ask_table(turn)
-        if record_id is None:
-            return _Ask("ask_record_id")
-        return ToolCall("delete_base_record", {"table": table, "record_id": record_id})
+        return ToolCall("update_base_record", {**record, "fields": fields})
 
     def _plan_send(
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
@@ -888,8 +879,8 @@ _Planner = Callable[
 _PLANNERS: dict[str, _Planner] = {
     "search_base_records": OfflineBrain._plan_search,
     "create_base_record": OfflineBrain._plan_create,
-    "update_base_record": OfflineBrain._plan_update,
-    "delete_base_record": OfflineBrain._plan_delete,
+    "update_base_record": OfflineBrain._plan_record_change,
+    "delete_base_record": OfflineBrain._plan_record_change,
     "send_message": OfflineBrain._plan_send,
     "list_chat_members": OfflineBrain._plan_members,
     "get_user_info": OfflineBrain._plan_user,

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from larkbot.agent.tools.lark_tools import BASE_TOOLS, MESSAGE_TOOLS
 from larkbot.core.language import LANGUAGES, Language
 
 if TYPE_CHECKING:
@@ -40,29 +41,6 @@ class Profile:
         return self.tools is None or tool_name in self.tools
 
 
-_BASE_TOOLS = frozenset(
-    {
-        "search_base_records",
-        "create_base_record",
-        "update_base_record",
-        "delete_base_record",
-        "list_base_tables",
-        "list_base_fields",
-        "create_base_table",
-    }
-)
-_MESSAGE_TOOLS = frozenset(
-    {
-        "send_message",
-        "list_chat_members",
-        "get_user_info",
-        "list_chat_messages",
-        "list_chats",
-        "create_chat",
-        "lookup_user_ids",
-    }
-)
-
 BUILTIN_PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
@@ -83,7 +61,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
                 "never invent records or field values, and ask when a request is ambiguous."
             ),
             temperature=0.3,
-            tools=_BASE_TOOLS | {"get_user_info"},
+            tools=frozenset(BASE_TOOLS) | {"get_user_info"},
         ),
         Profile(
             name="MessageBot",
@@ -93,7 +71,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
                 "you sent and to whom."
             ),
             temperature=0.5,
-            tools=_MESSAGE_TOOLS,
+            tools=frozenset(MESSAGE_TOOLS),
         ),
     )
 }

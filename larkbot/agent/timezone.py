@@ -14,7 +14,10 @@ from datetime import tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["FALLBACK_TIMEZONE", "host_timezone_name", "resolve_timezone"]
+import anyio
+import anyio.to_thread
+
+__all__ = ["FALLBACK_TIMEZONE", "LazyTimezone", "host_timezone_name", "resolve_timezone"]
 
 _FALLBACK_NAME = "Asia/Tokyo"
 # Loaded once at import: building a ZoneInfo reads the tz database from disk, which must
@@ -85,3 +88,27 @@ def resolve_timezone(
         return zone
     host = host_timezone_name(env, localtime=localtime, timezone_file=timezone_file)
     return (_zone(host) if host else None) or FALLBACK_TIMEZONE
+
+
+class LazyTimezone:
+    """The zone ``agent.timezone`` stands for, resolved in a worker thread on first use.
+
+    :param name: the ``agent.timezone`` setting.
+    :param known: the zone, when the caller already has it (nothing is resolved then).
+    """
+
+    def __init__(self, name: str | None, known: tzinfo | None = None) -> None:
+        """Resolve ``name`` when first asked, unless ``known`` is given."""
+        self._name = name
+        self._zone = known
+        self._lock = anyio.Lock()
+
+    async def get(self) -> tzinfo:
+        """The zone, resolving it now if nothing has yet."""
+        if self._zone is None:
+            # One lookup however many first requests arrive together: a thread each would
+            # compete with the event loop just when acks are due.
+            async with self._lock:
+                if self._zone is None:
+                    self._zone = await anyio.to_thread.run_sync(resolve_timezone, self._name)
+        return self._zone

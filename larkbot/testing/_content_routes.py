@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember
-from larkbot.testing._objects import BaseField, BaseTable, Chat, Document, WorkspaceWrite
+from larkbot.testing._objects import BaseField, BaseTable, Chat, Document
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
+from larkbot.testing._scoped_routes import RouteTable, WorkspaceHandlers
 
 if TYPE_CHECKING:
     from larkbot.testing.workspace import Workspace
@@ -45,23 +45,6 @@ GET_NODE = "wiki/v2/spaces/get_node"
 PERMISSION_MEMBERS = "drive/v1/permissions/{token}/members"
 TABLES = "bitable/v1/apps/{app_token}/tables"
 
-_SCOPES = {
-    ("GET", MESSAGES): "im:message.group_msg",
-    ("GET", CHATS): "im:chat:readonly",
-    ("POST", CHATS): "im:chat:create",
-    ("GET", USERS_BATCH): "contact:user.base:readonly",
-    ("GET", DOCUMENT): "docx:document:readonly",
-    ("GET", RAW_CONTENT): "docx:document:readonly",
-    ("POST", DOCUMENTS): "docx:document",
-    ("POST", CONVERT): "docx:document.block:convert",
-    ("POST", DESCENDANT): "docx:document",
-    ("GET", GET_NODE): "wiki:wiki:readonly",
-    ("POST", PERMISSION_MEMBERS): "docs:permission.member:create",
-    ("GET", TABLES): "bitable:app:readonly",
-    ("POST", TABLES): "bitable:app",
-}
-
-_NO_SCOPE = 99991672
 _FIELD_VALIDATION = 99992402
 _BOT_NOT_IN_CHAT = 230002
 _INVISIBLE_USERS = 232043
@@ -71,7 +54,6 @@ _FOLDER_NOT_FOUND = 1061044
 _WIKI_NOT_FOUND = 131005
 _SHARE_INVALID = 1063001
 _SHARE_NOT_FOUND = 1063005
-_BASE_NOT_FOUND = 1254040
 _WRONG_REQUEST_BODY = 1254001
 _TABLE_NAME_TAKEN = 1254013
 
@@ -101,26 +83,7 @@ _TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
 
 def content_routes(ws: Workspace) -> list[OpenApiRoute]:
     """Return the routes serving ``ws``'s history, documents, wiki, sharing and tables."""
-    handlers = _Handlers(ws)
-    table: list[tuple[str, str, Callable[[ApiRequest], dict[str, Any]]]] = [
-        ("GET", MESSAGES, handlers.list_messages),
-        ("GET", CHATS, handlers.list_chats),
-        ("POST", CHATS, handlers.create_chat),
-        ("GET", USERS_BATCH, handlers.users_batch),
-        ("POST", CONVERT, handlers.convert),
-        ("POST", DOCUMENTS, handlers.create_document),
-        ("GET", DOCUMENT, handlers.get_document),
-        ("GET", RAW_CONTENT, handlers.raw_content),
-        ("POST", DESCENDANT, handlers.insert_blocks),
-        ("GET", GET_NODE, handlers.get_node),
-        ("POST", PERMISSION_MEMBERS, handlers.add_member),
-        ("GET", TABLES, handlers.list_tables),
-        ("POST", TABLES, handlers.create_table),
-    ]
-    return [
-        OpenApiRoute(method, route, handlers.guarded(method, route, fn))
-        for method, route, fn in table
-    ]
+    return _Handlers(ws).serve(_routes)
 
 
 def _page(items: list[Any], query: Any, default: int, maximum: int) -> dict[str, Any]:
@@ -242,38 +205,16 @@ def _plain(text: str) -> str:
     return _INLINE_MARKS.sub("", text)
 
 
-class _Handlers:
+# Filled by the ``@_routes.route`` lines above each handler.
+_routes = RouteTable()
+
+
+class _Handlers(WorkspaceHandlers):
     """The route handlers, over one workspace."""
 
     def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
+        super().__init__(ws)
         self._done: dict[str, dict[str, Any]] = {}
-
-    def guarded(
-        self, method: str, route: str, handler: Callable[[ApiRequest], dict[str, Any]]
-    ) -> Callable[[ApiRequest], Any]:
-        async def endpoint(request: ApiRequest) -> Any:
-            denied = self.ws.denied_routes
-            if route in denied or f"{method} {route}" in denied:
-                raise ApiError(
-                    _NO_SCOPE,
-                    "Access denied. One of the following scopes is required: "
-                    f"[{_SCOPES[(method, route)]}].",
-                )
-            return handler(request)
-
-        return endpoint
-
-    def _record_write(self, request: ApiRequest) -> None:
-        self.ws.writes.append(
-            WorkspaceWrite(
-                method=request.method,
-                route=request.route,
-                path=request.path,
-                params=dict(request.query),
-                body=request.body,
-            )
-        )
 
     # ---------------------------------------------------------------------- messages
 
@@ -310,6 +251,7 @@ class _Handlers:
         }
         return {key: value for key, value in item.items() if value is not None}
 
+    @_routes.route("GET", MESSAGES, "im:message.group_msg")
     def list_messages(self, request: ApiRequest) -> dict[str, Any]:
         query = request.query
         kind = query.get("container_id_type")
@@ -338,6 +280,7 @@ class _Handlers:
 
     # ------------------------------------------------------------------------- chats
 
+    @_routes.route("GET", CHATS, "im:chat:readonly")
     def list_chats(self, request: ApiRequest) -> dict[str, Any]:
         chats = [
             {
@@ -356,6 +299,7 @@ class _Handlers:
         ]
         return _page(chats, request.query, 20, 100)
 
+    @_routes.route("POST", CHATS, "im:chat:create")
     def create_chat(self, request: ApiRequest) -> dict[str, Any]:
         key = request.query.get("uuid")
         if key and f"chat:{key}" in self._done:
@@ -376,7 +320,7 @@ class _Handlers:
             owner_open_id=owner,
         )
         self.ws.chats[chat.chat_id] = chat
-        self._record_write(request)
+        self.record_write(request)
         answer = {
             "chat_id": chat.chat_id,
             "name": chat.name,
@@ -392,6 +336,7 @@ class _Handlers:
             self._done[f"chat:{key}"] = answer
         return answer
 
+    @_routes.route("GET", USERS_BATCH, "contact:user.base:readonly")
     def users_batch(self, request: ApiRequest) -> dict[str, Any]:
         getlist = getattr(request.query, "getlist", None)
         ids = list(getlist("user_ids")) if getlist else [request.query.get("user_ids")]
@@ -412,6 +357,7 @@ class _Handlers:
             raise ApiError(_DOC_NOT_FOUND, "not found")
         return document
 
+    @_routes.route("GET", DOCUMENT, "docx:document:readonly")
     def get_document(self, request: ApiRequest) -> dict[str, Any]:
         document = self._document(request)
         return {
@@ -422,9 +368,11 @@ class _Handlers:
             }
         }
 
+    @_routes.route("GET", RAW_CONTENT, "docx:document:readonly")
     def raw_content(self, request: ApiRequest) -> dict[str, Any]:
         return {"content": self._document(request).raw_content}
 
+    @_routes.route("POST", DOCUMENTS, "docx:document")
     def create_document(self, request: ApiRequest) -> dict[str, Any]:
         folder = str(request.body.get("folder_token") or "")
         if folder and folder not in self.ws.folders:
@@ -443,9 +391,10 @@ class _Handlers:
                 f"https://example.feishu.cn/docx/{document.document_id}",
             )
         )
-        self._record_write(request)
+        self.record_write(request)
         return {"document": {"document_id": document.document_id, "revision_id": 1, "title": title}}
 
+    @_routes.route("POST", CONVERT, "docx:document.block:convert")
     def convert(self, request: ApiRequest) -> dict[str, Any]:
         content = request.body.get("content")
         if request.body.get("content_type") not in ("markdown", "html") or not isinstance(
@@ -460,6 +409,7 @@ class _Handlers:
             "block_id_to_image_urls": [],
         }
 
+    @_routes.route("POST", DESCENDANT, "docx:document")
     def insert_blocks(self, request: ApiRequest) -> dict[str, Any]:
         document = self._document(request)
         if request.path_params["block_id"] != document.document_id:
@@ -486,7 +436,7 @@ class _Handlers:
             document.paragraphs.extend(_texts(by_id, str(child)))
         document.blocks.extend(by_id.values())
         document.revision_id += 1
-        self._record_write(request)
+        self.record_write(request)
         answer = {
             "children": [by_id[child] for child in children],
             "document_revision_id": document.revision_id,
@@ -499,6 +449,7 @@ class _Handlers:
 
     # -------------------------------------------------------------------------- wiki
 
+    @_routes.route("GET", GET_NODE, "wiki:wiki:readonly")
     def get_node(self, request: ApiRequest) -> dict[str, Any]:
         token = request.query.get("token") or ""
         obj_type = request.query.get("obj_type") or "wiki"
@@ -548,6 +499,7 @@ class _Handlers:
             or any(d.token == token for d in ws.documents)
         )
 
+    @_routes.route("POST", PERMISSION_MEMBERS, "docs:permission.member:create")
     def add_member(self, request: ApiRequest) -> dict[str, Any]:
         token = request.path_params["token"]
         body = request.body
@@ -574,7 +526,7 @@ class _Handlers:
             if (m.member_type, m.member_id) != (member.member_type, member.member_id)
         ]
         self.ws.permissions[token] = [*members, member]
-        self._record_write(request)
+        self.record_write(request)
         return {
             "member": {
                 "member_type": member.member_type,
@@ -587,21 +539,17 @@ class _Handlers:
 
     # ------------------------------------------------------------------------ tables
 
-    def _app(self, request: ApiRequest) -> Any:
-        app = self.ws.apps.get(request.path_params["app_token"])
-        if app is None:
-            raise ApiError(_BASE_NOT_FOUND, "BaseTokenNotFound", status=200)
-        return app
-
+    @_routes.route("GET", TABLES, "bitable:app:readonly")
     def list_tables(self, request: ApiRequest) -> dict[str, Any]:
-        app = self._app(request)
+        app = self.base_app(request)
         tables = [
             {"table_id": t.table_id, "revision": 1, "name": t.name} for t in app.tables.values()
         ]
         return {**_page(tables, request.query, 20, 100), "total": len(tables)}
 
+    @_routes.route("POST", TABLES, "bitable:app")
     def create_table(self, request: ApiRequest) -> dict[str, Any]:
-        app = self._app(request)
+        app = self.base_app(request)
         spec = request.body.get("table")
         if not isinstance(spec, dict) or not str(spec.get("name") or "").strip():
             raise ApiError(_WRONG_REQUEST_BODY, "WrongRequestBody: table.name", status=200)
@@ -628,7 +576,7 @@ class _Handlers:
             )
         table = BaseTable(self.ws.new_id("tbl"), name, fields)
         app.tables[table.table_id] = table
-        self._record_write(request)
+        self.record_write(request)
         return {
             "table_id": table.table_id,
             "default_view_id": self.ws.new_id("vew"),

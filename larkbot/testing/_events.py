@@ -11,11 +11,13 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Required, TypedDict
 
 __all__ = [
     "CARD_ACTION_TRIGGER",
     "MESSAGE_RECEIVE",
+    "CardActionFields",
+    "MessageFields",
     "build_card_action_event",
     "build_message_event",
     "event_ids",
@@ -61,6 +63,30 @@ def _content_of(message_type: str, text: str, content: dict[str, Any] | None) ->
     raise ValueError(f"content is required for message_type {message_type!r}")
 
 
+class MessageFields(TypedDict, total=False):
+    """What a test may set of a chat message; every key is optional.
+
+    ``chat_id`` defaults to ``oc_p2p_1`` or ``oc_group_1`` after ``chat_type`` (``p2p``),
+    ``sender_open_id`` to ``ou_user_1``. ``mention_bot`` mentions the bot as ``@_user_1``;
+    ``mentions`` are other users' ``(open_id, name)``. ``content`` (a dict) replaces the
+    content built from the text.
+    """
+
+    chat_id: str | None
+    chat_type: str
+    sender_open_id: str
+    sender_type: str
+    mention_bot: bool
+    mentions: Sequence[tuple[str, str]]
+    message_id: str | None
+    create_time_ms: int | None
+    root_id: str | None
+    parent_id: str | None
+    thread_id: str | None
+    message_type: str
+    content: dict[str, Any] | None
+
+
 def build_message_event(
     text: str,
     *,
@@ -68,9 +94,9 @@ def build_message_event(
     tenant_key: str,
     bot_open_id: str,
     bot_name: str,
-    chat_id: str,
-    chat_type: str,
-    sender_open_id: str,
+    chat_id: str | None = None,
+    chat_type: str = "p2p",
+    sender_open_id: str = "ou_user_1",
     sender_type: str = "user",
     mention_bot: bool = False,
     mentions: Sequence[tuple[str, str]] = (),
@@ -88,6 +114,7 @@ def build_message_event(
     then each ``(open_id, name)`` of ``mentions``. For text messages, the placeholder of
     every mention that ``text`` does not already contain is put in front of it, the way a
     user types "@bot help". Ids that are ``None`` are left out rather than sent as null.
+    The keywords after ``bot_name`` are :class:`MessageFields`.
     """
     now_ms = int(time.time() * 1000) if create_time_ms is None else create_time_ms
     people: list[tuple[str, str, bool]] = []
@@ -114,7 +141,7 @@ def build_message_event(
         "thread_id": thread_id,
         "create_time": str(now_ms),
         "update_time": str(now_ms),
-        "chat_id": chat_id,
+        "chat_id": chat_id or ("oc_group_1" if chat_type == "group" else "oc_p2p_1"),
         "chat_type": chat_type,
         "message_type": message_type,
         "content": json.dumps(
@@ -124,35 +151,45 @@ def build_message_event(
     message = {key: value for key, value in message.items() if value is not None}
     if mention_list:
         message["mentions"] = mention_list
-    return {
-        "schema": "2.0",
-        "header": {
-            "event_id": uuid.uuid4().hex,
-            "event_type": MESSAGE_RECEIVE,
-            "create_time": str(now_ms),
-            "token": "",
-            "app_id": app_id,
-            "tenant_key": tenant_key,
-        },
-        "event": {
-            "sender": {
-                "sender_id": user_ids(sender_open_id),
-                "sender_type": sender_type,
-                "tenant_key": tenant_key,
-            },
-            "message": message,
-        },
+    sender = {
+        "sender_id": user_ids(sender_open_id),
+        "sender_type": sender_type,
+        "tenant_key": tenant_key,
     }
+    return _schema2(
+        MESSAGE_RECEIVE,
+        app_id=app_id,
+        tenant_key=tenant_key,
+        token="",
+        now_ms=now_ms,
+        event={"sender": sender, "message": message},
+    )
+
+
+class CardActionFields(TypedDict, total=False):
+    """Which card is clicked, where and by whom; only ``open_message_id`` is required.
+
+    ``open_chat_id`` defaults to ``oc_p2p_1``, ``operator_open_id`` to ``ou_user_1``,
+    ``tag`` (the component clicked) to ``button``; ``name`` and ``form_value`` are sent
+    when given (a form submitted).
+    """
+
+    open_message_id: Required[str]
+    open_chat_id: str
+    operator_open_id: str
+    tag: str
+    name: str | None
+    form_value: dict[str, Any] | None
 
 
 def build_card_action_event(
+    value: dict[str, Any] | str,
     *,
     app_id: str,
     tenant_key: str,
-    operator_open_id: str,
     open_message_id: str,
-    open_chat_id: str,
-    value: dict[str, Any] | str,
+    open_chat_id: str = "oc_p2p_1",
+    operator_open_id: str = "ou_user_1",
     tag: str = "button",
     name: str | None = None,
     form_value: dict[str, Any] | None = None,
@@ -163,6 +200,7 @@ def build_card_action_event(
 
     ``value`` is what the card's component carries; ``event.token`` is a fresh ``c-``
     delayed-update token; ``header.token`` is the app's verification token (``token``).
+    The keywords from ``open_message_id`` to ``form_value`` are :class:`CardActionFields`.
     """
     now_ms = int(time.time() * 1000) if create_time_ms is None else create_time_ms
     action: dict[str, Any] = {"value": value, "tag": tag}
@@ -170,21 +208,35 @@ def build_card_action_event(
         action["name"] = name
     if form_value is not None:
         action["form_value"] = form_value
-    return {
-        "schema": "2.0",
-        "header": {
-            "event_id": uuid.uuid4().hex,
-            "token": token,
-            "create_time": str(now_ms),
-            "event_type": CARD_ACTION_TRIGGER,
-            "tenant_key": tenant_key,
-            "app_id": app_id,
-        },
-        "event": {
+    return _schema2(
+        CARD_ACTION_TRIGGER,
+        app_id=app_id,
+        tenant_key=tenant_key,
+        token=token,
+        now_ms=now_ms,
+        event={
             "operator": {"tenant_key": tenant_key, **user_ids(operator_open_id)},
             "token": "c-" + uuid.uuid4().hex,
             "action": action,
             "host": "im_message",
             "context": {"open_message_id": open_message_id, "open_chat_id": open_chat_id},
         },
+    )
+
+
+def _schema2(
+    event_type: str, *, app_id: str, tenant_key: str, token: str, now_ms: int, event: dict[str, Any]
+) -> dict[str, Any]:
+    """Wrap ``event`` in a schema 2.0 envelope with a fresh ``event_id``."""
+    return {
+        "schema": "2.0",
+        "header": {
+            "event_id": uuid.uuid4().hex,
+            "event_type": event_type,
+            "create_time": str(now_ms),
+            "token": token,
+            "app_id": app_id,
+            "tenant_key": tenant_key,
+        },
+        "event": event,
     }

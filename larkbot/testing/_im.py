@@ -59,6 +59,30 @@ class _StoredMessage:
     parent_id: str | None = None
     mentions: list[dict[str, Any]] | None = None
 
+    def item(self, message_id: str, tenant_key: str) -> dict[str, Any]:
+        """The message as the message APIs give it; ids that are ``None`` left out."""
+        item: dict[str, Any] = {
+            "message_id": message_id,
+            "root_id": self.root_id,
+            "parent_id": self.parent_id,
+            "thread_id": self.thread_id,
+            "msg_type": self.msg_type,
+            "create_time": self.create_time,
+            "update_time": self.create_time,
+            "deleted": False,
+            "updated": False,
+            "chat_id": self.chat_id,
+            "sender": {
+                "id": self.sender_id,
+                "id_type": "open_id" if self.sender_type == "user" else "app_id",
+                "sender_type": self.sender_type,
+                "tenant_key": tenant_key,
+            },
+            "body": {"content": self.content},
+            "mentions": self.mentions or [],
+        }
+        return {key: value for key, value in item.items() if value is not None}
+
 
 def _parse_content(msg_type: Any, content: Any) -> dict[str, Any]:
     if not isinstance(msg_type, str) or msg_type not in _MSG_TYPES:
@@ -156,27 +180,7 @@ class Messaging:
             where = stored.thread_id if container_type == "thread" else stored.chat_id
             if where != container_id:
                 continue
-            item: dict[str, Any] = {
-                "message_id": message_id,
-                "root_id": stored.root_id,
-                "parent_id": stored.parent_id,
-                "thread_id": stored.thread_id,
-                "msg_type": stored.msg_type,
-                "create_time": stored.create_time,
-                "update_time": stored.create_time,
-                "deleted": False,
-                "updated": False,
-                "chat_id": stored.chat_id,
-                "sender": {
-                    "id": stored.sender_id,
-                    "id_type": "open_id" if stored.sender_type == "user" else "app_id",
-                    "sender_type": stored.sender_type,
-                    "tenant_key": self._tenant_key,
-                },
-                "body": {"content": stored.content},
-                "mentions": stored.mentions or [],
-            }
-            items.append({key: value for key, value in item.items() if value is not None})
+            items.append(stored.item(message_id, self._tenant_key))
         return items
 
     def chat_of(self, message_id: str) -> str | None:
@@ -208,38 +212,6 @@ class Messaging:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
 
-    def _message_data(
-        self,
-        message_id: str,
-        msg_type: str,
-        content: str,
-        chat_id: str | None,
-        root_id: str | None,
-        parent_id: str | None,
-        thread_id: str | None,
-    ) -> dict[str, Any]:
-        now_ms = str(int(time.time() * 1000))
-        data: dict[str, Any] = {
-            "message_id": message_id,
-            "root_id": root_id,
-            "parent_id": parent_id,
-            "thread_id": thread_id,
-            "msg_type": msg_type,
-            "create_time": now_ms,
-            "update_time": now_ms,
-            "deleted": False,
-            "updated": False,
-            "chat_id": chat_id,
-            "sender": {
-                "id": self._app_id,
-                "id_type": "app_id",
-                "sender_type": "app",
-                "tenant_key": self._tenant_key,
-            },
-            "body": {"content": content},
-        }
-        return {key: value for key, value in data.items() if value is not None}
-
     def _duplicate(self, uuid_key: Any) -> dict[str, Any] | None:
         if isinstance(uuid_key, str) and uuid_key in self._by_uuid:
             self.suppressed_duplicates += 1
@@ -270,10 +242,7 @@ class Messaging:
                 raise ApiError(CODE_INVALID_CONTENT, f"invalid content: no card entity {card_id}")
         uuid_key = body.get("uuid") if isinstance(body.get("uuid"), str) else None
         message_id = new_message_id()
-        data = self._message_data(
-            message_id, msg_type, content, chat_id, root_id, to_message_id, thread_id
-        )
-        self._messages[message_id] = _StoredMessage(
+        stored = _StoredMessage(
             chat_id,
             root_id,
             thread_id,
@@ -281,22 +250,26 @@ class Messaging:
             content,
             sender_id=self._app_id,
             sender_type="app",
-            create_time=data["create_time"],
+            create_time=str(int(time.time() * 1000)),
             parent_id=to_message_id,
         )
+        self._messages[message_id] = stored
+        # The answer to a post is the message as listed, without the (empty) mentions.
+        data = stored.item(message_id, self._tenant_key)
+        del data["mentions"]
         if uuid_key is not None:
             self._by_uuid[uuid_key] = data
         record = ReplyRecord(
             kind=kind,
-            to_message_id=to_message_id,
+            to_message_id=stored.parent_id,
             receive_id=receive_id,
             receive_id_type=receive_id_type,
-            msg_type=msg_type,
+            msg_type=stored.msg_type,
             content=parsed,
             uuid=uuid_key,
             reply_in_thread=bool(body.get("reply_in_thread", False)),
             message_id=message_id,
-            chat_id=chat_id,
+            chat_id=stored.chat_id,
             at=time.monotonic(),
             card=card,
         )

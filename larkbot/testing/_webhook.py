@@ -26,15 +26,21 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Unpack
 
 import aiohttp
 import anyio
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from larkbot.testing._events import build_card_action_event, build_message_event, event_ids
+from larkbot.testing._events import (
+    CardActionFields,
+    MessageFields,
+    build_card_action_event,
+    build_message_event,
+    event_ids,
+)
+from larkbot.testing._lifecycle import AsyncLifecycle
 
 if TYPE_CHECKING:
     from larkbot.testing.standin import LarkStandIn
@@ -135,7 +141,7 @@ class WebhookDelivery:
 
 
 @dataclass(eq=False)
-class WebhookDriver:
+class WebhookDriver(AsyncLifecycle):
     """POST events to ``url`` signed and encrypted as Lark does, and record every attempt.
 
     Use it as an async context manager (it holds an HTTP session). With ``lark`` the
@@ -159,20 +165,14 @@ class WebhookDriver:
     attempts: list[WebhookAttempt] = field(default_factory=list, init=False)
     _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
 
-    async def __aenter__(self) -> Self:
+    async def _start(self) -> None:
         if self.lark is not None:
             self.app_id, self.tenant_key = self.lark.app_id, self.lark.tenant_key
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
         )
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _stop(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             with anyio.CancelScope(shield=True):
@@ -180,55 +180,35 @@ class WebhookDriver:
 
     # -------------------------------------------------------------------------- payloads
 
-    def message_event(self, text: str = "", **kwargs: Any) -> dict[str, Any]:
+    def message_event(self, text: str = "", **fields: Unpack[MessageFields]) -> dict[str, Any]:
         """Build a chat message's event carrying the verification token.
 
         Takes the arguments of ``LarkStandIn.build_message_event``.
         """
         if self.lark is not None:
-            event = self.lark.build_message_event(text, **kwargs)
+            event = self.lark.build_message_event(text, **fields)
         else:
-            chat_type = kwargs.pop("chat_type", "p2p")
-            chat_id = kwargs.pop("chat_id", None) or (
-                "oc_group_1" if chat_type == "group" else "oc_p2p_1"
-            )
             event = build_message_event(
                 text,
                 app_id=self.app_id,
                 tenant_key=self.tenant_key,
-                bot_open_id=kwargs.pop("bot_open_id", "ou_bot"),
-                bot_name=kwargs.pop("bot_name", "larkbot"),
-                chat_id=chat_id,
-                chat_type=chat_type,
-                sender_open_id=kwargs.pop("sender_open_id", "ou_user_1"),
-                **kwargs,
+                bot_open_id="ou_bot",
+                bot_name="larkbot",
+                **fields,
             )
         event["header"]["token"] = self.verification_token
         return event
 
     def card_action_event(
-        self,
-        value: dict[str, Any] | str,
-        *,
-        open_message_id: str,
-        open_chat_id: str = "oc_p2p_1",
-        operator_open_id: str = "ou_user_1",
-        tag: str = "button",
-        name: str | None = None,
-        form_value: dict[str, Any] | None = None,
+        self, value: dict[str, Any] | str, **fields: Unpack[CardActionFields]
     ) -> dict[str, Any]:
         """Build a ``card.action.trigger`` callback carrying the verification token."""
         return build_card_action_event(
+            value,
             app_id=self.app_id,
             tenant_key=self.tenant_key,
-            operator_open_id=operator_open_id,
-            open_message_id=open_message_id,
-            open_chat_id=open_chat_id,
-            value=value,
-            tag=tag,
-            name=name,
-            form_value=form_value,
             token=self.verification_token,
+            **fields,
         )
 
     def url_verification(self, challenge: str | None = None) -> dict[str, Any]:
@@ -350,16 +330,20 @@ class WebhookDriver:
         *,
         fault: WebhookFault | None = None,
         retry: bool = True,
-        **kwargs: Any,
+        **fields: Unpack[MessageFields],
     ) -> WebhookDelivery:
         """Send a chat message's event; takes ``message_event``'s arguments."""
-        return await self.send_event(self.message_event(text, **kwargs), fault=fault, retry=retry)
+        return await self.send_event(self.message_event(text, **fields), fault=fault, retry=retry)
 
     async def send_card_action(
-        self, value: dict[str, Any] | str, *, retry: bool = True, **kwargs: Any
+        self,
+        value: dict[str, Any] | str,
+        *,
+        retry: bool = True,
+        **fields: Unpack[CardActionFields],
     ) -> WebhookDelivery:
         """Send a card callback; takes ``card_action_event``'s arguments."""
-        return await self.send_event(self.card_action_event(value, **kwargs), retry=retry)
+        return await self.send_event(self.card_action_event(value, **fields), retry=retry)
 
     async def verify_url(
         self, challenge: str | None = None, *, encrypt: bool | None = None

@@ -21,9 +21,9 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from itertools import count
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from larkbot.testing._lifecycle import AsyncLifecycle
 from larkbot.testing._serving import ServedApp
 
 __all__ = ["OpenAIStandIn", "Responder", "default_responder"]
@@ -110,7 +111,8 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-class OpenAIStandIn:
+@dataclass(eq=False, kw_only=True)
+class OpenAIStandIn(AsyncLifecycle):
     """A local OpenAI-compatible server; use it as an async context manager.
 
     ``base_url`` is what an OpenAI client takes; ``requests`` holds every request body
@@ -118,25 +120,18 @@ class OpenAIStandIn:
     and the fault switches are plain attributes read when a request arrives.
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str = "sk-test",
-        model: str = "test-model",
-        delay: float = 0.0,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        self.api_key = api_key
-        self.model = model
-        self.delay = delay
-        self.host = host
+    api_key: str = field(default="sk-test", repr=False)
+    model: str = "test-model"
+    delay: float = 0.0
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    def __post_init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.default_responder: Responder = default_responder
         self.held = 0  # completions waiting for ``release``
         self.stalled = 0  # streamed answers stopped half way, waiting for ``release``
 
-        self._port = port
         self._script: deque[dict[str, Any]] = deque()
         self._failures: deque[tuple[int, float | None]] = deque()
         self._hangs = 0
@@ -149,22 +144,16 @@ class OpenAIStandIn:
 
     # ----------------------------------------------------------------------------- lifecycle
 
-    async def __aenter__(self) -> Self:
+    async def _start(self) -> None:
         routes = [
             Route("/v1/chat/completions", self._completions, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
         ]
         self._closing = anyio.Event()
-        self._port = await self._served.start(Starlette(routes=routes), self.host, self._port)
+        self.port = await self._served.start(Starlette(routes=routes), self.host, self.port)
         logger.info("OpenAI stand-in listening on %s", self.base_url)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _stop(self) -> None:
         # Hanging and held requests end now, so uvicorn's graceful shutdown does not wait
         # on them.
         self._closing.set()
@@ -176,9 +165,9 @@ class OpenAIStandIn:
     @property
     def base_url(self) -> str:
         """The API root an OpenAI client takes (``http://127.0.0.1:<port>/v1``)."""
-        if self._port == 0:
+        if self.port == 0:
             raise RuntimeError("the stand-in has not started; use it as `async with`")
-        return f"http://{self.host}:{self._port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def script(self, *turns: dict[str, Any]) -> None:
         """Queue assistant turns, answered in order before the default responder.

@@ -34,10 +34,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, suppress
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from itertools import count
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Unpack
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -58,8 +57,15 @@ from larkbot.sources.longconn.frames import (
     headers_of,
 )
 from larkbot.testing._cardkit import CardKit
-from larkbot.testing._events import build_card_action_event, build_message_event, event_ids
+from larkbot.testing._events import (
+    CardActionFields,
+    MessageFields,
+    build_card_action_event,
+    build_message_event,
+    event_ids,
+)
 from larkbot.testing._im import Messaging
+from larkbot.testing._lifecycle import AsyncLifecycle
 from larkbot.testing._openapi import OpenApi, OpenApiRoute
 from larkbot.testing._records import (
     AckRecord,
@@ -107,18 +113,51 @@ class _ConnectionGoneError(Exception):
     """The chosen connection closed while a frame was being written to it."""
 
 
-@dataclass(eq=False, slots=True)
-class _Delivery:
-    frame_id: str
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """An event to deliver: its payload, its ids, and how many deliveries came before it."""
+
     payload: bytes
     frame_type: str
     event_id: str | None
     chat_message_id: str | None
+    attempt: int = 0
+
+    def next_attempt(self, new_event_id: bool) -> _Outgoing:
+        """This event once more, under a fresh ``event_id`` if ``new_event_id``."""
+        payload, event_id = self.payload, self.event_id
+        if new_event_id and event_id is not None:
+            payload, event_id = _with_new_event_id(payload)
+        return replace(self, payload=payload, event_id=event_id, attempt=self.attempt + 1)
+
+
+@dataclass(eq=False, slots=True)
+class _Delivery:
+    """One delivery of an event to one connection, waiting for its ack."""
+
+    event: _Outgoing
+    frame_id: str
     conn_id: str
-    attempt: int
     delivered_at: float = 0.0
     ack_code: int | None = None
-    acked: anyio.Event | None = field(default=None)
+    acked: anyio.Event | None = None
+
+    def ack_record(
+        self, acked_at: float, code: int, biz_rt: int | None, data: bytes | None
+    ) -> AckRecord:
+        """Record the ack that arrived at ``acked_at`` (monotonic) for this delivery."""
+        return AckRecord(
+            frame_id=self.frame_id,
+            chat_message_id=self.event.chat_message_id,
+            event_id=self.event.event_id,
+            code=code,
+            delivered_at=self.delivered_at,
+            acked_at=acked_at,
+            latency_ms=(acked_at - self.delivered_at) * 1000.0,
+            biz_rt=biz_rt,
+            conn_id=self.conn_id,
+            data=data,
+        )
 
 
 async def _send_close(websocket: WebSocket) -> None:
@@ -153,45 +192,34 @@ def _handshake_msg(status: int, auth_code: int | None) -> str:
     return "forbidden" if status == 403 else "handshake refused"
 
 
-class LarkStandIn:
+@dataclass(eq=False, kw_only=True)
+class LarkStandIn(AsyncLifecycle):
     """A local Lark platform for tests, the console and the benchmark.
 
     Use it as an async context manager; ``url`` is what the daemon takes as its Lark
-    domain. Switches (``stop_ponging``, ``pong_config``, ``refuse_credentials``,
+    domain, ``port`` the port it listens on (the real one once started with ``port=0``).
+    Switches (``stop_ponging``, ``pong_config``, ``refuse_credentials``,
     ``refuse_handshake``, ``endpoint_busy_times``, ``redeliver_after``, ``ack_timeout``,
     ``redeliver_new_event_id``, ``connect_wait``, ``max_connections``,
     ``ping_interval``...) are plain attributes read when they matter; :meth:`cluster_mode`
     sets the re-delivery ones as the platform behaves towards several replicas.
     """
 
-    def __init__(
-        self,
-        *,
-        app_id: str = "cli_test",
-        app_secret: str = "LocalStandInAppSecret00000000001",
-        bot_open_id: str = "ou_bot",
-        bot_name: str = "larkbot",
-        ping_interval: int = 120,
-        reconnect_interval: int = 120,
-        reconnect_nonce: int = 30,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        token_ttl: int = 7200,
-        tenant_key: str = "tenant",
-        max_connections: int = 50,
-        extra_routes: Sequence[OpenApiRoute] = (),
-    ) -> None:
-        self.app_id = app_id
-        self.app_secret = app_secret
-        self.bot_open_id = bot_open_id
-        self.bot_name = bot_name
-        self.tenant_key = tenant_key
-        self.host = host
-        self.ping_interval = ping_interval
-        self.reconnect_interval = reconnect_interval
-        self.reconnect_nonce = reconnect_nonce
-        self.max_connections = max_connections
+    app_id: str = "cli_test"
+    app_secret: str = field(default="LocalStandInAppSecret00000000001", repr=False)
+    bot_open_id: str = "ou_bot"
+    bot_name: str = "larkbot"
+    ping_interval: int = 120
+    reconnect_interval: int = 120
+    reconnect_nonce: int = 30
+    host: str = "127.0.0.1"
+    port: int = 0
+    token_ttl: InitVar[int] = 7200
+    tenant_key: str = "tenant"
+    max_connections: int = 50
+    extra_routes: InitVar[Sequence[OpenApiRoute]] = ()
 
+    def __post_init__(self, token_ttl: int, extra_routes: Sequence[OpenApiRoute]) -> None:
         # Switches a test flips to make the platform misbehave.
         self.stop_ponging = False
         self.pong_config: dict[str, Any] | None = None
@@ -218,12 +246,11 @@ class LarkStandIn:
         self.unmatched_acks = 0
         self.redeliveries = 0
 
-        self._port = port
         self._service_id = random.randint(10_000_000, 99_999_999)
         self._devices = count(1)
         self._frame_seq = count(1)
         self._openapi = OpenApi(self, token_ttl)
-        self._messaging = Messaging(app_id, tenant_key)
+        self._messaging = Messaging(self.app_id, self.tenant_key)
         self._openapi.routes.extend(self._messaging.routes())
         self.cardkit = CardKit()
         self._messaging.card_entity = self.cardkit.card_of
@@ -237,26 +264,19 @@ class LarkStandIn:
 
     # ----------------------------------------------------------------------------- lifecycle
 
-    async def __aenter__(self) -> Self:
+    async def _start(self) -> None:
         routes = [
             Route("/callback/ws/endpoint", self._endpoint, methods=["POST"]),
             WebSocketRoute("/ws", self._long_connection),
             *self._openapi.starlette_routes(),
         ]
-        self._port = await self._served.start(
-            Starlette(routes=routes), self.host, self._port, websockets=True
+        self.port = await self._served.start(
+            Starlette(routes=routes), self.host, self.port, websockets=True
         )
         logger.info("Lark stand-in listening on %s", self.url)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+    async def _stop(self) -> None:
         await self._served.stop(grace=2.0, before_exit=self._close_connections)
-        return None
 
     async def _close_connections(self, server: EmbeddedServer) -> None:
         # Give clients a moment to get the close frame and answer it, then cut the rest,
@@ -278,14 +298,9 @@ class LarkStandIn:
     @property
     def url(self) -> str:
         """Base URL of the stand-in (``http://127.0.0.1:<port>``), the daemon's Lark domain."""
-        if self._port == 0:
+        if self.port == 0:
             raise RuntimeError("the stand-in has not started; use it as `async with`")
-        return f"http://{self.host}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        """The port it listens on (the real one when it was started with ``port=0``)."""
-        return self._port
+        return f"http://{self.host}:{self.port}"
 
     @property
     def connections(self) -> int:
@@ -422,29 +437,12 @@ class LarkStandIn:
     # ------------------------------------------------------------------------- chat side
 
     def build_message_event(
-        self,
-        text: str = "",
-        *,
-        chat_id: str | None = None,
-        chat_type: str = "p2p",
-        sender_open_id: str = "ou_user_1",
-        sender_type: str = "user",
-        mention_bot: bool = False,
-        mentions: Sequence[tuple[str, str]] = (),
-        message_id: str | None = None,
-        create_time_ms: int | None = None,
-        root_id: str | None = None,
-        parent_id: str | None = None,
-        thread_id: str | None = None,
-        message_type: str = "text",
-        content: dict[str, Any] | None = None,
+        self, text: str = "", **fields: Unpack[MessageFields]
     ) -> dict[str, Any]:
         """Build the ``im.message.receive_v1`` event of one chat message, without sending it.
 
-        ``chat_id`` defaults to ``oc_p2p_1`` or ``oc_group_1`` after ``chat_type``.
-        ``mention_bot`` mentions the bot as ``@_user_1``; ``mentions`` are other users'
-        ``(open_id, name)``; placeholders missing from ``text`` are put in front of it.
-        ``content`` (a dict) replaces the content built from ``text``.
+        The keywords are :class:`~larkbot.testing._events.MessageFields`; mention
+        placeholders missing from ``text`` are put in front of it.
         """
         return build_message_event(
             text,
@@ -452,50 +450,30 @@ class LarkStandIn:
             tenant_key=self.tenant_key,
             bot_open_id=self.bot_open_id,
             bot_name=self.bot_name,
-            chat_id=chat_id or ("oc_group_1" if chat_type == "group" else "oc_p2p_1"),
-            chat_type=chat_type,
-            sender_open_id=sender_open_id,
-            sender_type=sender_type,
-            mention_bot=mention_bot,
-            mentions=mentions,
-            message_id=message_id,
-            create_time_ms=create_time_ms,
-            root_id=root_id,
-            parent_id=parent_id,
-            thread_id=thread_id,
-            message_type=message_type,
-            content=content,
+            **fields,
         )
 
     async def send_card_action(
         self,
         value: dict[str, Any] | str,
         *,
-        open_message_id: str,
-        open_chat_id: str = "oc_p2p_1",
-        operator_open_id: str = "ou_user_1",
-        tag: str = "button",
         frame_type: str = "event",
         event: dict[str, Any] | None = None,
         conn_id: str | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109
+        **fields: Unpack[CardActionFields],
     ) -> AckRecord:
         """Click a card's component as ``operator_open_id``; return the ack (with the answer).
 
-        The callback goes over the long connection as Lark sends it: a data frame of
-        ``frame_type`` (``event``; some deployments use ``card``). ``event`` re-sends a
-        callback built before (a redelivery, same ``event_id``). ``conn_id`` picks the
-        connection (one of :attr:`connection_ids`: a chosen replica) instead of a random one.
+        The keywords are :class:`~larkbot.testing._events.CardActionFields`. The callback
+        goes over the long connection as Lark sends it: a data frame of ``frame_type``
+        (``event``; some deployments use ``card``). ``event`` re-sends a callback built
+        before (a redelivery, same ``event_id``). ``conn_id`` picks the connection (one of
+        :attr:`connection_ids`: a chosen replica) instead of a random one.
         """
         if event is None:
             event = build_card_action_event(
-                app_id=self.app_id,
-                tenant_key=self.tenant_key,
-                operator_open_id=operator_open_id,
-                open_message_id=open_message_id,
-                open_chat_id=open_chat_id,
-                value=value,
-                tag=tag,
+                value, app_id=self.app_id, tenant_key=self.tenant_key, **fields
             )
         self.card_actions.append(event)
         frame_id = await self.push_event(event, frame_type=frame_type, conn_id=conn_id)
@@ -503,44 +481,13 @@ class LarkStandIn:
         return next(a for a in self.acks if a.frame_id == frame_id)
 
     async def send_text(
-        self,
-        text: str = "",
-        *,
-        chat_id: str | None = None,
-        chat_type: str = "p2p",
-        sender_open_id: str = "ou_user_1",
-        sender_type: str = "user",
-        mention_bot: bool = False,
-        mentions: Sequence[tuple[str, str]] = (),
-        message_id: str | None = None,
-        create_time_ms: int | None = None,
-        root_id: str | None = None,
-        parent_id: str | None = None,
-        thread_id: str | None = None,
-        fragments: int = 1,
-        message_type: str = "text",
-        content: dict[str, Any] | None = None,
+        self, text: str = "", *, fragments: int = 1, **fields: Unpack[MessageFields]
     ) -> str:
         """Deliver a chat message to one connected client; return its ``om_`` message id.
 
         Takes the arguments of ``build_message_event`` plus ``fragments``.
         """
-        event = self.build_message_event(
-            text,
-            chat_id=chat_id,
-            chat_type=chat_type,
-            sender_open_id=sender_open_id,
-            sender_type=sender_type,
-            mention_bot=mention_bot,
-            mentions=mentions,
-            message_id=message_id,
-            create_time_ms=create_time_ms,
-            root_id=root_id,
-            parent_id=parent_id,
-            thread_id=thread_id,
-            message_type=message_type,
-            content=content,
-        )
+        event = self.build_message_event(text, **fields)
         await self.push_event(event, fragments=fragments)
         return str(event["event"]["message"]["message_id"])
 
@@ -563,7 +510,7 @@ class LarkStandIn:
         if chat_message_id is not None:
             self._remember(chat_message_id, event, payload)
         return await self._deliver(
-            payload, fragments, frame_type, event_id, chat_message_id, 0, conn_id=conn_id
+            _Outgoing(payload, frame_type, event_id, chat_message_id), fragments, conn_id=conn_id
         )
 
     async def redeliver(self, message_id: str, *, new_event_id: bool = False) -> str:
@@ -578,7 +525,7 @@ class LarkStandIn:
         if new_event_id:
             payload, event_id = _with_new_event_id(payload)
         self.redeliveries += 1
-        return await self._deliver(payload, 1, FrameType.EVENT.value, event_id, message_id, 0)
+        return await self._deliver(_Outgoing(payload, FrameType.EVENT.value, event_id, message_id))
 
     def remember_event(self, event: dict[str, Any]) -> None:
         """Note a chat message's event delivered by another route (the webhook driver).
@@ -761,23 +708,11 @@ class LarkStandIn:
             biz_rt: int | None = int(headers["biz_rt"])
         except (KeyError, ValueError):
             biz_rt = None
-        self.acks.append(
-            AckRecord(
-                frame_id=delivery.frame_id,
-                chat_message_id=delivery.chat_message_id,
-                event_id=delivery.event_id,
-                code=code,
-                delivered_at=delivery.delivered_at,
-                acked_at=now,
-                latency_ms=(now - delivery.delivered_at) * 1000.0,
-                biz_rt=biz_rt,
-                conn_id=delivery.conn_id,
-                data=data,
-            )
-        )
+        self.acks.append(delivery.ack_record(now, code, biz_rt, data))
         delivery.ack_code = code
-        if code == ACK_OK and delivery.chat_message_id is not None:
-            self._accepted.setdefault(delivery.chat_message_id, anyio.Event()).set()
+        message_id = delivery.event.chat_message_id
+        if code == ACK_OK and message_id is not None:
+            self._accepted.setdefault(message_id, anyio.Event()).set()
             if len(self._accepted) > _REMEMBERED_EVENTS:
                 del self._accepted[next(iter(self._accepted))]
         if delivery.acked is not None:
@@ -797,17 +732,9 @@ class LarkStandIn:
             del self._payloads[next(iter(self._payloads))]
 
     async def _deliver(
-        self,
-        payload: bytes,
-        fragments: int,
-        frame_type: str,
-        event_id: str | None,
-        chat_message_id: str | None,
-        attempt: int,
-        *,
-        conn_id: str | None = None,
+        self, event: _Outgoing, fragments: int = 1, *, conn_id: str | None = None
     ) -> str:
-        chunks = _split(payload, fragments)
+        chunks = _split(event.payload, fragments)
         frame_id = uuid.uuid4().hex
         trace_id = uuid.uuid4().hex[:16]
         while True:
@@ -823,13 +750,9 @@ class LarkStandIn:
                 continue
             connection = random.choice(candidates)
             delivery = _Delivery(
+                event=event,
                 frame_id=frame_id,
-                payload=payload,
-                frame_type=frame_type,
-                event_id=event_id,
-                chat_message_id=chat_message_id,
                 conn_id=connection.conn_id,
-                attempt=attempt,
                 acked=anyio.Event() if self.redeliver_after is not None else None,
             )
             # Registered before the last fragment goes out, so no ack can outrun it.
@@ -858,7 +781,7 @@ class LarkStandIn:
                 payload=chunk,
             )
             for key, value in (
-                ("type", delivery.frame_type),
+                ("type", delivery.event.frame_type),
                 ("message_id", delivery.frame_id),
                 ("trace_id", trace_id),
                 ("sum", total),
@@ -874,7 +797,8 @@ class LarkStandIn:
         assert delivery.acked is not None
         with anyio.move_on_after(self.ack_timeout):
             await delivery.acked.wait()
-        if delivery.ack_code == ACK_OK or delivery.attempt >= self.redelivery_limit:
+        event = delivery.event
+        if delivery.ack_code == ACK_OK or event.attempt >= self.redelivery_limit:
             return
         delay = self.redeliver_after
         if delay is None:
@@ -882,28 +806,18 @@ class LarkStandIn:
         await anyio.sleep(delay)
         logger.debug(
             "re-delivering event %s (message %s), attempt %d",
-            delivery.event_id,
-            delivery.chat_message_id,
-            delivery.attempt + 1,
-            extra={"message_id": delivery.chat_message_id},
+            event.event_id,
+            event.chat_message_id,
+            event.attempt + 1,
+            extra={"message_id": event.chat_message_id},
         )
         self.redeliveries += 1
-        payload, event_id = delivery.payload, delivery.event_id
-        if self.redeliver_new_event_id and event_id is not None:
-            payload, event_id = _with_new_event_id(payload)
         try:
-            await self._deliver(
-                payload,
-                1,
-                delivery.frame_type,
-                event_id,
-                delivery.chat_message_id,
-                delivery.attempt + 1,
-            )
+            await self._deliver(event.next_attempt(self.redeliver_new_event_id))
         except TimeoutError:
             logger.warning(
                 "event %s (message %s) not re-delivered: no client connected",
-                delivery.event_id,
-                delivery.chat_message_id,
-                extra={"message_id": delivery.chat_message_id},
+                event.event_id,
+                event.chat_message_id,
+                extra={"message_id": event.chat_message_id},
             )

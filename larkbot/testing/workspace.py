@@ -37,6 +37,7 @@ from larkbot.testing._content import ChatMessage, DocxDocument, PermissionMember
 from larkbot.testing._content_routes import content_routes
 from larkbot.testing._objects import BaseField, BaseTable, Chat, Document, WorkspaceWrite
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
+from larkbot.testing._scoped_routes import RouteTable, WorkspaceHandlers
 
 __all__ = [
     "BaseApp",
@@ -100,25 +101,9 @@ PRIMARY_CALENDAR = "calendar/v4/calendars/primary"
 EVENTS = "calendar/v4/calendars/{calendar_id}/events"
 ATTENDEES = "calendar/v4/calendars/{calendar_id}/events/{event_id}/attendees"
 
-_ROUTE_SCOPES = {
-    FIELDS: "bitable:app:readonly",
-    RECORDS_SEARCH: "bitable:app:readonly",
-    RECORDS: "bitable:app",
-    RECORD: "bitable:app",
-    USER: "contact:user.base:readonly",
-    USERS_BATCH_GET_ID: "contact:user.id:readonly",
-    DEPARTMENT: "contact:department.base:readonly",
-    CHAT_MEMBERS: "im:chat:readonly",
-    DOC_SEARCH: "search:docs:read",
-    PRIMARY_CALENDAR: "calendar:calendar",
-    EVENTS: "calendar:calendar",
-    ATTENDEES: "calendar:calendar",
-}
-
 # Lark error codes the workspace answers.
 _WRONG_REQUEST_BODY = 1254001
 _INVALID_FILTER = 1254018
-_BASE_NOT_FOUND = 1254040
 _TABLE_NOT_FOUND = 1254041
 _RECORD_NOT_FOUND = 1254043
 _FIELD_NAME_NOT_FOUND = 1254045
@@ -133,7 +118,6 @@ _CONV_FAIL = {
     FieldType.URL: (1254068, "URLFieldConvFail"),
     FieldType.PHONE: (1254060, "TextFieldConvFail"),
 }
-_NO_SCOPE = 99991672
 _NO_USER_AUTHORITY = 41050
 _NO_DEPT_AUTHORITY = 40004
 _INVALID_CHAT_ID = 232006
@@ -226,28 +210,8 @@ class Workspace:
 
 def workspace_routes(ws: Workspace) -> list[OpenApiRoute]:
     """Return the stand-in routes serving ``ws`` (the stand-in checks the tenant token)."""
-    handlers = _Handlers(ws)
-    table: list[tuple[str, str, Callable[[ApiRequest], Any]]] = [
-        ("GET", FIELDS, handlers.list_fields),
-        ("POST", RECORDS_SEARCH, handlers.search_records),
-        ("POST", RECORDS, handlers.create_record),
-        ("GET", RECORD, handlers.get_record),
-        ("PUT", RECORD, handlers.update_record),
-        ("DELETE", RECORD, handlers.delete_record),
-        ("POST", USERS_BATCH_GET_ID, handlers.batch_get_id),
-        ("GET", USER, handlers.get_user),
-        ("GET", DEPARTMENT, handlers.get_department),
-        ("GET", CHAT_MEMBERS, handlers.chat_members),
-        ("POST", DOC_SEARCH, handlers.search_docs),
-        ("POST", PRIMARY_CALENDAR, handlers.primary_calendar),
-        ("POST", EVENTS, handlers.create_event),
-        ("POST", ATTENDEES, handlers.add_attendees),
-    ]
-    routes = [
-        OpenApiRoute(method, route, handlers.guarded(route, fn)) for method, route, fn in table
-    ]
     # Content routes first: ``contact/v3/users/batch`` must win over ``users/{user_id}``.
-    return [*content_routes(ws), *routes]
+    return [*content_routes(ws), *_Handlers(ws).serve(_routes)]
 
 
 def _digits(phone: str) -> str:
@@ -283,48 +247,22 @@ def _page_reply(items: list[Any], offset: int, size: int) -> tuple[list[Any], di
     return chunk, extra
 
 
-class _Handlers:
+# Filled by the ``@_routes.route`` lines above each handler.
+_routes = RouteTable()
+
+
+class _Handlers(WorkspaceHandlers):
     """The route handlers, over one workspace."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-
-    def guarded(
-        self, route: str, handler: Callable[[ApiRequest], Any]
-    ) -> Callable[[ApiRequest], Any]:
-        async def endpoint(request: ApiRequest) -> Any:
-            if route in self.ws.denied_routes:
-                raise ApiError(
-                    _NO_SCOPE,
-                    "Access denied. One of the following scopes is required: "
-                    f"[{_ROUTE_SCOPES.get(route, '')}].",
-                )
-            return handler(request)
-
-        return endpoint
-
-    def _record_write(self, request: ApiRequest) -> None:
-        self.ws.writes.append(
-            WorkspaceWrite(
-                method=request.method,
-                route=request.route,
-                path=request.path,
-                params=dict(request.query),
-                body=request.body,
-            )
-        )
 
     # ------------------------------------------------------------------------- bitable
 
     def _table(self, request: ApiRequest) -> BaseTable:
-        app = self.ws.apps.get(request.path_params["app_token"])
-        if app is None:
-            raise ApiError(_BASE_NOT_FOUND, "BaseTokenNotFound", status=200)
-        table = app.tables.get(request.path_params["table_id"])
+        table = self.base_app(request).tables.get(request.path_params["table_id"])
         if table is None:
             raise ApiError(_TABLE_NOT_FOUND, "TableIdNotFound", status=200)
         return table
 
+    @_routes.route("GET", FIELDS, "bitable:app:readonly")
     def list_fields(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         offset, size = _page(request.query, _FIELD_PAGE_DEFAULT, _FIELD_PAGE_MAX)
@@ -355,6 +293,7 @@ class _Handlers:
             "ui_type": _UI_TYPES.get(f.type, "Text"),
         }
 
+    @_routes.route("POST", RECORDS_SEARCH, "bitable:app:readonly")
     def search_records(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         offset, size = _page(request.query, _RECORD_PAGE_DEFAULT, _RECORD_PAGE_MAX)
@@ -556,6 +495,7 @@ class _Handlers:
             return {"link": value["link"], "text": str(value.get("text") or value["link"])}
         return value
 
+    @_routes.route("POST", RECORDS, "bitable:app")
     def create_record(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         token = request.query.get("client_token")
@@ -570,38 +510,42 @@ class _Handlers:
         table.records[record_id] = {k: v for k, v in values.items() if v is not None}
         if token:
             self.ws._client_tokens[key] = record_id
-        self._record_write(request)
+        self.record_write(request)
         return {"record": self._encode_record(table, record_id, table.records[record_id])}
 
-    def get_record(self, request: ApiRequest) -> dict[str, Any]:
+    def _record(self, request: ApiRequest) -> tuple[BaseTable, str, dict[str, Any]]:
+        """The table, id and values of the record the path names; 1254043 if none."""
         table = self._table(request)
         record_id = request.path_params["record_id"]
         record = table.records.get(record_id)
         if record is None:
             raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
+        return table, record_id, record
+
+    @_routes.route("GET", RECORD, "bitable:app")
+    def get_record(self, request: ApiRequest) -> dict[str, Any]:
+        table, record_id, record = self._record(request)
         return {"record": self._encode_record(table, record_id, record)}
 
+    @_routes.route("PUT", RECORD, "bitable:app")
     def update_record(self, request: ApiRequest) -> dict[str, Any]:
-        table = self._table(request)
-        record_id = request.path_params["record_id"]
-        record = table.records.get(record_id)
-        if record is None:
-            raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
+        table, record_id, record = self._record(request)
         values = self._decode_fields(table, request.body.get("fields"))
         for name, value in values.items():
             if value is None:
                 record.pop(name, None)
             else:
                 record[name] = value
-        self._record_write(request)
+        self.record_write(request)
         return {"record": self._encode_record(table, record_id, record)}
 
+    @_routes.route("DELETE", RECORD, "bitable:app")
     def delete_record(self, request: ApiRequest) -> dict[str, Any]:
         table = self._table(request)
         record_id = request.path_params["record_id"]
         if table.records.pop(record_id, None) is None:
             raise ApiError(_RECORD_NOT_FOUND, "RecordIdNotFound", status=200)
-        self._record_write(request)
+        self.record_write(request)
         return {"deleted": True, "record_id": record_id}
 
     # ------------------------------------------------------------------------- contact
@@ -620,12 +564,14 @@ class _Handlers:
             "status": {"is_activated": True, "is_frozen": False, "is_resigned": False},
         }
 
+    @_routes.route("GET", USER, "contact:user.base:readonly")
     def get_user(self, request: ApiRequest) -> dict[str, Any]:
         user = self.ws.users.get(request.path_params["user_id"])
         if user is None or request.query.get("user_id_type", "open_id") != "open_id":
             raise ApiError(_NO_USER_AUTHORITY, "no user authority error")
         return {"user": self._describe_user(user)}
 
+    @_routes.route("POST", USERS_BATCH_GET_ID, "contact:user.id:readonly")
     def batch_get_id(self, request: ApiRequest) -> dict[str, Any]:
         emails = request.body.get("emails") or []
         mobiles = request.body.get("mobiles") or []
@@ -646,6 +592,7 @@ class _Handlers:
             found.append(entry)
         return {"user_list": found}
 
+    @_routes.route("GET", DEPARTMENT, "contact:department.base:readonly")
     def get_department(self, request: ApiRequest) -> dict[str, Any]:
         wanted = request.path_params["department_id"]
         name = next(
@@ -657,6 +604,7 @@ class _Handlers:
 
     # ------------------------------------------------------------------------------ im
 
+    @_routes.route("GET", CHAT_MEMBERS, "im:chat:readonly")
     def chat_members(self, request: ApiRequest) -> dict[str, Any]:
         chat = self.ws.chats.get(request.path_params["chat_id"])
         if chat is None:
@@ -678,6 +626,7 @@ class _Handlers:
 
     # ---------------------------------------------------------------------------- docs
 
+    @_routes.route("POST", DOC_SEARCH, "search:docs:read")
     def search_docs(self, request: ApiRequest) -> dict[str, Any]:
         query = str(request.body.get("query") or "")
         terms = [t.casefold() for t in query.split()]
@@ -724,6 +673,7 @@ class _Handlers:
 
     # ------------------------------------------------------------------------ calendar
 
+    @_routes.route("POST", PRIMARY_CALENDAR, "calendar:calendar")
     def primary_calendar(self, request: ApiRequest) -> dict[str, Any]:
         calendar = {
             "calendar_id": self.ws.calendar_id,
@@ -750,6 +700,7 @@ class _Handlers:
             f"calendarId={event.calendar_id}&key={event.event_id}",
         }
 
+    @_routes.route("POST", EVENTS, "calendar:calendar")
     def create_event(self, request: ApiRequest) -> dict[str, Any]:
         calendar_id = request.path_params["calendar_id"]
         if calendar_id != self.ws.calendar_id:
@@ -780,9 +731,10 @@ class _Handlers:
         self.ws.events[event.event_id] = event
         if key:
             self.ws._client_tokens[f"event:{key}"] = event.event_id
-        self._record_write(request)
+        self.record_write(request)
         return {"event": self._describe_event(event)}
 
+    @_routes.route("POST", ATTENDEES, "calendar:calendar")
     def add_attendees(self, request: ApiRequest) -> dict[str, Any]:
         event = self.ws.events.get(request.path_params["event_id"])
         if event is None or event.calendar_id != request.path_params["calendar_id"]:
@@ -807,7 +759,7 @@ class _Handlers:
                     "is_optional": False,
                 }
             )
-        self._record_write(request)
+        self.record_write(request)
         return {"attendees": added}
 
 

@@ -6,20 +6,21 @@ wiki link to it, its ``app_token``, or a configured table's name or alias.
 
 from __future__ import annotations
 
-import re
-from typing import Any, ClassVar, Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import (
     CreatedObjects,
+    ToolInput,
     idempotency_key,
     path_segment,
     resolve_table,
 )
-from larkbot.agent.tools._links import call, parse_reference
-from larkbot.agent.tools._wiki import kind_name, wiki_node
+from larkbot.agent.tools._links import TABLE_ID, call, pages, parse_reference
+from larkbot.agent.tools._wiki import held_object
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
 __all__ = [
@@ -38,7 +39,6 @@ FIELDS_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/fields"
 _PAGES = 10
 _SHOWN = 30
 _OPTIONS_SHOWN = 10
-_TABLE_ID = re.compile(r"^tbl[A-Za-z0-9]+$")
 _BASE_REFUSALS = {
     1254040: "base_not_found",
     1254003: "base_not_found",
@@ -78,18 +78,14 @@ FieldKind = Literal[
 ]
 
 
-class ListBaseTablesInput(BaseModel):
+class ListBaseTablesInput(ToolInput):
     """Arguments of ``list_base_tables``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base: str = Field(min_length=1, description=_BASE_HELP)
 
 
-class ListBaseFieldsInput(BaseModel):
+class ListBaseFieldsInput(ToolInput):
     """Arguments of ``list_base_fields``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     table: str = Field(
         "",
@@ -99,10 +95,8 @@ class ListBaseFieldsInput(BaseModel):
     base: str | None = Field(None, description=_BASE_HELP + " Leave it out for a configured table.")
 
 
-class FieldSpec(BaseModel):
+class FieldSpec(ToolInput):
     """One field of a new table."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, description="The field's name.")
     type: FieldKind = Field("text", description="The field's type.")
@@ -113,10 +107,8 @@ class FieldSpec(BaseModel):
     )
 
 
-class CreateBaseTableInput(BaseModel):
+class CreateBaseTableInput(ToolInput):
     """Arguments of ``create_base_table``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base: str = Field(min_length=1, description=_BASE_HELP)
     name: str = Field(min_length=1, max_length=100, description="The new table's name.")
@@ -137,49 +129,38 @@ async def _app_token(ctx: ToolContext, base: str) -> tuple[str, str | None]:
     ref = parse_reference(base, default_kind="bitable")
     if ref is None:
         raise ToolError(translate("bad_base_ref", ctx.language, value=base.strip()))
-    if ref.kind == "wiki":
-        node = await wiki_node(ctx, ref)
-        if node.get("obj_type") != "bitable":
-            kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
-            token = str(node.get("obj_token") or "")
-            raise ToolError(translate("not_a_base", ctx.language, kind=kind, token=token))
-        return str(node.get("obj_token") or ""), None
-    if ref.kind != "bitable":
-        kind = kind_name(ctx.language, ref.kind)
-        raise ToolError(translate("not_a_base", ctx.language, kind=kind, token=ref.token))
-    return ref.token, ref.table_id
+    token, node = await held_object(ctx, ref, "bitable", "not_a_base")
+    return token, None if node else ref.table_id
 
 
 async def _tables(ctx: ToolContext, app_token: str) -> list[dict[str, str]]:
     path = f"bitable/v1/apps/{path_segment(app_token)}/tables"
     tables: list[dict[str, str]] = []
-    params: dict[str, Any] = {"page_size": 100}
-    for _ in range(_PAGES):
-        data = await call(
-            ctx, "GET", path, route=TABLES_ROUTE, refusals=_BASE_REFUSALS, params=params
-        )
+    async for data in _pages(ctx, path, route=TABLES_ROUTE):
         for item in data.get("items") or []:
             tables.append(
                 {"table_id": str(item.get("table_id") or ""), "name": str(item.get("name") or "")}
             )
-        if not data.get("has_more") or not data.get("page_token"):
-            break
-        params = {"page_size": 100, "page_token": data["page_token"]}
     return tables
 
 
-class ListBaseTables(Tool[ListBaseTablesInput]):
-    """List the tables of a Base."""
-
-    name: ClassVar[str] = "list_base_tables"
-    description: ClassVar[str] = (
-        "List the tables of any Lark Base (bitable), named by its link, a wiki link to it, "
-        "its app_token or a configured table: each table's name and table_id. Use it when "
-        "the user asks which tables a Base has, or pastes a Base link."
+def _pages(ctx: ToolContext, path: str, *, route: str) -> AsyncIterator[dict[str, Any]]:
+    """The pages of a Base list endpoint, a missing Base or table said as such."""
+    return pages(
+        ctx, path, route=route, params={"page_size": 100}, limit=_PAGES, refusals=_BASE_REFUSALS
     )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly", "wiki:wiki:readonly")
 
+
+class ListBaseTables(
+    Tool[ListBaseTablesInput],
+    name="list_base_tables",
+    description=(
+        "List the tables of any Lark Base (bitable), named by its link, a wiki link to it, its "
+        "app_token or a configured table: each table's name and table_id. Use it when the user "
+        "asks which tables a Base has, or pastes a Base link."
+    ),
+    scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
+):
     async def run(self, ctx: ToolContext, args: ListBaseTablesInput) -> ToolResult:
         """Resolve the Base and page through its tables."""
         app_token, _ = await _app_token(ctx, args.base)
@@ -194,30 +175,23 @@ class ListBaseTables(Tool[ListBaseTablesInput]):
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
 
-class ListBaseFields(Tool[ListBaseFieldsInput]):
-    """List the fields of a Base table: names, types and options."""
-
-    name: ClassVar[str] = "list_base_fields"
-    description: ClassVar[str] = (
-        "List the fields (columns) of a Lark Base table: name, type (text, number, "
-        "single_select, date, person...), the choices of select fields, and which is primary. "
-        "The table is a configured table, or any table given by Base link/app_token plus "
-        "table_id or name. Use it before writing records or when the user asks what a table "
-        "holds."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly", "wiki:wiki:readonly")
-
+class ListBaseFields(
+    Tool[ListBaseFieldsInput],
+    name="list_base_fields",
+    description=(
+        "List the fields (columns) of a Lark Base table: name, type (text, number, single_select, "
+        "date, person...), the choices of select fields, and which is primary. The table is a "
+        "configured table, or any table given by Base link/app_token plus table_id or name. Use it "
+        "before writing records or when the user asks what a table holds."
+    ),
+    scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
+):
     async def run(self, ctx: ToolContext, args: ListBaseFieldsInput) -> ToolResult:
         """Resolve the table, then page through its fields."""
         app_token, table_id, table_name = await self._table(ctx, args)
         path = f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/fields"
         fields: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"page_size": 100}
-        for _ in range(_PAGES):
-            data = await call(
-                ctx, "GET", path, route=FIELDS_ROUTE, refusals=_BASE_REFUSALS, params=params
-            )
+        async for data in _pages(ctx, path, route=FIELDS_ROUTE):
             for item in data.get("items") or []:
                 type_id = int(item.get("type") or 0)
                 prop = item.get("property") or {}
@@ -234,9 +208,6 @@ class ListBaseFields(Tool[ListBaseFieldsInput]):
                 if type_id in _SELECTS:
                     field["options"] = options
                 fields.append(field)
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {"page_size": 100, "page_token": data["page_token"]}
         shown = table_name or table_id
         result = {
             "app_token": app_token,
@@ -277,7 +248,7 @@ class ListBaseFields(Tool[ListBaseFieldsInput]):
             return str(settings.app_token), str(settings.table_id), name
         app_token, linked = await _app_token(ctx, base)
         tables = await _tables(ctx, app_token)
-        wanted_id = table if _TABLE_ID.match(table) else ("" if table else linked or "")
+        wanted_id = table if TABLE_ID.match(table) else ("" if table else linked or "")
         if wanted_id:
             # Named by id: its name, when the Base lists it, reads better in the answer.
             name = next((t["name"] for t in tables if t["table_id"] == wanted_id), "")
@@ -300,19 +271,18 @@ class ListBaseFields(Tool[ListBaseFieldsInput]):
         )
 
 
-class CreateBaseTable(Tool[CreateBaseTableInput]):
-    """Add a table with the given fields to a Base."""
-
-    name: ClassVar[str] = "create_base_table"
-    description: ClassVar[str] = (
-        "Create a new table in a Lark Base (bitable) with a name and fields (name, type, and "
-        "the choices of select fields). The Base is named by its link, a wiki link, its "
-        "app_token or a configured table in it. Use it when the user asks to add a table, "
-        "a list or a tracker to a Base."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app", "wiki:wiki:readonly")
-
+class CreateBaseTable(
+    Tool[CreateBaseTableInput],
+    name="create_base_table",
+    description=(
+        "Create a new table in a Lark Base (bitable) with a name and fields (name, type, and the "
+        "choices of select fields). The Base is named by its link, a wiki link, its app_token or a "
+        "configured table in it. Use it when the user asks to add a table, a list or a tracker to "
+        "a Base."
+    ),
+    write=True,
+    scopes=("bitable:app", "wiki:wiki:readonly"),
+):
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""
         self._created: CreatedObjects[ToolResult] = CreatedObjects()

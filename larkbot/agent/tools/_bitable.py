@@ -8,21 +8,23 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 from cachetools import TTLCache
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools._common import (
     FIELD_NOT_FOUND_CODES,
+    ToolInput,
     format_number,
     idempotency_key,
     parse_when,
     path_segment,
     resolve_table,
 )
+from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import InputT, Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -205,11 +207,7 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _TableInput(_Input):
+class _TableInput(ToolInput):
     """The table of a Base tool: a configured name, a Base link, or app_token + table_id."""
 
     table: str = Field("", description=_TABLE_HELP)
@@ -344,8 +342,7 @@ class _BaseTool(Tool[InputT]):
         path = f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/fields"
         fields: list[_Field] = []
         params: dict[str, Any] = {"page_size": 100}
-        for _ in range(_FIELD_PAGES):
-            data = await ctx.client.request("GET", path, route=FIELDS_ROUTE, params=params)
+        async for data in pages(ctx, path, route=FIELDS_ROUTE, params=params, limit=_FIELD_PAGES):
             for item in data.get("items") or []:
                 fields.append(
                     _Field(
@@ -354,9 +351,6 @@ class _BaseTool(Tool[InputT]):
                         is_primary=bool(item.get("is_primary")),
                     )
                 )
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {"page_size": 100, "page_token": data["page_token"]}
         return fields
 
     def _field(self, ctx: ToolContext, table: str, fields: list[_Field], name: str) -> _Field:
@@ -473,23 +467,20 @@ class _BaseTool(Tool[InputT]):
         return f"bitable/v1/apps/{path_segment(app_token)}/tables/{path_segment(table_id)}/records"
 
 
-class SearchBaseRecords(_BaseTool[SearchBaseRecordsInput]):
-    """Find records in a Base table."""
-
-    name: ClassVar[str] = "search_base_records"
-    description: ClassVar[str] = (
-        "Search or list records of a Lark Base (bitable) table, such as customers or tasks. "
-        "Use it whenever the user asks what is in a table, looks for a record, or wants "
-        "records of today, this week or this month. 'table' is a configured table name or "
-        "alias, or a Base link (or give 'app_token' and 'table_id' of any table the app can "
-        "read); 'query' is free text matched in every text field; 'field_filters' "
-        "are exact conditions by field name; 'date_range' filters on the table's date field. "
-        "Returns the matching records with their record_id (needed to update or delete one) "
-        "and their fields."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app:readonly",)
-
+class SearchBaseRecords(
+    _BaseTool[SearchBaseRecordsInput],
+    name="search_base_records",
+    description=(
+        "Search or list records of a Lark Base (bitable) table, such as customers or tasks. Use it "
+        "whenever the user asks what is in a table, looks for a record, or wants records of today, "
+        "this week or this month. 'table' is a configured table name or alias, or a Base link (or "
+        "give 'app_token' and 'table_id' of any table the app can read); 'query' is free text "
+        "matched in every text field; 'field_filters' are exact conditions by field name; "
+        "'date_range' filters on the table's date field. Returns the matching records with their "
+        "record_id (needed to update or delete one) and their fields."
+    ),
+    scopes=("bitable:app:readonly",),
+):
     async def run(self, ctx: ToolContext, args: SearchBaseRecordsInput) -> ToolResult:
         """Search the table; filters Lark understands are applied server-side."""
         target = self._target(ctx, args)
@@ -591,9 +582,8 @@ class SearchBaseRecords(_BaseTool[SearchBaseRecordsInput]):
         return None
 
 
-class _WriteTool(_BaseTool[InputT]):
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("bitable:app",)
+class _WriteTool(_BaseTool[InputT], write=True, scopes=("bitable:app",)):
+    """What the Base write tools share: the write scope, the writable check and the write."""
 
     def _writable_target(self, ctx: ToolContext, args: _TableInput) -> _Target:
         """Resolve the table and check that writes may go to its Base.
@@ -620,20 +610,16 @@ class _WriteTool(_BaseTool[InputT]):
     async def _write_fields(
         self,
         ctx: ToolContext,
-        args: _TableInput,
-        *,
-        values: dict[str, Any],
-        method: str,
+        args: CreateBaseRecordInput | UpdateBaseRecordInput,
         record_id: str | None,
-        done_key: str,
     ) -> ToolResult:
-        """Write ``values`` to a new record (``record_id`` None) or an existing one.
+        """Write ``args.fields`` to a new record (``record_id`` None) or an existing one.
 
         A retried turn reuses the same client token, so the platform applies it once.
         """
         target = self._writable_target(ctx, args)
         table, app_token, table_id = target.label, target.app_token, target.table_id
-        fields, converted = await self._converted(ctx, table, app_token, table_id, values)
+        fields, converted = await self._converted(ctx, table, app_token, table_id, args.fields)
         path = self._records_path(app_token, table_id)
         if record_id is not None:
             path = f"{path}/{path_segment(record_id)}"
@@ -641,7 +627,7 @@ class _WriteTool(_BaseTool[InputT]):
             ctx,
             app_token,
             table_id,
-            method,
+            "POST" if record_id is None else "PUT",
             path,
             route=RECORDS_ROUTE if record_id is None else RECORD_ROUTE,
             params={"client_token": idempotency_key(ctx, self.name, args)},
@@ -650,6 +636,7 @@ class _WriteTool(_BaseTool[InputT]):
         )
         record = data.get("record") or {}
         summary = self._summary(fields, record, set(converted), ctx.timezone)
+        done_key = "record_created" if record_id is None else "record_updated"
         return ToolResult(
             ok=True,
             data={"table": table, **self._record(fields, record, ctx.timezone)},
@@ -671,18 +658,16 @@ class _WriteTool(_BaseTool[InputT]):
         return f"{line} — {', '.join(parts)}" if parts else line
 
 
-class CreateBaseRecord(_WriteTool[CreateBaseRecordInput]):
-    """Add a record to a Base table."""
-
-    name: ClassVar[str] = "create_base_record"
-    description: ClassVar[str] = (
-        "Create a new record in a Lark Base (bitable) table (a configured name, a Base link, "
-        "or 'app_token' and 'table_id'). Use it when the user asks to add or register "
-        "something (a customer, a task...). 'fields' maps field "
-        "names to values; unknown field names are refused with the list of valid ones. "
-        "Returns the new record with its record_id."
-    )
-
+class CreateBaseRecord(
+    _WriteTool[CreateBaseRecordInput],
+    name="create_base_record",
+    description=(
+        "Create a new record in a Lark Base (bitable) table (a configured name, a Base link, or "
+        "'app_token' and 'table_id'). Use it when the user asks to add or register something (a "
+        "customer, a task...). 'fields' maps field names to values; unknown field names are "
+        "refused with the list of valid ones. Returns the new record with its record_id."
+    ),
+):
     async def preview(
         self, ctx: ToolContext, args: CreateBaseRecordInput
     ) -> list[tuple[str, str | None, str]]:
@@ -695,27 +680,19 @@ class CreateBaseRecord(_WriteTool[CreateBaseRecordInput]):
 
     async def run(self, ctx: ToolContext, args: CreateBaseRecordInput) -> ToolResult:
         """Create the record; a retried turn reuses the same client token."""
-        return await self._write_fields(
-            ctx,
-            args,
-            values=args.fields,
-            method="POST",
-            record_id=None,
-            done_key="record_created",
-        )
+        return await self._write_fields(ctx, args, record_id=None)
 
 
-class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput]):
-    """Change fields of one record in a Base table."""
-
-    name: ClassVar[str] = "update_base_record"
-    description: ClassVar[str] = (
-        "Update fields of an existing record in a Lark Base (bitable) table (a configured "
-        "name, a Base link, or 'app_token' and 'table_id'). Use it when the user asks to "
-        "change, correct or set something on a record; find the "
-        "record_id first with search_base_records. Only the given fields change."
-    )
-
+class UpdateBaseRecord(
+    _WriteTool[UpdateBaseRecordInput],
+    name="update_base_record",
+    description=(
+        "Update fields of an existing record in a Lark Base (bitable) table (a configured name, a "
+        "Base link, or 'app_token' and 'table_id'). Use it when the user asks to change, correct "
+        "or set something on a record; find the record_id first with search_base_records. Only the "
+        "given fields change."
+    ),
+):
     async def preview(
         self, ctx: ToolContext, args: UpdateBaseRecordInput
     ) -> list[tuple[str, str | None, str]]:
@@ -742,27 +719,18 @@ class UpdateBaseRecord(_WriteTool[UpdateBaseRecordInput]):
 
     async def run(self, ctx: ToolContext, args: UpdateBaseRecordInput) -> ToolResult:
         """Update the record with the converted field values."""
-        return await self._write_fields(
-            ctx,
-            args,
-            values=args.fields,
-            method="PUT",
-            record_id=args.record_id.strip(),
-            done_key="record_updated",
-        )
+        return await self._write_fields(ctx, args, record_id=args.record_id.strip())
 
 
-class DeleteBaseRecord(_WriteTool[DeleteBaseRecordInput]):
-    """Remove one record from a Base table."""
-
-    name: ClassVar[str] = "delete_base_record"
-    description: ClassVar[str] = (
+class DeleteBaseRecord(
+    _WriteTool[DeleteBaseRecordInput],
+    name="delete_base_record",
+    description=(
         "Delete a record from a Lark Base (bitable) table (a configured name, a Base link, or "
-        "'app_token' and 'table_id'). Use it only when the user clearly asks to delete or "
-        "remove a specific record; find its record_id first "
-        "with search_base_records. This cannot be undone."
-    )
-
+        "'app_token' and 'table_id'). Use it only when the user clearly asks to delete or remove a "
+        "specific record; find its record_id first with search_base_records. This cannot be undone."
+    ),
+):
     async def run(self, ctx: ToolContext, args: DeleteBaseRecordInput) -> ToolResult:
         """Delete the record."""
         target = self._writable_target(ctx, args)

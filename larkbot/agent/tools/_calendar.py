@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.timezone import FALLBACK_TIMEZONE
-from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._common import ToolInput, idempotency_key, path_segment
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
 __all__ = ["CreateCalendarEvent", "CreateCalendarEventInput"]
@@ -21,10 +21,8 @@ ATTENDEES_ROUTE = "calendar/v4/calendars/{calendar_id}/events/{event_id}/attende
 _DEFAULT_DURATION = timedelta(hours=1)
 
 
-class CreateCalendarEventInput(BaseModel):
+class CreateCalendarEventInput(ToolInput):
     """Arguments of ``create_calendar_event``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     summary: str = Field(min_length=1, max_length=1000, description="The event title.")
     start: datetime = Field(
@@ -54,21 +52,19 @@ def _aware(value: datetime, tz: tzinfo) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=tz)
 
 
-class CreateCalendarEvent(Tool[CreateCalendarEventInput]):
-    """Schedule an event and invite the requester and the given people."""
-
-    name: ClassVar[str] = "create_calendar_event"
-    description: ClassVar[str] = (
-        "Create a calendar event (a meeting, an appointment, a reminder slot) and invite "
-        "people. Use it when the user asks to schedule or book something. The event is "
-        "created in the bot's calendar; the user who asked is always invited, plus the "
-        "attendee_open_ids. Times are ISO 8601; without an offset they are taken in the "
-        "workspace time zone (the one the current time is given in). The end defaults to "
-        "one hour after the start."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("calendar:calendar",)
-
+class CreateCalendarEvent(
+    Tool[CreateCalendarEventInput],
+    name="create_calendar_event",
+    description=(
+        "Create a calendar event (a meeting, an appointment, a reminder slot) and invite people. "
+        "Use it when the user asks to schedule or book something. The event is created in the "
+        "bot's calendar; the user who asked is always invited, plus the attendee_open_ids. Times "
+        "are ISO 8601; without an offset they are taken in the workspace time zone (the one the "
+        "current time is given in). The end defaults to one hour after the start."
+    ),
+    write=True,
+    scopes=("calendar:calendar",),
+):
     async def run(self, ctx: ToolContext, args: CreateCalendarEventInput) -> ToolResult:
         """Find the bot's primary calendar, create the event, then add the attendees."""
         tz = ctx.timezone

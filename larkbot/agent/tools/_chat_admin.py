@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import idempotency_key
-from larkbot.agent.tools._links import call
+from larkbot.agent.tools._common import ToolInput, idempotency_key
+from larkbot.agent.tools._links import call, pages
 from larkbot.agent.tools._people import PersonResolver
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 
@@ -22,10 +22,8 @@ _SHOWN = 30
 _INVISIBLE = {232043: "members_invisible", 232024: "members_invisible"}
 
 
-class ListChatsInput(BaseModel):
+class ListChatsInput(ToolInput):
     """Arguments of ``list_chats``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(
         "", max_length=60, description="Only chats whose name contains this (any case)."
@@ -33,10 +31,8 @@ class ListChatsInput(BaseModel):
     limit: int = Field(20, ge=1, le=100, description="How many chats to return at most.")
 
 
-class CreateChatInput(BaseModel):
+class CreateChatInput(ToolInput):
     """Arguments of ``create_chat``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=60, description="The group's name.")
     members: list[str] = Field(
@@ -59,25 +55,24 @@ class CreateChatInput(BaseModel):
         return self
 
 
-class ListChats(Tool[ListChatsInput]):
-    """List the chats the bot is a member of."""
-
-    name: ClassVar[str] = "list_chats"
-    description: ClassVar[str] = (
-        "List the group chats the bot is a member of, with their chat_id (oc_...), optionally "
-        "only those whose name contains 'query'. Use it to find a group's chat_id before "
-        "reading its messages, listing its members or posting in it."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("im:chat:readonly",)
-
+class ListChats(
+    Tool[ListChatsInput],
+    name="list_chats",
+    description=(
+        "List the group chats the bot is a member of, with their chat_id (oc_...), optionally only "
+        "those whose name contains 'query'. Use it to find a group's chat_id before reading its "
+        "messages, listing its members or posting in it."
+    ),
+    scopes=("im:chat:readonly",),
+):
     async def run(self, ctx: ToolContext, args: ListChatsInput) -> ToolResult:
         """Page through the bot's chats (bounded) and keep those matching the query."""
         wanted = args.query.strip().casefold()
         chats: list[dict[str, Any]] = []
         params: dict[str, Any] = {"page_size": 100, "sort_type": "ByActiveTimeDesc"}
-        for _ in range(_CHAT_PAGES):
-            data = await ctx.client.request("GET", CHATS_ROUTE, route=CHATS_ROUTE, params=params)
+        async for data in pages(
+            ctx, CHATS_ROUTE, route=CHATS_ROUTE, params=params, limit=_CHAT_PAGES
+        ):
             for item in data.get("items") or []:
                 name = str(item.get("name") or "")
                 if wanted and wanted not in name.casefold():
@@ -90,9 +85,6 @@ class ListChats(Tool[ListChatsInput]):
                         "external": bool(item.get("external")),
                     }
                 )
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {**params, "page_token": data["page_token"]}
         total = len(chats)
         chats = chats[: args.limit]
         result = {"query": args.query.strip(), "total": total, "chats": chats}
@@ -109,23 +101,18 @@ class ListChats(Tool[ListChatsInput]):
         return ToolResult(ok=True, data=result, text="\n".join(lines))
 
 
-class CreateChat(Tool[CreateChatInput]):
-    """Create a group chat with chosen members and owner."""
-
-    name: ClassVar[str] = "create_chat"
-    description: ClassVar[str] = (
+class CreateChat(
+    Tool[CreateChatInput],
+    name="create_chat",
+    description=(
         "Create a new group chat with a name and members, the bot included. Members (and the "
-        "owner) are given as open_ids (ou_...), email addresses, or names of people in the "
-        "current chat; the owner is the user asking unless another is named. Use it when the "
-        "user asks to make or set up a group for a project, an event or a team."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = (
-        "im:chat:create",
-        "im:chat:readonly",
-        "contact:user.id:readonly",
-    )
-
+        "owner) are given as open_ids (ou_...), email addresses, or names of people in the current "
+        "chat; the owner is the user asking unless another is named. Use it when the user asks to "
+        "make or set up a group for a project, an event or a team."
+    ),
+    write=True,
+    scopes=("im:chat:create", "im:chat:readonly", "contact:user.id:readonly"),
+):
     async def run(self, ctx: ToolContext, args: CreateChatInput) -> ToolResult:
         """Resolve every person to an open_id, then create the group once per turn."""
         people = PersonResolver(ctx)

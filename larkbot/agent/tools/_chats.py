@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import idempotency_key, path_segment
+from larkbot.agent.tools._common import ToolInput, exactly_one, idempotency_key, path_segment
+from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 
 __all__ = ["ListChatMembers", "ListChatMembersInput", "SendMessage", "SendMessageInput"]
@@ -20,10 +21,8 @@ _MEMBER_PAGES = 10
 _MEMBERS_SHOWN = 30
 
 
-class SendMessageInput(BaseModel):
+class SendMessageInput(ToolInput):
     """Arguments of ``send_message``: the text and exactly one target."""
-
-    model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=4000, description="The message text to send.")
     chat_id: str | None = Field(
@@ -35,34 +34,29 @@ class SendMessageInput(BaseModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
-        if bool(self.chat_id) == bool(self.user_open_id):
-            raise ValueError("give exactly one of chat_id and user_open_id")
-        return self
+        return exactly_one(self, "chat_id", "user_open_id")
 
 
-class ListChatMembersInput(BaseModel):
+class ListChatMembersInput(ToolInput):
     """Arguments of ``list_chat_members``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     chat_id: str | None = Field(
         None, description="The chat (oc_...); leave it out for the chat the user is in."
     )
 
 
-class SendMessage(Tool[SendMessageInput]):
-    """Post a text message to a chat or to a user, as the bot."""
-
-    name: ClassVar[str] = "send_message"
-    description: ClassVar[str] = (
-        "Send a text message as the bot to another chat (chat_id, oc_...) or directly to a "
-        "user (user_open_id, ou_...). Use it when the user asks to tell, notify or remind "
-        "someone else, or to post in another group. Do not use it to answer the user: the "
-        "reply is sent anyway. Give exactly one target."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("im:message:send_as_bot",)
-
+class SendMessage(
+    Tool[SendMessageInput],
+    name="send_message",
+    description=(
+        "Send a text message as the bot to another chat (chat_id, oc_...) or directly to a user "
+        "(user_open_id, ou_...). Use it when the user asks to tell, notify or remind someone else, "
+        "or to post in another group. Do not use it to answer the user: the reply is sent anyway. "
+        "Give exactly one target."
+    ),
+    write=True,
+    scopes=("im:message:send_as_bot",),
+):
     async def run(self, ctx: ToolContext, args: SendMessageInput) -> ToolResult:
         """Send the message with an idempotency uuid derived from the triggering message."""
         if args.chat_id:
@@ -97,18 +91,16 @@ class SendMessage(Tool[SendMessageInput]):
         )
 
 
-class ListChatMembers(Tool[ListChatMembersInput]):
-    """List who is in a chat."""
-
-    name: ClassVar[str] = "list_chat_members"
-    description: ClassVar[str] = (
-        "List the members of a chat (their names and open_ids). Use it when the user asks "
-        "who is in this group or another group, or needs someone's open_id to message or "
-        "invite them. Without chat_id it lists the current chat."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("im:chat:readonly",)
-
+class ListChatMembers(
+    Tool[ListChatMembersInput],
+    name="list_chat_members",
+    description=(
+        "List the members of a chat (their names and open_ids). Use it when the user asks who is "
+        "in this group or another group, or needs someone's open_id to message or invite them. "
+        "Without chat_id it lists the current chat."
+    ),
+    scopes=("im:chat:readonly",),
+):
     async def run(self, ctx: ToolContext, args: ListChatMembersInput) -> ToolResult:
         """Fetch every page of members (bounded) and list them."""
         chat_id = (args.chat_id or ctx.chat_id).strip()
@@ -116,16 +108,12 @@ class ListChatMembers(Tool[ListChatMembersInput]):
         members: list[dict[str, str]] = []
         total = 0
         params: dict[str, Any] = {"member_id_type": "open_id", "page_size": 100}
-        for _ in range(_MEMBER_PAGES):
-            data = await ctx.client.request("GET", path, route=MEMBERS_ROUTE, params=params)
+        async for data in pages(ctx, path, route=MEMBERS_ROUTE, params=params, limit=_MEMBER_PAGES):
             for item in data.get("items") or []:
                 members.append(
                     {"open_id": str(item.get("member_id", "")), "name": item.get("name", "")}
                 )
             total = int(data.get("member_total") or len(members))
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {**params, "page_token": data["page_token"]}
         total = max(total, len(members))
         names = [m["name"] or m["open_id"] for m in members[:_MEMBERS_SHOWN]]
         lines = [translate("members", ctx.language, total=total, count=total), ", ".join(names)]

@@ -1,9 +1,10 @@
-"""Helpers shared by the Lark tools: table lookup, path quoting, idempotency keys, time."""
+"""Helpers shared by the Lark tools: tables, paths, idempotency keys, time, search hits."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,7 @@ from urllib.parse import quote
 
 import anyio
 from cachetools import TTLCache
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from larkbot.agent.i18n import translate
 from larkbot.agent.tools.base import ToolContext, ToolError
@@ -25,16 +26,43 @@ if TYPE_CHECKING:
 __all__ = [
     "FIELD_NOT_FOUND_CODES",
     "CreatedObjects",
+    "ToolInput",
+    "epoch_date",
+    "exactly_one",
     "format_number",
     "idempotency_key",
     "parse_when",
     "path_segment",
     "resolve_table",
+    "search_hit_lines",
+    "unhighlight",
 ]
 
 
 FIELD_NOT_FOUND_CODES = frozenset({1254044, 1254045})
 """Lark's codes for a field name the table does not have (FieldNameNotFound)."""
+
+# The tags the search API wraps matched words in.
+_HIGHLIGHT = re.compile(r"</?h[b]?>")
+
+
+class ToolInput(BaseModel):
+    """Base of the tools' argument models: an argument a model does not define is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def exactly_one(model: _Model, first: str, second: str) -> _Model:
+    """Return ``model`` if exactly one of its fields ``first`` and ``second`` is given.
+
+    :raises ValueError: both or neither are (pydantic reports it as a validation error).
+    """
+    if bool(getattr(model, first)) == bool(getattr(model, second)):
+        raise ValueError(f"give exactly one of {first} and {second}")
+    return model
 
 
 def path_segment(value: str) -> str:
@@ -155,3 +183,29 @@ def format_number(value: float) -> str:
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.2f}".rstrip("0").rstrip(".")
     return f"{int(value):,}"
+
+
+def epoch_date(seconds: Any, tz: tzinfo) -> str:
+    """The ISO date in ``tz`` of a time given in epoch seconds; empty when there is none."""
+    try:
+        value = int(seconds)
+    except (TypeError, ValueError):
+        return ""
+    if value <= 0:
+        return ""
+    return datetime.fromtimestamp(value, tz=UTC).astimezone(tz).date().isoformat()
+
+
+def unhighlight(text: Any) -> str:
+    """A search result's title or summary without the tags marking the matched words."""
+    return _HIGHLIGHT.sub("", str(text or ""))
+
+
+def search_hit_lines(header: str, hits: list[dict[str, Any]]) -> str:
+    """``header`` and one line per search hit: its linked title, then type, owner and date."""
+    lines = [header]
+    for hit in hits:
+        details = ", ".join(v for v in (hit["type"], hit["owner"], hit["updated"]) if v)
+        title = f"[{hit['title']}]({hit['url']})" if hit["url"] else hit["title"]
+        lines.append(f"- {title}" + (f" ({details})" if details else ""))
+    return "\n".join(lines)

@@ -2,88 +2,73 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, tzinfo
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import path_segment
+from larkbot.agent.tools._common import (
+    ToolInput,
+    epoch_date,
+    exactly_one,
+    path_segment,
+    search_hit_lines,
+    unhighlight,
+)
+from larkbot.agent.tools._people import open_id_by_email
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
 __all__ = ["GetUserInfo", "GetUserInfoInput", "SearchDocuments", "SearchDocumentsInput"]
 
 USER_ROUTE = "contact/v3/users/{user_id}"
-BATCH_GET_ID_ROUTE = "contact/v3/users/batch_get_id"
 DEPARTMENT_ROUTE = "contact/v3/departments/{department_id}"
 DOC_SEARCH_ROUTE = "search/v2/doc_wiki/search"
 
 _DEPARTMENTS_LOOKED_UP = 3
-_HIGHLIGHT = re.compile(r"</?h[b]?>")
 
 
-class GetUserInfoInput(BaseModel):
+class GetUserInfoInput(ToolInput):
     """Arguments of ``get_user_info``: exactly one way to name the user."""
-
-    model_config = ConfigDict(extra="forbid")
 
     user_open_id: str | None = Field(None, description="The user's open_id (ou_...).")
     email: str | None = Field(None, description="The user's email address.")
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
-        if bool(self.user_open_id) == bool(self.email):
-            raise ValueError("give exactly one of user_open_id and email")
-        return self
+        return exactly_one(self, "user_open_id", "email")
 
 
-class SearchDocumentsInput(BaseModel):
+class SearchDocumentsInput(ToolInput):
     """Arguments of ``search_documents``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=50, description="Words to look for.")
     limit: int = Field(10, ge=1, le=20, description="How many documents to return at most.")
 
 
-class GetUserInfo(Tool[GetUserInfoInput]):
-    """Look a user up in the directory."""
-
-    name: ClassVar[str] = "get_user_info"
-    description: ClassVar[str] = (
-        "Look up a person in the company directory by open_id (ou_...) or by email: name, "
-        "English name, email, job title, department, city. Use it when the user asks who "
-        "someone is, or needs a colleague's open_id from their email. Give exactly one of "
-        "user_open_id and email."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = (
+class GetUserInfo(
+    Tool[GetUserInfoInput],
+    name="get_user_info",
+    description=(
+        "Look up a person in the company directory by open_id (ou_...) or by email: name, English "
+        "name, email, job title, department, city. Use it when the user asks who someone is, or "
+        "needs a colleague's open_id from their email. Give exactly one of user_open_id and email."
+    ),
+    scopes=(
         "contact:user.base:readonly",
         "contact:user.email:readonly",
         "contact:user.id:readonly",
         "contact:department.base:readonly",
-    )
-
+    ),
+):
     async def run(self, ctx: ToolContext, args: GetUserInfoInput) -> ToolResult:
         """Resolve an email to an open_id when needed, then fetch the user and departments."""
         open_id = (args.user_open_id or "").strip()
         if not open_id:
             email = str(args.email).strip()
-            data = await ctx.client.request(
-                "POST",
-                BATCH_GET_ID_ROUTE,
-                route=BATCH_GET_ID_ROUTE,
-                params={"user_id_type": "open_id"},
-                json={"emails": [email]},
-            )
-            found = next(
-                (u.get("user_id") for u in data.get("user_list") or [] if u.get("user_id")), None
-            )
-            if not found:
+            open_id = await open_id_by_email(ctx, email)
+            if not open_id:
                 raise ToolError(translate("email_not_found", ctx.language, email=email))
-            open_id = str(found)
         data = await ctx.client.request(
             "GET",
             f"contact/v3/users/{path_segment(open_id)}",
@@ -136,20 +121,18 @@ class GetUserInfo(Tool[GetUserInfoInput]):
         return str(department.get("name") or department_id)
 
 
-class SearchDocuments(Tool[SearchDocumentsInput]):
-    """Search documents and wiki pages by keyword."""
-
-    name: ClassVar[str] = "search_documents"
-    description: ClassVar[str] = (
-        "Search Lark documents, sheets, Bases and wiki pages by keyword and return their "
-        "titles, types, owners and links. Use it when the user looks for a document, a "
-        "spec, minutes or a manual. Results are limited to what the bot can see: documents "
-        "shared with the app (the platform answers this search for the app's own identity; "
-        "a user's private documents are not visible)."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
-
+class SearchDocuments(
+    Tool[SearchDocumentsInput],
+    name="search_documents",
+    description=(
+        "Search Lark documents, sheets, Bases and wiki pages by keyword and return their titles, "
+        "types, owners and links. Use it when the user looks for a document, a spec, minutes or a "
+        "manual. Results are limited to what the bot can see: documents shared with the app (the "
+        "platform answers this search for the app's own identity; a user's private documents are "
+        "not visible)."
+    ),
+    scopes=("search:docs:read",),
+):
     async def run(self, ctx: ToolContext, args: SearchDocumentsInput) -> ToolResult:
         """Run the search and list the hits."""
         query = args.query.strip()
@@ -167,12 +150,12 @@ class SearchDocuments(Tool[SearchDocumentsInput]):
                 kind = ",".join(str(k) for k in kind)
             documents.append(
                 {
-                    "title": _HIGHLIGHT.sub("", str(unit.get("title_highlighted") or "")),
+                    "title": unhighlight(unit.get("title_highlighted")),
                     "type": str(kind).lower(),
                     "url": meta.get("url", ""),
                     "owner": meta.get("owner_name", ""),
-                    "updated": _date(meta.get("update_time"), ctx.timezone),
-                    "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
+                    "updated": epoch_date(meta.get("update_time"), ctx.timezone),
+                    "snippet": unhighlight(unit.get("summary_highlighted")),
                     "token": meta.get("token", ""),
                 }
             )
@@ -183,23 +166,9 @@ class SearchDocuments(Tool[SearchDocumentsInput]):
                 data={"query": query, "total": 0, "documents": []},
                 text=translate("no_docs", ctx.language, query=query),
             )
-        lines = [translate("docs_found", ctx.language, query=query, total=total, count=total)]
-        for doc in documents:
-            details = ", ".join(v for v in (doc["type"], doc["owner"], doc["updated"]) if v)
-            title = f"[{doc['title']}]({doc['url']})" if doc["url"] else doc["title"]
-            lines.append(f"- {title}" + (f" ({details})" if details else ""))
+        header = translate("docs_found", ctx.language, query=query, total=total, count=total)
         return ToolResult(
             ok=True,
             data={"query": query, "total": total, "documents": documents},
-            text="\n".join(lines),
+            text=search_hit_lines(header, documents),
         )
-
-
-def _date(seconds: Any, tz: tzinfo) -> str:
-    try:
-        value = int(seconds)
-    except (TypeError, ValueError):
-        return ""
-    if value <= 0:
-        return ""
-    return datetime.fromtimestamp(value, tz=UTC).astimezone(tz).date().isoformat()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import CreatedObjects, idempotency_key, path_segment
+from larkbot.agent.tools._common import CreatedObjects, ToolInput, idempotency_key, path_segment
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools._people import EMAIL, PersonResolver
-from larkbot.agent.tools._wiki import kind_name, wiki_node
+from larkbot.agent.tools._wiki import held_object
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -57,10 +57,8 @@ _STOP_WORDS = frozenset(
 _TERM_SPLIT = re.compile(r"[\s,、，/・]+|(?<=[\u3040-\u9fff])(?:の|的|と|和)(?=[\u3040-\u9fff])")
 
 
-class ReadDocumentInput(BaseModel):
+class ReadDocumentInput(ToolInput):
     """Arguments of ``read_document``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     document: str = Field(
         min_length=1,
@@ -79,10 +77,8 @@ class ReadDocumentInput(BaseModel):
     )
 
 
-class ImportDocumentInput(BaseModel):
+class ImportDocumentInput(ToolInput):
     """Arguments of ``import_document``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=200, description="The new document's title.")
     markdown: str = Field(
@@ -97,10 +93,8 @@ class ImportDocumentInput(BaseModel):
     )
 
 
-class GrantDocumentPermissionInput(BaseModel):
+class GrantDocumentPermissionInput(ToolInput):
     """Arguments of ``grant_document_permission``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     document: str = Field(
         min_length=1,
@@ -119,19 +113,17 @@ class GrantDocumentPermissionInput(BaseModel):
     )
 
 
-class ReadDocument(Tool[ReadDocumentInput]):
-    """Read a docx document's text, or the paragraphs that mention some words."""
-
-    name: ClassVar[str] = "read_document"
-    description: ClassVar[str] = (
-        "Read a Lark document (docx) by link or token: its title and plain text. With 'query' "
-        "it returns only the paragraphs mentioning those words, which is how to answer 'what "
-        "does this document say about X' (answer with a short quote). Long documents come in "
-        "parts: 'next_offset' says where to continue. A wiki link to a document works too."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("docx:document:readonly", "wiki:wiki:readonly")
-
+class ReadDocument(
+    Tool[ReadDocumentInput],
+    name="read_document",
+    description=(
+        "Read a Lark document (docx) by link or token: its title and plain text. With 'query' it "
+        "returns only the paragraphs mentioning those words, which is how to answer 'what does "
+        "this document say about X' (answer with a short quote). Long documents come in parts: "
+        "'next_offset' says where to continue. A wiki link to a document works too."
+    ),
+    scopes=("docx:document:readonly", "wiki:wiki:readonly"),
+):
     async def run(self, ctx: ToolContext, args: ReadDocumentInput) -> ToolResult:
         """Resolve the reference, fetch the title and the raw text, then cut or filter it."""
         ref = parse_reference(args.document, default_kind="docx")
@@ -228,22 +220,17 @@ class ReadDocument(Tool[ReadDocumentInput]):
         return ToolResult(ok=True, data=result, text=text)
 
 
-class ImportDocument(Tool[ImportDocumentInput]):
-    """Create a docx document from Markdown."""
-
-    name: ClassVar[str] = "import_document"
-    description: ClassVar[str] = (
-        "Create a new Lark document (docx) from Markdown: title, content and optionally the "
-        "folder to put it in. Use it when the user asks to write up, save or publish notes, "
-        "minutes, a plan or a summary as a document. The user asking gets full access to it."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = (
-        "docx:document",
-        "docx:document.block:convert",
-        "docs:permission.member:create",
-    )
-
+class ImportDocument(
+    Tool[ImportDocumentInput],
+    name="import_document",
+    description=(
+        "Create a new Lark document (docx) from Markdown: title, content and optionally the folder "
+        "to put it in. Use it when the user asks to write up, save or publish notes, minutes, a "
+        "plan or a summary as a document. The user asking gets full access to it."
+    ),
+    write=True,
+    scopes=("docx:document", "docx:document.block:convert", "docs:permission.member:create"),
+):
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""
         self._created: CreatedObjects[_Import] = CreatedObjects()
@@ -327,19 +314,18 @@ class _Import:
     result: ToolResult | None = None
 
 
-class GrantDocumentPermission(Tool[GrantDocumentPermissionInput]):
-    """Give a person or a chat view or edit access to a document, sheet or Base."""
-
-    name: ClassVar[str] = "grant_document_permission"
-    description: ClassVar[str] = (
-        "Share a Lark document, sheet, Base or wiki page with a person or a chat: view or "
-        "edit access. The member is an open_id (ou_...), an email, a chat (oc_...) or the "
-        "name of someone in the current chat. Use it when the user asks to share a document "
-        "with someone or to let them edit it. The app must be able to manage the document."
-    )
-    write: ClassVar[bool] = True
-    scopes: ClassVar[tuple[str, ...]] = ("docs:permission.member:create", "im:chat:readonly")
-
+class GrantDocumentPermission(
+    Tool[GrantDocumentPermissionInput],
+    name="grant_document_permission",
+    description=(
+        "Share a Lark document, sheet, Base or wiki page with a person or a chat: view or edit "
+        "access. The member is an open_id (ou_...), an email, a chat (oc_...) or the name of "
+        "someone in the current chat. Use it when the user asks to share a document with someone "
+        "or to let them edit it. The app must be able to manage the document."
+    ),
+    write=True,
+    scopes=("docs:permission.member:create", "im:chat:readonly"),
+):
     async def run(self, ctx: ToolContext, args: GrantDocumentPermissionInput) -> ToolResult:
         """Resolve the member, then add them as a collaborator."""
         ref = parse_reference(args.document, default_kind=args.kind)
@@ -418,17 +404,8 @@ def matching_paragraphs(content: str, query: str) -> list[str]:
 
 async def _docx_of(ctx: ToolContext, ref: LarkLink) -> tuple[str, str]:
     """The docx document id ``ref`` names, and its title when a wiki page gave it."""
-    if ref.kind == "wiki":
-        node = await wiki_node(ctx, ref)
-        if node.get("obj_type") != "docx":
-            kind = kind_name(ctx.language, str(node.get("obj_type") or "?"))
-            token = str(node.get("obj_token") or "")
-            raise ToolError(translate("not_a_docx", ctx.language, kind=kind, token=token))
-        return str(node.get("obj_token") or ""), str(node.get("title") or "")
-    if ref.kind != "docx":
-        kind = kind_name(ctx.language, ref.kind)
-        raise ToolError(translate("not_a_docx", ctx.language, kind=kind, token=ref.token))
-    return ref.token, ""
+    token, node = await held_object(ctx, ref, "docx", "not_a_docx")
+    return token, str(node.get("title") or "") if node else ""
 
 
 def _folder_token(ctx: ToolContext, folder: str) -> str:

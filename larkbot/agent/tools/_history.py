@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
+from larkbot.agent.tools._common import ToolInput
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.lark.client import LarkAPIError
 
@@ -41,10 +42,8 @@ _PLACEHOLDERS = {
 }
 
 
-class ListChatMessagesInput(BaseModel):
+class ListChatMessagesInput(ToolInput):
     """Arguments of ``list_chat_messages``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     chat_id: str | None = Field(
         None, description="The chat (oc_...); leave it out for the chat the user is in."
@@ -69,26 +68,20 @@ class ListChatMessagesInput(BaseModel):
     exclude_bots: bool = Field(False, description="Leave out the messages bots sent.")
 
 
-class ListChatMessages(Tool[ListChatMessagesInput]):
-    """Read the latest messages of a chat or a topic thread."""
-
-    name: ClassVar[str] = "list_chat_messages"
-    description: ClassVar[str] = (
-        "Read a chat's or a topic thread's recent messages, newest first: time, sender name "
-        "and text (text, rich text and cards are turned into plain text). Use it to summarise "
-        "a chat or thread, to catch up on a discussion, or to find what someone said. Without "
-        "chat_id it reads the chat the user is in (the bot must be a member). The answer stops "
-        "at 'limit' messages or 'token_budget' tokens; 'next_before' then pages further back."
-    )
-    write: ClassVar[bool] = False
-    # Never answered from the runner's cache: new messages arrive without any write.
-    cacheable: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = (
-        "im:message.group_msg",
-        "im:message.p2p_msg:readonly",
-        "contact:user.base:readonly",
-    )
-
+# Not cacheable: new messages arrive without any write, so a cached answer would be stale.
+class ListChatMessages(
+    Tool[ListChatMessagesInput],
+    name="list_chat_messages",
+    description=(
+        "Read a chat's or a topic thread's recent messages, newest first: time, sender name and "
+        "text (text, rich text and cards are turned into plain text). Use it to summarise a chat "
+        "or thread, to catch up on a discussion, or to find what someone said. Without chat_id it "
+        "reads the chat the user is in (the bot must be a member). The answer stops at 'limit' "
+        "messages or 'token_budget' tokens; 'next_before' then pages further back."
+    ),
+    cacheable=False,
+    scopes=("im:message.group_msg", "im:message.p2p_msg:readonly", "contact:user.base:readonly"),
+):
     async def run(self, ctx: ToolContext, args: ListChatMessagesInput) -> ToolResult:
         """Page back through the history until the limit or the token budget is reached."""
         thread_id = (args.thread_id or "").strip()
@@ -272,23 +265,22 @@ def _post_text(post: dict[str, Any]) -> str:
         body = next((value for value in post.values() if isinstance(value, dict)), {})
     lines = [str(body.get("title") or "")]
     for paragraph in body.get("content") or []:
-        if not isinstance(paragraph, list):
-            continue
-        parts: list[str] = []
-        for element in paragraph:
-            if not isinstance(element, dict):
-                continue
-            tag = element.get("tag")
-            if tag == "at":
-                parts.append("@" + str(element.get("user_name") or element.get("user_id") or ""))
-            elif tag == "img":
-                parts.append("[image]")
-            elif tag in ("media",):
-                parts.append("[video]")
-            else:
-                parts.append(str(element.get("text") or element.get("href") or ""))
-        lines.append("".join(parts))
+        if isinstance(paragraph, list):
+            parts = (_element_text(element) for element in paragraph if isinstance(element, dict))
+            lines.append("".join(parts))
     return "\n".join(line for line in lines if line)
+
+
+def _element_text(element: dict[str, Any]) -> str:
+    """What one element of a rich-text paragraph reads as."""
+    tag = element.get("tag")
+    if tag == "at":
+        return "@" + str(element.get("user_name") or element.get("user_id") or "")
+    if tag == "img":
+        return "[image]"
+    if tag == "media":
+        return "[video]"
+    return str(element.get("text") or element.get("href") or "")
 
 
 def _card_strings(node: Any) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +18,7 @@ from larkbot.agent.i18n import translate
 from larkbot.agent.tools.base import ToolContext, ToolError
 from larkbot.lark.client import LarkAPIError
 
-__all__ = ["LarkLink", "call", "find_links", "parse_reference"]
+__all__ = ["TABLE_ID", "LarkLink", "call", "find_links", "pages", "parse_reference"]
 
 _log = logging.getLogger("larkbot.agent")
 
@@ -39,7 +39,8 @@ _LINK = re.compile(
     r"(?P<rest>[A-Za-z0-9_\-./?=&%#~+]*)"
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{6,}$")
-_TABLE_ID = re.compile(r"^tbl[A-Za-z0-9]+$")
+TABLE_ID = re.compile(r"^tbl[A-Za-z0-9]+$")
+"""A Base table id as Lark writes it (``tbl...``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def _link_of(match: re.Match[str]) -> LarkLink:
     return LarkLink(
         kind=_KINDS[match["kind"]],
         token=match["token"],
-        table_id=table if table and _TABLE_ID.match(table) else None,
+        table_id=table if table and TABLE_ID.match(table) else None,
         url=url,
     )
 
@@ -120,3 +121,25 @@ async def call(
             extra={"lark_code": exc.code},
         )
         raise ToolError(translate(key, ctx.language, **values)) from None
+
+
+async def pages(
+    ctx: ToolContext,
+    path: str,
+    *,
+    route: str,
+    params: dict[str, Any],
+    limit: int,
+    refusals: Mapping[int, str] | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """The pages of a Lark list endpoint, ``limit`` at most, following its ``page_token``.
+
+    Each page is a GET of ``path`` with ``params`` and the page token; refusals are turned
+    into sentences as by :func:`call`.
+    """
+    for _ in range(limit):
+        data = await call(ctx, "GET", path, route=route, refusals=refusals or {}, params=params)
+        yield data
+        if not data.get("has_more") or not data.get("page_token"):
+            return
+        params = {**params, "page_token": data["page_token"]}

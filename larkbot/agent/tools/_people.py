@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from larkbot.agent.i18n import translate
-from larkbot.agent.tools._common import path_segment
+from larkbot.agent.tools._common import ToolInput, path_segment
+from larkbot.agent.tools._links import pages
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.lark.client import LarkAPIError
 
-__all__ = ["EMAIL", "LookupUserIds", "LookupUserIdsInput", "PersonResolver"]
+__all__ = ["EMAIL", "LookupUserIds", "LookupUserIdsInput", "PersonResolver", "open_id_by_email"]
 
 BATCH_GET_ID_ROUTE = "contact/v3/users/batch_get_id"
 MEMBERS_ROUTE = "im/v1/chats/{chat_id}/members"
@@ -23,10 +24,8 @@ _MEMBER_PAGES = 10
 _PER_CALL = 50  # the most emails (and mobiles) one call takes
 
 
-class LookupUserIdsInput(BaseModel):
+class LookupUserIdsInput(ToolInput):
     """Arguments of ``lookup_user_ids``: emails, mobile numbers, or both."""
-
-    model_config = ConfigDict(extra="forbid")
 
     emails: list[str] = Field(
         default_factory=list, max_length=_PER_CALL, description="Email addresses to look up."
@@ -51,19 +50,16 @@ class LookupUserIdsInput(BaseModel):
         return self
 
 
-class LookupUserIds(Tool[LookupUserIdsInput]):
-    """Find the open_ids of people by email or mobile number."""
-
-    name: ClassVar[str] = "lookup_user_ids"
-    description: ClassVar[str] = (
+class LookupUserIds(
+    Tool[LookupUserIdsInput],
+    name="lookup_user_ids",
+    description=(
         "Turn email addresses and mobile numbers into user open_ids (ou_...), the id the other "
-        "tools take to message, invite or share with someone. Use it when the user names "
-        "people by email or phone. People outside the app's visible contacts are reported "
-        "as not found."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("contact:user.id:readonly",)
-
+        "tools take to message, invite or share with someone. Use it when the user names people by "
+        "email or phone. People outside the app's visible contacts are reported as not found."
+    ),
+    scopes=("contact:user.id:readonly",),
+):
     async def run(self, ctx: ToolContext, args: LookupUserIdsInput) -> ToolResult:
         """Look every email and mobile number up in one call."""
         emails = [e.strip() for e in args.emails if e.strip()]
@@ -73,15 +69,8 @@ class LookupUserIds(Tool[LookupUserIdsInput]):
             body["emails"] = emails
         if mobiles:
             body["mobiles"] = mobiles
-        data = await ctx.client.request(
-            "POST",
-            BATCH_GET_ID_ROUTE,
-            route=BATCH_GET_ID_ROUTE,
-            params={"user_id_type": "open_id"},
-            json=body,
-        )
         found: dict[str, str] = {}
-        for entry in data.get("user_list") or []:
+        for entry in await _user_ids(ctx, body):
             key = entry.get("email") or entry.get("mobile")
             if key and entry.get("user_id"):
                 found[str(key).casefold()] = str(entry["user_id"])
@@ -99,6 +88,24 @@ class LookupUserIds(Tool[LookupUserIdsInput]):
         return ToolResult(
             ok=True, data={"people": people, "found": hits}, text="\n".join([header, *lines])
         )
+
+
+async def _user_ids(ctx: ToolContext, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Lark's ``user_list`` for the ``emails`` and ``mobiles`` in ``body``: their open_ids."""
+    data = await ctx.client.request(
+        "POST",
+        BATCH_GET_ID_ROUTE,
+        route=BATCH_GET_ID_ROUTE,
+        params={"user_id_type": "open_id"},
+        json=body,
+    )
+    return list(data.get("user_list") or [])
+
+
+async def open_id_by_email(ctx: ToolContext, email: str) -> str:
+    """The open_id of the user with ``email``, or ``""`` when the app sees no such user."""
+    users = await _user_ids(ctx, {"emails": [email]})
+    return next((str(u["user_id"]) for u in users if u.get("user_id")), "")
 
 
 class PersonResolver:
@@ -121,16 +128,7 @@ class PersonResolver:
         if text.startswith("ou_"):
             return text
         if EMAIL.match(text):
-            data = await self._ctx.client.request(
-                "POST",
-                BATCH_GET_ID_ROUTE,
-                route=BATCH_GET_ID_ROUTE,
-                params={"user_id_type": "open_id"},
-                json={"emails": [text]},
-            )
-            found = next(
-                (str(u["user_id"]) for u in data.get("user_list") or [] if u.get("user_id")), ""
-            )
+            found = await open_id_by_email(self._ctx, text)
             if found:
                 self.names[found] = text
                 return found
@@ -167,12 +165,10 @@ class PersonResolver:
             return self._members
         path = f"im/v1/chats/{path_segment(self._ctx.chat_id)}/members"
         params: dict[str, Any] = {"member_id_type": "open_id", "page_size": 100}
-        for _ in range(_MEMBER_PAGES):
-            data = await self._ctx.client.request("GET", path, route=MEMBERS_ROUTE, params=params)
+        async for data in pages(
+            self._ctx, path, route=MEMBERS_ROUTE, params=params, limit=_MEMBER_PAGES
+        ):
             for item in data.get("items") or []:
                 if item.get("member_id"):
                     self._members.append((str(item["member_id"]), str(item.get("name") or "")))
-            if not data.get("has_more") or not data.get("page_token"):
-                break
-            params = {**params, "page_token": data["page_token"]}
         return self._members

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from larkbot.agent.i18n import translate
+from larkbot.agent.tools._common import ToolInput, epoch_date, search_hit_lines, unhighlight
 from larkbot.agent.tools._links import LarkLink, call, parse_reference
 from larkbot.agent.tools.base import Tool, ToolContext, ToolError, ToolResult
 from larkbot.core.language import Language
@@ -18,6 +17,7 @@ __all__ = [
     "GetWikiNodeInput",
     "SearchWiki",
     "SearchWikiInput",
+    "held_object",
     "kind_name",
     "wiki_node",
 ]
@@ -25,7 +25,6 @@ __all__ = [
 GET_NODE_ROUTE = "wiki/v2/spaces/get_node"
 SEARCH_ROUTE = "search/v2/doc_wiki/search"
 
-_HIGHLIGHT = re.compile(r"</?h[b]?>")
 _WIKI_REFUSALS = {131005: "wiki_not_found", 131006: "wiki_forbidden"}
 # Object types with a name of their own in the catalogue (``object_<type>``).
 _KINDS = frozenset({"docx", "doc", "sheet", "bitable", "mindnote", "file", "slides"})
@@ -33,20 +32,16 @@ _KINDS = frozenset({"docx", "doc", "sheet", "bitable", "mindnote", "file", "slid
 _NEXT_TOOL = {"docx": ("read_document", "document"), "bitable": ("list_base_tables", "base")}
 
 
-class SearchWikiInput(BaseModel):
+class SearchWikiInput(ToolInput):
     """Arguments of ``search_wiki``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=50, description="Words to look for.")
     space_id: str | None = Field(None, description="Search only this wiki space (its id).")
     limit: int = Field(10, ge=1, le=20, description="How many pages to return at most.")
 
 
-class GetWikiNodeInput(BaseModel):
+class GetWikiNodeInput(ToolInput):
     """Arguments of ``get_wiki_node``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     node: str = Field(
         min_length=1,
@@ -76,19 +71,36 @@ async def wiki_node(ctx: ToolContext, ref: LarkLink) -> dict[str, Any]:
     return node
 
 
-class SearchWiki(Tool[SearchWikiInput]):
-    """Search wiki pages by keyword."""
+async def held_object(
+    ctx: ToolContext, ref: LarkLink, obj_type: str, refusal: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The token of the ``obj_type`` object ``ref`` names, and the wiki node that holds it.
 
-    name: ClassVar[str] = "search_wiki"
-    description: ClassVar[str] = (
-        "Search the wiki (knowledge base) pages the app can see by keyword: titles, links, "
-        "node tokens and a snippet. Use it when the user looks for a wiki or knowledge-base "
-        "page (an onboarding guide, a how-to, a policy); then read a page with get_wiki_node "
-        "and read_document."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("search:docs:read",)
+    ``ref`` is the object's own link (no node then) or a wiki page holding it; any other
+    kind of object is refused with the catalogue sentence ``refusal``.
+    """
+    node: dict[str, Any] | None = None
+    kind, token = ref.kind, ref.token
+    if ref.kind == "wiki":
+        node = await wiki_node(ctx, ref)
+        kind, token = str(node.get("obj_type") or "?"), str(node.get("obj_token") or "")
+    if kind != obj_type:
+        kind = kind_name(ctx.language, kind)
+        raise ToolError(translate(refusal, ctx.language, kind=kind, token=token))
+    return token, node
 
+
+class SearchWiki(
+    Tool[SearchWikiInput],
+    name="search_wiki",
+    description=(
+        "Search the wiki (knowledge base) pages the app can see by keyword: titles, links, node "
+        "tokens and a snippet. Use it when the user looks for a wiki or knowledge-base page (an "
+        "onboarding guide, a how-to, a policy); then read a page with get_wiki_node and "
+        "read_document."
+    ),
+    scopes=("search:docs:read",),
+):
     async def run(self, ctx: ToolContext, args: SearchWikiInput) -> ToolResult:
         """Search with only the wiki filter, so documents outside the wiki are left out."""
         query = args.query.strip()
@@ -106,13 +118,13 @@ class SearchWiki(Tool[SearchWikiInput]):
             meta: dict[str, Any] = unit.get("result_meta") or {}
             pages.append(
                 {
-                    "title": _HIGHLIGHT.sub("", str(unit.get("title_highlighted") or "")),
+                    "title": unhighlight(unit.get("title_highlighted")),
                     "url": meta.get("url", ""),
                     "node_token": meta.get("token", ""),
                     "type": str(meta.get("doc_types") or "").lower(),
                     "owner": meta.get("owner_name", ""),
-                    "updated": self._date(meta.get("update_time"), ctx),
-                    "snippet": _HIGHLIGHT.sub("", str(unit.get("summary_highlighted") or "")),
+                    "updated": epoch_date(meta.get("update_time"), ctx.timezone),
+                    "snippet": unhighlight(unit.get("summary_highlighted")),
                 }
             )
         total = max(int(data.get("total") or 0), len(pages))
@@ -121,37 +133,21 @@ class SearchWiki(Tool[SearchWikiInput]):
             return ToolResult(
                 ok=True, data=result, text=translate("no_wiki", ctx.language, query=query)
             )
-        lines = [translate("wiki_found", ctx.language, query=query, total=total, count=total)]
-        for page in pages:
-            details = ", ".join(v for v in (page["type"], page["owner"], page["updated"]) if v)
-            title = f"[{page['title']}]({page['url']})" if page["url"] else page["title"]
-            lines.append(f"- {title}" + (f" ({details})" if details else ""))
-        return ToolResult(ok=True, data=result, text="\n".join(lines))
-
-    @staticmethod
-    def _date(seconds: Any, ctx: ToolContext) -> str:
-        try:
-            value = int(seconds)
-        except (TypeError, ValueError):
-            return ""
-        if value <= 0:
-            return ""
-        return datetime.fromtimestamp(value, tz=UTC).astimezone(ctx.timezone).date().isoformat()
+        header = translate("wiki_found", ctx.language, query=query, total=total, count=total)
+        return ToolResult(ok=True, data=result, text=search_hit_lines(header, pages))
 
 
-class GetWikiNode(Tool[GetWikiNodeInput]):
-    """Resolve a wiki page to its title, type and the object it holds."""
-
-    name: ClassVar[str] = "get_wiki_node"
-    description: ClassVar[str] = (
+class GetWikiNode(
+    Tool[GetWikiNodeInput],
+    name="get_wiki_node",
+    description=(
         "Look up a wiki page from its link or node token: its title, space, and the object it "
-        "holds (obj_type docx, sheet, bitable...; obj_token). Use it whenever the user pastes "
-        "a wiki link: a docx page is then read with read_document(document=obj_token), a "
-        "bitable page with list_base_tables(base=obj_token). 'next' names that call."
-    )
-    write: ClassVar[bool] = False
-    scopes: ClassVar[tuple[str, ...]] = ("wiki:wiki:readonly",)
-
+        "holds (obj_type docx, sheet, bitable...; obj_token). Use it whenever the user pastes a "
+        "wiki link: a docx page is then read with read_document(document=obj_token), a bitable "
+        "page with list_base_tables(base=obj_token). 'next' names that call."
+    ),
+    scopes=("wiki:wiki:readonly",),
+):
     async def run(self, ctx: ToolContext, args: GetWikiNodeInput) -> ToolResult:
         """Fetch the node and say which tool reads what it holds."""
         ref = parse_reference(args.node, default_kind="wiki")

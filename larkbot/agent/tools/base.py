@@ -5,17 +5,20 @@ Both brains (offline intents and the LLM) run tools only through
 caching, metrics and the audit log in one place.
 
 A tool is a subclass of ``Tool[InputModel]``: the runner validates the arguments against
-the input model and hands :meth:`Tool.run` an instance of exactly that model::
+the input model and hands :meth:`Tool.run` an instance of exactly that model. The class
+statement says what the tool is (``name``, ``description``, ``write``, ``cacheable``,
+``scopes``), as the built-in tools do. The description is data, never the docstring:
+``python -OO`` strips docstrings, and a tool must describe itself under any interpreter
+flag::
 
     class EchoInput(BaseModel):
         text: str
 
-    class Echo(Tool[EchoInput]):
-        name = "echo"
-        description = "Repeat the text back."
-
+    class Echo(Tool[EchoInput], name="echo", description="Repeat the text back."):
         async def run(self, ctx: ToolContext, args: EchoInput) -> ToolResult:
             return ToolResult(ok=True, data={"text": args.text}, text=args.text)
+
+Class attributes (``name = "echo"``) work as well as the class statement's keywords.
 """
 
 from __future__ import annotations
@@ -110,6 +113,9 @@ class Tool(Generic[InputT]):
     permissions it needs; ``cacheable`` lets the runner answer a repeated read from its
     cache (a tool whose answer changes without any write, such as a chat's history, sets
     it to ``False``). ``input_model`` is taken from the type argument when not set.
+
+    ``name``, ``description``, ``write``, ``cacheable`` and ``scopes`` may each be given
+    as a keyword of the class statement or as a class attribute.
     """
 
     name: ClassVar[str]
@@ -120,8 +126,27 @@ class Tool(Generic[InputT]):
     scopes: ClassVar[tuple[str, ...]] = ()
     _openai_schema: ClassVar[dict[str, Any] | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        write: bool | None = None,
+        cacheable: bool | None = None,
+        scopes: tuple[str, ...] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
+        declared = {
+            "name": name,
+            "description": description,
+            "write": write,
+            "cacheable": cacheable,
+            "scopes": scopes,
+        }
+        for attribute, value in declared.items():
+            if value is not None:
+                setattr(cls, attribute, value)
         if "input_model" not in cls.__dict__:
             model = _input_model_of(cls)
             if model is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from larkbot.agent.tools._base_schema import CreateBaseTable, ListBaseFields, ListBaseTables
 from larkbot.agent.tools._bitable import (
     BaseFieldCache,
     CreateBaseRecord,
@@ -21,6 +22,7 @@ from larkbot.agent.tools._bitable import (
     UpdateBaseRecordInput,
 )
 from larkbot.agent.tools._calendar import CreateCalendarEvent, CreateCalendarEventInput
+from larkbot.agent.tools._chat_admin import CreateChat, ListChats
 from larkbot.agent.tools._chats import (
     ListChatMembers,
     ListChatMembersInput,
@@ -34,9 +36,13 @@ from larkbot.agent.tools._directory import (
     SearchDocuments,
     SearchDocumentsInput,
 )
+from larkbot.agent.tools._history import ListChatMessages
+from larkbot.agent.tools._people import LookupUserIds
 from larkbot.agent.tools.base import Tool
 
 __all__ = [
+    "BASE_TOOLS",
+    "MESSAGE_TOOLS",
     "BaseFieldCache",
     "CreateBaseRecord",
     "CreateBaseRecordInput",
@@ -58,6 +64,33 @@ __all__ = [
     "UpdateBaseRecordInput",
     "lark_tools",
 ]
+
+
+def _names(*tools: type[Tool[Any]]) -> tuple[str, ...]:
+    return tuple(tool.name for tool in tools)
+
+
+BASE_TOOLS = _names(
+    SearchBaseRecords,
+    CreateBaseRecord,
+    UpdateBaseRecord,
+    DeleteBaseRecord,
+    ListBaseTables,
+    ListBaseFields,
+    CreateBaseTable,
+)
+"""The names of the tools over Base records, tables and fields."""
+
+MESSAGE_TOOLS = _names(
+    SendMessage,
+    ListChatMembers,
+    GetUserInfo,
+    ListChatMessages,
+    ListChats,
+    CreateChat,
+    LookupUserIds,
+)
+"""The names of the tools over messages, chats and the people in them."""
 
 
 def lark_tools(*, field_cache: BaseFieldCache | None = None) -> list[Tool[Any]]:

@@ -50,6 +50,16 @@ _BASE_FORBIDDEN = frozenset({1254302, 91403})
 _USER_NOT_FOUND = frozenset({41050, 40013})
 _CHAT_NOT_FOUND = frozenset({232006, 232009, 232011, 230002})
 _USER_UNREACHABLE = frozenset({230013})
+# Refusals whose sentence needs nothing from the error: the codes, and the sentence's key.
+_PLAIN_REFUSALS: tuple[tuple[frozenset[int], str], ...] = (
+    (_RECORD_NOT_FOUND, "record_not_found"),
+    (_TABLE_NOT_FOUND, "table_not_found"),
+    (FIELD_NOT_FOUND_CODES, "field_not_found"),
+    (_BASE_FORBIDDEN, "base_forbidden"),
+    (_USER_NOT_FOUND, "user_not_found"),
+    (_CHAT_NOT_FOUND, "chat_not_found"),
+    (_USER_UNREACHABLE, "user_unreachable"),
+)
 
 _StatusResult = tuple[str, ToolResult]
 
@@ -328,20 +338,9 @@ def _explain(exc: Exception, tool: Tool[Any], language: Language) -> str:
         return translate("no_scope", language, scopes=scopes or "?")
     if code in _RATE_LIMITED or status == 429:
         return translate("lark_busy", language)
-    if code in _RECORD_NOT_FOUND:
-        return translate("record_not_found", language)
-    if code in _TABLE_NOT_FOUND:
-        return translate("table_not_found", language)
-    if code in FIELD_NOT_FOUND_CODES:
-        return translate("field_not_found", language)
     if code in _CONVERSION:
         return translate("value_conversion", language, detail=getattr(exc, "msg", "") or code)
-    if code in _BASE_FORBIDDEN:
-        return translate("base_forbidden", language)
-    if code in _USER_NOT_FOUND:
-        return translate("user_not_found", language)
-    if code in _CHAT_NOT_FOUND:
-        return translate("chat_not_found", language)
-    if code in _USER_UNREACHABLE:
-        return translate("user_unreachable", language)
+    for codes, key in _PLAIN_REFUSALS:
+        if code in codes:
+            return translate(key, language)
     return translate("lark_refused", language, code=code, msg=getattr(exc, "msg", "") or "")
