@@ -11,6 +11,9 @@ streaming closed, and CardKit's ``sequence`` strictly increasing across both att
 from __future__ import annotations
 
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -108,11 +111,37 @@ async def test_a_streamed_answer_resumed_after_a_crash_finishes_its_card(tmp_pat
     )
 
 
-@requires_redis
-async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_card(
-    tmp_path: Path,
-) -> None:
-    lease = 3.0
+@dataclass
+class _HalfStreamed:
+    """Two replicas on Redis; the first stalled half way through streaming an answer."""
+
+    store: RedisStore
+    lark: LarkStandIn
+    llm: OpenAIStandIn
+    first: LarkbotProcess
+    second: LarkbotProcess
+    chat_id: str
+    message_id: str
+    card: CardEntity
+    before: list[int]
+
+    async def finished_once(self) -> list[int]:
+        """Check one answer, in the card, recorded once; return the later sequences."""
+        with anyio.fail_after(10):
+            while (  # noqa: ASYNC110
+                await self.store.message_state(self.chat_id, self.message_id) != MessageState.DONE
+            ):
+                await anyio.sleep(0.1)
+        history = await self.store.history(self.chat_id)
+        assert [t.text for t in history if t.role == "assistant"] == [ANSWER]
+        return _check_one_finished_card(self.lark, self.message_id, self.card, self.before)
+
+
+_LEASE_SECONDS = 3.0
+
+
+@asynccontextmanager
+async def _half_streamed_on_two_replicas(tmp_path: Path) -> AsyncIterator[_HalfStreamed]:
     async with (
         redis_server(tmp_path / "redis") as server,
         RedisStore.open(server.url) as store,
@@ -125,7 +154,7 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
         env = {
             "REDIS_URL": server.url,
             "LARKBOT_STORE": "redis",
-            "LARKBOT_STORE__LEASE_SECONDS": str(lease),
+            "LARKBOT_STORE__LEASE_SECONDS": str(_LEASE_SECONDS),
             **llm_env(llm),
         }
         (tmp_path / "a").mkdir()
@@ -137,26 +166,29 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
             chat_id = await chat_owned_by(store, f":{first.process.pid}:")
             message_id = await lark.send_text("what is the launch plan?", chat_id=chat_id)
             card = await _streamed_half_way(lark, llm, message_id)
-            await _kill(first)
-            killed_at = anyio.current_time()
-            llm.release()
-            partial = str((card.element("answer") or {}).get("content"))
             before = _operations(card)
-            assert partial and partial != ANSWER and card.streaming
+            assert card.streaming
+            yield _HalfStreamed(store, lark, llm, first, second, chat_id, message_id, card, before)
 
-            await lark.wait_for(lambda: not card.streaming, 60)
-            taken_over = anyio.current_time() - killed_at
-            assert second.log_lines("continuing the streamed card a previous owner sent")
-            with anyio.fail_after(10):
-                while await store.message_state(chat_id, message_id) != MessageState.DONE:  # noqa: ASYNC110
-                    await anyio.sleep(0.1)
-            after = _check_one_finished_card(lark, message_id, card, before)
-            history = await store.history(chat_id)
-            assert [t.text for t in history if t.role == "assistant"] == [ANSWER]
+
+@requires_redis
+async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_card(
+    tmp_path: Path,
+) -> None:
+    async with _half_streamed_on_two_replicas(tmp_path) as run:
+        await _kill(run.first)
+        killed_at = anyio.current_time()
+        run.llm.release()
+        partial = str((run.card.element("answer") or {}).get("content"))
+        assert partial and partial != ANSWER
+        await run.lark.wait_for(lambda: not run.card.streaming, 60)
+        taken_over = anyio.current_time() - killed_at
+        assert run.second.log_lines("continuing the streamed card a previous owner sent")
+        after = await run.finished_once()
     print(
         f"\nkill -9 of the replica streaming the answer after {len(partial)} of "
-        f"{len(ANSWER)} characters (sequences up to {max(before)}); the other replica "
-        f"finished the same card {taken_over:.1f} s later (lease {lease:g} s) with "
+        f"{len(ANSWER)} characters (sequences up to {max(run.before)}); the other replica "
+        f"finished the same card {taken_over:.1f} s later (lease {_LEASE_SECONDS:g} s) with "
         f"sequences {after[0]}..{after[-1]}; 1 reply, history recorded once"
     )
 
@@ -165,50 +197,23 @@ async def test_a_replica_taking_over_a_half_streamed_answer_finishes_the_same_ca
 async def test_a_replica_frozen_mid_stream_cannot_touch_the_card_its_successor_finished(
     tmp_path: Path,
 ) -> None:
-    lease = 3.0
-    async with (
-        redis_server(tmp_path / "redis") as server,
-        RedisStore.open(server.url) as store,
-        LarkStandIn() as lark,
-        OpenAIStandIn() as llm,
-    ):
-        lark.cluster_mode()
-        llm.script({"content": ANSWER}, {"content": ANSWER})
-        llm.stall_next_stream(_STALL_AFTER_WORDS)
-        env = {
-            "REDIS_URL": server.url,
-            "LARKBOT_STORE": "redis",
-            "LARKBOT_STORE__LEASE_SECONDS": str(lease),
-            **llm_env(llm),
-        }
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
-        async with (
-            larkbot_process(lark, tmp_path / "a", env) as first,
-            larkbot_process(lark, tmp_path / "b", env) as second,
-        ):
-            chat_id = await chat_owned_by(store, f":{first.process.pid}:")
-            message_id = await lark.send_text("what is the launch plan?", chat_id=chat_id)
-            card = await _streamed_half_way(lark, llm, message_id)
-            before = _operations(card)
-            first.send_signal(signal.SIGSTOP)
-            try:
-                await lark.wait_for(lambda: not card.streaming, 60)
-                assert second.log_lines("continuing the streamed card a previous owner sent")
-                finished = list(card.updates), card.sequence
-            finally:
-                first.send_signal(signal.SIGCONT)
-            # The frozen replica wakes up and its model goes on writing the answer.
-            llm.release()
-            await lark.wait_for(lambda: bool(first.log_lines("lost partition")), 30)
-            refused = sum(1 for call in lark.api_calls if call.code == 300317)
-            assert (list(card.updates), card.sequence) == finished
-            after = _check_one_finished_card(lark, message_id, card, before)
-            history = await store.history(chat_id)
-            assert [t.text for t in history if t.role == "assistant"] == [ANSWER]
+    async with _half_streamed_on_two_replicas(tmp_path) as run:
+        run.first.send_signal(signal.SIGSTOP)
+        try:
+            await run.lark.wait_for(lambda: not run.card.streaming, 60)
+            assert run.second.log_lines("continuing the streamed card a previous owner sent")
+            finished = list(run.card.updates), run.card.sequence
+        finally:
+            run.first.send_signal(signal.SIGCONT)
+        # The frozen replica wakes up and its model goes on writing the answer.
+        run.llm.release()
+        await run.lark.wait_for(lambda: bool(run.first.log_lines("lost partition")), 30)
+        refused = sum(1 for call in run.lark.api_calls if call.code == 300317)
+        assert (list(run.card.updates), run.card.sequence) == finished
+        after = await run.finished_once()
     print(
-        f"\nSIGSTOP of the replica streaming the answer (sequences up to {max(before)}); the "
-        f"other finished the same card with sequences {after[0]}..{after[-1]}; the woken "
+        f"\nSIGSTOP of the replica streaming the answer (sequences up to {max(run.before)}); "
+        f"the other finished the same card with sequences {after[0]}..{after[-1]}; the woken "
         f"replica's late updates changed nothing ({refused} refused by CardKit for their "
         "sequence), and it left the message to the new owner"
     )
