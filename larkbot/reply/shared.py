@@ -282,7 +282,7 @@ class SharedResponder:
         conversation, cached, card = await self._retrying(
             items, "reading the conversation", lambda: self._load(message)
         )
-        stream = None
+        stream = journal = None
         if card is not None or (self._streaming and cached is None):
             journal = _LeaseJournal(self._store, message, items[0].token)
             stream = self._poster.streaming_card(message, journal=journal, resumed=card)
@@ -325,6 +325,10 @@ class SharedResponder:
                 outbound, first = await finish_stream(
                     stream, Reply(stored.text, stored.markdown, stored.card)
                 )
+                if journal is not None and journal.fenced:
+                    # The card is the next owner's now: posting the answer beside it here
+                    # would show it twice (this replica's view of its leases may lag).
+                    raise _Abandoned
                 await self._poster.post_parts(message, outbound, first)
                 parts = len(outbound) + first
             except LarkAPIError as exc:
@@ -429,6 +433,8 @@ class _LeaseJournal:
         self._store = store
         self._message = message
         self._token = token
+        self.fenced = False
+        """Set once Redis refused the card because the lease is no longer this owner's."""
 
     async def keep(self, card: StreamedCard) -> bool:
         message = self._message
@@ -440,6 +446,7 @@ class _LeaseJournal:
             log.warning("message %s: could not keep its streamed card: %s", message.message_id, exc)
             return False
         if not kept:
+            self.fenced = True
             log.info(
                 "message %s: the partition changed hands, its new owner finishes the card",
                 message.message_id,
