@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,25 +125,16 @@ async def larkbot_bot(
         "LARKBOT_RATE_LIMITING__ENABLED": "false",
         **(env or {}),
     }
-    log = (workdir / f"larkbot-{port}.log").open("wb")
-    spawned_at = time.perf_counter()
-    process = await anyio.open_process(
+    async with _spawned(
+        "larkbot",
         [sys.executable, "-m", "larkbot", "run"],
-        env=bot_env(variables),
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    bot = BotProcess("larkbot", process, spawned_at, ops_port=port)
-    try:
-        with anyio.fail_after(_READY_TIMEOUT):
-            await _larkbot_ready(port, process)
-        bot.ready_seconds = time.perf_counter() - spawned_at
+        variables,
+        workdir,
+        f"larkbot-{port}.log",
+        lambda process: _larkbot_ready(port, process),
+        ops_port=port,
+    ) as bot:
         yield bot
-    finally:
-        with anyio.CancelScope(shield=True):
-            await _stop(process)
-            log.close()
 
 
 @asynccontextmanager
@@ -152,29 +143,51 @@ async def sdk_bot(
 ) -> AsyncIterator[BotProcess]:
     """Run ``bench/sdk_bot.py`` against ``lark``; yields once the stand-in sees it connected."""
     connected_before = lark.handshakes
-    log = (workdir / f"sdk-{time.monotonic_ns()}.log").open("wb")
+
+    async def connected(process: Process) -> None:
+        while lark.handshakes <= connected_before or lark.connections == 0:
+            if process.returncode is not None:
+                raise RuntimeError(f"the SDK bot exited with {process.returncode}")
+            await anyio.sleep(_POLL_SECONDS)
+
+    command = [
+        sys.executable,
+        str(BENCH_DIR / "sdk_bot.py"),
+        lark.url,
+        lark.app_id,
+        lark.app_secret,
+        str(delay),
+    ]
+    log_name = f"sdk-{time.monotonic_ns()}.log"
+    async with _spawned("sdk", command, {}, workdir, log_name, connected) as bot:
+        yield bot
+
+
+@asynccontextmanager
+async def _spawned(
+    name: str,
+    command: list[str],
+    variables: Mapping[str, str],
+    workdir: Path,
+    log_name: str,
+    ready: Callable[[Process], Awaitable[None]],
+    *,
+    ops_port: int | None = None,
+) -> AsyncIterator[BotProcess]:
+    """Run ``command`` in ``workdir``, logging to ``log_name`` there; yield once ``ready``.
+
+    The time to ready is recorded on the yielded bot; the process is stopped (SIGTERM, then
+    SIGKILL) when the block ends.
+    """
+    log = (workdir / log_name).open("wb")
     spawned_at = time.perf_counter()
     process = await anyio.open_process(
-        [
-            sys.executable,
-            str(BENCH_DIR / "sdk_bot.py"),
-            lark.url,
-            lark.app_id,
-            lark.app_secret,
-            str(delay),
-        ],
-        env=bot_env({}),
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        command, env=bot_env(variables), cwd=workdir, stdout=log, stderr=subprocess.STDOUT
     )
-    bot = BotProcess("sdk", process, spawned_at)
+    bot = BotProcess(name, process, spawned_at, ops_port=ops_port)
     try:
         with anyio.fail_after(_READY_TIMEOUT):
-            while lark.handshakes <= connected_before or lark.connections == 0:
-                if process.returncode is not None:
-                    raise RuntimeError(f"the SDK bot exited with {process.returncode}")
-                await anyio.sleep(_POLL_SECONDS)
+            await ready(process)
         bot.ready_seconds = time.perf_counter() - spawned_at
         yield bot
     finally:

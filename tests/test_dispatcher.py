@@ -120,6 +120,28 @@ async def test_stop_accepting_refuses_new_work() -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_drain_stops_accepting_and_says_whether_the_work_finished_in_time() -> None:
+    release = anyio.Event()
+
+    async def handler(message: InboundMessage) -> None:
+        if message.chat_id == "slow":
+            await release.wait()
+
+    dispatcher = Dispatcher(handler)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        assert dispatcher.submit(inbound("slow"))
+        with anyio.fail_after(5):
+            assert not await dispatcher.drain(0.05)
+        assert not dispatcher.accepting and not dispatcher.submit(inbound("fast"))
+        assert dispatcher.backlog == 1
+        release.set()
+        with anyio.fail_after(5):
+            assert await dispatcher.drain(5)
+        assert dispatcher.backlog == 0
+        tg.cancel_scope.cancel()
+
+
 async def test_cancellation_leaves_the_backlog_consistent() -> None:
     async def handler(message: InboundMessage) -> None:
         await anyio.sleep_forever()

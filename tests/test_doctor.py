@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -17,7 +18,7 @@ from larkbot.cli._permissions import scope_needs, tools_needing
 from larkbot.cli.doctor import CheckResult, run_checks
 from larkbot.store import open_store
 from larkbot.store.sqlite import SCHEMA_VERSION
-from larkbot.testing import LarkStandIn, app_scopes_route
+from larkbot.testing import ApiRequest, LarkStandIn, OpenApiRoute, app_scopes_route
 from larkbot.testing.openai_standin import OpenAIStandIn
 from tests._daemon import WEBHOOK_KEY, WEBHOOK_TOKEN, settings_for, webhook_env
 from tests._factories import inbound
@@ -99,6 +100,17 @@ async def test_a_scope_granted_through_a_broader_one_counts() -> None:
     async with LarkStandIn(extra_routes=[app_scopes_route(broad)]) as lark:
         checks = _by_name(await run_checks(await settings_for(lark), env={}))
     assert checks["permissions"].status == "ok"
+
+
+async def test_a_scope_listing_not_understood_is_skipped_not_reported_missing() -> None:
+    async def garbled(request: ApiRequest) -> dict[str, Any]:
+        return {"scopes": [{"scope_name": "im:message:send_as_bot", "grant_status": "yes"}]}
+
+    listing = OpenApiRoute("GET", "application/v6/scopes", garbled)
+    async with LarkStandIn(extra_routes=[listing]) as lark:
+        checks = _by_name(await run_checks(await settings_for(lark), env={}))
+    assert checks["permissions"].status == "skip"
+    assert "not understood" in checks["permissions"].detail
 
 
 async def test_state_directory_is_inspected_without_writing(tmp_path: Path) -> None:

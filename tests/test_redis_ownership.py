@@ -401,3 +401,14 @@ async def test_release_does_not_wait_for_a_reader_blocked_on_a_full_feed(
             assert [i.message for i in adopted] == messages  # all of them, in order
             assert adopted[0].entry_id == first.entry_id
             tg.cancel_scope.cancel()
+
+
+async def test_a_lease_too_short_for_a_one_second_tick_is_held_without_one(
+    server: RedisServer,
+) -> None:
+    # The tick defaults to a quarter of the lease: a fixed 1 s one would not fit in 1 s.
+    async with opened(server, partitions=4) as store, anyio.create_task_group() as tg:
+        quick = PartitionOwnership(store, owner="quick", lease_ttl=1.0)
+        await start(tg, quick)
+        await until(lambda: quick.owned == frozenset(range(4)))
+        tg.cancel_scope.cancel()

@@ -35,7 +35,7 @@ from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.core.cards import CardAction, CardAnswer
 from larkbot.core.language import Language
 from larkbot.lark.client import LarkAPIError
-from larkbot.store.confirmations import ConfirmationState, PendingWrite
+from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 
 if TYPE_CHECKING:
     from larkbot.agent.tools.runner import ToolRunner
@@ -79,14 +79,7 @@ class ConfirmationStore(Protocol):
 
     async def confirmation(self, confirmation_id: str) -> PendingWrite | None: ...
 
-    async def settle_confirmation(
-        self,
-        confirmation_id: str,
-        *,
-        expected: ConfirmationState,
-        state: ConfirmationState,
-        outcome: str = "",
-    ) -> bool: ...
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool: ...
 
 
 class ConversationSource(Protocol):
@@ -215,7 +208,7 @@ class WriteConfirmations:
         self, pending: PendingWrite, action: CardAction, state: ConfirmationState
     ) -> CardAnswer:
         won = await self.store.settle_confirmation(
-            pending.id, expected=ConfirmationState.PENDING, state=state
+            ConfirmationMove(pending.id, expected=ConfirmationState.PENDING, state=state)
         )
         current = await self.store.confirmation(pending.id) or pending
         if won:
@@ -227,7 +220,9 @@ class WriteConfirmations:
 
     async def _approve(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
         won = await self.store.settle_confirmation(
-            pending.id, expected=ConfirmationState.PENDING, state=ConfirmationState.APPROVING
+            ConfirmationMove(
+                pending.id, expected=ConfirmationState.PENDING, state=ConfirmationState.APPROVING
+            )
         )
         if not won:
             # Another click, delivery or replica took it: show where it stands.
@@ -270,7 +265,9 @@ class WriteConfirmations:
         state = ConfirmationState.DONE if result.ok else ConfirmationState.FAILED
         outcome = (result.text if result.ok else result.error or result.text) or ""
         await self.store.settle_confirmation(
-            pending.id, expected=ConfirmationState.APPROVING, state=state, outcome=outcome
+            ConfirmationMove(
+                pending.id, expected=ConfirmationState.APPROVING, state=state, outcome=outcome
+            )
         )
         settled = pending.model_copy(update={"state": state, "outcome": outcome})
         self._decision(settled, action, state.value)

@@ -31,6 +31,7 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 import openai
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -67,7 +68,28 @@ _HINTS = {
     1000040350: "the app already has 50 long connections open: stop other instances",
 }
 _NO_SCOPE = frozenset({99991672, 99991679})
-_GRANTED = 1
+
+
+class _ScopeGrant(BaseModel):
+    """One of the app's scopes as ``application/v6/scopes`` lists it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    scope_name: str
+    grant_status: int
+
+    @property
+    def granted(self) -> bool:
+        """Whether the tenant granted it (status 1; 2 is requested, not yet granted)."""
+        return self.grant_status == 1
+
+
+class _ScopeListing(BaseModel):
+    """The answer of ``application/v6/scopes``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    scopes: list[_ScopeGrant] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,11 +317,16 @@ class _LarkChecks:
                 f"Lark did not list the app's scopes ({exc}): compare the app's scopes with "
                 "the README's table",
             )
-        granted = {
-            str(entry.get("scope_name"))
-            for entry in data.get("scopes") or []
-            if isinstance(entry, dict) and entry.get("grant_status") == _GRANTED
-        }
+        try:
+            listing = _ScopeListing.model_validate(data)
+        except ValidationError:
+            return CheckResult(
+                "permissions",
+                "skip",
+                "Lark's list of the app's scopes was not understood: compare the app's scopes "
+                "with the README's table",
+            )
+        granted = {scope.scope_name for scope in listing.scopes or () if scope.granted}
         needs = scope_needs()
         missing = missing_scopes(granted, needs)
         if not missing:

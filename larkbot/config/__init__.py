@@ -30,58 +30,8 @@ secret file others can read) are :attr:`Settings.warnings` instead. Loading read
 synchronously, before the event loop starts.
 """
 
+from larkbot.config import settings
 from larkbot.config._loader import load_settings
-from larkbot.config.settings import (
-    EX_CONFIG,
-    AdmissionSettings,
-    AgentProfileSettings,
-    AgentSettings,
-    AppSettings,
-    BaseTableSettings,
-    CacheSettings,
-    ConfigError,
-    DispatchSettings,
-    EventsSettings,
-    LarkSettings,
-    LlmSettings,
-    LogSettings,
-    McpSettings,
-    PolicySettings,
-    RateLimitSettings,
-    SentrySettings,
-    ServerSettings,
-    SettingRow,
-    Settings,
-    ShutdownSettings,
-    StoreSettings,
-    ToolsSettings,
-    describe_settings,
-)
+from larkbot.config.settings import *  # noqa: F403  (the package's surface is the settings')
 
-__all__ = [
-    "EX_CONFIG",
-    "AdmissionSettings",
-    "AgentProfileSettings",
-    "AgentSettings",
-    "AppSettings",
-    "BaseTableSettings",
-    "CacheSettings",
-    "ConfigError",
-    "DispatchSettings",
-    "EventsSettings",
-    "LarkSettings",
-    "LlmSettings",
-    "LogSettings",
-    "McpSettings",
-    "PolicySettings",
-    "RateLimitSettings",
-    "SentrySettings",
-    "ServerSettings",
-    "SettingRow",
-    "Settings",
-    "ShutdownSettings",
-    "StoreSettings",
-    "ToolsSettings",
-    "describe_settings",
-    "load_settings",
-]
+__all__ = [*settings.__all__, "load_settings"]

@@ -4,7 +4,7 @@
 part of it (agent, brain, tools, store, Lark client, event source) without patching.
 """
 
-from larkbot.daemon._assembly import Components, Overrides, assemble
+from larkbot.daemon._assembly import Components, Overrides, Wiring, assemble
 from larkbot.daemon._lifecycle import Daemon, DaemonStatus
 
-__all__ = ["Components", "Daemon", "DaemonStatus", "Overrides", "assemble"]
+__all__ = ["Components", "Daemon", "DaemonStatus", "Overrides", "Wiring", "assemble"]

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from larkbot.agent.tools.base import Tool
     from larkbot.agent.tools.registry import ToolRegistry
 
-__all__ = ["Components", "Overrides", "assemble"]
+__all__ = ["Components", "Overrides", "Wiring", "assemble"]
 
 log = logging.getLogger("larkbot.daemon")
 
@@ -90,21 +90,40 @@ class Components:
     """Run for the daemon's whole life with ``task_group.start`` (the approved writes)."""
 
 
-async def assemble(
-    settings: Settings,
-    stack: AsyncExitStack,
-    *,
-    overrides: Overrides,
-    identity: BotIdentity,
-    status: RuntimeStatus,
-    on_source_state: StateCallback,
-    env: Mapping[str, str],
-    working_reaction_after: float | None,
-) -> Components:
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the daemon hands the assembly besides the settings.
+
+    :param overrides: the parts to use instead of the configured ones.
+    :param identity: the bot's identity, filled in at start-up; admission reads it.
+    :param status: the daemon's live figures, for the agent's ``status`` command.
+    :param on_source_state: called with ``True``/``False`` as the event source comes and goes.
+    :param env: the environment the SQLite state directory is resolved in.
+    :param working_reaction_after: seconds the agent may think before the user's message
+        gets a "working on it" reaction; ``None`` turns the reaction off.
+    """
+
+    overrides: Overrides
+    identity: BotIdentity
+    status: RuntimeStatus
+    on_source_state: StateCallback
+    env: Mapping[str, str]
+    working_reaction_after: float | None
+
+
+class _Agent(NamedTuple):
+    """The agent a replica answers with, its card action handler, and what warms it up."""
+
+    agent: Agent
+    card_actions: CardActions | None
+    warm_up: list[Callable[[], Awaitable[object]]]
+
+
+async def assemble(settings: Settings, stack: AsyncExitStack, wiring: Wiring) -> Components:
     """Build and wire every component; what needs closing is pushed on ``stack``."""
     # One client, and so one HTTP pool, for everything the daemon asks of Lark: OpenAPI
     # calls and the long connection's endpoint discovery.
-    client = overrides.lark_client
+    client = wiring.overrides.lark_client
     if client is None:
         client = await stack.enter_async_context(
             LarkClient(
@@ -114,24 +133,16 @@ async def assemble(
                 timeout=settings.server.timeout_seconds,
             )
         )
-    store = overrides.store
+    build = _Build(settings, stack, client, wiring)
+    store = wiring.overrides.store
     if store is None and settings.store.kind == "redis":
-        return await _assemble_shared(
-            settings,
-            stack,
-            client=client,
-            overrides=overrides,
-            identity=identity,
-            status=status,
-            on_source_state=on_source_state,
-            working_reaction_after=working_reaction_after,
-        )
+        return await build.shared()
     if store is None:
         store = await stack.enter_async_context(
             open_store(
                 kind=settings.store.kind,
                 state_dir=(
-                    settings.store.resolved_state_dir(env)
+                    settings.store.resolved_state_dir(wiring.env)
                     if settings.store.kind == "sqlite"
                     else None
                 ),
@@ -139,131 +150,143 @@ async def assemble(
                 ledger_max_entries=settings.store.ledger_max_entries,
             )
         )
-    conversations = ConversationCache.from_settings(settings)
-    warm_up: list[Callable[[], Awaitable[object]]] = []
-    agent = overrides.agent
-    card_actions: CardActions | None = None
-    if agent is None:
-        registry = await anyio.to_thread.run_sync(_load_agent_registry)
-        agent, card_actions = _build_assistant(
-            settings, client, store, conversations, status, overrides, stack, warm_up, registry
+    return await build.single(store)
+
+
+@dataclass(frozen=True, slots=True)
+class _Build:
+    """Builds one replica's parts from the settings, the daemon's wiring and one Lark client."""
+
+    settings: Settings
+    stack: AsyncExitStack
+    client: LarkClient
+    wiring: Wiring
+
+    async def single(self, store: Store) -> Components:
+        """The parts of a replica alone with its inbox ``store`` (SQLite or memory)."""
+        settings = self.settings
+        conversations = ConversationCache.from_settings(settings)
+        built = await self._agent(store, conversations)
+        responder = Responder(
+            agent=built.agent,
+            client=self.client,
+            store=store,
+            conversations=conversations,
+            reply_in_thread=settings.lark.reply_in_thread,
+            working_reaction_after=self.wiring.working_reaction_after,
+            streaming=_streaming(settings),
         )
-    responder = Responder(
-        agent=agent,
-        client=client,
-        store=store,
-        conversations=conversations,
-        reply_in_thread=settings.lark.reply_in_thread,
-        working_reaction_after=working_reaction_after,
-        streaming=_streaming(settings),
-    )
-    dispatcher = _dispatcher(settings, responder.answer)
-    admission = Admission(
-        store=store,
-        dispatcher=dispatcher,
-        identity=identity,
-        policy=_policy(settings),
-        card_actions=card_actions,
-    )
-    source_factory = overrides.source or (
-        _webhook(settings) if settings.events.mode == "webhook" else _long_connection(client)
-    )
-    source = source_factory(admission, on_source_state)
-    return Components(
-        settings=settings,
-        client=client,
-        store=store,
-        conversations=conversations,
-        agent=agent,
-        responder=responder,
-        dispatcher=dispatcher,
-        admission=admission,
-        source=source,
-        warm_up=warm_up,
-        services=_services(card_actions),
-    )
+        return self._components(built, responder, conversations, store=store)
 
+    async def shared(self) -> Components:
+        """The parts of a replica that shares Redis with others (``store.backend = redis``).
 
-async def _assemble_shared(
-    settings: Settings,
-    stack: AsyncExitStack,
-    *,
-    client: LarkClient,
-    overrides: Overrides,
-    identity: BotIdentity,
-    status: RuntimeStatus,
-    on_source_state: StateCallback,
-    working_reaction_after: float | None,
-) -> Components:
-    """The parts of a replica that shares Redis with others (``store.backend = redis``).
-
-    Admission queues into Redis; the partitions this replica owns feed dispatch; answers
-    read and write history in Redis and finish under the partition's lease.
-    """
-    redis = await stack.enter_async_context(open_redis(settings))
-    limits = settings.rate_limiting
-    warm_up: list[Callable[[], Awaitable[object]]] = []
-    agent = overrides.agent
-    card_actions: CardActions | None = None
-    if agent is None:
+        Admission queues into Redis; the partitions this replica owns feed dispatch; answers
+        read and write history in Redis and finish under the partition's lease.
+        """
+        settings = self.settings
+        redis = await self.stack.enter_async_context(open_redis(settings))
+        limits = settings.rate_limiting
         # Pending write confirmations live in Redis too, so a click on any replica counts
         # once. (The decision's outcome is not added to the shared history yet.)
-        registry = await anyio.to_thread.run_sync(_load_agent_registry)
-        agent, card_actions = _build_assistant(
-            settings,
-            client,
+        built = await self._agent(
             redis,
             None,
-            status,
-            overrides,
-            stack,
-            warm_up,
-            registry,
             limiter=SharedRateLimiter(redis, "msg", limits.requests_per_minute),
             write_limiter=SharedRateLimiter(redis, "write", limits.write_requests_per_minute),
         )
-    ownership = ownership_for(settings, redis)
-    work = OwnedWork(ownership)
-    responder = SharedResponder(
-        agent=agent,
-        poster=ReplyPoster(
-            client,
-            reply_in_thread=settings.lark.reply_in_thread,
-            working_reaction_after=working_reaction_after,
-        ),
-        store=redis,
-        ownership=ownership,
-        work=work,
-        default_language=settings.agent.default_language,
-        stale_after_seconds=settings.admission.stale_after_seconds,
-        streaming=_streaming(settings),
-    )
-    dispatcher = _dispatcher(settings, responder.answer)
-    admission = Admission(
-        store=None,
-        dispatcher=None,
-        identity=identity,
-        policy=_policy(settings),
-        card_actions=card_actions,
-        shared=RedisQueue(redis),
-    )
-    source_factory = overrides.source or (
-        _webhook(settings) if settings.events.mode == "webhook" else _long_connection(client)
-    )
-    return Components(
-        settings=settings,
-        client=client,
-        store=None,
-        conversations=ConversationCache.from_settings(settings),
-        agent=agent,
-        responder=responder,
-        dispatcher=dispatcher,
-        admission=admission,
-        source=source_factory(admission, on_source_state),
-        warm_up=warm_up,
-        shared=SharedParts(store=redis, ownership=ownership, work=work, responder=responder),
-        services=_services(card_actions),
-    )
+        ownership = ownership_for(settings, redis)
+        work = OwnedWork(ownership)
+        responder = SharedResponder(
+            agent=built.agent,
+            poster=ReplyPoster(
+                self.client,
+                reply_in_thread=settings.lark.reply_in_thread,
+                working_reaction_after=self.wiring.working_reaction_after,
+            ),
+            store=redis,
+            ownership=ownership,
+            work=work,
+            default_language=settings.agent.default_language,
+            stale_after_seconds=settings.admission.stale_after_seconds,
+            streaming=_streaming(settings),
+        )
+        shared = SharedParts(store=redis, ownership=ownership, work=work, responder=responder)
+        conversations = ConversationCache.from_settings(settings)
+        return self._components(built, responder, conversations, shared=shared)
+
+    async def _agent(
+        self,
+        store: ConfirmationStore,
+        conversations: ConversationCache | None,
+        *,
+        limiter: UserLimiter | None = None,
+        write_limiter: UserLimiter | None = None,
+    ) -> _Agent:
+        """The overriding agent, else the configured assistant (see :func:`_build_assistant`)."""
+        warm_up: list[Callable[[], Awaitable[object]]] = []
+        overrides = self.wiring.overrides
+        if overrides.agent is not None:
+            return _Agent(overrides.agent, None, warm_up)
+        registry = await anyio.to_thread.run_sync(_load_agent_registry)
+        agent, card_actions = _build_assistant(
+            self.settings,
+            self.client,
+            store,
+            conversations,
+            self.wiring.status,
+            overrides,
+            self.stack,
+            warm_up,
+            registry,
+            limiter=limiter,
+            write_limiter=write_limiter,
+        )
+        return _Agent(agent, card_actions, warm_up)
+
+    def _components(
+        self,
+        built: _Agent,
+        responder: Responder | SharedResponder,
+        conversations: ConversationCache,
+        *,
+        store: Store | None = None,
+        shared: SharedParts | None = None,
+    ) -> Components:
+        """Dispatch, admission and the event source in front of ``responder``, and the whole.
+
+        Admission puts messages into ``store`` and dispatch, or with ``shared`` into Redis.
+        """
+        settings = self.settings
+        agent, card_actions, warm_up = built
+        dispatcher = _dispatcher(settings, responder.answer)
+        admission = Admission(
+            store=store,
+            dispatcher=dispatcher if shared is None else None,
+            identity=self.wiring.identity,
+            policy=_policy(settings),
+            card_actions=card_actions,
+            shared=RedisQueue(shared.store) if shared is not None else None,
+        )
+        source = self.wiring.overrides.source or (
+            _webhook(settings)
+            if settings.events.mode == "webhook"
+            else _long_connection(self.client)
+        )
+        return Components(
+            settings=settings,
+            client=self.client,
+            store=store,
+            conversations=conversations,
+            agent=agent,
+            responder=responder,
+            dispatcher=dispatcher,
+            admission=admission,
+            source=source(admission, self.wiring.on_source_state),
+            warm_up=warm_up,
+            shared=shared,
+            services=_services(card_actions),
+        )
 
 
 def _services(card_actions: CardActions | None) -> list[Callable[..., Awaitable[None]]]:

@@ -35,7 +35,7 @@ from larkbot.config import Settings
 from larkbot.core.agent import Agent
 from larkbot.core.errors import LarkbotError
 from larkbot.core.retry import RetryPolicy
-from larkbot.daemon._assembly import Components, Overrides, assemble
+from larkbot.daemon._assembly import Components, Overrides, Wiring, assemble
 from larkbot.daemon._shared import RedisGuard, drain_shared, start_shared, verify_layout
 from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.lark.client import CredentialsError, LarkAPIError, LarkClient
@@ -127,10 +127,16 @@ class Daemon:
         overrides = overrides or Overrides()
         if agent is not None:
             overrides = Overrides(**{**_fields(overrides), "agent": agent})
-        self._overrides = overrides
-        self._env = os.environ if env is None else env
-        self._notifier = notifier or SystemdNotifier.from_env(self._env)
-        self._working_reaction_after = working_reaction_after
+        env = os.environ if env is None else env
+        self._notifier = notifier or SystemdNotifier.from_env(env)
+        self._wiring = Wiring(
+            overrides=overrides,
+            identity=self.identity,
+            status=self.status,
+            on_source_state=self._on_source_state,
+            env=env,
+            working_reaction_after=working_reaction_after,
+        )
         self._started = time.monotonic()
         self._stop = anyio.Event()
         self._parts: Components | None = None
@@ -191,16 +197,7 @@ class Daemon:
     async def _run(self, task_status: TaskStatus[None]) -> None:
         settings = self.settings
         async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
-            parts = self._parts = await assemble(
-                settings,
-                stack,
-                overrides=self._overrides,
-                identity=self.identity,
-                status=self.status,
-                on_source_state=self._on_source_state,
-                env=self._env,
-                working_reaction_after=self._working_reaction_after,
-            )
+            parts = self._parts = await assemble(settings, stack, self._wiring)
             ops = OpsServer(
                 build_ops_app(self.health, routes=parts.source.routes),
                 settings.server.host,
@@ -323,10 +320,7 @@ class Daemon:
         if parts.shared is not None:
             await drain_shared(parts.shared, dispatcher, grace)
             return
-        dispatcher.stop_accepting()
-        with anyio.move_on_after(grace) as scope:
-            await dispatcher.wait_idle()
-        if scope.cancelled_caught:
+        if not await dispatcher.drain(grace):
             log.warning(
                 "grace period of %.0f s over: %d message(s) left in the inbox for the next start",
                 grace,

@@ -138,8 +138,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[RedisStore]:
 
 def ownership_for(settings: Settings, store: RedisStore) -> PartitionOwnership:
     """This replica's partition ownership, with the configured lease."""
-    lease = settings.store.lease_seconds
-    return PartitionOwnership(store, lease_ttl=lease, tick=min(1.0, lease / 4))
+    return PartitionOwnership(store, lease_ttl=settings.store.lease_seconds)
 
 
 async def verify_layout(store: RedisStore) -> None:
@@ -180,10 +179,7 @@ async def drain_shared(shared: SharedParts, dispatcher: Dispatcher, grace: float
     once, so other replicas adopt the partitions within a tick instead of a lease.
     """
     shared.responder.draining = True
-    dispatcher.stop_accepting()
-    with anyio.move_on_after(grace) as scope:
-        await dispatcher.wait_idle()
-    if scope.cancelled_caught:
+    if not await dispatcher.drain(grace):
         log.warning(
             "grace period of %.0f s over: %d message(s) left to the partitions' next owners",
             grace,

@@ -175,6 +175,16 @@ class Dispatcher:
         """Return once every submitted message has been handled."""
         await self._idle.wait()
 
+    async def drain(self, grace: float) -> bool:
+        """Stop accepting, then wait up to ``grace`` seconds for the messages in hand.
+
+        Returns whether they were all handled in time (shutdown logs what was left).
+        """
+        self.stop_accepting()
+        with anyio.move_on_after(grace):
+            await self.wait_idle()
+        return self._idle.is_set()
+
     async def _drain_chat(self, chat_id: str) -> None:
         queue = self._queues[chat_id]
         try:

@@ -4,22 +4,7 @@ Every stage and every tool talks to Lark through :class:`LarkClient`; this packa
 none of them.
 """
 
-from larkbot.lark.client import (
-    BotInfo,
-    CredentialsError,
-    EndpointAnswer,
-    LarkAPIError,
-    LarkClient,
-    SentMessage,
-    reply_uuid,
-)
+from larkbot.lark import client
+from larkbot.lark.client import *  # noqa: F403  (the package's surface is the client's)
 
-__all__ = [
-    "BotInfo",
-    "CredentialsError",
-    "EndpointAnswer",
-    "LarkAPIError",
-    "LarkClient",
-    "SentMessage",
-    "reply_uuid",
-]
+__all__ = client.__all__

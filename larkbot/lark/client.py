@@ -13,7 +13,7 @@ import copy
 import json
 import logging
 import uuid as uuid_module
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import quote
@@ -62,30 +62,25 @@ _UUID_NAMESPACE = uuid_module.uuid5(uuid_module.NAMESPACE_DNS, "reply.larkbot")
 _ENDPOINT_PATH = "/callback/ws/endpoint"
 
 
+@dataclass(eq=False, repr=False)
 class LarkAPIError(LarkbotError):
     """An OpenAPI call failed: the platform refused it, or retries ran out.
 
     ``code`` is Lark's error code, or -1 when there is none (network failure, an answer
     that is not Lark's JSON). ``status`` is the HTTP status of the last attempt (``None``
-    when no answer came). The text never contains the token or the app secret.
+    when no answer came). ``route`` is the templated path, never a concrete one. The text
+    never contains the token or the app secret.
     """
 
-    def __init__(
-        self,
-        code: int,
-        msg: str,
-        *,
-        status: int | None = None,
-        route: str,
-        log_id: str | None = None,
-    ) -> None:
-        """Record what failed; ``route`` is the templated path, never a concrete one."""
-        self.code = code
-        self.msg = msg
-        self.status = status
-        self.route = route
-        self.log_id = log_id
-        super().__init__(code, msg)
+    code: int
+    msg: str
+    _: KW_ONLY
+    status: int | None = None
+    route: str
+    log_id: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.code, self.msg)
 
     def __str__(self) -> str:
         """Describe the failure in one line."""

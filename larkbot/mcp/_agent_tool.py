@@ -151,12 +151,13 @@ class AskLarkbot(Tool[AskLarkbotInput]):
 
     :param settings: the configuration the agent answers with (tables, profiles, LLM).
     :param registry: the tools the agent reads with (every read tool there is).
-    :param brain: the brain shared by every call (``None``: the offline brain).
-    :param write_limiter: the server's write limiter, shared with direct tool calls.
-    :param writers: the writers policy of the server's runner.
     :param outer: returns the server's runner. The agent may write only with the write
         tools it runs, and the answer is posted through it when it runs ``send_message``
         (the server lets callers post in chats).
+    :param brain: the brain shared by every call (``None``: the offline brain).
+    :param write_limiter: the server's write limiter, shared with direct tool calls
+        (``None``: no limit).
+    :param writers: the writers policy of the server's runner (``None``: everyone).
     """
 
     name: ClassVar[str] = ASK_TOOL
@@ -177,10 +178,10 @@ class AskLarkbot(Tool[AskLarkbotInput]):
         *,
         settings: Settings,
         registry: ToolRegistry,
-        brain: Brain | None,
-        write_limiter: RateLimiter | None,
-        writers: Iterable[str] | None,
         outer: Callable[[], ToolRunner],
+        brain: Brain | None = None,
+        write_limiter: RateLimiter | None = None,
+        writers: Iterable[str] | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry

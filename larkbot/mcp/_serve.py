@@ -212,14 +212,8 @@ def exposed_tools(
         write tool without ``--allow-writes``.
     """
     registry = registry if registry is not None else default_registry(plugins=True)
-    ask = AskLarkbot(
-        settings=settings,
-        registry=registry,
-        brain=None,
-        write_limiter=None,
-        writers=None,
-        outer=_no_runner,
-    )
+    # Only listed, never run: it needs no brain, write limiter or writers policy.
+    ask = AskLarkbot(settings=settings, registry=registry, outer=_no_runner)
     available = available_tools(registry, ask)
     return select_tools(available, options.tools, allow_writes=options.allow_writes)
 

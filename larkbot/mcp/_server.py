@@ -102,10 +102,10 @@ class LarkToolServer:
         ask = AskLarkbot(
             settings=settings,
             registry=registry,
+            outer=lambda: self.runner,
             brain=brain,
             write_limiter=write_limiter,
             writers=writers,
-            outer=lambda: self.runner,
         )
         self.tools: list[Tool[Any]] = select_tools(
             available_tools(registry, ask), selection, allow_writes=allow_writes

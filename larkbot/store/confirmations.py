@@ -1,19 +1,21 @@
 """Pending write confirmations: what a requester is asked to approve, and its state.
 
 A confirmation moves from ``pending`` to exactly one of ``approving`` (then ``done`` or
-``failed``), ``cancelled`` or ``expired``. Every move is a compare-and-set in the store
-(:meth:`~larkbot.store.ledger.Store.settle_confirmation`), so of any number of clicks,
-redeliveries or replicas, exactly one wins each move and the write runs once.
+``failed``), ``cancelled`` or ``expired``. Every move (a :class:`ConfirmationMove`) is a
+compare-and-set in the store (:meth:`~larkbot.store.ledger.Store.settle_confirmation`), so
+of any number of clicks, redeliveries or replicas, exactly one wins each move and the write
+runs once.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ConfirmationState", "PendingWrite"]
+__all__ = ["ConfirmationMove", "ConfirmationState", "PendingWrite"]
 
 
 class ConfirmationState(enum.StrEnum):
@@ -50,4 +52,17 @@ class PendingWrite(BaseModel):
     created_at: float
     expires_at: float
     state: ConfirmationState = ConfirmationState.PENDING
+    outcome: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationMove:
+    """One step of a confirmation: from ``expected`` to ``state``, with the result's sentence.
+
+    A store makes the move only while the confirmation is still in ``expected``.
+    """
+
+    confirmation_id: str
+    expected: ConfirmationState
+    state: ConfirmationState
     outcome: str = ""

@@ -25,7 +25,7 @@ import anyio
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.message import InboundMessage
 from larkbot.core.redact import redact
-from larkbot.store.confirmations import ConfirmationState, PendingWrite
+from larkbot.store.confirmations import ConfirmationMove, PendingWrite
 from larkbot.store.inbox import StoredMessage
 from larkbot.store.streamed import StreamedCard
 
@@ -120,15 +120,8 @@ class Store(ABC):
         """The confirmation ``confirmation_id`` as it stands now, or ``None``."""
         raise StoreError(f"the {self.kind} store does not keep write confirmations")
 
-    async def settle_confirmation(
-        self,
-        confirmation_id: str,
-        *,
-        expected: ConfirmationState,
-        state: ConfirmationState,
-        outcome: str = "",
-    ) -> bool:
-        """Move a confirmation from ``expected`` to ``state``; ``False`` if it was not there.
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool:
+        """Make ``move`` if the confirmation is in ``move.expected``; ``False`` if it was not.
 
         Atomic, also across processes and replicas: of concurrent moves from one state,
         exactly one returns ``True``.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from cachetools import TTLCache
 
 from larkbot.core.message import InboundMessage
-from larkbot.store.confirmations import ConfirmationState, PendingWrite
+from larkbot.store.confirmations import ConfirmationMove, PendingWrite
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store
 from larkbot.store.streamed import StreamedCard
@@ -112,20 +112,13 @@ class MemoryStore(Store):
         """The confirmation as it stands now, or ``None``."""
         return self._confirmations.get(confirmation_id)
 
-    async def settle_confirmation(
-        self,
-        confirmation_id: str,
-        *,
-        expected: ConfirmationState,
-        state: ConfirmationState,
-        outcome: str = "",
-    ) -> bool:
-        """Move a confirmation from ``expected`` to ``state`` (no await: atomic)."""
-        pending = self._confirmations.get(confirmation_id)
-        if pending is None or pending.state != expected:
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool:
+        """Make ``move`` if the confirmation is in ``move.expected`` (no await: atomic)."""
+        pending = self._confirmations.get(move.confirmation_id)
+        if pending is None or pending.state != move.expected:
             return False
-        self._confirmations[confirmation_id] = pending.model_copy(
-            update={"state": state, "outcome": outcome}
+        self._confirmations[move.confirmation_id] = pending.model_copy(
+            update={"state": move.state, "outcome": move.outcome}
         )
         return True
 

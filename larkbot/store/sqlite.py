@@ -50,7 +50,7 @@ from pydantic import ValidationError
 
 from larkbot.core.message import InboundMessage
 from larkbot.store._batch import GroupCommit
-from larkbot.store.confirmations import ConfirmationState, PendingWrite
+from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store, StoreError
 from larkbot.store.streamed import StreamedCard
@@ -392,19 +392,12 @@ class SqliteStore(Store):
         pending = PendingWrite.model_validate_json(body)
         return pending.model_copy(update={"state": ConfirmationState(state), "outcome": outcome})
 
-    async def settle_confirmation(
-        self,
-        confirmation_id: str,
-        *,
-        expected: ConfirmationState,
-        state: ConfirmationState,
-        outcome: str = "",
-    ) -> bool:
-        """Move a confirmation from ``expected`` to ``state``: one conditional UPDATE."""
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool:
+        """Make ``move`` if the confirmation is in ``move.expected``: one conditional UPDATE."""
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE confirmations SET state = ?, outcome = ? WHERE id = ? AND state = ?",
-                (state.value, outcome, confirmation_id, expected.value),
+                (move.state.value, move.outcome, move.confirmation_id, move.expected.value),
             )
             return cursor.rowcount == 1
 

@@ -20,47 +20,24 @@ The key layout is in :mod:`larkbot.store.redis._keys`, the scripts in ``_scripts
 
 from __future__ import annotations
 
+from larkbot.store.redis import _models
 from larkbot.store.redis._endpoint import RedisEndpoint
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._keys import Keyspace
 from larkbot.store.redis._limits import SharedRateLimiter
-from larkbot.store.redis._models import (
-    BackupSummary,
-    CachedAnswer,
-    ConversationChange,
-    FinishOutcome,
-    IntakeResult,
-    MessageState,
-    PartitionBacklog,
-    RateDecision,
-    RedisServerInfo,
-    RestoreSummary,
-    StateCounts,
-    WorkItem,
-)
+from larkbot.store.redis._models import *  # noqa: F403  (every result type is public)
 from larkbot.store.redis._ownership import PartitionOwnership, rendezvous_owner
 from larkbot.store.redis._store import KEEP, RedisStore
 
 __all__ = [
     "KEEP",
-    "BackupSummary",
-    "CachedAnswer",
-    "ConversationChange",
-    "FinishOutcome",
-    "IntakeResult",
     "Keyspace",
-    "MessageState",
-    "PartitionBacklog",
     "PartitionOwnership",
-    "RateDecision",
     "RedisConfigError",
     "RedisEndpoint",
-    "RedisServerInfo",
     "RedisStore",
     "RedisUnavailable",
-    "RestoreSummary",
     "SharedRateLimiter",
-    "StateCounts",
-    "WorkItem",
     "rendezvous_owner",
+    *_models.__all__,
 ]

@@ -46,6 +46,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Unpack
 
 import anyio
 from anyio.abc import TaskStatus
@@ -55,7 +56,7 @@ from pydantic import ValidationError
 from larkbot.core.message import InboundMessage
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._models import FinishOutcome, WorkItem
-from larkbot.store.redis._store import KEEP, RedisStore, _Entry, _Keep
+from larkbot.store.redis._store import RedisStore, _Entry, _FinishChange
 
 __all__ = ["PartitionOwnership", "rendezvous_owner"]
 
@@ -103,7 +104,8 @@ class PartitionOwnership:
     :param store: the open Redis store.
     :param owner: this replica's id (default ``host:pid:random``); never reuse a live one.
     :param lease_ttl: seconds a lease lives without renewal; renewed every quarter of it.
-    :param tick: seconds between heartbeats and ownership checks.
+    :param tick: seconds between heartbeats and ownership checks; ``None``: a quarter of
+        ``lease_ttl``, at most 1 s.
     :param buffer: items handed out and not yet received, beyond which reading waits.
     :param batch: entries read per partition and call.
     :param block: seconds one XREAD waits for new entries.
@@ -117,7 +119,7 @@ class PartitionOwnership:
         *,
         owner: str | None = None,
         lease_ttl: float = 10.0,
-        tick: float = 1.0,
+        tick: float | None = None,
         buffer: int = 64,
         batch: int = 32,
         block: float = 0.5,
@@ -127,6 +129,7 @@ class PartitionOwnership:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         if "|" in self.owner or not self.owner:
             raise RedisConfigError(f"the owner id {self.owner!r} must be non-empty, without '|'")
+        tick = min(1.0, lease_ttl / 4) if tick is None else tick
         if not 0 < tick < lease_ttl or block <= 0 or batch < 1 or max_deliveries < 1:
             raise RedisConfigError(
                 "partition ownership needs 0 < tick < lease_ttl, a positive block, and batch "
@@ -195,30 +198,14 @@ class PartitionOwnership:
             self._running = False
 
     async def finish(
-        self,
-        items: WorkItem | Sequence[WorkItem],
-        *,
-        user_text: str | None = None,
-        answer_text: str | None = None,
-        conversation_key: str | None = None,
-        language: str | _Keep | None = KEEP,
-        profile: str | _Keep | None = KEEP,
-        reset: bool = False,
+        self, items: WorkItem | Sequence[WorkItem], **change: Unpack[_FinishChange]
     ) -> FinishOutcome:
-        """:meth:`RedisStore.finish` the items, then :meth:`settle` them.
+        """:meth:`RedisStore.finish` the items with ``change``, then :meth:`settle` them.
 
         On :class:`RedisUnavailable` the items stay unsettled: retry, or settle them.
         """
         batch = [items] if isinstance(items, WorkItem) else list(items)
-        outcome = await self._store.finish(
-            batch,
-            user_text=user_text,
-            answer_text=answer_text,
-            conversation_key=conversation_key,
-            language=language,
-            profile=profile,
-            reset=reset,
-        )
+        outcome = await self._store.finish(batch, **change)
         self.settle(batch)
         return outcome
 

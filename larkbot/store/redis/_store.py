@@ -17,10 +17,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypedDict, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -45,7 +46,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 import larkbot
 from larkbot.core.conversation import Conversation, Turn
 from larkbot.core.message import InboundMessage
-from larkbot.store.confirmations import ConfirmationState, PendingWrite
+from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 from larkbot.store.redis import _admin, _scripts
 from larkbot.store.redis._endpoint import RedisEndpoint
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
@@ -87,6 +88,17 @@ KEEP = _Keep.KEEP
 """Passed as ``language`` or ``profile`` to :meth:`RedisStore.finish`: leave it as it is."""
 
 
+class _FinishChange(TypedDict, total=False):
+    """The keyword arguments of :meth:`RedisStore.finish`, for callers that pass them on."""
+
+    user_text: str | None
+    answer_text: str | None
+    conversation_key: str | None
+    language: str | _Keep | None
+    profile: str | _Keep | None
+    reset: bool
+
+
 class _StoredTurn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -122,34 +134,46 @@ class _Read(NamedTuple):
     dead: list[_Entry]
 
 
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """How long a call may take and how long what the store keeps lives (see ``open``)."""
+
+    command_timeout: float
+    intake_timeout: float
+    seen_ttl_seconds: float
+    conversation_ttl_seconds: float
+    max_turns: int
+
+    @property
+    def seen_ttl_ms(self) -> int:
+        """How long a message id is remembered as seen and as done, in milliseconds."""
+        return int(self.seen_ttl_seconds * 1000)
+
+    @property
+    def conversation_ttl_ms(self) -> int:
+        """Idle time after which a conversation is forgotten, in milliseconds."""
+        return int(self.conversation_ttl_seconds * 1000)
+
+
 class RedisStore:
     """Shared state of N replicas in one Redis (or Valkey); open with :meth:`open`.
 
     :ivar endpoint: where Redis is (the password kept apart, never shown).
     :ivar keys: the key space (prefix and partition count).
+    :ivar intake_timeout: bound of :meth:`intake` in seconds (it runs inside the ack).
+    :ivar max_turns: turns kept per conversation.
     """
 
     def __init__(
-        self,
-        client: Redis,
-        endpoint: RedisEndpoint,
-        keys: Keyspace,
-        *,
-        command_timeout: float,
-        intake_timeout: float,
-        seen_ttl_seconds: float,
-        conversation_ttl_seconds: float,
-        max_turns: int,
+        self, client: Redis, endpoint: RedisEndpoint, keys: Keyspace, bounds: _Bounds
     ) -> None:
         """Use :meth:`open`; this wires an already built client."""
         self._client = client
         self.endpoint = endpoint
         self.keys = keys
-        self.command_timeout = command_timeout
-        self.intake_timeout = intake_timeout
-        self._seen_ttl_ms = int(seen_ttl_seconds * 1000)
-        self._conversation_ttl_ms = int(conversation_ttl_seconds * 1000)
-        self.max_turns = max_turns
+        self._bounds = bounds
+        self.intake_timeout = bounds.intake_timeout
+        self.max_turns = bounds.max_turns
         self._failing_since: float | None = None
         register = client.register_script
         self._intake = register(_scripts.INTAKE)
@@ -247,16 +271,10 @@ class RedisStore:
         if endpoint.tls:
             await _share_tls_context(pool)
         client = Redis(connection_pool=pool)
-        store = cls(
-            client,
-            endpoint,
-            keys,
-            command_timeout=command_timeout,
-            intake_timeout=intake_timeout,
-            seen_ttl_seconds=seen_ttl_seconds,
-            conversation_ttl_seconds=conversation_ttl_seconds,
-            max_turns=max_turns,
+        bounds = _Bounds(
+            command_timeout, intake_timeout, seen_ttl_seconds, conversation_ttl_seconds, max_turns
         )
+        store = cls(client, endpoint, keys, bounds)
         try:
             yield store
         finally:
@@ -279,7 +297,7 @@ class RedisStore:
         """
         partition = self.keys.partition_of(message.chat_id)
         keys = [self.keys.seen(partition, message.message_id), self.keys.stream(partition)]
-        args = [self._seen_ttl_ms, message.message_id, message.model_dump_json()]
+        args = [self._bounds.seen_ttl_ms, message.message_id, message.model_dump_json()]
         reply = await self._guarded(
             "intake",
             lambda: self._run_script(self._intake, keys, args),
@@ -304,7 +322,7 @@ class RedisStore:
                 self.keys.seen(partition, message.message_id),
                 self.keys.stream(partition),
             ]
-            args = [self._seen_ttl_ms, message.message_id, message.model_dump_json()]
+            args = [self._bounds.seen_ttl_ms, message.message_id, message.model_dump_json()]
             calls.append((self._intake, keys, args))
         replies = await self._guarded(
             "intake", lambda: self._run_scripts(calls), bound=self.intake_timeout
@@ -393,7 +411,7 @@ class RedisStore:
         raw = await self._guarded(
             "storing an answer",
             lambda: self._run_script(
-                self._put_answer, [key], [answer.model_dump_json(), self._seen_ttl_ms]
+                self._put_answer, [key], [answer.model_dump_json(), self._bounds.seen_ttl_ms]
             ),
         )
         return _answer(raw, message_id) or answer
@@ -420,11 +438,9 @@ class RedisStore:
         """
         partition = self.keys.partition_of(chat_id)
         keys = [self.keys.lease(partition), self.keys.streamed_card(partition, message_id)]
+        args = [token, card.model_dump_json(), self._bounds.seen_ttl_ms]
         kept = await self._guarded(
-            "keeping a streamed card",
-            lambda: self._run_script(
-                self._put_streamed_card, keys, [token, card.model_dump_json(), self._seen_ttl_ms]
-            ),
+            "keeping a streamed card", lambda: self._run_script(self._put_streamed_card, keys, args)
         )
         return bool(kept)
 
@@ -528,8 +544,8 @@ class RedisStore:
             first.token,
             GROUP,
             self.max_turns,
-            self._conversation_ttl_ms,
-            self._seen_ttl_ms,
+            self._bounds.conversation_ttl_ms,
+            self._bounds.seen_ttl_ms,
             _change(language),
             _change(profile),
             "1" if reset else "0",
@@ -728,7 +744,7 @@ class RedisStore:
         reply = await self._guarded(
             "waiting for messages",
             lambda: self._client.xread(streams, count=1, block=block_ms),
-            bound=block_ms / 1000 + self.command_timeout,
+            bound=block_ms / 1000 + self._bounds.command_timeout,
         )
         if not reply:
             return set()
@@ -763,26 +779,19 @@ class RedisStore:
         settled = _ConfirmationSettled.model_validate_json(state)
         return pending.model_copy(update={"state": settled.state, "outcome": settled.outcome})
 
-    async def settle_confirmation(
-        self,
-        confirmation_id: str,
-        *,
-        expected: ConfirmationState,
-        state: ConfirmationState,
-        outcome: str = "",
-    ) -> bool:
-        """Move a confirmation on; leaving ``pending`` is one ``SET NX``, so one replica wins.
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool:
+        """Make ``move``; leaving ``pending`` is one ``SET NX``, so one replica wins.
 
         Only the winner of that move may make the next (``approving`` to its outcome), so
         the later moves need no atomicity of their own.
         """
-        pending = await self.confirmation(confirmation_id)
-        if pending is None or pending.state != expected:
+        pending = await self.confirmation(move.confirmation_id)
+        if pending is None or pending.state != move.expected:
             return False
-        key = self._confirmation_key(confirmation_id, "state")
-        value = _ConfirmationSettled(state=state, outcome=outcome).model_dump_json()
+        key = self._confirmation_key(move.confirmation_id, "state")
+        value = _ConfirmationSettled(state=move.state, outcome=move.outcome).model_dump_json()
         ttl_ms = self._confirmation_ttl_ms(pending)
-        nx = expected == ConfirmationState.PENDING
+        nx = move.expected == ConfirmationState.PENDING
         done = await self._guarded(
             "settling a confirmation",
             lambda: self._client.set(key, value, px=ttl_ms, nx=nx, xx=not nx),
@@ -803,7 +812,7 @@ class RedisStore:
         self, what: str, call: Callable[[], Awaitable[T]], *, bound: float | None = None
     ) -> T:
         """Run ``call`` within ``bound`` s; turn any failure into :class:`RedisUnavailable`."""
-        limit = self.command_timeout if bound is None else bound
+        limit = self._bounds.command_timeout if bound is None else bound
         try:
             with anyio.fail_after(limit):
                 result = await call()
