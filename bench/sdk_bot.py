@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import lark_oapi as lark
 from lark_oapi.api.im.v1 import (
@@ -19,7 +20,7 @@ from lark_oapi.api.im.v1 import (
     ReplyMessageRequestBody,
 )
 
-__all__ = ["main"]
+__all__ = ["listen", "main"]
 
 
 def main() -> None:
@@ -46,13 +47,24 @@ def main() -> None:
         if not response.success():
             print("reply failed", response.code, response.msg, flush=True)
 
+    listen(domain, app_id, app_secret, on_message)
+
+
+def listen(
+    domain: str,
+    app_id: str,
+    app_secret: str,
+    on_message: Callable[[P2ImMessageReceiveV1], None],
+    log_level: lark.LogLevel = lark.LogLevel.WARNING,
+) -> None:
+    """Open lark-oapi's long connection and hand it every message; never returns."""
     handler = (
         lark.EventDispatcherHandler.builder("", "")
         .register_p2_im_message_receive_v1(on_message)
         .build()
     )
     ws_client = lark.ws.Client(
-        app_id, app_secret, event_handler=handler, domain=domain, log_level=lark.LogLevel.WARNING
+        app_id, app_secret, event_handler=handler, domain=domain, log_level=log_level
     )
     ws_client.start()
 

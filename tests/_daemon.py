@@ -13,8 +13,8 @@ from larkbot.config import Settings, load_settings
 from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
-from larkbot.daemon import Daemon
-from larkbot.testing import LarkStandIn, WebhookDriver
+from larkbot.daemon import Daemon, Overrides
+from larkbot.testing import LarkStandIn, OpenAIStandIn, WebhookDriver
 
 WEBHOOK_TOKEN = "webhook-token-6f1d2c84"
 """The Verification Token of the webhook tests' app."""
@@ -79,6 +79,20 @@ async def settings_for(lark: LarkStandIn, state_dir: Path | None = None, **env: 
     return await anyio.to_thread.run_sync(lambda: load_settings(None, env=base))
 
 
+async def llm_settings(lark: LarkStandIn, llm: OpenAIStandIn) -> Settings:
+    """Settings pointing at ``lark``, thinking with the LLM brain at ``llm``."""
+    return await settings_for(
+        lark, OPENAI_API_KEY=llm.api_key, OPENAI_BASE_URL=llm.base_url, LLM_MODEL=llm.model
+    )
+
+
+async def answered(lark: LarkStandIn, text: str, timeout: float = 10) -> str:  # noqa: ASYNC109
+    """Send ``text`` to the bot; return the message's id once a reply to it is posted."""
+    sent = await lark.send_text(text)
+    await lark.wait_for(lambda: any(r.to_message_id == sent for r in lark.replies), timeout)
+    return sent
+
+
 def webhook_env(**extra: str) -> dict[str, str]:
     """Environment names that put the daemon in webhook mode, with both keys set."""
     return {
@@ -104,11 +118,14 @@ async def running_daemon(
     settings: Settings,
     agent: Agent | None = None,
     *,
+    overrides: Overrides | None = None,
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 30.0,
 ) -> AsyncIterator[Daemon]:
     """Start the daemon, wait until it is ready, stop it on exit (gracefully unless failing)."""
-    daemon = Daemon(settings, agent=agent, env=env or {}, working_reaction_after=None)
+    daemon = Daemon(
+        settings, agent=agent, overrides=overrides, env=env or {}, working_reaction_after=None
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(daemon.run)
         with anyio.fail_after(ready_timeout):

@@ -22,6 +22,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from larkbot.testing import LarkStandIn
+from tests._proc import spawned
 
 __all__ = [
     "TRANSPORTS",
@@ -147,16 +148,12 @@ async def mcp_process(
     The port is read from the server's own "listening" log line, not guessed. On exit a
     process still running is killed and its exit awaited.
     """
-    process = await anyio.open_process(
-        _command(mode, args),
-        env=mcp_env(lark, home, env),
-        cwd=home,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    running = McpProcess(process, ServerLog())
-    async with process, anyio.create_task_group() as tg:
+    command = _command(mode, args)
+    async with (
+        spawned(command, mcp_env(lark, home, env), home, stdout=subprocess.DEVNULL) as process,
+        anyio.create_task_group() as tg,
+    ):
+        running = McpProcess(process, ServerLog())
         tg.start_soon(_drain, process, running.log)
         try:
             with anyio.fail_after(_STARTUP_TIMEOUT):
@@ -172,10 +169,6 @@ async def mcp_process(
                     await anyio.sleep(0.02)
             yield running
         finally:
-            with anyio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
             tg.cancel_scope.cancel()
 
 

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import httpx
+import pytest
 from anyio.abc import ByteReceiveStream, Process
 from anyio.streams.text import TextReceiveStream
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,10 +26,12 @@ __all__ = [
     "LarkbotProcess",
     "larkbot_process",
     "llm_env",
+    "needs_llm",
     "openai_standin_available",
     "reply_text",
     "run_larkbot",
     "slow_llm",
+    "spawned",
 ]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +42,11 @@ _LISTENING = "ops port listening on "
 def openai_standin_available() -> bool:
     """Whether the local OpenAI-compatible stand-in can be imported."""
     return importlib.util.find_spec(_OPENAI_STANDIN) is not None
+
+
+needs_llm = pytest.mark.skipif(
+    not openai_standin_available(), reason="the local OpenAI stand-in is not available"
+)
 
 
 def slow_llm(delay: float) -> Any:
@@ -174,6 +182,34 @@ class LarkbotProcess:
 
 
 @asynccontextmanager
+async def spawned(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    *,
+    stdin: int = subprocess.DEVNULL,
+    stdout: int = subprocess.PIPE,
+    stderr: int = subprocess.PIPE,
+) -> AsyncIterator[Process]:
+    """``command`` started in ``cwd`` with only ``env``; on exit, killed if still running.
+
+    Its exit is awaited either way, shielded, so a failing or cancelled test leaves no
+    process behind.
+    """
+    process = await anyio.open_process(
+        command, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr
+    )
+    async with process:
+        try:
+            yield process
+        finally:
+            with anyio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.kill()
+                await process.wait()
+
+
+@asynccontextmanager
 async def larkbot_process(
     lark: LarkStandIn,
     state_dir: Path,
@@ -204,16 +240,12 @@ async def larkbot_process(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    process = await anyio.open_process(
-        [sys.executable, "-m", "larkbot", "run"],
-        env=full_env,
-        cwd=state_dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    running = LarkbotProcess(process)
-    async with process, anyio.create_task_group() as tg:
+    command = [sys.executable, "-m", "larkbot", "run"]
+    async with (
+        spawned(command, full_env, state_dir) as process,
+        anyio.create_task_group() as tg,
+    ):
+        running = LarkbotProcess(process)
         assert process.stdout is not None and process.stderr is not None
         tg.start_soon(running._drain, process.stdout)
         tg.start_soon(running._drain, process.stderr)
@@ -225,7 +257,6 @@ async def larkbot_process(
                     await running._still_running()
             yield running
         finally:
-            with anyio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
+            # Killed here rather than by ``spawned``, so its output is still read to the end.
+            if process.returncode is None:
+                process.kill()

@@ -16,16 +16,26 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import trustme
 from anyio.abc import Process
 
-from larkbot.store.redis import RedisStore
+from larkbot.store.redis import PartitionOwnership, RedisStore, WorkItem
 
-__all__ = ["REDIS_SERVER", "RedisServer", "chat_owned_by", "redis_server", "requires_redis"]
+__all__ = [
+    "REDIS_SERVER",
+    "RedisServer",
+    "chat_owned_by",
+    "opened",
+    "redis_server",
+    "requires_redis",
+    "take",
+]
 
 REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
@@ -44,18 +54,16 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(eq=False)
 class RedisServer:
     """One redis-server process with its config, data directory and port."""
 
-    def __init__(
-        self, directory: Path, port: int, password: str | None = None, tls: bool = False
-    ) -> None:
-        self.directory = directory
-        self.port = port
-        self.password = password
-        self.tls = tls
-        self._process: Process | None = None
-        self._client_tls: ssl.SSLContext | None = None
+    directory: Path
+    port: int
+    password: str | None = None
+    tls: bool = False
+    _process: Process | None = field(default=None, init=False, repr=False)
+    _client_tls: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     @property
     def ca_file(self) -> Path:
@@ -166,6 +174,30 @@ class RedisServer:
         except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError):
             return False
         return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+
+@asynccontextmanager
+async def opened(server: RedisServer, **options: Any) -> AsyncIterator[RedisStore]:
+    """A store on ``server``; calls may take 5-10 s unless a test bounds them itself.
+
+    A call timed out on a busy machine loses its reply, and a read read again counts as a
+    delivery: generous bounds keep delivery counts exact where tests assert them.
+    """
+    options.setdefault("command_timeout", 10.0)
+    options.setdefault("intake_timeout", 5.0)
+    async with RedisStore.open(server.url, password=server.password, **options) as store:
+        yield store
+
+
+async def take(ownership: PartitionOwnership, count: int, within: float = 15) -> list[WorkItem]:
+    """The next ``count`` items of ``ownership``'s feed, within ``within`` seconds."""
+    items: list[WorkItem] = []
+    with anyio.fail_after(within):
+        async for item in ownership.items:
+            items.append(item)
+            if len(items) == count:
+                break
+    return items
 
 
 @asynccontextmanager

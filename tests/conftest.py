@@ -7,6 +7,7 @@ gets it in ``sample`` too.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
@@ -18,6 +19,7 @@ from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes
 from tests._factories import Sample
+from tests._redis import RedisServer, redis_server
 
 
 @pytest.fixture
@@ -43,6 +45,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if isinstance(caplog, pytest.LogCaptureFixture):
         caplog.handler.addFilter(ContextFilter())
     return (yield)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server of the test's own (tests that use it are marked ``requires_redis``)."""
+    async with redis_server(tmp_path / "redis") as running:
+        yield running
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ Used by ``test_standin_sdk_fidelity.py`` as a subprocess: ``lark_oapi.ws.Client`
 an event loop at import time and ``start()`` never returns, so it needs a process of its
 own. Usage: ``python lark_sdk_client.py DOMAIN APP_ID APP_SECRET``. Every message the
 handler receives is printed as one line ``RECEIVED <message_id> <content>``; the SDK's
-own log lines go to stdout as well.
+own log lines go to stdout as well. It connects as the benchmark's SDK bot does
+(``bench.sdk_bot.listen``), so the repository's root must be importable.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 
 import lark_oapi as lark
 from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
+
+from bench.sdk_bot import listen
 
 
 def _on_message(data: P2ImMessageReceiveV1) -> None:
@@ -23,15 +26,7 @@ def _on_message(data: P2ImMessageReceiveV1) -> None:
 def main() -> None:
     """Connect and handle events until killed."""
     domain, app_id, app_secret = sys.argv[1:4]
-    handler = (
-        lark.EventDispatcherHandler.builder("", "")
-        .register_p2_im_message_receive_v1(_on_message)
-        .build()
-    )
-    client = lark.ws.Client(
-        app_id, app_secret, event_handler=handler, domain=domain, log_level=lark.LogLevel.INFO
-    )
-    client.start()
+    listen(domain, app_id, app_secret, _on_message, log_level=lark.LogLevel.INFO)
 
 
 if __name__ == "__main__":

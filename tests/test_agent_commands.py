@@ -26,7 +26,7 @@ from larkbot.ops.logging import log_context
 from larkbot.ops.metrics import AGENT_RESPONSE_TIME
 from larkbot.store.conversations import ConversationCache
 from larkbot.testing.sample_data import SAMPLE_BASES
-from tests._factories import FakeClock, Status
+from tests._factories import REQUEST_PIECES, FakeClock, Status, inbound
 
 pytestmark = pytest.mark.anyio
 
@@ -66,15 +66,13 @@ def message(
     chat: str = "oc_chat",
     created_at: datetime | None = None,
 ) -> InboundMessage:
-    return InboundMessage(
+    return inbound(
+        chat,
+        text,
         message_id=f"om_{abs(hash((text, sender, message_type)))}",
-        event_id="ev",
-        chat_id=chat,
-        chat_type="p2p",
         message_type=message_type,
-        text=text,
-        sender_open_id=sender,
-        created_at=created_at or datetime.now(UTC),
+        sender=sender,
+        created_at=created_at,
     )
 
 
@@ -492,53 +490,7 @@ async def test_response_time_is_observed_per_profile_and_intent() -> None:
 
 # --- anything goes --------------------------------------------------------------------
 
-_PHRASES = st.sampled_from(
-    [
-        "help",
-        "lang",
-        "agent",
-        "顧客",
-        "customers",
-        "検索",
-        "search",
-        "send",
-        "'",
-        "「",
-        "@",
-        "recAbc123",
-        "oc_x",
-        "ou_y",
-        "=",
-        ":",
-        "明日",
-        "15時",
-        "3pm",
-        "会議",
-        "予約",
-        "book",
-        "meeting",
-        "文档",
-        "メンバー",
-        "who is",
-        "delete",
-        "追加",
-        "の",
-        "为",
-        " ",
-        "\n",
-        "／",
-        "十十点",
-        "下午",
-        "2/29",
-        "2024-13-40",
-        "for 0 min",
-        "半",
-        "来週",
-        "周一",
-        "tomorrow",
-        "今月",
-    ]
-)
+_PHRASES = st.sampled_from(REQUEST_PIECES)
 _TEXT = st.lists(st.one_of(_PHRASES, st.text(max_size=12)), max_size=8).map("".join)
 
 

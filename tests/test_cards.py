@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from larkbot.testing._openapi import ApiRequest, OpenApiRoute
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import RECORDS, Workspace, workspace_routes
 from tests._daemon import LARK_ACK_LIMIT_MS, running_daemon, settings_for
+from tests._factories import Status, inbound
 from tests._redis import chat_owned_by, redis_server, requires_redis
 
 REQUESTER = "ou_user_1"
@@ -56,6 +56,42 @@ def _markdown(card: dict[str, Any]) -> str:
     return "\n".join(e["content"] for e in card["body"]["elements"] if e.get("tag") == "markdown")
 
 
+def _asked(text: str, *, message_id: str) -> InboundMessage:
+    """The requester's message in the p2p chat the cards are posted to."""
+    return inbound("oc_p2p_1", text, message_id=message_id, sender=REQUESTER)
+
+
+def _confirming_runner(
+    confirmations: WriteConfirmations, write_limiter: RateLimiter | None = None
+) -> ToolRunner:
+    """A tool runner whose writes wait for approval through ``confirmations``."""
+    return ToolRunner(
+        default_registry(),
+        write_limiter=write_limiter,
+        writers=None,
+        cache_ttl_seconds=0,
+        confirmations=confirmations,
+    )
+
+
+def _assistant(runner: ToolRunner, client: LarkClient) -> Assistant:
+    """The assistant over the sample Bases, in Tokyo, running its tools with ``runner``."""
+    settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
+    return Assistant(settings, status=Status(), runner=runner, client=client)
+
+
+def _click(value: dict[str, Any], operator: str, *, event_id: str) -> CardAction:
+    """``operator`` clicking the button carrying ``value`` on the card in the p2p chat."""
+    return CardAction(
+        event_id=event_id,
+        operator_open_id=operator,
+        value=value,
+        tag="button",
+        open_message_id="om_card",
+        open_chat_id="oc_p2p_1",
+    )
+
+
 @dataclass
 class _Env:
     ws: Workspace
@@ -68,29 +104,13 @@ class _Env:
 
     async def ask(self, text: str, *, index: int = 0) -> dict[str, Any]:
         conversation = Conversation("oc_p2p_1", language="en")
-        message = InboundMessage(
-            message_id=f"om_ask_{index}_{len(text)}",
-            event_id="ev",
-            chat_id="oc_p2p_1",
-            chat_type="p2p",
-            message_type="text",
-            text=text,
-            sender_open_id=REQUESTER,
-            created_at=datetime.now(UTC),
-        )
+        message = _asked(text, message_id=f"om_ask_{index}_{len(text)}")
         reply = await self.assistant.respond(message, conversation)
         assert reply.card is not None, reply.text
         return dict(reply.card)
 
     async def click(self, value: dict[str, Any], operator: str = REQUESTER) -> Any:
-        action = CardAction(
-            event_id=f"ev-{len(self.now)}-{operator}",
-            operator_open_id=operator,
-            value=value,
-            tag="button",
-            open_message_id="om_card",
-            open_chat_id="oc_p2p_1",
-        )
+        action = _click(value, operator, event_id=f"ev-{len(self.now)}-{operator}")
         return await self.confirmations.on_action(action)
 
 
@@ -111,15 +131,8 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[_
             bases=dict(SAMPLE_BASES),
             conversations=conversations,
         )
-        runner = ToolRunner(
-            default_registry(),
-            write_limiter=None,
-            writers=None,
-            cache_ttl_seconds=0,
-            confirmations=confirmations,
-        )
-        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
-        assistant = Assistant(settings, status=_Status(), runner=runner, client=client)
+        runner = _confirming_runner(confirmations)
+        assistant = _assistant(runner, client)
         confirmations.bind(runner, client, assistant.timezone)
         yield _Env(ws, lark, store, assistant, confirmations, now, conversations.kept)
 
@@ -130,14 +143,6 @@ class _Conversations:
 
     def get(self, key: str) -> Conversation:
         return self.kept.setdefault(key, Conversation(key))
-
-
-class _Status:
-    version = "test"
-    uptime_seconds = 0.0
-    connected = True
-    events_handled = 0
-    conversations = 0
 
 
 def _customers(ws: Workspace) -> dict[str, dict[str, Any]]:
@@ -249,7 +254,7 @@ async def test_llm_tool_call_gets_the_card(env: _Env) -> None:
         try:
             env.assistant = Assistant(
                 settings,
-                status=_Status(),
+                status=Status(),
                 runner=env.assistant._runner,
                 client=env.assistant._client,
                 brain=brain,
@@ -345,41 +350,18 @@ async def test_two_replicas_on_redis_approve_a_write_once(tmp_path: Path) -> Non
         replicas = []
         for store in (one, two):
             confirmations = WriteConfirmations(store, ttl_seconds=600, bases=dict(SAMPLE_BASES))
-            runner = ToolRunner(
-                default_registry(),
-                write_limiter=None,
-                writers=None,
-                cache_ttl_seconds=0,
-                confirmations=confirmations,
-            )
+            runner = _confirming_runner(confirmations)
             confirmations.bind(runner, client)
             replicas.append((runner, confirmations))
-        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
-        assistant = Assistant(settings, status=_Status(), runner=replicas[0][0], client=client)
-        message = InboundMessage(
-            message_id="om_redis_1",
-            event_id="ev",
-            chat_id="oc_p2p_1",
-            chat_type="p2p",
-            message_type="text",
-            text="add to customers Name=Replica Ltd",
-            sender_open_id=REQUESTER,
-            created_at=datetime.now(UTC),
-        )
+        assistant = _assistant(replicas[0][0], client)
+        message = _asked("add to customers Name=Replica Ltd", message_id="om_redis_1")
         reply = await assistant.respond(message, Conversation("oc_p2p_1", language="en"))
         assert reply.card is not None
         approve = _buttons(dict(reply.card))["approve"]
         answers: list[Any] = []
 
         async def click(confirmations: WriteConfirmations, n: int) -> None:
-            action = CardAction(
-                event_id=f"ev-redis-{n}",
-                operator_open_id=REQUESTER,
-                value=approve,
-                tag="button",
-                open_message_id="om_card",
-                open_chat_id="oc_p2p_1",
-            )
+            action = _click(approve, REQUESTER, event_id=f"ev-redis-{n}")
             answers.append(await confirmations.on_action(action))
 
         async with anyio.create_task_group() as tg:
@@ -403,15 +385,8 @@ async def test_write_limits_count_at_approval_and_every_decision_is_audited(
         open_store("memory", tmp_path) as store,
     ):
         confirmations = WriteConfirmations(store, ttl_seconds=600, bases=dict(SAMPLE_BASES))
-        runner = ToolRunner(
-            default_registry(),
-            write_limiter=RateLimiter(1),
-            writers=None,
-            cache_ttl_seconds=0,
-            confirmations=confirmations,
-        )
-        settings = Settings(bases=SAMPLE_BASES, agent={"timezone": "Asia/Tokyo"})
-        assistant = Assistant(settings, status=_Status(), runner=runner, client=client)
+        runner = _confirming_runner(confirmations, write_limiter=RateLimiter(1))
+        assistant = _assistant(runner, client)
         confirmations.bind(runner, client, assistant.timezone)
         env = _Env(ws, lark, store, assistant, confirmations, [0.0])
         # Asking is not writing: three cards within the minute, with a limit of one write.

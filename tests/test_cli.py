@@ -108,17 +108,21 @@ async def test_run_without_app_id_exits_78_with_one_line() -> None:
     assert _SECRET not in err
 
 
+def _wrong_secret_env(lark: LarkStandIn, state_dir: Path) -> dict[str, str]:
+    """``larkbot run`` against ``lark`` with a secret it does not know."""
+    return {
+        "APP_ID": "cli_test",
+        "APP_SECRET": _SECRET,
+        "LARK_DOMAIN": lark.url,
+        "PORT": "0",
+        "LARKBOT_STATE_DIR": str(state_dir),
+    }
+
+
 @pytest.mark.anyio
 async def test_run_with_a_wrong_secret_exits_78_with_one_line(tmp_path: Path) -> None:
     async with LarkStandIn() as lark:
-        env = {
-            "APP_ID": "cli_test",
-            "APP_SECRET": _SECRET,
-            "LARK_DOMAIN": lark.url,
-            "PORT": "0",
-            "LARKBOT_STATE_DIR": str(tmp_path),
-            "LOG_LEVEL": "WARNING",
-        }
+        env = {**_wrong_secret_env(lark, tmp_path), "LOG_LEVEL": "WARNING"}
         code, out, err = await run_larkbot("run", env=env)
     assert code == 78
     (line,) = err.strip().splitlines()
@@ -133,14 +137,7 @@ async def test_wrong_secret_at_info_level_ends_with_the_reason_and_no_traceback(
     tmp_path: Path,
 ) -> None:
     async with LarkStandIn() as lark:
-        env = {
-            "APP_ID": "cli_test",
-            "APP_SECRET": _SECRET,
-            "LARK_DOMAIN": lark.url,
-            "PORT": "0",
-            "LARKBOT_STATE_DIR": str(tmp_path),
-        }
-        code, _, err = await run_larkbot("run", env=env)
+        code, _, err = await run_larkbot("run", env=_wrong_secret_env(lark, tmp_path))
     assert code == 78
     *logs, last = err.strip().splitlines()
     assert last.startswith("larkbot: Lark refused the app credentials")

@@ -10,15 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
 import pytest
 from anyio.abc import ByteReceiveStream, Process
 
-from tests._proc import run_larkbot
+from tests._proc import run_larkbot, spawned
 
 pytestmark = pytest.mark.anyio
 
@@ -126,25 +125,11 @@ class _Lines:
                 await anyio.sleep(0.02)
 
 
-@asynccontextmanager
-async def _started(args: list[str], env: dict[str, str], cwd: Path) -> AsyncIterator[Process]:
+def _started(
+    args: list[str], env: dict[str, str], cwd: Path
+) -> AbstractAsyncContextManager[Process]:
     """``larkbot ARGS``, killed on the way out if still running (a failing test ends)."""
-    process = await anyio.open_process(
-        [sys.executable, "-m", "larkbot", *args],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    async with process:
-        try:
-            yield process
-        finally:
-            with anyio.CancelScope(shield=True):
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
+    return spawned([sys.executable, "-m", "larkbot", *args], env, cwd, stdin=subprocess.PIPE)
 
 
 async def test_standin_lets_larkbot_run_be_tried_end_to_end(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,12 +25,10 @@ from larkbot.config.settings import Settings
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language, detect_language
 from larkbot.core.message import InboundMessage
-from larkbot.lark.client import LarkClient
-from larkbot.testing import LarkStandIn, OpenAIStandIn
-from larkbot.testing._content import ChatMessage
+from larkbot.testing import OpenAIStandIn
 from larkbot.testing._sample_content import LAUNCH_PLAN_URL, ONBOARDING_URL, SALES_THREAD_ID
-from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES
+from tests._factories import Sample, Status, add_history, chat_message, console_message
 from tests._proc import run_larkbot
 
 pytestmark = pytest.mark.anyio
@@ -50,28 +47,10 @@ BUDGET = {
 }
 
 
-@dataclass
-class Status:
-    version: str = "1.0"
-    uptime_seconds: float = 1.0
-    connected: bool = True
-    events_handled: int = 0
-
-
 def message(
     text: str, *, index: int = 0, chat: str = "oc_console", thread_id: str | None = None
 ) -> InboundMessage:
-    return InboundMessage(
-        message_id=f"om_agent_{index}",
-        event_id="ev",
-        chat_id=chat,
-        chat_type="group",
-        message_type="text",
-        text=text,
-        sender_open_id="ou_console_user",
-        thread_id=thread_id,
-        created_at=datetime.now(UTC),
-    )
+    return console_message(text, message_id=f"om_agent_{index}", chat=chat, thread_id=thread_id)
 
 
 def plan(text: str, *, thread_id: str | None = None) -> ToolCall | str | None:
@@ -172,11 +151,7 @@ def test_a_link_says_nothing_about_the_language_of_its_message() -> None:
 
 
 @dataclass
-class Env:
-    ws: Workspace
-    lark: LarkStandIn
-    client: LarkClient
-
+class Env(Sample):
     def assistant(self, settings: Settings | None = None, brain: Any = None) -> Assistant:
         runner = ToolRunner(
             default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=60
@@ -205,13 +180,8 @@ class Env:
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        yield Env(ws, lark, client)
+def env(sample: Sample) -> Env:
+    return Env(sample.ws, sample.lark, sample.client)
 
 
 SUMMARY_HEADERS = {
@@ -240,15 +210,7 @@ async def test_summary_lists_what_people_said_in_the_chat(
 async def test_a_second_summary_sees_messages_sent_since_the_first(env: Env) -> None:
     bot = env.assistant()  # its runner caches reads for a minute
     first = await env.ask("summarise this chat", assistant=bot)
-    env.ws.messages.append(
-        ChatMessage(
-            message_id="om_later",
-            chat_id="oc_console",
-            sender_id="ou_sato",
-            create_time_ms=int(datetime.now(UTC).timestamp() * 1000),
-            content={"text": "The venue is booked."},
-        )
-    )
+    env.ws.messages.append(chat_message("om_later", "The venue is booked."))
     second = await env.ask("summarise this chat", index=1, assistant=bot)
     assert "The venue is booked." not in first
     assert second.splitlines()[-1].endswith("**佐藤 美咲**: The venue is booked.")
@@ -362,17 +324,8 @@ async def ask_llm(env: Env, llm: OpenAIStandIn, text: str, **kwargs: Any) -> str
 
 
 async def test_llm_reads_the_history_within_its_token_budget(env: Env, llm: OpenAIStandIn) -> None:
-    start = int(datetime.now(UTC).timestamp() * 1000) - 10_000_000
-    env.ws.messages.extend(
-        ChatMessage(
-            message_id=f"om_long_{index:03d}",
-            chat_id="oc_console",
-            sender_id="ou_sato",
-            create_time_ms=start + index * 1000,
-            content={"text": f"note {index}: " + "the shipment to Osaka is delayed again; " * 12},
-        )
-        for index in range(300)
-    )
+    note = "the shipment to Osaka is delayed again; " * 12
+    add_history(env.ws, "oc_console", "ou_sato", [f"note {n}: {note}" for n in range(300)])
     llm.script(
         {"tool_calls": [{"name": "list_chat_messages", "arguments": {"token_budget": 50000}}]},
         {"content": "Mostly shipment delays."},

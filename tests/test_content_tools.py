@@ -10,9 +10,8 @@ from __future__ import annotations
 import ast
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,7 @@ from larkbot.agent.tools._docs import matching_paragraphs
 from larkbot.agent.tools._history import message_text
 from larkbot.agent.tools._links import find_links, parse_reference
 from larkbot.agent.tools._wiki import _KINDS as OBJECT_KINDS
-from larkbot.lark.client import LarkClient
 from larkbot.testing import LarkStandIn
-from larkbot.testing._content import ChatMessage
 from larkbot.testing._sample_content import (
     ACTIVITIES_TABLE_ID,
     LAUNCH_PLAN_ID,
@@ -39,8 +36,9 @@ from larkbot.testing._sample_content import (
     SALES_THREAD_ID,
     SAMPLE_FOLDER,
 )
-from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
+from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN
+from larkbot.testing.workspace import Workspace
+from tests._factories import Sample, add_history, chat_message, console_context
 
 pytestmark = pytest.mark.anyio
 
@@ -70,24 +68,10 @@ class Env:
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        runner = ToolRunner(
-            default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=0
-        )
-        ctx = ToolContext(
-            client=client,
-            user_open_id="ou_console_user",
-            chat_id="oc_console",
-            message_id="om_content_1",
-            language="en",
-            bases=dict(SAMPLE_BASES),
-        )
-        yield Env(ws, lark, runner, ctx)
+def env(sample: Sample) -> Env:
+    runner = ToolRunner(default_registry(), write_limiter=None, writers=None, cache_ttl_seconds=0)
+    ctx = console_context(sample.client, message_id="om_content_1", language="en")
+    return Env(sample.ws, sample.lark, runner, ctx)
 
 
 # --- a missing scope and a missing object, for every tool ------------------------------------
@@ -315,17 +299,8 @@ async def test_history_stops_at_the_limit_and_pages_back_with_next_before(env: E
 
 
 async def test_history_stays_within_the_token_budget_over_many_pages(env: Env) -> None:
-    start = int(datetime.now(UTC).timestamp() * 1000) - 10_000_000
-    env.ws.messages.extend(
-        ChatMessage(
-            message_id=f"om_long_{index:03d}",
-            chat_id="oc_dev",
-            sender_id="ou_li",
-            create_time_ms=start + index * 1000,
-            content={"text": f"第{index}条：" + "服务器日志已经检查完毕。" * 20},
-        )
-        for index in range(150)
-    )
+    checked = "服务器日志已经检查完毕。" * 20
+    add_history(env.ws, "oc_dev", "ou_li", [f"第{n}条：{checked}" for n in range(150)])
     result = await env.call("list_chat_messages", chat_id="oc_dev", limit=200, token_budget=2000)
     assert result.data["truncated"] is True
     assert 3 <= result.data["count"] < 20
@@ -341,15 +316,9 @@ async def test_history_stays_within_the_token_budget_over_many_pages(env: Env) -
 
 
 async def test_mentions_in_history_read_as_names(env: Env) -> None:
+    mentioning = [("ou_emma", "Emma Wilson")]
     env.ws.messages.append(
-        ChatMessage(
-            message_id="om_mention",
-            chat_id="oc_console",
-            sender_id="ou_sato",
-            create_time_ms=int(datetime.now(UTC).timestamp() * 1000),
-            content={"text": "see @_user_1 about the plan"},
-            mentions=[("ou_emma", "Emma Wilson")],
-        )
+        chat_message("om_mention", "see @_user_1 about the plan", mentions=mentioning)
     )
     result = await env.call("list_chat_messages", limit=1)
     (latest,) = result.data["messages"]

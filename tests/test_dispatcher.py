@@ -13,54 +13,50 @@ from tests._factories import inbound
 pytestmark = pytest.mark.anyio
 
 
-async def test_order_is_kept_within_a_chat_and_chats_run_concurrently() -> None:
-    handled: list[tuple[str, str]] = []
-    running = 0
-    peak = 0
+class _Handler:
+    """Takes ``seconds`` over each message; records what it handled and the most at once."""
 
-    async def handler(message: InboundMessage) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await anyio.sleep(0.02)
-        handled.append((message.chat_id, message.text))
-        running -= 1
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.handled: list[tuple[str, str]] = []
+        self.running = 0
+        self.peak = 0
 
-    dispatcher = Dispatcher(handler, max_concurrency=8)
+    async def __call__(self, message: InboundMessage) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await anyio.sleep(self.seconds)
+        self.handled.append((message.chat_id, message.text))
+        self.running -= 1
+
+
+async def _handle_all(dispatcher: Dispatcher, messages: list[InboundMessage]) -> list[bool]:
+    """Run ``dispatcher``, submit ``messages`` in order, wait until it is idle: what it took."""
     async with anyio.create_task_group() as tg:
         await tg.start(dispatcher.run)
-        for i in range(5):
-            for chat in ("a", "b", "c"):
-                assert dispatcher.submit(inbound(chat, str(i)))
+        accepted = [dispatcher.submit(message) for message in messages]
         with anyio.fail_after(5):
             await dispatcher.wait_idle()
         tg.cancel_scope.cancel()
+    return accepted
+
+
+async def test_order_is_kept_within_a_chat_and_chats_run_concurrently() -> None:
+    handler = _Handler(0.02)
+    dispatcher = Dispatcher(handler, max_concurrency=8)
+    messages = [inbound(chat, str(i)) for i in range(5) for chat in ("a", "b", "c")]
+    assert all(await _handle_all(dispatcher, messages))
     for chat in ("a", "b", "c"):
-        assert [t for c, t in handled if c == chat] == ["0", "1", "2", "3", "4"]
-    assert peak == 3  # one at a time per chat, three chats at once
+        assert [t for c, t in handler.handled if c == chat] == ["0", "1", "2", "3", "4"]
+    assert handler.peak == 3  # one at a time per chat, three chats at once
     assert dispatcher.handled == 15 and dispatcher.backlog == 0
 
 
 async def test_global_limit_bounds_concurrency() -> None:
-    running = 0
-    peak = 0
-
-    async def handler(message: InboundMessage) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await anyio.sleep(0.01)
-        running -= 1
-
+    handler = _Handler(0.01)
     dispatcher = Dispatcher(handler, max_concurrency=4)
-    async with anyio.create_task_group() as tg:
-        await tg.start(dispatcher.run)
-        for i in range(20):
-            dispatcher.submit(inbound(f"chat{i}"))
-        with anyio.fail_after(5):
-            await dispatcher.wait_idle()
-        tg.cancel_scope.cancel()
-    assert peak == 4
+    await _handle_all(dispatcher, [inbound(f"chat{i}") for i in range(20)])
+    assert handler.peak == 4
 
 
 async def test_full_backlog_refuses_without_blocking() -> None:

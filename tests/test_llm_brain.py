@@ -12,7 +12,6 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -33,7 +32,7 @@ from larkbot.ops.logging import log_context
 from larkbot.testing import OpenAIStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import RECORDS_SEARCH
-from tests._factories import Sample, Status, llm_requests
+from tests._factories import Sample, Status, console_message, llm_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +40,7 @@ API_KEY = "sk-test-brain-0123456789"
 
 
 def message(text: str, index: int = 0) -> InboundMessage:
-    return InboundMessage(
-        message_id=f"om_llm_{index}",
-        event_id="ev",
-        chat_id="oc_sales",
-        chat_type="group",
-        message_type="text",
-        text=text,
-        sender_open_id="ou_console_user",
-        created_at=datetime.now(UTC),
-    )
+    return console_message(text, message_id=f"om_llm_{index}", chat="oc_sales")
 
 
 def settings_with(llm: OpenAIStandIn, **llm_options: Any) -> Settings:

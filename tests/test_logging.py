@@ -19,10 +19,11 @@ from pydantic import BaseModel
 
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.config import load_settings
-from larkbot.daemon import Daemon, Overrides
+from larkbot.daemon import Overrides
 from larkbot.ops.logging import add_secrets, log_context, redact, setup_logging
 from larkbot.testing import LarkStandIn, OpenAIStandIn
-from tests._daemon import settings_for
+from tests._daemon import answered, llm_settings, running_daemon
+from tests._factories import tool_call
 
 APP_SECRET = "Zq8cVb3nL0pQ7rS2tU5wX9yA1dE4fG6h"
 TENANT_TOKEN = "t-g1044ghJRUIJJ5ELPPKWD7K3ZQKPPNIN3ODGNZCP"
@@ -383,23 +384,10 @@ async def test_lines_logged_while_answering_carry_the_message_ids() -> None:
     stream = io.StringIO()
     setup_logging(level="INFO", fmt="json", stream=stream)
     async with LarkStandIn() as lark, OpenAIStandIn(api_key=API_KEY) as llm:
-        settings = await settings_for(
-            lark, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=llm.base_url, LLM_MODEL="m"
-        )
-        llm.script(
-            {"tool_calls": [{"name": "note", "arguments": {"text": "remember this"}}]},
-            {"content": "Noted."},
-        )
-        daemon = Daemon(
-            settings, overrides=Overrides(tools=[_Note()]), env={}, working_reaction_after=None
-        )
-        async with anyio.create_task_group() as tg:
-            await tg.start(daemon.run)
-            with anyio.fail_after(10):
-                await daemon.ready.wait()
-            sent = await lark.send_text("please note: remember this")
-            await lark.wait_for(lambda: any(r.to_message_id == sent for r in lark.replies), 10)
-            daemon.request_stop()
+        llm.script(tool_call("note", text="remember this"), {"content": "Noted."})
+        overrides = Overrides(tools=[_Note()])
+        async with running_daemon(await llm_settings(lark, llm), overrides=overrides):
+            sent = await answered(lark, "please note: remember this")
 
     lines = _lines(stream)
     (noted,) = [line for line in lines if line["logger"] == "larkbot.agent.tools.note"]

@@ -213,16 +213,21 @@ async def test_auto_mode_acts_as_the_user_for_user_tokens(
         assert lark.api_calls[-1].user_open_id == "ou_sato"
 
 
-def test_listing_needs_no_credentials_and_shows_the_selection(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "larkbot", "mcp", "--list-tools", "-t", "preset.base"],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        cwd=tmp_path,
+def _list_tools(selection: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """``larkbot mcp --list-tools -t SELECTION``, with no credentials in its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "larkbot", "mcp", "--list-tools", "-t", selection],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        cwd=home,
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
+
+
+def test_listing_needs_no_credentials_and_shows_the_selection(tmp_path: Path) -> None:
+    result = _list_tools("preset.base", tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
     assert rows[:4] == [
@@ -236,15 +241,7 @@ def test_listing_needs_no_credentials_and_shows_the_selection(tmp_path: Path) ->
         ["list_base_fields", "read"],
         ["create_base_table", "write"],
     ]
-    refused = subprocess.run(
-        [sys.executable, "-m", "larkbot", "mcp", "--list-tools", "-t", "delete_base_record"],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    refused = _list_tools("delete_base_record", tmp_path)
     assert refused.returncode == 78
     assert refused.stderr.strip() == (
         "larkbot: delete_base_record changes data in Lark: add --allow-writes to expose it, "

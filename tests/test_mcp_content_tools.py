@@ -28,6 +28,7 @@ from larkbot.testing._sample_content import (
 )
 from larkbot.testing.sample_data import CUSTOMERS_APP_TOKEN, sample_workspace
 from larkbot.testing.workspace import Workspace, workspace_routes
+from tests._factories import FIRST_TOOLS
 from tests._mcp import ServerLog, mcp_session
 
 pytestmark = pytest.mark.anyio
@@ -35,17 +36,6 @@ pytestmark = pytest.mark.anyio
 BASE_URL = f"https://example.feishu.cn/base/{CUSTOMERS_APP_TOKEN}"
 NO_SCOPE = "The app lacks the Lark permission this needs ({scope})"
 
-EXISTING_TOOLS = (
-    "search_base_records",
-    "create_base_record",
-    "update_base_record",
-    "delete_base_record",
-    "send_message",
-    "get_user_info",
-    "search_documents",
-    "list_chat_members",
-    "create_calendar_event",
-)
 NEW_READ_TOOLS = (
     "list_chat_messages",
     "list_chats",
@@ -411,7 +401,7 @@ async def test_something_missing_over_mcp_reads_as_a_sentence(missing: Served, c
 
 async def test_allow_writes_lists_every_tool_by_name(granted: Served) -> None:
     listed = {tool.name: tool for tool in (await granted.session.list_tools()).tools}
-    assert set(listed) == {*EXISTING_TOOLS, *NEW_READ_TOOLS, *NEW_WRITE_TOOLS, "ask_larkbot"}
+    assert set(listed) == {*FIRST_TOOLS, *NEW_READ_TOOLS, *NEW_WRITE_TOOLS, "ask_larkbot"}
     assert len(listed) == 22
     for name in WRITE_TOOLS:
         annotations = listed[name].annotations
@@ -426,7 +416,7 @@ async def test_without_allow_writes_no_write_tool_is_listed_or_callable(tmp_path
     async with _serve(tmp_path) as served:
         listed = {tool.name for tool in (await served.session.list_tools()).tools}
         assert listed == {
-            *(name for name in EXISTING_TOOLS if name not in WRITE_TOOLS),
+            *(name for name in FIRST_TOOLS if name not in WRITE_TOOLS),
             *NEW_READ_TOOLS,
             "ask_larkbot",
         }

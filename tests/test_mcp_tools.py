@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import pytest
@@ -15,7 +14,7 @@ from larkbot.agent.tools import Tool, ToolContext, ToolRegistry, ToolResult, def
 from larkbot.agent.tools.runner import ToolRunner
 from larkbot.config import Settings, load_settings
 from larkbot.config.settings import describe_settings
-from larkbot.lark.client import LarkClient, UserTokenError
+from larkbot.lark.client import UserTokenError
 from larkbot.mcp import (
     PRESETS,
     LarkToolServer,
@@ -25,16 +24,15 @@ from larkbot.mcp import (
     check_options,
     select_tools,
 )
-from larkbot.testing import LarkStandIn, OpenAIStandIn
+from larkbot.testing import OpenAIStandIn
 from larkbot.testing.sample_data import (
     CUSTOMERS_APP_TOKEN,
     CUSTOMERS_TABLE_ID,
     SAMPLE_BASES,
     TASKS_APP_TOKEN,
     TASKS_TABLE_ID,
-    sample_workspace,
 )
-from larkbot.testing.workspace import Workspace, workspace_routes
+from tests._factories import Sample, console_context
 
 pytestmark = pytest.mark.anyio
 
@@ -45,11 +43,7 @@ _TASKS_LINK = f"https://sample.larksuite.com/base/{TASKS_APP_TOKEN}?table={TASKS
 
 
 @dataclass
-class Env:
-    lark: LarkStandIn
-    ws: Workspace
-    client: LarkClient
-
+class Env(Sample):
     def settings(self, **sections: Any) -> Settings:
         return Settings.model_validate(
             {
@@ -60,25 +54,13 @@ class Env:
         )
 
     def ctx(self, **changes: Any) -> ToolContext:
-        values: dict[str, Any] = {
-            "client": self.client,
-            "user_open_id": "ou_console_user",
-            "chat_id": "oc_console",
-            "message_id": "om_mcp_tools_1",
-            "language": "en",
-            "bases": dict(SAMPLE_BASES),
-        }
-        return ToolContext(**{**values, **changes})
+        ctx = console_context(self.client, message_id="om_mcp_tools_1", language="en")
+        return replace(ctx, **changes)
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        yield Env(lark, ws, client)
+def env(sample: Sample) -> Env:
+    return Env(sample.ws, sample.lark, sample.client)
 
 
 # -------------------------------------------------------------------------- presets

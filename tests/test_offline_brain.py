@@ -33,7 +33,7 @@ from larkbot.ops.metrics import REGISTRY
 from larkbot.testing import LarkStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import User
-from tests._factories import Sample, Status
+from tests._factories import REQUEST_PIECES, Sample, Status, console_message
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 # A Wednesday morning, so "tomorrow", "Friday" and "today 9am" have fixed answers.
@@ -49,17 +49,8 @@ MENTIONS = (
 def message(
     text: str, *, mentions: tuple[Mention, ...] = MENTIONS, chat: str = "oc_sales", index: int = 0
 ) -> InboundMessage:
-    return InboundMessage(
-        message_id=f"om_offline_{index}_{abs(hash(text))}",
-        event_id="ev",
-        chat_id=chat,
-        chat_type="group",
-        message_type="text",
-        text=text,
-        sender_open_id="ou_console_user",
-        created_at=datetime.now(UTC),
-        mentions=mentions,
-    )
+    message_id = f"om_offline_{index}_{abs(hash(text))}"
+    return console_message(text, message_id=message_id, chat=chat, mentions=mentions)
 
 
 def plan(
@@ -366,62 +357,7 @@ def test_placeholder_characters_typed_by_a_user_are_ignored() -> None:
     )
 
 
-_PIECES = st.sampled_from(
-    [
-        "顧客",
-        "customers",
-        "任务",
-        "検索",
-        "search",
-        "add",
-        "追加",
-        "update",
-        "delete",
-        "删除",
-        "send",
-        "送って",
-        "'",
-        "「",
-        "」",
-        "“",
-        "@Tom",
-        "@田中",
-        "@",
-        "recCust000001",
-        "oc_dev",
-        "ou_x",
-        "=",
-        ":",
-        "：",
-        "明日",
-        "来週",
-        "下周一",
-        "15時",
-        "十十点",
-        "下午",
-        "3pm",
-        "10:30",
-        "2/29",
-        "2024-13-40",
-        "for 0 min",
-        "半",
-        "会議",
-        "予約",
-        "book",
-        "meeting",
-        "文档",
-        "メンバー",
-        "who is",
-        "の",
-        "を",
-        " ",
-        "\n",
-        "top 500",
-        "今月",
-        "this week",
-        "\ue000",
-    ]
-)
+_PIECES = st.sampled_from(REQUEST_PIECES)
 
 
 @settings(max_examples=300, deadline=None)

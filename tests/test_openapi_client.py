@@ -34,13 +34,13 @@ from larkbot.lark import (
 )
 from larkbot.ops.metrics import REGISTRY
 from larkbot.testing._serving import ServedApp
+from tests._factories import REPLY_ROUTE
 
 pytestmark = pytest.mark.anyio
 
 APP_ID = "cli_test"
 SECRET = "s3cr3t-app-secret-value"
 TOKEN_PATH = "auth/v3/tenant_access_token/internal"
-REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.02, max_delay=1.0, deadline=5.0, jitter=0.0)
 HANG = object()
 
@@ -391,6 +391,19 @@ async def test_network_error_is_retried_a_bounded_number_of_times() -> None:
     assert requests_count(TOKEN_PATH, "error") - before == 3
 
 
+async def _failed_bot_info(client: LarkClient, *, within: float) -> tuple[LarkAPIError, float]:
+    """With a token at hand, ask for the bot's info, which must fail.
+
+    :return: the error, and the seconds the failing call took.
+    """
+    with anyio.fail_after(within):
+        await client.tenant_token()
+        started = anyio.current_time()
+        with pytest.raises(LarkAPIError) as caught:
+            await client.bot_info()
+        return caught.value, anyio.current_time() - started
+
+
 async def test_deadline_bounds_retries_of_server_errors() -> None:
     fake = FakeLark()
     fake.script("bot/v3/info", *[lark_error(503, 1, "busy") for _ in range(100)])
@@ -398,18 +411,13 @@ async def test_deadline_bounds_retries_of_server_errors() -> None:
     # alone would allow 100 tries, 9.9 s of backoff.
     policy = RetryPolicy(max_attempts=100, base_delay=0.1, max_delay=0.1, deadline=1.5)
     async with serving(fake) as url, LarkClient(url, APP_ID, SECRET, retry=policy) as client:
-        with anyio.fail_after(30):
-            await client.tenant_token()
-            started = anyio.current_time()
-            with pytest.raises(LarkAPIError) as caught:
-                await client.bot_info()
-            elapsed = anyio.current_time() - started
+        error, elapsed = await _failed_bot_info(client, within=30)
     attempts = len(fake.calls_to("bot/v3/info"))
     print(f"\n{attempts} attempts in {elapsed:.2f} s against a 1.5 s deadline")
     # Every attempt was answered 503; the error carries that status unless the deadline
     # ran out during a backoff, before the next attempt could be made.
-    assert caught.value.status in (503, None)
-    assert "deadline" in str(caught.value)
+    assert error.status in (503, None)
+    assert "deadline" in str(error)
     assert 2 <= attempts < 100
     assert elapsed < policy.deadline + 3.0  # well short of the 9.9 s the attempts allow
 
@@ -422,14 +430,9 @@ async def test_deadline_cuts_a_hanging_request_short() -> None:
         serving(fake) as url,
         LarkClient(url, APP_ID, SECRET, retry=policy, timeout=30.0) as client,
     ):
-        with anyio.fail_after(60):
-            await client.tenant_token()
-            started = anyio.current_time()
-            with pytest.raises(LarkAPIError) as caught:
-                await client.bot_info()
-            elapsed = anyio.current_time() - started
+        error, elapsed = await _failed_bot_info(client, within=60)
     print(f"\nhanging request cut after {elapsed:.2f} s (deadline 0.5 s, timeout 30 s)")
-    assert "deadline" in str(caught.value)
+    assert "deadline" in str(error)
     assert elapsed < 10.0  # the 0.5 s deadline, far from the 30 s timeout
 
 

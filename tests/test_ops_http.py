@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import anyio
@@ -103,28 +103,29 @@ async def test_wrong_method_is_labelled_with_the_route_not_the_url() -> None:
     assert _request_count("/readyz", "405", method="POST") == before + 1
 
 
-async def test_port_in_use_is_one_clear_sentence() -> None:
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that something else listens on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        server = OpsServer(build_ops_app(HealthState()), "127.0.0.1", port)
-        with pytest.raises(OpsPortError) as caught, anyio.fail_after(5):
-            await server.run()
+        yield taken.getsockname()[1]
+
+
+async def test_port_in_use_is_one_clear_sentence(taken_port: int) -> None:
+    server = OpsServer(build_ops_app(HealthState()), "127.0.0.1", taken_port)
+    with pytest.raises(OpsPortError) as caught, anyio.fail_after(5):
+        await server.run()
     assert str(caught.value) == (
-        f"port {port} on 127.0.0.1 is already in use: set PORT to a free port"
+        f"port {taken_port} on 127.0.0.1 is already in use: set PORT to a free port"
     )
 
 
-async def test_port_in_use_fails_task_group_start() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        server = OpsServer(build_ops_app(HealthState()), "127.0.0.1", port)
-        with pytest.RaisesGroup(OpsPortError), anyio.fail_after(5):
-            async with anyio.create_task_group() as tg:
-                await tg.start(server.run)
+async def test_port_in_use_fails_task_group_start(taken_port: int) -> None:
+    server = OpsServer(build_ops_app(HealthState()), "127.0.0.1", taken_port)
+    with pytest.RaisesGroup(OpsPortError), anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.run)
 
 
 async def test_cancellation_stops_promptly_and_frees_the_port() -> None:

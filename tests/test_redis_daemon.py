@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
@@ -27,15 +26,23 @@ from larkbot.store.redis._keys import GROUP
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, running_daemon, settings_for
 from tests._factories import inbound
-from tests._redis import RedisServer, redis_server, requires_redis
+from tests._redis import RedisServer, requires_redis
 
 pytestmark = [pytest.mark.anyio, requires_redis]
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    async with redis_server(tmp_path / "redis") as running:
-        yield running
+async def lark() -> AsyncIterator[LarkStandIn]:
+    """A bare Lark stand-in: these tests need no workspace behind it."""
+    async with LarkStandIn() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+async def store(server: RedisServer) -> AsyncIterator[RedisStore]:
+    """A store on ``server`` beside the daemon's, to set up and read what the daemon shares."""
+    async with RedisStore.open(server.url) as opened:
+        yield opened
 
 
 async def redis_settings(lark: LarkStandIn, server: RedisServer, **env: str) -> Settings:
@@ -122,45 +129,43 @@ async def test_reset_and_language_changes_reach_the_shared_history(server: Redis
 
 
 async def test_an_answer_generated_by_a_previous_owner_is_sent_not_regenerated(
-    server: RedisServer,
+    server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
     agent = EchoAgent()
-    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
-        # What a replica left behind when it died between caching its answer and finishing.
-        message = inbound("oc_cached", text="question")
-        await store.intake(message)
-        change = ConversationChange(user_text="question", answer_text="the cached answer")
-        await store.put_answer(
-            message.chat_id, message.message_id, "the cached answer", change=change
-        )
-        async with running_daemon(await redis_settings(lark, server), agent):
-            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
-            await _wait_done(store, message)  # the finish comes just after the post
-            history = await store.history("oc_cached")
+    # What a replica left behind when it died between caching its answer and finishing.
+    message = inbound("oc_cached", text="question")
+    await store.intake(message)
+    change = ConversationChange(user_text="question", answer_text="the cached answer")
+    await store.put_answer(message.chat_id, message.message_id, "the cached answer", change=change)
+    async with running_daemon(await redis_settings(lark, server), agent):
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
+        await _wait_done(store, message)  # the finish comes just after the post
+        history = await store.history("oc_cached")
     assert lark.replies[0].content == {"text": "the cached answer"}
     assert lark.replies[0].to_message_id == message.message_id
     assert agent.seen == []
     assert [t.text for t in history] == ["question", "the cached answer"]
 
 
-async def test_a_message_delivered_too_often_gets_an_apology(server: RedisServer) -> None:
-    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
-        message = inbound("oc_poison", text="crash me")
-        await store.intake(message)
-        stream = store.keys.stream(store.keys.partition_of(message.chat_id))
-        # Handed out six times to replicas that all died before finishing it.
-        client: Any = store._client
-        await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        entries = await client.xreadgroup(GROUP, "dead-replica", {stream: ">"}, count=1)
-        entry_id = _first_entry_id(entries)
-        await client.xclaim(stream, GROUP, "dead-replica", 0, [entry_id], retrycount=6)
-        agent = EchoAgent()
-        async with running_daemon(await redis_settings(lark, server), agent):
-            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
-        assert agent.seen == []
-        assert lark.replies[0].content == {"text": translate("error", "en")}
-        assert lark.replies[0].to_message_id == message.message_id
-        assert await client.xlen(store.keys.dead_letters(store.keys.partition_of("oc_poison")))
+async def test_a_message_delivered_too_often_gets_an_apology(
+    server: RedisServer, lark: LarkStandIn, store: RedisStore
+) -> None:
+    message = inbound("oc_poison", text="crash me")
+    await store.intake(message)
+    stream = store.keys.stream(store.keys.partition_of(message.chat_id))
+    # Handed out six times to replicas that all died before finishing it.
+    client: Any = store._client
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    entries = await client.xreadgroup(GROUP, "dead-replica", {stream: ">"}, count=1)
+    entry_id = _first_entry_id(entries)
+    await client.xclaim(stream, GROUP, "dead-replica", 0, [entry_id], retrycount=6)
+    agent = EchoAgent()
+    async with running_daemon(await redis_settings(lark, server), agent):
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
+    assert agent.seen == []
+    assert lark.replies[0].content == {"text": translate("error", "en")}
+    assert lark.replies[0].to_message_id == message.message_id
+    assert await client.xlen(store.keys.dead_letters(store.keys.partition_of("oc_poison")))
 
 
 async def test_redis_down_refuses_acks_and_readyz_says_why(server: RedisServer) -> None:
@@ -228,38 +233,37 @@ class HeldAgent:
 
 
 async def test_a_partition_lost_and_taken_back_still_answers_its_chat_in_order(
-    server: RedisServer,
+    server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
     # Regression: after the lease lapsed (Redis frozen past it) and the replica took the
     # partition back, the chat's messages sat in dispatch twice (read under each lease),
     # and an old entry answered with the newer read: the second message before the first.
     agent = HeldAgent()
     chat = "oc_order"
-    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
-        settings = await redis_settings(lark, server, LARKBOT_STORE__LEASE_SECONDS="2")
-        partition = store.keys.partition_of(chat)
-        async with running_daemon(settings, agent) as daemon:
-            sent = []
-            for n in range(4):
-                sent.append(await lark.send_text(f"m{n}", chat_id=chat))
-                await lark.wait_accepted(sent[-1], timeout=5)
-            await lark.wait_for(lambda: agent.seen == ["m0"], timeout=10)
-            epoch = int(await store._client.get(store.keys.epoch(partition)))
-            server.freeze()
-            await anyio.sleep(4)  # twice the lease
-            server.thaw()
-            with anyio.fail_after(15):
-                while int(await store._client.get(store.keys.epoch(partition))) == epoch:  # noqa: ASYNC110
-                    await anyio.sleep(0.1)
-                # Read again under the new lease: three old entries wait, and four new ones.
-                assert daemon._parts is not None and daemon._parts.shared is not None
-                work = daemon._parts.shared.work
-                while len(work) < 7:  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
-            agent.release.set()
-            await lark.wait_for(lambda: len(lark.replies) == 4, timeout=20)
-            await anyio.sleep(0.5)  # a wrong extra answer would show up by now
-            history = await store.history(chat)
+    settings = await redis_settings(lark, server, LARKBOT_STORE__LEASE_SECONDS="2")
+    partition = store.keys.partition_of(chat)
+    async with running_daemon(settings, agent) as daemon:
+        sent = []
+        for n in range(4):
+            sent.append(await lark.send_text(f"m{n}", chat_id=chat))
+            await lark.wait_accepted(sent[-1], timeout=5)
+        await lark.wait_for(lambda: agent.seen == ["m0"], timeout=10)
+        epoch = int(await store._client.get(store.keys.epoch(partition)))
+        server.freeze()
+        await anyio.sleep(4)  # twice the lease
+        server.thaw()
+        with anyio.fail_after(15):
+            while int(await store._client.get(store.keys.epoch(partition))) == epoch:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+            # Read again under the new lease: three old entries wait, and four new ones.
+            assert daemon._parts is not None and daemon._parts.shared is not None
+            work = daemon._parts.shared.work
+            while len(work) < 7:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        agent.release.set()
+        await lark.wait_for(lambda: len(lark.replies) == 4, timeout=20)
+        await anyio.sleep(0.5)  # a wrong extra answer would show up by now
+        history = await store.history(chat)
     assert [r.to_message_id for r in lark.replies] == sent
     assert [r.content["text"] for r in lark.replies] == [f"echo: m{n}" for n in range(4)]
     assert agent.seen[0] == "m0" and agent.seen[-4:] == ["m0", "m1", "m2", "m3"]
@@ -267,21 +271,16 @@ async def test_a_partition_lost_and_taken_back_still_answers_its_chat_in_order(
 
 
 async def test_a_message_that_waited_past_the_stale_cutoff_is_settled_unanswered(
-    server: RedisServer,
+    server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
     agent = EchoAgent()
-    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
-        old = inbound("oc_stale", text="from before the outage")
-        old = old.model_copy(update={"created_at": old.created_at - timedelta(hours=2)})
-        fresh = inbound("oc_stale", text="fresh")
-        await store.intake_many([old, fresh])
-        async with running_daemon(await redis_settings(lark, server), agent):
-            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
-            with anyio.fail_after(10):
-                while (  # noqa: ASYNC110
-                    await store.message_state("oc_stale", old.message_id) is not MessageState.DONE
-                ):
-                    await anyio.sleep(0.05)
+    old = inbound("oc_stale", text="from before the outage")
+    old = old.model_copy(update={"created_at": old.created_at - timedelta(hours=2)})
+    fresh = inbound("oc_stale", text="fresh")
+    await store.intake_many([old, fresh])
+    async with running_daemon(await redis_settings(lark, server), agent):
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
+        await _wait_done(store, old)
     assert [m.message_id for m in agent.seen] == [fresh.message_id]
     assert lark.replies[0].to_message_id == fresh.message_id
 
@@ -337,19 +336,18 @@ class CardAgent:
 
 
 async def test_a_card_answer_is_kept_with_the_cached_answer_and_sent_as_the_card(
-    server: RedisServer,
+    server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
-    async with LarkStandIn() as lark, RedisStore.open(server.url) as store:
-        async with running_daemon(await redis_settings(lark, server), CardAgent()):
-            message_id = await lark.send_text("add a record", chat_id="oc_card")
-            await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
-            await _wait_drained(store)
-        history = await store.history("oc_card")
-        # What a next owner would have found, had this one died before finishing.
-        message = inbound("oc_card", text="again")
-        cached = await store.put_answer(
-            message.chat_id, message.message_id, "asked", card=CardAgent.CARD
-        )
+    async with running_daemon(await redis_settings(lark, server), CardAgent()):
+        message_id = await lark.send_text("add a record", chat_id="oc_card")
+        await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
+        await _wait_drained(store)
+    history = await store.history("oc_card")
+    # What a next owner would have found, had this one died before finishing.
+    message = inbound("oc_card", text="again")
+    cached = await store.put_answer(
+        message.chat_id, message.message_id, "asked", card=CardAgent.CARD
+    )
     assert lark.replies[0].to_message_id == message_id
     assert lark.replies[0].msg_type == "interactive"
     assert lark.replies[0].content == CardAgent.CARD

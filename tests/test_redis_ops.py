@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -18,15 +17,9 @@ from larkbot.store.redis import (
     WorkItem,
 )
 from tests._factories import inbound
-from tests._redis import RedisServer, redis_server, requires_redis
+from tests._redis import RedisServer, requires_redis
 
 pytestmark = [pytest.mark.anyio, requires_redis]
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    async with redis_server(tmp_path / "redis") as running:
-        yield running
 
 
 async def take(ownership: PartitionOwnership, count: int) -> list[WorkItem]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,7 +20,7 @@ from larkbot.store.redis import (
     rendezvous_owner,
 )
 from tests._factories import inbound
-from tests._redis import RedisServer, redis_server, requires_redis
+from tests._redis import RedisServer, opened, requires_redis, take
 
 pytestmark = [pytest.mark.anyio, requires_redis]
 
@@ -32,24 +29,6 @@ LEASE = 3.0
 TICK = 0.25
 # Room for a loaded two-core machine on top of each bound the design promises.
 SLACK = 2.0
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    async with redis_server(tmp_path / "redis") as running:
-        yield running
-
-
-@asynccontextmanager
-async def opened(server: RedisServer, **options: Any) -> AsyncIterator[RedisStore]:
-    """A store on ``server``; calls may take 10 s unless a test bounds them itself.
-
-    A call timed out on a busy machine loses its reply, and a read read again counts as a
-    delivery: generous bounds keep delivery counts exact where tests assert them.
-    """
-    options.setdefault("command_timeout", 10.0)
-    async with RedisStore.open(server.url, **options) as store:
-        yield store
 
 
 def replica(store: RedisStore, owner: str, **options: Any) -> PartitionOwnership:
@@ -69,17 +48,6 @@ async def start(tg: TaskGroup, ownership: PartitionOwnership) -> anyio.CancelSco
     return scope
 
 
-async def take(ownership: PartitionOwnership, count: int, within: float = 15) -> list[WorkItem]:
-    """The next ``count`` items of ``ownership``'s feed, within ``within`` seconds."""
-    items: list[WorkItem] = []
-    with anyio.fail_after(within):
-        async for item in ownership.items:
-            items.append(item)
-            if len(items) == count:
-                break
-    return items
-
-
 async def until(condition: Any, within: float = 15) -> float:
     """Wait until ``condition()`` holds; return the seconds it took."""
     started = anyio.current_time()
@@ -88,6 +56,16 @@ async def until(condition: Any, within: float = 15) -> float:
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.02)
     return anyio.current_time() - started
+
+
+async def sole_owner(
+    tg: TaskGroup, store: RedisStore, owner: str, **options: Any
+) -> PartitionOwnership:
+    """A replica started in ``tg`` on its own, once it owns every partition."""
+    ownership = replica(store, owner, **options)
+    await start(tg, ownership)
+    await until(lambda: ownership.owned == ALL)
+    return ownership
 
 
 def settled(*replicas: PartitionOwnership) -> bool:
@@ -126,9 +104,8 @@ def by_chat(items: list[WorkItem]) -> dict[str, list[str]]:
 
 async def test_replicas_share_the_partitions_and_rebalance(server: RedisServer) -> None:
     async with opened(server) as store, anyio.create_task_group() as tg:
-        a, b, c = (replica(store, name) for name in ("a", "b", "c"))
-        await start(tg, a)
-        await until(lambda: a.owned == ALL)
+        a = await sole_owner(tg, store, "a")
+        b, c = replica(store, "b"), replica(store, "c")
         await start(tg, b)
         await start(tg, c)
         await until(lambda: settled(a, b, c))
@@ -248,9 +225,7 @@ async def test_an_owner_that_stopped_renewing_is_fenced(server: RedisServer) -> 
         opened(server) as store_b,
         anyio.create_task_group() as tg,
     ):
-        a = replica(store_a, "a")
-        await start(tg, a)
-        await until(lambda: a.owned == ALL)
+        a = await sole_owner(tg, store_a, "a")
         message = inbound("oc_pause", text="question")
         await store_a.intake(message)
         [stale] = await take(a, 1)
@@ -321,9 +296,7 @@ async def test_a_message_delivered_too_often_goes_to_the_dead_letter_stream(
 
 async def test_a_partition_moves_only_after_its_items_are_finished(server: RedisServer) -> None:
     async with opened(server) as store, anyio.create_task_group() as tg:
-        a = replica(store, "a", drain_timeout=30)
-        await start(tg, a)
-        await until(lambda: a.owned == ALL)
+        a = await sole_owner(tg, store, "a", drain_timeout=30)
         chat = chats_of("b", ["a", "b"], 1, store)[0]
         partition = store.keys.partition_of(chat)
         first = inbound(chat, text="first")
@@ -349,9 +322,7 @@ async def test_a_partition_moves_only_after_its_items_are_finished(server: Redis
 
 async def test_ownership_survives_a_redis_restart(server: RedisServer) -> None:
     async with opened(server, command_timeout=0.5) as store, anyio.create_task_group() as tg:
-        ownership = replica(store, "solo")
-        await start(tg, ownership)
-        await until(lambda: ownership.owned == ALL)
+        ownership = await sole_owner(tg, store, "solo")
         before = inbound("oc_restart", text="before")
         await store.intake(before)
         [item] = await take(ownership, 1)
@@ -385,9 +356,7 @@ async def test_release_does_not_wait_for_a_reader_blocked_on_a_full_feed(
         messages = [inbound(chat, text=str(n)) for n in range(6)]
         await store.intake_many(messages)
         async with anyio.create_task_group() as tg:
-            a = replica(store, "a", buffer=1)
-            await start(tg, a)
-            await until(lambda: a.owned == ALL)
+            a = await sole_owner(tg, store, "a", buffer=1)
             [first] = await take(a, 1)
             await until(lambda: a.items.statistics().current_buffer_used == 1)
             # The reader now waits for room in the feed; nobody reads it any more.

@@ -29,21 +29,14 @@ import pytest
 
 from larkbot.store.redis import RedisStore
 from larkbot.testing import LarkStandIn
-from tests._proc import (
-    LarkbotProcess,
-    larkbot_process,
-    llm_env,
-    openai_standin_available,
-    reply_text,
-    slow_llm,
-)
+from tests._proc import LarkbotProcess, larkbot_process, llm_env, needs_llm, reply_text, slow_llm
 from tests._redis import RedisServer, redis_server, requires_redis
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.slow,
     requires_redis,
-    pytest.mark.skipif(not openai_standin_available(), reason="the LLM stand-in is missing"),
+    needs_llm,
 ]
 
 AGENT_SECONDS = 0.3

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ssl
 import threading
 import zlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,41 +24,11 @@ from larkbot.store.redis import (
     WorkItem,
 )
 from tests._factories import inbound
-from tests._redis import RedisServer, redis_server, requires_redis
+from tests._redis import RedisServer, opened, redis_server, requires_redis, take
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "s3cr3t-Pa55"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    async with redis_server(tmp_path / "redis") as running:
-        yield running
-
-
-@asynccontextmanager
-async def opened(server: RedisServer, **options: Any) -> AsyncIterator[RedisStore]:
-    """A store on ``server``; calls may take 5-10 s unless a test bounds them itself.
-
-    A call timed out on a busy machine loses its reply, and a read read again counts as a
-    delivery: generous bounds keep delivery counts exact where tests assert them.
-    """
-    options.setdefault("command_timeout", 10.0)
-    options.setdefault("intake_timeout", 5.0)
-    async with RedisStore.open(server.url, password=server.password, **options) as store:
-        yield store
-
-
-async def take(ownership: PartitionOwnership, count: int, within: float = 10) -> list[WorkItem]:
-    """The next ``count`` items of ``ownership``'s feed."""
-    items: list[WorkItem] = []
-    with anyio.fail_after(within):
-        async for item in ownership.items:
-            items.append(item)
-            if len(items) == count:
-                break
-    return items
 
 
 # -- parsing and key layout (no server) -------------------------------------------------------

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-import anyio
 import pytest
 from pydantic import BaseModel
 
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.core.message import InboundMessage
-from larkbot.daemon import Daemon, Overrides
+from larkbot.daemon import Overrides
 from larkbot.store import StoreError
 from larkbot.store.memory import MemoryStore
 from larkbot.testing import LarkStandIn, OpenAIStandIn
-from tests._daemon import EchoAgent, settings_for
+from tests._daemon import EchoAgent, answered, llm_settings, running_daemon, settings_for
+from tests._factories import tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -67,26 +67,12 @@ async def test_custom_tool_and_store_plug_into_the_daemon() -> None:
     tool = WordCount()
     store = CountingStore()
     async with LarkStandIn() as lark, OpenAIStandIn(api_key=API_KEY) as llm:
-        settings = await settings_for(
-            lark, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=llm.base_url, LLM_MODEL="m"
-        )
         llm.script(
-            {"tool_calls": [{"name": "count_words", "arguments": {"text": "one two three"}}]},
-            {"content": "That text has 3 words."},
+            tool_call("count_words", text="one two three"), {"content": "That text has 3 words."}
         )
-        daemon = Daemon(
-            settings,
-            overrides=Overrides(tools=[tool], store=store),
-            env={},
-            working_reaction_after=None,
-        )
-        async with anyio.create_task_group() as tg:
-            await tg.start(daemon.run)
-            with anyio.fail_after(10):
-                await daemon.ready.wait()
-            sent = await lark.send_text("how many words in 'one two three'?")
-            await lark.wait_for(lambda: any(r.to_message_id == sent for r in lark.replies), 10)
-            daemon.request_stop()
+        overrides = Overrides(tools=[tool], store=store)
+        async with running_daemon(await llm_settings(lark, llm), overrides=overrides):
+            sent = await answered(lark, "how many words in 'one two three'?")
     reply = next(r for r in lark.replies if r.to_message_id == sent)
     assert tool.calls == ["one two three"]
     assert "That text has 3 words." in (reply.text or json.dumps(reply.content))
@@ -115,17 +101,6 @@ async def test_a_passing_store_error_does_not_end_the_daemon() -> None:
     store = FlakyDepthStore()
     async with LarkStandIn() as lark:
         settings = await settings_for(lark)
-        daemon = Daemon(
-            settings,
-            overrides=Overrides(store=store, agent=EchoAgent()),
-            env={},
-            working_reaction_after=None,
-        )
-        async with anyio.create_task_group() as tg:
-            await tg.start(daemon.run)
-            with anyio.fail_after(10):
-                await daemon.ready.wait()
-            sent = await lark.send_text("still here?")
-            await lark.wait_for(lambda: any(r.to_message_id == sent for r in lark.replies), 10)
-            daemon.request_stop()
+        async with running_daemon(settings, EchoAgent(), overrides=Overrides(store=store)):
+            await answered(lark, "still here?")
     assert store.depth_calls >= 1

@@ -41,6 +41,14 @@ class _CollectingTransport(Transport):
     def serialized(self) -> bytes:
         return b"".join(envelope.serialize() for envelope in self.envelopes)
 
+    def only_event(self) -> dict[str, Any]:
+        """The one event sent, once checked that nothing sent holds a secret."""
+        (event,) = self.events()
+        raw = self.serialized()
+        assert APP_SECRET.encode() not in raw
+        assert TENANT_TOKEN.encode() not in raw
+        return event
+
 
 @pytest.fixture
 def transport() -> Iterator[_CollectingTransport]:
@@ -81,10 +89,7 @@ def test_captured_exception_carries_no_secret(transport: _CollectingTransport) -
         sentry_sdk.capture_exception(exc)
     sentry_sdk.flush(timeout=2)
 
-    (event,) = transport.events()
-    raw = transport.serialized()
-    assert APP_SECRET.encode() not in raw
-    assert TENANT_TOKEN.encode() not in raw
+    event = transport.only_event()
     assert event["release"] == "9.9.9"
     assert event["environment"] == "test"
     (exception,) = event["exception"]["values"]
@@ -106,10 +111,7 @@ def test_error_log_becomes_a_scrubbed_event(transport: _CollectingTransport) -> 
     )
     sentry_sdk.flush(timeout=2)
 
-    (event,) = transport.events()
-    raw = transport.serialized()
-    assert APP_SECRET.encode() not in raw
-    assert TENANT_TOKEN.encode() not in raw
+    event = transport.only_event()
     assert event["level"] == "error"
     assert event["logentry"]["params"] == ["***"]
     assert event["extra"]["detail"] == "***"
@@ -130,9 +132,7 @@ def test_request_headers_are_scrubbed(transport: _CollectingTransport) -> None:
     )
     sentry_sdk.flush(timeout=2)
 
-    (event,) = transport.events()
-    assert APP_SECRET.encode() not in transport.serialized()
-    assert TENANT_TOKEN.encode() not in transport.serialized()
+    event = transport.only_event()
     assert event["message"] == "upstream said no to ***"
     headers = event["request"]["headers"]
     assert headers["X-Debug"] == "Bearer ***"

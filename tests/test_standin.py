@@ -36,10 +36,9 @@ from larkbot.testing import (
     OpenApiRoute,
     ReplyRecord,
 )
+from tests._factories import REPLY_ROUTE
 
 pytestmark = pytest.mark.anyio
-
-REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
 
 
 @pytest.fixture

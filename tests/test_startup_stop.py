@@ -15,6 +15,8 @@ import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 
+from tests._proc import spawned
+
 pytestmark = pytest.mark.anyio
 
 
@@ -39,14 +41,8 @@ async def test_stop_during_start_up_retries_exits_at_once(tmp_path: Path, signum
         "PYTHONUNBUFFERED": "1",
     }
     lines: list[dict[str, object]] = []
-    async with await anyio.open_process(
-        [sys.executable, "-m", "larkbot", "run"],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    ) as process:
+    command = [sys.executable, "-m", "larkbot", "run"]
+    async with spawned(command, env, tmp_path, stdout=subprocess.DEVNULL) as process:
         assert process.stderr is not None
         buffer = ""
 

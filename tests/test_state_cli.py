@@ -11,6 +11,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -72,6 +73,49 @@ async def _wait_for(predicate: Callable[[], bool], within: float) -> None:
             await anyio.sleep(0.02)
 
 
+@dataclass
+class _Backup:
+    """``larkbot state backup`` run while messages kept coming: its outcome, and the load."""
+
+    code: int
+    out: str
+    err: str
+    sent: list[tuple[str, str, str]]  # chat, text, message id, in the order sent
+    acked_before: set[str | None]
+    sent_during: int
+
+
+async def _backup_while_sending(
+    lark: LarkStandIn, chats: list[str], backup: Path, env: dict[str, str], *, replies_first: int
+) -> _Backup:
+    """Send messages round ``chats``; once ``replies_first`` are answered, back up to ``backup``.
+
+    The sending goes on until 20 messages have gone after the backup finished.
+    """
+    sent: list[tuple[str, str, str]] = []
+    backup_done = anyio.Event()
+
+    async def send_until_after_the_backup() -> None:
+        n = after = 0
+        while after < 20:
+            chat = chats[n % len(chats)]
+            text = f"message {n}"
+            sent.append((chat, text, await lark.send_text(text, chat_id=chat)))
+            n += 1
+            after += backup_done.is_set()
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send_until_after_the_backup)
+        await _wait_for(lambda: len(lark.replies) >= replies_first, within=30)
+        acked_before = {a.chat_message_id for a in lark.acks if a.code == 200}
+        sent_before = len(sent)
+        code, out, err = await _larkbot("state", "backup", str(backup), env=env)
+        sent_during = len(sent) - sent_before
+        backup_done.set()
+    return _Backup(code, out, err, sent, acked_before, sent_during)
+
+
 # --- SQLite ------------------------------------------------------------------------------------
 
 
@@ -83,44 +127,23 @@ async def test_sqlite_backup_while_the_daemon_answers_restores_every_message_as_
     source_dir, fresh_dir = tmp_path / "running", tmp_path / "fresh"
     backup = tmp_path / "larkbot-backup.sqlite3"
     chats = [f"oc_backup_{n}" for n in range(8)]
-    sent: list[tuple[str, str]] = []
-    backup_done = anyio.Event()
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, state_dir=source_dir)
         async with running_daemon(settings, EchoAgent(delay=0.01)):
-
-            async def send_until_after_the_backup() -> None:
-                n = 0
-                after = 0
-                while after < 20:
-                    chat = chats[n % len(chats)]
-                    sent.append((chat, await lark.send_text(f"message {n}", chat_id=chat)))
-                    n += 1
-                    after += backup_done.is_set()
-                    await anyio.sleep(0.01)
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(send_until_after_the_backup)
-                await _wait_for(lambda: len(lark.replies) >= 30, within=30)
-                acked_before = {a.chat_message_id for a in lark.acks if a.code == 200}
-                sent_before = len(sent)
-                code, out, err = await _larkbot(
-                    "state", "backup", str(backup), env={"LARKBOT_STATE_DIR": str(source_dir)}
-                )
-                sent_during = len(sent) - sent_before
-                backup_done.set()
-            await _wait_for(lambda: len(lark.replies) >= len(sent), within=60)
-    assert code == 0, err
-    assert err == ""
-    assert out.startswith("backed up ") and str(backup) in out
-    assert out.count("\n") == 1 and _ESCAPE not in out
+            source_env = {"LARKBOT_STATE_DIR": str(source_dir)}
+            taken = await _backup_while_sending(lark, chats, backup, source_env, replies_first=30)
+            await _wait_for(lambda: len(lark.replies) >= len(taken.sent), within=60)
+    assert taken.code == 0, taken.err
+    assert taken.err == ""
+    assert taken.out.startswith("backed up ") and str(backup) in taken.out
+    assert taken.out.count("\n") == 1 and _ESCAPE not in taken.out
     # The daemon kept taking and answering messages while the backup ran.
-    assert sent_during > 0
+    assert taken.sent_during > 0
     assert backup.stat().st_mode & 0o077 == 0
 
     in_backup = await anyio.to_thread.run_sync(_seen_ids, backup)
-    all_ids = {message_id for _, message_id in sent}
-    assert acked_before <= in_backup <= all_ids
+    all_ids = {message_id for _, _, message_id in taken.sent}
+    assert taken.acked_before <= in_backup <= all_ids
     assert in_backup != all_ids, "the backup should predate the last messages"
 
     code, out, err = await _larkbot(
@@ -140,7 +163,7 @@ async def test_sqlite_backup_while_the_daemon_answers_restores_every_message_as_
     assert inventory["processes"] == []
 
     async with SqliteStore.open(fresh_dir) as restored:
-        for chat, message_id in sent:
+        for chat, _, message_id in taken.sent:
             admitted = await restored.admit(inbound(chat, message_id=message_id))
             assert admitted is (message_id not in in_backup), message_id
 
@@ -307,8 +330,6 @@ async def test_redis_backup_while_the_daemon_answers_restores_duplicates_and_con
     source, target = two_redis
     backup = tmp_path / "redis-backup.jsonl"
     chats = [f"oc_redis_{n}" for n in range(12)]
-    sent: list[tuple[str, str, str]] = []
-    backup_done = anyio.Event()
     async with (
         LarkStandIn() as lark,
         RedisStore.open(source.url, command_timeout=10, max_turns=10_000) as store,
@@ -320,29 +341,11 @@ async def test_redis_backup_while_the_daemon_answers_restores_duplicates_and_con
             LARKBOT_AGENT__MAX_CONVERSATION_HISTORY="10000",
         )
         async with running_daemon(settings, _TurnAgent()):
-
-            async def send_until_after_the_backup() -> None:
-                n = after = 0
-                while after < 20:
-                    chat = chats[n % len(chats)]
-                    text = f"message {n}"
-                    sent.append((chat, text, await lark.send_text(text, chat_id=chat)))
-                    n += 1
-                    after += backup_done.is_set()
-                    await anyio.sleep(0.01)
-
-            async with anyio.create_task_group() as load:
-                load.start_soon(send_until_after_the_backup)
-                await _wait_for(lambda: len(lark.replies) >= 40, within=30)
-                acked_before = {a.chat_message_id for a in lark.acks if a.code == 200}
-                sent_before = len(sent)
-                code, out, err = await _larkbot(
-                    "state", "backup", str(backup), env=_redis_env(source)
-                )
-                sent_during = len(sent) - sent_before
-                backup_done.set()
-            assert code == 0, err
-            assert sent_during > 0, "the backup should run while messages arrive"
+            env = _redis_env(source)
+            taken = await _backup_while_sending(lark, chats, backup, env, replies_first=40)
+            assert taken.code == 0, taken.err
+            assert taken.sent_during > 0, "the backup should run while messages arrive"
+            sent = taken.sent
             await _wait_for(lambda: len(lark.replies) >= len(sent), within=60)
             await _wait_for_empty_backlog(store)
             originals = {chat: await _turns(store, chat) for chat in chats}
@@ -367,7 +370,7 @@ async def test_redis_backup_while_the_daemon_answers_restores_duplicates_and_con
             if not (await restored.intake(message)).new:
                 known.add(message_id)
         # Everything acked before the backup began is known to the restored store.
-        assert acked_before <= known
+        assert taken.acked_before <= known
         assert len(known) < len(sent), "messages after the backup are new there"
         ids_by_text = {(chat, text): message_id for chat, text, message_id in sent}
         for chat in chats:

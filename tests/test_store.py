@@ -22,21 +22,20 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from larkbot.core.message import InboundMessage
 from larkbot.store import InboxStatus, Store, StoreError, open_store
 from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
+from tests._factories import inbound
 
 KINDS = ["sqlite", "memory"]
 
 
 def _message(message_id: str, *, age: float = 0.0, text: str = "hello") -> InboundMessage:
-    return InboundMessage(
+    return inbound(
+        "oc_chat",
+        text,
         message_id=message_id,
         event_id=f"ev_{message_id}",
-        chat_id="oc_chat",
         chat_type="group",
-        message_type="text",
-        text=text,
-        sender_open_id="ou_user",
-        root_id="om_root",
         created_at=datetime.now(UTC) - timedelta(seconds=age),
+        root_id="om_root",
         mentions_bot=True,
     )
 
@@ -45,6 +44,13 @@ def _message(message_id: str, *, age: float = 0.0, text: str = "hello") -> Inbou
 async def _open(kind: str, state_dir: Path, **limits: float) -> AsyncIterator[Store]:
     async with open_store(kind, state_dir, **limits) as store:  # type: ignore[arg-type]
         yield store
+
+
+@pytest.fixture(params=KINDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store of each kind in ``tmp_path``, with the default limits."""
+    async with _open(request.param, tmp_path) as opened:
+        yield opened
 
 
 def _sql(path: Path | None, query: str, params: tuple[object, ...] = ()) -> list[tuple]:
@@ -77,64 +83,56 @@ async def test_admit_once_then_duplicate(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", KINDS)
-async def test_mark_done_settles_and_stays_duplicate(kind: str, tmp_path: Path) -> None:
-    async with _open(kind, tmp_path) as store:
-        await store.admit(_message("om_1"))
-        await store.mark_done("om_1")
-        item = await store.lookup("om_1")
-        assert item is not None and item.status is InboxStatus.DONE
-        assert await store.depth() == 0
-        assert await store.admit(_message("om_1")) is False
-        # A late failure report cannot turn a sent reply into a failed one.
-        await store.mark_failed("om_1", "timeout")
-        item = await store.lookup("om_1")
-        assert item is not None and item.status is InboxStatus.DONE and item.reason is None
-        await store.mark_done("om_never_admitted")
-        assert await store.lookup("om_never_admitted") is None
+async def test_mark_done_settles_and_stays_duplicate(store: Store) -> None:
+    await store.admit(_message("om_1"))
+    await store.mark_done("om_1")
+    item = await store.lookup("om_1")
+    assert item is not None and item.status is InboxStatus.DONE
+    assert await store.depth() == 0
+    assert await store.admit(_message("om_1")) is False
+    # A late failure report cannot turn a sent reply into a failed one.
+    await store.mark_failed("om_1", "timeout")
+    item = await store.lookup("om_1")
+    assert item is not None and item.status is InboxStatus.DONE and item.reason is None
+    await store.mark_done("om_never_admitted")
+    assert await store.lookup("om_never_admitted") is None
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", KINDS)
-async def test_mark_failed_keeps_item_with_clean_reason(kind: str, tmp_path: Path) -> None:
-    async with _open(kind, tmp_path) as store:
-        await store.admit(_message("om_1"))
-        await store.mark_failed(
-            "om_1",
-            "HTTP 400 from im/v1/messages\n  Authorization: Bearer t-g104secretvalue "
-            'body {"app_secret": "s3cr3t"}' + " padding" * 200,
-        )
-        item = await store.lookup("om_1")
-        assert item is not None
-        assert item.status is InboxStatus.FAILED
-        assert item.reason is not None
-        assert item.reason.startswith("HTTP 400 from im/v1/messages Authorization: Bearer ***")
-        assert "t-g104secretvalue" not in item.reason and "s3cr3t" not in item.reason
-        assert "\n" not in item.reason and len(item.reason) <= 500
-        assert await store.depth() == 0
-        assert await store.admit(_message("om_1")) is False
+async def test_mark_failed_keeps_item_with_clean_reason(store: Store) -> None:
+    await store.admit(_message("om_1"))
+    await store.mark_failed(
+        "om_1",
+        "HTTP 400 from im/v1/messages\n  Authorization: Bearer t-g104secretvalue "
+        'body {"app_secret": "s3cr3t"}' + " padding" * 200,
+    )
+    item = await store.lookup("om_1")
+    assert item is not None
+    assert item.status is InboxStatus.FAILED
+    assert item.reason is not None
+    assert item.reason.startswith("HTTP 400 from im/v1/messages Authorization: Bearer ***")
+    assert "t-g104secretvalue" not in item.reason and "s3cr3t" not in item.reason
+    assert "\n" not in item.reason and len(item.reason) <= 500
+    assert await store.depth() == 0
+    assert await store.admit(_message("om_1")) is False
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", KINDS)
-async def test_depth_counts_pending(kind: str, tmp_path: Path) -> None:
-    async with _open(kind, tmp_path) as store:
-        assert await store.depth() == 0
-        for n in range(4):
-            await store.admit(_message(f"om_{n}"))
-        await store.mark_done("om_0")
-        await store.mark_failed("om_1", "gave up")
-        assert await store.depth() == 2
+async def test_depth_counts_pending(store: Store) -> None:
+    assert await store.depth() == 0
+    for n in range(4):
+        await store.admit(_message(f"om_{n}"))
+    await store.mark_done("om_0")
+    await store.mark_failed("om_1", "gave up")
+    assert await store.depth() == 2
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", KINDS)
-async def test_unfinished_never_returns_own_items(kind: str, tmp_path: Path) -> None:
-    async with _open(kind, tmp_path) as store:
-        await store.admit(_message("om_fresh"))
-        await store.admit(_message("om_old", age=7200))
-        assert await store.unfinished(60) == ([], [])
-        assert await store.depth() == 2
+async def test_unfinished_never_returns_own_items(store: Store) -> None:
+    await store.admit(_message("om_fresh"))
+    await store.admit(_message("om_old", age=7200))
+    assert await store.unfinished(60) == ([], [])
+    assert await store.depth() == 2
 
 
 @pytest.mark.anyio

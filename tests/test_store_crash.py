@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -19,6 +18,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from larkbot.core.message import InboundMessage
 from larkbot.store import open_store
+from tests._factories import inbound
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -64,16 +64,7 @@ anyio.run(main, sys.argv[1], sys.argv[2])
 
 
 def _message(n: int) -> InboundMessage:
-    return InboundMessage(
-        message_id=f"om_{n}",
-        event_id="ev_redelivered",
-        chat_id="oc_chat",
-        chat_type="p2p",
-        message_type="text",
-        text=f"message {n}",
-        sender_open_id="ou_user",
-        created_at=datetime.now(UTC),
-    )
+    return inbound("oc_chat", f"message {n}", message_id=f"om_{n}", event_id="ev_redelivered")
 
 
 async def _start_child(state_dir: Path, mode: str) -> Process:

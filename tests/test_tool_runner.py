@@ -25,7 +25,7 @@ from larkbot.lark.client import LarkClient
 from larkbot.ops.logging import log_context
 from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import BaseField, FieldType
-from tests._factories import FakeClock, Sample, metric
+from tests._factories import FakeClock, Sample, console_context, metric
 
 pytestmark = pytest.mark.anyio
 
@@ -58,14 +58,7 @@ class Env(Sample):
 
 @pytest.fixture
 def env(sample: Sample) -> Env:
-    ctx = ToolContext(
-        client=sample.client,
-        user_open_id="ou_console_user",
-        chat_id="oc_console",
-        message_id="om_runner_1",
-        language="en",
-        bases=dict(SAMPLE_BASES),
-    )
+    ctx = console_context(sample.client, message_id="om_runner_1", language="en")
     return Env(sample.ws, sample.lark, sample.client, ctx)
 
 

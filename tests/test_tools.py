@@ -36,9 +36,8 @@ from larkbot.agent.tools.lark_tools import (
     lark_tools,
 )
 from larkbot.lark.client import LarkAPIError
-from larkbot.testing.sample_data import SAMPLE_BASES
 from larkbot.testing.workspace import BaseField, FieldType, Workspace
-from tests._factories import Sample, customers, openapi_requests
+from tests._factories import FIRST_TOOLS, Sample, console_context, customers, openapi_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -58,14 +57,7 @@ class Env(Sample):
 
 @pytest.fixture
 def env(sample: Sample) -> Env:
-    ctx = ToolContext(
-        client=sample.client,
-        user_open_id="ou_console_user",
-        chat_id="oc_console",
-        message_id="om_tools_1",
-        language="ja",
-        bases=dict(SAMPLE_BASES),
-    )
+    ctx = console_context(sample.client, message_id="om_tools_1", language="ja")
     return Env(sample.ws, sample.lark, sample.client, ctx)
 
 
@@ -80,15 +72,7 @@ def month_of(millis: int, ws: Workspace) -> tuple[int, int]:
 def test_default_registry_holds_every_tool_with_flags_and_scopes() -> None:
     registry = default_registry()
     assert registry.names() == [
-        "search_base_records",
-        "create_base_record",
-        "update_base_record",
-        "delete_base_record",
-        "send_message",
-        "get_user_info",
-        "search_documents",
-        "list_chat_members",
-        "create_calendar_event",
+        *FIRST_TOOLS,
         "list_chat_messages",
         "list_chats",
         "create_chat",

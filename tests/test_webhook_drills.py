@@ -12,6 +12,8 @@ import copy
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ import anyio
 import httpx
 import pytest
 
+from larkbot.config import Settings
+from larkbot.core.agent import Agent
 from larkbot.daemon import Daemon
 from larkbot.testing import LarkStandIn, WebhookDriver
 from tests._daemon import (
@@ -29,22 +33,22 @@ from tests._daemon import (
     webhook_driver,
     webhook_env,
 )
-from tests._proc import (
-    LarkbotProcess,
-    larkbot_process,
-    llm_env,
-    openai_standin_available,
-    reply_text,
-    slow_llm,
-)
+from tests._factories import REPLY_ROUTE
+from tests._proc import LarkbotProcess, larkbot_process, llm_env, needs_llm, reply_text, slow_llm
 
 pytestmark = pytest.mark.anyio
 
-_REPLY_ROUTE = "im/v1/messages/{message_id}/reply"
 
-
-def _driver(lark: LarkStandIn, daemon: Daemon) -> WebhookDriver:
-    return webhook_driver(lark, f"http://127.0.0.1:{daemon.ops_port}")
+@asynccontextmanager
+async def _webhook_daemon(
+    lark: LarkStandIn, settings: Settings, agent: Agent
+) -> AsyncIterator[tuple[Daemon, WebhookDriver]]:
+    """The daemon answering with ``agent``, and Lark's side POSTing to its webhook."""
+    async with (
+        running_daemon(settings, agent) as daemon,
+        webhook_driver(lark, f"http://127.0.0.1:{daemon.ops_port}") as lark_side,
+    ):
+        yield daemon, lark_side
 
 
 def _renamed(event: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +75,7 @@ async def test_webhook_drill_redelivery_same_and_new_event_id(tmp_path: Path) ->
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, tmp_path, **webhook_env())
         agent = EchoAgent(delay=0.3)
-        async with running_daemon(settings, agent) as daemon, _driver(lark, daemon) as lark_side:
+        async with _webhook_daemon(lark, settings, agent) as (daemon, lark_side):
             event = lark_side.message_event("hello")
             first = await lark_side.send_event(event, retry=False)
             # Lark pushes again while the answer is being produced, and after it landed:
@@ -94,15 +98,12 @@ async def test_webhook_drill_redelivery_same_and_new_event_id(tmp_path: Path) ->
 async def test_webhook_drill_restart_then_redelivery(tmp_path: Path) -> None:
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, tmp_path, **webhook_env())
-        async with (
-            running_daemon(settings, EchoAgent()) as daemon,
-            _driver(lark, daemon) as lark_side,
-        ):
+        async with _webhook_daemon(lark, settings, EchoAgent()) as (daemon, lark_side):
             event = lark_side.message_event("before the restart")
             before = await lark_side.send_event(event, retry=False)
             await lark.wait_for(lambda: len(lark.replies) == 1)
         agent = EchoAgent()
-        async with running_daemon(settings, agent) as daemon, _driver(lark, daemon) as lark_side:
+        async with _webhook_daemon(lark, settings, agent) as (daemon, lark_side):
             again = await lark_side.post(before.request)
             renamed = await lark_side.send_event(_renamed(event), retry=False)
             fresh = await lark_side.send_text("after the restart", retry=False)
@@ -117,7 +118,7 @@ async def test_webhook_drill_stale_message(tmp_path: Path) -> None:
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, tmp_path, **webhook_env())
         agent = EchoAgent()
-        async with running_daemon(settings, agent) as daemon, _driver(lark, daemon) as lark_side:
+        async with _webhook_daemon(lark, settings, agent) as (daemon, lark_side):
             # Lark's later re-pushes (1 h, 6 h) bring events older than the stale cutoff.
             stale = await lark_side.send_text(
                 "too old", create_time_ms=_minutes_ago_ms(40), retry=False
@@ -136,18 +137,15 @@ async def test_webhook_drill_stale_message(tmp_path: Path) -> None:
 async def test_webhook_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
     async with LarkStandIn() as lark:
         settings = await settings_for(lark, tmp_path, **webhook_env())
-        async with (
-            running_daemon(settings, EchoAgent()) as daemon,
-            _driver(lark, daemon) as lark_side,
-        ):
-            lark.fail_next(1, status=429, route=_REPLY_ROUTE, reset_seconds=1)
-            lark.fail_next(1, status=500, route=_REPLY_ROUTE)
+        async with _webhook_daemon(lark, settings, EchoAgent()) as (daemon, lark_side):
+            lark.fail_next(1, status=429, route=REPLY_ROUTE, reset_seconds=1)
+            lark.fail_next(1, status=500, route=REPLY_ROUTE)
             started = time.monotonic()
             delivery = await lark_side.send_text("hello", retry=False)
             acked = time.monotonic()
             await lark.wait_for(lambda: len(lark.replies) == 1, timeout=10)
             await _settled(lark, daemon)
-        attempts = [c.status for c in lark.api_calls if c.route == _REPLY_ROUTE]
+        attempts = [c.status for c in lark.api_calls if c.route == REPLY_ROUTE]
         assert attempts == [429, 500, 200]
         assert delivery.final.status == 200 and len(delivery.attempts) == 1
         # The ack did not wait for the reply, whose rate-limit reset was honoured.
@@ -160,10 +158,6 @@ async def test_webhook_drill_429_then_500_on_the_reply(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------- larkbot run as a subprocess
-
-needs_llm = pytest.mark.skipif(
-    not openai_standin_available(), reason="the local OpenAI stand-in is not available"
-)
 
 
 async def _until_draining(bot: LarkbotProcess) -> None:

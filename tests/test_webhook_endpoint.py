@@ -83,8 +83,27 @@ def _count(outcome: str) -> float:
     return value or 0.0
 
 
-def _webhook_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "larkbot.webhook"]
+@pytest.fixture
+def webhook_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """``caplog``, capturing what ``larkbot.webhook`` logs at INFO and above."""
+    caplog.set_level(logging.INFO, logger="larkbot.webhook")
+    return caplog
+
+
+def _webhook_lines(log: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in log.records if r.name == "larkbot.webhook"]
+
+
+async def _refused_with_forwarded_for(settings: EventsSettings, chains: list[str]) -> list[int]:
+    """POST a badly signed event once per ``X-Forwarded-For`` chain: the statuses answered."""
+    statuses = []
+    async with _serving(_Admission(), settings) as url, _lark(url) as driver:
+        with anyio.fail_after(10):
+            for chain in chains:
+                request = driver.seal(driver.message_event("x"), fault=WebhookFault.BAD_SIGNATURE)
+                headers = {**request.headers, "X-Forwarded-For": chain}
+                statuses.append((await driver.post(type(request)(request.body, headers))).status)
+    return statuses
 
 
 def _timed(suffix: str, labels: dict[str, str]) -> float:
@@ -143,7 +162,7 @@ async def test_a_card_callback_is_answered_with_the_acks_data() -> None:
     ],
 )
 async def test_each_fault_gets_its_status_reaches_nothing_and_logs_one_line(
-    caplog: pytest.LogCaptureFixture,
+    webhook_log: pytest.LogCaptureFixture,
     fault: WebhookFault,
     status: int,
     outcome: str,
@@ -151,7 +170,6 @@ async def test_each_fault_gets_its_status_reaches_nothing_and_logs_one_line(
 ) -> None:
     admission = _Admission()
     before = _count(outcome)
-    caplog.set_level(logging.INFO, logger="larkbot.webhook")
     async with _serving(admission) as url, _lark(url) as driver:
         with anyio.fail_after(10):
             delivery = await driver.send_text("hi", fault=fault, retry=False)
@@ -159,9 +177,9 @@ async def test_each_fault_gets_its_status_reaches_nothing_and_logs_one_line(
     assert delivery.final.status == status
     assert reason in delivery.final.json()["msg"]
     assert admission.frames == []
-    (line,) = _webhook_lines(caplog)
+    (line,) = _webhook_lines(webhook_log)
     assert "127.0.0.1" in line and outcome in line and reason in line
-    assert TOKEN not in caplog.text and KEY not in caplog.text
+    assert TOKEN not in webhook_log.text and KEY not in webhook_log.text
     assert _count(outcome) == before + 1
 
 
@@ -270,7 +288,7 @@ async def test_lark_gives_up_after_four_retries() -> None:
     assert len(driver.attempts) == 5
 
 
-async def test_a_slow_or_failing_admission_gets_503(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_slow_or_failing_admission_gets_503(webhook_log: pytest.LogCaptureFixture) -> None:
     never = anyio.Event()
 
     async def slow(frame: InboundFrame) -> Ack:
@@ -280,7 +298,6 @@ async def test_a_slow_or_failing_admission_gets_503(caplog: pytest.LogCaptureFix
     async def failing(frame: InboundFrame) -> Ack:
         raise RuntimeError("store exploded")
 
-    caplog.set_level(logging.INFO, logger="larkbot.webhook")
     async with _serving(slow, ack_timeout=0.2) as url, _lark(url) as driver:
         with anyio.fail_after(10):
             too_slow = await driver.send_text("slow", retry=False)
@@ -290,17 +307,16 @@ async def test_a_slow_or_failing_admission_gets_503(caplog: pytest.LogCaptureFix
 
     assert too_slow.final.status == 503
     assert failed.final.status == 503
-    slow_line, failed_line = _webhook_lines(caplog)
+    slow_line, failed_line = _webhook_lines(webhook_log)
     assert "not taken within 0.2 s" in slow_line
     assert "admission failed" in failed_line
 
 
 async def test_failures_spend_a_budget_then_429_but_verified_requests_pass(
-    caplog: pytest.LogCaptureFixture,
+    webhook_log: pytest.LogCaptureFixture,
 ) -> None:
     admission = _Admission()
     throttled_before = _count("throttled")
-    caplog.set_level(logging.INFO, logger="larkbot.webhook")
     async with (
         _serving(admission, _settings(failure_budget_per_minute=3)) as url,
         _lark(url) as driver,
@@ -320,7 +336,7 @@ async def test_failures_spend_a_budget_then_429_but_verified_requests_pass(
     assert verified.final.status == 200
     assert len(admission.frames) == 1
     assert _count("throttled") == throttled_before + 2
-    lines = _webhook_lines(caplog)
+    lines = _webhook_lines(webhook_log)
     # Three refusals, then one line for the whole throttled window.
     assert len(lines) == 4
     assert "throttling 127.0.0.1" in lines[3]
@@ -345,55 +361,28 @@ async def test_the_budget_window_ends_after_a_minute() -> None:
 
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy(
-    caplog: pytest.LogCaptureFixture,
+    webhook_log: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="larkbot.webhook")
-    admission = _Admission()
     behind_proxy = _settings(failure_budget_per_minute=1, trusted_proxies=["127.0.0.0/8"])
-    async with _serving(admission, behind_proxy) as url, _lark(url) as driver:
-
-        async def forged(client: str) -> int | None:
-            request = driver.seal(driver.message_event("x"), fault=WebhookFault.BAD_SIGNATURE)
-            # The client's own claim on the left, the proxy's record of it on the right.
-            headers = {**request.headers, "X-Forwarded-For": f"10.9.9.9, {client}"}
-            return (await driver.post(type(request)(request.body, headers))).status
-
-        with anyio.fail_after(10):
-            statuses = [
-                await forged("203.0.113.9"),
-                await forged("203.0.113.9"),
-                await forged("198.51.100.7"),
-            ]
+    # The client's own claim on the left, the proxy's record of it on the right.
+    chains = ["10.9.9.9, 203.0.113.9", "10.9.9.9, 203.0.113.9", "10.9.9.9, 198.51.100.7"]
+    statuses = await _refused_with_forwarded_for(behind_proxy, chains)
 
     assert statuses == [401, 429, 401]
-    lines = _webhook_lines(caplog)
+    lines = _webhook_lines(webhook_log)
     assert "from 203.0.113.9" in lines[0]
     assert "from 198.51.100.7" in lines[-1]
     assert not any("10.9.9.9" in line for line in lines)
 
 
 async def test_forwarded_for_is_ignored_from_an_untrusted_peer(
-    caplog: pytest.LogCaptureFixture,
+    webhook_log: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="larkbot.webhook")
-    admission = _Admission()
-    settings = _settings(failure_budget_per_minute=1, trusted_proxies=["10.0.0.0/8"])
-    async with _serving(admission, settings) as url, _lark(url) as driver:
-        request = driver.seal(driver.message_event("x"), fault=WebhookFault.BAD_SIGNATURE)
-        with anyio.fail_after(10):
-            statuses = [
-                (
-                    await driver.post(
-                        type(request)(
-                            request.body, {**request.headers, "X-Forwarded-For": f"192.0.2.{i}"}
-                        )
-                    )
-                ).status
-                for i in range(2)
-            ]
+    not_the_peer = _settings(failure_budget_per_minute=1, trusted_proxies=["10.0.0.0/8"])
+    statuses = await _refused_with_forwarded_for(not_the_peer, ["192.0.2.0", "192.0.2.1"])
 
     assert statuses == [401, 429]
-    assert "from 127.0.0.1" in _webhook_lines(caplog)[0]
+    assert "from 127.0.0.1" in _webhook_lines(webhook_log)[0]
 
 
 async def test_only_post_is_served_on_the_webhook_path() -> None:

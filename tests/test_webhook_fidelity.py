@@ -31,15 +31,14 @@ from larkbot.sources.webhook import (
     Verified,
     WebhookKeys,
     decrypt,
-    verify_request,
 )
 from larkbot.testing import WebhookDriver, WebhookFault, WebhookRequest
+from tests._webhook import verified
 
 TOKEN = "v-token-fidelity"
 KEY = "enc-key-fidelity"
 DOCS_KEY = "test key"
 DOCS_CIPHER = "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="
-LIMIT = 1_048_576
 
 
 @dataclass
@@ -85,17 +84,6 @@ def _sdk(encrypt_key: str, token: str = TOKEN) -> _Sdk:
         .build()
     )
     return sdk
-
-
-def _ours(request: WebhookRequest, keys: WebhookKeys) -> Verification:
-    return verify_request(
-        request.body,
-        keys=keys,
-        timestamp=request.headers.get("X-Lark-Request-Timestamp"),
-        nonce=request.headers.get("X-Lark-Request-Nonce"),
-        signature=request.headers.get("X-Lark-Signature"),
-        max_body_bytes=LIMIT,
-    )
 
 
 def _v1_event(token: str) -> dict[str, Any]:
@@ -154,7 +142,7 @@ def test_the_documentation_vector_as_a_request_body_is_refused_by_both() -> None
     sdk = _sdk(DOCS_KEY)
 
     status, _ = sdk.do(request)
-    ours = _ours(request, WebhookKeys(TOKEN, DOCS_KEY))
+    ours = verified(request, WebhookKeys(TOKEN, DOCS_KEY))
 
     assert status == 500
     assert ours == Rejected(400, "bad_body", "decrypted body is not valid JSON")
@@ -172,7 +160,7 @@ def test_what_the_sdk_accepts_larkbot_accepts_and_what_it_refuses_larkbot_refuse
             continue  # without a key every request is plain and unsigned: "message" covers it
         sdk = _sdk(encrypt_key)
         status, content = sdk.do(request)
-        ours = _ours(request, keys)
+        ours = verified(request, keys)
         verdicts[name] = (status == 200, _accepted(ours))
         if isinstance(ours, Challenge):
             assert json.loads(content) == json.loads(ours.body), name
@@ -230,7 +218,7 @@ def test_where_larkbot_is_stricter_than_the_sdk_on_purpose() -> None:
     for name, request in stricter.items():
         status, _ = _sdk(KEY).do(request)
         assert status == 200, name
-        assert isinstance(_ours(request, keys), Rejected), name
+        assert isinstance(verified(request, keys), Rejected), name
 
 
 @hypothesis_settings(max_examples=40, deadline=None)
@@ -241,7 +229,7 @@ def test_any_sealed_message_is_accepted_alike_with_the_same_content(text: str, k
     sdk = _sdk(key)
 
     status, _ = sdk.do(request)
-    ours = _ours(request, WebhookKeys(TOKEN, key))
+    ours = verified(request, WebhookKeys(TOKEN, key))
 
     assert status == 200
     assert isinstance(ours, Verified)

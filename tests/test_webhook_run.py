@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from larkbot.testing import LarkStandIn, WebhookAttempt, WebhookFault
+from larkbot.testing import LarkStandIn, WebhookAttempt, WebhookDriver, WebhookFault
 from tests._daemon import (
     WEBHOOK_KEY,
     WEBHOOK_TOKEN,
@@ -25,6 +26,7 @@ from tests._daemon import (
     webhook_env,
 )
 from tests._proc import LarkbotProcess, larkbot_process
+from tests._webhook import FAULTS
 
 pytestmark = pytest.mark.anyio
 
@@ -34,24 +36,18 @@ _REFUSED = "refused a webhook request"
 _CHALLENGE_LIMIT = 1.0
 _ACK_LIMIT = 3.0
 
-_FAULTS = [
-    (WebhookFault.BAD_SIGNATURE, 401, "bad_signature", "signature does not match"),
-    (WebhookFault.WRONG_TOKEN, 401, "bad_token", "verification token does not match"),
-    (
-        WebhookFault.PLAIN_BODY,
-        400,
-        "bad_body",
-        "plain body while an encrypt key is configured",
-    ),
-    (
-        WebhookFault.TRUNCATED_CIPHER,
-        400,
-        "bad_body",
-        "cipher text length is not a multiple of 16 bytes above 16",
-    ),
-    (WebhookFault.OVERSIZED, 413, "too_large", "body larger than 1048576 bytes"),
-    (WebhookFault.INVALID_JSON, 400, "bad_body", "decrypted body is not valid JSON"),
-]
+
+@asynccontextmanager
+async def _webhook_bot(
+    state_dir: Path, env: dict[str, str]
+) -> AsyncIterator[tuple[LarkStandIn, LarkbotProcess, WebhookDriver]]:
+    """``larkbot run`` in webhook mode against a new stand-in, and Lark's side POSTing to it."""
+    async with (
+        LarkStandIn() as lark,
+        larkbot_process(lark, state_dir, env, ready_when="readyz") as bot,
+        webhook_driver(lark, bot.url) as lark_side,
+    ):
+        yield lark, bot, lark_side
 
 
 async def _served(
@@ -92,11 +88,7 @@ def _lower(headers: Any) -> dict[str, str]:
 async def test_the_challenge_is_answered_plain_and_encrypted_within_a_second(
     tmp_path: Path,
 ) -> None:
-    async with (
-        LarkStandIn() as lark,
-        larkbot_process(lark, tmp_path, webhook_env(), ready_when="readyz") as bot,
-        webhook_driver(lark, bot.url) as lark_side,
-    ):
+    async with _webhook_bot(tmp_path, webhook_env()) as (lark, bot, lark_side):
         figures: list[tuple[str, float, float]] = []
         for encrypt in (False, True):
             challenge = str(uuid.uuid4())
@@ -120,11 +112,7 @@ async def test_the_challenge_is_answered_plain_and_encrypted_within_a_second(
 async def test_a_signed_encrypted_message_is_acked_at_once_and_answered_once(
     tmp_path: Path,
 ) -> None:
-    async with (
-        LarkStandIn() as lark,
-        larkbot_process(lark, tmp_path, webhook_env(), ready_when="readyz") as bot,
-        webhook_driver(lark, bot.url) as lark_side,
-    ):
+    async with _webhook_bot(tmp_path, webhook_env()) as (lark, bot, lark_side):
         event = lark_side.message_event("help")
         lark.remember_event(event)
         request = lark_side.seal(event)
@@ -156,15 +144,11 @@ async def test_a_signed_encrypted_message_is_acked_at_once_and_answered_once(
 async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
     tmp_path: Path,
 ) -> None:
-    budget = len(_FAULTS) + 2
+    budget = len(FAULTS) + 2
     env = webhook_env(LARKBOT_EVENTS__FAILURE_BUDGET_PER_MINUTE=str(budget))
-    async with (
-        LarkStandIn() as lark,
-        larkbot_process(lark, tmp_path, env, ready_when="readyz") as bot,
-        webhook_driver(lark, bot.url) as lark_side,
-    ):
+    async with _webhook_bot(tmp_path, env) as (lark, bot, lark_side):
         spoiled: list[str] = []
-        for index, (fault, status, outcome, reason) in enumerate(_FAULTS, start=1):
+        for index, (fault, status, outcome, reason) in enumerate(FAULTS, start=1):
             text = f"spoiled: {fault.value}"
             delivery = await lark_side.send_text(text, fault=fault, retry=False)
             spoiled.append(str(delivery.message_id))
@@ -174,7 +158,7 @@ async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
             line = bot.log_lines(_REFUSED)[-1]
             assert (line["level"], line["logger"]) == ("WARNING", "larkbot.webhook")
             assert line["message"] == f"{_REFUSED} from 127.0.0.1 ({outcome}): {reason}"
-        for _ in range(budget - len(_FAULTS)):
+        for _ in range(budget - len(FAULTS)):
             spent = await lark_side.send_text(
                 "unsigned", fault=WebhookFault.BAD_SIGNATURE, retry=False
             )
@@ -213,6 +197,6 @@ async def test_each_refusal_has_its_status_no_reply_one_log_line_then_429(
     assert not [line for line in bot.lines if line.get("level") in ("ERROR", "CRITICAL")]
     assert_answered_once(lark, [str(verified.message_id)], unanswered=spoiled)
     print(
-        f"\n{len(_FAULTS)} faults refused with their status and one log line each; "
+        f"\n{len(FAULTS)} faults refused with their status and one log line each; "
         f"429 after {budget} failures (Retry-After {retry_after} s); Lark's request still 200"
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,10 +20,10 @@ from larkbot.sources.webhook import (
     verify_request,
 )
 from larkbot.testing import WebhookDriver, WebhookFault, WebhookRequest, lark_encrypt
+from tests._webhook import FAULTS, MAX_BODY_BYTES, verified
 
 TOKEN = "v-token-123"
 KEY = "enc-key-456"
-LIMIT = 1_048_576
 # The decryption example of Lark's documentation.
 DOCS_KEY = "test key"
 DOCS_CIPHER = "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="
@@ -34,17 +33,6 @@ def _driver(encrypt_key: str = KEY) -> WebhookDriver:
     # Only its request builders are used here: no session, nothing is sent.
     return WebhookDriver(
         "http://127.0.0.1:9/webhook", verification_token=TOKEN, encrypt_key=encrypt_key
-    )
-
-
-def _verify(request: WebhookRequest, keys: WebhookKeys, *, limit: int = LIMIT) -> Any:
-    return verify_request(
-        request.body,
-        keys=keys,
-        timestamp=request.headers.get("X-Lark-Request-Timestamp"),
-        nonce=request.headers.get("X-Lark-Request-Nonce"),
-        signature=request.headers.get("X-Lark-Signature"),
-        max_body_bytes=limit,
     )
 
 
@@ -60,7 +48,7 @@ def test_a_signed_encrypted_event_is_verified_and_decrypted() -> None:
     driver = _driver()
     event = driver.message_event("hello")
 
-    result = _verify(driver.seal(event), ENCRYPTED)
+    result = verified(driver.seal(event), ENCRYPTED)
 
     assert isinstance(result, Verified)
     assert json.loads(result.payload) == event
@@ -70,39 +58,19 @@ def test_a_plain_event_is_verified_without_an_encrypt_key() -> None:
     driver = _driver(encrypt_key="")
     request = driver.seal(driver.message_event("hello"))
 
-    result = _verify(request, PLAIN)
+    result = verified(request, PLAIN)
 
     assert "X-Lark-Signature" not in request.headers
     assert result == Verified(request.body)
 
 
-@pytest.mark.parametrize(
-    ("fault", "status", "outcome", "reason"),
-    [
-        (WebhookFault.BAD_SIGNATURE, 401, "bad_signature", "signature does not match"),
-        (WebhookFault.WRONG_TOKEN, 401, "bad_token", "verification token does not match"),
-        (
-            WebhookFault.PLAIN_BODY,
-            400,
-            "bad_body",
-            "plain body while an encrypt key is configured",
-        ),
-        (
-            WebhookFault.TRUNCATED_CIPHER,
-            400,
-            "bad_body",
-            "cipher text length is not a multiple of 16 bytes above 16",
-        ),
-        (WebhookFault.OVERSIZED, 413, "too_large", f"body larger than {LIMIT} bytes"),
-        (WebhookFault.INVALID_JSON, 400, "bad_body", "decrypted body is not valid JSON"),
-    ],
-)
+@pytest.mark.parametrize(("fault", "status", "outcome", "reason"), FAULTS)
 def test_each_fault_is_refused_with_its_status_and_reason(
     fault: WebhookFault, status: int, outcome: str, reason: str
 ) -> None:
     driver = _driver()
 
-    result = _verify(driver.seal(driver.message_event("hi"), fault=fault), ENCRYPTED)
+    result = verified(driver.seal(driver.message_event("hi"), fault=fault), ENCRYPTED)
 
     assert result == Rejected(status, outcome, reason)  # type: ignore[arg-type]
 
@@ -111,7 +79,7 @@ def test_size_is_checked_before_the_signature() -> None:
     driver = _driver()
     request = driver.seal(driver.message_event("x" * 200), fault=WebhookFault.BAD_SIGNATURE)
 
-    result = _verify(request, ENCRYPTED, limit=100)
+    result = verified(request, ENCRYPTED, limit=100)
 
     assert isinstance(result, Rejected) and result.outcome == "too_large"
 
@@ -122,7 +90,7 @@ def test_the_signature_is_checked_before_the_body_is_read() -> None:
     for fault in (WebhookFault.TRUNCATED_CIPHER, WebhookFault.INVALID_JSON):
         request = driver.seal(driver.message_event("hi"), fault=fault)
         forged = WebhookRequest(request.body, {**request.headers, "X-Lark-Signature": "0" * 64})
-        result = _verify(forged, ENCRYPTED)
+        result = verified(forged, ENCRYPTED)
         assert result == Rejected(401, "bad_signature", "signature does not match")
 
 
@@ -131,7 +99,7 @@ def test_missing_signature_headers_are_refused() -> None:
     request = driver.seal(driver.message_event("hi"))
     for header in ("X-Lark-Request-Timestamp", "X-Lark-Request-Nonce", "X-Lark-Signature"):
         headers = {k: v for k, v in request.headers.items() if k != header}
-        result = _verify(WebhookRequest(request.body, headers), ENCRYPTED)
+        result = verified(WebhookRequest(request.body, headers), ENCRYPTED)
         assert result == Rejected(401, "bad_signature", "signature headers missing")
 
 
@@ -141,8 +109,8 @@ def test_the_signature_covers_the_raw_bytes() -> None:
     request = driver.seal(driver.message_event("hi"))
     respaced = json.dumps(json.loads(request.body), indent=1).encode()
 
-    assert isinstance(_verify(request, ENCRYPTED), Verified)
-    assert _verify(WebhookRequest(respaced, request.headers), ENCRYPTED) == Rejected(
+    assert isinstance(verified(request, ENCRYPTED), Verified)
+    assert verified(WebhookRequest(respaced, request.headers), ENCRYPTED) == Rejected(
         401, "bad_signature", "signature does not match"
     )
 
@@ -152,13 +120,13 @@ def test_a_non_ascii_signature_header_is_refused_not_raised() -> None:
     request = driver.seal(driver.message_event("hi"))
     headers = {**request.headers, "X-Lark-Signature": "é" * 64}
 
-    assert _verify(WebhookRequest(request.body, headers), ENCRYPTED).outcome == "bad_signature"
+    assert verified(WebhookRequest(request.body, headers), ENCRYPTED).outcome == "bad_signature"
 
 
 def test_an_encrypted_body_without_a_configured_key_is_refused() -> None:
     driver = _driver()
 
-    result = _verify(driver.seal(driver.message_event("hi")), PLAIN)
+    result = verified(driver.seal(driver.message_event("hi")), PLAIN)
 
     assert result == Rejected(400, "bad_body", "encrypted body but no encrypt key is configured")
 
@@ -175,7 +143,7 @@ def test_an_encrypted_body_without_a_configured_key_is_refused() -> None:
     ],
 )
 def test_bodies_that_are_not_events_are_refused(body: bytes, reason: str) -> None:
-    assert _verify(WebhookRequest(body, {}), PLAIN) == Rejected(400, "bad_body", reason)
+    assert verified(WebhookRequest(body, {}), PLAIN) == Rejected(400, "bad_body", reason)
 
 
 @pytest.mark.parametrize(
@@ -200,9 +168,9 @@ def test_tokens_of_schema_1_and_2_are_read_where_each_schema_puts_them() -> None
     v2_in_the_wrong_place = {**driver.message_event("hi"), "token": TOKEN}
     v2_in_the_wrong_place["header"] = {**v2_in_the_wrong_place["header"], "token": ""}
 
-    assert isinstance(_verify(driver.seal(v1), PLAIN), Verified)
-    assert _verify(driver.seal(v1_wrong), PLAIN).outcome == "bad_token"
-    assert _verify(driver.seal(v2_in_the_wrong_place), PLAIN) == Rejected(
+    assert isinstance(verified(driver.seal(v1), PLAIN), Verified)
+    assert verified(driver.seal(v1_wrong), PLAIN).outcome == "bad_token"
+    assert verified(driver.seal(v2_in_the_wrong_place), PLAIN) == Rejected(
         401, "bad_token", "verification token missing"
     )
 
@@ -211,7 +179,7 @@ def test_tokens_of_schema_1_and_2_are_read_where_each_schema_puts_them() -> None
 def test_url_verification_is_answered_plain_or_encrypted(encrypt: bool) -> None:
     driver = _driver()
 
-    result = _verify(driver.seal(driver.url_verification("ch-1"), encrypt=encrypt), ENCRYPTED)
+    result = verified(driver.seal(driver.url_verification("ch-1"), encrypt=encrypt), ENCRYPTED)
 
     assert result == Challenge("ch-1")
     assert json.loads(result.body) == {"challenge": "ch-1"}
@@ -223,9 +191,9 @@ def test_url_verification_needs_the_token_but_not_a_signature() -> None:
     wrong_token = driver.seal(driver.url_verification("ch"), fault=WebhookFault.WRONG_TOKEN)
     no_challenge = driver.seal({"type": "url_verification", "token": TOKEN})
 
-    assert _verify(unsigned, ENCRYPTED) == Challenge("ch")
-    assert _verify(wrong_token, ENCRYPTED).outcome == "bad_token"
-    assert _verify(no_challenge, ENCRYPTED) == Rejected(
+    assert verified(unsigned, ENCRYPTED) == Challenge("ch")
+    assert verified(wrong_token, ENCRYPTED).outcome == "bad_token"
+    assert verified(no_challenge, ENCRYPTED) == Rejected(
         400, "bad_body", "url_verification without a challenge string"
     )
 
@@ -235,7 +203,7 @@ def test_only_the_url_verification_shape_skips_the_signature() -> None:
     driver = _driver()
     event = {**driver.message_event("hi"), "type": "url_verification", "challenge": "x"}
 
-    result = _verify(driver.seal(event, fault=WebhookFault.BAD_SIGNATURE), ENCRYPTED)
+    result = verified(driver.seal(event, fault=WebhookFault.BAD_SIGNATURE), ENCRYPTED)
 
     assert result == Rejected(401, "bad_signature", "signature does not match")
 
@@ -263,7 +231,7 @@ def test_sealed_events_verify_to_the_same_event(text: str, key: str, token: str)
     driver = WebhookDriver("http://127.0.0.1:9/", verification_token=token, encrypt_key=key)
     event = driver.message_event(text)
 
-    result = _verify(driver.seal(event), WebhookKeys(token, key))
+    result = verified(driver.seal(event), WebhookKeys(token, key))
 
     assert isinstance(result, Verified)
     assert json.loads(result.payload) == event
@@ -288,7 +256,12 @@ def test_arbitrary_requests_get_an_outcome_never_an_exception(
 ) -> None:
     for keys in (ENCRYPTED, PLAIN):
         result = verify_request(
-            body, keys=keys, timestamp="1", nonce="n", signature=signature, max_body_bytes=LIMIT
+            body,
+            keys=keys,
+            timestamp="1",
+            nonce="n",
+            signature=signature,
+            max_body_bytes=MAX_BODY_BYTES,
         )
         assert isinstance(result, Verified | Challenge | Rejected)
         if keys is ENCRYPTED:

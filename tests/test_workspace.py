@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,9 +29,11 @@ RECORD_ROUTE = "bitable/v1/apps/{app_token}/tables/{table_id}/records/{record_id
 
 @dataclass
 class Env(Sample):
-    async def search(self, body: dict[str, Any], **params: Any) -> dict[str, Any]:
+    async def search(
+        self, body: dict[str, Any], *, table: str = TABLE, **params: Any
+    ) -> dict[str, Any]:
         return await self.client.request(
-            "POST", f"{TABLE}/records/search", route=SEARCH_ROUTE, params=params, json=body
+            "POST", f"{table}/records/search", route=SEARCH_ROUTE, params=params, json=body
         )
 
     async def names(self, conditions: list[dict[str, Any]], conjunction: str = "and") -> set[str]:
@@ -194,48 +197,35 @@ async def test_date_filters_follow_the_calendar(env: Env) -> None:
     assert before == {"刘洋", "中村 由美"}
 
 
+async def _lark_code(call: Awaitable[Any]) -> int:
+    """The code of the Lark error ``call`` must fail with."""
+    with pytest.raises(LarkAPIError) as caught:
+        await call
+    return caught.value.code
+
+
 async def test_bitable_errors_use_lark_codes(env: Env) -> None:
-    with pytest.raises(LarkAPIError) as unknown_table:
-        await env.client.request(
-            "POST",
-            f"bitable/v1/apps/{CUSTOMERS_APP_TOKEN}/tables/tblNope/records/search",
-            route=SEARCH_ROUTE,
-            json={},
-        )
-    assert unknown_table.value.code == 1254041
-    with pytest.raises(LarkAPIError) as unknown_app:
-        await env.client.request(
-            "POST",
-            f"bitable/v1/apps/bascnNope/tables/{CUSTOMERS_TABLE_ID}/records/search",
-            route=SEARCH_ROUTE,
-            json={},
-        )
-    assert unknown_app.value.code == 1254040
-    with pytest.raises(LarkAPIError) as unknown_field:
-        await env.names([{"field_name": "Nope", "operator": "is", "value": ["x"]}])
-    assert unknown_field.value.code == 1254045
-    with pytest.raises(LarkAPIError) as bad_operator:
-        await env.names([{"field_name": "Last contact", "operator": "contains", "value": ["x"]}])
-    assert bad_operator.value.code == 1254018
+    unknown_table = f"bitable/v1/apps/{CUSTOMERS_APP_TOKEN}/tables/tblNope"
+    assert await _lark_code(env.search({}, table=unknown_table)) == 1254041
+    unknown_app = f"bitable/v1/apps/bascnNope/tables/{CUSTOMERS_TABLE_ID}"
+    assert await _lark_code(env.search({}, table=unknown_app)) == 1254040
+    unknown_field = {"field_name": "Nope", "operator": "is", "value": ["x"]}
+    assert await _lark_code(env.names([unknown_field])) == 1254045
+    bad_operator = {"field_name": "Last contact", "operator": "contains", "value": ["x"]}
+    assert await _lark_code(env.names([bad_operator])) == 1254018
     for method in ("PUT", "DELETE"):
-        with pytest.raises(LarkAPIError) as missing:
-            await env.client.request(
-                method,
-                f"{TABLE}/records/recNope",
-                route=RECORD_ROUTE,
-                json={"fields": {}},
-                write=True,
-            )
-        assert missing.value.code == 1254043
-    with pytest.raises(LarkAPIError) as bad_number:
-        await env.client.request(
-            "POST",
-            f"{TABLE}/records",
-            route=RECORDS_ROUTE,
-            json={"fields": {"Amount": "lots"}},
-            write=True,
+        missing = env.client.request(
+            method, f"{TABLE}/records/recNope", route=RECORD_ROUTE, json={"fields": {}}, write=True
         )
-    assert bad_number.value.code == 1254061
+        assert await _lark_code(missing) == 1254043
+    bad_number = env.client.request(
+        "POST",
+        f"{TABLE}/records",
+        route=RECORDS_ROUTE,
+        json={"fields": {"Amount": "lots"}},
+        write=True,
+    )
+    assert await _lark_code(bad_number) == 1254061
     assert env.ws.writes == []
 
 
@@ -358,22 +348,12 @@ async def test_calendar_event_creation_is_idempotent_and_attendees_are_added(env
         "end_time": {"timestamp": "1800003600"},
     }
     params = {"idempotency_key": "k1"}
-    first = await env.client.request(
-        "POST",
-        f"calendar/v4/calendars/{calendar_id}/events",
-        route=route,
-        params=params,
-        json=body,
-        write=True,
-    )
-    again = await env.client.request(
-        "POST",
-        f"calendar/v4/calendars/{calendar_id}/events",
-        route=route,
-        params=params,
-        json=body,
-        write=True,
-    )
+    events = f"calendar/v4/calendars/{calendar_id}/events"
+    # The very same request twice, as a retry would send it.
+    first, again = [
+        await env.client.request("POST", events, route=route, params=params, json=body, write=True)
+        for _ in range(2)
+    ]
     event_id = first["event"]["event_id"]
     assert again["event"]["event_id"] == event_id
     added = await env.client.request(
