@@ -27,7 +27,15 @@ from anyio.abc import Process
 
 from larkbot.store.redis import PartitionOwnership, RedisStore, WorkItem
 
-__all__ = ["REDIS_SERVER", "RedisServer", "opened", "redis_server", "requires_redis", "take"]
+__all__ = [
+    "REDIS_SERVER",
+    "RedisServer",
+    "chat_owned_by",
+    "opened",
+    "redis_server",
+    "requires_redis",
+    "take",
+]
 
 REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
@@ -205,3 +213,32 @@ async def redis_server(
     finally:
         with anyio.CancelScope(shield=True):
             await server.kill()
+
+
+async def chat_owned_by(
+    store: RedisStore,
+    owner: str,
+    *,
+    replicas: int = 2,
+    timeout: float = 30.0,  # noqa: ASYNC109
+) -> str:
+    """A chat id in a partition whose lease ``owner`` holds (a part of an owner id).
+
+    Waits until every partition is held and ``replicas`` owners share them, so the choice
+    holds while the replicas run.
+    """
+    held: list[str] = []
+    with anyio.fail_after(timeout):
+        while True:
+            leases = await store._client.mget(
+                [store.keys.lease(p) for p in range(store.keys.partitions)]
+            )
+            held = [v.decode() if isinstance(v, bytes) else str(v or "") for v in leases]
+            if all(held) and len({h.rpartition("|")[0] for h in held}) == replicas:
+                break
+            await anyio.sleep(0.2)
+    for n in range(10_000):
+        chat_id = f"oc_owned_{n}"
+        if owner in held[store.keys.partition_of(chat_id)]:
+            return chat_id
+    raise AssertionError(f"no partition is held by {owner}")

@@ -30,12 +30,13 @@ from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkClient
 from larkbot.store import Store, open_store
 from larkbot.store.redis import RedisStore
-from larkbot.testing import LarkStandIn, OpenAIStandIn
+from larkbot.testing import LarkStandIn, OpenAIStandIn, ReplyRecord
+from larkbot.testing._openapi import ApiRequest, OpenApiRoute
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import Workspace, workspace_routes
-from tests._daemon import running_daemon, settings_for
+from larkbot.testing.workspace import RECORDS, Workspace, workspace_routes
+from tests._daemon import LARK_ACK_LIMIT_MS, running_daemon, settings_for
 from tests._factories import Status, inbound
-from tests._redis import redis_server, requires_redis
+from tests._redis import chat_owned_by, redis_server, requires_redis
 
 REQUESTER = "ou_user_1"
 OTHER = "ou_someone_else"
@@ -290,6 +291,17 @@ async def test_llm_tool_call_gets_the_card(env: _Env) -> None:
     assert len(env.ws.writes) == 1
 
 
+async def _confirmation_asked(
+    lark: LarkStandIn, text: str, chat_id: str = "oc_p2p_1"
+) -> tuple[ReplyRecord, dict[str, Any]]:
+    """Ask the running daemon for a write; return its card reply and the Approve value."""
+    message_id = await lark.send_text(text, chat_id=chat_id, sender_open_id=REQUESTER)
+    await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies), 15)
+    (reply,) = [r for r in lark.replies if r.to_message_id == message_id]
+    assert reply.msg_type == "interactive"
+    return reply, _buttons(reply.content)["approve"]
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("frame_type", ["event", "card"])
 async def test_card_callbacks_over_the_long_connection(frame_type: str) -> None:
@@ -298,13 +310,7 @@ async def test_card_callbacks_over_the_long_connection(frame_type: str) -> None:
         settings = (await settings_for(lark)).model_copy(update={"bases": SAMPLE_BASES})
         async with running_daemon(settings):
             await lark.wait_connected()
-            message_id = await lark.send_text(
-                "add to customers Name=Wire Ltd", sender_open_id=REQUESTER
-            )
-            await lark.wait_for(lambda: any(r.to_message_id == message_id for r in lark.replies))
-            (reply,) = [r for r in lark.replies if r.to_message_id == message_id]
-            assert reply.msg_type == "interactive"
-            approve = _buttons(reply.content)["approve"]
+            reply, approve = await _confirmation_asked(lark, "add to customers Name=Wire Ltd")
 
             other = await lark.send_card_action(
                 approve,
@@ -433,3 +439,131 @@ async def test_write_limits_count_at_approval_and_every_decision_is_audited(
         if getattr(r, "tool_name", None) and hasattr(r, "arguments")
     ]  # type: ignore[attr-defined]
     assert outcomes == ["success", "rate_limited"]
+
+
+def _slow_record_creation(routes: list[OpenApiRoute], seconds: float) -> list[OpenApiRoute]:
+    """``routes`` with Base record creation taking ``seconds`` before it is made."""
+
+    def slowed(route: OpenApiRoute) -> OpenApiRoute:
+        async def handler(request: ApiRequest) -> Any:
+            await anyio.sleep(seconds)
+            return await route.handler(request)
+
+        return OpenApiRoute(route.method, route.template, handler, route.auth)
+
+    return [
+        slowed(route) if (route.method, route.template) == ("POST", RECORDS) else route
+        for route in routes
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_slow_approved_write_is_answered_in_time_and_its_card_updated_after(
+    tmp_path: Path,
+) -> None:
+    ws = sample_workspace()
+    write_seconds = 3.5
+    before = set(_customers(ws))
+    routes = _slow_record_creation(workspace_routes(ws), write_seconds)
+    async with LarkStandIn(extra_routes=routes) as lark:
+        settings = (await settings_for(lark, tmp_path)).model_copy(update={"bases": SAMPLE_BASES})
+        async with running_daemon(settings):
+            await lark.wait_connected()
+            reply, approve = await _confirmation_asked(lark, "add to customers Name=Slow Ltd")
+
+            clicked = await lark.send_card_action(
+                approve, open_message_id=reply.message_id, timeout=10
+            )
+            # Answered within Lark's 3 s (as the daemon measured it), the write still going.
+            assert clicked.code == 200
+            assert clicked.biz_rt is not None and clicked.biz_rt < LARK_ACK_LIMIT_MS
+            answer = clicked.answer()
+            assert answer["toast"]["type"] == "info"
+            assert "being made" in _markdown(answer["card"]["data"])
+            assert not _buttons(answer["card"]["data"])
+            assert not ws.writes
+            # A second click meanwhile: answered at once, nothing more written.
+            again = await lark.send_card_action(approve, open_message_id=reply.message_id)
+            assert again.biz_rt is not None and again.biz_rt < LARK_ACK_LIMIT_MS
+            assert "being made" in _markdown(again.answer()["card"]["data"])
+            # Stopping now: the daemon's task group waits for the write, which is shielded.
+            stopping = anyio.current_time()
+        stopped_after = anyio.current_time() - stopping
+        (record_id,) = set(_customers(ws)) - before
+        assert len(ws.writes) == 1
+        (patch,) = lark.patches
+        assert patch.message_id == reply.message_id and patch.at > clicked.acked_at
+        assert record_id in _markdown(patch.content) and "Done" in _markdown(patch.content)
+
+        # Clicked again after it is done (the state survived the restart): the final card.
+        async with running_daemon(settings):
+            await lark.wait_connected()
+            late = await lark.send_card_action(approve, open_message_id=reply.message_id)
+        assert record_id in _markdown(late.answer()["card"]["data"])
+        assert len(ws.writes) == 1
+    print(
+        f'\nwrite taking {write_seconds:g} s: click answered "in progress" in '
+        f"{clicked.biz_rt} ms (daemon's biz_rt); a stop right after waited {stopped_after:.1f} s "
+        f"for the write; card updated with the record {patch.at - clicked.acked_at:.1f} s "
+        "after the answer; 1 record"
+    )
+
+
+@requires_redis
+@pytest.mark.anyio
+async def test_a_click_delivered_to_the_replica_that_did_not_post_the_card(
+    tmp_path: Path,
+) -> None:
+    ws = sample_workspace()
+    async with (
+        redis_server(tmp_path / "redis") as server,
+        RedisStore.open(server.url) as store,
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+    ):
+        lark.cluster_mode()
+        env = {"REDIS_URL": server.url, "LARKBOT_STORE": "redis"}
+        settings = (await settings_for(lark, **env)).model_copy(update={"bases": SAMPLE_BASES})
+        async with running_daemon(settings) as first:
+            (conn_first,) = lark.connection_ids
+            async with running_daemon(settings) as second:
+                (conn_second,) = set(lark.connection_ids) - {conn_first}
+                assert first._parts is not None and first._parts.shared is not None
+                chat_id = await chat_owned_by(store, first._parts.shared.ownership.owner)
+                reply, approve = await _confirmation_asked(
+                    lark, "add to customers Name=Replica Ltd", chat_id
+                )
+                click = {
+                    "open_message_id": reply.message_id,
+                    "open_chat_id": chat_id,
+                    "timeout": 10,
+                }
+
+                other = await lark.send_card_action(
+                    approve, operator_open_id=OTHER, conn_id=conn_second, **click
+                )
+                assert other.answer()["toast"]["type"] == "error" and not ws.writes
+                mine = await lark.send_card_action(approve, conn_id=conn_second, **click)
+                assert mine.conn_id == conn_second and mine.code == 200
+                assert mine.answer()["toast"]["type"] == "success"
+                assert mine.biz_rt is not None and mine.biz_rt < LARK_ACK_LIMIT_MS
+                assert len(ws.writes) == 1
+                shown = _markdown(mine.answer()["card"]["data"])
+                assert "Done" in shown and "Replica Ltd" in shown
+
+                # The same callback redelivered to the replica that posted the card, and a
+                # second click there: the card as it stands, nothing written again.
+                redelivered = await lark.send_card_action(
+                    approve, event=lark.card_actions[-1], conn_id=conn_first, **click
+                )
+                again = await lark.send_card_action(approve, conn_id=conn_first, **click)
+                for answer in (redelivered, again):
+                    assert answer.conn_id == conn_first
+                    assert "Done" in _markdown(answer.answer()["card"]["data"])
+                assert len(ws.writes) == 1
+                assert second is not first
+        settled = await store.confirmation(approve["id"])
+        assert settled is not None and settled.state == "done"
+    print(
+        f"\ncard posted by replica {conn_first}, approved on {conn_second} in {mine.biz_rt} ms "
+        f"(daemon's biz_rt); redelivery and a second click on {conn_first}: still 1 record"
+    )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from larkbot.lark.client import LarkClient
+from larkbot.reply.streaming import StreamingCard
+from larkbot.store.streamed import StreamedCard
 from larkbot.testing import LarkStandIn, OpenAIStandIn
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
 from larkbot.testing.workspace import workspace_routes
@@ -90,3 +94,75 @@ async def test_a_long_streamed_answer_fills_the_card_and_follows_it_in_parts() -
     assert len({r.uuid for r in replies}) == len(replies)
     said = " ".join(r.text for r in replies)
     assert said.split() == long_answer.split()
+
+
+class _Journal:
+    """Keeps the last card it is given; refuses once ``refuse`` is set (a lost lease)."""
+
+    def __init__(self) -> None:
+        self.card: StreamedCard | None = None
+        self.refuse = False
+
+    async def keep(self, card: StreamedCard) -> bool:
+        if self.refuse:
+            return False
+        self.card = card
+        return True
+
+
+async def test_a_resumed_card_is_finished_above_the_kept_ceiling_and_left_once_finished() -> None:
+    async with LarkStandIn() as lark, LarkClient(lark.url, lark.app_id, lark.app_secret) as client:
+        journal = _Journal()
+        first = StreamingCard(client, "om_resumed", journal=journal)
+        await first.text(ANSWER[:60])
+        assert journal.card is not None and journal.card.sequence_ceiling == 20
+        entity = lark.cardkit.cards[journal.card.card_id]
+        first_attempt = entity.sequence
+
+        second = StreamingCard(client, "om_resumed", journal=journal, resumed=journal.card)
+        assert second.started
+        assert await second.finish(ANSWER)
+        assert entity.element("answer")["content"] == ANSWER  # type: ignore[index]
+        assert not entity.streaming
+        later = [s for _, _, s in entity.updates if s > first_attempt]
+        assert later and min(later) > 20
+        assert journal.card.finished and journal.card.sequence_ceiling == entity.sequence
+        # Replying again under the answer's uuid returned the card already sent.
+        assert len(lark.replies) == 1 and lark.suppressed_duplicates == 1
+
+        calls = len(lark.api_calls)
+        third = StreamingCard(client, "om_resumed", journal=journal, resumed=journal.card)
+        assert await third.finish("another text")
+        assert len(lark.api_calls) == calls
+        assert entity.element("answer")["content"] == ANSWER  # type: ignore[index]
+
+
+async def test_a_resumed_card_whose_streaming_timed_out_is_replaced_whole() -> None:
+    async with LarkStandIn() as lark, LarkClient(lark.url, lark.app_id, lark.app_secret) as client:
+        journal = _Journal()
+        await StreamingCard(client, "om_late", journal=journal).text(ANSWER[:60])
+        assert journal.card is not None
+        entity = lark.cardkit.cards[journal.card.card_id]
+        # Streaming closes itself 10 minutes after it was opened (200850).
+        lark.cardkit.clock = lambda: time.monotonic() + 700
+        resumed = StreamingCard(client, "om_late", journal=journal, resumed=journal.card)
+        assert await resumed.finish(ANSWER)
+        assert len(entity.replacements) == 1
+        assert entity.element("answer")["content"] == ANSWER  # type: ignore[index]
+        assert not entity.streaming and len(lark.replies) == 1
+
+
+async def test_a_stream_whose_journal_refuses_stops_below_its_ceiling() -> None:
+    async with LarkStandIn() as lark, LarkClient(lark.url, lark.app_id, lark.app_secret) as client:
+        journal = _Journal()
+        stream = StreamingCard(client, "om_fenced", journal=journal)
+        await stream.status("⚙️ working…")
+        journal.refuse = True  # another attempt took the answer over
+        for n in range(30):
+            await stream.status(f"⚙️ step {n}…")
+        assert stream.failed
+        assert journal.card is not None
+        entity = lark.cardkit.cards[journal.card.card_id]
+        assert entity.sequence == journal.card.sequence_ceiling == 20
+        assert not await stream.finish(ANSWER)
+        assert entity.sequence == 20

@@ -7,6 +7,12 @@ Cancel buttons. Admission hands it each click (:meth:`WriteConfirmations.on_acti
 the requester may decide, an old confirmation expires, and approval runs the write through
 the runner exactly once, because leaving ``pending`` is a compare-and-set in the store.
 Every decision goes to the audit log.
+
+Lark gives a callback 3 s. An approved write that is not done within
+:data:`ANSWER_WITHIN` seconds goes on in the task group :meth:`WriteConfirmations.run`
+owns (the daemon runs it for its whole life), shielded from cancellation so that it is
+never left half done; the click is answered at once with the card saying the change is
+being made, and the card is updated with the outcome (a message patch) when it is done.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
 from pydantic import BaseModel
 
 from larkbot.agent.i18n import translate
@@ -25,6 +34,7 @@ from larkbot.agent.timezone import FALLBACK_TIMEZONE
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.core.cards import CardAction, CardAnswer
 from larkbot.core.language import Language
+from larkbot.lark.client import LarkAPIError
 from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 
 if TYPE_CHECKING:
@@ -41,6 +51,25 @@ _audit = logging.getLogger("larkbot.agent.audit")
 APPROVE = "approve"
 CANCEL = "cancel"
 _LANGUAGES: frozenset[str] = frozenset({"ja", "en", "zh"})
+
+ANSWER_WITHIN = 1.5
+"""Seconds an approved write may take before the click is answered with "in progress"
+(Lark's limit is 3 s, and the answer still has to travel)."""
+# The outcome's card update waits this long after an "in progress" answer, so it cannot
+# reach Lark before that answer (which would then overwrite it).
+_UPDATE_AFTER_ANSWER = 1.0
+# How long updating the card with the outcome may hold up a stopping daemon.
+_UPDATE_BOUND = 10.0
+
+
+@dataclass(eq=False, slots=True)
+class _Approval:
+    """One approved write, between the click's handler and the task that makes it."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    answer: CardAnswer | None = None
+    answered_at: float | None = None
+    """When the click was answered with "in progress" (monotonic seconds)."""
 
 
 class ConfirmationStore(Protocol):
@@ -70,6 +99,8 @@ class WriteConfirmations:
     :param conversations: where each decision's outcome is added as an assistant turn, so
         the conversation goes on knowing what happened to the change.
     :param history: turns kept per conversation.
+    :param answer_within: seconds an approved write may take before the click is answered
+        with "in progress" (only while :meth:`run` runs; without it the click waits).
     """
 
     def __init__(
@@ -82,6 +113,7 @@ class WriteConfirmations:
         allowed_bases: frozenset[str] | None = None,
         conversations: ConversationSource | None = None,
         history: int = 50,
+        answer_within: float = ANSWER_WITHIN,
     ) -> None:
         self._store = store
         self._ttl = ttl_seconds
@@ -91,10 +123,13 @@ class WriteConfirmations:
         self._allowed_bases = allowed_bases
         self._conversations = conversations
         self._history = history
+        self._answer_within = answer_within
         # Given by :meth:`bind` once the runner exists (it needs this object first).
         self._runner: ToolRunner | None = None
         self._client: LarkClient | None = None
         self._zone: Callable[[], Awaitable[tzinfo]] | None = None
+        # The task group of approved writes that outlast a click's answer, while run() runs.
+        self._writes: TaskGroup | None = None
 
     def bind(
         self,
@@ -106,6 +141,20 @@ class WriteConfirmations:
         self._runner = runner
         self._client = client
         self._zone = zone
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the approved writes that outlast a click's answer, until cancelled.
+
+        Cancelling it waits for the writes in progress: each is shielded, so none is left
+        half done (its confirmation stuck in ``approving``).
+        """
+        async with anyio.create_task_group() as writes:
+            self._writes = writes
+            try:
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                self._writes = None
 
     async def request(self, tool: Tool[Any], args: BaseModel, ctx: ToolContext) -> ToolResult:
         """Keep ``tool(args)`` for approval; the result carries the confirmation card."""
@@ -187,6 +236,38 @@ class WriteConfirmations:
             current = await self._store.confirmation(pending.id) or pending
             return CardAnswer(card=confirmation_card(current))
         self._decision(pending, action, "approved")
+        writes = self._writes
+        if writes is None:
+            with anyio.CancelScope(shield=True):
+                return await self._write(pending, action)
+        approval = _Approval()
+        writes.start_soon(self._write_in_background, pending, action, approval)
+        with anyio.move_on_after(self._answer_within):
+            await approval.done.wait()
+        # No await from here on: either the write finished and its card is the answer, or
+        # the write, when it finishes, sees that the click was answered and updates the card.
+        if approval.answer is not None:
+            return approval.answer
+        language = _language(pending.language)
+        if approval.done.is_set():  # the write raised (logged): it stays ``approving``
+            return CardAnswer(toast=translate("error", language), toast_type="error")
+        approval.answered_at = time.monotonic()
+        _log.info(
+            "message %s: confirmation %s still running after %.1f s; answered in progress",
+            pending.message_id,
+            pending.id,
+            self._answer_within,
+            extra={"message_id": pending.message_id, "confirmation_id": pending.id},
+        )
+        running = pending.model_copy(update={"state": ConfirmationState.APPROVING})
+        return CardAnswer(
+            toast=translate("confirm_running", language),
+            toast_type="info",
+            card=confirmation_card(running),
+        )
+
+    async def _write(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
+        """Run the approved write, settle its confirmation, and return the outcome's card."""
         result = await self._run(pending)
         state = ConfirmationState.DONE if result.ok else ConfirmationState.FAILED
         outcome = (result.text if result.ok else result.error or result.text) or ""
@@ -203,6 +284,54 @@ class WriteConfirmations:
             toast_type="success" if result.ok else "error",
             card=confirmation_card(settled),
         )
+
+    async def _write_in_background(
+        self, pending: PendingWrite, action: CardAction, approval: _Approval
+    ) -> None:
+        """:meth:`_write`, then the card's update if the click was answered meanwhile."""
+        with anyio.CancelScope(shield=True):
+            try:
+                approval.answer = await self._write(pending, action)
+            except Exception:
+                # A task of the daemon's group must not end the daemon; the confirmation
+                # stays ``approving`` for an operator to look at.
+                _log.exception(
+                    "message %s: the approved write of confirmation %s failed",
+                    pending.message_id,
+                    pending.id,
+                    extra={"message_id": pending.message_id, "confirmation_id": pending.id},
+                )
+                return
+            finally:
+                approval.done.set()
+            if approval.answered_at is not None:
+                await self._update_card(pending, action, approval.answer, approval.answered_at)
+
+    async def _update_card(
+        self, pending: PendingWrite, action: CardAction, answer: CardAnswer, answered_at: float
+    ) -> None:
+        """Show the outcome on the card the click was answered on ("in progress")."""
+        assert self._client is not None and answer.card is not None
+        with anyio.move_on_after(_UPDATE_BOUND):
+            await anyio.sleep(max(0.0, answered_at + _UPDATE_AFTER_ANSWER - time.monotonic()))
+            try:
+                await self._client.patch(action.open_message_id, content=dict(answer.card))
+            except LarkAPIError as exc:
+                _log.warning(
+                    "message %s: could not show the outcome of confirmation %s on its card: %s",
+                    pending.message_id,
+                    pending.id,
+                    exc,
+                    extra={"message_id": pending.message_id, "confirmation_id": pending.id},
+                )
+                return
+            _log.info(
+                "message %s: card %s updated with the outcome of confirmation %s",
+                pending.message_id,
+                action.open_message_id,
+                pending.id,
+                extra={"message_id": pending.message_id, "confirmation_id": pending.id},
+            )
 
     async def _run(self, pending: PendingWrite) -> ToolResult:
         assert self._runner is not None and self._client is not None, "bind() was not called"

@@ -86,6 +86,8 @@ class Components:
     source: EventSource
     warm_up: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     shared: SharedParts | None = None
+    services: list[Callable[..., Awaitable[None]]] = field(default_factory=list)
+    """Run for the daemon's whole life with ``task_group.start`` (the approved writes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,7 @@ class _Build:
             work=work,
             default_language=settings.agent.default_language,
             stale_after_seconds=settings.admission.stale_after_seconds,
+            streaming=_streaming(settings),
         )
         shared = SharedParts(store=redis, ownership=ownership, work=work, responder=responder)
         conversations = ConversationCache.from_settings(settings)
@@ -282,7 +285,20 @@ class _Build:
             source=source(admission, self.wiring.on_source_state),
             warm_up=warm_up,
             shared=shared,
+            services=_services(card_actions),
         )
+
+
+def _services(card_actions: CardActions | None) -> list[Callable[..., Awaitable[None]]]:
+    """What the daemon runs beside dispatch: the task group of the approved writes."""
+    if card_actions is None:
+        return []
+    # Imported already (off the loop) by whatever built ``card_actions``.
+    from larkbot.agent.confirm import WriteConfirmations
+
+    if isinstance(card_actions, WriteConfirmations):
+        return [card_actions.run]
+    return []
 
 
 def _dispatcher(

@@ -209,6 +209,8 @@ class Daemon:
                 return
             # Dispatch runs for the daemon's whole life, so it starts in the outer group.
             await tg.start(parts.dispatcher.run)
+            for service in parts.services:
+                await tg.start(service)
             if parts.shared is not None:
                 self._guard = RedisGuard(parts.shared.store, self.health)
                 await start_shared(tg, parts.shared, parts.dispatcher, self._guard)

@@ -1,9 +1,9 @@
 """Running the agent with a "working on it" reaction, and posting a reply idempotently.
 
 Shared by both answering paths: the :class:`~larkbot.reply.responder.Responder` and the
-Redis path (:mod:`larkbot.reply.shared`), which posts a reply whole, never streamed into a
-card: with several replicas an answer is stored before anything of it is posted, so that
-the next owner of a message can post the very same answer under the same ``uuid``.
+Redis path (:mod:`larkbot.reply.shared`), where an answer is stored before anything but
+its streamed card is posted, so that the next owner of a message can post the very same
+answer under the same ``uuid`` (and finish the card the previous owner streamed into).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
 from larkbot.reply.render import OutboundMessage, render_reply
+from larkbot.reply.streaming import CardJournal, StreamingCard
+from larkbot.store.streamed import StreamedCard
 
 __all__ = ["ReplyPoster"]
 
@@ -94,6 +96,22 @@ class ReplyPoster:
                 uuid=reply_uuid(message.message_id, index),
                 reply_in_thread=in_thread,
             )
+
+    def streaming_card(
+        self,
+        message: InboundMessage,
+        *,
+        journal: CardJournal | None = None,
+        resumed: StreamedCard | None = None,
+    ) -> StreamingCard:
+        """A streaming card for the answer to ``message`` (``resumed``: an earlier one's)."""
+        return StreamingCard(
+            self._client,
+            message.message_id,
+            reply_in_thread=message.in_thread or self._reply_in_thread,
+            journal=journal,
+            resumed=resumed,
+        )
 
     async def unreact(self, message: InboundMessage, reactions: list[str]) -> None:
         """Remove the reactions :meth:`think` added; a failure is only logged."""

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import anyio
 
-from larkbot.core.agent import Agent, Reply
+from larkbot.core.agent import Agent
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.core.streaming import current_reply_stream
@@ -22,8 +22,9 @@ from larkbot.lark.client import LarkAPIError, LarkClient
 from larkbot.ops import metrics
 from larkbot.ops.logging import log_context
 from larkbot.reply._posting import ReplyPoster
-from larkbot.reply.render import OutboundMessage, render_reply
-from larkbot.reply.streaming import StreamingCard
+from larkbot.reply.streaming import StreamingCard, finish_stream
+from larkbot.store.ledger import StoreError
+from larkbot.store.streamed import StreamedCard
 
 __all__ = ["Responder", "ResponderStore"]
 
@@ -41,6 +42,14 @@ class ResponderStore(Protocol):
         """The reply finally failed; keep the item for inspection."""
         ...
 
+    async def streamed_card(self, message_id: str) -> StreamedCard | None:
+        """The streamed card an earlier attempt at this answer kept, if any."""
+        ...
+
+    async def keep_streamed_card(self, message_id: str, card: StreamedCard) -> None:
+        """Keep the streamed card of the answer to ``message_id`` for a later attempt."""
+        ...
+
 
 class ConversationSource(Protocol):
     """The conversation cache, as the responder uses it."""
@@ -55,7 +64,9 @@ class Responder:
     """Answers one message: agent, render, post, record.
 
     With ``streaming``, a brain that writes its answer piece by piece (the LLM) shows it
-    in a CardKit card as it comes; CardKit refusing costs nothing but the animation.
+    in a CardKit card as it comes; CardKit refusing costs nothing but the animation. The
+    card is kept in the store before it is sent, so an answer resumed after a crash goes
+    into the same card (its reply uuid could only return that card anyway).
     ``reply_in_thread`` and ``working_reaction_after`` are as for
     :class:`~larkbot.reply._posting.ReplyPoster`.
     """
@@ -88,19 +99,14 @@ class Responder:
     async def _answer(self, message: InboundMessage) -> None:
         conversation = self.conversations.get(message.conversation_key)
         reactions: list[str] = []
-        in_thread = message.in_thread or self.reply_in_thread
-        stream = (
-            StreamingCard(self.client, message.message_id, reply_in_thread=in_thread)
-            if self.streaming
-            else None
-        )
+        stream = await self._stream(message) if self.streaming else None
         try:
             token = current_reply_stream.set(stream)
             try:
                 reply = await self._poster.think(self.agent, message, conversation, reactions)
             finally:
                 current_reply_stream.reset(token)
-            outbound, first = await self._after_stream(stream, reply)
+            outbound, first = await finish_stream(stream, reply)
             await self._poster.post_parts(message, outbound, first)
         except LarkAPIError as exc:
             metrics.REPLIES.labels(outcome="failed").inc()
@@ -126,32 +132,33 @@ class Responder:
             for message_id in message.answered_ids:
                 await self.store.mark_done(message_id)
 
-    @staticmethod
-    async def _after_stream(
-        stream: StreamingCard | None, reply: Reply
-    ) -> tuple[list[OutboundMessage], int]:
-        """What is left to post once the agent answered, and the index of its first part.
-
-        A streamed card that went out holds the answer once it is finished; what it cannot
-        hold (a confirmation card, or the answer when finishing failed) follows it under
-        the next uuids, so nothing is lost and nothing Lark already has is sent again.
-        """
-        if stream is None or not stream.started:
-            return render_reply(reply), 0
-        # The card holds what one message may; the rest follows it, as a long answer's
-        # parts always do.
-        parts = render_reply(Reply(reply.text, markdown=True))
-        head = _words(parts[0]) if parts else reply.text
-        finished = await stream.finish(head)
-        rest = parts[1:] if finished else parts
-        if reply.card is not None:
-            rest = render_reply(Reply(reply.text, card=reply.card))
-        return rest, 1
+    async def _stream(self, message: InboundMessage) -> StreamingCard:
+        """The streaming card of this answer: the one an earlier attempt kept, or a new one."""
+        journal = _InboxJournal(self.store, message.message_id)
+        try:
+            resumed = await self.store.streamed_card(message.message_id)
+        except StoreError as exc:
+            log.warning("message %s: could not read its streamed card: %s", message.message_id, exc)
+            resumed = None
+        if resumed is not None:
+            log.info(
+                "message %s: continuing the streamed card an earlier attempt sent",
+                message.message_id,
+            )
+        return self._poster.streaming_card(message, journal=journal, resumed=resumed)
 
 
-def _words(part: OutboundMessage) -> str:
-    """The text of a rendered message: a card's markdown or a text message's text."""
-    if part.msg_type == "text":
-        return str(part.content.get("text", ""))
-    elements = (part.content.get("body") or {}).get("elements") or [{}]
-    return str(elements[0].get("content", ""))
+class _InboxJournal:
+    """Keeps a streamed card in the inbox store, beside the message it answers."""
+
+    def __init__(self, store: ResponderStore, message_id: str) -> None:
+        self._store = store
+        self._message_id = message_id
+
+    async def keep(self, card: StreamedCard) -> bool:
+        try:
+            await self._store.keep_streamed_card(self._message_id, card)
+        except StoreError as exc:
+            log.warning("message %s: could not keep its streamed card: %s", self._message_id, exc)
+            return False
+        return True

@@ -9,8 +9,10 @@ keeps per-chat order and the concurrency limit as on one replica, and
     ownership.items ─▶ OwnedWork.feed ─▶ dispatch (per chat) ─▶ SharedResponder.answer
                                                                   history from Redis
                                                                   answer cached? reuse it
-                                                                  else agent, cache it
-                                                                  post (uuid of the message)
+                                                                  else agent (streamed into
+                                                                    a card), cache it
+                                                                  finish the card, post the
+                                                                    rest (uuid of the message)
                                                                   fenced finish
 
 Why each step is where it is:
@@ -21,6 +23,11 @@ Why each step is where it is:
 - The finish appends both turns, marks the message done and removes it from the stream in
   one script that checks the lease: a replica that was paused past its lease (and whose
   partition another replica took over) writes nothing.
+- A streamed answer's card is kept in Redis (card id, a ceiling on its ``sequence``
+  numbers) before it is sent, and the ceiling is raised a block at a time, both only
+  while the lease holds. An owner taking over a half-streamed answer continues that card
+  above the ceiling (or, with the answer cached, just finishes it), so the chat gets
+  one answer: the card's reply uuid could only return that card anyway.
 - A Redis failure while answering is retried for as long as this replica still holds the
   partition's lease; after that the message is left to the partition's next owner.
 """
@@ -41,10 +48,12 @@ from larkbot.core.agent import Agent, Reply
 from larkbot.core.conversation import Conversation, Turn
 from larkbot.core.language import Language, detect_language
 from larkbot.core.message import InboundMessage
+from larkbot.core.streaming import current_reply_stream
 from larkbot.lark.client import LarkAPIError
 from larkbot.ops import metrics
 from larkbot.ops.logging import log_context
 from larkbot.reply._posting import ReplyPoster
+from larkbot.reply.streaming import finish_stream
 from larkbot.store.redis import (
     CachedAnswer,
     ConversationChange,
@@ -54,6 +63,7 @@ from larkbot.store.redis import (
     RedisUnavailable,
     WorkItem,
 )
+from larkbot.store.streamed import StreamedCard
 
 __all__ = ["OwnedWork", "SharedResponder", "WorkQueue"]
 
@@ -183,6 +193,7 @@ class SharedResponder:
     :param stale_after_seconds: a message older than this when its turn comes (it waited
         out an outage of every replica, say) is settled without an answer, as the
         single-replica path drops such messages at start-up.
+    :param streaming: stream answers into CardKit cards as the agent writes them.
     """
 
     def __init__(
@@ -195,8 +206,10 @@ class SharedResponder:
         work: OwnedWork,
         default_language: Language,
         stale_after_seconds: float = 1800.0,
+        streaming: bool = False,
     ) -> None:
         self._agent = agent
+        self._streaming = streaming
         self._poster = poster
         self._store = store
         self._ownership = ownership
@@ -266,15 +279,28 @@ class SharedResponder:
             self._ownership.settle(items)
 
     async def _answer(self, message: InboundMessage, items: list[WorkItem]) -> None:
-        conversation, cached = await self._retrying(
+        conversation, cached, card = await self._retrying(
             items, "reading the conversation", lambda: self._load(message)
         )
+        stream = journal = None
+        if card is not None or (self._streaming and cached is None):
+            journal = _LeaseJournal(self._store, message, items[0].token)
+            stream = self._poster.streaming_card(message, journal=journal, resumed=card)
+            if card is not None:
+                log.info(
+                    "message %s: continuing the streamed card a previous owner sent",
+                    message.message_id,
+                )
         reactions: list[str] = []
         change: ConversationChange | None
         try:
             if cached is None:
                 before = _Before.of(conversation)
-                reply = await self._poster.think(self._agent, message, conversation, reactions)
+                token = current_reply_stream.set(stream)
+                try:
+                    reply = await self._poster.think(self._agent, message, conversation, reactions)
+                finally:
+                    current_reply_stream.reset(token)
                 stored = await self._retrying(
                     items,
                     "storing the answer",
@@ -296,9 +322,15 @@ class SharedResponder:
             change = stored.change
             self._check_current(items)
             try:
-                parts = await self._poster.post(
-                    message, Reply(stored.text, stored.markdown, stored.card)
+                outbound, first = await finish_stream(
+                    stream, Reply(stored.text, stored.markdown, stored.card)
                 )
+                if journal is not None and journal.fenced:
+                    # The card is the next owner's now: posting the answer beside it here
+                    # would show it twice (this replica's view of its leases may lag).
+                    raise _Abandoned
+                await self._poster.post_parts(message, outbound, first)
+                parts = len(outbound) + first
             except LarkAPIError as exc:
                 metrics.REPLIES.labels(outcome="failed").inc()
                 log.error(
@@ -331,10 +363,13 @@ class SharedResponder:
                 items[0].partition,
             )
 
-    async def _load(self, message: InboundMessage) -> tuple[Conversation, CachedAnswer | None]:
+    async def _load(
+        self, message: InboundMessage
+    ) -> tuple[Conversation, CachedAnswer | None, StreamedCard | None]:
         conversation = await self._store.conversation(message.conversation_key)
         cached = await self._store.get_answer(message.chat_id, message.message_id)
-        return conversation, cached
+        card = await self._store.streamed_card(message.chat_id, message.message_id)
+        return conversation, cached, card
 
     async def _finish(
         self, items: list[WorkItem], change: ConversationChange | None
@@ -389,3 +424,31 @@ class SharedResponder:
                 message.message_id,
                 exc,
             )
+
+
+class _LeaseJournal:
+    """Keeps a streamed card in Redis while the partition's lease is this owner's."""
+
+    def __init__(self, store: RedisStore, message: InboundMessage, token: str) -> None:
+        self._store = store
+        self._message = message
+        self._token = token
+        self.fenced = False
+        """Set once Redis refused the card because the lease is no longer this owner's."""
+
+    async def keep(self, card: StreamedCard) -> bool:
+        message = self._message
+        try:
+            kept = await self._store.keep_streamed_card(
+                message.chat_id, message.message_id, card, token=self._token
+            )
+        except RedisUnavailable as exc:
+            log.warning("message %s: could not keep its streamed card: %s", message.message_id, exc)
+            return False
+        if not kept:
+            self.fenced = True
+            log.info(
+                "message %s: the partition changed hands, its new owner finishes the card",
+                message.message_id,
+            )
+        return kept

@@ -8,6 +8,13 @@ text is ever sent (superseded ones are dropped). Every operation on the card car
 strictly increasing ``sequence``. Any CardKit refusal before the card was sent leaves
 :attr:`StreamingCard.failed` set and nothing posted, so the reply stage posts the answer
 the usual way: it is neither lost nor repeated.
+
+An answer may take more than one attempt (a crash and a resume, a replica taking over
+another's partition). Replying again under the first message's uuid only returns the card
+Lark already has, so the card must be kept: with a :class:`CardJournal` the card id is
+kept before the card is sent, with a ceiling on the ``sequence`` numbers used (raised a
+block at a time), and a later attempt, given that :class:`~larkbot.store.streamed.
+StreamedCard`, puts the answer into the same card with numbers above the ceiling.
 """
 
 from __future__ import annotations
@@ -16,11 +23,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from larkbot.core.agent import Reply
 from larkbot.lark.client import LarkAPIError, LarkClient, reply_uuid
+from larkbot.reply.render import OutboundMessage, render_reply
+from larkbot.store.streamed import StreamedCard
 
-__all__ = ["StreamingCard"]
+__all__ = ["CardJournal", "StreamingCard", "finish_stream"]
 
 log = logging.getLogger("larkbot.reply")
 
@@ -35,13 +45,35 @@ _MAX_STREAMED_CHARS = 4_000
 _CREATE_ROUTE = "cardkit/v1/cards"
 _CONTENT_ROUTE = "cardkit/v1/cards/{card_id}/elements/{element_id}/content"
 _SETTINGS_ROUTE = "cardkit/v1/cards/{card_id}/settings"
+_CARD_ROUTE = "cardkit/v1/cards/{card_id}"
 # What the status element shows when idle: a markdown element needs some content.
 _NO_STATUS = " "
+# What a resumed card's status element may show: unknown, so finishing clears it.
+_UNKNOWN_STATUS = ""
+# Sequence numbers reserved in the journal at a time: one journal write per this many
+# operations on the card.
+_SEQUENCE_BLOCK = 20
+# CardKit's refusals of a content update to a card whose streaming mode is over.
+_STREAMING_OVER = frozenset({300309, 200850})
+
+
+class CardJournal(Protocol):
+    """Where the card of one answer is kept for a later attempt at the same answer."""
+
+    async def keep(self, card: StreamedCard) -> bool:
+        """Keep ``card``; ``False`` when it could not be kept (this attempt must stop)."""
+        ...
+
+
+class _NotKept(Exception):  # noqa: N818 (a state, not a failure of ours)
+    """The journal refused the card: another attempt owns the answer now."""
 
 
 class StreamingCard:
     """One streamed answer to ``message_id``; feed it text, then :meth:`finish` it.
 
+    :param journal: where the card is kept for a later attempt; ``None``: nowhere.
+    :param resumed: the card an earlier attempt kept: this one continues it.
     :param clock: monotonic seconds, for the throttle (tests may move it).
     """
 
@@ -51,25 +83,42 @@ class StreamingCard:
         message_id: str,
         *,
         reply_in_thread: bool = False,
+        journal: CardJournal | None = None,
+        resumed: StreamedCard | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._message_id = message_id
         self._reply_in_thread = reply_in_thread
+        self._journal = journal
+        self._resumed = resumed
         self._clock = clock
         self.card_id: str | None = None
         self.sent = False
         self.failed = False
         self._sequence = 0
+        # No operation may use a number above it before the journal kept a higher one.
+        self._ceiling: int | None = 0 if journal is not None else None
+        self._finished = False
         self._shown = ""
         self._pending: str | None = None
         self._status = _NO_STATUS
         self._last_update = 0.0
+        if resumed is not None:
+            self.card_id = resumed.card_id
+            self._sequence = resumed.sequence_ceiling
+            self._ceiling = resumed.sequence_ceiling if journal is not None else None
+            self._finished = resumed.finished
+            self._status = _UNKNOWN_STATUS
 
     @property
     def started(self) -> bool:
-        """Whether the card went out as the reply (the answer then belongs in it)."""
-        return self.sent
+        """Whether the card went out as the reply (the answer then belongs in it).
+
+        A resumed card counts as sent: an earlier attempt may have sent it, and its uuid
+        would return it to any other first message of the answer.
+        """
+        return self.sent or self._resumed is not None
 
     async def text(self, so_far: str) -> None:
         """Show ``so_far`` when the throttle allows; otherwise keep it as the next update."""
@@ -89,15 +138,22 @@ class StreamingCard:
         shown = line or _NO_STATUS
         if shown != self._status:
             self._status = shown
-            await self._update(_STATUS_ELEMENT, shown)
+            try:
+                await self._update(_STATUS_ELEMENT, shown)
+            except (LarkAPIError, _NotKept) as exc:
+                self._lost_update(exc)
 
     async def finish(self, text: str) -> bool:
         """Put the whole ``text`` in the card and close streaming; ``False`` if it could not.
 
         When this returns ``False`` and the card was never sent, the caller posts ``text``
-        the usual way.
+        the usual way. A resumed card an earlier attempt finished is left as it is.
         """
-        if self.failed or not self.sent:
+        if self.failed or not self.started:
+            return False
+        if self._finished:
+            return True
+        if not await self._open():
             return False
         try:
             if self._status != _NO_STATUS:
@@ -115,44 +171,71 @@ class StreamingCard:
                 {"settings": json.dumps(settings, ensure_ascii=False)},
             )
         except LarkAPIError as exc:
-            log.warning(
-                "could not finish the streamed card of message %s: %s",
-                self._message_id,
-                exc,
-                extra={"message_id": self._message_id},
-            )
+            if exc.code not in _STREAMING_OVER or not await self._replace(text):
+                self._finish_failed(exc)
+                return False
+        except _NotKept as exc:
+            self._finish_failed(exc)
             return False
+        self._finished = True
+        # For a later attempt (the finish of the message may still be lost): the card holds
+        # the answer, nothing more to do in it. Losing this only costs that attempt a retry.
+        await self._keep(self._sequence)
         return True
 
+    async def _replace(self, text: str) -> bool:
+        """Replace the whole card by the finished answer (its streaming mode is over)."""
+        card = _card(text, streaming=False)
+        try:
+            await self._call(
+                "PUT",
+                f"cardkit/v1/cards/{self.card_id}",
+                _CARD_ROUTE,
+                {"card": {"type": "card_json", "data": json.dumps(card, ensure_ascii=False)}},
+            )
+        except (LarkAPIError, _NotKept) as exc:
+            log.info("could not replace the card of message %s: %s", self._message_id, exc)
+            return False
+        self._shown = text
+        return True
+
+    def _finish_failed(self, exc: Exception) -> None:
+        log.warning(
+            "could not finish the streamed card of message %s: %s",
+            self._message_id,
+            exc,
+            extra={"message_id": self._message_id},
+        )
+
     async def _open(self) -> bool:
-        """Create the card entity and reply with it, once; ``False`` if CardKit refused."""
+        """Create the card entity (unless resumed) and reply with it, once.
+
+        ``False`` if CardKit refused, or the journal could not keep the card.
+        """
         if self.sent:
             return True
-        card = {
-            "schema": "2.0",
-            "config": {
-                "streaming_mode": True,
-                "summary": {"content": "…"},
-                "streaming_config": {"print_frequency_ms": {"default": 50}},
-            },
-            "body": {
-                "elements": [
-                    {"tag": "markdown", "element_id": _TEXT_ELEMENT, "content": ""},
-                    {"tag": "markdown", "element_id": _STATUS_ELEMENT, "content": _NO_STATUS},
-                ]
-            },
-        }
+        if self.failed:
+            return False
         try:
-            created = await self._client.request(
-                "POST",
-                _CREATE_ROUTE,
-                route=_CREATE_ROUTE,
-                json={"type": "card_json", "data": json.dumps(card, ensure_ascii=False)},
-                write=True,
-            )
-            self.card_id = str(created["card_id"])
+            if self.card_id is None:
+                created = await self._client.request(
+                    "POST",
+                    _CREATE_ROUTE,
+                    route=_CREATE_ROUTE,
+                    json={
+                        "type": "card_json",
+                        "data": json.dumps(_card("", streaming=True), ensure_ascii=False),
+                    },
+                    write=True,
+                )
+                self.card_id = str(created["card_id"])
+                # Kept before it is sent: once it is, nothing but this card can be the
+                # answer's first message.
+                if not await self._keep(_SEQUENCE_BLOCK):
+                    raise _NotKept("another attempt answers this message now")
             # The uuid of the answer's first message: a normal reply posted later for the
-            # same message could never appear beside this card.
+            # same message could never appear beside this card. A resumed card replied
+            # again only gets the message Lark already has (or sends it, if it never went).
             await self._client.reply(
                 self._message_id,
                 msg_type="interactive",
@@ -160,7 +243,7 @@ class StreamingCard:
                 uuid=reply_uuid(self._message_id, 0),
                 reply_in_thread=self._reply_in_thread,
             )
-        except (LarkAPIError, KeyError) as exc:
+        except (LarkAPIError, KeyError, _NotKept) as exc:
             self.failed = True
             log.warning(
                 "streaming card refused for message %s, answering without it: %s",
@@ -172,20 +255,36 @@ class StreamingCard:
         self.sent = True
         return True
 
+    async def _keep(self, ceiling: int) -> bool:
+        """Keep the card with ``ceiling`` in the journal; ``True`` without a journal."""
+        if self._journal is None or self.card_id is None:
+            return True
+        card = StreamedCard(card_id=self.card_id, sequence_ceiling=ceiling, finished=self._finished)
+        if not await self._journal.keep(card):
+            return False
+        self._ceiling = ceiling
+        return True
+
+    def _lost_update(self, exc: Exception) -> None:
+        if isinstance(exc, _NotKept):
+            # Another attempt owns the card now: this one must not touch it again.
+            self.failed = True
+        # The final text still goes in at finish(); one lost frame only costs smoothness.
+        log.info(
+            "a streamed update of message %s failed: %s",
+            self._message_id,
+            exc,
+            extra={"message_id": self._message_id},
+        )
+
     async def _flush(self) -> None:
         if self._pending is None or self._pending == self._shown:
             return
         text, self._pending = self._pending, None
         try:
             await self._update(_TEXT_ELEMENT, text)
-        except LarkAPIError as exc:
-            # The final text still goes in at finish(); one lost frame only costs smoothness.
-            log.info(
-                "a streamed update of message %s failed: %s",
-                self._message_id,
-                exc,
-                extra={"message_id": self._message_id},
-            )
+        except (LarkAPIError, _NotKept) as exc:
+            self._lost_update(exc)
             return
         self._shown = text
 
@@ -200,8 +299,62 @@ class StreamingCard:
 
     async def _call(self, method: str, path: str, route: str, body: dict[str, Any]) -> None:
         # Strictly increasing over every operation on the card, failed ones included: a
-        # call that reached Lark may have used its number.
+        # call that reached Lark may have used its number. Above the kept ceiling only
+        # once the journal kept a higher one, so a later attempt starts above them all.
         self._sequence += 1
+        above = self._ceiling is not None and self._sequence > self._ceiling
+        if above and not await self._keep(self._sequence + _SEQUENCE_BLOCK - 1):
+            raise _NotKept("another attempt answers this message now")
         await self._client.request(
             method, path, route=route, json={**body, "sequence": self._sequence}, write=True
         )
+
+
+def _card(text: str, *, streaming: bool) -> dict[str, Any]:
+    """The card (JSON 2.0) of a streamed answer: ``text`` and an idle status line."""
+    config: dict[str, Any] = {"streaming_mode": streaming}
+    if streaming:
+        config["summary"] = {"content": "…"}
+        config["streaming_config"] = {"print_frequency_ms": {"default": 50}}
+    else:
+        config["summary"] = {"content": " ".join(text.split())[:_SUMMARY_CHARS]}
+    return {
+        "schema": "2.0",
+        "config": config,
+        "body": {
+            "elements": [
+                {"tag": "markdown", "element_id": _TEXT_ELEMENT, "content": text},
+                {"tag": "markdown", "element_id": _STATUS_ELEMENT, "content": _NO_STATUS},
+            ]
+        },
+    }
+
+
+async def finish_stream(
+    stream: StreamingCard | None, reply: Reply
+) -> tuple[list[OutboundMessage], int]:
+    """What is left to post once the agent answered, and the index of its first part.
+
+    A streamed card that went out holds the answer once it is finished; what it cannot
+    hold (a confirmation card, or the answer when finishing failed) follows it under the
+    next uuids, so nothing is lost and nothing Lark already has is sent again.
+    """
+    if stream is None or not stream.started:
+        return render_reply(reply), 0
+    # The card holds what one message may; the rest follows it, as a long answer's parts
+    # always do.
+    parts = render_reply(Reply(reply.text, markdown=True))
+    head = _words(parts[0]) if parts else reply.text
+    finished = await stream.finish(head)
+    rest = parts[1:] if finished else parts
+    if reply.card is not None:
+        rest = render_reply(Reply(reply.text, card=reply.card))
+    return rest, 1
+
+
+def _words(part: OutboundMessage) -> str:
+    """The text of a rendered message: a card's markdown or a text message's text."""
+    if part.msg_type == "text":
+        return str(part.content.get("text", ""))
+    elements = (part.content.get("body") or {}).get("elements") or [{}]
+    return str(elements[0].get("content", ""))

@@ -27,6 +27,7 @@ from larkbot.core.message import InboundMessage
 from larkbot.core.redact import redact
 from larkbot.store.confirmations import ConfirmationMove, PendingWrite
 from larkbot.store.inbox import StoredMessage
+from larkbot.store.streamed import StreamedCard
 
 __all__ = ["Store", "StoreError"]
 
@@ -126,6 +127,16 @@ class Store(ABC):
         exactly one returns ``True``.
         """
         raise StoreError(f"the {self.kind} store does not keep write confirmations")
+
+    async def streamed_card(self, message_id: str) -> StreamedCard | None:
+        """The streamed card of the answer to ``message_id``, if an attempt kept one."""
+        return None
+
+    async def keep_streamed_card(self, message_id: str, card: StreamedCard) -> None:  # noqa: B027 (optional: keeping none is valid)
+        """Keep (or replace) the streamed card of the answer to ``message_id``.
+
+        A store that keeps none (the default) leaves a resumed answer to stream anew.
+        """
 
     async def run_pruner(self) -> None:
         """Prune now and every ``prune_interval`` seconds until cancelled.

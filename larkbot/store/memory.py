@@ -12,6 +12,7 @@ from larkbot.core.message import InboundMessage
 from larkbot.store.confirmations import ConfirmationMove, PendingWrite
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store
+from larkbot.store.streamed import StreamedCard
 
 __all__ = ["MemoryStore"]
 
@@ -43,6 +44,7 @@ class MemoryStore(Store):
         )
         self._inbox: dict[str, StoredMessage] = {}
         self._confirmations: dict[str, PendingWrite] = {}
+        self._streamed: dict[str, StreamedCard] = {}
 
     async def admit(self, message: InboundMessage) -> bool:
         """Record ``message`` as seen and pending; ``False`` when it was seen before."""
@@ -90,6 +92,7 @@ class MemoryStore(Store):
         ]
         for message_id in old:
             del self._inbox[message_id]
+            self._streamed.pop(message_id, None)
         return removed + len(old)
 
     def _settle(self, message_id: str, status: InboxStatus, reason: str | None) -> None:
@@ -118,3 +121,11 @@ class MemoryStore(Store):
             update={"state": move.state, "outcome": move.outcome}
         )
         return True
+
+    async def streamed_card(self, message_id: str) -> StreamedCard | None:
+        """The streamed card of the answer to ``message_id``, if an attempt kept one."""
+        return self._streamed.get(message_id)
+
+    async def keep_streamed_card(self, message_id: str, card: StreamedCard) -> None:
+        """Keep (or replace) the streamed card of the answer to ``message_id``."""
+        self._streamed[message_id] = card

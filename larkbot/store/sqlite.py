@@ -53,6 +53,7 @@ from larkbot.store._batch import GroupCommit
 from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store, StoreError
+from larkbot.store.streamed import StreamedCard
 
 __all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -109,6 +110,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             body TEXT NOT NULL
         )""",
         "CREATE INDEX confirmations_by_expiry ON confirmations (expires_at)",
+    ),
+    (
+        # The card of a streamed answer, kept before the card is sent so that a resumed
+        # answer continues it (its reply uuid can only ever return that card).
+        """CREATE TABLE streamed_cards (
+            message_id TEXT PRIMARY KEY,
+            updated_at REAL NOT NULL,
+            body TEXT NOT NULL
+        ) WITHOUT ROWID""",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -350,6 +360,7 @@ class SqliteStore(Store):
                     (cutoff,),
                 ),
                 ("DELETE FROM confirmations WHERE expires_at < ?", (cutoff,)),
+                ("DELETE FROM streamed_cards WHERE updated_at < ?", (cutoff,)),
             ):
                 await db.execute_fetchall(sql, params)
                 removed += (await db.execute_fetchall("SELECT changes()", ()))[0][0]
@@ -389,6 +400,22 @@ class SqliteStore(Store):
                 (move.state.value, move.outcome, move.confirmation_id, move.expected.value),
             )
             return cursor.rowcount == 1
+
+    async def streamed_card(self, message_id: str) -> StreamedCard | None:
+        """The streamed card of the answer to ``message_id``, if an attempt kept one."""
+        rows = await self._query(
+            "SELECT body FROM streamed_cards WHERE message_id = ?", (message_id,)
+        )
+        return StreamedCard.model_validate_json(rows[0][0]) if rows else None
+
+    async def keep_streamed_card(self, message_id: str, card: StreamedCard) -> None:
+        """Keep (or replace) the streamed card of the answer to ``message_id``."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO streamed_cards (message_id, updated_at, body)"
+                " VALUES (?, ?, ?)",
+                (message_id, time.time(), card.model_dump_json()),
+            )
 
     async def run_pruner(self) -> None:
         """Renew this process's lease every 15 s, prune every ``prune_interval`` s, and

@@ -3,7 +3,8 @@
 It keeps the platform's rules a client can trip over: ``sequence`` must grow strictly
 across every operation on one card (300317), a card whose streaming mode is closed takes
 no streamed update (300309), streaming closes itself 10 minutes after it was opened
-(200850), and only ``markdown`` and ``plain_text`` elements take content.
+(200850), and only ``markdown`` and ``plain_text`` elements take content. A whole card
+may be replaced (``PUT cardkit/v1/cards/:card_id``), streaming or not.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from larkbot.testing._openapi import ApiError, ApiRequest, OpenApiRoute
 
 __all__ = [
+    "CARDKIT_CARD",
     "CARDKIT_CARDS",
     "CARDKIT_CONTENT",
     "CARDKIT_SETTINGS",
@@ -25,6 +27,7 @@ __all__ = [
 ]
 
 CARDKIT_CARDS = "cardkit/v1/cards"
+CARDKIT_CARD = "cardkit/v1/cards/{card_id}"
 CARDKIT_CONTENT = "cardkit/v1/cards/{card_id}/elements/{element_id}/content"
 CARDKIT_SETTINGS = "cardkit/v1/cards/{card_id}/settings"
 
@@ -46,6 +49,7 @@ class CardEntity:
     sequence: int = 0
     updates: list[tuple[str, str, int]] = field(default_factory=list)
     settings: list[tuple[dict[str, Any], int]] = field(default_factory=list)
+    replacements: list[tuple[dict[str, Any], int]] = field(default_factory=list)
 
     @property
     def streaming(self) -> bool:
@@ -87,17 +91,11 @@ class CardKit:
             OpenApiRoute("POST", CARDKIT_CARDS, self._create),
             OpenApiRoute("PUT", CARDKIT_CONTENT, self._content),
             OpenApiRoute("PATCH", CARDKIT_SETTINGS, self._settings),
+            OpenApiRoute("PUT", CARDKIT_CARD, self._replace),
         ]
 
     async def _create(self, request: ApiRequest) -> dict[str, Any]:
-        if request.body.get("type") != "card_json" or not isinstance(request.body.get("data"), str):
-            raise ApiError(_BAD_REQUEST, "type must be card_json and data a JSON string")
-        try:
-            card = json.loads(request.body["data"])
-        except json.JSONDecodeError:
-            raise ApiError(_BAD_REQUEST, "data is not valid card JSON") from None
-        if not isinstance(card, dict) or card.get("schema") != "2.0":
-            raise ApiError(_BAD_REQUEST, "only card JSON 2.0 can be a card entity")
+        card = _card_json(request.body)
         card_id = f"7{next(self._ids):018d}"
         self.cards[card_id] = CardEntity(card_id, card, opened_at=self.clock())
         return {"card_id": card_id}
@@ -132,6 +130,14 @@ class CardKit:
         entity.updates.append((element_id, content, sequence))
         return {}
 
+    async def _replace(self, request: ApiRequest) -> dict[str, Any]:
+        entity, sequence = self._checked(request)
+        card = request.body.get("card")
+        entity.card = _card_json(card if isinstance(card, dict) else {})
+        entity.sequence = sequence
+        entity.replacements.append((entity.card, sequence))
+        return {}
+
     async def _settings(self, request: ApiRequest) -> dict[str, Any]:
         entity, sequence = self._checked(request)
         try:
@@ -144,3 +150,16 @@ class CardKit:
         entity.sequence = sequence
         entity.settings.append((settings, sequence))
         return {}
+
+
+def _card_json(body: dict[str, Any]) -> dict[str, Any]:
+    """The card of a ``{"type": "card_json", "data": "<card JSON>"}`` body (JSON 2.0 only)."""
+    if body.get("type") != "card_json" or not isinstance(body.get("data"), str):
+        raise ApiError(_BAD_REQUEST, "type must be card_json and data a JSON string")
+    try:
+        card = json.loads(body["data"])
+    except json.JSONDecodeError:
+        raise ApiError(_BAD_REQUEST, "data is not valid card JSON") from None
+    if not isinstance(card, dict) or card.get("schema") != "2.0":
+        raise ApiError(_BAD_REQUEST, "only card JSON 2.0 can be a card entity")
+    return card

@@ -8,8 +8,9 @@ responder that calls ``search_base_records`` for Base searches and quotes tool r
 
 Faults are switched on from the test: ``fail_next`` (OpenAI-shaped 500, 429 or 401
 errors), ``hang_next`` (no answer at all, for client timeouts), ``delay`` (a slow
-model that still serves many requests at once) and ``hold``/``release`` (a model that
-answers when the test says so).
+model that still serves many requests at once), ``hold``/``release`` (a model that
+answers when the test says so) and ``stall_next_stream`` (a streamed answer that stops
+half way until ``release``, for a crash in the middle of an answer).
 """
 
 from __future__ import annotations
@@ -129,10 +130,13 @@ class OpenAIStandIn(AsyncLifecycle):
         self.requests: list[dict[str, Any]] = []
         self.default_responder: Responder = default_responder
         self.held = 0  # completions waiting for ``release``
+        self.stalled = 0  # streamed answers stopped half way, waiting for ``release``
 
         self._script: deque[dict[str, Any]] = deque()
         self._failures: deque[tuple[int, float | None]] = deque()
         self._hangs = 0
+        self._stalls: deque[int] = deque()
+        self._unstall = anyio.Event()
         self._release: anyio.Event | None = None
         self._ids = count(1)
         self._closing = anyio.Event()
@@ -184,6 +188,15 @@ class OpenAIStandIn(AsyncLifecycle):
         """Never answer the next ``n`` completions (until the stand-in stops)."""
         self._hangs += n
 
+    def stall_next_stream(self, after_words: int) -> None:
+        """Stop the next streamed answer after ``after_words`` words until ``release``.
+
+        ``stalled`` counts the answers stopped so, so a test can wait for the moment.
+        """
+        self._stalls.append(after_words)
+        if self._unstall.is_set():
+            self._unstall = anyio.Event()
+
     def hold(self) -> None:
         """Keep every completion unanswered from now on until ``release``: a model thinking.
 
@@ -194,9 +207,10 @@ class OpenAIStandIn(AsyncLifecycle):
             self._release = anyio.Event()
 
     def release(self) -> None:
-        """Answer the held completions, and hold no more."""
+        """Answer the held completions and the stalled streams, and hold no more."""
         if self._release is not None:
             self._release.set()
+        self._unstall.set()
 
     # --------------------------------------------------------------------------- handlers
 
@@ -239,8 +253,28 @@ class OpenAIStandIn(AsyncLifecycle):
         turn = self._script.popleft() if self._script else self.default_responder(body)
         completion = self._completion(body, turn)
         if body.get("stream"):
-            return StreamingResponse(_chunks(completion), media_type="text/event-stream")
+            chunks = _chunks(completion)
+            if self._stalls:
+                chunks = self._stalling(chunks, self._stalls.popleft(), self._unstall)
+            return StreamingResponse(chunks, media_type="text/event-stream")
         return JSONResponse(completion)
+
+    async def _stalling(
+        self, chunks: AsyncIterator[bytes], after: int, release: anyio.Event
+    ) -> AsyncIterator[bytes]:
+        """``chunks``, stopping after the first ``after`` until ``release`` is set."""
+        sent = 0
+        async for chunk in chunks:
+            if sent == after:
+                self.stalled += 1
+                try:
+                    await release.wait()
+                finally:
+                    self.stalled -= 1
+                if self._closing.is_set():
+                    return
+            yield chunk
+            sent += 1
 
     def _authorised(self, request: Request) -> bool:
         return request.headers.get("authorization", "") == f"Bearer {self.api_key}"

@@ -308,6 +308,11 @@ class LarkStandIn(AsyncLifecycle):
         return sum(1 for connection in self._connections if connection.open)
 
     @property
+    def connection_ids(self) -> list[str]:
+        """The ids of the long connections open now, oldest first."""
+        return [connection.conn_id for connection in self._connections if connection.open]
+
+    @property
     def replies(self) -> list[ReplyRecord]:
         """Replies and sends, newest last."""
         return self._messaging.replies
@@ -454,6 +459,7 @@ class LarkStandIn(AsyncLifecycle):
         *,
         frame_type: str = "event",
         event: dict[str, Any] | None = None,
+        conn_id: str | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109
         **fields: Unpack[CardActionFields],
     ) -> AckRecord:
@@ -462,14 +468,15 @@ class LarkStandIn(AsyncLifecycle):
         The keywords are :class:`~larkbot.testing._events.CardActionFields`. The callback
         goes over the long connection as Lark sends it: a data frame of ``frame_type``
         (``event``; some deployments use ``card``). ``event`` re-sends a callback built
-        before (a redelivery, same ``event_id``).
+        before (a redelivery, same ``event_id``). ``conn_id`` picks the connection (one of
+        :attr:`connection_ids`: a chosen replica) instead of a random one.
         """
         if event is None:
             event = build_card_action_event(
                 value, app_id=self.app_id, tenant_key=self.tenant_key, **fields
             )
         self.card_actions.append(event)
-        frame_id = await self.push_event(event, frame_type=frame_type)
+        frame_id = await self.push_event(event, frame_type=frame_type, conn_id=conn_id)
         await self.wait_for(lambda: any(a.frame_id == frame_id for a in self.acks), timeout)
         return next(a for a in self.acks if a.frame_id == frame_id)
 
@@ -485,20 +492,25 @@ class LarkStandIn(AsyncLifecycle):
         return str(event["event"]["message"]["message_id"])
 
     async def push_event(
-        self, event: dict[str, Any], *, fragments: int = 1, frame_type: str = "event"
+        self,
+        event: dict[str, Any],
+        *,
+        fragments: int = 1,
+        frame_type: str = "event",
+        conn_id: str | None = None,
     ) -> str:
         """Deliver an event (any dict, JSON-encoded) to one random connected client.
 
         Waits up to 5 s for a client to be connected (``TimeoutError`` otherwise). With
         ``fragments > 1`` the payload goes out in that many frames sharing one frame
-        ``message_id``. Returns the frame id.
+        ``message_id``. ``conn_id`` delivers to that connection only. Returns the frame id.
         """
         payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
         event_id, chat_message_id = event_ids(event)
         if chat_message_id is not None:
             self._remember(chat_message_id, event, payload)
         return await self._deliver(
-            _Outgoing(payload, frame_type, event_id, chat_message_id), fragments
+            _Outgoing(payload, frame_type, event_id, chat_message_id), fragments, conn_id=conn_id
         )
 
     async def redeliver(self, message_id: str, *, new_event_id: bool = False) -> str:
@@ -719,12 +731,20 @@ class LarkStandIn(AsyncLifecycle):
         if len(self._payloads) > _REMEMBERED_EVENTS:
             del self._payloads[next(iter(self._payloads))]
 
-    async def _deliver(self, event: _Outgoing, fragments: int = 1) -> str:
+    async def _deliver(
+        self, event: _Outgoing, fragments: int = 1, *, conn_id: str | None = None
+    ) -> str:
         chunks = _split(event.payload, fragments)
         frame_id = uuid.uuid4().hex
         trace_id = uuid.uuid4().hex[:16]
         while True:
-            candidates = self._open_connections()
+            candidates = [
+                connection
+                for connection in self._open_connections()
+                if conn_id is None or connection.conn_id == conn_id
+            ]
+            if conn_id is not None and not candidates:
+                raise LookupError(f"no open long connection {conn_id}")
             if not candidates:
                 await self.wait_connected(self.connect_wait)
                 continue

@@ -436,9 +436,7 @@ async def _mark_seen(store: RedisStore, stream: str) -> int:
             for _, fields in entries:
                 message_id = _s(fields.get(b"id", b""))
                 if message_id:
-                    pipe.set(
-                        keys.seen(where[0], message_id), "1", nx=True, px=store._seen_ttl_ms
-                    )
+                    pipe.set(keys.seen(where[0], message_id), "1", nx=True, px=store._seen_ttl_ms)
             marked += sum(1 for reply in await pipe.execute() if reply)
         if len(entries) < _BATCH:
             return marked

@@ -11,6 +11,7 @@ together (intake, the fenced finish). Layout, with the default prefix ``lb``::
     lb:{p07}:epoch               INCR counter: the fencing token of each new lease
     lb:{p07}:out:<message_id>    the answer generated for a message, kept until it is finished
     lb:{p07}:done:<message_id>   set by the fenced finish (PX seen TTL)
+    lb:{p07}:card:<message_id>   the streamed card of an answer in progress (PX seen TTL)
     lb:{p07}:conv:<key>          conversation turns (list of JSON, LTRIM + PEXPIRE)
     lb:{p07}:convmeta:<key>      conversation language and profile (hash, same expiry)
     lb:{p07}:dlq                 stream of messages delivered too often (poison)
@@ -82,6 +83,9 @@ class Keyspace:
 
     def done(self, partition: int, message_id: str) -> str:
         return f"{self.tag(partition)}:done:{message_id}"
+
+    def streamed_card(self, partition: int, message_id: str) -> str:
+        return f"{self.tag(partition)}:card:{message_id}"
 
     def conversation(self, partition: int, key: str) -> str:
         return f"{self.tag(partition)}:conv:{key}"

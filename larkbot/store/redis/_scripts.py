@@ -20,6 +20,7 @@ __all__ = [
     "LEASE",
     "MAX_EPOCH",
     "PUT_ANSWER",
+    "PUT_STREAMED_CARD",
     "RATE_LIMIT",
     "READ",
     "RELEASE",
@@ -224,6 +225,15 @@ local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
+"""
+
+# PUT_STREAMED_CARD: keep the streamed card of an answer, if the lease is still ours, so a
+# replica paused past its lease can never raise the sequence ceiling its successor reads.
+# KEYS: lease, card. ARGV: token (owner|epoch), card JSON, ttl ms. Returns 1 when kept.
+PUT_STREAMED_CARD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
 """
 
 # RATE_LIMIT: a sliding window on Redis' clock, the same rule as the in-process

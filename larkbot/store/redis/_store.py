@@ -64,6 +64,7 @@ from larkbot.store.redis._models import (
     StateCounts,
     WorkItem,
 )
+from larkbot.store.streamed import StreamedCard
 
 __all__ = ["KEEP", "RedisStore"]
 
@@ -158,6 +159,7 @@ class RedisStore:
         self._read = register(_scripts.READ)
         self._finish = register(_scripts.FINISH)
         self._put_answer = register(_scripts.PUT_ANSWER)
+        self._put_streamed_card = register(_scripts.PUT_STREAMED_CARD)
         self._rate = register(_scripts.RATE_LIMIT)
         self._heartbeat = register(_scripts.HEARTBEAT)
         self._max_epoch = register(_scripts.MAX_EPOCH)
@@ -410,6 +412,34 @@ class RedisStore:
             ),
         )
         return _answer(raw, message_id) or answer
+
+    async def streamed_card(self, chat_id: str, message_id: str) -> StreamedCard | None:
+        """The streamed card an owner kept for the answer to ``message_id``, or ``None``."""
+        key = self.keys.streamed_card(self.keys.partition_of(chat_id), message_id)
+        raw = await self._guarded("a streamed card lookup", lambda: self._client.get(key))
+        if raw is None:
+            return None
+        try:
+            return StreamedCard.model_validate_json(raw)
+        except ValidationError:
+            logger.warning("message %s: the streamed card is unreadable, ignoring it", message_id)
+            return None
+
+    async def keep_streamed_card(
+        self, chat_id: str, message_id: str, card: StreamedCard, *, token: str
+    ) -> bool:
+        """Keep the streamed card of the answer to ``message_id`` while ``token`` holds the lease.
+
+        ``False`` when the partition's lease is no longer ``token`` (``owner|epoch``): the
+        card then belongs to the partition's next owner, which reads the ceiling kept last.
+        """
+        partition = self.keys.partition_of(chat_id)
+        keys = [self.keys.lease(partition), self.keys.streamed_card(partition, message_id)]
+        args = [token, card.model_dump_json(), self._bounds.seen_ttl_ms]
+        kept = await self._guarded(
+            "keeping a streamed card", lambda: self._run_script(self._put_streamed_card, keys, args)
+        )
+        return bool(kept)
 
     async def history(self, conversation_key: str, limit: int | None = None) -> list[Turn]:
         """The last ``limit`` turns (default: all kept) of a conversation, oldest first.
