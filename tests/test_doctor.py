@@ -104,13 +104,26 @@ async def test_a_scope_granted_through_a_broader_one_counts() -> None:
 
 async def test_a_scope_listing_not_understood_is_skipped_not_reported_missing() -> None:
     async def garbled(request: ApiRequest) -> dict[str, Any]:
-        return {"scopes": [{"scope_name": "im:message:send_as_bot", "grant_status": "yes"}]}
+        return {"scopes": "im:message:send_as_bot"}
 
     listing = OpenApiRoute("GET", "application/v6/scopes", garbled)
     async with LarkStandIn(extra_routes=[listing]) as lark:
         checks = _by_name(await run_checks(await settings_for(lark), env={}))
     assert checks["permissions"].status == "skip"
     assert "not understood" in checks["permissions"].detail
+
+
+async def test_one_unreadable_scope_entry_leaves_the_others_checked() -> None:
+    scopes = [{"scope_name": name, "grant_status": 1} for name in _all_scopes()]
+    scopes.append({"scope_name": "im:message:send_as_bot", "grant_status": "yes"})
+
+    async def listing(request: ApiRequest) -> dict[str, Any]:
+        return {"scopes": scopes}
+
+    route = OpenApiRoute("GET", "application/v6/scopes", listing)
+    async with LarkStandIn(extra_routes=[route]) as lark:
+        checks = _by_name(await run_checks(await settings_for(lark), env={}))
+    assert checks["permissions"].status == "ok", checks["permissions"].detail
 
 
 async def test_state_directory_is_inspected_without_writing(tmp_path: Path) -> None:

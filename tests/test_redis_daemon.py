@@ -39,9 +39,9 @@ async def lark() -> AsyncIterator[LarkStandIn]:
 
 
 @pytest.fixture
-async def store(server: RedisServer) -> AsyncIterator[RedisStore]:
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
     """A store on ``server`` beside the daemon's, to set up and read what the daemon shares."""
-    async with RedisStore.open(server.url) as opened:
+    async with RedisStore.open(redis_server.url) as opened:
         yield opened
 
 
@@ -83,12 +83,12 @@ def texts_by_chat(lark: LarkStandIn) -> dict[str, list[str]]:
 
 
 async def test_messages_are_queued_in_redis_answered_in_order_and_remembered(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
     agent = HistoryAgent()
     async with LarkStandIn() as lark:
-        settings = await redis_settings(lark, server)
-        async with running_daemon(settings, agent), RedisStore.open(server.url) as store:
+        settings = await redis_settings(lark, redis_server)
+        async with running_daemon(settings, agent), RedisStore.open(redis_server.url) as store:
             sent: dict[str, list[str]] = defaultdict(list)
             for n in range(5):
                 for chat in ("oc_a", "oc_b", "oc_c"):
@@ -115,10 +115,12 @@ async def test_messages_are_queued_in_redis_answered_in_order_and_remembered(
             assert await store.message_state(chat, first) is MessageState.DONE
 
 
-async def test_reset_and_language_changes_reach_the_shared_history(server: RedisServer) -> None:
+async def test_reset_and_language_changes_reach_the_shared_history(
+    redis_server: RedisServer,
+) -> None:
     async with LarkStandIn() as lark:
-        settings = await redis_settings(lark, server)
-        async with running_daemon(settings, HistoryAgent()), RedisStore.open(server.url) as s:
+        settings = await redis_settings(lark, redis_server)
+        async with running_daemon(settings, HistoryAgent()), RedisStore.open(redis_server.url) as s:
             for text in ("one", "two", "reset", "three", "lang en"):
                 await lark.send_text(text, chat_id="oc_r")
             await lark.wait_for(lambda: len(lark.replies) == 5, timeout=20)
@@ -129,7 +131,7 @@ async def test_reset_and_language_changes_reach_the_shared_history(server: Redis
 
 
 async def test_an_answer_generated_by_a_previous_owner_is_sent_not_regenerated(
-    server: RedisServer, lark: LarkStandIn, store: RedisStore
+    redis_server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
     agent = EchoAgent()
     # What a replica left behind when it died between caching its answer and finishing.
@@ -137,7 +139,7 @@ async def test_an_answer_generated_by_a_previous_owner_is_sent_not_regenerated(
     await store.intake(message)
     change = ConversationChange(user_text="question", answer_text="the cached answer")
     await store.put_answer(message.chat_id, message.message_id, "the cached answer", change=change)
-    async with running_daemon(await redis_settings(lark, server), agent):
+    async with running_daemon(await redis_settings(lark, redis_server), agent):
         await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
         await _wait_done(store, message)  # the finish comes just after the post
         history = await store.history("oc_cached")
@@ -148,7 +150,7 @@ async def test_an_answer_generated_by_a_previous_owner_is_sent_not_regenerated(
 
 
 async def test_a_message_delivered_too_often_gets_an_apology(
-    server: RedisServer, lark: LarkStandIn, store: RedisStore
+    redis_server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
     message = inbound("oc_poison", text="crash me")
     await store.intake(message)
@@ -160,7 +162,7 @@ async def test_a_message_delivered_too_often_gets_an_apology(
     entry_id = _first_entry_id(entries)
     await client.xclaim(stream, GROUP, "dead-replica", 0, [entry_id], retrycount=6)
     agent = EchoAgent()
-    async with running_daemon(await redis_settings(lark, server), agent):
+    async with running_daemon(await redis_settings(lark, redis_server), agent):
         await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
     assert agent.seen == []
     assert lark.replies[0].content == {"text": translate("error", "en")}
@@ -168,11 +170,11 @@ async def test_a_message_delivered_too_often_gets_an_apology(
     assert await client.xlen(store.keys.dead_letters(store.keys.partition_of("oc_poison")))
 
 
-async def test_redis_down_refuses_acks_and_readyz_says_why(server: RedisServer) -> None:
+async def test_redis_down_refuses_acks_and_readyz_says_why(redis_server: RedisServer) -> None:
     async with LarkStandIn() as lark:
-        settings = await redis_settings(lark, server)
+        settings = await redis_settings(lark, redis_server)
         async with running_daemon(settings, EchoAgent()) as daemon:
-            await server.stop()
+            await redis_server.stop()
             await lark.send_text("while Redis is down", chat_id="oc_down")
             await lark.wait_for(lambda: len(lark.acks) == 1, timeout=5)
             assert lark.acks[0].code != 200
@@ -183,7 +185,7 @@ async def test_redis_down_refuses_acks_and_readyz_says_why(server: RedisServer) 
                         await anyio.sleep(0.05)
                 assert ready.status_code == 503
                 assert ready.json()["store_reachable"] is False
-                await server.start()
+                await redis_server.start()
                 with anyio.fail_after(10):
                     while (await http.get(url)).status_code != 200:  # noqa: ASYNC110
                         await anyio.sleep(0.05)
@@ -233,14 +235,14 @@ class HeldAgent:
 
 
 async def test_a_partition_lost_and_taken_back_still_answers_its_chat_in_order(
-    server: RedisServer, lark: LarkStandIn, store: RedisStore
+    redis_server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
     # Regression: after the lease lapsed (Redis frozen past it) and the replica took the
     # partition back, the chat's messages sat in dispatch twice (read under each lease),
     # and an old entry answered with the newer read: the second message before the first.
     agent = HeldAgent()
     chat = "oc_order"
-    settings = await redis_settings(lark, server, LARKBOT_STORE__LEASE_SECONDS="2")
+    settings = await redis_settings(lark, redis_server, LARKBOT_STORE__LEASE_SECONDS="2")
     partition = store.keys.partition_of(chat)
     async with running_daemon(settings, agent) as daemon:
         sent = []
@@ -249,9 +251,9 @@ async def test_a_partition_lost_and_taken_back_still_answers_its_chat_in_order(
             await lark.wait_accepted(sent[-1], timeout=5)
         await lark.wait_for(lambda: agent.seen == ["m0"], timeout=10)
         epoch = int(await store._client.get(store.keys.epoch(partition)))
-        server.freeze()
+        redis_server.freeze()
         await anyio.sleep(4)  # twice the lease
-        server.thaw()
+        redis_server.thaw()
         with anyio.fail_after(15):
             while int(await store._client.get(store.keys.epoch(partition))) == epoch:  # noqa: ASYNC110
                 await anyio.sleep(0.1)
@@ -271,26 +273,26 @@ async def test_a_partition_lost_and_taken_back_still_answers_its_chat_in_order(
 
 
 async def test_a_message_that_waited_past_the_stale_cutoff_is_settled_unanswered(
-    server: RedisServer, lark: LarkStandIn, store: RedisStore
+    redis_server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
     agent = EchoAgent()
     old = inbound("oc_stale", text="from before the outage")
     old = old.model_copy(update={"created_at": old.created_at - timedelta(hours=2)})
     fresh = inbound("oc_stale", text="fresh")
     await store.intake_many([old, fresh])
-    async with running_daemon(await redis_settings(lark, server), agent):
+    async with running_daemon(await redis_settings(lark, redis_server), agent):
         await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
         await _wait_done(store, old)
     assert [m.message_id for m in agent.seen] == [fresh.message_id]
     assert lark.replies[0].to_message_id == fresh.message_id
 
 
-async def test_limits_are_counted_once_for_all_replicas(server: RedisServer) -> None:
-    async with RedisStore.open(server.url) as one, RedisStore.open(server.url) as two:
+async def test_limits_are_counted_once_for_all_replicas(redis_server: RedisServer) -> None:
+    async with RedisStore.open(redis_server.url) as one, RedisStore.open(redis_server.url) as two:
         replicas = [SharedRateLimiter(one, "write", 3), SharedRateLimiter(two, "write", 3)]
         waits = [await replicas[n % 2].acquire("ou_writer") for n in range(5)]
         other_user = await replicas[1].acquire("ou_someone_else")
-        await server.stop()
+        await redis_server.stop()
         while_down = await replicas[0].acquire("ou_writer")
     assert waits[:3] == [None, None, None]
     assert all(wait is not None and 0 < wait <= 60 for wait in waits[3:])
@@ -298,9 +300,11 @@ async def test_limits_are_counted_once_for_all_replicas(server: RedisServer) -> 
     assert while_down is None  # a limit Redis cannot check lets the call through
 
 
-async def test_metrics_show_redis_up_and_every_partitions_backlog(server: RedisServer) -> None:
+async def test_metrics_show_redis_up_and_every_partitions_backlog(
+    redis_server: RedisServer,
+) -> None:
     async with LarkStandIn() as lark:
-        settings = await redis_settings(lark, server, LARKBOT_STORE__PARTITIONS="8")
+        settings = await redis_settings(lark, redis_server, LARKBOT_STORE__PARTITIONS="8")
         async with running_daemon(settings, EchoAgent()) as daemon, httpx.AsyncClient() as http:
             body = (await http.get(f"http://127.0.0.1:{daemon.ops_port}/metrics")).text
     assert "larkbot_redis_up 1.0" in body
@@ -336,9 +340,9 @@ class CardAgent:
 
 
 async def test_a_card_answer_is_kept_with_the_cached_answer_and_sent_as_the_card(
-    server: RedisServer, lark: LarkStandIn, store: RedisStore
+    redis_server: RedisServer, lark: LarkStandIn, store: RedisStore
 ) -> None:
-    async with running_daemon(await redis_settings(lark, server), CardAgent()):
+    async with running_daemon(await redis_settings(lark, redis_server), CardAgent()):
         message_id = await lark.send_text("add a record", chat_id="oc_card")
         await lark.wait_for(lambda: len(lark.replies) == 1, timeout=20)
         await _wait_drained(store)

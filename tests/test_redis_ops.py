@@ -28,8 +28,8 @@ async def snapshot(store: RedisStore) -> dict[str, int]:
     return {k: await client.pttl(k) for k in keys if not k.endswith(":lease")}
 
 
-async def test_backlog_and_inspect_count_what_waits(server: RedisServer) -> None:
-    async with RedisStore.open(server.url) as store:
+async def test_backlog_and_inspect_count_what_waits(redis_server: RedisServer) -> None:
+    async with RedisStore.open(redis_server.url) as store:
         waiting = [inbound("oc_wait") for _ in range(3)]
         await store.intake_many([*waiting, inbound("oc_other")])
         await anyio.sleep(0.05)  # an age to measure
@@ -58,11 +58,11 @@ async def test_backlog_and_inspect_count_what_waits(server: RedisServer) -> None
 
 
 async def test_backup_then_restore_into_an_empty_redis_keeps_keys_ttls_and_dedup(
-    server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
     backup_file = tmp_path / "state.jsonl"
     messages = [inbound(f"oc_{n % 5}", text=f"q{n}") for n in range(20)]
-    async with RedisStore.open(server.url, conversation_ttl_seconds=600) as store:
+    async with RedisStore.open(redis_server.url, conversation_ttl_seconds=600) as store:
         await store.intake_many(messages)
         ownership = PartitionOwnership(store, owner="solo", lease_ttl=5, tick=0.2)
         async with anyio.create_task_group() as tg:
@@ -117,10 +117,10 @@ async def test_backup_then_restore_into_an_empty_redis_keeps_keys_ttls_and_dedup
 
 
 async def test_restore_marks_queued_messages_seen_and_checks_the_file(
-    server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
     backup_file = tmp_path / "state.jsonl"
-    async with RedisStore.open(server.url) as store:
+    async with RedisStore.open(redis_server.url) as store:
         message = inbound("oc_q")
         await store.intake(message)
         await store.backup(backup_file)
@@ -139,7 +139,7 @@ async def test_restore_marks_queued_messages_seen_and_checks_the_file(
         '{"format": "something-else", "version": 1, "prefix": "lb", '
         '"partitions": 64, "created_at": "2024-01-01T00:00:00Z"}\n'
     )
-    async with RedisStore.open(server.url, partitions=32) as store:
+    async with RedisStore.open(redis_server.url, partitions=32) as store:
         with pytest.raises(RedisConfigError, match="32"):
             await store.restore(backup_file)
         with pytest.raises(RedisConfigError, match="not a larkbot Redis backup"):
@@ -147,12 +147,12 @@ async def test_restore_marks_queued_messages_seen_and_checks_the_file(
 
 
 async def test_a_second_deployment_restores_under_its_own_prefix(
-    server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
     backup_file = tmp_path / "state.jsonl"
     async with (
-        RedisStore.open(server.url) as blue,
-        RedisStore.open(server.url, prefix="green") as green,
+        RedisStore.open(redis_server.url) as blue,
+        RedisStore.open(redis_server.url, prefix="green") as green,
     ):
         message = inbound("oc_shared")
         await blue.intake(message)

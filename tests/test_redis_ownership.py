@@ -102,8 +102,8 @@ def by_chat(items: list[WorkItem]) -> dict[str, list[str]]:
     return dict(grouped)
 
 
-async def test_replicas_share_the_partitions_and_rebalance(server: RedisServer) -> None:
-    async with opened(server) as store, anyio.create_task_group() as tg:
+async def test_replicas_share_the_partitions_and_rebalance(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as store, anyio.create_task_group() as tg:
         a = await sole_owner(tg, store, "a")
         b, c = replica(store, "b"), replica(store, "c")
         await start(tg, b)
@@ -117,12 +117,16 @@ async def test_replicas_share_the_partitions_and_rebalance(server: RedisServer) 
         tg.cancel_scope.cancel()
 
 
-async def test_items_come_in_stream_order_per_chat(server: RedisServer) -> None:
+async def test_items_come_in_stream_order_per_chat(redis_server: RedisServer) -> None:
     chats = [f"oc_order_{n}" for n in range(12)]
     sent: dict[str, list[InboundMessage]] = {
         chat: [inbound(chat) for _ in range(25)] for chat in chats
     }
-    async with opened(server) as first, opened(server) as second, anyio.create_task_group() as tg:
+    async with (
+        opened(redis_server) as first,
+        opened(redis_server) as second,
+        anyio.create_task_group() as tg,
+    ):
 
         async def send(chat: str, store: RedisStore) -> None:
             for message in sent[chat]:
@@ -148,8 +152,10 @@ async def test_items_come_in_stream_order_per_chat(server: RedisServer) -> None:
         tg.cancel_scope.cancel()
 
 
-async def test_a_killed_replicas_pending_work_is_adopted_in_order(server: RedisServer) -> None:
-    async with opened(server) as store_a, opened(server) as store_b:
+async def test_a_killed_replicas_pending_work_is_adopted_in_order(
+    redis_server: RedisServer,
+) -> None:
+    async with opened(redis_server) as store_a, opened(redis_server) as store_b:
         async with anyio.create_task_group() as tg:
             a, b = replica(store_a, "a"), replica(store_b, "b")
             kill_a = await start(tg, a)
@@ -185,9 +191,9 @@ async def test_a_killed_replicas_pending_work_is_adopted_in_order(server: RedisS
 
 
 async def test_a_released_replica_is_adopted_at_once_after_its_items_finish(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    async with opened(server) as store, anyio.create_task_group() as tg:
+    async with opened(redis_server) as store, anyio.create_task_group() as tg:
         a, b = replica(store, "a", tick=0.5), replica(store, "b", tick=0.5)
         await start(tg, a)
         await start(tg, b)
@@ -219,10 +225,10 @@ async def test_a_released_replica_is_adopted_at_once_after_its_items_finish(
         tg.cancel_scope.cancel()
 
 
-async def test_an_owner_that_stopped_renewing_is_fenced(server: RedisServer) -> None:
+async def test_an_owner_that_stopped_renewing_is_fenced(redis_server: RedisServer) -> None:
     async with (
-        opened(server) as store_a,
-        opened(server) as store_b,
+        opened(redis_server) as store_a,
+        opened(redis_server) as store_b,
         anyio.create_task_group() as tg,
     ):
         a = await sole_owner(tg, store_a, "a")
@@ -267,9 +273,9 @@ async def test_an_owner_that_stopped_renewing_is_fenced(server: RedisServer) -> 
 
 
 async def test_a_message_delivered_too_often_goes_to_the_dead_letter_stream(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    async with opened(server) as store:
+    async with opened(redis_server) as store:
         poison = inbound("oc_poison", text="crashes every replica")
         await store.intake(poison)
         for attempt in (1, 2):
@@ -294,8 +300,10 @@ async def test_a_message_delivered_too_often_goes_to_the_dead_letter_stream(
         assert (await store.inspect()).dead_letters == 1
 
 
-async def test_a_partition_moves_only_after_its_items_are_finished(server: RedisServer) -> None:
-    async with opened(server) as store, anyio.create_task_group() as tg:
+async def test_a_partition_moves_only_after_its_items_are_finished(
+    redis_server: RedisServer,
+) -> None:
+    async with opened(redis_server) as store, anyio.create_task_group() as tg:
         a = await sole_owner(tg, store, "a", drain_timeout=30)
         chat = chats_of("b", ["a", "b"], 1, store)[0]
         partition = store.keys.partition_of(chat)
@@ -320,16 +328,16 @@ async def test_a_partition_moves_only_after_its_items_are_finished(server: Redis
         tg.cancel_scope.cancel()
 
 
-async def test_ownership_survives_a_redis_restart(server: RedisServer) -> None:
-    async with opened(server, command_timeout=0.5) as store, anyio.create_task_group() as tg:
+async def test_ownership_survives_a_redis_restart(redis_server: RedisServer) -> None:
+    async with opened(redis_server, command_timeout=0.5) as store, anyio.create_task_group() as tg:
         ownership = await sole_owner(tg, store, "solo")
         before = inbound("oc_restart", text="before")
         await store.intake(before)
         [item] = await take(ownership, 1)
 
-        await server.stop()
+        await redis_server.stop()
         await until(lambda: not ownership.owned, within=LEASE + TICK + SLACK)
-        await server.start()  # AOF: the unfinished entry is still there
+        await redis_server.start()  # AOF: the unfinished entry is still there
 
         after = inbound("oc_restart", text="after")
         with anyio.fail_after(10):
@@ -349,9 +357,9 @@ async def test_ownership_survives_a_redis_restart(server: RedisServer) -> None:
 
 
 async def test_release_does_not_wait_for_a_reader_blocked_on_a_full_feed(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    async with opened(server) as store:
+    async with opened(redis_server) as store:
         chat = "oc_full"
         messages = [inbound(chat, text=str(n)) for n in range(6)]
         await store.intake_many(messages)
@@ -373,10 +381,10 @@ async def test_release_does_not_wait_for_a_reader_blocked_on_a_full_feed(
 
 
 async def test_a_lease_too_short_for_a_one_second_tick_is_held_without_one(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
     # The tick defaults to a quarter of the lease: a fixed 1 s one would not fit in 1 s.
-    async with opened(server, partitions=4) as store, anyio.create_task_group() as tg:
+    async with opened(redis_server, partitions=4) as store, anyio.create_task_group() as tg:
         quick = PartitionOwnership(store, owner="quick", lease_ttl=1.0)
         await start(tg, quick)
         await until(lambda: quick.owned == frozenset(range(4)))

@@ -94,11 +94,11 @@ async def test_the_store_shows_its_bounds_read_only() -> None:
 
 @requires_redis
 async def test_concurrent_intake_from_two_clients_admits_each_message_exactly_once(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
     messages = [inbound(f"oc_{i % 7}") for i in range(60)]
     results: list[bool] = []
-    async with opened(server) as first, opened(server) as second:
+    async with opened(redis_server) as first, opened(redis_server) as second:
 
         async def admit(store: RedisStore, index: int) -> None:
             results.append((await store.intake(messages[index])).new)
@@ -122,9 +122,9 @@ async def test_concurrent_intake_from_two_clients_admits_each_message_exactly_on
 
 @requires_redis
 async def test_batched_intake_is_one_script_call_per_message_in_one_round_trip(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    async with opened(server) as store:
+    async with opened(redis_server) as store:
         before = await store.intake_many([inbound("oc_a", message_id="om_old")])
         assert before[0].new
         batch = [
@@ -148,8 +148,8 @@ async def test_batched_intake_is_one_script_call_per_message_in_one_round_trip(
 
 
 @requires_redis
-async def test_intake_order_is_the_stream_order_of_each_chat(server: RedisServer) -> None:
-    async with opened(server) as first, opened(server) as second:
+async def test_intake_order_is_the_stream_order_of_each_chat(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as first, opened(redis_server) as second:
         sent = [inbound("oc_order", text=str(n)) for n in range(40)]
         for n, message in enumerate(sent):
             assert (await (first if n % 2 else second).intake(message)).new
@@ -162,8 +162,8 @@ async def test_intake_order_is_the_stream_order_of_each_chat(server: RedisServer
 
 
 @requires_redis
-async def test_first_stored_answer_wins_and_finish_drops_it(server: RedisServer) -> None:
-    async with opened(server) as store:
+async def test_first_stored_answer_wins_and_finish_drops_it(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as store:
         message = inbound("oc_answer")
         assert (await store.intake(message)).new
         assert await store.get_answer("oc_answer", message.message_id) is None
@@ -184,8 +184,10 @@ async def test_first_stored_answer_wins_and_finish_drops_it(server: RedisServer)
 
 
 @requires_redis
-async def test_finish_appends_trims_expires_and_never_doubles_a_turn(server: RedisServer) -> None:
-    async with opened(server, max_turns=4, conversation_ttl_seconds=30) as store:
+async def test_finish_appends_trims_expires_and_never_doubles_a_turn(
+    redis_server: RedisServer,
+) -> None:
+    async with opened(redis_server, max_turns=4, conversation_ttl_seconds=30) as store:
         chat = "oc_conv"
         messages = [inbound(chat, text=f"q{n}") for n in range(3)]
         await store.intake_many(messages)
@@ -222,8 +224,8 @@ async def test_finish_appends_trims_expires_and_never_doubles_a_turn(server: Red
 
 
 @requires_redis
-async def test_a_burst_finishes_in_one_step(server: RedisServer) -> None:
-    async with opened(server) as store:
+async def test_a_burst_finishes_in_one_step(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as store:
         burst = [inbound("oc_burst", text=t) for t in ("a", "b", "c")]
         await store.intake_many(burst)
         ownership = PartitionOwnership(store, lease_ttl=5, tick=0.2)
@@ -245,8 +247,8 @@ async def test_a_burst_finishes_in_one_step(server: RedisServer) -> None:
 
 
 @requires_redis
-async def test_rate_limit_counts_exactly_across_two_clients(server: RedisServer) -> None:
-    async with opened(server) as first, opened(server) as second:
+async def test_rate_limit_counts_exactly_across_two_clients(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as first, opened(redis_server) as second:
         decisions = []
 
         async def call(store: RedisStore) -> None:
@@ -270,8 +272,8 @@ async def test_rate_limit_counts_exactly_across_two_clients(server: RedisServer)
 
 
 @requires_redis
-async def test_info_reports_what_doctor_checks(server: RedisServer) -> None:
-    async with opened(server) as store:
+async def test_info_reports_what_doctor_checks(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as store:
         info = await store.info()
         assert info.version.startswith(("6.", "7.", "8."))
         assert info.maxmemory_policy == "noeviction" and info.aof_enabled and info.persistent
@@ -286,20 +288,20 @@ async def test_info_reports_what_doctor_checks(server: RedisServer) -> None:
 
 
 @requires_redis
-async def test_replicas_must_agree_on_the_partition_count(server: RedisServer) -> None:
-    async with opened(server) as first, opened(server, partitions=32) as other:
+async def test_replicas_must_agree_on_the_partition_count(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as first, opened(redis_server, partitions=32) as other:
         await first.verify_layout()
         await first.verify_layout()
         with pytest.raises(RedisConfigError, match="64") as caught:
             await other.verify_layout()
         assert "\n" not in str(caught.value)
-    async with opened(server, prefix="green", partitions=32) as green:
+    async with opened(redis_server, prefix="green", partitions=32) as green:
         await green.verify_layout()  # another deployment: its own layout
 
 
 @requires_redis
-async def test_a_full_redis_refuses_intake_and_says_so(server: RedisServer) -> None:
-    async with opened(server) as store:
+async def test_a_full_redis_refuses_intake_and_says_so(redis_server: RedisServer) -> None:
+    async with opened(redis_server) as store:
         await store._client.config_set("maxmemory", "1")  # noeviction: every write fails
         with pytest.raises(RedisUnavailable, match="out of memory and refused intake") as caught:
             await store.intake(inbound("oc_full"))
@@ -343,10 +345,10 @@ async def test_stopped_redis_raises_redis_unavailable_within_the_bound(tmp_path:
 
 
 @requires_redis
-async def test_frozen_redis_times_out_within_the_bound(server: RedisServer) -> None:
-    async with opened(server, intake_timeout=0.4, command_timeout=0.8) as store:
+async def test_frozen_redis_times_out_within_the_bound(redis_server: RedisServer) -> None:
+    async with opened(redis_server, intake_timeout=0.4, command_timeout=0.8) as store:
         await store.ping()
-        server.freeze()
+        redis_server.freeze()
         try:
             started = anyio.current_time()
             with pytest.raises(RedisUnavailable, match=r"did not answer intake within 0\.4 s"):
@@ -357,7 +359,7 @@ async def test_frozen_redis_times_out_within_the_bound(server: RedisServer) -> N
                 await store.ping(bound=0.2)
             assert anyio.current_time() - started < 0.2 + 1.0
         finally:
-            server.thaw()
+            redis_server.thaw()
         # The connections cancelled mid-call are dropped, so later replies stay correct.
         message = inbound("oc_f")
         assert (await store.intake(message)).new

@@ -50,18 +50,18 @@ class _Stopped:
 
 
 async def _stopped_while_thinking(
-    lark: LarkStandIn, llm: Any, state_dir: Path, *, grace_seconds: int, sigterms: int
+    lark: LarkStandIn, llm: Any, state_dir: Path, *, grace_seconds: int, second_sigterm: bool
 ) -> _Stopped:
-    """Run larkbot until its model holds a message, then stop it with ``sigterms`` SIGTERMs.
+    """Run larkbot until its model holds a message, then SIGTERM it.
 
-    The second SIGTERM is sent once the first has closed the long connection. The run
-    must exit 0 either way.
+    With ``second_sigterm``, a second SIGTERM follows once the first has closed the long
+    connection. The run must exit 0 either way.
     """
     llm.hold()  # still thinking until the next start
     env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": str(grace_seconds)}
     async with larkbot_process(lark, state_dir, env) as bot:
         message_id, signalled = await _sigterm_while_thinking(lark, llm, bot, "still thinking")
-        if sigterms == 2:
+        if second_sigterm:
             await lark.wait_for(lambda: lark.connections == 0, timeout=15)
             bot.send_signal(signal.SIGTERM)
         status = await bot.wait(timeout=20)
@@ -92,7 +92,9 @@ async def _answered_by_the_next_start(
 @pytest.mark.slow
 async def test_second_sigterm_exits_at_once_and_the_next_start_answers(tmp_path: Path) -> None:
     async with LarkStandIn() as lark, slow_llm(delay=0.0) as llm:
-        stopped = await _stopped_while_thinking(lark, llm, tmp_path, grace_seconds=25, sigterms=2)
+        stopped = await _stopped_while_thinking(
+            lark, llm, tmp_path, grace_seconds=25, second_sigterm=True
+        )
         assert stopped.exited_after < AT_ONCE_SECONDS  # not the 25 s grace
         assert not lark.replies
         errors = [line for line in stopped.bot.lines if line.get("level") in ("ERROR", "CRITICAL")]
@@ -107,7 +109,9 @@ async def test_second_sigterm_exits_at_once_and_the_next_start_answers(tmp_path:
 @pytest.mark.slow
 async def test_grace_period_over_leaves_the_message_for_the_next_start(tmp_path: Path) -> None:
     async with LarkStandIn() as lark, slow_llm(delay=0.0) as llm:
-        stopped = await _stopped_while_thinking(lark, llm, tmp_path, grace_seconds=1, sigterms=1)
+        stopped = await _stopped_while_thinking(
+            lark, llm, tmp_path, grace_seconds=1, second_sigterm=False
+        )
         # It waited out its 1 s grace, and not the answer, which never came.
         assert 1.0 <= stopped.exited_after < 1.0 + AT_ONCE_SECONDS
         assert not lark.replies

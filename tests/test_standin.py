@@ -664,3 +664,10 @@ async def test_a_taken_port_fails_with_os_error(lark: LarkStandIn) -> None:
     with pytest.raises(OSError, match="could not listen"):
         async with LarkStandIn(port=lark.port):
             pass
+
+
+async def test_the_port_is_the_real_one_once_started_and_read_only() -> None:
+    async with LarkStandIn() as lark:
+        assert lark.port > 0 and lark.url.endswith(f":{lark.port}")
+        with pytest.raises(AttributeError):
+            lark.port = 1  # type: ignore[misc]

@@ -34,7 +34,9 @@ def _client_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = str(CLIENT_SCRIPT.parent.parent)  # the script imports ``bench``
+    # The script imports ``bench``: the repository goes first, before any path set already.
+    paths = [str(CLIENT_SCRIPT.parent.parent), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
     return env
 
 

@@ -148,6 +148,14 @@ def test_the_documentation_vector_as_a_request_body_is_refused_by_both() -> None
     assert ours == Rejected(400, "bad_body", "decrypted body is not valid JSON")
 
 
+def test_without_a_stand_in_the_driver_mentions_the_bot_it_is_given() -> None:
+    driver = WebhookDriver("http://127.0.0.1:9/", verification_token=TOKEN)
+    event = driver.message_event("hi", mention_bot=True, bot_open_id="ou_helper", bot_name="aide")
+    (mention,) = event["event"]["message"]["mentions"]
+    assert (mention["id"]["open_id"], mention["name"]) == ("ou_helper", "aide")
+    assert event["header"]["token"] == TOKEN
+
+
 @pytest.mark.parametrize("encrypt_key", [KEY, ""], ids=["encrypt key", "token only"])
 def test_what_the_sdk_accepts_larkbot_accepts_and_what_it_refuses_larkbot_refuses(
     encrypt_key: str,

@@ -729,24 +729,25 @@ class OfflineBrain:
             return _Ask("ask_fields")
         return ToolCall("create_base_record", {"table": table, "fields": fields})
 
-    def _plan_record_change(
+    def _plan_update(
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
     ) -> ToolCall | _Ask:
-        """An update or a delete (``turn.intent``): both name one record of a table."""
-        record_id = _take_record_id(draft)
-        table = _take_table(draft, tables) or _only_table(turn)
-        if table is None:
-            return _ask_table(turn)
-        if record_id is None:
-            return _Ask("ask_record_id")
-        record = {"table": table, "record_id": record_id}
-        if turn.intent == "delete_base_record":
-            return ToolCall("delete_base_record", record)
+        record = _record_target(draft, turn, tables)
+        if isinstance(record, _Ask):
+            return record
         draft.take(_BASE_PATTERNS["update_base_record"])
         fields = _fields(draft)
         if not fields:
             return _Ask("ask_fields")
         return ToolCall("update_base_record", {**record, "fields": fields})
+
+    def _plan_delete(
+        self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
+    ) -> ToolCall | _Ask:
+        record = _record_target(draft, turn, tables)
+        if isinstance(record, _Ask):
+            return record
+        return ToolCall("delete_base_record", record)
 
     def _plan_send(
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
@@ -879,8 +880,8 @@ _Planner = Callable[
 _PLANNERS: dict[str, _Planner] = {
     "search_base_records": OfflineBrain._plan_search,
     "create_base_record": OfflineBrain._plan_create,
-    "update_base_record": OfflineBrain._plan_record_change,
-    "delete_base_record": OfflineBrain._plan_record_change,
+    "update_base_record": OfflineBrain._plan_update,
+    "delete_base_record": OfflineBrain._plan_delete,
     "send_message": OfflineBrain._plan_send,
     "list_chat_members": OfflineBrain._plan_members,
     "get_user_info": OfflineBrain._plan_user,
@@ -978,6 +979,17 @@ def _ask_table(turn: TurnContext) -> _Ask:
         for name, table in bases.items()
     ]
     return _Ask("ask_table", {"tables": join_list(listed, turn.language)})
+
+
+def _record_target(draft: _Draft, turn: TurnContext, tables: list[_Table]) -> dict[str, str] | _Ask:
+    """The table and record id an update or a delete names, or what to ask for first."""
+    record_id = _take_record_id(draft)
+    table = _take_table(draft, tables) or _only_table(turn)
+    if table is None:
+        return _ask_table(turn)
+    if record_id is None:
+        return _Ask("ask_record_id")
+    return {"table": table, "record_id": record_id}
 
 
 # --- people typed by name ----------------------------------------------------------------

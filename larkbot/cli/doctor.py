@@ -89,7 +89,21 @@ class _ScopeListing(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    scopes: list[_ScopeGrant] | None = None
+    # Read entry by entry (see :meth:`granted`): one entry Lark writes differently must
+    # not hide the others.
+    scopes: list[Any] | None = None
+
+    def granted(self) -> set[str]:
+        """The names of the scopes the tenant granted; an unreadable entry is left out."""
+        names: set[str] = set()
+        for entry in self.scopes or ():
+            try:
+                scope = _ScopeGrant.model_validate(entry)
+            except ValidationError:
+                continue
+            if scope.granted:
+                names.add(scope.scope_name)
+        return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +340,7 @@ class _LarkChecks:
                 "Lark's list of the app's scopes was not understood: compare the app's scopes "
                 "with the README's table",
             )
-        granted = {scope.scope_name for scope in listing.scopes or () if scope.granted}
+        granted = listing.granted()
         needs = scope_needs()
         missing = missing_scopes(granted, needs)
         if not missing:

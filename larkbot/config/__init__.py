@@ -34,4 +34,5 @@ from larkbot.config import settings
 from larkbot.config._loader import load_settings
 from larkbot.config.settings import *  # noqa: F403  (the package's surface is the settings')
 
-__all__ = [*settings.__all__, "load_settings"]
+__all__ = ["load_settings"]
+__all__ += settings.__all__

@@ -111,7 +111,7 @@ class Wiring:
     working_reaction_after: float | None
 
 
-class _Agent(NamedTuple):
+class _AgentParts(NamedTuple):
     """The agent a replica answers with, its card action handler, and what warms it up."""
 
     agent: Agent
@@ -176,7 +176,15 @@ class _Build:
             working_reaction_after=self.wiring.working_reaction_after,
             streaming=_streaming(settings),
         )
-        return self._components(built, responder, conversations, store=store)
+        dispatcher = _dispatcher(settings, responder.answer)
+        admission = Admission(
+            store=store,
+            dispatcher=dispatcher,
+            identity=self.wiring.identity,
+            policy=_policy(settings),
+            card_actions=built.card_actions,
+        )
+        return self._components(built, responder, conversations, dispatcher, admission, store=store)
 
     async def shared(self) -> Components:
         """The parts of a replica that shares Redis with others (``store.backend = redis``).
@@ -213,7 +221,19 @@ class _Build:
         )
         shared = SharedParts(store=redis, ownership=ownership, work=work, responder=responder)
         conversations = ConversationCache.from_settings(settings)
-        return self._components(built, responder, conversations, shared=shared)
+        # Admission only queues into Redis: the partitions this replica owns feed dispatch.
+        admission = Admission(
+            store=None,
+            dispatcher=None,
+            identity=self.wiring.identity,
+            policy=_policy(settings),
+            card_actions=built.card_actions,
+            shared=RedisQueue(redis),
+        )
+        dispatcher = _dispatcher(settings, responder.answer)
+        return self._components(
+            built, responder, conversations, dispatcher, admission, shared=shared
+        )
 
     async def _agent(
         self,
@@ -222,12 +242,12 @@ class _Build:
         *,
         limiter: UserLimiter | None = None,
         write_limiter: UserLimiter | None = None,
-    ) -> _Agent:
+    ) -> _AgentParts:
         """The overriding agent, else the configured assistant (see :func:`_build_assistant`)."""
         warm_up: list[Callable[[], Awaitable[object]]] = []
         overrides = self.wiring.overrides
         if overrides.agent is not None:
-            return _Agent(overrides.agent, None, warm_up)
+            return _AgentParts(overrides.agent, None, warm_up)
         registry = await anyio.to_thread.run_sync(_load_agent_registry)
         agent, card_actions = _build_assistant(
             self.settings,
@@ -242,32 +262,26 @@ class _Build:
             limiter=limiter,
             write_limiter=write_limiter,
         )
-        return _Agent(agent, card_actions, warm_up)
+        return _AgentParts(agent, card_actions, warm_up)
 
     def _components(
         self,
-        built: _Agent,
+        built: _AgentParts,
         responder: Responder | SharedResponder,
         conversations: ConversationCache,
+        dispatcher: Dispatcher,
+        admission: Admission,
         *,
         store: Store | None = None,
         shared: SharedParts | None = None,
     ) -> Components:
-        """Dispatch, admission and the event source in front of ``responder``, and the whole.
+        """The event source in front of ``admission``, and the whole replica.
 
-        Admission puts messages into ``store`` and dispatch, or with ``shared`` into Redis.
+        ``store`` is the inbox of a replica alone, ``shared`` the Redis parts of replicas
+        sharing it (see :class:`Components`).
         """
         settings = self.settings
         agent, card_actions, warm_up = built
-        dispatcher = _dispatcher(settings, responder.answer)
-        admission = Admission(
-            store=store,
-            dispatcher=dispatcher if shared is None else None,
-            identity=self.wiring.identity,
-            policy=_policy(settings),
-            card_actions=card_actions,
-            shared=RedisQueue(shared.store) if shared is not None else None,
-        )
         source = self.wiring.overrides.source or (
             _webhook(settings)
             if settings.events.mode == "webhook"

@@ -9,7 +9,6 @@ a resumed inbox item can never post the same answer twice (the platform honours 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -59,7 +58,6 @@ class ConversationSource(Protocol):
         ...
 
 
-@dataclass(kw_only=True, eq=False)
 class Responder:
     """Answers one message: agent, render, post, record.
 
@@ -71,21 +69,26 @@ class Responder:
     :class:`~larkbot.reply._posting.ReplyPoster`.
     """
 
-    agent: Agent
-    client: LarkClient
-    store: ResponderStore
-    conversations: ConversationSource
-    reply_in_thread: bool = False
-    working_reaction_after: float | None = 1.0
-    streaming: bool = False
-    _poster: ReplyPoster = field(init=False)
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        agent: Agent,
+        client: LarkClient,
+        store: ResponderStore,
+        conversations: ConversationSource,
+        reply_in_thread: bool = False,
+        working_reaction_after: float | None = 1.0,
+        streaming: bool = False,
+    ) -> None:
+        self._agent = agent
+        self._client = client
+        self._store = store
+        self._conversations = conversations
+        self._reply_in_thread = reply_in_thread
         self._poster = ReplyPoster(
-            self.client,
-            reply_in_thread=self.reply_in_thread,
-            working_reaction_after=self.working_reaction_after,
+            client, reply_in_thread=reply_in_thread, working_reaction_after=working_reaction_after
         )
+        self._streaming = streaming
 
     async def answer(self, message: InboundMessage) -> None:
         """Produce and post the reply to ``message``; never raises for platform errors.
@@ -97,13 +100,13 @@ class Responder:
             await self._answer(message)
 
     async def _answer(self, message: InboundMessage) -> None:
-        conversation = self.conversations.get(message.conversation_key)
+        conversation = self._conversations.get(message.conversation_key)
         reactions: list[str] = []
-        stream = await self._stream(message) if self.streaming else None
+        stream = await self._stream(message) if self._streaming else None
         try:
             token = current_reply_stream.set(stream)
             try:
-                reply = await self._poster.think(self.agent, message, conversation, reactions)
+                reply = await self._poster.think(self._agent, message, conversation, reactions)
             finally:
                 current_reply_stream.reset(token)
             outbound, first = await finish_stream(stream, reply)
@@ -114,7 +117,7 @@ class Responder:
             log.error("reply to message %s failed: %s", message.message_id, reason)
             with anyio.CancelScope(shield=True):
                 for message_id in message.answered_ids:
-                    await self.store.mark_failed(message_id, reason)
+                    await self._store.mark_failed(message_id, reason)
             return
         finally:
             await self._poster.unreact(message, reactions)
@@ -130,13 +133,13 @@ class Responder:
         # only the uuid would stop a second post).
         with anyio.CancelScope(shield=True):
             for message_id in message.answered_ids:
-                await self.store.mark_done(message_id)
+                await self._store.mark_done(message_id)
 
     async def _stream(self, message: InboundMessage) -> StreamingCard:
         """The streaming card of this answer: the one an earlier attempt kept, or a new one."""
-        journal = _InboxJournal(self.store, message.message_id)
+        journal = _InboxJournal(self._store, message.message_id)
         try:
-            resumed = await self.store.streamed_card(message.message_id)
+            resumed = await self._store.streamed_card(message.message_id)
         except StoreError as exc:
             log.warning("message %s: could not read its streamed card: %s", message.message_id, exc)
             resumed = None

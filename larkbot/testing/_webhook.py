@@ -180,10 +180,18 @@ class WebhookDriver(AsyncLifecycle):
 
     # -------------------------------------------------------------------------- payloads
 
-    def message_event(self, text: str = "", **fields: Unpack[MessageFields]) -> dict[str, Any]:
+    def message_event(
+        self,
+        text: str = "",
+        *,
+        bot_open_id: str = "ou_bot",
+        bot_name: str = "larkbot",
+        **fields: Unpack[MessageFields],
+    ) -> dict[str, Any]:
         """Build a chat message's event carrying the verification token.
 
-        Takes the arguments of ``LarkStandIn.build_message_event``.
+        Takes the arguments of ``LarkStandIn.build_message_event``; ``bot_open_id`` and
+        ``bot_name`` name the bot when there is no stand-in (else the stand-in's bot is used).
         """
         if self.lark is not None:
             event = self.lark.build_message_event(text, **fields)
@@ -192,8 +200,8 @@ class WebhookDriver(AsyncLifecycle):
                 text,
                 app_id=self.app_id,
                 tenant_key=self.tenant_key,
-                bot_open_id="ou_bot",
-                bot_name="larkbot",
+                bot_open_id=bot_open_id,
+                bot_name=bot_name,
                 **fields,
             )
         event["header"]["token"] = self.verification_token

@@ -192,6 +192,23 @@ def _handshake_msg(status: int, auth_code: int | None) -> str:
     return "forbidden" if status == 403 else "handshake refused"
 
 
+class _ListeningPort:
+    """``LarkStandIn.port``: set by the constructor, then read-only.
+
+    The stand-in keeps the port in ``_port`` and replaces a requested ``0`` with the port
+    it really listens on when it starts.
+    """
+
+    def __get__(self, instance: LarkStandIn | None, owner: type | None = None) -> int:
+        # On the class: the constructor's default (a free port).
+        return 0 if instance is None else instance._port
+
+    def __set__(self, instance: LarkStandIn, value: int) -> None:
+        if hasattr(instance, "_port"):
+            raise AttributeError("the stand-in's port is read-only")
+        instance._port = value
+
+
 @dataclass(eq=False, kw_only=True)
 class LarkStandIn(AsyncLifecycle):
     """A local Lark platform for tests, the console and the benchmark.
@@ -213,11 +230,12 @@ class LarkStandIn(AsyncLifecycle):
     reconnect_interval: int = 120
     reconnect_nonce: int = 30
     host: str = "127.0.0.1"
-    port: int = 0
+    port: _ListeningPort = _ListeningPort()
     token_ttl: InitVar[int] = 7200
     tenant_key: str = "tenant"
     max_connections: int = 50
     extra_routes: InitVar[Sequence[OpenApiRoute]] = ()
+    _port: int = field(init=False, repr=False)
 
     def __post_init__(self, token_ttl: int, extra_routes: Sequence[OpenApiRoute]) -> None:
         # Switches a test flips to make the platform misbehave.
@@ -270,8 +288,8 @@ class LarkStandIn(AsyncLifecycle):
             WebSocketRoute("/ws", self._long_connection),
             *self._openapi.starlette_routes(),
         ]
-        self.port = await self._served.start(
-            Starlette(routes=routes), self.host, self.port, websockets=True
+        self._port = await self._served.start(
+            Starlette(routes=routes), self.host, self._port, websockets=True
         )
         logger.info("Lark stand-in listening on %s", self.url)
 

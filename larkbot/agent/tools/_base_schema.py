@@ -161,6 +161,8 @@ class ListBaseTables(
     ),
     scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
 ):
+    """List the tables of a Base."""
+
     async def run(self, ctx: ToolContext, args: ListBaseTablesInput) -> ToolResult:
         """Resolve the Base and page through its tables."""
         app_token, _ = await _app_token(ctx, args.base)
@@ -186,6 +188,8 @@ class ListBaseFields(
     ),
     scopes=("bitable:app:readonly", "wiki:wiki:readonly"),
 ):
+    """List a Base table's fields and their types."""
+
     async def run(self, ctx: ToolContext, args: ListBaseFieldsInput) -> ToolResult:
         """Resolve the table, then page through its fields."""
         app_token, table_id, table_name = await self._table(ctx, args)
@@ -283,6 +287,8 @@ class CreateBaseTable(
     write=True,
     scopes=("bitable:app", "wiki:wiki:readonly"),
 ):
+    """Create a table in a Base."""
+
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""
         self._created: CreatedObjects[ToolResult] = CreatedObjects()

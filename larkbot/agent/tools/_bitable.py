@@ -481,6 +481,8 @@ class SearchBaseRecords(
     ),
     scopes=("bitable:app:readonly",),
 ):
+    """Search or list the records of a Base table."""
+
     async def run(self, ctx: ToolContext, args: SearchBaseRecordsInput) -> ToolResult:
         """Search the table; filters Lark understands are applied server-side."""
         target = self._target(ctx, args)
@@ -668,6 +670,8 @@ class CreateBaseRecord(
         "refused with the list of valid ones. Returns the new record with its record_id."
     ),
 ):
+    """Add a record to a Base table."""
+
     async def preview(
         self, ctx: ToolContext, args: CreateBaseRecordInput
     ) -> list[tuple[str, str | None, str]]:
@@ -693,6 +697,8 @@ class UpdateBaseRecord(
         "given fields change."
     ),
 ):
+    """Change fields of a Base record."""
+
     async def preview(
         self, ctx: ToolContext, args: UpdateBaseRecordInput
     ) -> list[tuple[str, str | None, str]]:
@@ -731,6 +737,8 @@ class DeleteBaseRecord(
         "specific record; find its record_id first with search_base_records. This cannot be undone."
     ),
 ):
+    """Delete a Base record."""
+
     async def run(self, ctx: ToolContext, args: DeleteBaseRecordInput) -> ToolResult:
         """Delete the record."""
         target = self._writable_target(ctx, args)

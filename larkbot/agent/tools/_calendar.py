@@ -65,6 +65,8 @@ class CreateCalendarEvent(
     write=True,
     scopes=("calendar:calendar",),
 ):
+    """Put an event in a calendar and invite people."""
+
     async def run(self, ctx: ToolContext, args: CreateCalendarEventInput) -> ToolResult:
         """Find the bot's primary calendar, create the event, then add the attendees."""
         tz = ctx.timezone

@@ -65,6 +65,8 @@ class ListChats(
     ),
     scopes=("im:chat:readonly",),
 ):
+    """List the group chats the bot is in."""
+
     async def run(self, ctx: ToolContext, args: ListChatsInput) -> ToolResult:
         """Page through the bot's chats (bounded) and keep those matching the query."""
         wanted = args.query.strip().casefold()
@@ -113,6 +115,8 @@ class CreateChat(
     write=True,
     scopes=("im:chat:create", "im:chat:readonly", "contact:user.id:readonly"),
 ):
+    """Create a group chat with the bot in it."""
+
     async def run(self, ctx: ToolContext, args: CreateChatInput) -> ToolResult:
         """Resolve every person to an open_id, then create the group once per turn."""
         people = PersonResolver(ctx)

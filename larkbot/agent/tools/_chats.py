@@ -57,6 +57,8 @@ class SendMessage(
     write=True,
     scopes=("im:message:send_as_bot",),
 ):
+    """Post a text message as the bot in another chat."""
+
     async def run(self, ctx: ToolContext, args: SendMessageInput) -> ToolResult:
         """Send the message with an idempotency uuid derived from the triggering message."""
         if args.chat_id:
@@ -101,6 +103,8 @@ class ListChatMembers(
     ),
     scopes=("im:chat:readonly",),
 ):
+    """List who is in a chat."""
+
     async def run(self, ctx: ToolContext, args: ListChatMembersInput) -> ToolResult:
         """Fetch every page of members (bounded) and list them."""
         chat_id = (args.chat_id or ctx.chat_id).strip()

@@ -61,6 +61,8 @@ class GetUserInfo(
         "contact:department.base:readonly",
     ),
 ):
+    """Look a person up in the directory."""
+
     async def run(self, ctx: ToolContext, args: GetUserInfoInput) -> ToolResult:
         """Resolve an email to an open_id when needed, then fetch the user and departments."""
         open_id = (args.user_open_id or "").strip()
@@ -133,6 +135,8 @@ class SearchDocuments(
     ),
     scopes=("search:docs:read",),
 ):
+    """Find documents, sheets, Bases and wiki pages by keyword."""
+
     async def run(self, ctx: ToolContext, args: SearchDocumentsInput) -> ToolResult:
         """Run the search and list the hits."""
         query = args.query.strip()

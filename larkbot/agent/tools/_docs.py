@@ -124,6 +124,8 @@ class ReadDocument(
     ),
     scopes=("docx:document:readonly", "wiki:wiki:readonly"),
 ):
+    """Read a docx document's title and text."""
+
     async def run(self, ctx: ToolContext, args: ReadDocumentInput) -> ToolResult:
         """Resolve the reference, fetch the title and the raw text, then cut or filter it."""
         ref = parse_reference(args.document, default_kind="docx")
@@ -231,6 +233,8 @@ class ImportDocument(
     write=True,
     scopes=("docx:document", "docx:document.block:convert", "docs:permission.member:create"),
 ):
+    """Create a docx document from Markdown."""
+
     def __init__(self) -> None:
         """Create the tool, with nothing created yet."""
         self._created: CreatedObjects[_Import] = CreatedObjects()
@@ -326,6 +330,8 @@ class GrantDocumentPermission(
     write=True,
     scopes=("docs:permission.member:create", "im:chat:readonly"),
 ):
+    """Share a document with a person or a chat."""
+
     async def run(self, ctx: ToolContext, args: GrantDocumentPermissionInput) -> ToolResult:
         """Resolve the member, then add them as a collaborator."""
         ref = parse_reference(args.document, default_kind=args.kind)

@@ -82,6 +82,8 @@ class ListChatMessages(
     cacheable=False,
     scopes=("im:message.group_msg", "im:message.p2p_msg:readonly", "contact:user.base:readonly"),
 ):
+    """Read a chat's or thread's recent messages."""
+
     async def run(self, ctx: ToolContext, args: ListChatMessagesInput) -> ToolResult:
         """Page back through the history until the limit or the token budget is reached."""
         thread_id = (args.thread_id or "").strip()

@@ -60,6 +60,8 @@ class LookupUserIds(
     ),
     scopes=("contact:user.id:readonly",),
 ):
+    """Turn emails and mobile numbers into open_ids."""
+
     async def run(self, ctx: ToolContext, args: LookupUserIdsInput) -> ToolResult:
         """Look every email and mobile number up in one call."""
         emails = [e.strip() for e in args.emails if e.strip()]

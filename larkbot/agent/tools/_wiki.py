@@ -101,6 +101,8 @@ class SearchWiki(
     ),
     scopes=("search:docs:read",),
 ):
+    """Find wiki pages by keyword."""
+
     async def run(self, ctx: ToolContext, args: SearchWikiInput) -> ToolResult:
         """Search with only the wiki filter, so documents outside the wiki are left out."""
         query = args.query.strip()
@@ -148,6 +150,8 @@ class GetWikiNode(
     ),
     scopes=("wiki:wiki:readonly",),
 ):
+    """Look a wiki page up by link or node token."""
+
     async def run(self, ctx: ToolContext, args: GetWikiNodeInput) -> ToolResult:
         """Fetch the node and say which tool reads what it holds."""
         ref = parse_reference(args.node, default_kind="wiki")
