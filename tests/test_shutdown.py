@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,46 +45,50 @@ async def _sigterm_while_thinking(
 class _Stopped:
     """A run stopped while its model was thinking: the message it left and how it exited."""
 
+    lark: LarkStandIn
+    llm: Any
+    state_dir: Path
     bot: LarkbotProcess
     env: dict[str, str]
     message_id: str
     exited_after: float
 
 
+@asynccontextmanager
 async def _stopped_while_thinking(
-    lark: LarkStandIn, llm: Any, state_dir: Path, *, grace_seconds: int, second_sigterm: bool
-) -> _Stopped:
+    state_dir: Path, *, grace_seconds: int, second_sigterm: bool
+) -> AsyncIterator[_Stopped]:
     """Run larkbot until its model holds a message, then SIGTERM it.
 
     With ``second_sigterm``, a second SIGTERM follows once the first has closed the long
     connection. The run must exit 0 either way.
     """
-    llm.hold()  # still thinking until the next start
-    env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": str(grace_seconds)}
-    async with larkbot_process(lark, state_dir, env) as bot:
-        message_id, signalled = await _sigterm_while_thinking(lark, llm, bot, "still thinking")
-        if second_sigterm:
-            await lark.wait_for(lambda: lark.connections == 0, timeout=15)
-            bot.send_signal(signal.SIGTERM)
-        status = await bot.wait(timeout=20)
-        exited_after = time.monotonic() - signalled
-    assert status == 0, bot.raw[-20:]
-    return _Stopped(bot, env, message_id, exited_after)
+    async with LarkStandIn() as lark, slow_llm(delay=0.0) as llm:
+        llm.hold()  # still thinking until the next start
+        env = {**llm_env(llm), "LARKBOT_SHUTDOWN__GRACE_SECONDS": str(grace_seconds)}
+        async with larkbot_process(lark, state_dir, env) as bot:
+            message_id, signalled = await _sigterm_while_thinking(lark, llm, bot, "still thinking")
+            if second_sigterm:
+                await lark.wait_for(lambda: lark.connections == 0, timeout=15)
+                bot.send_signal(signal.SIGTERM)
+            status = await bot.wait(timeout=20)
+            exited_after = time.monotonic() - signalled
+        assert status == 0, bot.raw[-20:]
+        yield _Stopped(lark, llm, state_dir, bot, env, message_id, exited_after)
 
 
-async def _answered_by_the_next_start(
-    lark: LarkStandIn, llm: Any, state_dir: Path, stopped: _Stopped
-) -> None:
-    """Start again on ``state_dir``: the message left in the inbox is answered, once."""
-    llm.release()
-    message_id = stopped.message_id
+async def _answered_by_the_next_start(stopped: _Stopped) -> None:
+    """Start again on the same state directory: the message left is answered, once."""
+    lark = stopped.lark
+    stopped.llm.release()
     await lark.wait_for(lambda: lark.connections == 0, timeout=15)
-    async with larkbot_process(lark, state_dir, stopped.env) as bot:
+    async with larkbot_process(lark, stopped.state_dir, stopped.env) as bot:
         await lark.wait_for(lambda: len(lark.replies) == 1, timeout=60)
         bot.send_signal(signal.SIGTERM)
         assert await bot.wait(timeout=30) == 0
-    assert [line.get("message_id") for line in bot.log_lines("resuming message")] == [message_id]
-    assert lark.replies[0].to_message_id == message_id
+    resumed = [line.get("message_id") for line in bot.log_lines("resuming message")]
+    assert resumed == [stopped.message_id]
+    assert lark.replies[0].to_message_id == stopped.message_id
     assert "LLM: still thinking" in reply_text(lark.replies[0])
     assert lark.suppressed_duplicates == 0
     assert len(lark.acks) == 1  # from the inbox, not from a re-delivery
@@ -91,33 +97,27 @@ async def _answered_by_the_next_start(
 @needs_llm
 @pytest.mark.slow
 async def test_second_sigterm_exits_at_once_and_the_next_start_answers(tmp_path: Path) -> None:
-    async with LarkStandIn() as lark, slow_llm(delay=0.0) as llm:
-        stopped = await _stopped_while_thinking(
-            lark, llm, tmp_path, grace_seconds=25, second_sigterm=True
-        )
+    async with _stopped_while_thinking(tmp_path, grace_seconds=25, second_sigterm=True) as stopped:
         assert stopped.exited_after < AT_ONCE_SECONDS  # not the 25 s grace
-        assert not lark.replies
+        assert not stopped.lark.replies
         errors = [line for line in stopped.bot.lines if line.get("level") in ("ERROR", "CRITICAL")]
         assert not errors
         print(
             f"\ntwo SIGTERMs: exit 0 after {stopped.exited_after:.2f} s, message left in the inbox"
         )
-        await _answered_by_the_next_start(lark, llm, tmp_path, stopped)
+        await _answered_by_the_next_start(stopped)
 
 
 @needs_llm
 @pytest.mark.slow
 async def test_grace_period_over_leaves_the_message_for_the_next_start(tmp_path: Path) -> None:
-    async with LarkStandIn() as lark, slow_llm(delay=0.0) as llm:
-        stopped = await _stopped_while_thinking(
-            lark, llm, tmp_path, grace_seconds=1, second_sigterm=False
-        )
+    async with _stopped_while_thinking(tmp_path, grace_seconds=1, second_sigterm=False) as stopped:
         # It waited out its 1 s grace, and not the answer, which never came.
         assert 1.0 <= stopped.exited_after < 1.0 + AT_ONCE_SECONDS
-        assert not lark.replies
+        assert not stopped.lark.replies
         assert len(stopped.bot.log_lines("grace period of 1 s over")) == 1
         print(f"\ngrace period of 1 s: exit 0 after {stopped.exited_after:.2f} s")
-        await _answered_by_the_next_start(lark, llm, tmp_path, stopped)
+        await _answered_by_the_next_start(stopped)
 
 
 async def test_sigterm_when_idle_exits_at_once(tmp_path: Path) -> None:

@@ -745,9 +745,7 @@ class OfflineBrain:
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]
     ) -> ToolCall | _Ask:
         record = _record_target(draft, turn, tables)
-        if isinstance(record, _Ask):
-            return record
-        return ToolCall("delete_base_record", record)
+        return record if isinstance(record, _Ask) else ToolCall("delete_base_record", record)
 
     def _plan_send(
         self, draft: _Draft, message: InboundMessage, turn: TurnContext, tables: list[_Table]

@@ -177,13 +177,7 @@ class _Build:
             streaming=_streaming(settings),
         )
         dispatcher = _dispatcher(settings, responder.answer)
-        admission = Admission(
-            store=store,
-            dispatcher=dispatcher,
-            identity=self.wiring.identity,
-            policy=_policy(settings),
-            card_actions=built.card_actions,
-        )
+        admission = self._admission(built, store=store, dispatcher=dispatcher, shared=None)
         return self._components(built, responder, conversations, dispatcher, admission, store=store)
 
     async def shared(self) -> Components:
@@ -222,14 +216,7 @@ class _Build:
         shared = SharedParts(store=redis, ownership=ownership, work=work, responder=responder)
         conversations = ConversationCache.from_settings(settings)
         # Admission only queues into Redis: the partitions this replica owns feed dispatch.
-        admission = Admission(
-            store=None,
-            dispatcher=None,
-            identity=self.wiring.identity,
-            policy=_policy(settings),
-            card_actions=built.card_actions,
-            shared=RedisQueue(redis),
-        )
+        admission = self._admission(built, store=None, dispatcher=None, shared=RedisQueue(redis))
         dispatcher = _dispatcher(settings, responder.answer)
         return self._components(
             built, responder, conversations, dispatcher, admission, shared=shared
@@ -263,6 +250,24 @@ class _Build:
             write_limiter=write_limiter,
         )
         return _AgentParts(agent, card_actions, warm_up)
+
+    def _admission(
+        self,
+        built: _AgentParts,
+        *,
+        store: Store | None,
+        dispatcher: Dispatcher | None,
+        shared: RedisQueue | None,
+    ) -> Admission:
+        """Admission into ``store`` and ``dispatcher`` (a replica alone), or into ``shared``."""
+        return Admission(
+            store=store,
+            dispatcher=dispatcher,
+            identity=self.wiring.identity,
+            policy=_policy(self.settings),
+            card_actions=built.card_actions,
+            shared=shared,
+        )
 
     def _components(
         self,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from larkbot.agent.tools.base import Tool
+from larkbot.agent.tools.lark_tools import BASE_TOOLS, MESSAGE_TOOLS
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "Preset", "ToolSelectionError", "select_tools"]
@@ -57,15 +58,7 @@ PRESETS: dict[str, Preset] = {
             "preset.base",
             "Base: tables, fields and records; search, create, update and delete (writes "
             "included).",
-            (
-                "search_base_records",
-                "create_base_record",
-                "update_base_record",
-                "delete_base_record",
-                "list_base_tables",
-                "list_base_fields",
-                "create_base_table",
-            ),
+            BASE_TOOLS,
             grants_writes=True,
         ),
         Preset(
@@ -85,15 +78,7 @@ PRESETS: dict[str, Preset] = {
             "preset.im",
             "Messaging: chats and their history, members, sending, creating a group, looking "
             "up users (writes included).",
-            (
-                "send_message",
-                "list_chat_members",
-                "get_user_info",
-                "list_chat_messages",
-                "list_chats",
-                "create_chat",
-                "lookup_user_ids",
-            ),
+            MESSAGE_TOOLS,
             grants_writes=True,
         ),
     )

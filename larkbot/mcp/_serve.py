@@ -212,12 +212,12 @@ def exposed_tools(
         write tool without ``--allow-writes``.
     """
     registry = registry if registry is not None else default_registry(plugins=True)
-    # Only listed, never run: the brain, write limiter and writers policy are never
-    # consulted, so their ``None`` (offline brain, no limit, everyone writes) is harmless.
     ask = AskLarkbot(
         settings=settings,
         registry=registry,
         outer=_no_runner,
+        # Only listed, never run: these are never consulted, so their ``None`` (offline
+        # brain, no limit, everyone may write) is harmless here.
         brain=None,
         write_limiter=None,
         writers=None,
