@@ -435,7 +435,7 @@ class RedisStore:
         """
         partition = self.keys.partition_of(chat_id)
         keys = [self.keys.lease(partition), self.keys.streamed_card(partition, message_id)]
-        args = [token, card.model_dump_json(), self._bounds.seen_ttl_ms]
+        args = [token, card.model_dump_json(), self._seen_ttl_ms]
         kept = await self._guarded(
             "keeping a streamed card", lambda: self._run_script(self._put_streamed_card, keys, args)
         )
