@@ -104,7 +104,7 @@ class Responder:
             outbound, first = await self._after_stream(stream, reply)
             await self._poster.post_parts(message, outbound, first)
         except LarkAPIError as exc:
-            metrics.REPLIES.labels(outcome="failed").inc()
+            metrics.labelled(metrics.REPLIES, "failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
             log.error("reply to message %s failed: %s", message.message_id, reason)
             with anyio.CancelScope(shield=True):
@@ -113,7 +113,7 @@ class Responder:
             return
         finally:
             await self._poster.unreact(message, reactions)
-        metrics.REPLIES.labels(outcome="sent").inc()
+        metrics.labelled(metrics.REPLIES, "sent").inc()
         log.info(
             "replied to message %s (%d part%s)",
             message.message_id,
