@@ -559,48 +559,6 @@ async def test_a_failed_group_commit_fails_every_caller_of_its_batch() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_batch_keeps_gathering_while_its_writer_gives_way() -> None:
-    from larkbot.store._batch import GroupCommit
-
-    admits_done = anyio.Event()
-    batches: list[list[int]] = []
-
-    async def flush(items: list[int]) -> list[None]:
-        batches.append(list(items))
-        return [None] * len(items)
-
-    # Settles wait for the admits in flight; the settles that come meanwhile join them.
-    group: GroupCommit[int, None] = GroupCommit(
-        flush,  # type: ignore[arg-type]
-        max_items=100,
-        before_flush=admits_done.wait,
-    )
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(group.write, 1)
-            await anyio.wait_all_tasks_blocked()
-            for item in (2, 3):
-                tg.start_soon(group.write, item)
-            await anyio.wait_all_tasks_blocked()
-            assert batches == []
-            admits_done.set()
-    assert batches == [[1, 2, 3]]
-
-
-@pytest.mark.anyio
-async def test_settling_waits_for_admits_in_flight_but_not_for_long(tmp_path: Path) -> None:
-    async with _open("sqlite", tmp_path) as store:
-        await store.admit(_message("om_1"))
-        # An admit that never ends (a store thread stuck on a busy disk) holds settles
-        # back for a bounded time only.
-        store._admitting += 1  # type: ignore[attr-defined]
-        store._admits_idle = anyio.Event()  # type: ignore[attr-defined]
-        with anyio.fail_after(5):
-            await store.mark_done("om_1")
-        assert await store.depth() == 0
-
-
-@pytest.mark.anyio
 async def test_the_wal_is_checkpointed_off_the_admit_path(tmp_path: Path) -> None:
     # Regression: SQLite checkpointed (and synced both files) inside whichever admit
     # commit filled the WAL, stalling that batch's acks for hundreds of milliseconds.

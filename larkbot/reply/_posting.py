@@ -26,13 +26,6 @@ log = logging.getLogger("larkbot.reply")
 
 # The reaction shown on the user's message while the agent works.
 _WORKING_EMOJI = "OnIt"
-# Replies being posted at once. Posting is the part of an answer that keeps the event loop
-# busy (an echo's whole answer is a post); frames are read, admitted and acked on the same
-# loop, so each answer running there puts its work ahead of the next ack. Measured on the
-# echo benchmark at 1,000 messages/s offered, 32 answers posting at once held acks for
-# 0.2-0.6 s and 8 for 5-60 ms, at a higher reply rate. Answers that wait (for an LLM) are
-# not counted: they hold no slot while they wait.
-_MAX_POSTING = 8
 
 
 class ReplyPoster:
@@ -53,7 +46,6 @@ class ReplyPoster:
         self._client = client
         self._reply_in_thread = reply_in_thread
         self._working_reaction_after = working_reaction_after
-        self._posting = anyio.CapacityLimiter(_MAX_POSTING)
 
     async def think(
         self,
@@ -101,15 +93,14 @@ class ReplyPoster:
         :raises LarkAPIError: the platform refused one or could not be reached.
         """
         in_thread = message.in_thread or self._reply_in_thread
-        async with self._posting:
-            for index, part in enumerate(parts, first):
-                await self._client.reply(
-                    message.message_id,
-                    msg_type=part.msg_type,
-                    content=part.content,
-                    uuid=reply_uuid(message.message_id, index),
-                    reply_in_thread=in_thread,
-                )
+        for index, part in enumerate(parts, first):
+            await self._client.reply(
+                message.message_id,
+                msg_type=part.msg_type,
+                content=part.content,
+                uuid=reply_uuid(message.message_id, index),
+                reply_in_thread=in_thread,
+            )
 
     async def unreact(self, message: InboundMessage, reactions: list[str]) -> None:
         """Remove the reactions :meth:`think` added; a failure is only logged."""

@@ -35,20 +35,11 @@ class GroupCommit(Generic[T, R]):
     """
 
     def __init__(
-        self,
-        flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
-        *,
-        max_items: int,
-        before_flush: Callable[[], Awaitable[None]] | None = None,
+        self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_items: int
     ) -> None:
-        """Write batches of at most ``max_items`` through ``flush``.
-
-        :param before_flush: awaited by a batch's writer before it closes the batch, so a
-            writer that gives way to more urgent work keeps gathering items meanwhile.
-        """
+        """Write batches of at most ``max_items`` through ``flush``."""
         self._flush = flush
         self._max_items = max_items
-        self._before_flush = before_flush
         self._turn = anyio.Lock()  # fair: batches are written in the order they formed
         self._open: _Batch[T, R] | None = None
 
@@ -66,8 +57,6 @@ class GroupCommit(Generic[T, R]):
         with anyio.CancelScope(shield=True):
             async with self._turn:
                 if not batch.written:
-                    if self._before_flush is not None:
-                        await self._before_flush()
                     if self._open is batch:
                         self._open = None  # later items start the next batch
                     try:

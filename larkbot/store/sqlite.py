@@ -122,8 +122,6 @@ _MAX_BATCH = 500
 _CHECKPOINT_SECONDS = 1.0
 _DEFAULT_AUTOCHECKPOINT = 1000
 _SWITCH_INTERVAL = 0.0005
-# How long settling replies gives way to admitting frames, at most, per batch.
-_SETTLE_YIELD_SECONDS = 0.05
 
 
 class SqliteStore(Store):
@@ -161,16 +159,8 @@ class SqliteStore(Store):
         self._admits: GroupCommit[InboundMessage, bool] = GroupCommit(
             self._admit_batch, max_items=_MAX_BATCH
         )
-        # Settling yields to admitting: an admit holds a frame's ack, a settle nothing the
-        # user waits for. While frames are being admitted, settles wait (a bounded time)
-        # and gather, so the connection's thread is free for the admits.
-        self._dones: GroupCommit[str, None] = GroupCommit(
-            self._done_batch, max_items=_MAX_BATCH, before_flush=self._after_admits
-        )
-        self._admitting = 0
+        self._dones: GroupCommit[str, None] = GroupCommit(self._done_batch, max_items=_MAX_BATCH)
         self._admitted_at = 0.0
-        self._admits_idle = anyio.Event()
-        self._admits_idle.set()
 
     @classmethod
     @asynccontextmanager
@@ -226,15 +216,7 @@ class SqliteStore(Store):
         runs a queued statement even when its caller is cancelled, and a caller that never
         learns "admitted" would leave the message pending with nobody to answer it.
         """
-        self._admitting += 1
-        if self._admits_idle.is_set():
-            self._admits_idle = anyio.Event()
-        try:
-            return await self._admits.write(message)
-        finally:
-            self._admitting -= 1
-            if self._admitting == 0:
-                self._admits_idle.set()
+        return await self._admits.write(message)
 
     async def mark_done(self, message_id: str) -> None:
         """Settle an inbox item whose reply the platform accepted."""
@@ -288,12 +270,6 @@ class SqliteStore(Store):
             flags.append(message.message_id in fresh)
             fresh.discard(message.message_id)
         return flags
-
-    async def _after_admits(self) -> None:
-        """Wait until no admit is in flight, at most ``_SETTLE_YIELD_SECONDS``."""
-        if self._admitting:
-            with anyio.move_on_after(_SETTLE_YIELD_SECONDS):
-                await self._admits_idle.wait()
 
     async def _done_batch(self, message_ids: Sequence[str]) -> list[None]:
         # A done item stays done: a late failure report cannot un-send a reply.
