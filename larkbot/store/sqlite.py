@@ -37,6 +37,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -152,7 +153,7 @@ class SqliteStore(Store):
         self._owner = owner
         self._lock_fd = lock_fd
         # One connection serves every task of this process: a transaction holds it whole.
-        self._lock = anyio.Lock()
+        self._lock = _Turns()
         # Frames that arrive together are admitted by one statement, one commit; replies
         # that finish together are settled by one. Each caller still returns only after
         # the commit that holds its own row.
@@ -262,6 +263,7 @@ class SqliteStore(Store):
                 " WHERE message_id IN (SELECT value FROM json_each(?))"
                 " AND owner = ? AND admitted_at = ?",
                 (json.dumps([message.message_id for message in messages]), self._owner, now),
+                urgent=True,
             )
         }
         flags = []
@@ -492,8 +494,8 @@ class SqliteStore(Store):
         return messages
 
     async def _count(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one writing statement on its own (autocommit); return the rows it changed."""
-        async with self._lock:
+        """Run one admitting statement on its own (autocommit); return the rows it changed."""
+        async with self._lock.hold(urgent=True):
             try:
                 cursor = await self._db.execute(sql, params)
             except sqlite3.Error as exc:
@@ -502,9 +504,14 @@ class SqliteStore(Store):
             # cost another round trip to the store's thread.
             return int(cursor.rowcount)
 
-    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Run one statement on its own (autocommit) and return its rows."""
-        async with self._lock:
+    async def _query(
+        self, sql: str, params: Sequence[Any] = (), *, urgent: bool = False
+    ) -> list[Any]:
+        """Run one statement on its own (autocommit) and return its rows.
+
+        :param urgent: a frame's ack waits on it: it goes before other statements waiting.
+        """
+        async with self._lock.hold(urgent=urgent):
             try:
                 return list(await self._db.execute_fetchall(sql, params))
             except sqlite3.Error as exc:
@@ -517,7 +524,7 @@ class SqliteStore(Store):
         Shielded from cancellation: aiosqlite runs a queued statement even when its caller
         is cancelled, so a cancelled transaction would stay open on the shared connection.
         """
-        async with self._lock:
+        async with self._lock.hold():
             with anyio.CancelScope(shield=True):
                 # Every SQLite failure leaves the store as one sentence for the operator.
                 try:
@@ -544,6 +551,52 @@ class SqliteStore(Store):
             await anyio.to_thread.run_sync(
                 _drop_owner_lock, self._owners_dir, self._owner, self._lock_fd
             )
+
+
+class _Turns:
+    """The store's one connection, taken in turns: admits before anything else waiting.
+
+    A frame's ack waits for its admit; no user waits on a settle, a lookup or a prune, so
+    those let waiting admits go first (each kind in its own order). Unlike a lock, taking
+    a free connection does not yield to the event loop: on the ack's path, every trip
+    through the loop's queue waits behind whatever answers have ready.
+    """
+
+    __slots__ = ("_held", "_other", "_urgent")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[anyio.Event] = deque()
+        self._other: deque[anyio.Event] = deque()
+
+    @asynccontextmanager
+    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        """Hold the connection for the block; ``urgent`` waits only behind other urgent."""
+        if self._held or self._urgent or (not urgent and self._other):
+            turn = anyio.Event()
+            queue = self._urgent if urgent else self._other
+            queue.append(turn)
+            try:
+                await turn.wait()
+            except BaseException:
+                if turn.is_set():
+                    self._pass_on()  # the turn came just as the wait was cancelled
+                else:
+                    queue.remove(turn)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        queue = self._urgent or self._other
+        if queue:
+            queue.popleft().set()  # still held: the next waiter has it now
+        else:
+            self._held = False
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
