@@ -37,7 +37,6 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -157,10 +156,14 @@ class SqliteStore(Store):
         # Frames that arrive together are admitted by one statement, one commit; replies
         # that finish together are settled by one. Each caller still returns only after
         # the commit that holds its own row.
+        # Two batches in flight: the next is queued on the connection while the last is
+        # written (see _Turns), and they run in the order they formed.
         self._admits: GroupCommit[InboundMessage, bool] = GroupCommit(
-            self._admit_batch, max_items=_MAX_BATCH
+            self._admit_batch, max_items=_MAX_BATCH, in_flight=2
         )
-        self._dones: GroupCommit[str, None] = GroupCommit(self._done_batch, max_items=_MAX_BATCH)
+        self._dones: GroupCommit[str, None] = GroupCommit(
+            self._done_batch, max_items=_MAX_BATCH, in_flight=2
+        )
         self._admitted_at = 0.0
 
     @classmethod
@@ -263,7 +266,6 @@ class SqliteStore(Store):
                 " WHERE message_id IN (SELECT value FROM json_each(?))"
                 " AND owner = ? AND admitted_at = ?",
                 (json.dumps([message.message_id for message in messages]), self._owner, now),
-                urgent=True,
             )
         }
         flags = []
@@ -495,7 +497,7 @@ class SqliteStore(Store):
 
     async def _count(self, sql: str, params: Sequence[Any]) -> int:
         """Run one admitting statement on its own (autocommit); return the rows it changed."""
-        async with self._lock.hold(urgent=True):
+        async with self._lock.statement():
             try:
                 cursor = await self._db.execute(sql, params)
             except sqlite3.Error as exc:
@@ -504,14 +506,9 @@ class SqliteStore(Store):
             # cost another round trip to the store's thread.
             return int(cursor.rowcount)
 
-    async def _query(
-        self, sql: str, params: Sequence[Any] = (), *, urgent: bool = False
-    ) -> list[Any]:
-        """Run one statement on its own (autocommit) and return its rows.
-
-        :param urgent: a frame's ack waits on it: it goes before other statements waiting.
-        """
-        async with self._lock.hold(urgent=urgent):
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement on its own (autocommit) and return its rows."""
+        async with self._lock.statement():
             try:
                 return list(await self._db.execute_fetchall(sql, params))
             except sqlite3.Error as exc:
@@ -524,7 +521,7 @@ class SqliteStore(Store):
         Shielded from cancellation: aiosqlite runs a queued statement even when its caller
         is cancelled, so a cancelled transaction would stay open on the shared connection.
         """
-        async with self._lock.hold():
+        async with self._lock.transaction():
             with anyio.CancelScope(shield=True):
                 # Every SQLite failure leaves the store as one sentence for the operator.
                 try:
@@ -554,49 +551,56 @@ class SqliteStore(Store):
 
 
 class _Turns:
-    """The store's one connection, taken in turns: admits before anything else waiting.
+    """The store's one connection: statements may overlap, a transaction has it alone.
 
-    A frame's ack waits for its admit; no user waits on a settle, a lookup or a prune, so
-    those let waiting admits go first (each kind in its own order). Unlike a lock, taking
-    a free connection does not yield to the event loop: on the ack's path, every trip
-    through the loop's queue waits behind whatever answers have ready.
+    aiosqlite runs what it is given on one thread, one call after another in the order the
+    calls were made, so single statements (each its own transaction) need not wait for one
+    another's results: the next is queued while the last runs, and the thread goes from
+    one to the next without a trip through the event loop in between. A transaction
+    (``BEGIN`` ... ``COMMIT``) waits until no statement is queued, and holds the connection
+    until it ends; statements arriving meanwhile wait for it, so none lands inside it.
+    Neither kind yields to the event loop when it need not wait.
     """
 
-    __slots__ = ("_held", "_other", "_urgent")
+    __slots__ = ("_changed", "_in_transaction", "_statements", "_transactions_waiting")
 
     def __init__(self) -> None:
-        self._held = False
-        self._urgent: deque[anyio.Event] = deque()
-        self._other: deque[anyio.Event] = deque()
+        self._statements = 0
+        self._in_transaction = False
+        self._transactions_waiting = 0
+        self._changed = anyio.Event()
 
     @asynccontextmanager
-    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
-        """Hold the connection for the block; ``urgent`` waits only behind other urgent."""
-        if self._held or self._urgent or (not urgent and self._other):
-            turn = anyio.Event()
-            queue = self._urgent if urgent else self._other
-            queue.append(turn)
-            try:
-                await turn.wait()
-            except BaseException:
-                if turn.is_set():
-                    self._pass_on()  # the turn came just as the wait was cancelled
-                else:
-                    queue.remove(turn)
-                raise
-        else:
-            self._held = True
+    async def statement(self) -> AsyncIterator[None]:
+        """Hold a share of the connection for one statement."""
+        while self._in_transaction or self._transactions_waiting:
+            await self._changed.wait()
+        self._statements += 1
         try:
             yield
         finally:
-            self._pass_on()
+            self._statements -= 1
+            self._notify()
 
-    def _pass_on(self) -> None:
-        queue = self._urgent or self._other
-        if queue:
-            queue.popleft().set()  # still held: the next waiter has it now
-        else:
-            self._held = False
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Hold the whole connection for one transaction."""
+        self._transactions_waiting += 1
+        try:
+            while self._in_transaction or self._statements:
+                await self._changed.wait()
+        finally:
+            self._transactions_waiting -= 1
+        self._in_transaction = True
+        try:
+            yield
+        finally:
+            self._in_transaction = False
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
