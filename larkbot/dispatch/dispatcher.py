@@ -36,6 +36,7 @@ MessageHandler = Callable[[InboundMessage], Awaitable[None]]
 
 # How the concurrency is fitted to the event loop (see Dispatcher._fit_concurrency).
 _PROBE_SECONDS = 0.01
+_CPU_WINDOW_SECONDS = 0.1
 _IDLE_PROBE_SECONDS = 0.25
 _LATE_SECONDS = 0.005
 _COMPUTING_SHARE = 0.7
@@ -194,16 +195,24 @@ class Dispatcher:
         42 ms at the same reply rate.
         """
         floor = min(self._max_concurrency, _MIN_FITTED_CONCURRENCY)
+        # The loop thread's CPU time is read once per window, not at every probe: reading
+        # it is a system call, the clock is not.
+        window, window_cpu = time.perf_counter(), time.thread_time()
+        computing = 0.0
         while True:
             if self._backlog == 0:
                 self._limiter.total_tokens = self._max_concurrency  # nothing to crowd out
                 await anyio.sleep(_IDLE_PROBE_SECONDS)
+                window, window_cpu = time.perf_counter(), time.thread_time()
                 continue
-            wall, cpu = time.perf_counter(), time.thread_time()
+            started = time.perf_counter()
             await anyio.sleep(_PROBE_SECONDS)
-            wall = time.perf_counter() - wall
-            late = wall - _PROBE_SECONDS
-            computing = (time.thread_time() - cpu) / wall
+            now = time.perf_counter()
+            late = now - started - _PROBE_SECONDS
+            if now - window >= _CPU_WINDOW_SECONDS:
+                cpu = time.thread_time()
+                computing = (cpu - window_cpu) / (now - window)
+                window, window_cpu = now, cpu
             tokens = int(self._limiter.total_tokens)
             if late > _LATE_SECONDS and computing > _COMPUTING_SHARE:
                 fitted = max(floor, tokens // 2)
