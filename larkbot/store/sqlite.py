@@ -156,14 +156,13 @@ class SqliteStore(Store):
         # Frames that arrive together are admitted by one statement, one commit; replies
         # that finish together are settled by one. Each caller still returns only after
         # the commit that holds its own row.
-        # Two batches in flight: the next is queued on the connection while the last is
-        # written (see _Turns), and they run in the order they formed.
+        # Admits keep two batches in flight: the next is queued on the connection while the
+        # last is written (see _Turns), so a frame's ack waits for less. Settles, which no
+        # one waits for, keep one: their batches grow larger, and cost fewer round trips.
         self._admits: GroupCommit[InboundMessage, bool] = GroupCommit(
             self._admit_batch, max_items=_MAX_BATCH, in_flight=2
         )
-        self._dones: GroupCommit[str, None] = GroupCommit(
-            self._done_batch, max_items=_MAX_BATCH, in_flight=2
-        )
+        self._dones: GroupCommit[str, None] = GroupCommit(self._done_batch, max_items=_MAX_BATCH)
         self._admitted_at = 0.0
 
     @classmethod
