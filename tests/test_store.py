@@ -622,3 +622,36 @@ async def test_batches_in_flight_together_give_results_in_the_order_they_formed(
             assert returned == []  # ...but its caller waits for the first batch's
             gates[0].set()
     assert returned == [1, 2, 3, 4]
+
+
+@pytest.mark.anyio
+async def test_a_transaction_given_up_while_waiting_does_not_hold_statements_back(
+    tmp_path: Path,
+) -> None:
+    async with _open("sqlite", tmp_path) as store:
+        turns = store._lock  # type: ignore[attr-defined]
+        ran = anyio.Event()  # the waiting statement ran
+
+        async def transaction(scope: anyio.CancelScope) -> None:
+            with scope:
+                async with turns.transaction():
+                    pass
+
+        async def statement() -> None:
+            # A statement of its own, not an admit: an admit cannot be cancelled, and a
+            # regression must fail this test, not hang it.
+            await store._query("SELECT 1")  # type: ignore[attr-defined]
+            ran.set()
+
+        async with turns.statement(), anyio.create_task_group() as tg:
+            # A transaction waits for the statement in flight; a statement waits behind it...
+            waiting = anyio.CancelScope()
+            tg.start_soon(transaction, waiting)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(statement)
+            await anyio.wait_all_tasks_blocked()
+            assert not ran.is_set()
+            # ...until the transaction is given up: then the statement goes at once.
+            waiting.cancel()
+            with anyio.fail_after(5):
+                await ran.wait()

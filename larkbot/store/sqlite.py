@@ -588,8 +588,11 @@ class _Turns:
         try:
             while self._in_transaction or self._statements:
                 await self._changed.wait()
-        finally:
+        except BaseException:
             self._transactions_waiting -= 1
+            self._notify()  # statements held back for this transaction may go
+            raise
+        self._transactions_waiting -= 1
         self._in_transaction = True
         try:
             yield
