@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -255,4 +257,52 @@ async def test_no_answer_starts_while_frames_are_being_admitted() -> None:
             await dispatcher.wait_idle()
         assert started == ["oc_waiting", "oc_patient"]
         dispatcher.release("oc_flood")
+        tg.cancel_scope.cancel()
+
+
+async def test_answers_that_keep_the_loop_busy_run_fewer_at_once_until_it_is_free() -> None:
+    async def handler(message: InboundMessage) -> None:
+        # An answer that computes: 20 ms of the loop's time, the way echoes add up.
+        end = time.perf_counter() + 0.02
+        while time.perf_counter() < end:
+            pass
+        await anyio.lowlevel.checkpoint()
+
+    dispatcher = Dispatcher(handler, max_concurrency=32)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        for i in range(200):
+            dispatcher.submit(inbound(f"chat{i % 100}"))
+        with anyio.fail_after(30):
+            while dispatcher.concurrency == 32:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            await dispatcher.wait_idle()
+            # Idle again: the whole concurrency is back for the next messages.
+            while dispatcher.concurrency < 32:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert dispatcher.handled == 200
+
+
+async def test_answers_that_wait_keep_the_whole_concurrency() -> None:
+    started = 0
+    release = anyio.Event()
+
+    async def handler(message: InboundMessage) -> None:
+        nonlocal started
+        started += 1
+        await release.wait()  # an LLM thinking: no work for the loop meanwhile
+
+    dispatcher = Dispatcher(handler, max_concurrency=20)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        for i in range(20):
+            dispatcher.submit(inbound(f"chat{i}"))
+        with anyio.fail_after(10):
+            while started < 20:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.2)  # several probes of the loop
+            assert dispatcher.concurrency == 20
+            release.set()
+            await dispatcher.wait_idle()
         tg.cancel_scope.cancel()

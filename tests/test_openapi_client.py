@@ -8,6 +8,7 @@ import logging
 import pickle
 import secrets
 import socket
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,8 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -364,6 +367,14 @@ def test_reply_uuid_is_deterministic_short_and_distinct_per_chunk() -> None:
     assert all(len(key) <= 50 for key in keys)
     with pytest.raises(ValueError):
         reply_uuid("")
+
+
+@given(st.text(min_size=1, max_size=80), st.integers(min_value=0, max_value=10_000))
+def test_reply_uuid_is_the_uuid5_of_the_message_and_chunk(message_id: str, chunk: int) -> None:
+    # The key is computed without ``uuid.uuid5``; it must stay the very same key, or a
+    # reply retried across an upgrade would post twice.
+    namespace = uuid.uuid5(uuid.NAMESPACE_DNS, "reply.larkbot")
+    assert reply_uuid(message_id, chunk) == str(uuid.uuid5(namespace, f"{message_id}:{chunk}"))
 
 
 async def test_reply_without_uuid_still_carries_one_and_thread_flag() -> None:

@@ -7,7 +7,7 @@ import re
 import unicodedata
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings, target
+from hypothesis import HealthCheck, assume, event, given, settings, target
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
@@ -58,6 +58,31 @@ def table(rows: int, columns: int = 2, width: int = 6) -> str:
 def test_short_plain_reply_is_one_text_message() -> None:
     messages = render_reply(Reply("Hello, 世界 👋"))
     assert messages == [OutboundMessage("text", {"text": "Hello, 世界 👋"})]
+
+
+def test_plain_text_with_numbers_is_a_text_message_and_a_numbered_list_a_card() -> None:
+    assert render_reply(Reply("pong (latency 12 ms)"))[0].msg_type == "text"
+    assert render_reply(Reply("3 files, 2 folders: 5 in all."))[0].msg_type == "text"
+    assert render_reply(Reply("Steps:\n1. open\n2. save"))[0].msg_type == "interactive"
+    assert render_reply(Reply("see <https://example.com/1>"))[0].msg_type == "interactive"
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="ab 19.)\n\t<\\&=+:", max_size=16))
+def test_the_quick_plain_text_check_agrees_with_the_parser(text: str) -> None:
+    # Texts with digits but none of the usual marks skip the markdown parser; whenever
+    # they do, the parser would have found plain text too.
+    assume(any(char.isdigit() for char in text))
+    parsed = any(
+        token.type not in ("paragraph_open", "paragraph_close", "inline")
+        or any(c.type not in ("text", "softbreak", "hardbreak") for c in token.children or ())
+        for token in MarkdownIt("commonmark").enable("table").parse(text)
+    )
+    kind = render_reply(Reply(text))[0].msg_type if text.strip() else None
+    if kind == "text":
+        assert not parsed
+    elif kind is not None:
+        assert parsed
 
 
 def test_blank_reply_renders_no_message() -> None:

@@ -314,5 +314,5 @@ class Admission:
 
     @staticmethod
     def _outcome(event_type: str, outcome: str) -> Ack:
-        metrics.EVENTS_RECEIVED.labels(event_type=event_type, outcome=outcome).inc()
+        metrics.labelled(metrics.EVENTS_RECEIVED, event_type, outcome).inc()
         return _ACK_TAKEN

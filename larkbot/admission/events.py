@@ -31,6 +31,7 @@ __all__ = [
 
 MESSAGE_RECEIVE = "im.message.receive_v1"
 CARD_ACTION_TRIGGER = "card.action.trigger"
+_MESSAGE_RECEIVE_BYTES = MESSAGE_RECEIVE.encode()
 
 
 class _Model(BaseModel):
@@ -127,12 +128,30 @@ class EventEnvelope(_Model):
     card_action: CardActionEvent | None = None
 
 
+class _MessageReceived(_Model):
+    """A whole ``im.message.receive_v1`` payload, validated from its bytes in one pass."""
+
+    header: EventHeader
+    event: MessageEvent
+
+
 def parse_envelope(payload: bytes) -> EventEnvelope:
     """Parse an event payload; raise ``ValueError`` with a short reason when it is bad.
 
     ``im.message.receive_v1`` and ``card.action.trigger`` bodies are modelled; other event
     types come back with neither body so admission can ack and skip them.
     """
+    if _MESSAGE_RECEIVE_BYTES in payload:
+        # Nearly every event is a chat message: pydantic validates it straight from the
+        # bytes, in half the time of decoding the JSON first. Anything that does not fit
+        # takes the general path below, which gives the reason.
+        try:
+            received = _MessageReceived.model_validate_json(payload)
+        except ValidationError:
+            pass
+        else:
+            if received.header.event_type == MESSAGE_RECEIVE:
+                return EventEnvelope(header=received.header, message_event=received.event)
     try:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -474,7 +474,12 @@ class DispatchSettings(_Section):
     """Concurrency across chats and the bounds of the queues."""
 
     max_concurrency: int = Field(
-        32, ge=1, description="Messages answered at the same time, across all chats."
+        32,
+        ge=1,
+        description=(
+            "Messages answered at the same time, across all chats, at most; fewer while "
+            "answers keep the event loop busy, so acks never wait long behind them."
+        ),
     )
     max_backlog: int = Field(
         1000,

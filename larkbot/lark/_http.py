@@ -76,6 +76,9 @@ class HttpTransport:
         self._max_connections = max_connections
         self._headers = {"User-Agent": user_agent}
         self._proxy = _proxy_for(base_url)
+        # The last attempt's timeouts, reused while they stay the same (nearly always: an
+        # attempt is capped by the configured timeout, far inside the call's deadline).
+        self._last_timeout: aiohttp.ClientTimeout | None = None
 
     async def request(
         self,
@@ -148,7 +151,11 @@ class HttpTransport:
         if limit is not None:
             total = limit if total is None else min(total, limit)
             connect = limit if connect is None else min(connect, limit)
-        return aiohttp.ClientTimeout(total=total, connect=connect)
+        last = self._last_timeout
+        if last is not None and last.total == total and last.connect == connect:
+            return last
+        self._last_timeout = aiohttp.ClientTimeout(total=total, connect=connect)
+        return self._last_timeout
 
 
 def _proxy_for(base_url: str) -> str | None:

@@ -63,6 +63,10 @@ class TokenCache:
             self._refreshes += 1
             return token
 
+    def peek(self) -> str | None:
+        """The token, when one is held that is not about to expire; never fetches."""
+        return self._usable()
+
     def invalidate(self, token: str) -> None:
         """Forget ``token`` after the platform refused it.
 

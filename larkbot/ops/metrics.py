@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,6 +20,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from larkbot import __version__
 
@@ -178,6 +180,28 @@ BUILD_INFO = Gauge(
     ["version", "python", "lark_oapi"],
     registry=REGISTRY,
 )
+
+
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+# Label sets remembered at most; past this (label values from outside, such as an unknown
+# event type) ``labels`` is simply called each time.
+_MAX_CHILDREN = 4096
+
+
+def labelled(metric: _Metric, *values: str) -> _Metric:
+    """``metric.labels(*values)``, looked up once per label set.
+
+    ``labels`` validates its arguments and takes a lock on every call; on the path of
+    every message the series are the same few, so the child is kept and reused.
+    """
+    key = (id(metric), values)
+    child = _children.get(key)
+    if child is None:
+        child = metric.labels(*values)
+        if len(_children) < _MAX_CHILDREN:
+            _children[key] = child
+    return child  # type: ignore[no-any-return]
 
 
 def build_versions() -> dict[str, str]:

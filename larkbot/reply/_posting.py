@@ -8,6 +8,7 @@ answer under the same ``uuid`` (and finish the card the previous owner streamed 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -59,14 +60,20 @@ class ReplyPoster:
 
         The caller removes those reactions (:meth:`unreact`) once the reply is posted.
         """
-        thinking_done = anyio.Event()
+        if self._working_reaction_after is None:
+            return await agent.respond(message, conversation)
         async with anyio.create_task_group() as tg:
-            if self._working_reaction_after is not None:
-                tg.start_soon(self._react_if_slow, message, thinking_done, reactions)
+            # A timer rather than a task waiting beside every answer: nearly all answers
+            # come before it fires, and a task started and cancelled per message cost more
+            # than an echo's whole answer. Cancelled before this block ends, so the
+            # reaction task, if any, lives in this task group and is waited for.
+            timer = asyncio.get_running_loop().call_later(
+                self._working_reaction_after, tg.start_soon, self._react, message, reactions
+            )
             try:
                 return await agent.respond(message, conversation)
             finally:
-                thinking_done.set()
+                timer.cancel()
 
     async def post(self, message: InboundMessage, reply: Reply) -> int:
         """Post ``reply`` to ``message``; return the number of parts.
@@ -122,17 +129,10 @@ class ReplyPoster:
             except LarkAPIError as exc:
                 log.debug("could not remove the reaction on %s: %s", message.message_id, exc)
 
-    async def _react_if_slow(
-        self, message: InboundMessage, thinking_done: anyio.Event, reactions: list[str]
-    ) -> None:
+    async def _react(self, message: InboundMessage, reactions: list[str]) -> None:
         # Only a slow answer gets a "working on it" reaction: a fast one would just flash
         # an emoji and cost two extra API calls. A reaction is a courtesy, so its failure
         # never delays or blocks the answer.
-        assert self._working_reaction_after is not None
-        with anyio.move_on_after(self._working_reaction_after):
-            await thinking_done.wait()
-        if thinking_done.is_set():
-            return
         try:
             with anyio.move_on_after(2):
                 reactions.append(await self._client.react(message.message_id, _WORKING_EMOJI))

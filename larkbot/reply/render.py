@@ -54,6 +54,10 @@ _LEADING_BLANK_LINES = re.compile(r"\A(?:[^\S\n]*\n)+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})")
 _ZWJ = "\u200d"
+# What may make a text with digits (and none of the usual marks) render as more than plain
+# text: an ordered list item's number, an indented code block, an autolink or HTML, an
+# escape or entity, a setext heading's underline, a "+" list item.
+_MAYBE_MARKUP = re.compile(r"^(?: {0,3}[0-9]{1,9}[.)]| {4})|[<\\&=+\t]", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +138,12 @@ _PLAIN_INLINE = frozenset({"text", "softbreak", "hardbreak"})
 
 def _has_markup(text: str) -> bool:
     """Whether ``text`` holds markdown that only renders right in a card."""
-    if not any(mark in text for mark in "*_`[#|>-~0123456789"):
-        return False  # the common case, decided without parsing
+    # The common case, decided without parsing. Digits need the parser only where they
+    # could number an ordered list item or sit beside other syntax: "pong (12 ms)" is plain.
+    if not any(mark in text for mark in "*_`[#|>-~") and (
+        not any(digit in text for digit in "0123456789") or not _MAYBE_MARKUP.search(text)
+    ):
+        return False
     for token in _MARKDOWN.parse(text):
         if token.type not in _PLAIN_BLOCKS:
             return True

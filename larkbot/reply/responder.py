@@ -112,7 +112,7 @@ class Responder:
             outbound, first = await finish_stream(stream, reply)
             await self._poster.post_parts(message, outbound, first)
         except LarkAPIError as exc:
-            metrics.REPLIES.labels(outcome="failed").inc()
+            metrics.labelled(metrics.REPLIES, "failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
             log.error("reply to message %s failed: %s", message.message_id, reason)
             with anyio.CancelScope(shield=True):
@@ -121,7 +121,7 @@ class Responder:
             return
         finally:
             await self._poster.unreact(message, reactions)
-        metrics.REPLIES.labels(outcome="sent").inc()
+        metrics.labelled(metrics.REPLIES, "sent").inc()
         log.info(
             "replied to message %s (%d part%s)",
             message.message_id,

@@ -162,14 +162,18 @@ class SqliteStore(Store):
         self._owner = owner
         self._lock_fd = lock_fd
         # One connection serves every task of this process: a transaction holds it whole.
-        self._lock = anyio.Lock()
+        self._lock = _Turns()
         # Frames that arrive together are admitted by one statement, one commit; replies
         # that finish together are settled by one. Each caller still returns only after
         # the commit that holds its own row.
+        # Admits keep two batches in flight: the next is queued on the connection while the
+        # last is written (see _Turns), so a frame's ack waits for less. Settles, which no
+        # one waits for, keep one: their batches grow larger, and cost fewer round trips.
         self._admits: GroupCommit[InboundMessage, bool] = GroupCommit(
-            self._admit_batch, max_items=_MAX_BATCH
+            self._admit_batch, max_items=_MAX_BATCH, in_flight=2
         )
         self._dones: GroupCommit[str, None] = GroupCommit(self._done_batch, max_items=_MAX_BATCH)
+        self._admitted_at = 0.0
 
     @classmethod
     @asynccontextmanager
@@ -239,7 +243,8 @@ class SqliteStore(Store):
         statement: the inserts, their conflict checks and the trigger's ledger rows commit
         together or not at all.
         """
-        now = time.time()
+        # Strictly increasing per store, so (owner, admitted_at) names this batch's rows.
+        now = self._admitted_at = max(time.time(), self._admitted_at + 1e-6)
         rows = ", ".join(["(?, ?, ?)"] * len(messages))
         params: list[Any] = [self._owner, now, now]
         for message in messages:
@@ -248,16 +253,30 @@ class SqliteStore(Store):
                 message.created_at.timestamp(),
                 message.model_dump_json(),
             ]
-        inserted = await self._query(
+        # No RETURNING: the store's thread takes the GIL back after every row a statement
+        # returns, and while the event loop is busy each of those waits costs up to a
+        # switch interval, with every frame of the batch waiting for its ack. The count
+        # of inserted rows settles the usual case (all new) in one step.
+        inserted = await self._count(
             "INSERT INTO inbox (message_id, status, owner, created_at, admitted_at,"
             " updated_at, body)"
             " SELECT v.column1, 'pending', ?, v.column2, ?, ?, v.column3"
             f" FROM (VALUES {rows}) AS v"
             " WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.message_id = v.column1)"
-            " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            " ON CONFLICT (message_id) DO NOTHING",
             params,
         )
-        fresh = {row[0] for row in inserted}
+        if inserted == len(messages):
+            return [True] * len(messages)
+        fresh = {
+            row[0]
+            for row in await self._query(
+                "SELECT message_id FROM inbox"
+                " WHERE message_id IN (SELECT value FROM json_each(?))"
+                " AND owner = ? AND admitted_at = ?",
+                (json.dumps([message.message_id for message in messages]), self._owner, now),
+            )
+        }
         flags = []
         for message in messages:
             # The same id twice in one batch: only its first delivery is new.
@@ -495,9 +514,20 @@ class SqliteStore(Store):
                 )
         return messages
 
+    async def _count(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one admitting statement on its own (autocommit); return the rows it changed."""
+        async with self._lock.statement():
+            try:
+                cursor = await self._db.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self._database) from exc
+            # The statement is finished and reset already: closing the cursor would only
+            # cost another round trip to the store's thread.
+            return int(cursor.rowcount)
+
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one statement on its own (autocommit) and return its rows."""
-        async with self._lock:
+        async with self._lock.statement():
             try:
                 return list(await self._db.execute_fetchall(sql, params))
             except sqlite3.Error as exc:
@@ -510,7 +540,7 @@ class SqliteStore(Store):
         Shielded from cancellation: aiosqlite runs a queued statement even when its caller
         is cancelled, so a cancelled transaction would stay open on the shared connection.
         """
-        async with self._lock:
+        async with self._lock.transaction():
             with anyio.CancelScope(shield=True):
                 # Every SQLite failure leaves the store as one sentence for the operator.
                 try:
@@ -537,6 +567,62 @@ class SqliteStore(Store):
             await anyio.to_thread.run_sync(
                 _drop_owner_lock, self._owners_dir, self._owner, self._lock_fd
             )
+
+
+class _Turns:
+    """The store's one connection: statements may overlap, a transaction has it alone.
+
+    aiosqlite runs what it is given on one thread, one call after another in the order the
+    calls were made, so single statements (each its own transaction) need not wait for one
+    another's results: the next is queued while the last runs, and the thread goes from
+    one to the next without a trip through the event loop in between. A transaction
+    (``BEGIN`` ... ``COMMIT``) waits until no statement is queued, and holds the connection
+    until it ends; statements arriving meanwhile wait for it, so none lands inside it.
+    Neither kind yields to the event loop when it need not wait.
+    """
+
+    __slots__ = ("_changed", "_in_transaction", "_statements", "_transactions_waiting")
+
+    def __init__(self) -> None:
+        self._statements = 0
+        self._in_transaction = False
+        self._transactions_waiting = 0
+        self._changed = anyio.Event()
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[None]:
+        """Hold a share of the connection for one statement."""
+        while self._in_transaction or self._transactions_waiting:
+            await self._changed.wait()
+        self._statements += 1
+        try:
+            yield
+        finally:
+            self._statements -= 1
+            self._notify()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Hold the whole connection for one transaction."""
+        self._transactions_waiting += 1
+        try:
+            while self._in_transaction or self._statements:
+                await self._changed.wait()
+        except BaseException:
+            self._transactions_waiting -= 1
+            self._notify()  # statements held back for this transaction may go
+            raise
+        self._transactions_waiting -= 1
+        self._in_transaction = True
+        try:
+            yield
+        finally:
+            self._in_transaction = False
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
