@@ -60,7 +60,14 @@ class Dispatcher:
         max_per_chat: int = 100,
         merge_window: float = 0.0,
         ack_first_wait: float = 0.05,
+        loop_cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
+        """Set the limits.
+
+        :param loop_cpu_clock: the event loop thread's CPU time, read to tell a loop that is
+            computing from one waiting for a CPU the machine gave elsewhere (a test passes
+            the wall clock to stand for a machine that gives the loop a whole core).
+        """
         if max_concurrency < 1 or max_backlog < 1 or max_per_chat < 1:
             raise ValueError("dispatch limits must be at least 1")
         if merge_window < 0:
@@ -68,6 +75,7 @@ class Dispatcher:
         self._merge_window = merge_window
         self._ack_first_wait = ack_first_wait
         self._handler = handler
+        self._loop_cpu_clock = loop_cpu_clock
         self._max_concurrency = max_concurrency
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._max_backlog = max_backlog
@@ -197,20 +205,20 @@ class Dispatcher:
         floor = min(self._max_concurrency, _MIN_FITTED_CONCURRENCY)
         # The loop thread's CPU time is read once per window, not at every probe: reading
         # it is a system call, the clock is not.
-        window, window_cpu = time.perf_counter(), time.thread_time()
+        window, window_cpu = time.perf_counter(), self._loop_cpu_clock()
         computing = 0.0
         while True:
             if self._backlog == 0:
                 self._limiter.total_tokens = self._max_concurrency  # nothing to crowd out
                 await anyio.sleep(_IDLE_PROBE_SECONDS)
-                window, window_cpu = time.perf_counter(), time.thread_time()
+                window, window_cpu = time.perf_counter(), self._loop_cpu_clock()
                 continue
             started = time.perf_counter()
             await anyio.sleep(_PROBE_SECONDS)
             now = time.perf_counter()
             late = now - started - _PROBE_SECONDS
             if now - window >= _CPU_WINDOW_SECONDS:
-                cpu = time.thread_time()
+                cpu = self._loop_cpu_clock()
                 computing = (cpu - window_cpu) / (now - window)
                 window, window_cpu = now, cpu
             tokens = int(self._limiter.total_tokens)
