@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,15 @@ import pytest
 
 from larkbot.agent.assistant import Assistant
 from larkbot.agent.confirm import WriteConfirmations
-from larkbot.agent.limits import RateLimiter
+from larkbot.agent.limits import RateLimiter, UserLimiter
 from larkbot.agent.llm import LLMBrain
+from larkbot.agent.tools._bitable import (
+    CreateBaseRecord,
+    CreateBaseRecordInput,
+    DeleteBaseRecordInput,
+)
+from larkbot.agent.tools._common import ToolInput, idempotency_key
+from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.agent.tools.registry import default_registry
 from larkbot.agent.tools.runner import ToolRunner
 from larkbot.config import Settings
@@ -29,6 +37,7 @@ from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
 from larkbot.lark.client import LarkClient
 from larkbot.store import Store, open_store
+from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
 from larkbot.store.redis import RedisStore
 from larkbot.testing import LarkStandIn, OpenAIStandIn, ReplyRecord
 from larkbot.testing._openapi import ApiRequest, OpenApiRoute
@@ -62,7 +71,7 @@ def _asked(text: str, *, message_id: str) -> InboundMessage:
 
 
 def _confirming_runner(
-    confirmations: WriteConfirmations, write_limiter: RateLimiter | None = None
+    confirmations: WriteConfirmations, write_limiter: UserLimiter | None = None
 ) -> ToolRunner:
     """A tool runner whose writes wait for approval through ``confirmations``."""
     return ToolRunner(
@@ -101,6 +110,8 @@ class _Env:
     confirmations: WriteConfirmations
     now: list[float]
     conversations: dict[str, Conversation] | None = None
+    runner: ToolRunner | None = None
+    client: LarkClient | None = None
 
     async def ask(self, text: str, *, index: int = 0) -> dict[str, Any]:
         conversation = Conversation("oc_p2p_1", language="en")
@@ -123,18 +134,44 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[_
         LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
         open_store(request.param, tmp_path) as store,
     ):
-        conversations = _Conversations()
-        confirmations = WriteConfirmations(
-            store,
-            ttl_seconds=600,
-            clock=lambda: now[0],
-            bases=dict(SAMPLE_BASES),
-            conversations=conversations,
-        )
-        runner = _confirming_runner(confirmations)
-        assistant = _assistant(runner, client)
-        confirmations.bind(runner, client, assistant.timezone)
-        yield _Env(ws, lark, store, assistant, confirmations, now, conversations.kept)
+        yield _wired(ws, lark, client, store, now=now, conversations=_Conversations())
+
+
+def _wired(
+    ws: Workspace,
+    lark: LarkStandIn,
+    client: LarkClient,
+    store: Store,
+    *,
+    now: list[float],
+    write_limiter: UserLimiter | None = None,
+    conversations: _Conversations | None = None,
+) -> _Env:
+    """Confirmed writes over ``store`` at the clock ``now[0]``, and an assistant asking them."""
+    confirmations = WriteConfirmations(
+        store,
+        ttl_seconds=600,
+        clock=lambda: now[0],
+        bases=dict(SAMPLE_BASES),
+        conversations=conversations,
+    )
+    runner = _confirming_runner(confirmations, write_limiter)
+    assistant = _assistant(runner, client)
+    confirmations.bind(runner, client, assistant.timezone)
+    kept = None if conversations is None else conversations.kept
+    return _Env(ws, lark, store, assistant, confirmations, now, kept, runner, client)
+
+
+@asynccontextmanager
+async def _limited(limiter: UserLimiter, kind: str, tmp_path: Path) -> AsyncIterator[_Env]:
+    """Confirmed writes over a ``kind`` store, their writes limited by ``limiter``."""
+    ws = sample_workspace()
+    async with (
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+        open_store(kind, tmp_path) as store,  # type: ignore[arg-type]
+    ):
+        yield _wired(ws, lark, client, store, now=[0.0], write_limiter=limiter)
 
 
 class _Conversations:
@@ -398,17 +435,8 @@ async def test_two_replicas_on_redis_approve_a_write_once(tmp_path: Path) -> Non
 async def test_write_limits_count_at_approval_and_every_decision_is_audited(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ws = sample_workspace()
-    async with (
-        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-        open_store("memory", tmp_path) as store,
-    ):
-        confirmations = WriteConfirmations(store, ttl_seconds=600, bases=dict(SAMPLE_BASES))
-        runner = _confirming_runner(confirmations, write_limiter=RateLimiter(1))
-        assistant = _assistant(runner, client)
-        confirmations.bind(runner, client, assistant.timezone)
-        env = _Env(ws, lark, store, assistant, confirmations, [0.0])
+    async with _limited(RateLimiter(1), "memory", tmp_path) as env:
+        ws = env.ws
         # Asking is not writing: three cards within the minute, with a limit of one write.
         cards = [await env.ask(f"add to customers Name=Limit {n}", index=n) for n in range(3)]
         assert not ws.writes
@@ -480,7 +508,9 @@ async def test_a_slow_approved_write_is_answered_in_time_and_its_card_updated_af
             answer = clicked.answer()
             assert answer["toast"]["type"] == "info"
             assert "being made" in _markdown(answer["card"]["data"])
-            assert not _buttons(answer["card"]["data"])
+            # No Approve or Cancel any more: only a button to click again after the bound.
+            assert "click again" in _markdown(answer["card"]["data"])
+            assert set(_buttons(answer["card"]["data"])) == {"approve"}
             assert not ws.writes
             # A second click meanwhile: answered at once, nothing more written.
             again = await lark.send_card_action(approve, open_message_id=reply.message_id)
@@ -567,3 +597,247 @@ async def test_a_click_delivered_to_the_replica_that_did_not_post_the_card(
         f"\ncard posted by replica {conn_first}, approved on {conn_second} in {mine.biz_rt} ms "
         f"(daemon's biz_rt); redelivery and a second click on {conn_first}: still 1 record"
     )
+
+
+class _ExplodingInput(ToolInput):
+    note: str
+
+
+class _Exploding(
+    Tool[_ExplodingInput],
+    name="exploding_write",
+    description="A write whose code is broken.",
+    write=True,
+):
+    """A write tool that raises, as a plug-in with a bug would."""
+
+    async def run(self, ctx: ToolContext, args: _ExplodingInput) -> ToolResult:
+        raise RuntimeError(f"secret-detail-{args.note}")
+
+
+def _ctx(env: _Env, message_id: str) -> ToolContext:
+    """The requester's context in the p2p chat, as the turn that asked had it."""
+    assert env.client is not None
+    return ToolContext(
+        client=env.client,
+        user_open_id=REQUESTER,
+        chat_id="oc_p2p_1",
+        message_id=message_id,
+        language="en",
+        bases=dict(SAMPLE_BASES),
+    )
+
+
+def _decisions(records: list[Any]) -> list[str]:
+    return [r.decision for r in records if hasattr(r, "decision")]
+
+
+@pytest.mark.anyio
+async def test_an_approved_write_that_raises_settles_failed_without_the_details(
+    env: _Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert env.runner is not None
+    env.runner.registry.register(_Exploding())
+    asked = await env.runner.run("exploding_write", {"note": "x1"}, _ctx(env, "om_boom"))
+    assert asked.card is not None
+    approve = _buttons(asked.card)["approve"]
+    with caplog.at_level("INFO", logger="larkbot.agent.audit"):
+        answer = json.loads((await env.click(approve)).to_json())
+    assert answer["toast"]["type"] == "error"
+    shown = _markdown(answer["card"]["data"])
+    assert "Failed" in shown and "exploding_write" in shown
+    assert "secret-detail" not in json.dumps(answer) and "Traceback" not in json.dumps(answer)
+    assert _decisions(caplog.records) == ["approved", "failed"]
+    settled = await env.store.confirmation(approve["id"])
+    assert settled is not None and settled.state == ConfirmationState.FAILED
+    # A second click: the settled card, not "in progress".
+    again = json.loads((await env.click(approve)).to_json())
+    assert _markdown(again["card"]["data"]) == shown
+
+
+class _BrokenLimiter:
+    """A write limiter whose backend fails (the exception reaches past the tool runner)."""
+
+    per_minute = 1
+
+    async def acquire(self, key: str) -> float | None:
+        raise RuntimeError("limiter backend gone: token=secret-detail")
+
+
+@pytest.mark.anyio
+async def test_an_approved_write_failing_past_the_runner_settles_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _limited(_BrokenLimiter(), "sqlite", tmp_path) as env:
+        card = await env.ask("add to customers Name=Broken Ltd")
+        approve = _buttons(card)["approve"]
+        with caplog.at_level("INFO", logger="larkbot.agent"):
+            answer = await env.click(approve)
+        assert answer.toast_type == "error" and answer.card is not None
+        shown = _markdown(dict(answer.card))
+        assert "Failed" in shown and "unexpected error" in shown and "secret" not in shown
+        settled = await env.store.confirmation(approve["id"])
+        assert settled is not None and settled.state == ConfirmationState.FAILED
+        assert _decisions(caplog.records) == ["approved", "failed"]
+        again = await env.click(approve)
+        assert again.card is not None and _markdown(dict(again.card)) == shown
+    assert not env.ws.writes
+
+
+async def _left_approving(env: _Env, card: dict[str, Any]) -> PendingWrite:
+    """What a process killed during the approved write leaves: ``approving`` since now."""
+    confirmation_id = _buttons(card)["approve"]["id"]
+    move = ConfirmationMove(
+        confirmation_id,
+        expected=ConfirmationState.PENDING,
+        state=ConfirmationState.APPROVING,
+        approving_since=env.now[0],
+    )
+    assert await env.store.settle_confirmation(move)
+    pending = await env.store.confirmation(confirmation_id)
+    assert pending is not None and pending.approving_since == env.now[0]
+    return pending
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("reached_lark", [True, False], ids=["written", "not-written"])
+async def test_a_write_whose_process_died_is_taken_over_by_a_click_after_the_bound(
+    env: _Env, reached_lark: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = set(_customers(env.ws))
+    card = await env.ask("add to customers Name=Crashed Ltd")
+    pending = await _left_approving(env, card)
+    if reached_lark:
+        # The dead process's write got to Lark before it died, under the key it derives
+        # from the requesting message: the rerun must derive the same one.
+        args = CreateBaseRecordInput.model_validate(pending.arguments)
+        ctx = _ctx(env, pending.message_id)
+        first = await CreateBaseRecord().run(ctx, args)
+        assert first.ok and len(env.ws.writes) == 1
+        (token,) = {w.params["client_token"] for w in env.ws.writes}
+        assert token == idempotency_key(ctx, "create_base_record", args)
+    approve = _buttons(card)["approve"]
+    with caplog.at_level("INFO", logger="larkbot.agent.audit"):
+        # Within the bound: still in progress, and the card says a click later may help.
+        env.now[0] += 299
+        early = json.loads((await env.click(approve)).to_json())
+        shown = _markdown(early["card"]["data"])
+        assert "being made" in shown and "5 min, click again" in shown
+        assert set(_buttons(early["card"]["data"])) == {"approve"}
+        # Past it: the click takes the write over and runs it once more.
+        env.now[0] += 2
+        late = json.loads((await env.click(approve)).to_json())
+        again = json.loads((await env.click(approve)).to_json())
+    (record_id,) = set(_customers(env.ws)) - before
+    assert len(env.ws.writes) == 1
+    assert late["toast"]["type"] == "success"
+    for answer in (late, again):
+        assert "Done" in _markdown(answer["card"]["data"])
+        assert record_id in _markdown(answer["card"]["data"])
+    assert _decisions(caplog.records) == ["retaken", "done"]
+    settled = await env.store.confirmation(pending.id)
+    assert settled is not None and settled.state == ConfirmationState.DONE
+    assert settled.approved_at == pending.approved_at
+    assert settled.approving_since == env.now[0]
+
+
+@pytest.mark.anyio
+async def test_concurrent_clicks_on_a_dead_write_take_it_over_once(
+    env: _Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    card = await env.ask("add to customers Name=Stampede Ltd")
+    await _left_approving(env, card)
+    env.now[0] += 301
+    approve = _buttons(card)["approve"]
+    answers: list[Any] = []
+
+    async def click() -> None:
+        answers.append(await env.click(approve))
+
+    with caplog.at_level("INFO", logger="larkbot.agent.audit"):
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(click)
+    assert len(env.ws.writes) == 1
+    assert _decisions(caplog.records).count("retaken") == 1
+    assert sum(a.toast_type == "success" and a.toast is not None for a in answers) == 1
+
+
+@pytest.mark.anyio
+async def test_a_dead_write_that_may_not_run_again_is_settled_as_unknown(env: _Env) -> None:
+    assert env.runner is not None
+    args = DeleteBaseRecordInput(table="customers", record_id="recCust000002")
+    asked = await env.runner.run("delete_base_record", args, _ctx(env, "om_delete"))
+    assert asked.card is not None
+    await _left_approving(env, asked.card)
+    env.now[0] += 301
+    answer = json.loads((await env.click(_buttons(asked.card)["approve"])).to_json())
+    shown = _markdown(answer["card"]["data"])
+    assert "Failed" in shown and "unknown" in shown
+    assert not env.ws.writes and "recCust000002" in _customers(env.ws)
+    again = json.loads((await env.click(_buttons(asked.card)["approve"])).to_json())
+    assert _markdown(again["card"]["data"]) == shown
+
+
+@pytest.mark.anyio
+async def test_a_dead_write_past_the_hour_of_its_key_is_not_run_again(env: _Env) -> None:
+    card = await env.ask("add to customers Name=Too Old Ltd")
+    await _left_approving(env, card)
+    env.now[0] += 3600
+    answer = json.loads((await env.click(_buttons(card)["approve"])).to_json())
+    assert "unknown" in _markdown(answer["card"]["data"])
+    assert not env.ws.writes
+
+
+@requires_redis
+@pytest.mark.anyio
+async def test_two_replicas_on_redis_take_a_dead_write_over_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws = sample_workspace()
+    now = [1_700_000_000.0]
+    async with (
+        redis_server(tmp_path / "redis") as server,
+        RedisStore.open(server.url, command_timeout=10.0) as one,
+        RedisStore.open(server.url, command_timeout=10.0) as two,
+        LarkStandIn(extra_routes=workspace_routes(ws)) as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+    ):
+        replicas = []
+        for store in (one, two):
+            confirmations = WriteConfirmations(
+                store, ttl_seconds=600, clock=lambda: now[0], bases=dict(SAMPLE_BASES)
+            )
+            runner = _confirming_runner(confirmations)
+            confirmations.bind(runner, client)
+            replicas.append((runner, confirmations))
+        env = _Env(ws, lark, one, _assistant(replicas[0][0], client), replicas[0][1], now)
+        card = await env.ask("add to customers Name=Redis Crash Ltd")
+        pending = await _left_approving(env, card)
+        # A retake that names another attempt loses, and changes nothing.
+        stale = ConfirmationMove(
+            pending.id,
+            expected=ConfirmationState.APPROVING,
+            state=ConfirmationState.APPROVING,
+            expected_since=now[0] - 1,
+            approving_since=now[0] + 1,
+        )
+        assert not await two.settle_confirmation(stale)
+        now[0] += 301
+        approve = _buttons(card)["approve"]
+        answers: list[Any] = []
+
+        async def click(confirmations: WriteConfirmations, n: int) -> None:
+            action = _click(approve, REQUESTER, event_id=f"ev-retake-{n}")
+            answers.append(await confirmations.on_action(action))
+
+        with caplog.at_level("INFO", logger="larkbot.agent.audit"):
+            async with anyio.create_task_group() as tg:
+                for n in range(6):
+                    tg.start_soon(click, replicas[n % 2][1], n)
+        assert len(ws.writes) == 1
+        assert _decisions(caplog.records).count("retaken") == 1
+        assert sum(a.toast_type == "success" and a.toast is not None for a in answers) == 1
+        settled = await two.confirmation(pending.id)
+        assert settled is not None and settled.state == ConfirmationState.DONE
+        assert settled.approved_at == pending.approved_at

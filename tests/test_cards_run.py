@@ -7,6 +7,7 @@ the webhook.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import anyio
 import pytest
 
 from larkbot.testing import LarkStandIn
+from larkbot.testing._openapi import ApiRequest, OpenApiRoute
 from larkbot.testing.sample_data import SAMPLE_BASES, sample_workspace
-from larkbot.testing.workspace import workspace_routes
+from larkbot.testing.workspace import RECORDS, workspace_routes
 from tests._daemon import webhook_driver, webhook_env
 from tests._proc import larkbot_process
 
@@ -25,8 +27,8 @@ _LIMIT_MS = 3000.0
 _REQUESTER = "ou_user_1"
 
 
-def _config(tmp_path: Path) -> dict[str, str]:
-    lines = []
+def _config(tmp_path: Path, *extra: str) -> dict[str, str]:
+    lines = [*extra, ""]
     for name, table in SAMPLE_BASES.items():
         lines += [f"[bases.{name}]", f'app_token = "{table.app_token}"']
         lines += [f'table_id = "{table.table_id}"', ""]
@@ -105,3 +107,70 @@ async def test_a_card_click_over_the_webhook_is_answered_within_3_s(tmp_path: Pa
         f"\nwebhook: card click answered in {measured:.0f} ms by the daemon "
         f"({delivery.final.elapsed * 1000:.0f} ms round trip as the driver saw it)"
     )
+
+
+def _first_creation_unanswered(
+    routes: list[OpenApiRoute], released: anyio.Event
+) -> list[OpenApiRoute]:
+    """``routes`` where the first record creation is made, then answered only once released."""
+    held: list[bool] = []
+
+    def holding(route: OpenApiRoute) -> OpenApiRoute:
+        async def handler(request: ApiRequest) -> Any:
+            answer = await route.handler(request)
+            if not held:
+                held.append(True)
+                await released.wait()
+            return answer
+
+        return OpenApiRoute(route.method, route.template, handler, route.auth)
+
+    return [
+        holding(route) if (route.method, route.template) == ("POST", RECORDS) else route
+        for route in routes
+    ]
+
+
+async def test_a_write_cut_off_by_kill_9_is_finished_once_by_a_later_click(
+    tmp_path: Path,
+) -> None:
+    ws = sample_workspace()
+    released = anyio.Event()
+    before = set(ws.table("顧客一覧").records)
+    env = _config(tmp_path, "[agent]", "confirm_stuck_after_seconds = 1")
+    async with LarkStandIn(
+        extra_routes=_first_creation_unanswered(workspace_routes(ws), released)
+    ) as lark:
+        async with larkbot_process(lark, tmp_path, env) as first:
+            message_id = await lark.send_text("add to customers Name=Killed Ltd")
+            await lark.wait_for(
+                lambda: any(r.to_message_id == message_id for r in lark.replies), 15
+            )
+            (card,) = [r for r in lark.replies if r.to_message_id == message_id]
+            approve = _approve(card.content)
+            click = {"open_message_id": card.message_id, "operator_open_id": _REQUESTER}
+            running = await lark.send_card_action(approve, timeout=10, **click)
+            assert running.answer()["toast"]["type"] == "info"
+            # The record is made in Lark; the process dies before it hears so.
+            await lark.wait_for(lambda: len(ws.writes) == 1, 10)
+            first.send_signal(signal.SIGKILL)
+            assert await first.wait(10) == -signal.SIGKILL
+        released.set()
+        async with larkbot_process(lark, tmp_path, env) as second:
+            taken = await lark.send_card_action(approve, timeout=10, **click)
+            again = await lark.send_card_action(approve, timeout=10, **click)
+            assert second.log_lines("running it again")
+    (record_id,) = set(ws.table("顧客一覧").records) - before
+    assert len(ws.writes) == 1
+    assert taken.answer()["toast"]["type"] == "success"
+    for answer in (taken, again):
+        shown = _markdown(answer.answer()["card"]["data"])
+        assert "Done" in shown and record_id in shown
+    print(
+        f"\nkill -9 after the record was made, before the outcome was kept; the restarted "
+        f"daemon's click took the write over: 1 record ({record_id}), card done"
+    )
+
+
+def _markdown(card: dict[str, Any]) -> str:
+    return "\n".join(e["content"] for e in card["body"]["elements"] if e.get("tag") == "markdown")

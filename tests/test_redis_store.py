@@ -23,6 +23,7 @@ from larkbot.store.redis import (
     RedisUnavailable,
     WorkItem,
 )
+from tests._confirmations import check_confirmation_attempts
 from tests._factories import inbound
 from tests._redis import RedisServer, opened, redis_server, requires_redis, take
 
@@ -159,6 +160,14 @@ async def test_intake_order_is_the_stream_order_of_each_chat(redis_server: Redis
 
 
 # -- answers, conversations, the fenced finish ----------------------------------------------
+
+
+@requires_redis
+async def test_confirmation_attempts_are_compare_and_set_across_clients(
+    redis_server: RedisServer,
+) -> None:
+    async with opened(redis_server) as first, opened(redis_server) as second:
+        await check_confirmation_attempts(first, second)
 
 
 @requires_redis

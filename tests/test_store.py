@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from larkbot.core.message import InboundMessage
 from larkbot.store import InboxStatus, Store, StoreError, open_store
 from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
+from tests._confirmations import check_confirmation_attempts, pending_write
 from tests._factories import inbound
 
 KINDS = ["sqlite", "memory"]
@@ -297,6 +298,37 @@ async def test_sqlite_file_layout_and_schema_version(tmp_path: Path) -> None:
     async with _open("sqlite", state_dir) as store:
         assert await store.admit(_message("om_1")) is False
         assert _sql(store.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+@pytest.mark.anyio
+async def test_confirmation_attempts_are_compare_and_set(store: Store) -> None:
+    await check_confirmation_attempts(store, store)
+
+
+@pytest.mark.anyio
+async def test_confirmation_attempts_across_two_processes_on_one_file(tmp_path: Path) -> None:
+    async with _open("sqlite", tmp_path) as first, _open("sqlite", tmp_path) as second:
+        await check_confirmation_attempts(first, second)
+
+
+@pytest.mark.anyio
+async def test_a_confirmation_approved_before_attempts_were_recorded(tmp_path: Path) -> None:
+    async with _open("sqlite", tmp_path) as store:
+        await store.add_confirmation(pending_write("cf_old"))
+        path = store.path
+    # The database as schema version 4 left it: an approving row with no attempt times.
+    for statement in (
+        "UPDATE confirmations SET state = 'approving'",
+        "ALTER TABLE confirmations DROP COLUMN approved_at",
+        "ALTER TABLE confirmations DROP COLUMN approving_since",
+        "PRAGMA user_version = 4",
+    ):
+        _sql(path, statement)
+    async with _open("sqlite", tmp_path) as store:
+        assert _sql(store.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        old = await store.confirmation("cf_old")
+        assert old is not None and old.state == "approving"
+        assert old.approved_at is None and old.approving_since is None
 
 
 @pytest.mark.anyio

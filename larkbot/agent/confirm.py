@@ -13,6 +13,15 @@ Lark gives a callback 3 s. An approved write that is not done within
 owns (the daemon runs it for its whole life), shielded from cancellation so that it is
 never left half done; the click is answered at once with the card saying the change is
 being made, and the card is updated with the outcome (a message patch) when it is done.
+
+A write whose process died before settling it (a crash, a lost node) would leave its
+confirmation ``approving`` for good. The requester's click drives recovery: once the
+attempt is older than ``stuck_after_seconds`` (longer than any write takes) and not
+running in this process, the click takes it over (a compare-and-set on the attempt, so
+one click or replica wins) and runs the write again, which Lark applies once because the
+tool is idempotent and the rerun's key is the first run's. A tool that is not idempotent,
+or an attempt past the hour Lark honours the keys, is settled failed with an outcome
+that says it is unknown. A write that raises is settled failed too.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from pydantic import BaseModel
 
-from larkbot.agent.i18n import translate
+from larkbot.agent.i18n import humanise_duration, translate
 from larkbot.agent.timezone import FALLBACK_TIMEZONE
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.core.cards import CardAction, CardAnswer
@@ -60,6 +69,15 @@ ANSWER_WITHIN = 1.5
 _UPDATE_AFTER_ANSWER = 1.0
 # How long updating the card with the outcome may hold up a stopping daemon.
 _UPDATE_BOUND = 10.0
+
+STUCK_AFTER = 300.0
+"""Seconds after which an unsettled approved write is taken to have died with its process.
+
+Longer than any write takes: each Lark call gives up at its 60 s deadline (the client's
+:class:`~larkbot.core.retry.RetryPolicy`), and a write tool makes up to three in a row."""
+# How long Lark honours an idempotency key (message uuid, client_token): an approved write
+# is run again only if the rerun ends within this long of its first approval.
+_KEYS_HONOURED = 3600.0
 
 
 @dataclass(eq=False, slots=True)
@@ -101,6 +119,7 @@ class WriteConfirmations:
     :param history: turns kept per conversation.
     :param answer_within: seconds an approved write may take before the click is answered
         with "in progress" (only while :meth:`run` runs; without it the click waits).
+    :param stuck_after_seconds: after how long an unsettled approved write counts as dead.
     """
 
     def __init__(
@@ -114,6 +133,7 @@ class WriteConfirmations:
         conversations: ConversationSource | None = None,
         history: int = 50,
         answer_within: float = ANSWER_WITHIN,
+        stuck_after_seconds: float = STUCK_AFTER,
     ) -> None:
         self._store = store
         self._ttl = ttl_seconds
@@ -124,6 +144,9 @@ class WriteConfirmations:
         self._conversations = conversations
         self._history = history
         self._answer_within = answer_within
+        self._stuck_after = stuck_after_seconds
+        # The confirmations whose write runs in this process now: never taken over here.
+        self._running: set[str] = set()
         # Given by :meth:`bind` once the runner exists (it needs this object first).
         self._runner: ToolRunner | None = None
         self._client: LarkClient | None = None
@@ -203,8 +226,10 @@ class WriteConfirmations:
         if action.operator_open_id != pending.requester:
             self._decision(pending, action, "refused_not_requester")
             return CardAnswer(toast=translate("confirm_not_yours", language), toast_type="error")
+        if pending.state == ConfirmationState.APPROVING and kind == APPROVE:
+            return await self._approving(pending, action)
         if pending.state != ConfirmationState.PENDING:
-            return CardAnswer(card=confirmation_card(pending))
+            return CardAnswer(card=self._card(pending))
         if self._clock() >= pending.expires_at:
             return await self._settle_without_writing(pending, action, ConfirmationState.EXPIRED)
         if kind == CANCEL:
@@ -223,66 +248,172 @@ class WriteConfirmations:
             self._remember(current)
         key = "confirm_expired" if current.state == ConfirmationState.EXPIRED else None
         toast = translate(key, _language(pending.language)) if key else None
-        return CardAnswer(toast=toast, toast_type="warning", card=confirmation_card(current))
+        return CardAnswer(toast=toast, toast_type="warning", card=self._card(current))
 
     async def _approve(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
+        since = self._clock()
         won = await self._store.settle_confirmation(
             ConfirmationMove(
-                pending.id, expected=ConfirmationState.PENDING, state=ConfirmationState.APPROVING
+                pending.id,
+                expected=ConfirmationState.PENDING,
+                state=ConfirmationState.APPROVING,
+                approving_since=since,
             )
         )
         if not won:
             # Another click, delivery or replica took it: show where it stands.
             current = await self._store.confirmation(pending.id) or pending
-            return CardAnswer(card=confirmation_card(current))
+            return CardAnswer(card=self._card(current))
         self._decision(pending, action, "approved")
+        attempt = pending.model_copy(
+            update={
+                "state": ConfirmationState.APPROVING,
+                "approved_at": since,
+                "approving_since": since,
+            }
+        )
+        return await self._start(attempt, action)
+
+    async def _approving(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
+        """A click on an approved write: where it stands, or a takeover of a dead attempt."""
+        now = self._clock()
+        since = pending.approving_since
+        # Approved before attempts were recorded: it began before the confirmation expired.
+        began = pending.expires_at if since is None else since
+        if pending.id in self._running or now < began + self._stuck_after:
+            return CardAnswer(card=self._card(pending))
+        # The attempt outlasted any write: its process died before settling it.
+        tool = self._runner.registry.get(pending.tool) if self._runner is not None else None
+        approved_at = pending.approved_at
+        if (
+            tool is None
+            or not tool.idempotent
+            or approved_at is None
+            or now + self._stuck_after > approved_at + _KEYS_HONOURED
+        ):
+            return await self._settle_unknown(pending, action)
+        won = await self._store.settle_confirmation(
+            ConfirmationMove(
+                pending.id,
+                expected=ConfirmationState.APPROVING,
+                state=ConfirmationState.APPROVING,
+                expected_since=since,
+                approving_since=now,
+            )
+        )
+        if not won:
+            current = await self._store.confirmation(pending.id) or pending
+            return CardAnswer(card=self._card(current))
+        _log.warning(
+            "message %s: confirmation %s unsettled %.0f s after its write began; running it again",
+            pending.message_id,
+            pending.id,
+            now - began,
+            extra={"message_id": pending.message_id, "confirmation_id": pending.id},
+        )
+        self._decision(pending, action, "retaken")
+        return await self._start(pending.model_copy(update={"approving_since": now}), action)
+
+    async def _settle_unknown(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
+        """Settle a dead attempt that may not run again: whether it wrote is unknown."""
+        language = _language(pending.language)
+        outcome = translate("confirm_outcome_unknown", language)
+        won = await self._store.settle_confirmation(
+            ConfirmationMove(
+                pending.id,
+                expected=ConfirmationState.APPROVING,
+                state=ConfirmationState.FAILED,
+                outcome=outcome,
+                expected_since=pending.approving_since,
+            )
+        )
+        current = await self._store.confirmation(pending.id) or pending
+        if won:
+            self._decision(current, action, "outcome_unknown")
+            self._remember(current)
+        return CardAnswer(toast=outcome, toast_type="warning", card=self._card(current))
+
+    async def _start(self, attempt: PendingWrite, action: CardAction) -> CardAnswer:
+        """Run the write of ``attempt``, answering "in progress" if it outlasts the click."""
         writes = self._writes
         if writes is None:
             with anyio.CancelScope(shield=True):
-                return await self._write(pending, action)
+                return await self._write(attempt, action)
         approval = _Approval()
-        writes.start_soon(self._write_in_background, pending, action, approval)
+        writes.start_soon(self._write_in_background, attempt, action, approval)
         with anyio.move_on_after(self._answer_within):
             await approval.done.wait()
         # No await from here on: either the write finished and its card is the answer, or
         # the write, when it finishes, sees that the click was answered and updates the card.
         if approval.answer is not None:
             return approval.answer
-        language = _language(pending.language)
-        if approval.done.is_set():  # the write raised (logged): it stays ``approving``
+        language = _language(attempt.language)
+        if approval.done.is_set():
+            # Settling failed (logged): the store is unreachable. A click after the bound
+            # takes the attempt over.
             return CardAnswer(toast=translate("error", language), toast_type="error")
         approval.answered_at = time.monotonic()
         _log.info(
             "message %s: confirmation %s still running after %.1f s; answered in progress",
-            pending.message_id,
-            pending.id,
+            attempt.message_id,
+            attempt.id,
             self._answer_within,
-            extra={"message_id": pending.message_id, "confirmation_id": pending.id},
+            extra={"message_id": attempt.message_id, "confirmation_id": attempt.id},
         )
-        running = pending.model_copy(update={"state": ConfirmationState.APPROVING})
         return CardAnswer(
             toast=translate("confirm_running", language),
             toast_type="info",
-            card=confirmation_card(running),
+            card=self._card(attempt),
         )
 
-    async def _write(self, pending: PendingWrite, action: CardAction) -> CardAnswer:
+    async def _write(self, attempt: PendingWrite, action: CardAction) -> CardAnswer:
         """Run the approved write, settle its confirmation, and return the outcome's card."""
-        result = await self._run(pending)
-        state = ConfirmationState.DONE if result.ok else ConfirmationState.FAILED
-        outcome = (result.text if result.ok else result.error or result.text) or ""
-        await self._store.settle_confirmation(
-            ConfirmationMove(
-                pending.id, expected=ConfirmationState.APPROVING, state=state, outcome=outcome
+        self._running.add(attempt.id)
+        try:
+            try:
+                result = await self._run(attempt)
+            except Exception:
+                # Whatever failed, the write may or may not have reached Lark: say so, and
+                # keep the details (never shown on the card) in the log.
+                _log.exception(
+                    "message %s: the approved write of confirmation %s failed unexpectedly",
+                    attempt.message_id,
+                    attempt.id,
+                    extra={"message_id": attempt.message_id, "confirmation_id": attempt.id},
+                )
+                error = translate("confirm_write_error", _language(attempt.language))
+                result = ToolResult(ok=False, error=error, text=error)
+            state = ConfirmationState.DONE if result.ok else ConfirmationState.FAILED
+            outcome = (result.text if result.ok else result.error or result.text) or ""
+            won = await self._store.settle_confirmation(
+                ConfirmationMove(
+                    attempt.id,
+                    expected=ConfirmationState.APPROVING,
+                    state=state,
+                    outcome=outcome,
+                    expected_since=attempt.approving_since,
+                )
             )
-        )
-        settled = pending.model_copy(update={"state": state, "outcome": outcome})
+        finally:
+            self._running.discard(attempt.id)
+        if not won:
+            # A later attempt took this one over (it outlasted the bound): that one's
+            # outcome is the one that counts.
+            current = await self._store.confirmation(attempt.id) or attempt
+            _log.warning(
+                "message %s: confirmation %s was taken over while its write ran",
+                attempt.message_id,
+                attempt.id,
+                extra={"message_id": attempt.message_id, "confirmation_id": attempt.id},
+            )
+            return CardAnswer(card=self._card(current))
+        settled = attempt.model_copy(update={"state": state, "outcome": outcome})
         self._decision(settled, action, state.value)
         self._remember(settled)
         return CardAnswer(
             toast=outcome.splitlines()[0][:200] if outcome else None,
             toast_type="success" if result.ok else "error",
-            card=confirmation_card(settled),
+            card=self._card(settled),
         )
 
     async def _write_in_background(
@@ -293,10 +424,11 @@ class WriteConfirmations:
             try:
                 approval.answer = await self._write(pending, action)
             except Exception:
-                # A task of the daemon's group must not end the daemon; the confirmation
-                # stays ``approving`` for an operator to look at.
+                # Settling failed (the write's own failures are settled): a task of the
+                # daemon's group must not end the daemon. The confirmation stays
+                # ``approving`` until a click after the bound takes it over.
                 _log.exception(
-                    "message %s: the approved write of confirmation %s failed",
+                    "message %s: the approved write of confirmation %s could not be settled",
                     pending.message_id,
                     pending.id,
                     extra={"message_id": pending.message_id, "confirmation_id": pending.id},
@@ -351,6 +483,9 @@ class WriteConfirmations:
         )
         return await self._runner.run_approved(pending.tool, pending.arguments, ctx)
 
+    def _card(self, pending: PendingWrite) -> dict[str, Any]:
+        return confirmation_card(pending, retry_after=self._stuck_after)
+
     def _remember(self, settled: PendingWrite) -> None:
         """Add what became of the change to its conversation, as the card now says it."""
         if self._conversations is None:
@@ -396,8 +531,15 @@ def _change_markdown(tool: str, rows: list[tuple[str, str | None, str]]) -> str:
     return "\n".join(lines)
 
 
-def confirmation_card(pending: PendingWrite, *, minutes: int | None = None) -> dict[str, Any]:
-    """The card (JSON 2.0) of ``pending`` as it stands: buttons while it is pending."""
+def confirmation_card(
+    pending: PendingWrite, *, minutes: int | None = None, retry_after: float | None = None
+) -> dict[str, Any]:
+    """The card (JSON 2.0) of ``pending`` as it stands: buttons while it is pending.
+
+    :param minutes: how long a pending one may be approved, as its prompt says.
+    :param retry_after: seconds after which the requester may click an approving one again
+        (a write whose process died is then taken over): said, with a button to do it.
+    """
     language = _language(pending.language)
     title = translate("confirm_title", language, tool=pending.tool)
     elements: list[dict[str, Any]] = [{"tag": "markdown", "content": pending.change}]
@@ -418,6 +560,13 @@ def confirmation_card(pending: PendingWrite, *, minutes: int | None = None) -> d
     else:
         template = _TEMPLATES[state]
         elements.append({"tag": "markdown", "content": _outcome_line(pending)})
+        if state == ConfirmationState.APPROVING and retry_after is not None:
+            after = humanise_duration(retry_after, language)
+            retry = translate("confirm_running_retry", language, after=after)
+            elements.append({"tag": "markdown", "content": retry})
+            elements.append(
+                _button(translate("confirm_check", language), "default", APPROVE, pending)
+            )
     return {
         "schema": "2.0",
         "config": {"update_multi": True},

@@ -1125,6 +1125,22 @@ MESSAGES: Final[Mapping[str, Message]] = {
         en="Approved; the change is being made.",
         zh="已批准，正在执行。",
     ),
+    "confirm_running_retry": Message(
+        ja="{after}経っても終わらない場合は、もう一度クリックしてください。",
+        en="If it has not finished after {after}, click again.",
+        zh="如果 {after}后仍未完成，请再次点击。",
+    ),
+    "confirm_check": Message(ja="状況を確認", en="Check again", zh="再次查看"),
+    "confirm_write_error": Message(
+        ja="予期しないエラーで中断しました。変更されたかどうかを確認してから、もう一度依頼してください。",
+        en="An unexpected error stopped the change; check whether it was made before asking again.",
+        zh="意外错误中断了此更改；请先确认是否已更改，再重新请求。",
+    ),
+    "confirm_outcome_unknown": Message(
+        ja="実行中に中断されたため、変更されたかどうかは不明です。確認してから、必要ならもう一度依頼してください。",
+        en="The change was interrupted while being made, so whether it was made is unknown; check, and ask again if needed.",
+        zh="此更改在执行中被中断，无法确定是否已完成；请确认后按需重新请求。",
+    ),
     "confirm_done": Message(ja="完了: {outcome}", en="Done: {outcome}", zh="完成：{outcome}"),
     "confirm_failed": Message(
         ja="失敗しました: {outcome}", en="Failed: {outcome}", zh="失败：{outcome}"

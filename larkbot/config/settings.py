@@ -375,6 +375,18 @@ class AgentSettings(_Section):
         le=1440,
         description="How long a write confirmation card can be approved; then it expires.",
     )
+    confirm_stuck_after_seconds: float = Field(
+        300,
+        ge=1,
+        le=1800,
+        description=(
+            "An approved write still unsettled after this many seconds is taken to have died "
+            "with its process (a crash, a lost node): the requester's next click on its card "
+            "runs it again if the tool is idempotent, else reports its outcome as unknown. "
+            "Keep it longer than any write takes: each Lark call gives up after 60 s, and a "
+            "write makes up to three calls in a row."
+        ),
+    )
     profiles: list[AgentProfileSettings] = Field(
         default_factory=list,
         description=(

@@ -417,6 +417,7 @@ def _build_assistant(
         confirmations = WriteConfirmations(
             store,
             ttl_seconds=settings.agent.confirm_ttl_minutes * 60,
+            stuck_after_seconds=settings.agent.confirm_stuck_after_seconds,
             bases=dict(settings.bases),
             allowed_bases=None if allowed is None else frozenset(allowed),
             conversations=conversations,

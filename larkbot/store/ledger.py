@@ -121,7 +121,9 @@ class Store(ABC):
         raise StoreError(f"the {self.kind} store does not keep write confirmations")
 
     async def settle_confirmation(self, move: ConfirmationMove) -> bool:
-        """Make ``move`` if the confirmation is in ``move.expected``; ``False`` if it was not.
+        """Make ``move`` if the confirmation stands as it expects; ``False`` if it did not.
+
+        It expects ``move.expected`` and, with ``move.expected_since``, that attempt.
 
         Atomic, also across processes and replicas: of concurrent moves from one state,
         exactly one returns ``True``.

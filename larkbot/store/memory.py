@@ -113,13 +113,11 @@ class MemoryStore(Store):
         return self._confirmations.get(confirmation_id)
 
     async def settle_confirmation(self, move: ConfirmationMove) -> bool:
-        """Make ``move`` if the confirmation is in ``move.expected`` (no await: atomic)."""
+        """Make ``move`` if the confirmation stands as it expects (no await: atomic)."""
         pending = self._confirmations.get(move.confirmation_id)
-        if pending is None or pending.state != move.expected:
+        if pending is None or not move.applies_to(pending):
             return False
-        self._confirmations[move.confirmation_id] = pending.model_copy(
-            update={"state": move.state, "outcome": move.outcome}
-        )
+        self._confirmations[move.confirmation_id] = move.applied(pending)
         return True
 
     async def streamed_card(self, message_id: str) -> StreamedCard | None:

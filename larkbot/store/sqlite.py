@@ -120,6 +120,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             body TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # When a confirmation was first approved, and when its latest attempt at the write
+        # began: a write whose process died is taken over by that attempt's successor.
+        "ALTER TABLE confirmations ADD COLUMN approved_at REAL",
+        "ALTER TABLE confirmations ADD COLUMN approving_since REAL",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -403,20 +409,41 @@ class SqliteStore(Store):
     async def confirmation(self, confirmation_id: str) -> PendingWrite | None:
         """The confirmation as it stands now, or ``None``."""
         rows = await self._query(
-            "SELECT state, outcome, body FROM confirmations WHERE id = ?", (confirmation_id,)
+            "SELECT state, outcome, approved_at, approving_since, body FROM confirmations"
+            " WHERE id = ?",
+            (confirmation_id,),
         )
         if not rows:
             return None
-        state, outcome, body = rows[0]
+        state, outcome, approved_at, approving_since, body = rows[0]
         pending = PendingWrite.model_validate_json(body)
-        return pending.model_copy(update={"state": ConfirmationState(state), "outcome": outcome})
+        return pending.model_copy(
+            update={
+                "state": ConfirmationState(state),
+                "outcome": outcome,
+                "approved_at": approved_at,
+                "approving_since": approving_since,
+            }
+        )
 
     async def settle_confirmation(self, move: ConfirmationMove) -> bool:
-        """Make ``move`` if the confirmation is in ``move.expected``: one conditional UPDATE."""
+        """Make ``move`` if the confirmation stands as it expects: one conditional UPDATE."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE confirmations SET state = ?, outcome = ? WHERE id = ? AND state = ?",
-                (move.state.value, move.outcome, move.confirmation_id, move.expected.value),
+                "UPDATE confirmations SET state = ?, outcome = ?,"
+                " approving_since = COALESCE(?, approving_since),"
+                " approved_at = COALESCE(approved_at, ?)"
+                " WHERE id = ? AND state = ? AND (? IS NULL OR approving_since = ?)",
+                (
+                    move.state.value,
+                    move.outcome,
+                    move.approving_since,
+                    move.approving_since,
+                    move.confirmation_id,
+                    move.expected.value,
+                    move.expected_since,
+                    move.expected_since,
+                ),
             )
             return cursor.rowcount == 1
 

@@ -663,6 +663,8 @@ class _WriteTool(_BaseTool[InputT], write=True, scopes=("bitable:app",)):
 class CreateBaseRecord(
     _WriteTool[CreateBaseRecordInput],
     name="create_base_record",
+    # Lark makes one record per client_token (the call's idempotency key).
+    idempotent=True,
     description=(
         "Create a new record in a Lark Base (bitable) table (a configured name, a Base link, or "
         "'app_token' and 'table_id'). Use it when the user asks to add or register something (a "
@@ -690,6 +692,8 @@ class CreateBaseRecord(
 class UpdateBaseRecord(
     _WriteTool[UpdateBaseRecordInput],
     name="update_base_record",
+    # Setting the same values again changes nothing more.
+    idempotent=True,
     description=(
         "Update fields of an existing record in a Lark Base (bitable) table (a configured name, a "
         "Base link, or 'app_token' and 'table_id'). Use it when the user asks to change, correct "

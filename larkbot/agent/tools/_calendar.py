@@ -63,6 +63,8 @@ class CreateCalendarEvent(
         "current time is given in). The end defaults to one hour after the start."
     ),
     write=True,
+    # One event per idempotency_key; an attendee already invited is not added again.
+    idempotent=True,
     scopes=("calendar:calendar",),
 ):
     """Put an event in a calendar and invite people."""

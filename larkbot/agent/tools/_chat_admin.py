@@ -113,6 +113,8 @@ class CreateChat(
         "make or set up a group for a project, an event or a team."
     ),
     write=True,
+    # Lark creates one group per uuid (the call's idempotency key).
+    idempotent=True,
     scopes=("im:chat:create", "im:chat:readonly", "contact:user.id:readonly"),
 ):
     """Create a group chat with the bot in it."""

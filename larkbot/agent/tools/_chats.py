@@ -55,6 +55,8 @@ class SendMessage(
         "Give exactly one target."
     ),
     write=True,
+    # Lark sends one message per uuid (the call's idempotency key).
+    idempotent=True,
     scopes=("im:message:send_as_bot",),
 ):
     """Post a text message as the bot in another chat."""

@@ -328,6 +328,8 @@ class GrantDocumentPermission(
         "or to let them edit it. The app must be able to manage the document."
     ),
     write=True,
+    # Granting a member the same permission again changes nothing more.
+    idempotent=True,
     scopes=("docs:permission.member:create", "im:chat:readonly"),
 ):
     """Share a document with a person or a chat."""

@@ -112,10 +112,14 @@ class Tool(Generic[InputT]):
     (writers, the write limit and the audit log apply); ``scopes`` lists the Lark
     permissions it needs; ``cacheable`` lets the runner answer a repeated read from its
     cache (a tool whose answer changes without any write, such as a chat's history, sets
-    it to ``False``). ``input_model`` is taken from the type argument when not set.
+    it to ``False``). ``idempotent`` marks a write that, run again for the same message
+    with the same arguments within the hour Lark honours idempotency keys, changes nothing
+    more and answers as the first run did (an approved write whose process died is then
+    run again; others are reported as of unknown outcome). ``input_model`` is taken from
+    the type argument when not set.
 
-    ``name``, ``description``, ``write``, ``cacheable`` and ``scopes`` may each be given
-    as a keyword of the class statement or as a class attribute.
+    ``name``, ``description``, ``write``, ``cacheable``, ``idempotent`` and ``scopes`` may
+    each be given as a keyword of the class statement or as a class attribute.
     """
 
     name: ClassVar[str]
@@ -123,6 +127,7 @@ class Tool(Generic[InputT]):
     input_model: type[InputT]
     write: ClassVar[bool] = False
     cacheable: ClassVar[bool] = True
+    idempotent: ClassVar[bool] = False
     scopes: ClassVar[tuple[str, ...]] = ()
     _openai_schema: ClassVar[dict[str, Any] | None] = None
 
@@ -133,6 +138,7 @@ class Tool(Generic[InputT]):
         description: str | None = None,
         write: bool | None = None,
         cacheable: bool | None = None,
+        idempotent: bool | None = None,
         scopes: tuple[str, ...] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -142,6 +148,7 @@ class Tool(Generic[InputT]):
             "description": description,
             "write": write,
             "cacheable": cacheable,
+            "idempotent": idempotent,
             "scopes": scopes,
         }
         for attribute, value in declared.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLAIM",
+    "CONFIRMATION_MOVE",
     "FINISH",
     "HEARTBEAT",
     "INTAKE",
@@ -254,6 +255,18 @@ if used < limit then
 end
 local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
 return {0, math.max(oldest + window - now, 1), 0}
+"""
+
+# CONFIRMATION_MOVE: move a write confirmation on if its state is still the one the caller
+# read. KEYS: state. ARGV: the state value read ('' when there was none: pending), the new
+# value, ttl ms. Returns 1 when moved. (SET NX covers the first move only; taking over an
+# attempt, and settling only the current attempt, compare the whole value.)
+CONFIRMATION_MOVE = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
 """
 
 # HEARTBEAT: say this replica is alive until now + ttl, drop the expired, list the live.

@@ -103,6 +103,8 @@ class _ConfirmationSettled(BaseModel):
 
     state: ConfirmationState
     outcome: str = ""
+    approved_at: float | None = None
+    approving_since: float | None = None
 
 
 class _Entry(NamedTuple):
@@ -163,6 +165,7 @@ class RedisStore:
         self._rate = register(_scripts.RATE_LIMIT)
         self._heartbeat = register(_scripts.HEARTBEAT)
         self._max_epoch = register(_scripts.MAX_EPOCH)
+        self._move_confirmation = register(_scripts.CONFIRMATION_MOVE)
 
     @classmethod
     @asynccontextmanager
@@ -763,37 +766,46 @@ class RedisStore:
 
     async def confirmation(self, confirmation_id: str) -> PendingWrite | None:
         """The confirmation as it stands now, or ``None``."""
+        return (await self._confirmation_read(confirmation_id))[0]
+
+    async def settle_confirmation(self, move: ConfirmationMove) -> bool:
+        """Make ``move``: a compare-and-set of the confirmation's state against what was read.
+
+        The state key holds everything a move changes, so the script compares the whole
+        value: of concurrent moves from one state (or one attempt), exactly one wins.
+        """
+        pending, read = await self._confirmation_read(move.confirmation_id)
+        if pending is None or not move.applies_to(pending):
+            return False
+        moved = move.applied(pending)
+        value = _ConfirmationSettled(
+            state=moved.state,
+            outcome=moved.outcome,
+            approved_at=moved.approved_at,
+            approving_since=moved.approving_since,
+        ).model_dump_json()
+        key = self._confirmation_key(move.confirmation_id, "state")
+        args = [read, value, self._confirmation_ttl_ms(pending)]
+        done = await self._guarded(
+            "settling a confirmation",
+            lambda: self._run_script(self._move_confirmation, [key], args),
+        )
+        return bool(done)
+
+    async def _confirmation_read(self, confirmation_id: str) -> tuple[PendingWrite | None, str]:
+        """The confirmation as it stands, and its state key's raw value ('' when pending)."""
         body_key = self._confirmation_key(confirmation_id, "body")
         state_key = self._confirmation_key(confirmation_id, "state")
         body, state = await self._guarded(
             "a confirmation lookup", lambda: self._client.mget(body_key, state_key)
         )
         if body is None:
-            return None
+            return None, ""
         pending = PendingWrite.model_validate_json(body)
         if state is None:
-            return pending
+            return pending, ""
         settled = _ConfirmationSettled.model_validate_json(state)
-        return pending.model_copy(update={"state": settled.state, "outcome": settled.outcome})
-
-    async def settle_confirmation(self, move: ConfirmationMove) -> bool:
-        """Make ``move``; leaving ``pending`` is one ``SET NX``, so one replica wins.
-
-        Only the winner of that move may make the next (``approving`` to its outcome), so
-        the later moves need no atomicity of their own.
-        """
-        pending = await self.confirmation(move.confirmation_id)
-        if pending is None or pending.state != move.expected:
-            return False
-        key = self._confirmation_key(move.confirmation_id, "state")
-        value = _ConfirmationSettled(state=move.state, outcome=move.outcome).model_dump_json()
-        ttl_ms = self._confirmation_ttl_ms(pending)
-        nx = move.expected == ConfirmationState.PENDING
-        done = await self._guarded(
-            "settling a confirmation",
-            lambda: self._client.set(key, value, px=ttl_ms, nx=nx, xx=not nx),
-        )
-        return bool(done)
+        return pending.model_copy(update=settled.model_dump()), _text(state)
 
     def _confirmation_key(self, confirmation_id: str, part: str) -> str:
         # One hash tag per confirmation: its keys share a Redis Cluster slot.
