@@ -64,45 +64,32 @@ def plan(text: str, *, thread_id: str | None = None) -> ToolCall | str | None:
 
 # --- what each request plans ------------------------------------------------------------
 
+
+def _recap(limit: int) -> ToolCall:
+    """The call that reads the chat's last ``limit`` messages, bots left out."""
+    return ToolCall("list_chat_messages", {"limit": limit, "exclude_bots": True})
+
+
+def _read_plan(query: str) -> ToolCall:
+    """The call that reads the launch plan for what it says about ``query``."""
+    return ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": query})
+
+
 PLANS: list[tuple[str, ToolCall]] = [
-    ("summarise this chat", ToolCall("list_chat_messages", {"limit": 20, "exclude_bots": True})),
-    ("catch me up", ToolCall("list_chat_messages", {"limit": 20, "exclude_bots": True})),
-    (
-        "recap the last 50 messages",
-        ToolCall("list_chat_messages", {"limit": 50, "exclude_bots": True}),
-    ),
-    ("このチャットを要約して", ToolCall("list_chat_messages", {"limit": 20, "exclude_bots": True})),
-    ("直近10件をまとめて", ToolCall("list_chat_messages", {"limit": 10, "exclude_bots": True})),
-    ("总结一下这个群聊", ToolCall("list_chat_messages", {"limit": 20, "exclude_bots": True})),
-    ("群里最近30条说了什么", ToolCall("list_chat_messages", {"limit": 30, "exclude_bots": True})),
-    (
-        f"what does {LAUNCH_PLAN_URL} say about the budget?",
-        ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": "budget"}),
-    ),
-    (
-        f"does {LAUNCH_PLAN_URL} mention the launch date?",
-        ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": "launch date"}),
-    ),
-    (
-        f"{LAUNCH_PLAN_URL} には予算について何と書いてありますか？",
-        ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": "予算"}),
-    ),
-    (
-        f"この資料 {LAUNCH_PLAN_URL} のスケジュールについて教えて",
-        ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": "スケジュール"}),
-    ),
-    (
-        f"{LAUNCH_PLAN_URL} 里关于预算说了什么？",
-        ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": "预算"}),
-    ),
-    (
-        f"关于预算，{LAUNCH_PLAN_URL} 里写了什么",
-        ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": "预算"}),
-    ),
-    (
-        f"{LAUNCH_PLAN_URL} 预算是怎么说的",
-        ToolCall("read_document", {"document": LAUNCH_PLAN_URL, "query": "预算"}),
-    ),
+    ("summarise this chat", _recap(20)),
+    ("catch me up", _recap(20)),
+    ("recap the last 50 messages", _recap(50)),
+    ("このチャットを要約して", _recap(20)),
+    ("直近10件をまとめて", _recap(10)),
+    ("总结一下这个群聊", _recap(20)),
+    ("群里最近30条说了什么", _recap(30)),
+    (f"what does {LAUNCH_PLAN_URL} say about the budget?", _read_plan("budget")),
+    (f"does {LAUNCH_PLAN_URL} mention the launch date?", _read_plan("launch date")),
+    (f"{LAUNCH_PLAN_URL} には予算について何と書いてありますか？", _read_plan("予算")),
+    (f"この資料 {LAUNCH_PLAN_URL} のスケジュールについて教えて", _read_plan("スケジュール")),
+    (f"{LAUNCH_PLAN_URL} 里关于预算说了什么？", _read_plan("预算")),
+    (f"关于预算，{LAUNCH_PLAN_URL} 里写了什么", _read_plan("预算")),
+    (f"{LAUNCH_PLAN_URL} 预算是怎么说的", _read_plan("预算")),
     (LAUNCH_PLAN_URL, ToolCall("read_document", {"document": LAUNCH_PLAN_URL})),
     (ONBOARDING_URL, ToolCall("get_wiki_node", {"node": ONBOARDING_URL})),
     (

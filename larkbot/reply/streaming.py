@@ -200,12 +200,11 @@ class StreamingCard:
         return True
 
     def _finish_failed(self, exc: Exception) -> None:
-        log.warning(
-            "could not finish the streamed card of message %s: %s",
-            self._message_id,
-            exc,
-            extra={"message_id": self._message_id},
-        )
+        self._log(logging.WARNING, "could not finish the streamed card of message %s: %s", exc)
+
+    def _log(self, level: int, template: str, exc: Exception) -> None:
+        """Log what befell the card: ``template`` takes the message id, then ``exc``."""
+        log.log(level, template, self._message_id, exc, extra={"message_id": self._message_id})
 
     async def _open(self) -> bool:
         """Create the card entity (unless resumed) and reply with it, once.
@@ -245,11 +244,10 @@ class StreamingCard:
             )
         except (LarkAPIError, KeyError, _NotKept) as exc:
             self.failed = True
-            log.warning(
+            self._log(
+                logging.WARNING,
                 "streaming card refused for message %s, answering without it: %s",
-                self._message_id,
                 exc,
-                extra={"message_id": self._message_id},
             )
             return False
         self.sent = True
@@ -270,12 +268,7 @@ class StreamingCard:
             # Another attempt owns the card now: this one must not touch it again.
             self.failed = True
         # The final text still goes in at finish(); one lost frame only costs smoothness.
-        log.info(
-            "a streamed update of message %s failed: %s",
-            self._message_id,
-            exc,
-            extra={"message_id": self._message_id},
-        )
+        self._log(logging.INFO, "a streamed update of message %s failed: %s", exc)
 
     async def _flush(self) -> None:
         if self._pending is None or self._pending == self._shown:
