@@ -1136,8 +1136,20 @@ def _series(name: str, values: str, **labels: str) -> dict[str, str]:
     return {"series": f"{name}{{{selector}}}", "values": values}
 
 
-def _firing(severity: str, **labels: str) -> list[dict[str, Any]]:
-    return [{"exp_labels": {"severity": severity, "job": "larkbot", **labels}}]
+def _case(series: list[dict[str, str]], *checks: dict[str, Any]) -> dict[str, Any]:
+    """A promtool test case: ``series`` replayed a minute apart, then ``checks``."""
+    return {"interval": "1m", "input_series": series, "alert_rule_test": list(checks)}
+
+
+def _quiet(eval_time: str, alert: str) -> dict[str, Any]:
+    """``alert`` does not fire at ``eval_time``."""
+    return {"eval_time": eval_time, "alertname": alert, "exp_alerts": []}
+
+
+def _fires(eval_time: str, alert: str, severity: str, **labels: str) -> dict[str, Any]:
+    """``alert`` fires at ``eval_time`` once, with ``severity`` and ``labels``."""
+    exp_labels = {"severity": severity, "job": "larkbot", **labels}
+    return {"eval_time": eval_time, "alertname": alert, "exp_alerts": [{"exp_labels": exp_labels}]}
 
 
 def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
@@ -1158,85 +1170,49 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
     bad_acks = {"0.005": "0x20", "0.5": "0x20", "1.0": "0+10x20", "+Inf": "0+10x20"}
     good_acks = {"0.005": "0+10x20", "0.5": "0+10x20", "1.0": "0+10x20", "+Inf": "0+10x20"}
     tests = [
-        {
-            "interval": "1m",
-            "input_series": [_series("larkbot_connection_up", "1 0x10", instance=bot)],
-            "alert_rule_test": [
-                {"eval_time": "2m", "alertname": "LarkbotDisconnected", "exp_alerts": []},
-                {
-                    "eval_time": "4m",
-                    "alertname": "LarkbotDisconnected",
-                    "exp_alerts": _firing("critical", instance=bot),
-                },
-            ],
-        },
-        {
-            "interval": "1m",
-            "input_series": [
+        _case(
+            [_series("larkbot_connection_up", "1 0x10", instance=bot)],
+            _quiet("2m", "LarkbotDisconnected"),
+            _fires("4m", "LarkbotDisconnected", "critical", instance=bot),
+        ),
+        _case(
+            [
                 _series("larkbot_replies_total", "0x3 1x20", instance=bot, outcome="failed"),
                 _series("larkbot_replies_total", "0+5x24", instance=bot, outcome="sent"),
             ],
-            "alert_rule_test": [
-                {"eval_time": "2m", "alertname": "LarkbotReplyFailures", "exp_alerts": []},
-                {
-                    "eval_time": "6m",
-                    "alertname": "LarkbotReplyFailures",
-                    "exp_alerts": _firing("warning", instance=bot, outcome="failed"),
-                },
-                {"eval_time": "20m", "alertname": "LarkbotReplyFailures", "exp_alerts": []},
-            ],
-        },
-        {
-            "interval": "1m",
-            "input_series": [
+            _quiet("2m", "LarkbotReplyFailures"),
+            _fires("6m", "LarkbotReplyFailures", "warning", instance=bot, outcome="failed"),
+            _quiet("20m", "LarkbotReplyFailures"),
+        ),
+        _case(
+            [
                 _series("process_start_time_seconds", "100+60x5 400x10", instance=bot),
                 # Another Python exporter restarting is not larkbot's problem.
                 _series("process_start_time_seconds", "100+60x10", instance=bot, job="other"),
             ],
-            "alert_rule_test": [
-                {
-                    "eval_time": "6m",
-                    "alertname": "LarkbotRestartLoop",
-                    "exp_alerts": _firing("critical", instance=bot),
-                },
-            ],
-        },
-        {
-            "interval": "1m",
-            "input_series": [
+            _fires("6m", "LarkbotRestartLoop", "critical", instance=bot),
+        ),
+        _case(
+            [
                 # slow: every ack between 0.5 s and 1 s; fast: every ack under 5 ms.
                 _series("larkbot_ack_latency_seconds_bucket", values, instance=inst, le=le)
                 for inst, buckets in ((slow, bad_acks), (fast, good_acks))
                 for le, values in buckets.items()
             ],
-            "alert_rule_test": [
-                {"eval_time": "3m", "alertname": "LarkbotAckLatencyHigh", "exp_alerts": []},
-                {
-                    "eval_time": "12m",
-                    "alertname": "LarkbotAckLatencyHigh",
-                    "exp_alerts": _firing("warning", instance=slow),
-                },
-            ],
-        },
-        {
-            "interval": "1m",
-            "input_series": [
+            _quiet("3m", "LarkbotAckLatencyHigh"),
+            _fires("12m", "LarkbotAckLatencyHigh", "warning", instance=slow),
+        ),
+        _case(
+            [
                 # slow: one request in four rate limited; fast: none.
                 _series(requests, "0+60x30", instance=slow, status="200", **route),
                 _series(requests, "0+20x30", instance=slow, status="429", **route),
                 _series(requests, "0+60x30", instance=fast, status="200", **route),
             ],
-            "alert_rule_test": [
-                {
-                    "eval_time": "20m",
-                    "alertname": "LarkbotOpenAPIErrors",
-                    "exp_alerts": _firing("warning", instance=slow),
-                },
-            ],
-        },
-        {
-            "interval": "1m",
-            "input_series": [
+            _fires("20m", "LarkbotOpenAPIErrors", "warning", instance=slow),
+        ),
+        _case(
+            [
                 _series("larkbot_dispatch_backlog", "5x5 150x20", instance=bot),
                 _series(
                     "larkbot_events_received_total",
@@ -1246,21 +1222,11 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
                     outcome="overloaded",
                 ),
             ],
-            "alert_rule_test": [
-                {"eval_time": "10m", "alertname": "LarkbotBacklogHigh", "exp_alerts": []},
-                {
-                    "eval_time": "20m",
-                    "alertname": "LarkbotBacklogHigh",
-                    "exp_alerts": _firing("warning", instance=bot),
-                },
-                {"eval_time": "4m", "alertname": "LarkbotOverloaded", "exp_alerts": []},
-                {
-                    "eval_time": "8m",
-                    "alertname": "LarkbotOverloaded",
-                    "exp_alerts": _firing("warning", instance=bot),
-                },
-            ],
-        },
+            _quiet("10m", "LarkbotBacklogHigh"),
+            _fires("20m", "LarkbotBacklogHigh", "warning", instance=bot),
+            _quiet("4m", "LarkbotOverloaded"),
+            _fires("8m", "LarkbotOverloaded", "warning", instance=bot),
+        ),
     ]
     test_file = tmp_path / "alerts-test.json"
     test_file.write_text(
