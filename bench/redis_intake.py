@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 
 from larkbot.core.message import InboundMessage
-from larkbot.store.redis import PartitionOwnership, RedisStore
+from larkbot.store.redis import FinishChange, PartitionOwnership, RedisStore
 
 __all__ = ["main"]
 
@@ -179,7 +179,9 @@ async def _full_path(
 
         async def _finish(item: Any) -> None:
             async with limiter:
-                await ownership.finish(item, user_text=item.message.text, answer_text="pong")
+                await ownership.finish(
+                    item, FinishChange(user_text=item.message.text, answer_text="pong")
+                )
             latencies.append(anyio.current_time() - admitted[item.message.message_id])
             if len(latencies) == len(messages):
                 finished.set()

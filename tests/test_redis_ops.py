@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from larkbot.store.redis import (
+    FinishChange,
     FinishOutcome,
     PartitionOwnership,
     RedisConfigError,
@@ -38,7 +39,7 @@ async def test_backlog_and_inspect_count_what_waits(redis_server: RedisServer) -
             await tg.start(ownership.run)
             items = await take(ownership, 4)
             done = next(i for i in items if i.message.chat_id == "oc_other")
-            assert await ownership.finish(done, user_text="q", answer_text="a") is (
+            assert await ownership.finish(done, FinishChange(user_text="q", answer_text="a")) is (
                 FinishOutcome.FINISHED
             )
             backlog = {q.partition: q for q in await store.backlog()}
@@ -69,7 +70,9 @@ async def test_backup_then_restore_into_an_empty_redis_keeps_keys_ttls_and_dedup
             await tg.start(ownership.run)
             items = await take(ownership, 20)
             for item in items[:12]:  # the rest stays queued, as in a running deployment
-                await ownership.finish(item, user_text=item.message.text, answer_text="a")
+                await ownership.finish(
+                    item, FinishChange(user_text=item.message.text, answer_text="a")
+                )
             await store.put_answer(items[15].message.chat_id, items[15].message.message_id, "x")
             before = await snapshot(store)
             history = {f"oc_{n}": await store.history(f"oc_{n}") for n in range(5)}

@@ -11,6 +11,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from larkbot.core.message import InboundMessage
 from larkbot.store.redis import (
+    FinishChange,
     FinishOutcome,
     MessageState,
     PartitionOwnership,
@@ -142,7 +143,9 @@ async def test_items_come_in_stream_order_per_chat(redis_server: RedisServer) ->
         assert by_chat(items) == {chat: [m.message_id for m in sent[chat]] for chat in chats}
         for item in items:
             assert item.delivery_count == 1 and not item.dead_lettered
-            await ownership.finish(item, user_text=item.message.text, answer_text="ok")
+            await ownership.finish(
+                item, FinishChange(user_text=item.message.text, answer_text="ok")
+            )
         assert sum(q.length for q in await first.backlog()) == 0
 
         # New messages arrive while the replica waits on XREAD: they come at once, in order.
@@ -180,7 +183,9 @@ async def test_a_killed_replicas_pending_work_is_adopted_in_order(
             assert all(item.delivery_count == 2 for item in adopted)  # to a, then to b
             assert {i.partition for i in adopted} <= b.owned
             for item in adopted:
-                assert await b.finish(item, answer_text="ok") is FinishOutcome.FINISHED
+                assert (
+                    await b.finish(item, FinishChange(answer_text="ok")) is FinishOutcome.FINISHED
+                )
             tg.cancel_scope.cancel()
 
         backlog = await store_b.backlog()
@@ -212,7 +217,7 @@ async def test_a_released_replica_is_adopted_at_once_after_its_items_finish(
         tg.start_soon(release)
         await anyio.sleep(0.3)
         assert not released.is_set()  # waits for the items it handed out
-        assert await a.finish(first, answer_text="done") is FinishOutcome.FINISHED
+        assert await a.finish(first, FinishChange(answer_text="done")) is FinishOutcome.FINISHED
         a.settle(second)  # given up: left pending for the next owner
         with anyio.fail_after(5):
             await released.wait()
@@ -247,7 +252,9 @@ async def test_an_owner_that_stopped_renewing_is_fenced(redis_server: RedisServe
         assert not a.is_current(stale) and b.is_current(adopted)
 
         # The stale owner wakes up and finishes: nothing is written.
-        outcome = await a.finish(stale, user_text="question", answer_text="answer by a")
+        outcome = await a.finish(
+            stale, FinishChange(user_text="question", answer_text="answer by a")
+        )
         assert outcome is FinishOutcome.FENCED
         assert await store_a.history("oc_pause") == []
         assert await store_a.message_state("oc_pause", message.message_id) is MessageState.PENDING
@@ -255,10 +262,9 @@ async def test_an_owner_that_stopped_renewing_is_fenced(redis_server: RedisServe
         # The new owner reuses the answer already generated, so the chat and history agree.
         cached = await store_b.get_answer(message.chat_id, message.message_id)
         assert cached is not None and cached.text == "answer by a"
-        assert await b.finish(adopted, user_text="question", answer_text=cached.text) is (
-            FinishOutcome.FINISHED
-        )
-        assert await a.finish(stale, answer_text="late") is FinishOutcome.FENCED
+        reused = FinishChange(user_text="question", answer_text=cached.text)
+        assert await b.finish(adopted, reused) is FinishOutcome.FINISHED
+        assert await a.finish(stale, FinishChange(answer_text="late")) is FinishOutcome.FENCED
         assert [t.text for t in await store_b.history("oc_pause")] == ["question", "answer by a"]
 
         # New messages go to b only; a's reader stopped feeding when its leases ran out.
@@ -321,7 +327,7 @@ async def test_a_partition_moves_only_after_its_items_are_finished(
         assert partition not in b.owned  # still draining on a
         assert partition not in a.owned  # and a reads nothing new from it
 
-        assert await a.finish(item, answer_text="one") is FinishOutcome.FINISHED
+        assert await a.finish(item, FinishChange(answer_text="one")) is FinishOutcome.FINISHED
         await until(lambda: b.owned == share_b, within=TICK + SLACK)
         [moved] = await take(b, 1)
         assert moved.message == second and moved.delivery_count == 1
@@ -350,9 +356,14 @@ async def test_ownership_survives_a_redis_restart(redis_server: RedisServer) -> 
         items = await take(ownership, 2, within=LEASE + TICK + SLACK + 5)
         # The earlier item comes again (a new epoch fenced the old one), then the new one.
         assert [i.message for i in items] == [before, after]
-        assert await ownership.finish(item, answer_text="stale") is FinishOutcome.FENCED
+        assert (
+            await ownership.finish(item, FinishChange(answer_text="stale")) is FinishOutcome.FENCED
+        )
         for fresh in items:
-            assert await ownership.finish(fresh, answer_text="ok") is FinishOutcome.FINISHED
+            assert (
+                await ownership.finish(fresh, FinishChange(answer_text="ok"))
+                is FinishOutcome.FINISHED
+            )
         tg.cancel_scope.cancel()
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from larkbot.store.redis import (
     KEEP,
+    FinishChange,
     FinishOutcome,
     Keyspace,
     MessageState,
@@ -186,7 +187,9 @@ async def test_first_stored_answer_wins_and_finish_drops_it(redis_server: RedisS
             await tg.start(ownership.run)
             [item] = await take(ownership, 1)
             assert item.message == message and item.delivery_count == 1
-            outcome = await ownership.finish(item, user_text=message.text, answer_text=first.text)
+            outcome = await ownership.finish(
+                item, FinishChange(user_text=message.text, answer_text=first.text)
+            )
             assert outcome is FinishOutcome.FINISHED
             tg.cancel_scope.cancel()
         assert await store.get_answer("oc_answer", message.message_id) is None
@@ -206,13 +209,18 @@ async def test_finish_appends_trims_expires_and_never_doubles_a_turn(
             items = await take(ownership, 3)
             assert [i.message.text for i in items] == ["q0", "q1", "q2"]
             language = await ownership.finish(
-                items[0], user_text="q0", answer_text="a0", language="ja", profile="brief"
+                items[0],
+                FinishChange(user_text="q0", answer_text="a0", language="ja", profile="brief"),
             )
             assert language is FinishOutcome.FINISHED
-            again = await store.finish(items[0], user_text="q0", answer_text="a0")
+            again = await store.finish(items[0], FinishChange(user_text="q0", answer_text="a0"))
             assert again is FinishOutcome.ALREADY_DONE
-            await ownership.finish(items[1], user_text="q1", answer_text="a1", profile=None)
-            await ownership.finish(items[2], user_text="q2", answer_text="a2", language=KEEP)
+            await ownership.finish(
+                items[1], FinishChange(user_text="q1", answer_text="a1", profile=None)
+            )
+            await ownership.finish(
+                items[2], FinishChange(user_text="q2", answer_text="a2", language=KEEP)
+            )
             tg.cancel_scope.cancel()
 
         conversation = await store.conversation(chat)
@@ -241,7 +249,9 @@ async def test_a_burst_finishes_in_one_step(redis_server: RedisServer) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(ownership.run)
             items = await take(ownership, 3)
-            outcome = await ownership.finish(items, user_text="a\nb\nc", answer_text="abc")
+            outcome = await ownership.finish(
+                items, FinishChange(user_text="a\nb\nc", answer_text="abc")
+            )
             assert outcome is FinishOutcome.FINISHED
             tg.cancel_scope.cancel()
         assert [t.text for t in await store.history("oc_burst")] == ["a\nb\nc", "abc"]

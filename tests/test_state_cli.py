@@ -21,7 +21,7 @@ import pytest
 from larkbot.core.agent import Reply
 from larkbot.core.conversation import Conversation
 from larkbot.core.message import InboundMessage
-from larkbot.store.redis import PartitionOwnership, RedisStore, _admin
+from larkbot.store.redis import FinishChange, PartitionOwnership, RedisStore, _admin
 from larkbot.store.sqlite import SqliteStore
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, running_daemon, settings_for
@@ -497,7 +497,9 @@ async def test_a_message_answered_after_the_key_listing_is_in_the_backup(tmp_pat
             await tg.start(ownership.run)
             with anyio.fail_after(15):
                 async for item in ownership.items:
-                    await ownership.finish(item, user_text=item.message.text, answer_text="ok")
+                    await ownership.finish(
+                        item, FinishChange(user_text=item.message.text, answer_text="ok")
+                    )
                     if item.message.message_id == late.message_id:
                         break
             tg.cancel_scope.cancel()

@@ -9,7 +9,7 @@ Two objects make it up::
             await tg.start(ownership.run)
             async for item in ownership.items:         # this replica's share, in order
                 ...
-                await ownership.finish(item, user_text=..., answer_text=...)
+                await ownership.finish(item, FinishChange(user_text=..., answer_text=...))
 
 :class:`RedisStore` holds the atomic steps (intake, the answer cache, conversations, the
 fenced finish, rate limits) and the operations (ping, info, backlog, inspect, backup,
@@ -27,10 +27,11 @@ from larkbot.store.redis._keys import Keyspace
 from larkbot.store.redis._limits import SharedRateLimiter
 from larkbot.store.redis._models import *  # noqa: F403  (every result type is public)
 from larkbot.store.redis._ownership import PartitionOwnership, rendezvous_owner
-from larkbot.store.redis._store import KEEP, RedisStore
+from larkbot.store.redis._store import KEEP, FinishChange, RedisStore
 
 __all__ = [
     "KEEP",
+    "FinishChange",
     "Keyspace",
     "PartitionOwnership",
     "RedisConfigError",

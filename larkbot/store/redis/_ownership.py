@@ -55,7 +55,7 @@ from pydantic import ValidationError
 from larkbot.core.message import InboundMessage
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._models import FinishOutcome, WorkItem
-from larkbot.store.redis._store import KEEP, RedisStore, _Entry, _Keep
+from larkbot.store.redis._store import _SETTLE_ONLY, FinishChange, RedisStore, _Entry
 
 __all__ = ["PartitionOwnership", "rendezvous_owner"]
 
@@ -197,30 +197,14 @@ class PartitionOwnership:
             self._running = False
 
     async def finish(
-        self,
-        items: WorkItem | Sequence[WorkItem],
-        *,
-        user_text: str | None = None,
-        answer_text: str | None = None,
-        conversation_key: str | None = None,
-        language: str | _Keep | None = KEEP,
-        profile: str | _Keep | None = KEEP,
-        reset: bool = False,
+        self, items: WorkItem | Sequence[WorkItem], change: FinishChange = _SETTLE_ONLY
     ) -> FinishOutcome:
-        """:meth:`RedisStore.finish` the items, then :meth:`settle` them.
+        """:meth:`RedisStore.finish` the items with ``change``, then :meth:`settle` them.
 
         On :class:`RedisUnavailable` the items stay unsettled: retry, or settle them.
         """
         batch = [items] if isinstance(items, WorkItem) else list(items)
-        outcome = await self._store.finish(
-            batch,
-            user_text=user_text,
-            answer_text=answer_text,
-            conversation_key=conversation_key,
-            language=language,
-            profile=profile,
-            reset=reset,
-        )
+        outcome = await self._store.finish(batch, change)
         self.settle(batch)
         return outcome
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -66,7 +67,7 @@ from larkbot.store.redis._models import (
 )
 from larkbot.store.streamed import StreamedCard
 
-__all__ = ["KEEP", "RedisStore"]
+__all__ = ["KEEP", "FinishChange", "RedisStore"]
 
 logger = logging.getLogger("larkbot.store")
 
@@ -84,7 +85,32 @@ class _Keep(Enum):
 
 
 KEEP = _Keep.KEEP
-"""Passed as ``language`` or ``profile`` to :meth:`RedisStore.finish`: leave it as it is."""
+"""A :class:`FinishChange`'s ``language`` or ``profile``: leave it as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishChange:
+    """What a finish writes into the conversation, besides settling the messages.
+
+    :ivar user_text: the user turn to append (``None``: none).
+    :ivar answer_text: the answer turn to append (``None``: none).
+    :ivar conversation_key: the conversation written (``None``: the first item's).
+    :ivar language: the conversation's language afterwards (:data:`KEEP`: as it is,
+        ``None``: cleared).
+    :ivar profile: the conversation's profile afterwards (:data:`KEEP`: as it is,
+        ``None``: cleared).
+    :ivar reset: empty the history before appending (the ``reset`` command).
+    """
+
+    user_text: str | None = None
+    answer_text: str | None = None
+    conversation_key: str | None = None
+    language: str | _Keep | None = KEEP
+    profile: str | _Keep | None = KEEP
+    reset: bool = False
+
+
+_SETTLE_ONLY = FinishChange()
 
 
 class _StoredTurn(BaseModel):
@@ -492,22 +518,14 @@ class RedisStore:
         await self._guarded("forgetting a conversation", lambda: self._client.delete(*keys))
 
     async def finish(
-        self,
-        items: WorkItem | Sequence[WorkItem],
-        *,
-        user_text: str | None = None,
-        answer_text: str | None = None,
-        conversation_key: str | None = None,
-        language: str | _Keep | None = KEEP,
-        profile: str | _Keep | None = KEEP,
-        reset: bool = False,
+        self, items: WorkItem | Sequence[WorkItem], change: FinishChange = _SETTLE_ONLY
     ) -> FinishOutcome:
         """Settle answered work, fenced by the lease the items were read under.
 
         In one atomic step, and only while the partition's lease still holds the items'
-        ``owner|epoch``: empty the conversation's history when ``reset``, append the user
-        turn and the answer turn (when given) to it (trimmed to ``max_turns``, idle expiry
-        renewed), set the language and profile (unless ``KEEP``; ``None`` clears), mark
+        ``owner|epoch``: apply ``change`` (empty the conversation's history when
+        ``reset``, append the user turn and the answer turn when given, trimmed to
+        ``max_turns`` with idle expiry renewed, set the language and profile), mark
         every message done, acknowledge and delete their stream entries and drop their
         cached answers. Several items (a burst answered together) must share one chat and
         one epoch.
@@ -521,14 +539,14 @@ class RedisStore:
         first = batch[0]
         if any(i.partition != first.partition or i.token != first.token for i in batch):
             raise ValueError("the items of one finish must share a partition and an epoch")
-        key = conversation_key or first.message.conversation_key
+        key = change.conversation_key or first.message.conversation_key
         partition = first.partition
         if self.keys.partition_of_conversation(key) != partition:
             raise ValueError(f"conversation {key!r} is not in partition {partition}")
         now = datetime.now(UTC).isoformat()
         turns = [
             json.dumps({"role": role, "text": text, "at": now}, ensure_ascii=False)
-            for role, text in (("user", user_text), ("assistant", answer_text))
+            for role, text in (("user", change.user_text), ("assistant", change.answer_text))
             if text is not None
         ]
         keys = [
@@ -546,9 +564,9 @@ class RedisStore:
             self.max_turns,
             self._conversation_ttl_ms,
             self._seen_ttl_ms,
-            _change(language),
-            _change(profile),
-            "1" if reset else "0",
+            _change(change.language),
+            _change(change.profile),
+            "1" if change.reset else "0",
             len(turns),
             *turns,
             *(item.entry_id for item in batch),
