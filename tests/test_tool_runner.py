@@ -131,6 +131,8 @@ async def test_unknown_tool_names_the_available_ones(env: Env) -> None:
 
 async def test_writers_policy_denies_writes_but_not_reads(env: Env) -> None:
     runner = env.runner(writers=["ou_sato"])
+    # Shared as it is with ask_larkbot's own runner over MCP.
+    assert runner.writers == frozenset({"ou_sato"})
     before = executions("create_base_record", "denied")
     denied = await runner.run(
         "create_base_record", {"table": "customers", "fields": {"Name": "X"}}, env.ctx
@@ -154,6 +156,7 @@ async def test_writers_policy_denies_writes_but_not_reads(env: Env) -> None:
 async def test_eleventh_write_in_a_minute_is_refused_with_the_wait(env: Env) -> None:
     limiter = RateLimiter(10, clock=env.clock)
     runner = env.runner(write_limiter=limiter)
+    assert runner.write_limiter is limiter
     before = executions("send_message", "rate_limited")
     for index in range(10):
         result = await runner.run(

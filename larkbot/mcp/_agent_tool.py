@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from larkbot import __version__
 from larkbot.agent.assistant import Assistant
 from larkbot.agent.i18n import translate
-from larkbot.agent.limits import RateLimiter
 from larkbot.agent.tools.base import Tool, ToolContext, ToolResult
 from larkbot.agent.tools.registry import ToolRegistry
 from larkbot.agent.tools.runner import ToolRunner
@@ -152,12 +151,10 @@ class AskLarkbot(Tool[AskLarkbotInput]):
     :param settings: the configuration the agent answers with (tables, profiles, LLM).
     :param registry: the tools the agent reads with (every read tool there is).
     :param outer: returns the server's runner. The agent may write only with the write
-        tools it runs, and the answer is posted through it when it runs ``send_message``
+        tools it runs, under its writers policy and write limiter (shared with direct
+        tool calls), and the answer is posted through it when it runs ``send_message``
         (the server lets callers post in chats).
     :param brain: the brain shared by every call (``None``: the offline brain).
-    :param write_limiter: the server's write limiter, shared with direct tool calls
-        (``None``: no limit).
-    :param writers: the writers policy of the server's runner (``None``: everyone).
     """
 
     name: ClassVar[str] = ASK_TOOL
@@ -180,14 +177,10 @@ class AskLarkbot(Tool[AskLarkbotInput]):
         registry: ToolRegistry,
         outer: Callable[[], ToolRunner],
         brain: Brain | None,
-        write_limiter: RateLimiter | None,
-        writers: Iterable[str] | None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._brain = brain
-        self._write_limiter = write_limiter
-        self._writers = None if writers is None else tuple(writers)
         self._outer = outer
         self._status = _Status(time.monotonic())
 
@@ -197,7 +190,7 @@ class AskLarkbot(Tool[AskLarkbotInput]):
         if args.chat_id and _SEND_TOOL not in outer.registry:
             message = translate("posting_needs_writes", ctx.language)
             return ToolResult(ok=False, error=message, text=message)
-        reply = await self._answer(ctx, args, outer.registry)
+        reply = await self._answer(ctx, args, outer)
         data: dict[str, Any] = {"answer": reply.text, "markdown": reply.markdown}
         if not args.chat_id:
             return ToolResult(ok=True, data=data, text=reply.text)
@@ -212,20 +205,19 @@ class AskLarkbot(Tool[AskLarkbotInput]):
         data["posted"] = posted.data
         return ToolResult(ok=True, data=data, text=f"{reply.text}\n\n{posted.text}")
 
-    async def _answer(
-        self, ctx: ToolContext, args: AskLarkbotInput, exposed: ToolRegistry
-    ) -> Reply:
+    async def _answer(self, ctx: ToolContext, args: AskLarkbotInput, outer: ToolRunner) -> Reply:
         # Reading is always fine; writing only with what the server lets callers write.
         tools = [
             tool
             for tool in self._registry
-            if tool.name not in (ASK_TOOL, POST_TOOL) and (not tool.write or tool.name in exposed)
+            if tool.name not in (ASK_TOOL, POST_TOOL)
+            and (not tool.write or tool.name in outer.registry)
         ]
         runner = _CallerRunner(
             ToolRegistry(tools),
             caller=ctx.limit_key,
-            write_limiter=self._write_limiter,
-            writers=self._writers,
+            write_limiter=outer.write_limiter,
+            writers=outer.writers,
             # Each question stands alone: nothing to gain from caching across questions.
             cache_ttl_seconds=0,
         )

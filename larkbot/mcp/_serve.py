@@ -215,12 +215,9 @@ def exposed_tools(
     ask = AskLarkbot(
         settings=settings,
         registry=registry,
+        # Only listed, never run: no runner, and the offline brain is never consulted.
         outer=_no_runner,
-        # Only listed, never run: these are never consulted, so their ``None`` (offline
-        # brain, no limit, everyone may write) is harmless here.
         brain=None,
-        write_limiter=None,
-        writers=None,
     )
     available = available_tools(registry, ask)
     return select_tools(available, options.tools, allow_writes=options.allow_writes)

@@ -101,8 +101,6 @@ class LarkToolServer:
             registry=registry,
             outer=lambda: self.runner,
             brain=brain,
-            write_limiter=write_limiter,
-            writers=writers,
         )
         self.tools: list[Tool[Any]] = select_tools(
             available_tools(registry, ask), selection, allow_writes=allow_writes

@@ -108,6 +108,16 @@ class ToolRunner:
         return self._registry
 
     @property
+    def write_limiter(self) -> UserLimiter | None:
+        """What caps each user's writes per minute (``None``: no limit)."""
+        return self._write_limiter
+
+    @property
+    def writers(self) -> frozenset[str] | None:
+        """The open_ids that may use write tools (``None``: everyone)."""
+        return self._writers
+
+    @property
     def confirms_writes(self) -> bool:
         """Whether writes wait for their requester's approval."""
         return self._confirmations is not None
