@@ -81,10 +81,9 @@ class Responder:
         streaming: bool = False,
     ) -> None:
         self._agent = agent
-        self._client = client
         self._store = store
         self._conversations = conversations
-        self._reply_in_thread = reply_in_thread
+        # The poster alone talks to Lark: the client and the thread choice are its.
         self._poster = ReplyPoster(
             client, reply_in_thread=reply_in_thread, working_reaction_after=working_reaction_after
         )

@@ -72,6 +72,7 @@ __all__ = ["KEEP", "FinishChange", "RedisStore"]
 logger = logging.getLogger("larkbot.store")
 
 T = TypeVar("T")
+_Stored = TypeVar("_Stored", bound=BaseModel)
 _RATE_WINDOW_MS = 60_000
 # A settled confirmation is kept this long past its expiry, so a late click still reads
 # what happened to it.
@@ -446,13 +447,9 @@ class RedisStore:
         """The streamed card an owner kept for the answer to ``message_id``, or ``None``."""
         key = self.keys.streamed_card(self.keys.partition_of(chat_id), message_id)
         raw = await self._guarded("a streamed card lookup", lambda: self._client.get(key))
-        if raw is None:
-            return None
-        try:
-            return StreamedCard.model_validate_json(raw)
-        except ValidationError:
-            logger.warning("message %s: the streamed card is unreadable, ignoring it", message_id)
-            return None
+        return _stored(
+            StreamedCard, raw, message_id, "the streamed card is unreadable, ignoring it"
+        )
 
     async def keep_streamed_card(
         self, chat_id: str, message_id: str, card: StreamedCard, *, token: str
@@ -962,10 +959,19 @@ def _change(value: str | _Keep | None) -> str:
 
 
 def _answer(raw: bytes | None, message_id: str) -> CachedAnswer | None:
+    return _stored(
+        CachedAnswer, raw, message_id, "the cached answer is unreadable, generating anew"
+    )
+
+
+def _stored(
+    model: type[_Stored], raw: bytes | None, message_id: str, unreadable: str
+) -> _Stored | None:
+    """``raw`` read as ``model``; ``None`` when absent, or unreadable (logged as such)."""
     if raw is None:
         return None
     try:
-        return CachedAnswer.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError:
-        logger.warning("message %s: the cached answer is unreadable, generating anew", message_id)
+        logger.warning("message %s: %s", message_id, unreadable)
         return None
