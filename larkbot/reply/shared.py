@@ -57,7 +57,6 @@ from larkbot.reply.streaming import finish_stream
 from larkbot.store.redis import (
     CachedAnswer,
     ConversationChange,
-    FinishChange,
     FinishOutcome,
     PartitionOwnership,
     RedisStore,
@@ -377,14 +376,7 @@ class SharedResponder:
     ) -> FinishOutcome:
         if change is None:
             return await self._ownership.finish(items)
-        finish = FinishChange(
-            user_text=change.user_text,
-            answer_text=change.answer_text,
-            reset=change.reset,
-            language=change.language,
-            profile=change.profile,
-        )
-        return await self._ownership.finish(items, finish)
+        return await self._ownership.finish(items, change.finish_change())
 
     async def _retrying(
         self, items: list[WorkItem], what: str, call: Callable[[], Awaitable[T]]

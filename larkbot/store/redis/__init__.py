@@ -27,11 +27,9 @@ from larkbot.store.redis._keys import Keyspace
 from larkbot.store.redis._limits import SharedRateLimiter
 from larkbot.store.redis._models import *  # noqa: F403  (every result type is public)
 from larkbot.store.redis._ownership import PartitionOwnership, rendezvous_owner
-from larkbot.store.redis._store import KEEP, FinishChange, RedisStore
+from larkbot.store.redis._store import RedisStore
 
 __all__ = [
-    "KEEP",
-    "FinishChange",
     "Keyspace",
     "PartitionOwnership",
     "RedisConfigError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import IntEnum, StrEnum
+from enum import Enum, IntEnum, StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict
 from larkbot.core.message import InboundMessage
 
 __all__ = [
+    "KEEP",
     "BackupSummary",
     "CachedAnswer",
     "ConversationChange",
+    "FinishChange",
     "FinishOutcome",
     "IntakeResult",
     "MessageState",
@@ -90,6 +92,36 @@ class MessageState(StrEnum):
     DONE = "done"
 
 
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP
+"""A :class:`FinishChange`'s ``language`` or ``profile``: leave it as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishChange:
+    """What a finish writes into the conversation, besides settling the messages.
+
+    :ivar user_text: the user turn to append (``None``: none).
+    :ivar answer_text: the answer turn to append (``None``: none).
+    :ivar conversation_key: the conversation written (``None``: the first item's).
+    :ivar language: the conversation's language afterwards (:data:`KEEP`: as it is,
+        ``None``: cleared).
+    :ivar profile: the conversation's profile afterwards (:data:`KEEP`: as it is,
+        ``None``: cleared).
+    :ivar reset: empty the history before appending (the ``reset`` command).
+    """
+
+    user_text: str | None = None
+    answer_text: str | None = None
+    conversation_key: str | None = None
+    language: str | _Keep | None = KEEP
+    profile: str | _Keep | None = KEEP
+    reset: bool = False
+
+
 class ConversationChange(_Frozen):
     """What answering a message does to its conversation, as the fenced finish applies it.
 
@@ -105,6 +137,16 @@ class ConversationChange(_Frozen):
     reset: bool = False
     language: str | None = None
     profile: str | None = None
+
+    def finish_change(self) -> FinishChange:
+        """This change as the finish applies it (the language and profile are set, not kept)."""
+        return FinishChange(
+            user_text=self.user_text,
+            answer_text=self.answer_text,
+            reset=self.reset,
+            language=self.language,
+            profile=self.profile,
+        )
 
 
 class CachedAnswer(_Frozen):

@@ -54,8 +54,8 @@ from pydantic import ValidationError
 
 from larkbot.core.message import InboundMessage
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
-from larkbot.store.redis._models import FinishOutcome, WorkItem
-from larkbot.store.redis._store import _SETTLE_ONLY, FinishChange, RedisStore, _Entry
+from larkbot.store.redis._models import FinishChange, FinishOutcome, WorkItem
+from larkbot.store.redis._store import _SETTLE_ONLY, RedisStore, _Entry
 
 __all__ = ["PartitionOwnership", "rendezvous_owner"]
 

@@ -17,9 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -52,9 +50,11 @@ from larkbot.store.redis._endpoint import RedisEndpoint
 from larkbot.store.redis._errors import RedisConfigError, RedisUnavailable
 from larkbot.store.redis._keys import GROUP, Keyspace
 from larkbot.store.redis._models import (
+    KEEP,
     BackupSummary,
     CachedAnswer,
     ConversationChange,
+    FinishChange,
     FinishOutcome,
     IntakeResult,
     MessageState,
@@ -64,10 +64,11 @@ from larkbot.store.redis._models import (
     RestoreSummary,
     StateCounts,
     WorkItem,
+    _Keep,
 )
 from larkbot.store.streamed import StreamedCard
 
-__all__ = ["KEEP", "FinishChange", "RedisStore"]
+__all__ = ["RedisStore"]
 
 logger = logging.getLogger("larkbot.store")
 
@@ -79,36 +80,6 @@ _RATE_WINDOW_MS = 60_000
 _CONFIRMATION_KEPT_SECONDS = 86_400.0
 # Redis appends where in which script an error arose; operators need the error itself.
 _SCRIPT_SUFFIX = re.compile(r"\.? *script: [0-9a-f]{40}, on @user_script:\d+\.?")
-
-
-class _Keep(Enum):
-    KEEP = "keep"
-
-
-KEEP = _Keep.KEEP
-"""A :class:`FinishChange`'s ``language`` or ``profile``: leave it as it is."""
-
-
-@dataclass(frozen=True, slots=True)
-class FinishChange:
-    """What a finish writes into the conversation, besides settling the messages.
-
-    :ivar user_text: the user turn to append (``None``: none).
-    :ivar answer_text: the answer turn to append (``None``: none).
-    :ivar conversation_key: the conversation written (``None``: the first item's).
-    :ivar language: the conversation's language afterwards (:data:`KEEP`: as it is,
-        ``None``: cleared).
-    :ivar profile: the conversation's profile afterwards (:data:`KEEP`: as it is,
-        ``None``: cleared).
-    :ivar reset: empty the history before appending (the ``reset`` command).
-    """
-
-    user_text: str | None = None
-    answer_text: str | None = None
-    conversation_key: str | None = None
-    language: str | _Keep | None = KEEP
-    profile: str | _Keep | None = KEEP
-    reset: bool = False
 
 
 _SETTLE_ONLY = FinishChange()
