@@ -304,12 +304,12 @@ class WriteConfirmations:
         if not won:
             current = await self._store.confirmation(pending.id) or pending
             return CardAnswer(card=self._card(current))
-        _log.warning(
+        _log_about(
+            pending,
+            logging.WARNING,
             "message %s: confirmation %s unsettled %.0f s after its write began; running it again",
-            pending.message_id,
             pending.id,
             now - began,
-            extra={"message_id": pending.message_id, "confirmation_id": pending.id},
         )
         self._decision(pending, action, "retaken")
         return await self._start(pending.model_copy(update={"approving_since": now}), action)
@@ -353,12 +353,12 @@ class WriteConfirmations:
             # takes the attempt over.
             return CardAnswer(toast=translate("error", language), toast_type="error")
         approval.answered_at = time.monotonic()
-        _log.info(
+        _log_about(
+            attempt,
+            logging.INFO,
             "message %s: confirmation %s still running after %.1f s; answered in progress",
-            attempt.message_id,
             attempt.id,
             self._answer_within,
-            extra={"message_id": attempt.message_id, "confirmation_id": attempt.id},
         )
         return CardAnswer(
             toast=translate("confirm_running", language),
@@ -375,11 +375,12 @@ class WriteConfirmations:
             except Exception:
                 # Whatever failed, the write may or may not have reached Lark: say so, and
                 # keep the details (never shown on the card) in the log.
-                _log.exception(
+                _log_about(
+                    attempt,
+                    logging.ERROR,
                     "message %s: the approved write of confirmation %s failed unexpectedly",
-                    attempt.message_id,
                     attempt.id,
-                    extra={"message_id": attempt.message_id, "confirmation_id": attempt.id},
+                    exc_info=True,
                 )
                 error = translate("confirm_write_error", _language(attempt.language))
                 result = ToolResult(ok=False, error=error, text=error)
@@ -400,11 +401,11 @@ class WriteConfirmations:
             # A later attempt took this one over (it outlasted the bound): that one's
             # outcome is the one that counts.
             current = await self._store.confirmation(attempt.id) or attempt
-            _log.warning(
+            _log_about(
+                attempt,
+                logging.WARNING,
                 "message %s: confirmation %s was taken over while its write ran",
-                attempt.message_id,
                 attempt.id,
-                extra={"message_id": attempt.message_id, "confirmation_id": attempt.id},
             )
             return CardAnswer(card=self._card(current))
         settled = attempt.model_copy(update={"state": state, "outcome": outcome})
@@ -427,11 +428,12 @@ class WriteConfirmations:
                 # Settling failed (the write's own failures are settled): a task of the
                 # daemon's group must not end the daemon. The confirmation stays
                 # ``approving`` until a click after the bound takes it over.
-                _log.exception(
+                _log_about(
+                    pending,
+                    logging.ERROR,
                     "message %s: the approved write of confirmation %s could not be settled",
-                    pending.message_id,
                     pending.id,
-                    extra={"message_id": pending.message_id, "confirmation_id": pending.id},
+                    exc_info=True,
                 )
                 return
             finally:
@@ -449,20 +451,20 @@ class WriteConfirmations:
             try:
                 await self._client.patch(action.open_message_id, content=dict(answer.card))
             except LarkAPIError as exc:
-                _log.warning(
+                _log_about(
+                    pending,
+                    logging.WARNING,
                     "message %s: could not show the outcome of confirmation %s on its card: %s",
-                    pending.message_id,
                     pending.id,
                     exc,
-                    extra={"message_id": pending.message_id, "confirmation_id": pending.id},
                 )
                 return
-            _log.info(
+            _log_about(
+                pending,
+                logging.INFO,
                 "message %s: card %s updated with the outcome of confirmation %s",
-                pending.message_id,
                 action.open_message_id,
                 pending.id,
-                extra={"message_id": pending.message_id, "confirmation_id": pending.id},
             )
 
     async def _run(self, pending: PendingWrite) -> ToolResult:
@@ -514,6 +516,17 @@ class WriteConfirmations:
                 "outcome": pending.outcome,
             },
         )
+
+
+def _log_about(
+    pending: PendingWrite, level: int, template: str, *args: object, exc_info: bool = False
+) -> None:
+    """Log ``template`` about ``pending``, with its message and confirmation ids as fields.
+
+    The message id fills the template's first ``%s``, then ``args`` the rest.
+    """
+    extra = {"message_id": pending.message_id, "confirmation_id": pending.id}
+    _log.log(level, template, pending.message_id, *args, extra=extra, exc_info=exc_info)
 
 
 def _language(value: str) -> Language:
