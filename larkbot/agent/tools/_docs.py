@@ -334,7 +334,11 @@ class GrantDocumentPermission(
     write=True,
     # Granting a member the same permission again changes nothing more.
     idempotent=True,
-    scopes=("docs:permission.member:create", "im:chat:readonly"),
+    scopes=(
+        "docs:permission.member:create",
+        "docs:permission.member:retrieve",
+        "im:chat:readonly",
+    ),
 ):
     """Share a document with a person or a chat."""
 
