@@ -780,6 +780,20 @@ async def test_a_dead_write_that_may_not_run_again_is_settled_as_unknown(env: _E
 
 
 @pytest.mark.anyio
+async def test_a_dead_update_is_not_run_again_over_what_others_changed_since(env: _Env) -> None:
+    card = await env.ask("update recCust000002 in customers Status=Won")
+    await _left_approving(env, card)
+    # Someone changes the record in Lark while the attempt lies dead.
+    _customers(env.ws)["recCust000002"]["Status"] = "Lost"
+    env.now[0] += 301
+    answer = json.loads((await env.click(_buttons(card)["approve"])).to_json())
+    shown = _markdown(answer["card"]["data"])
+    assert "Failed" in shown and "unknown" in shown
+    assert not env.ws.writes
+    assert _customers(env.ws)["recCust000002"]["Status"] == "Lost"
+
+
+@pytest.mark.anyio
 async def test_a_dead_write_past_the_hour_of_its_key_is_not_run_again(env: _Env) -> None:
     card = await env.ask("add to customers Name=Too Old Ltd")
     await _left_approving(env, card)

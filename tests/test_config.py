@@ -537,6 +537,12 @@ def test_bad_port_names_key_origin_and_fix(tmp_path: Path) -> None:
         ({"LARKBOT_ADMISSION__RESPOND_TO_MENTION_ALL": "perhaps"}, "must be true or false"),
         ({"MAX_CONVERSATION_HISTORY": "0"}, "must be an integer of at least 1, got '0'"),
         (
+            # Shorter than a write may take: a click could run it again while it runs.
+            {"LARKBOT_AGENT__CONFIRM_STUCK_AFTER_SECONDS": "1"},
+            "agent.confirm_stuck_after_seconds (env LARKBOT_AGENT__CONFIRM_STUCK_AFTER_SECONDS): "
+            "must be at least 240 seconds, longer than any write takes",
+        ),
+        (
             {"LARKBOT_AGENT__PROFILES": '[{"name": "a"}, {"name": "a"}]'},
             "agent.profiles (env LARKBOT_AGENT__PROFILES): must have unique names",
         ),
@@ -544,6 +550,15 @@ def test_bad_port_names_key_origin_and_fix(tmp_path: Path) -> None:
 )
 def test_validation_errors_explain_what_is_expected(env: dict[str, str], expected: str) -> None:
     assert expected in _error(env=env)
+
+
+def test_the_stuck_write_bound_outlasts_three_lark_calls() -> None:
+    """Each Lark call may take 60 s and a write makes up to three: 240 s at the least."""
+    key = "LARKBOT_AGENT__CONFIRM_STUCK_AFTER_SECONDS"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={key: "239"})
+    assert caught.value.exit_code == 78
+    assert load_settings(env={key: "240"}).agent.confirm_stuck_after_seconds == 240
 
 
 @pytest.mark.parametrize(

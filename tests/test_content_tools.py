@@ -529,6 +529,29 @@ async def test_grant_document_permission_by_name_email_and_chat(env: Env) -> Non
     assert share.params["type"] == "sheet"
 
 
+async def test_a_grant_of_what_the_member_already_holds_succeeds(env: Env) -> None:
+    """A grant run again (a confirmed write taken over after its first attempt went
+    through), or asking for less than the member was given since, is no failure."""
+    grant = {"document": LAUNCH_PLAN_ID, "member": "佐藤", "permission": "edit"}
+    first = await env.call("grant_document_permission", **grant)
+    again = await env.later_message("om_content_2").call("grant_document_permission", **grant)
+    assert first.ok and again.ok and not again.data["already_held"]
+    # Given full access since: Lark refuses edit (1063003), and the member list says why.
+    env.ws.permissions[LAUNCH_PLAN_ID] = [
+        replace(member, perm="full_access") for member in env.ws.permissions[LAUNCH_PLAN_ID]
+    ]
+    held = await env.later_message("om_content_3").call("grant_document_permission", **grant)
+    assert held.ok and held.data["already_held"]
+    assert held.text == f"佐藤 美咲 already has edit access (or more) to {LAUNCH_PLAN_ID}."
+    assert [(m.member_id, m.perm) for m in env.ws.permissions[LAUNCH_PLAN_ID]] == [
+        ("ou_sato", "full_access")
+    ]
+    # Without the member list, the refusal stands.
+    env.ws.denied_routes.add("GET drive/v1/permissions/{token}/members")
+    refused = await env.later_message("om_content_4").call("grant_document_permission", **grant)
+    assert not refused.ok
+
+
 def test_matching_paragraphs_ranks_by_words_found() -> None:
     content = (
         "Budget overview\nThe travel budget is small.\nNothing here.\n予算の内訳は広告です。\n"

@@ -943,6 +943,11 @@ MESSAGES: Final[Mapping[str, Message]] = {
         en="Gave {member} {permission} access to {document}.",
         zh="已授予 {member} 对 {document} 的{permission}权限。",
     ),
+    "access_already_held": Message(
+        ja="{member} は {document} の{permission}権限（またはそれ以上）をすでに持っています。",
+        en="{member} already has {permission} access (or more) to {document}.",
+        zh="{member} 已拥有对 {document} 的{permission}权限（或更高权限）。",
+    ),
     # Wiki.
     "bad_wiki_ref": Message(
         ja="「{value}」は Wiki のリンクやトークンとして読めません。",

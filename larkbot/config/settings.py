@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from larkbot.config._schema import Key, dotted, is_secret
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.language import Language
+from larkbot.core.retry import RetryPolicy
 
 __all__ = [
     "EX_CONFIG",
@@ -66,6 +67,14 @@ _MIN_TIMEOUT_MS = 1_000
 _MAX_TIMEOUT_MS = 600_000
 # Real Lark app secrets have 32 characters; a shorter value is a truncated paste or a typo.
 _MIN_APP_SECRET_LENGTH = 16
+
+# An approved write is taken over only once it has outlasted any write: each Lark call
+# gives up at the client's deadline, a write tool makes up to three in a row, and a minute
+# more covers the rest (the tenant token, the time zone, settling in the store).
+_LARK_CALL_DEADLINE = RetryPolicy().deadline
+_LARK_CALLS_PER_WRITE = 3
+_MIN_STUCK_AFTER_SECONDS = _LARK_CALL_DEADLINE * _LARK_CALLS_PER_WRITE + 60.0
+
 # The deployment guide's and our examples' stand-ins for real values.
 _PLACEHOLDER_ID = re.compile(r"(?i)cli_(?:x{3,}|\.\.\.|<.*>|.*your.*|.*replace.*)")
 _PLACEHOLDER_SECRET = re.compile(
@@ -377,14 +386,15 @@ class AgentSettings(_Section):
     )
     confirm_stuck_after_seconds: float = Field(
         300,
-        ge=1,
+        ge=_MIN_STUCK_AFTER_SECONDS,
         le=1800,
         description=(
             "An approved write still unsettled after this many seconds is taken to have died "
             "with its process (a crash, a lost node): the requester's next click on its card "
             "runs it again if the tool is idempotent, else reports its outcome as unknown. "
-            "Keep it longer than any write takes: each Lark call gives up after 60 s, and a "
-            "write makes up to three calls in a row."
+            f"At least {_MIN_STUCK_AFTER_SECONDS:g}: each Lark call gives up after "
+            f"{_LARK_CALL_DEADLINE:g} s and a write makes up to {_LARK_CALLS_PER_WRITE} calls in "
+            "a row, so a shorter bound could run a write again while it is still running."
         ),
     )
     profiles: list[AgentProfileSettings] = Field(
@@ -410,6 +420,19 @@ class AgentSettings(_Section):
                 "must be an IANA time zone name such as Asia/Tokyo, Europe/London or UTC"
             ) from None
         return name
+
+    @field_validator("confirm_stuck_after_seconds", mode="before")
+    @classmethod
+    def _outlasts_any_write(cls, value: Any) -> Any:
+        # Checked before the bounds, so that the sentence says why the minimum is what it is.
+        number = _number(value)
+        if number is not None and number < _MIN_STUCK_AFTER_SECONDS:
+            raise ValueError(
+                f"must be at least {_MIN_STUCK_AFTER_SECONDS:g} seconds, longer than any write "
+                f"takes (each Lark call may take {_LARK_CALL_DEADLINE:g} s and a write makes up "
+                f"to {_LARK_CALLS_PER_WRITE}), or a click could run a write again while it runs"
+            )
+        return value
 
     @field_validator("profiles")
     @classmethod

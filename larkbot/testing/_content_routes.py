@@ -12,7 +12,9 @@ platform's behaviour is not pinned down:
   ``merge_info``, which the insert call refuses (1770001), as the platform does.
 - Unknown documents answer 1770002, unknown wiki nodes 131005, an unknown folder 1061044,
   sharing an unknown object 1063005, an unknown Base 1254040, a taken table name 1254013,
-  and a group with someone the bot cannot see 232043.
+  and a group with someone the bot cannot see 232043. Sharing with a member who holds more
+  than asked answers 1063003 (Invalid operation, as Lark documents it); asking again for
+  what they hold is granted.
 - A route listed in ``ws.denied_routes`` (as ``"<METHOD> <template>"``, or the template
   alone for every method) answers 99991672 naming the scope it needs.
 """
@@ -54,6 +56,8 @@ _FOLDER_NOT_FOUND = 1061044
 _WIKI_NOT_FOUND = 131005
 _SHARE_INVALID = 1063001
 _SHARE_NOT_FOUND = 1063005
+# "Invalid operation": among its causes, a member who already holds more than is asked.
+_SHARE_INVALID_OPERATION = 1063003
 _WRONG_REQUEST_BODY = 1254001
 _TABLE_NAME_TAKEN = 1254013
 
@@ -62,6 +66,7 @@ _SHARE_TYPES = frozenset(
     {"doc", "docx", "sheet", "bitable", "wiki", "file", "folder", "mindnote", "slides"}
 )
 _PERMS = frozenset({"view", "edit", "full_access"})
+_PERM_RANKS = {"view": 0, "edit": 1, "full_access": 2}
 
 # Block types of the docx block API.
 _TEXT, _CODE, _QUOTE, _DIVIDER, _TABLE, _TABLE_CELL = 2, 14, 15, 22, 31, 32
@@ -520,11 +525,12 @@ class _Handlers(WorkspaceHandlers):
         member = PermissionMember(
             str(member_type), member_id, str(body["perm"]), str(body.get("type") or "user")
         )
-        members = [
-            m
-            for m in self.ws.permissions.get(token, [])
-            if (m.member_type, m.member_id) != (member.member_type, member.member_id)
-        ]
+        held = self.ws.permissions.get(token, [])
+        same = [m for m in held if (m.member_type, m.member_id) == (member_type, member_id)]
+        # Asking again for what a member holds is granted; asking for less is refused.
+        if same and _PERM_RANKS[same[0].perm] > _PERM_RANKS[member.perm]:
+            raise ApiError(_SHARE_INVALID_OPERATION, "Invalid operation")
+        members = [m for m in held if m not in same]
         self.ws.permissions[token] = [*members, member]
         self.record_write(request)
         return {
@@ -535,6 +541,26 @@ class _Handlers(WorkspaceHandlers):
                 "perm_type": "container",
                 "type": member.type,
             }
+        }
+
+    @_routes.route("GET", PERMISSION_MEMBERS, "docs:permission.member:retrieve")
+    def list_members(self, request: ApiRequest) -> dict[str, Any]:
+        token = request.path_params["token"]
+        if request.query.get("type") not in _SHARE_TYPES:
+            raise ApiError(_SHARE_INVALID, "Invalid parameter: type")
+        if not self._shareable(token):
+            raise ApiError(_SHARE_INVALID, "Invalid parameter: token")
+        return {
+            "items": [
+                {
+                    "member_type": m.member_type,
+                    "member_id": m.member_id,
+                    "perm": m.perm,
+                    "perm_type": "container",
+                    "type": m.type,
+                }
+                for m in self.ws.permissions.get(token, [])
+            ]
         }
 
     # ------------------------------------------------------------------------ tables

@@ -692,8 +692,8 @@ class CreateBaseRecord(
 class UpdateBaseRecord(
     _WriteTool[UpdateBaseRecordInput],
     name="update_base_record",
-    # Setting the same values again changes nothing more.
-    idempotent=True,
+    # Not idempotent: a rerun of a dead attempt (up to an hour later) would overwrite what
+    # others changed in the record since, so such an attempt is settled as unknown instead.
     description=(
         "Update fields of an existing record in a Lark Base (bitable) table (a configured name, a "
         "Base link, or 'app_token' and 'table_id'). Use it when the user asks to change, correct "

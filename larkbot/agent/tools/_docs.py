@@ -46,6 +46,10 @@ _SHARE_REFUSALS = {
     1063002: "share_forbidden",
     1063004: "share_forbidden",
 }
+# "Invalid operation": among its causes, a member who already holds more than is asked
+# (others are a collaborator limit, a tenant policy, visibility, the document's owner).
+_INVALID_OPERATION = 1063003
+_PERM_RANKS = {"view": 0, "edit": 1, "full_access": 2}
 _TABLE_BLOCK = 31
 _MAX_BLOCKS = 1000  # the most blocks one descendant call inserts
 _MATCHES_SHOWN = 10
@@ -330,7 +334,11 @@ class GrantDocumentPermission(
     write=True,
     # Granting a member the same permission again changes nothing more.
     idempotent=True,
-    scopes=("docs:permission.member:create", "im:chat:readonly"),
+    scopes=(
+        "docs:permission.member:create",
+        "docs:permission.member:retrieve",
+        "im:chat:readonly",
+    ),
 ):
     """Share a document with a person or a chat."""
 
@@ -352,36 +360,70 @@ class GrantDocumentPermission(
                 raise ToolError(translate("member_unknown", ctx.language, names=member))
             member_type, kind = "openid", "user"
             shown = people.names.get(member_id, member)
-        await call(
-            ctx,
-            "POST",
-            f"drive/v1/permissions/{path_segment(ref.token)}/members",
-            route=PERMISSION_ROUTE,
-            refusals=_SHARE_REFUSALS,
-            params={"type": ref.kind},
-            json={
-                "member_type": member_type,
-                "member_id": member_id,
-                "perm": args.permission,
-                "type": kind,
-            },
-            write=True,
-        )
+        already = False
+        try:
+            await call(
+                ctx,
+                "POST",
+                f"drive/v1/permissions/{path_segment(ref.token)}/members",
+                route=PERMISSION_ROUTE,
+                refusals=_SHARE_REFUSALS,
+                params={"type": ref.kind},
+                json={
+                    "member_type": member_type,
+                    "member_id": member_id,
+                    "perm": args.permission,
+                    "type": kind,
+                },
+                write=True,
+            )
+        except LarkAPIError as exc:
+            # A rerun of a grant whose first attempt went through, or a member given more
+            # since: they hold what was asked, which is what the grant is for.
+            if exc.code != _INVALID_OPERATION or not await _holds(
+                ctx, ref, member_type, member_id, args.permission
+            ):
+                raise
+            already = True
         result = {
             "token": ref.token,
             "kind": ref.kind,
             "member_type": member_type,
             "member_id": member_id,
             "permission": args.permission,
+            "already_held": already,
         }
         text = translate(
-            "access_granted",
+            "access_already_held" if already else "access_granted",
             ctx.language,
             member=shown,
             permission=translate(f"perm_{args.permission}", ctx.language),
             document=ref.url or ref.token,
         )
         return ToolResult(ok=True, data=result, text=text)
+
+
+async def _holds(
+    ctx: ToolContext, ref: LarkLink, member_type: str, member_id: str, permission: str
+) -> bool:
+    """Whether the member already holds ``permission`` or more on the document ``ref``.
+
+    Read from the document's member list (scope ``docs:permission.member:retrieve``); a
+    list that cannot be read proves nothing, and the refusal stands.
+    """
+    try:
+        data = await ctx.client.request(
+            "GET",
+            f"drive/v1/permissions/{path_segment(ref.token)}/members",
+            route=PERMISSION_ROUTE,
+            params={"type": ref.kind},
+        )
+    except LarkAPIError:
+        return False
+    for item in data.get("items") or []:
+        if (item.get("member_type"), item.get("member_id")) == (member_type, member_id):
+            return _PERM_RANKS.get(str(item.get("perm")), -1) >= _PERM_RANKS[permission]
+    return False
 
 
 def matching_paragraphs(content: str, query: str) -> list[str]:

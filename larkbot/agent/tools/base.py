@@ -114,9 +114,9 @@ class Tool(Generic[InputT]):
     cache (a tool whose answer changes without any write, such as a chat's history, sets
     it to ``False``). ``idempotent`` marks a write that, run again for the same message
     with the same arguments within the hour Lark honours idempotency keys, changes nothing
-    more and answers as the first run did (an approved write whose process died is then
-    run again; others are reported as of unknown outcome). ``input_model`` is taken from
-    the type argument when not set.
+    more, undoes nothing others changed since, and answers as the first run did (an
+    approved write whose process died is then run again; others are reported as of unknown
+    outcome). ``input_model`` is taken from the type argument when not set.
 
     ``name``, ``description``, ``write``, ``cacheable``, ``idempotent`` and ``scopes`` may
     each be given as a keyword of the class statement or as a class attribute.
