@@ -125,6 +125,22 @@ async def test_unknown_event_types_and_card_frames_get_a_200_ack_and_no_reply(
         assert len(lark.replies) == 1
 
 
+async def test_times_no_date_can_hold_are_acked_and_not_answered(tmp_path: Path) -> None:
+    # Regression: a create_time of 1e400 (infinity once parsed) raised OverflowError out of
+    # parsing, logged as a handler failure and acked 500, so Lark would send it forever.
+    async with _bot(tmp_path) as (lark, daemon):
+        events = [lark.build_message_event("hello") for _ in range(3)]
+        events[0]["header"]["create_time"] = float("inf")
+        events[1]["event"]["message"]["create_time"] = float("-inf")
+        events[2]["event"]["message"]["create_time"] = 10**30
+        for event in events:
+            await lark.push_event(event)
+        await lark.wait_for(lambda: len(lark.acks) == len(events))
+        assert [a.code for a in lark.acks] == [200] * len(events)
+        await _still_answers(lark, daemon)
+        assert len(lark.replies) == 1
+
+
 async def test_oversized_payload_is_acked_and_not_answered(tmp_path: Path) -> None:
     async with _bot(tmp_path) as (lark, daemon):
         huge = await lark.send_text("x" * (_MAX_PAYLOAD * 2), fragments=3)

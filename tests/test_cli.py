@@ -244,3 +244,35 @@ async def test_standin_on_a_taken_port_is_one_line_and_78() -> None:
     assert (
         err == f"larkbot: cannot listen on 127.0.0.1:{port}: choose another --port (0 picks one).\n"
     )
+
+
+@pytest.mark.anyio
+async def test_start_up_garbage_is_collected_not_frozen_once_ready() -> None:
+    # Regression: the heap was frozen without a collection first, so whatever start-up
+    # left unreachable in reference cycles was kept for the daemon's whole life.
+    import gc
+    import weakref
+    from types import SimpleNamespace
+
+    from larkbot.cli.main import _freeze_heap_when_ready
+
+    class _Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    daemon = SimpleNamespace(ready=anyio.Event())
+    was_enabled = gc.isenabled()
+    gc.disable()  # only the collection before the freeze may reclaim the cycle
+    try:
+        garbage = weakref.ref(_Cycle())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_freeze_heap_when_ready, daemon)
+            await anyio.wait_all_tasks_blocked()
+            assert garbage() is not None  # nothing happens before the daemon is ready
+            daemon.ready.set()
+        assert garbage() is None
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()

@@ -9,7 +9,7 @@ import anyio.lowlevel
 import pytest
 
 from larkbot.core.message import InboundMessage
-from larkbot.dispatch.dispatcher import Dispatcher
+from larkbot.dispatch.dispatcher import Dispatcher, MessageHandler
 from tests._factories import inbound
 
 pytestmark = pytest.mark.anyio
@@ -286,25 +286,109 @@ async def test_answers_that_keep_the_loop_busy_run_fewer_at_once_until_it_is_fre
     assert dispatcher.handled == 200
 
 
+class _Thinking:
+    """Answers that wait for an LLM (no work for the loop meanwhile) until released."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.release = anyio.Event()
+
+    async def __call__(self, message: InboundMessage) -> None:
+        self.started += 1
+        await self.release.wait()
+
+
 async def test_answers_that_wait_keep_the_whole_concurrency() -> None:
-    started = 0
-    release = anyio.Event()
-
-    async def handler(message: InboundMessage) -> None:
-        nonlocal started
-        started += 1
-        await release.wait()  # an LLM thinking: no work for the loop meanwhile
-
+    handler = _Thinking()
     dispatcher = Dispatcher(handler, max_concurrency=20)
     async with anyio.create_task_group() as tg:
         await tg.start(dispatcher.run)
         for i in range(20):
             dispatcher.submit(inbound(f"chat{i}"))
         with anyio.fail_after(10):
-            while started < 20:  # noqa: ASYNC110
+            while handler.started < 20:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
             await anyio.sleep(0.2)  # several probes of the loop
             assert dispatcher.concurrency == 20
-            release.set()
+            handler.release.set()
             await dispatcher.wait_idle()
         tg.cancel_scope.cancel()
+
+
+class _LoadedMachine:
+    """Clocks of a machine whose other load makes every sleep of the loop end late.
+
+    Each reading of :meth:`probe_clock` is ``lateness`` further ahead of the wall clock, so
+    a probe (a sleep read before and after) ends that much later than it really did. While
+    ``computing``, the loop's CPU time keeps pace with that clock; otherwise it stands still.
+    """
+
+    def __init__(self) -> None:
+        self.lateness = 0.0
+        self.computing = True
+        self._ahead = 0.0
+        self._cpu = 0.0
+
+    def probe_clock(self) -> float:
+        self._ahead += self.lateness
+        return time.perf_counter() + self._ahead
+
+    def loop_cpu_clock(self) -> float:
+        if self.computing:
+            self._cpu = time.perf_counter() + self._ahead
+        return self._cpu
+
+    def dispatcher(self, handler: MessageHandler, *, max_concurrency: int) -> Dispatcher:
+        """A dispatcher that reads this machine's clocks."""
+        return Dispatcher(
+            handler,
+            max_concurrency=max_concurrency,
+            loop_cpu_clock=self.loop_cpu_clock,
+            probe_clock=self.probe_clock,
+        )
+
+    async def compute_until(self, dispatcher: Dispatcher, concurrency: int) -> None:
+        """Submit one message while the loop computes; return once ``concurrency`` may run.
+
+        The loop is 20 ms late at every probe meanwhile.
+        """
+        self.lateness = 0.02
+        assert dispatcher.submit(inbound("chat0"))
+        with anyio.fail_after(10):
+            while dispatcher.concurrency > concurrency:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize(("max_concurrency", "floor"), [(32, 4), (96, 12)])
+async def test_answers_that_wait_get_the_whole_concurrency_back_on_a_loaded_machine(
+    max_concurrency: int, floor: int
+) -> None:
+    # Regression: the concurrency grew back only while probes were under 2.5 ms late, and
+    # was reset only with no answer in hand. On a loaded machine (probes 2.5-5 ms late
+    # while the loop idles) with answers always waiting for the LLM, it stayed at its
+    # floor of 4 after one burst of computing: answers starved and the backlog filled.
+    machine = _LoadedMachine()
+    handler = _Thinking()
+    dispatcher = machine.dispatcher(handler, max_concurrency=max_concurrency)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        await machine.compute_until(dispatcher, floor)  # a burst of computing
+        await anyio.sleep(0.1)  # several more probes, all of them late
+        assert dispatcher.concurrency == floor  # 4, or an eighth of the maximum if more
+        # Then answers wait for the LLM while the machine keeps every probe 3.5 ms late.
+        machine.computing = False
+        machine.lateness = 0.0035
+        messages = max_concurrency + 8
+        for i in range(1, messages):
+            assert dispatcher.submit(inbound(f"chat{i}"))
+        with anyio.fail_after(20):
+            while handler.started < max_concurrency:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert dispatcher.concurrency == max_concurrency
+        assert handler.started == max_concurrency  # none has finished, none more started
+        assert dispatcher.backlog == messages
+        handler.release.set()
+        with anyio.fail_after(10):
+            await dispatcher.wait_idle()
+        tg.cancel_scope.cancel()
+    assert dispatcher.handled == messages

@@ -139,6 +139,28 @@ def test_bad_payloads_give_a_reason(payload: bytes, reason: str) -> None:
         parse_envelope(payload)
 
 
+@pytest.mark.parametrize(
+    ("where", "number"),
+    [
+        ("header", "1e400"),
+        ("header", "-1e400"),
+        ("message", "1e400"),
+        ("message", "-1e400"),
+        ("message", "1e300"),
+        ("message", "170000000000000000000000000000000"),
+    ],
+)
+def test_timestamps_no_date_can_hold_give_a_reason(where: str, number: str) -> None:
+    # Regression: 1e400 (infinity once parsed) raised OverflowError, which admission does
+    # not expect from a bad payload, and a huge message time failed later, building the
+    # message's date.
+    event = _event()
+    (event["header"] if where == "header" else event["event"]["message"])["create_time"] = "@"
+    payload = json.dumps(event).replace('"@"', number).encode()
+    with pytest.raises(ValueError, match="create_time"):
+        parse_envelope(payload)
+
+
 def test_unknown_event_types_parse_without_body() -> None:
     envelope = parse_envelope(b'{"header": {"event_type": "im.chat.updated_v1", "event_id": "e"}}')
     assert envelope.message_event is None

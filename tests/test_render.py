@@ -7,12 +7,13 @@ import re
 import unicodedata
 
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings, target
+from hypothesis import HealthCheck, assume, event, example, given, settings, target
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from larkbot.core.agent import Reply
 from larkbot.reply import OutboundMessage, render_reply
+from larkbot.reply.render import _has_markup
 
 _TABLES = MarkdownIt("commonmark").enable("table")
 FAMILY = "👩\u200d👩\u200d👧\u200d👦"
@@ -68,16 +69,19 @@ def test_plain_text_with_numbers_is_a_text_message_and_a_numbered_list_a_card() 
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(alphabet="ab 19.)\n\t<\\&=+:", max_size=16))
+@given(st.text(alphabet="ab 19.)\n\r\t<\\&=+:", max_size=16))
+@example("intro\r1. a")
 def test_the_quick_plain_text_check_agrees_with_the_parser(text: str) -> None:
     # Texts with digits but none of the usual marks skip the markdown parser; whenever
-    # they do, the parser would have found plain text too.
+    # they do, the parser would have found plain text too. Regression: a line after a
+    # lone "\r" ("intro\r1. a") was not seen as a line by the quick check.
     assume(any(char.isdigit() for char in text))
     parsed = any(
         token.type not in ("paragraph_open", "paragraph_close", "inline")
         or any(c.type not in ("text", "softbreak", "hardbreak") for c in token.children or ())
         for token in MarkdownIt("commonmark").enable("table").parse(text)
     )
+    assert _has_markup(text) == parsed  # also for text that was not normalised first
     kind = render_reply(Reply(text))[0].msg_type if text.strip() else None
     if kind == "text":
         assert not parsed

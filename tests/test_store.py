@@ -519,6 +519,47 @@ async def test_a_database_failure_reaches_callers_as_one_sentence(tmp_path: Path
 
 
 @pytest.mark.anyio
+async def test_an_admit_that_fails_leaves_no_row_its_redelivery_would_take_for_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    # Regression: a batch's rows went in with one autocommitted statement, and a second
+    # one read which of them had. When that read failed the frames were not acked, but
+    # their rows stayed: the redelivery was a "duplicate", and nobody answered.
+    async with _open("sqlite", tmp_path) as store:
+        assert await store.admit(_message("om_old"))
+
+        def deny_reading_owners(
+            action: int, table: str | None, column: str | None, *_: object
+        ) -> int:
+            # Only the read of which rows went in looks at the inbox's owners.
+            if action == sqlite3.SQLITE_READ and (table, column) == ("inbox", "owner"):
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        await store._db.set_authorizer(deny_reading_owners)  # type: ignore[attr-defined]
+        failed: list[str] = []
+
+        async def admit(message_id: str) -> None:
+            try:
+                await store.admit(_message(message_id))
+            except StoreError:
+                failed.append(message_id)
+
+        # Two batches are written at once; the rest, om_old among them, form a third,
+        # whose duplicate makes the read necessary.
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for message_id in [f"om_{index}" for index in range(6)] + ["om_old"]:
+                    tg.start_soon(admit, message_id)
+        assert "om_old" in failed and len(failed) > 1
+        await store._db.set_authorizer(None)  # type: ignore[attr-defined]
+        # Redelivered, the new messages of the failed batch are admitted, to be answered.
+        for message_id in failed:
+            assert await store.admit(_message(message_id)) is (message_id != "om_old")
+        assert await store.depth() == 7
+
+
+@pytest.mark.anyio
 async def test_frames_admitted_together_share_one_statement_and_keep_dedup(
     tmp_path: Path,
 ) -> None:

@@ -32,6 +32,20 @@ __all__ = [
 MESSAGE_RECEIVE = "im.message.receive_v1"
 CARD_ACTION_TRIGGER = "card.action.trigger"
 _MESSAGE_RECEIVE_BYTES = MESSAGE_RECEIVE.encode()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# Milliseconds since the epoch a datetime can hold, a day inside either end.
+_MIN_MILLIS = int((datetime.min.replace(tzinfo=UTC) - _EPOCH).total_seconds() + 86400) * 1000
+_MAX_MILLIS = int((datetime.max.replace(tzinfo=UTC) - _EPOCH).total_seconds() - 86400) * 1000
+
+
+def _int(value: Any) -> int:
+    """``int(value)``, with ``ValueError`` for infinities too (pydantic reports only that)."""
+    try:
+        return int(value)
+    except OverflowError:
+        raise ValueError("number out of range") from None
 
 
 class _Model(BaseModel):
@@ -63,7 +77,11 @@ class MessagePayload(_Model):
     @field_validator("create_time", mode="before")
     @classmethod
     def _millis(cls, value: Any) -> int:
-        return int(value)
+        millis = _int(value)
+        # Beyond these a datetime cannot hold it, and building the message would fail.
+        if not _MIN_MILLIS <= millis <= _MAX_MILLIS:
+            raise ValueError("timestamp out of range")
+        return millis
 
 
 class MessageEvent(_Model):
@@ -117,7 +135,7 @@ class EventHeader(_Model):
     @field_validator("create_time", mode="before")
     @classmethod
     def _millis(cls, value: Any) -> int | None:
-        return None if value in (None, "") else int(value)
+        return None if value in (None, "") else _int(value)
 
 
 class EventEnvelope(_Model):

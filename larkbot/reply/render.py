@@ -56,8 +56,9 @@ _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})")
 _ZWJ = "\u200d"
 # What may make a text with digits (and none of the usual marks) render as more than plain
 # text: an ordered list item's number, an indented code block, an autolink or HTML, an
-# escape or entity, a setext heading's underline, a "+" list item.
-_MAYBE_MARKUP = re.compile(r"^(?: {0,3}[0-9]{1,9}[.)]| {4})|[<\\&=+\t]", re.MULTILINE)
+# escape or entity, a setext heading's underline, a "+" list item. A line starts after
+# "\n" or a lone "\r", as it does for the parser.
+_MAYBE_MARKUP = re.compile(r"(?:^|(?<=\r))(?: {0,3}[0-9]{1,9}[.)]| {4})|[<\\&=+\t]", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,16 +242,16 @@ class SqliteStore(Store):
         await self._dones.write(message_id)
 
     async def _admit_batch(self, messages: Sequence[InboundMessage]) -> list[bool]:
-        """Admit ``messages`` with one statement; one flag per message, in order.
+        """Admit ``messages`` in one call to the store's thread; one flag per message, in order.
 
         A message is new when neither the ledger nor the inbox knows it (the ledger is
         bounded separately and may have forgotten an id the inbox still holds). One
-        statement: the inserts, their conflict checks and the trigger's ledger rows commit
-        together or not at all.
+        transaction: the inserts, their conflict checks, the trigger's ledger rows and the
+        read of which rows went in commit together or not at all, so a failure leaves no
+        row behind that a redelivery would take for a duplicate.
         """
         # Strictly increasing per store, so (owner, admitted_at) names this batch's rows.
         now = self._admitted_at = max(time.time(), self._admitted_at + 1e-6)
-        rows = ", ".join(["(?, ?, ?)"] * len(messages))
         params: list[Any] = [self._owner, now, now]
         for message in messages:
             params += [
@@ -259,30 +259,21 @@ class SqliteStore(Store):
                 message.created_at.timestamp(),
                 message.model_dump_json(),
             ]
-        # No RETURNING: the store's thread takes the GIL back after every row a statement
-        # returns, and while the event loop is busy each of those waits costs up to a
-        # switch interval, with every frame of the batch waiting for its ack. The count
-        # of inserted rows settles the usual case (all new) in one step.
-        inserted = await self._count(
-            "INSERT INTO inbox (message_id, status, owner, created_at, admitted_at,"
-            " updated_at, body)"
-            " SELECT v.column1, 'pending', ?, v.column2, ?, ?, v.column3"
-            f" FROM (VALUES {rows}) AS v"
-            " WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.message_id = v.column1)"
-            " ON CONFLICT (message_id) DO NOTHING",
-            params,
-        )
-        if inserted == len(messages):
+        async with self._lock.statement():
+            try:
+                # aiosqlite runs its own methods on its thread through ``_execute``; it has
+                # no public way to run a function of ours there.
+                fresh: set[str] | None = await self._db._execute(
+                    _admit_rows,
+                    self._db._conn,
+                    len(messages),
+                    params,
+                    json.dumps([message.message_id for message in messages]),
+                )
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self._database) from exc
+        if fresh is None:
             return [True] * len(messages)
-        fresh = {
-            row[0]
-            for row in await self._query(
-                "SELECT message_id FROM inbox"
-                " WHERE message_id IN (SELECT value FROM json_each(?))"
-                " AND owner = ? AND admitted_at = ?",
-                (json.dumps([message.message_id for message in messages]), self._owner, now),
-            )
-        }
         flags = []
         for message in messages:
             # The same id twice in one batch: only its first delivery is new.
@@ -541,17 +532,6 @@ class SqliteStore(Store):
                 )
         return messages
 
-    async def _count(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one admitting statement on its own (autocommit); return the rows it changed."""
-        async with self._lock.statement():
-            try:
-                cursor = await self._db.execute(sql, params)
-            except sqlite3.Error as exc:
-                raise _store_error(exc, self._database) from exc
-            # The statement is finished and reset already: closing the cursor would only
-            # cost another round trip to the store's thread.
-            return int(cursor.rowcount)
-
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one statement on its own (autocommit) and return its rows."""
         async with self._lock.statement():
@@ -606,6 +586,12 @@ class _Turns:
     (``BEGIN`` ... ``COMMIT``) waits until no statement is queued, and holds the connection
     until it ends; statements arriving meanwhile wait for it, so none lands inside it.
     Neither kind yields to the event loop when it need not wait.
+
+    Transactions always go first: once one waits, every new statement waits behind it,
+    admits (and so the acks of their frames) included, until it has committed. Keep
+    transactions off the hot paths (admitting, settling): a statement, or one function
+    run on the connection's thread like ``_admit_rows``, is atomic without holding
+    everything else back.
     """
 
     __slots__ = ("_changed", "_in_transaction", "_statements", "_transactions_waiting")
@@ -650,6 +636,56 @@ class _Turns:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+
+def _admit_rows(
+    db: sqlite3.Connection, count: int, params: Sequence[Any], message_ids: str
+) -> set[str] | None:
+    """Insert ``count`` inbox rows, on the store's thread; the ids that went in, if not all.
+
+    ``params`` are the owner and admission time twice, then id, creation time and body of
+    each message; ``message_ids`` is a JSON array of the ids. Runs as one call on the
+    connection's thread: no other statement of this process lands in its transaction, and
+    every cursor is used and dropped here (finalising one elsewhere would reset a cached
+    statement this thread may be running).
+
+    :returns: ``None`` when every row was inserted (the usual case, settled without a read).
+    """
+    rows = ", ".join(["(?, ?, ?)"] * count)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # No RETURNING: this thread takes the GIL back after every row a statement returns,
+        # and while the event loop is busy each of those waits costs up to a switch
+        # interval, with every frame of the batch waiting for its ack.
+        with contextlib.closing(
+            db.execute(
+                "INSERT INTO inbox (message_id, status, owner, created_at, admitted_at,"
+                " updated_at, body)"
+                " SELECT v.column1, 'pending', ?, v.column2, ?, ?, v.column3"
+                f" FROM (VALUES {rows}) AS v"
+                " WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.message_id = v.column1)"
+                " ON CONFLICT (message_id) DO NOTHING",
+                params,
+            )
+        ) as cursor:
+            inserted = cursor.rowcount
+        fresh: set[str] | None = None
+        if inserted != count:
+            with contextlib.closing(
+                db.execute(
+                    "SELECT message_id FROM inbox"
+                    " WHERE message_id IN (SELECT value FROM json_each(?))"
+                    " AND owner = ? AND admitted_at = ?",
+                    (message_ids, params[0], params[1]),
+                )
+            ) as cursor:
+                fresh = {row[0] for row in cursor}
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    return fresh
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
