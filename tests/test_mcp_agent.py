@@ -15,7 +15,7 @@ from larkbot.testing.sample_data import (
     CUSTOMERS_TABLE_ID,
     SAMPLE_BASES,
 )
-from larkbot.testing.workspace import Workspace
+from larkbot.testing.workspace import RECORDS, Workspace
 from tests._mcp import mcp_session
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +115,39 @@ async def test_ask_larkbot_thinks_with_the_llm_when_one_is_configured(
     assert not offered & {"ask_larkbot", "post_agent_answer", "create_base_record"}
     searched = [c for c in lark.api_calls if c.route.endswith("records/search")]
     assert searched
+
+
+async def test_ask_larkbot_writes_only_for_the_servers_writers(
+    lark: LarkStandIn, ws: Workspace, tmp_path: Path
+) -> None:
+    # The inner agent writes under the server's own policy: a caller who is not among the
+    # writers cannot have the agent make the change a direct tool call would be refused.
+    env = {**_BASES, "LARKBOT_POLICY__WRITERS": '["ou_sato"]'}
+    args = ["--allow-writes", "--token-mode", "user", "-l", "en"]
+    args += ["-t", "ask_larkbot,create_base_record"]
+    table = ws.apps[CUSTOMERS_APP_TOKEN].tables[CUSTOMERS_TABLE_ID]
+    before = len(table.records)
+    outcomes: list[str] = []
+    for open_id, name in (("ou_tanaka", "Refused Ltd"), ("ou_sato", "Allowed Ltd")):
+        token = lark.issue_user_token(open_id)
+        question = f"add to customers Name={name}"
+        async with mcp_session(lark, tmp_path, "streamable", args, env=env, token=token) as (
+            session,
+            log,
+        ):
+            asked = await session.call_tool("ask_larkbot", {"question": question})
+            assert not asked.is_error, asked.content
+            outcomes.append(asked.content[0].text)  # type: ignore[union-attr]
+            (audit,) = await log.audit("create_base_record")
+            assert audit.caller == f"user:{open_id}"
+            assert audit.outcome == ("denied" if open_id == "ou_tanaka" else "success")
+    denied, created = outcomes
+    assert denied.startswith(
+        "You are not allowed to make changes with create_base_record; ask an administrator"
+    ), denied
+    assert "Allowed Ltd" in created, created
+    writes = [call for call in lark.api_calls if (call.method, call.route) == ("POST", RECORDS)]
+    assert [call.user_open_id for call in writes] == ["ou_sato"]
+    names = [record["Name"] for record in table.records.values()]
+    assert len(names) == before + 1
+    assert "Allowed Ltd" in names and "Refused Ltd" not in names
