@@ -49,6 +49,25 @@ def test_ack_keeps_the_frame_and_carries_code_and_biz_rt() -> None:
     assert json.loads(ack.payload) == {"code": 200, "headers": {}, "data": None}
 
 
+def test_a_refusing_ack_carries_its_code() -> None:
+    ack = ack_frame(_data_frame(b"{}", type="event"), 503, 12)
+    assert (
+        ack.payload
+        == json.dumps({"code": 503, "headers": {}, "data": None}, separators=(",", ":")).encode()
+    )
+
+
+def test_headers_too_long_for_one_byte_lengths_round_trip() -> None:
+    frame = _data_frame(b"x", type="event", trace_id="t" * 200, **{"k" * 130: "v"})
+    back = decode_frame(encode_frame(ack_frame(decode_frame(encode_frame(frame)), 200, 1)))
+    assert headers_of(back) == {
+        "type": "event",
+        "trace_id": "t" * 200,
+        "k" * 130: "v",
+        "biz_rt": "1",
+    }
+
+
 def test_ack_with_data_is_base64() -> None:
     ack = ack_frame(_data_frame(b""), 200, 0, data=b'{"ok":true}')
     assert json.loads(ack.payload)["data"] == "eyJvayI6dHJ1ZX0="
