@@ -696,6 +696,40 @@ async def test_batches_in_flight_together_give_results_in_the_order_they_formed(
 
 
 @pytest.mark.anyio
+async def test_admits_held_back_by_a_transaction_go_after_it_in_the_order_they_came(
+    tmp_path: Path,
+) -> None:
+    async with _open("sqlite", tmp_path) as store:
+        turns = store._lock  # type: ignore[attr-defined]
+        committed = anyio.Event()
+        returned: list[str] = []
+        ids = [f"om_{index}" for index in range(20)]
+
+        async def transaction() -> None:
+            async with turns.transaction():
+                await store._db.execute("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+                await store._db.execute("COMMIT")  # type: ignore[attr-defined]
+            committed.set()
+
+        async def admit(message_id: str) -> None:
+            assert await store.admit(_message(message_id))
+            assert committed.is_set()  # nothing was written inside the transaction
+            returned.append(message_id)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg, turns.statement():
+                tg.start_soon(transaction)
+                await anyio.wait_all_tasks_blocked()
+                # The transaction waits for this statement; the admits wait behind it.
+                for message_id in ids:
+                    tg.start_soon(admit, message_id)
+                await anyio.wait_all_tasks_blocked()
+                assert returned == []
+        assert returned == ids
+        assert await store.depth() == len(ids)
+
+
+@pytest.mark.anyio
 async def test_a_transaction_given_up_while_waiting_does_not_hold_statements_back(
     tmp_path: Path,
 ) -> None:
