@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -725,6 +726,44 @@ async def test_admits_held_back_by_a_transaction_go_after_it_in_the_order_they_c
                     tg.start_soon(admit, message_id)
                 await anyio.wait_all_tasks_blocked()
                 assert returned == []
+        assert returned == ids
+        assert await store.depth() == len(ids)
+
+
+@pytest.mark.anyio
+async def test_a_stream_of_admits_lets_other_statements_go_between_its_batches(
+    tmp_path: Path,
+) -> None:
+    async with _open("sqlite", tmp_path) as store:
+        db = store._db  # type: ignore[attr-defined]
+        gate = threading.Event()
+        returned: list[str] = []
+        admitted_before_query: list[int] = []
+
+        async def admit(message_id: str) -> None:
+            assert await store.admit(_message(message_id))
+            returned.append(message_id)
+
+        async def query() -> None:
+            await store._query("SELECT 1")  # type: ignore[attr-defined]
+            admitted_before_query.append(len(returned))
+
+        ids = [f"om_{index}" for index in range(1200)]  # three batches
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                try:
+                    # The store's thread is held while the admits queue up, then a query.
+                    tg.start_soon(db._execute, gate.wait, 10)
+                    await anyio.wait_all_tasks_blocked()
+                    for message_id in ids:
+                        tg.start_soon(admit, message_id)
+                    await anyio.wait_all_tasks_blocked()
+                    tg.start_soon(query)
+                    await anyio.wait_all_tasks_blocked()
+                finally:
+                    gate.set()
+        # The query went after the first batch, not after all three.
+        assert admitted_before_query[0] < len(ids)
         assert returned == ids
         assert await store.depth() == len(ids)
 

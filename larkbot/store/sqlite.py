@@ -646,7 +646,8 @@ class _Admits:
 
     While the thread is at it, the admits hold one share of the connection (see
     :class:`_Turns`); a transaction that waits stops the thread after its current batch,
-    and admits queued meanwhile go once it has committed.
+    and admits queued meanwhile go once it has committed. Other statements queued on the
+    connection stop it too, so a stream of admits never keeps them waiting.
     """
 
     __slots__ = (
@@ -721,6 +722,10 @@ class _Admits:
                     loop.call_soon_threadsafe(self._fail, batch, exc)
                 else:
                     loop.call_soon_threadsafe(self._deliver, batch, fresh)
+                if not self._db._tx.empty():
+                    # Other statements (settles, reads) are queued: they go first, and the
+                    # admits left over are queued again behind them when this run ends.
+                    break
         finally:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(self._stopped)
