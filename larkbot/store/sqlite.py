@@ -731,7 +731,14 @@ class _Admits:
                 loop.call_soon_threadsafe(self._stopped)
 
     def _write(self, batch: list[_AdmitItem]) -> set[str] | None:
-        """Admit ``batch`` in one transaction (see :func:`_admit_rows`); the fresh ids."""
+        """Admit ``batch`` on the store's thread; the ids that went in, if not all.
+
+        A message is new when neither the ledger nor the inbox knows it (the ledger is
+        bounded separately and may have forgotten an id the inbox still holds). One
+        transaction (see :func:`_admit_rows`): the inserts, their conflict checks, the
+        trigger's ledger rows and the read of which rows went in commit together or not at
+        all, so a failure leaves no row behind that a redelivery would take for a duplicate.
+        """
         now = self._admitted_at = max(time.time(), self._admitted_at + 1e-6)
         params: list[Any] = [self._owner, now, now]
         for item in batch:
