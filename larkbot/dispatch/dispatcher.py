@@ -14,11 +14,11 @@ bodies read from the store in batches. While anything is spilled every new messa
 too, so each chat is still answered in arrival order. A spilled message is pending in the
 inbox like any other: one still spilled at shutdown is resumed by the next start.
 
-Acks come first: while admission is writing frames to the store (it holds reservations),
-no new answer starts, so the event loop's queue does not fill with answer work ahead of
-the frames' acks. An answer waits at most ``ack_first_wait`` seconds for that, so a flood of
-frames slows answering down (and fills the backlog, which makes admission refuse) but
-never stops it.
+Acks come first: while admission is writing frames to the store (it holds reservations,
+or places in the overflow), no new answer starts, so the event loop's queue does not fill
+with answer work ahead of the frames' acks. An answer waits at most ``ack_first_wait``
+seconds for that, so a flood of frames slows answering down (and fills the backlog, which
+makes admission spill) but never stops it.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class _Spilled:
     def settle(self, admitted: bool) -> None:
         """Keep the place once the store admitted the message; give it up otherwise."""
         self.state = _SpillState.KEPT if admitted else _SpillState.DROPPED
-        self._dispatcher._room.set()  # the refill may be waiting for this place
+        self._dispatcher._spill_written()
 
 
 class Dispatcher:
@@ -137,6 +137,7 @@ class Dispatcher:
         self._spilled: deque[_Spilled] = deque()
         self._moving = 0  # taken from the head, being read back from the store
         self._refill_chunk = max(1, min(_REFILL_BATCH, max_backlog // 8))
+        self._spills_writing = 0  # spilled messages whose admission is still writing
         self._spill_started = 0.0
         self._spilled_since_start = 0
         self._queues: dict[str, deque[tuple[InboundMessage, float]]] = {}
@@ -211,7 +212,17 @@ class Dispatcher:
         self._spilled_since_start += 1
         metrics.DISPATCH_SPILLED.set(self.spilled)
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        # Its ack, like a reserved message's, goes before the next answer starts.
+        self._spills_writing += 1
+        if self._admission_idle.is_set():
+            self._admission_idle = anyio.Event()
         return place
+
+    def _spill_written(self) -> None:
+        self._spills_writing -= 1
+        if self._spills_writing == 0 and self._reserved_total == 0:
+            self._admission_idle.set()
+        self._room.set()  # the refill may be waiting for this place
 
     def release(self, chat_id: str) -> None:
         """Give back room held by :meth:`reserve`."""
@@ -222,7 +233,8 @@ class Dispatcher:
             self._reserved.pop(chat_id, None)
         self._reserved_total -= 1
         if self._reserved_total == 0:
-            self._admission_idle.set()
+            if self._spills_writing == 0:
+                self._admission_idle.set()
             if self._spilled:
                 self._room.set()  # the refill waits for reservations to be submitted
 
@@ -410,7 +422,7 @@ class Dispatcher:
         metrics.DISPATCH_SPILLED.set(self.spilled)
         if self._spilled_since_start and not self.spilled:
             log.info(
-                "backlog has room again: %d message(s) kept in the store moved back in %.1f s",
+                "backlog has room again: %d message(s) spilled to the store over %.1f s",
                 self._spilled_since_start,
                 time.monotonic() - self._spill_started,
             )
