@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from larkbot.admission.admission import Admission, AdmissionPolicy, BotIdentity
+from larkbot.admission.admission import Admission
 from larkbot.core.frames import ACK_OVERLOADED
 from larkbot.core.message import InboundMessage
 from larkbot.dispatch.dispatcher import Dispatcher
@@ -18,7 +18,7 @@ from larkbot.ops import metrics
 from larkbot.store import InboxStatus, Store
 from larkbot.store.sqlite import SqliteStore
 from tests._factories import inbound
-from tests.test_admission import NOW, _event, _frame
+from tests.test_admission import _event, _frame, admission_into
 
 pytestmark = pytest.mark.anyio
 
@@ -62,14 +62,7 @@ async def _rig(state_dir: Path, *, max_spilled: int = 100) -> AsyncIterator[_Rig
             load_spilled=store.pending_messages,
         )
         await tg.start(dispatcher.run)
-        admission = Admission(
-            store=store,
-            dispatcher=dispatcher,
-            identity=BotIdentity(open_id="ou_bot", name="larkbot"),
-            policy=AdmissionPolicy(stale_after_seconds=1800),
-            clock=lambda: NOW,
-        )
-        yield _Rig(admission, dispatcher, handler, store)
+        yield _Rig(admission_into(store, dispatcher), dispatcher, handler, store)
         tg.cancel_scope.cancel()
 
 
