@@ -13,6 +13,9 @@ bound (``max_spilled``). As room frees, the dispatcher moves them back, oldest f
 bodies read from the store in batches. While anything is spilled every new message spills
 too, so each chat is still answered in arrival order. A spilled message is pending in the
 inbox like any other: one still spilled at shutdown is resumed by the next start.
+Measured on the echo benchmark with 2,000 messages sent at once (four alternating runs on
+a busy machine): 367–640 replies/s and no refused ack, against 297–477 replies/s and
+1,508–2,277 refused acks (each re-delivered a second later) when refusing.
 
 Acks come first: while admission is writing frames to the store (it holds reservations,
 or places in the overflow), no new answer starts, so the event loop's queue does not fill
