@@ -16,7 +16,7 @@ from larkbot.core.frames import ACK_OVERLOADED, InboundFrame
 from larkbot.core.message import InboundMessage
 from larkbot.dispatch.dispatcher import Dispatcher
 from larkbot.ops import metrics
-from larkbot.store import open_store
+from larkbot.store import Store, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +69,17 @@ class Rig:
     release: anyio.Event
 
 
+def admission_into(store: Store, dispatcher: Dispatcher) -> Admission:
+    """Admission of the bot ``ou_bot`` into ``store`` and ``dispatcher``, at ``NOW``."""
+    return Admission(
+        store=store,
+        dispatcher=dispatcher,
+        identity=BotIdentity(open_id="ou_bot", name="larkbot"),
+        policy=AdmissionPolicy(stale_after_seconds=1800),
+        clock=lambda: NOW,
+    )
+
+
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     handled: list[InboundMessage] = []
@@ -81,14 +92,7 @@ async def rig() -> AsyncIterator[Rig]:
     dispatcher = Dispatcher(handler, max_concurrency=4, max_backlog=3, max_per_chat=3)
     async with open_store(kind="memory", state_dir=None) as store, anyio.create_task_group() as tg:
         await tg.start(dispatcher.run)
-        admission = Admission(
-            store=store,
-            dispatcher=dispatcher,
-            identity=BotIdentity(open_id="ou_bot", name="larkbot"),
-            policy=AdmissionPolicy(stale_after_seconds=1800),
-            clock=lambda: NOW,
-        )
-        yield Rig(admission, dispatcher, handled, release)
+        yield Rig(admission_into(store, dispatcher), dispatcher, handled, release)
         tg.cancel_scope.cancel()
 
 

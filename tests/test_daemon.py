@@ -79,7 +79,11 @@ async def test_full_backlog_refuses_with_non_200_then_takes_the_redelivery() -> 
     agent = EchoAgent(held=True)
     async with LarkStandIn() as lark:
         settings = await settings_for(
-            lark, LARKBOT_DISPATCH__MAX_BACKLOG="1", LARKBOT_DISPATCH__MAX_CONCURRENCY="1"
+            lark,
+            LARKBOT_DISPATCH__MAX_BACKLOG="1",
+            LARKBOT_DISPATCH__MAX_CONCURRENCY="1",
+            # No overflow in the store: a message beyond the backlog is refused.
+            LARKBOT_DISPATCH__MAX_SPILLED="0",
         )
         lark.redeliver_after = 0.5
         async with running_daemon(settings, agent):

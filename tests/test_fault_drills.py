@@ -199,6 +199,8 @@ async def test_drill_full_backlog(tmp_path: Path) -> None:
             tmp_path,
             LARKBOT_DISPATCH__MAX_BACKLOG="2",
             LARKBOT_DISPATCH__MAX_CONCURRENCY="2",
+            # Nothing kept in the store beyond the backlog: what does not fit is refused.
+            LARKBOT_DISPATCH__MAX_SPILLED="0",
         )
         agent = EchoAgent(held=True)
         async with running_daemon(settings, agent) as daemon:
@@ -215,6 +217,55 @@ async def test_drill_full_backlog(tmp_path: Path) -> None:
             codes = [a.code for a in lark.acks if a.chat_message_id == message_id]
             assert codes[-1] == 200 and codes.count(200) == 1, (message_id, codes)
         print(f"\n{len(refused)} refusals (non-200 acks), {lark.redeliveries} re-deliveries")
+        assert_answered_once(lark, sent)
+
+
+async def test_drill_full_backlog_spills_to_the_store(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(
+            lark,
+            tmp_path,
+            LARKBOT_DISPATCH__MAX_BACKLOG="2",
+            LARKBOT_DISPATCH__MAX_CONCURRENCY="2",
+        )
+        agent = EchoAgent(held=True)
+        async with running_daemon(settings, agent) as daemon:
+            sent = [await lark.send_text(f"m{i}", chat_id=f"oc_{i % 3}") for i in range(8)]
+            # Two are taken and held; the other six are kept in the store, and acked.
+            await lark.wait_for(lambda: len(lark.acks) == 8)
+            assert [a.code for a in lark.acks] == [200] * 8
+            agent.release()
+            await lark.wait_for(lambda: len(lark.replies) == 8, timeout=20)
+            await lark.wait_for(lambda: daemon.backlog == 0, timeout=5)
+        assert lark.redeliveries == 0
+        for chat in ("oc_0", "oc_1", "oc_2"):
+            in_chat = [m for i, m in enumerate(sent) if f"oc_{i % 3}" == chat]
+            assert [m.message_id for m in agent.seen if m.chat_id == chat] == in_chat
+        assert_answered_once(lark, sent)
+
+
+async def test_drill_restart_with_spilled_messages(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        settings = await settings_for(
+            lark,
+            tmp_path,
+            LARKBOT_DISPATCH__MAX_BACKLOG="2",
+            LARKBOT_SHUTDOWN__GRACE_SECONDS="0.2",
+        )
+        async with running_daemon(settings, EchoAgent(held=True)) as daemon:
+            sent = [await lark.send_text(f"m{i}", chat_id="oc_1") for i in range(6)]
+            await lark.wait_for(lambda: len(lark.acks) == 6)
+            assert [a.code for a in lark.acks] == [200] * 6
+            assert daemon.backlog == 6  # two held in memory, four kept in the store
+        # The held two outlive the grace period; the spilled four were never moved back.
+        assert not lark.replies
+        await lark.wait_for(lambda: lark.connections == 0)
+        agent = EchoAgent()
+        async with running_daemon(settings, agent) as daemon:
+            await lark.wait_for(lambda: len(lark.replies) == 6, timeout=20)
+            await settled(lark, daemon, acks=6)
+        assert sorted(m.message_id for m in agent.seen) == sorted(sent)
+        assert len(lark.acks) == 6  # answered from the inbox, not from re-deliveries
         assert_answered_once(lark, sent)
 
 

@@ -9,10 +9,13 @@ Card action callbacks (``card.action.trigger``, arriving as ``event`` frames, or
 ``card`` frames on some deployments) take a side road after the parse: dedup by event id,
 then the :class:`~larkbot.core.cards.CardActions` handler, whose answer is the ack's data.
 
-Room is reserved *before* the message is recorded as seen: when the daemon is full it
-answers a non-200 ack and the platform re-delivers later, so overload never loses a
-message. The admit step writes the message to the inbox *before* the ack is sent, so a
-crash after the ack loses nothing either.
+Room is reserved *before* the message is recorded as seen. When dispatch's backlog is
+full, the message *spills*: it is admitted to the inbox all the same and acked, and
+dispatch keeps only its place in line until it has room (see
+:mod:`larkbot.dispatch.dispatcher`). Only when that overflow is full too (or the store
+cannot spill) does the daemon answer a non-200 ack, and the platform re-delivers later, so
+overload never loses a message. The admit step writes the message to the inbox *before*
+the ack is sent, so a crash after the ack loses nothing either.
 
 With a queue shared by several replicas (:class:`SharedQueue`, the Redis store), the last
 three steps are one: the message is deduplicated and queued in its chat's partition,
@@ -53,6 +56,7 @@ __all__ = [
     "BotIdentity",
     "Enqueued",
     "SharedQueue",
+    "SpillSlot",
 ]
 
 log = logging.getLogger("larkbot.admission")
@@ -83,8 +87,20 @@ class AdmissionQueue(Protocol):
         """Give back a reservation."""
         ...
 
+    def spill(self, message_id: str, chat_id: str) -> SpillSlot | None:
+        """Hold a place in line for a message kept in the store; ``None`` when full."""
+        ...
+
     def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
         """Queue an admitted message for an answer."""
+        ...
+
+
+class SpillSlot(Protocol):
+    """A spilled message's place in dispatch's line, held while the store admits it."""
+
+    def settle(self, admitted: bool) -> None:
+        """Keep the place when the store admitted the message, give it up otherwise."""
         ...
 
 
@@ -200,21 +216,32 @@ class Admission:
         if self.shared is not None:
             return await self._enqueue_shared(self.shared, message, event_type)
         assert self.store is not None and self.dispatcher is not None
+        spilled: SpillSlot | None = None
         if not self.dispatcher.reserve(message.chat_id):
-            log.warning(
-                "refused message %s for now: backlog full (%d); Lark will re-deliver it",
-                message.message_id,
-                self.dispatcher.backlog,
-            )
-            self._outcome(event_type, "overloaded")
-            return Ack(ACK_OVERLOADED)
+            spilled = self.dispatcher.spill(message.message_id, message.chat_id)
+            if spilled is None:
+                log.warning(
+                    "refused message %s for now: backlog full (%d); Lark will re-deliver it",
+                    message.message_id,
+                    self.dispatcher.backlog,
+                )
+                self._outcome(event_type, "overloaded")
+                return Ack(ACK_OVERLOADED)
+        admitted = False
         try:
             admitted = await self.store.admit(message)
         finally:
-            self.dispatcher.release(message.chat_id)
+            if spilled is None:
+                self.dispatcher.release(message.chat_id)
+            else:
+                spilled.settle(admitted)
         if not admitted:
             log.info("skipped message %s: duplicate delivery", message.message_id)
             return self._outcome(event_type, "duplicate")
+        if spilled is not None:
+            # Pending in the inbox; dispatch reads it back once it has room.
+            log.debug("accepted message %s into the store: backlog full", message.message_id)
+            return self._outcome(event_type, "accepted")
         # The reservation held the room until now; force skips a second check that a
         # shutdown (stop_accepting) could fail after the message is already in the inbox,
         # where it would then wait for the next start.

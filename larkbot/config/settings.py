@@ -520,11 +520,20 @@ class DispatchSettings(_Section):
         1000,
         ge=1,
         description=(
-            "Accepted messages waiting or in progress; beyond it events are refused so Lark re-"
-            "delivers them later."
+            "Accepted messages waiting or in progress in memory; beyond it messages are kept in "
+            "the store (see max_spilled)."
         ),
     )
     max_per_chat: int = Field(100, ge=1, description="Messages waiting in one chat.")
+    max_spilled: int = Field(
+        100_000,
+        ge=0,
+        description=(
+            "Accepted messages kept in the store (only their ids in memory) while the backlog "
+            "is full, moved back in arrival order as it frees; beyond it, or with the Redis "
+            "store, events are refused so Lark re-delivers them later. 0 refuses at once."
+        ),
+    )
 
 
 class StoreSettings(_Section):

@@ -24,7 +24,7 @@ from larkbot.core.cards import CardActions
 from larkbot.core.frames import FrameHandler
 from larkbot.core.message import InboundMessage
 from larkbot.daemon._shared import RedisQueue, SharedParts, open_redis, ownership_for
-from larkbot.dispatch.dispatcher import Dispatcher
+from larkbot.dispatch.dispatcher import Dispatcher, SpilledLoader
 from larkbot.lark.client import LarkClient
 from larkbot.reply._posting import ReplyPoster
 from larkbot.reply.responder import Responder
@@ -176,7 +176,8 @@ class _Build:
             working_reaction_after=self.wiring.working_reaction_after,
             streaming=_streaming(settings),
         )
-        dispatcher = _dispatcher(settings, responder.answer)
+        # A full backlog spills to this inbox; the shared Redis queue is pulled instead.
+        dispatcher = _dispatcher(settings, responder.answer, load_spilled=store.pending_messages)
         admission = self._admission(built, store=store, dispatcher=dispatcher, shared=None)
         return self._components(built, responder, conversations, dispatcher, admission, store=store)
 
@@ -321,13 +322,18 @@ def _services(card_actions: CardActions | None) -> list[Callable[..., Awaitable[
 
 
 def _dispatcher(
-    settings: Settings, handler: Callable[[InboundMessage], Awaitable[None]]
+    settings: Settings,
+    handler: Callable[[InboundMessage], Awaitable[None]],
+    *,
+    load_spilled: SpilledLoader | None = None,
 ) -> Dispatcher:
     return Dispatcher(
         handler,
         max_concurrency=settings.dispatch.max_concurrency,
         max_backlog=settings.dispatch.max_backlog,
         max_per_chat=settings.dispatch.max_per_chat,
+        max_spilled=settings.dispatch.max_spilled,
+        load_spilled=load_spilled,
         merge_window=settings.agent.merge_window_ms / 1000,
     )
 

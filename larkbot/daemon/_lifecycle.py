@@ -158,8 +158,10 @@ class Daemon:
 
     @property
     def backlog(self) -> int:
-        """Messages queued or being answered."""
-        return self._parts.dispatcher.backlog if self._parts else 0
+        """Messages queued or being answered, or kept in the store until there is room."""
+        if self._parts is None:
+            return 0
+        return self._parts.dispatcher.backlog + self._parts.dispatcher.spilled
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -325,6 +327,12 @@ class Daemon:
                 "grace period of %.0f s over: %d message(s) left in the inbox for the next start",
                 grace,
                 dispatcher.backlog,
+            )
+        if dispatcher.spilled:
+            log.info(
+                "%d message(s) kept in the store while the backlog was full stay in the inbox "
+                "for the next start",
+                dispatcher.spilled,
             )
 
     async def _adopt_orphans(self, store: Store, dispatcher: Dispatcher) -> None:

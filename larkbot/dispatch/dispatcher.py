@@ -7,11 +7,21 @@ user in one chat that arrive within the window of each other are answered as one
 that admission can refuse work it cannot take (a non-200 ack makes the platform
 re-deliver later) instead of queueing without limit.
 
-Acks come first: while admission is writing frames to the store (it holds reservations),
-no new answer starts, so the event loop's queue does not fill with answer work ahead of
-the frames' acks. An answer waits at most ``ack_first_wait`` seconds for that, so a flood of
-frames slows answering down (and fills the backlog, which makes admission refuse) but
-never stops it.
+Beyond the backlog, messages can *spill*: admission writes them to the store as usual and
+acks them, and dispatch keeps only their ids, in arrival order, in a second, much larger
+bound (``max_spilled``). As room frees, the dispatcher moves them back, oldest first, their
+bodies read from the store in batches. While anything is spilled every new message spills
+too, so each chat is still answered in arrival order. A spilled message is pending in the
+inbox like any other: one still spilled at shutdown is resumed by the next start.
+Measured on the echo benchmark with 2,000 messages sent at once (four alternating runs on
+a busy machine): 367–640 replies/s and no refused ack, against 297–477 replies/s and
+1,508–2,277 refused acks (each re-delivered a second later) when refusing.
+
+Acks come first: while admission is writing frames to the store (it holds reservations,
+or places in the overflow), no new answer starts, so the event loop's queue does not fill
+with answer work ahead of the frames' acks. An answer waits at most ``ack_first_wait``
+seconds for that, so a flood of frames slows answering down (and fills the backlog, which
+makes admission spill) but never stops it.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
 from itertools import islice
 
 import anyio
@@ -28,11 +39,13 @@ from anyio.abc import TaskGroup, TaskStatus
 from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "SpilledLoader"]
 
 log = logging.getLogger("larkbot.dispatch")
 
 MessageHandler = Callable[[InboundMessage], Awaitable[None]]
+SpilledLoader = Callable[[Sequence[str]], Awaitable[list[InboundMessage]]]
+"""Reads the pending messages of the given ids from the store, in the order given."""
 
 # How the concurrency is fitted to the event loop (see Dispatcher._fit_concurrency).
 _PROBE_SECONDS = 0.01
@@ -44,6 +57,33 @@ _MIN_FITTED_CONCURRENCY = 4
 # A large max_concurrency is set for answers that wait: fitting never takes it below this
 # share of it.
 _MIN_FITTED_SHARE = 8
+# Spilled messages moved back per store query: one query for many ids, and not so many
+# bodies at once that parsing them holds the event loop (and the acks) for long.
+_REFILL_BATCH = 250
+_REFILL_RETRY_SECONDS = 1.0
+
+
+class _SpillState(Enum):
+    WRITING = "writing"
+    KEPT = "kept"
+    DROPPED = "dropped"
+
+
+class _Spilled:
+    """A message's place in the overflow, held from before its admission is written."""
+
+    __slots__ = ("_dispatcher", "chat_id", "message_id", "state")
+
+    def __init__(self, dispatcher: Dispatcher, message_id: str, chat_id: str) -> None:
+        self._dispatcher = dispatcher
+        self.message_id = message_id
+        self.chat_id = chat_id
+        self.state = _SpillState.WRITING
+
+    def settle(self, admitted: bool) -> None:
+        """Keep the place once the store admitted the message; give it up otherwise."""
+        self.state = _SpillState.KEPT if admitted else _SpillState.DROPPED
+        self._dispatcher._spill_written()
 
 
 class Dispatcher:
@@ -61,6 +101,8 @@ class Dispatcher:
         max_concurrency: int = 32,
         max_backlog: int = 1000,
         max_per_chat: int = 100,
+        max_spilled: int = 0,
+        load_spilled: SpilledLoader | None = None,
         merge_window: float = 0.0,
         ack_first_wait: float = 0.05,
         loop_cpu_clock: Callable[[], float] = time.thread_time,
@@ -68,6 +110,9 @@ class Dispatcher:
     ) -> None:
         """Set the limits.
 
+        :param max_spilled: messages kept in the store beyond ``max_backlog`` (see the
+            module docstring); ``0``, or no ``load_spilled``, refuses them instead.
+        :param load_spilled: reads spilled messages back from the store.
         :param loop_cpu_clock: the event loop thread's CPU time, read to tell a loop that is
             computing from one waiting for a CPU the machine gave elsewhere (a test passes
             the wall clock to stand for a machine that gives the loop a whole core).
@@ -76,6 +121,8 @@ class Dispatcher:
         """
         if max_concurrency < 1 or max_backlog < 1 or max_per_chat < 1:
             raise ValueError("dispatch limits must be at least 1")
+        if max_spilled < 0:
+            raise ValueError("max_spilled must not be negative")
         if merge_window < 0:
             raise ValueError("merge window must not be negative")
         self._merge_window = merge_window
@@ -87,6 +134,15 @@ class Dispatcher:
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._max_backlog = max_backlog
         self._max_per_chat = max_per_chat
+        self._max_spilled = max_spilled if load_spilled is not None else 0
+        self._load_spilled = load_spilled
+        # Spilled messages in arrival order; the refill moves them back from the head.
+        self._spilled: deque[_Spilled] = deque()
+        self._moving = 0  # taken from the head, being read back from the store
+        self._refill_chunk = max(1, min(_REFILL_BATCH, max_backlog // 8))
+        self._spills_writing = 0  # spilled messages whose admission is still writing
+        self._spill_started = 0.0
+        self._spilled_since_start = 0
         self._queues: dict[str, deque[tuple[InboundMessage, float]]] = {}
         self._backlog = 0
         # Room promised to messages whose admission is still writing to the store.
@@ -107,10 +163,17 @@ class Dispatcher:
         """Messages queued or being handled."""
         return self._backlog
 
+    @property
+    def spilled(self) -> int:
+        """Messages spilled to the store and not yet moved back."""
+        return len(self._spilled) + self._moving
+
     def has_room(self, chat_id: str) -> bool:
         """Whether a message for ``chat_id`` would be taken now."""
         if not self.accepting or self._tg is None:
             return False
+        if self._spilled or self._moving:
+            return False  # a new message goes behind the spilled ones: per-chat order
         queued = len(self._queues.get(chat_id, ())) + self._reserved.get(chat_id, 0)
         return (
             self._backlog + self._reserved_total < self._max_backlog and queued < self._max_per_chat
@@ -131,6 +194,39 @@ class Dispatcher:
             self._admission_idle = anyio.Event()
         return True
 
+    def spill(self, message_id: str, chat_id: str) -> _Spilled | None:
+        """Hold a place in the overflow for a message that finds no room; ``None`` if full.
+
+        Call it when :meth:`reserve` failed, then write the message to the store and
+        :meth:`~_Spilled.settle` the place with the outcome in every case. The place is
+        taken now, so messages leave the overflow in the order they arrived.
+        """
+        if not self.accepting or self._tg is None or self.spilled >= self._max_spilled:
+            return None
+        if not self.spilled:
+            self._spill_started = time.monotonic()
+            self._spilled_since_start = 0
+            log.info(
+                "backlog full (%d): keeping new messages in the store until there is room",
+                self._backlog,
+            )
+        place = _Spilled(self, message_id, chat_id)
+        self._spilled.append(place)
+        self._spilled_since_start += 1
+        metrics.DISPATCH_SPILLED.set(self.spilled)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        # Its ack, like a reserved message's, goes before the next answer starts.
+        self._spills_writing += 1
+        if self._admission_idle.is_set():
+            self._admission_idle = anyio.Event()
+        return place
+
+    def _spill_written(self) -> None:
+        self._spills_writing -= 1
+        if self._spills_writing == 0 and self._reserved_total == 0:
+            self._admission_idle.set()
+        self._room.set()  # the refill may be waiting for this place
+
     def release(self, chat_id: str) -> None:
         """Give back room held by :meth:`reserve`."""
         left = self._reserved.get(chat_id, 0) - 1
@@ -140,7 +236,10 @@ class Dispatcher:
             self._reserved.pop(chat_id, None)
         self._reserved_total -= 1
         if self._reserved_total == 0:
-            self._admission_idle.set()
+            if self._spills_writing == 0:
+                self._admission_idle.set()
+            if self._spilled:
+                self._room.set()  # the refill waits for reservations to be submitted
 
     def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
         """Queue ``message`` behind earlier messages of its chat; never blocks.
@@ -185,6 +284,8 @@ class Dispatcher:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._fit_concurrency)
+            if self._load_spilled is not None:
+                tg.start_soon(self._refill, self._load_spilled)
             task_status.started()
             try:
                 await anyio.sleep_forever()
@@ -247,14 +348,103 @@ class Dispatcher:
             if fitted != tokens:
                 self._limiter.total_tokens = fitted
 
+    async def _refill(self, load: SpilledLoader) -> None:
+        """Move spilled messages back from the store, oldest first, as room frees."""
+        while True:
+            batch = self._take_spilled()
+            if not batch:
+                if self._room.is_set():
+                    self._room = anyio.Event()
+                await self._room.wait()
+                continue
+            self._moving = len(batch)
+            try:
+                messages = await load([place.message_id for place in batch])
+            except Exception as exc:
+                # A passing store failure (a locked database): they wait at the head.
+                log.warning(
+                    "reading %d spilled message(s) back from the store failed, next try in "
+                    "%.0f s: %s",
+                    len(batch),
+                    _REFILL_RETRY_SECONDS,
+                    exc,
+                )
+                self._spilled.extendleft(reversed(batch))
+                self._moving = 0
+                await anyio.sleep(_REFILL_RETRY_SECONDS)
+                continue
+            self._moving = 0
+            self._submit_spilled(batch, {message.message_id: message for message in messages})
+
+    def _take_spilled(self) -> list[_Spilled]:
+        """The head of the overflow that fits in the backlog now, in order."""
+        batch: list[_Spilled] = []
+        if not self.accepting or self._reserved_total:
+            # Reservations made before the spilling began go first (they arrived first).
+            return batch
+        room = min(_REFILL_BATCH, self._max_backlog - self._backlog)
+        if self._backlog and room < min(self._refill_chunk, len(self._spilled)):
+            # One query per freed slot would cost more than the answers: wait for a chunk
+            # (the backlog still holds plenty of work meanwhile).
+            return batch
+        taken: dict[str, int] = {}
+        while self._spilled and len(batch) < room:
+            place = self._spilled[0]
+            if place.state is _SpillState.WRITING:
+                break  # its admission is still writing: later ones wait behind it
+            if place.state is _SpillState.KEPT:
+                chat = place.chat_id
+                if len(self._queues.get(chat, ())) + taken.get(chat, 0) >= self._max_per_chat:
+                    break
+                taken[chat] = taken.get(chat, 0) + 1
+                batch.append(place)
+            self._spilled.popleft()
+        if not batch:
+            self._spill_changed()
+        return batch
+
+    def _submit_spilled(self, batch: list[_Spilled], found: dict[str, InboundMessage]) -> None:
+        for place in batch:
+            message = found.get(place.message_id)
+            if message is None:
+                # Settled or failed meanwhile (a body that no longer parses is marked
+                # failed by the store): there is nothing left to answer.
+                log.warning(
+                    "spilled message %s is no longer pending in the store; not answering it",
+                    place.message_id,
+                    extra={"message_id": place.message_id, "chat_id": place.chat_id},
+                )
+            elif self.accepting:
+                # Shutdown began during the read: the rest stays in the inbox for the next
+                # start, like every other spilled message.
+                self.submit(message, force=True)
+        self._spill_changed()
+
+    def _spill_changed(self) -> None:
+        """Publish the overflow's size; say when spilling is over."""
+        metrics.DISPATCH_SPILLED.set(self.spilled)
+        if self._spilled_since_start and not self.spilled:
+            log.info(
+                "backlog has room again: %d message(s) spilled to the store over %.1f s",
+                self._spilled_since_start,
+                time.monotonic() - self._spill_started,
+            )
+            self._spilled_since_start = 0
+            self._check_idle()
+
     def stop_accepting(self) -> None:
-        """Refuse new messages from now on (shutdown)."""
+        """Refuse new messages from now on (shutdown); spilled ones stay in the store."""
         self.accepting = False
         self._room.set()
+        self._check_idle()
 
     async def wait_idle(self) -> None:
-        """Return once every submitted message has been handled."""
+        """Return once every submitted (and, while accepting, spilled) message is handled."""
         await self._idle.wait()
+
+    def _check_idle(self) -> None:
+        if self._backlog == 0 and (not self.spilled or not self.accepting):
+            self._idle.set()
 
     async def drain(self, grace: float) -> bool:
         """Stop accepting, then wait up to ``grace`` seconds for the messages in hand.
@@ -296,8 +486,7 @@ class Dispatcher:
                 self._backlog -= len(queue)
                 metrics.DISPATCH_BACKLOG.set(self._backlog)
                 self._room.set()
-                if self._backlog == 0:
-                    self._idle.set()
+                self._check_idle()
 
     async def _next_burst(self, queue: deque[tuple[InboundMessage, float]]) -> list[InboundMessage]:
         """The head message, plus its sender's messages that follow within the merge window.
@@ -328,5 +517,4 @@ class Dispatcher:
         self.handled += 1
         metrics.DISPATCH_BACKLOG.set(self._backlog)
         self._room.set()
-        if self._backlog == 0:
-            self._idle.set()
+        self._check_idle()

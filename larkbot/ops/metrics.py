@@ -92,6 +92,12 @@ DISPATCH_BACKLOG = Gauge(
     "Accepted messages waiting for or being handled by the agent.",
     registry=REGISTRY,
 )
+DISPATCH_SPILLED = Gauge(
+    "larkbot_dispatch_spilled",
+    "Accepted messages kept in the store while the dispatch backlog is full, not yet moved "
+    "back into it.",
+    registry=REGISTRY,
+)
 REPLIES = Counter(
     "larkbot_replies_total",
     f"Replies by outcome ({', '.join(REPLY_OUTCOMES)}).",

@@ -9,6 +9,8 @@ crashes happen. The store is what turns that into "answered exactly once":
   is accepted or has finally failed.
 - :meth:`Store.unfinished` hands a starting process the pending items a previous process
   acked but never settled (a crash between ack and reply), and expires the stale ones.
+- :meth:`Store.pending_messages` reads pending items back, for messages dispatch kept
+  in the store while its backlog was full.
 - :meth:`Store.run_pruner` keeps the ledger and inbox bounded.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,6 +96,14 @@ class Store(ABC):
         ``now`` is marked expired and returned in the second list (the caller logs it);
         the others, oldest first, are now this store's to answer. Items of this store and
         of live processes are never returned, so calling this again is harmless.
+        """
+
+    @abstractmethod
+    async def pending_messages(self, message_ids: Sequence[str]) -> list[InboundMessage]:
+        """The messages of ``message_ids`` still pending in the inbox, in the order given.
+
+        One read for many ids: dispatch moves messages it spilled to the store back with
+        it. Ids not pending (settled, unknown) are left out.
         """
 
     @abstractmethod

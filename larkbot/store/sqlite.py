@@ -294,6 +294,21 @@ class SqliteStore(Store):
             )
         return await self._messages(claimed_rows), await self._messages(expired_rows)
 
+    async def pending_messages(self, message_ids: Sequence[str]) -> list[InboundMessage]:
+        """The messages of ``message_ids`` still pending in the inbox, in the order given.
+
+        One statement (not a transaction), so it never holds admits back.
+        """
+        found: dict[str, InboundMessage] = {}
+        for start in range(0, len(message_ids), _MAX_BATCH):
+            rows = await self._query(
+                "SELECT message_id, created_at, body FROM inbox"
+                " WHERE message_id IN (SELECT value FROM json_each(?)) AND status = 'pending'",
+                (json.dumps(list(message_ids[start : start + _MAX_BATCH])),),
+            )
+            found.update((message.message_id, message) for message in await self._messages(rows))
+        return [found[message_id] for message_id in message_ids if message_id in found]
+
     async def depth(self) -> int:
         """Count the pending inbox items (of every process sharing the database)."""
         rows = await self._query("SELECT count(*) FROM inbox WHERE status = 'pending'")
