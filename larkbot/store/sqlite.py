@@ -733,7 +733,7 @@ class _Admits:
                     break
                 try:
                     fresh = self._write(batch)
-                except Exception as exc:
+                except BaseException as exc:  # every caller of the batch must hear back
                     loop.call_soon_threadsafe(self._fail, batch, exc)
                 else:
                     loop.call_soon_threadsafe(self._deliver, batch, fresh)
@@ -783,8 +783,11 @@ class _Admits:
             if not item.future.done():
                 # Each caller raises its own copy: one exception object raised in many
                 # tasks would collect all of their tracebacks.
-                copied = copy.copy(error)
-                copied.__cause__ = exc
+                try:
+                    copied = copy.copy(error)
+                    copied.__cause__ = exc
+                except Exception:  # an exception that cannot be copied: share the one
+                    copied = error
                 item.future.set_exception(copied)
 
 
