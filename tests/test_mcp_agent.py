@@ -26,9 +26,15 @@ _BASES = {
 }
 
 
+# The server counts "this month" in its agent's zone, the host's unless set: the test sets
+# the zone it counts in, or from 15:00 UTC on a month's last day (already the next month in
+# Tokyo) the two would disagree.
+_ZONE = "Asia/Tokyo"
+
+
 def _contacted_this_month(ws: Workspace) -> tuple[set[str], set[str]]:
-    """Names of the customers last contacted this month, and of the others."""
-    tokyo = ZoneInfo("Asia/Tokyo")
+    """Names of the customers last contacted this month in ``_ZONE``, and of the others."""
+    tokyo = ZoneInfo(_ZONE)
     now = datetime.now(tokyo)
     this_month: set[str] = set()
     others: set[str] = set()
@@ -45,7 +51,8 @@ async def test_ask_larkbot_answers_from_the_workspace_and_posts_in_a_chat(
     this_month, others = _contacted_this_month(ws)
     assert this_month and others
     args = ["--allow-writes", "-t", "ask_larkbot,send_message"]
-    async with mcp_session(lark, tmp_path, "streamable", args, env=_BASES) as (session, log):
+    env = {**_BASES, "LARKBOT_AGENT__TIMEZONE": _ZONE}
+    async with mcp_session(lark, tmp_path, "streamable", args, env=env) as (session, log):
         answered = await session.call_tool("ask_larkbot", {"question": _QUESTION})
         assert not answered.is_error, answered.content
         answer = answered.content[0].text  # type: ignore[union-attr]
