@@ -82,8 +82,8 @@ async def test_full_backlog_refuses_with_non_200_then_takes_the_redelivery() -> 
             lark,
             LARKBOT_DISPATCH__MAX_BACKLOG="1",
             LARKBOT_DISPATCH__MAX_CONCURRENCY="1",
-            # No overflow in the store: a message beyond the backlog is refused.
-            LARKBOT_DISPATCH__MAX_SPILLED="0",
+            # The memory store keeps nothing beyond the backlog (it does not outlive the
+            # process), whatever dispatch.max_spilled says: the message is refused.
         )
         lark.redeliver_after = 0.5
         async with running_daemon(settings, agent):

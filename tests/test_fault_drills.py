@@ -17,12 +17,17 @@ import anyio
 import pytest
 
 from larkbot.core.frames import ACK_OVERLOADED
+from larkbot.ops import metrics
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, assert_answered_once, running_daemon, settings_for, settled
 from tests._factories import REPLY_ROUTE
 from tests._proc import larkbot_process, llm_env, needs_llm, reply_text, slow_llm
 
 pytestmark = pytest.mark.anyio
+
+
+def _gauge(name: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name)
 
 
 def _minutes_ago_ms(minutes: float) -> int:
@@ -260,8 +265,14 @@ async def test_drill_restart_with_spilled_messages(tmp_path: Path) -> None:
         # The held two outlive the grace period; the spilled four were never moved back.
         assert not lark.replies
         await lark.wait_for(lambda: lark.connections == 0)
-        agent = EchoAgent()
+        agent = EchoAgent(held=True)
         async with running_daemon(settings, agent) as daemon:
+            # Resumed within the bounds: two in the backlog (one chat: one answered at a
+            # time), four waiting in the store.
+            await lark.wait_for(lambda: agent.thinking == 1)
+            assert _gauge("larkbot_dispatch_backlog") == 2
+            assert _gauge("larkbot_dispatch_spilled") == 4
+            agent.release()
             await lark.wait_for(lambda: len(lark.replies) == 6, timeout=20)
             await settled(lark, daemon, acks=6)
         assert sorted(m.message_id for m in agent.seen) == sorted(sent)

@@ -12,10 +12,11 @@ then the :class:`~larkbot.core.cards.CardActions` handler, whose answer is the a
 Room is reserved *before* the message is recorded as seen. When dispatch's backlog is
 full, the message *spills*: it is admitted to the inbox all the same and acked, and
 dispatch keeps only its place in line until it has room (see
-:mod:`larkbot.dispatch.dispatcher`). Only when that overflow is full too (or the store
-cannot spill) does the daemon answer a non-200 ack, and the platform re-delivers later, so
-overload never loses a message. The admit step writes the message to the inbox *before*
-the ack is sent, so a crash after the ack loses nothing either.
+:mod:`larkbot.dispatch.dispatcher`). Only when that overflow is full too, or the message's
+chat already has its bound of messages waiting (or the store cannot spill), does the daemon
+answer a non-200 ack, and the platform re-delivers later, so overload never loses a message.
+The admit step writes the message to the inbox *before* the ack is sent, so a crash after
+the ack loses nothing either.
 
 With a queue shared by several replicas (:class:`SharedQueue`, the Redis store), the last
 three steps are one: the message is deduplicated and queued in its chat's partition,
@@ -88,7 +89,10 @@ class AdmissionQueue(Protocol):
         ...
 
     def spill(self, message_id: str, chat_id: str) -> SpillSlot | None:
-        """Hold a place in line for a message kept in the store; ``None`` when full."""
+        """Hold a place in line for a message kept in the store; ``None`` when full.
+
+        Full means the overflow is, or the message's chat has its bound of messages waiting.
+        """
         ...
 
     def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
@@ -221,7 +225,8 @@ class Admission:
             spilled = self.dispatcher.spill(message.message_id, message.chat_id)
             if spilled is None:
                 log.warning(
-                    "refused message %s for now: backlog full (%d); Lark will re-deliver it",
+                    "refused message %s for now: its chat or the backlog (%d) is full; "
+                    "Lark will re-deliver it",
                     message.message_id,
                     self.dispatcher.backlog,
                 )

@@ -524,14 +524,23 @@ class DispatchSettings(_Section):
             "the store (see max_spilled)."
         ),
     )
-    max_per_chat: int = Field(100, ge=1, description="Messages waiting in one chat.")
+    max_per_chat: int = Field(
+        100,
+        ge=1,
+        description=(
+            "Messages waiting in one chat, in memory or kept in the store; beyond it the chat's "
+            "events are refused so Lark re-delivers them later."
+        ),
+    )
     max_spilled: int = Field(
         100_000,
         ge=0,
         description=(
-            "Accepted messages kept in the store (only their ids in memory) while the backlog "
-            "is full, moved back in arrival order as it frees; beyond it, or with the Redis "
-            "store, events are refused so Lark re-delivers them later. 0 refuses at once."
+            "Accepted messages kept in the SQLite store (only their ids in memory) while the "
+            "backlog is full, moved back in arrival order as it frees; beyond it events are "
+            "refused so Lark re-delivers them later. 0 refuses at once, as does the memory "
+            "store, which does not outlive the process. With the Redis store the shared queue "
+            "holds what waits, and this setting is not used."
         ),
     )
 

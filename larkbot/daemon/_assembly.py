@@ -9,6 +9,7 @@ them. Tests, the console, the benchmark and embedders replace a part through
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -176,8 +177,17 @@ class _Build:
             working_reaction_after=self.wiring.working_reaction_after,
             streaming=_streaming(settings),
         )
-        # A full backlog spills to this inbox; the shared Redis queue is pulled instead.
-        dispatcher = _dispatcher(settings, responder.answer, load_spilled=store.pending_messages)
+        # A full backlog spills to this inbox if it outlives the process (the memory store
+        # refuses instead); the shared Redis queue is pulled instead.
+        load_spilled = (
+            functools.partial(
+                store.pending_messages,
+                max_age_seconds=settings.admission.stale_after_seconds,
+            )
+            if store.durable
+            else None
+        )
+        dispatcher = _dispatcher(settings, responder.answer, load_spilled=load_spilled)
         admission = self._admission(built, store=store, dispatcher=dispatcher, shared=None)
         return self._components(built, responder, conversations, dispatcher, admission, store=store)
 

@@ -88,7 +88,7 @@ class DaemonStatus:
 
     @property
     def backlog(self) -> int:
-        """Messages queued or being answered."""
+        """Messages queued or being answered, or waiting in the store for room."""
         return self._daemon.backlog
 
     @property
@@ -291,7 +291,11 @@ class Daemon:
         for message in resumable:
             with log_context(message.message_id, message.chat_id):
                 log.info("resuming message %s from the inbox", message.message_id)
-            dispatcher.submit(message, force=True)
+        # Acked before, so never refused; beyond dispatch's bounds they wait in the store
+        # (a restart after a full overflow resumes up to max_spilled of them at once).
+        waiting = dispatcher.resume(resumable)
+        if waiting:
+            log.info("%d resumed message(s) wait in the store until the backlog has room", waiting)
 
     async def _run_source(self, source: EventSource) -> None:
         # A source that cannot go on (refused credentials, reconnects used up) stops the
@@ -330,7 +334,7 @@ class Daemon:
             )
         if dispatcher.spilled:
             log.info(
-                "%d message(s) kept in the store while the backlog was full stay in the inbox "
+                "%d message(s) waiting in the store for room in the backlog stay pending there "
                 "for the next start",
                 dispatcher.spilled,
             )

@@ -3,16 +3,21 @@
 Messages of one chat are answered in the order they arrived; different chats run
 concurrently up to ``max_concurrency``. With a merge window, consecutive messages of one
 user in one chat that arrive within the window of each other are answered as one turn
-(people often send a thought in three quick lines). The backlog (queued + running) is bounded so
-that admission can refuse work it cannot take (a non-200 ack makes the platform
-re-deliver later) instead of queueing without limit.
+(people often send a thought in three quick lines). The backlog (queued + running) is bounded
+in memory, and so is each chat's line, so that admission can refuse work it cannot take (a
+non-200 ack makes the platform re-deliver later) instead of queueing without limit.
 
-Beyond the backlog, messages can *spill*: admission writes them to the store as usual and
-acks them, and dispatch keeps only their ids, in arrival order, in a second, much larger
-bound (``max_spilled``). As room frees, the dispatcher moves them back, oldest first, their
-bodies read from the store in batches. While anything is spilled every new message spills
-too, so each chat is still answered in arrival order. A spilled message is pending in the
-inbox like any other: one still spilled at shutdown is resumed by the next start.
+Beyond the backlog, messages can *spill* (with a durable store only): admission writes them
+to the store as usual and acks them, and dispatch keeps only their ids, in arrival order, in
+a second, much larger bound (``max_spilled``). As room frees, the dispatcher moves them
+back, oldest first, their bodies read from the store in batches. While anything is spilled
+every new message spills too, so each chat is still answered in arrival order. A chat's
+spilled messages count against ``max_per_chat`` like its queued ones: a chat at its bound
+has new messages refused, so one busy chat can neither fill the overflow nor hold up the
+others (its spilled head always finds room in memory). A spilled message is pending in the
+inbox like any other: one still spilled at shutdown is resumed by the next start, and
+messages taken over from the inbox (:meth:`Dispatcher.resume`) wait in the same line when
+the backlog has no room for them.
 Measured on the echo benchmark with 2,000 messages sent at once (four alternating runs on
 a busy machine): 367–640 replies/s and no refused ack, against 297–477 replies/s and
 1,508–2,277 refused acks (each re-delivered a second later) when refusing.
@@ -38,14 +43,21 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from larkbot.core.message import InboundMessage
 from larkbot.ops import metrics
+from larkbot.store import StoreError
 
 __all__ = ["Dispatcher", "SpilledLoader"]
 
 log = logging.getLogger("larkbot.dispatch")
 
 MessageHandler = Callable[[InboundMessage], Awaitable[None]]
-SpilledLoader = Callable[[Sequence[str]], Awaitable[list[InboundMessage]]]
-"""Reads the pending messages of the given ids from the store, in the order given."""
+SpilledLoader = Callable[
+    [Sequence[str]], Awaitable[tuple[list[InboundMessage], list[InboundMessage]]]
+]
+"""Reads the given ids back from the store: ``(pending, expired)``, as ``Store.pending_messages``.
+
+The pending ones come in the order given; the expired ones waited past the stale cutoff
+and are marked so in the store, not to be answered.
+"""
 
 # How the concurrency is fitted to the event loop (see Dispatcher._fit_concurrency).
 _PROBE_SECONDS = 0.01
@@ -60,6 +72,9 @@ _MIN_FITTED_SHARE = 8
 # Spilled messages moved back per store query: one query for many ids, and not so many
 # bodies at once that parsing them holds the event loop (and the acks) for long.
 _REFILL_BATCH = 250
+# Places looked at per refill beyond a head that cannot move yet (its admission still
+# writing, or its chat full): the work of one refill stays bounded.
+_REFILL_SCAN = 4 * _REFILL_BATCH
 _REFILL_RETRY_SECONDS = 1.0
 
 
@@ -83,7 +98,7 @@ class _Spilled:
     def settle(self, admitted: bool) -> None:
         """Keep the place once the store admitted the message; give it up otherwise."""
         self.state = _SpillState.KEPT if admitted else _SpillState.DROPPED
-        self._dispatcher._spill_written()
+        self._dispatcher._spill_written(self)
 
 
 class Dispatcher:
@@ -110,9 +125,11 @@ class Dispatcher:
     ) -> None:
         """Set the limits.
 
+        :param max_per_chat: messages waiting in one chat, queued or spilled.
         :param max_spilled: messages kept in the store beyond ``max_backlog`` (see the
             module docstring); ``0``, or no ``load_spilled``, refuses them instead.
-        :param load_spilled: reads spilled messages back from the store.
+        :param load_spilled: reads spilled messages back from the store; give none for a
+            store that does not outlive the process.
         :param loop_cpu_clock: the event loop thread's CPU time, read to tell a loop that is
             computing from one waiting for a CPU the machine gave elsewhere (a test passes
             the wall clock to stand for a machine that gives the loop a whole core).
@@ -138,7 +155,10 @@ class Dispatcher:
         self._load_spilled = load_spilled
         # Spilled messages in arrival order; the refill moves them back from the head.
         self._spilled: deque[_Spilled] = deque()
-        self._moving = 0  # taken from the head, being read back from the store
+        # Places held (writing, kept, or being read back), in all and per chat; places
+        # given up stay in the line until the refill passes them, uncounted.
+        self._spill_count = 0
+        self._spilled_chats: dict[str, int] = {}
         self._refill_chunk = max(1, min(_REFILL_BATCH, max_backlog // 8))
         self._spills_writing = 0  # spilled messages whose admission is still writing
         self._spill_started = 0.0
@@ -166,18 +186,24 @@ class Dispatcher:
     @property
     def spilled(self) -> int:
         """Messages spilled to the store and not yet moved back."""
-        return len(self._spilled) + self._moving
+        return self._spill_count
 
     def has_room(self, chat_id: str) -> bool:
         """Whether a message for ``chat_id`` would be taken now."""
-        if not self.accepting or self._tg is None:
+        if not self.accepting or self._tg is None or self._chat_full(chat_id):
             return False
-        if self._spilled or self._moving:
+        if self._spill_count:
             return False  # a new message goes behind the spilled ones: per-chat order
-        queued = len(self._queues.get(chat_id, ())) + self._reserved.get(chat_id, 0)
-        return (
-            self._backlog + self._reserved_total < self._max_backlog and queued < self._max_per_chat
+        return self._backlog + self._reserved_total < self._max_backlog
+
+    def _chat_full(self, chat_id: str) -> bool:
+        """Whether ``chat_id`` has ``max_per_chat`` messages waiting, queued or spilled."""
+        waiting = (
+            len(self._queues.get(chat_id, ()))
+            + self._reserved.get(chat_id, 0)
+            + self._spilled_chats.get(chat_id, 0)
         )
+        return waiting >= self._max_per_chat
 
     def reserve(self, chat_id: str) -> bool:
         """Hold room for one message of ``chat_id`` while it is being admitted.
@@ -199,32 +225,79 @@ class Dispatcher:
 
         Call it when :meth:`reserve` failed, then write the message to the store and
         :meth:`~_Spilled.settle` the place with the outcome in every case. The place is
-        taken now, so messages leave the overflow in the order they arrived.
+        taken now, so messages leave the overflow in the order they arrived. A chat at
+        ``max_per_chat`` gets no place: its messages are refused, as without an overflow.
         """
-        if not self.accepting or self._tg is None or self.spilled >= self._max_spilled:
+        if (
+            not self.accepting
+            or self._tg is None
+            or self._spill_count >= self._max_spilled
+            or self._chat_full(chat_id)
+        ):
             return None
-        if not self.spilled:
-            self._spill_started = time.monotonic()
-            self._spilled_since_start = 0
-            log.info(
-                "backlog full (%d): keeping new messages in the store until there is room",
-                self._backlog,
-            )
         place = _Spilled(self, message_id, chat_id)
-        self._spilled.append(place)
-        self._spilled_since_start += 1
-        metrics.DISPATCH_SPILLED.set(self.spilled)
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._hold_place(place)
         # Its ack, like a reserved message's, goes before the next answer starts.
         self._spills_writing += 1
         if self._admission_idle.is_set():
             self._admission_idle = anyio.Event()
         return place
 
-    def _spill_written(self) -> None:
+    def resume(self, messages: Sequence[InboundMessage]) -> int:
+        """Queue messages acked before (taken over from the inbox), in order; refuse none.
+
+        As many as the bounds allow go into the backlog; the rest wait in the overflow by
+        id, beyond ``max_spilled`` if need be (they were acked already), and are read back
+        from the store as room frees, like spilled messages. Without a store to read them
+        back from, every one is queued.
+
+        :returns: how many wait in the overflow.
+        """
+        waiting = 0
+        for message in messages:
+            if self._load_spilled is None or self.has_room(message.chat_id):
+                self.submit(message, force=True)
+                continue
+            place = _Spilled(self, message.message_id, message.chat_id)
+            place.state = _SpillState.KEPT
+            self._hold_place(place)
+            waiting += 1
+        if waiting:
+            self._room.set()  # the refill may have room for them now
+        return waiting
+
+    def _hold_place(self, place: _Spilled) -> None:
+        """Put ``place`` at the end of the overflow and count it."""
+        if not self._spill_count:
+            self._spill_started = time.monotonic()
+            self._spilled_since_start = 0
+            log.info(
+                "backlog full (%d): keeping new messages in the store until there is room",
+                self._backlog,
+            )
+        self._spilled.append(place)
+        self._spill_count += 1
+        self._spilled_chats[place.chat_id] = self._spilled_chats.get(place.chat_id, 0) + 1
+        self._spilled_since_start += 1
+        metrics.DISPATCH_SPILLED.set(self._spill_count)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+
+    def _let_go(self, place: _Spilled) -> None:
+        """Stop counting ``place``: moved back, given up, or no longer pending."""
+        self._spill_count -= 1
+        left = self._spilled_chats[place.chat_id] - 1
+        if left:
+            self._spilled_chats[place.chat_id] = left
+        else:
+            del self._spilled_chats[place.chat_id]
+
+    def _spill_written(self, place: _Spilled) -> None:
         self._spills_writing -= 1
         if self._spills_writing == 0 and self._reserved_total == 0:
             self._admission_idle.set()
+        if place.state is _SpillState.DROPPED:
+            self._let_go(place)
+            self._spill_changed()
         self._room.set()  # the refill may be waiting for this place
 
     def release(self, chat_id: str) -> None:
@@ -238,14 +311,14 @@ class Dispatcher:
         if self._reserved_total == 0:
             if self._spills_writing == 0:
                 self._admission_idle.set()
-            if self._spilled:
+            if self._spill_count:
                 self._room.set()  # the refill waits for reservations to be submitted
 
     def submit(self, message: InboundMessage, *, force: bool = False) -> bool:
         """Queue ``message`` behind earlier messages of its chat; never blocks.
 
-        :param force: bypass the backlog bounds (used when resuming the inbox at start,
-            whose items were already acked and must not be refused).
+        :param force: bypass the bounds (for a message whose room was reserved, or one moved
+            back from the overflow: acked already, it must not be refused).
         :returns: ``False`` when there is no room (the caller answers a non-200 ack).
         """
         if self._tg is None:
@@ -357,10 +430,10 @@ class Dispatcher:
                     self._room = anyio.Event()
                 await self._room.wait()
                 continue
-            self._moving = len(batch)
+            # Still counted while being read: new messages of their chats wait behind them.
             try:
-                messages = await load([place.message_id for place in batch])
-            except Exception as exc:
+                pending, expired = await load([place.message_id for place in batch])
+            except StoreError as exc:
                 # A passing store failure (a locked database): they wait at the head.
                 log.warning(
                     "reading %d spilled message(s) back from the store failed, next try in "
@@ -370,43 +443,69 @@ class Dispatcher:
                     exc,
                 )
                 self._spilled.extendleft(reversed(batch))
-                self._moving = 0
                 await anyio.sleep(_REFILL_RETRY_SECONDS)
                 continue
-            self._moving = 0
-            self._submit_spilled(batch, {message.message_id: message for message in messages})
+            self._submit_spilled(batch, pending, expired)
 
     def _take_spilled(self) -> list[_Spilled]:
-        """The head of the overflow that fits in the backlog now, in order."""
+        """The places of the overflow that fit in the backlog now, oldest first.
+
+        A place that cannot move yet (its admission still writing, or its chat full of
+        messages resumed at start) holds back only the later places of its own chat: the
+        other chats' places behind it move on, each chat's in order.
+        """
         batch: list[_Spilled] = []
         if not self.accepting or self._reserved_total:
             # Reservations made before the spilling began go first (they arrived first).
             return batch
+        line = self._spilled
         room = min(_REFILL_BATCH, self._max_backlog - self._backlog)
-        if self._backlog and room < min(self._refill_chunk, len(self._spilled)):
+        if self._backlog and room < min(self._refill_chunk, len(line)):
             # One query per freed slot would cost more than the answers: wait for a chunk
             # (the backlog still holds plenty of work meanwhile).
             return batch
         taken: dict[str, int] = {}
-        while self._spilled and len(batch) < room:
-            place = self._spilled[0]
-            if place.state is _SpillState.WRITING:
-                break  # its admission is still writing: later ones wait behind it
-            if place.state is _SpillState.KEPT:
-                chat = place.chat_id
-                if len(self._queues.get(chat, ())) + taken.get(chat, 0) >= self._max_per_chat:
-                    break
-                taken[chat] = taken.get(chat, 0) + 1
-                batch.append(place)
-            self._spilled.popleft()
-        if not batch:
-            self._spill_changed()
+        held: list[_Spilled] = []  # stay in line, in order, ahead of the places not looked at
+        held_chats: set[str] = set()
+        looked_at = 0
+        for place in line:
+            if len(batch) >= room or looked_at >= _REFILL_SCAN:
+                break
+            looked_at += 1
+            if place.state is _SpillState.DROPPED:
+                continue
+            chat = place.chat_id
+            if (
+                chat in held_chats
+                or place.state is _SpillState.WRITING
+                or len(self._queues.get(chat, ())) + taken.get(chat, 0) >= self._max_per_chat
+            ):
+                held_chats.add(chat)
+                held.append(place)
+                continue
+            taken[chat] = taken.get(chat, 0) + 1
+            batch.append(place)
+        for _ in range(looked_at):
+            line.popleft()
+        line.extendleft(reversed(held))
         return batch
 
-    def _submit_spilled(self, batch: list[_Spilled], found: dict[str, InboundMessage]) -> None:
+    def _submit_spilled(
+        self, batch: list[_Spilled], pending: list[InboundMessage], expired: list[InboundMessage]
+    ) -> None:
+        found = {message.message_id: message for message in pending}
+        expired_ids = {message.message_id for message in expired}
+        back: list[_Spilled] = []
         for place in batch:
             message = found.get(place.message_id)
-            if message is None:
+            if message is not None and not self.accepting:
+                # Shutdown began during the read: it stays in the inbox for the next start,
+                # like every other spilled message, and is counted as such.
+                back.append(place)
+                continue
+            if message is not None:
+                self.submit(message, force=True)
+            elif place.message_id not in expired_ids:
                 # Settled or failed meanwhile (a body that no longer parses is marked
                 # failed by the store): there is nothing left to answer.
                 log.warning(
@@ -414,23 +513,33 @@ class Dispatcher:
                     place.message_id,
                     extra={"message_id": place.message_id, "chat_id": place.chat_id},
                 )
-            elif self.accepting:
-                # Shutdown began during the read: the rest stays in the inbox for the next
-                # start, like every other spilled message.
-                self.submit(message, force=True)
+            self._let_go(place)
+        if expired:
+            # Marked expired by the store, as the start-up resume does with such messages.
+            log.warning(
+                "not answering %d spilled message(s), the oldest %s: they waited longer than "
+                "the stale cutoff",
+                len(expired),
+                expired[0].message_id,
+                extra={"message_id": expired[0].message_id, "chat_id": expired[0].chat_id},
+            )
+        self._spilled.extendleft(reversed(back))
         self._spill_changed()
 
     def _spill_changed(self) -> None:
         """Publish the overflow's size; say when spilling is over."""
-        metrics.DISPATCH_SPILLED.set(self.spilled)
-        if self._spilled_since_start and not self.spilled:
+        metrics.DISPATCH_SPILLED.set(self._spill_count)
+        if self._spill_count:
+            return
+        self._spilled.clear()  # only places given up are left
+        if self._spilled_since_start and self.accepting:
             log.info(
                 "backlog has room again: %d message(s) spilled to the store over %.1f s",
                 self._spilled_since_start,
                 time.monotonic() - self._spill_started,
             )
-            self._spilled_since_start = 0
-            self._check_idle()
+        self._spilled_since_start = 0
+        self._check_idle()
 
     def stop_accepting(self) -> None:
         """Refuse new messages from now on (shutdown); spilled ones stay in the store."""
@@ -443,7 +552,7 @@ class Dispatcher:
         await self._idle.wait()
 
     def _check_idle(self) -> None:
-        if self._backlog == 0 and (not self.spilled or not self.accepting):
+        if self._backlog == 0 and (not self._spill_count or not self.accepting):
             self._idle.set()
 
     async def drain(self, grace: float) -> bool:

@@ -10,7 +10,7 @@ crashes happen. The store is what turns that into "answered exactly once":
 - :meth:`Store.unfinished` hands a starting process the pending items a previous process
   acked but never settled (a crash between ack and reply), and expires the stale ones.
 - :meth:`Store.pending_messages` reads pending items back, for messages dispatch kept
-  in the store while its backlog was full.
+  in the store while its backlog was full (a durable store only).
 - :meth:`Store.run_pruner` keeps the ledger and inbox bounded.
 """
 
@@ -48,11 +48,14 @@ class StoreError(LarkbotError):
 class Store(ABC):
     """Seen-message ledger and inbox; open one with :func:`larkbot.store.open_store`.
 
-    ``kind`` is ``"sqlite"`` or ``"memory"``; ``path`` is the database file, or ``None``.
+    ``kind`` is ``"sqlite"`` or ``"memory"``; ``path`` is the database file, or ``None``;
+    ``durable`` says whether the inbox outlives the process (only then may dispatch keep
+    messages in it beyond its backlog).
     """
 
     kind: str
     path: Path | None
+    durable: bool
 
     def __init__(
         self, *, ledger_ttl_seconds: float, ledger_max_entries: int, prune_interval: float
@@ -98,13 +101,18 @@ class Store(ABC):
         of live processes are never returned, so calling this again is harmless.
         """
 
-    @abstractmethod
-    async def pending_messages(self, message_ids: Sequence[str]) -> list[InboundMessage]:
-        """The messages of ``message_ids`` still pending in the inbox, in the order given.
+    async def pending_messages(
+        self, message_ids: Sequence[str], max_age_seconds: float, now: datetime | None = None
+    ) -> tuple[list[InboundMessage], list[InboundMessage]]:
+        """This store's pending messages of ``message_ids``: ``(pending, expired)``.
 
         One read for many ids: dispatch moves messages it spilled to the store back with
-        it. Ids not pending (settled, unknown) are left out.
+        it. The pending ones come in the order given; ids not pending in this store
+        (settled, unknown, or taken over by another process) are left out. An item created
+        more than ``max_age_seconds`` before ``now`` is marked expired and returned in the
+        second list instead, as :meth:`unfinished` does.
         """
+        raise StoreError(f"the {self.kind} store does not keep messages beyond the backlog")
 
     @abstractmethod
     async def depth(self) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cachetools import TTLCache
@@ -30,6 +29,7 @@ class MemoryStore(Store):
 
     kind = "memory"
     path = None
+    durable = False
 
     def __init__(
         self, *, ledger_ttl_seconds: float, ledger_max_entries: int, prune_interval: float
@@ -72,15 +72,6 @@ class MemoryStore(Store):
     ) -> tuple[list[InboundMessage], list[InboundMessage]]:
         """Return ``([], [])``: every pending item belongs to this, the only, process."""
         return [], []
-
-    async def pending_messages(self, message_ids: Sequence[str]) -> list[InboundMessage]:
-        """The messages of ``message_ids`` still pending in the inbox, in the order given."""
-        items = (self._inbox.get(message_id) for message_id in message_ids)
-        return [
-            item.message
-            for item in items
-            if item is not None and item.status is InboxStatus.PENDING
-        ]
 
     async def depth(self) -> int:
         """Count the pending inbox items."""

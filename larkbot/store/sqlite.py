@@ -147,6 +147,7 @@ class SqliteStore(Store):
     """Ledger and inbox in SQLite; open it with :meth:`open` (or ``open_store``)."""
 
     kind = "sqlite"
+    durable = True
 
     def __init__(
         self,
@@ -294,20 +295,41 @@ class SqliteStore(Store):
             )
         return await self._messages(claimed_rows), await self._messages(expired_rows)
 
-    async def pending_messages(self, message_ids: Sequence[str]) -> list[InboundMessage]:
-        """The messages of ``message_ids`` still pending in the inbox, in the order given.
+    async def pending_messages(
+        self, message_ids: Sequence[str], max_age_seconds: float, now: datetime | None = None
+    ) -> tuple[list[InboundMessage], list[InboundMessage]]:
+        """This store's pending messages of ``message_ids``: ``(pending, expired)``.
 
-        One statement (not a transaction), so it never holds admits back.
+        A read of one statement per 500 ids (not a transaction), so it never holds admits
+        back; only items too old to answer are written, marked expired in one more.
         """
+        cutoff = self._timestamp(now) - max_age_seconds
         found: dict[str, InboundMessage] = {}
+        stale: list[str] = []
         for start in range(0, len(message_ids), _MAX_BATCH):
+            # Only this store's own items: one another process took over (when this one's
+            # lease lapsed) is that process's to answer.
             rows = await self._query(
                 "SELECT message_id, created_at, body FROM inbox"
-                " WHERE message_id IN (SELECT value FROM json_each(?)) AND status = 'pending'",
-                (json.dumps(list(message_ids[start : start + _MAX_BATCH])),),
+                " WHERE message_id IN (SELECT value FROM json_each(?))"
+                " AND status = 'pending' AND owner = ?",
+                (json.dumps(list(message_ids[start : start + _MAX_BATCH])), self._owner),
             )
-            found.update((message.message_id, message) for message in await self._messages(rows))
-        return [found[message_id] for message_id in message_ids if message_id in found]
+            stale += [row[0] for row in rows if row[1] < cutoff]
+            fresh = [row for row in rows if row[1] >= cutoff]
+            found.update((message.message_id, message) for message in await self._messages(fresh))
+        expired: list[InboundMessage] = []
+        for start in range(0, len(stale), _MAX_BATCH):
+            expired_rows = await self._query(
+                "UPDATE inbox SET status = 'expired', updated_at = ?"
+                " WHERE message_id IN (SELECT value FROM json_each(?))"
+                " AND status = 'pending' AND owner = ?"
+                " RETURNING message_id, created_at, body",
+                (time.time(), json.dumps(stale[start : start + _MAX_BATCH]), self._owner),
+            )
+            expired += await self._messages(expired_rows)
+        pending = [found[message_id] for message_id in message_ids if message_id in found]
+        return pending, expired
 
     async def depth(self) -> int:
         """Count the pending inbox items (of every process sharing the database)."""
