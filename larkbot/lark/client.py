@@ -522,7 +522,8 @@ class LarkClient:
             try:
                 # The transport caps the attempt at what is left of the deadline; the outer
                 # limit holds it there whatever the HTTP library does with its timeouts. A
-                # bare cancel scope, as ``fail_after`` is one plus a generator around it.
+                # bare cancel scope: ``fail_after`` is one plus a generator around it, which
+                # cost another 1 % of the loop's time on the echo benchmark.
                 with anyio.CancelScope(deadline=deadline) as attempt:
                     response = await self._http.request(
                         method,

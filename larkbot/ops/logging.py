@@ -140,7 +140,7 @@ def setup_logging(
 
     # What no line of ours shows is not gathered for each record either (the standard
     # library's documented switches): the caller's file and line, thread and process.
-    # Together they were about a third of a reply's log line, one line per message.
+    # Together about 4 of the 20 µs of CPU a reply's log line took (one line per message).
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
     logging.logProcesses = False
