@@ -355,6 +355,7 @@ class SqliteStore(Store):
 
         One statement (not a transaction), so it never holds admits back.
         """
+        await self._settle_noted()  # an answered message is not pending, written or not
         found: dict[str, InboundMessage] = {}
         for start in range(0, len(message_ids), _MAX_BATCH):
             rows = await self._query(
