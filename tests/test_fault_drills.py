@@ -16,11 +16,15 @@ from pathlib import Path
 import anyio
 import pytest
 
+from larkbot.core.agent import Reply
 from larkbot.core.frames import ACK_OVERLOADED
+from larkbot.lark.client import LarkClient
 from larkbot.ops import metrics
+from larkbot.reply._posting import ReplyPoster
+from larkbot.store import InboxStatus, open_store
 from larkbot.testing import LarkStandIn
 from tests._daemon import EchoAgent, assert_answered_once, running_daemon, settings_for, settled
-from tests._factories import REPLY_ROUTE
+from tests._factories import REPLY_ROUTE, inbound
 from tests._proc import larkbot_process, llm_env, needs_llm, reply_text, slow_llm
 
 pytestmark = pytest.mark.anyio
@@ -130,6 +134,29 @@ async def test_drill_stale_inbox_item_dropped_at_restart(
         assert "stale cutoff" in dropped[0].getMessage() and message_id in dropped[0].getMessage()
         assert [m.message_id for m in agent.seen] == [fresh]
         assert_answered_once(lark, [fresh], unanswered=[message_id])
+
+
+async def test_drill_crash_between_reply_and_settle(tmp_path: Path) -> None:
+    async with LarkStandIn() as lark:
+        event = lark.build_message_event("hello")
+        lark.remember_event(event)
+        message_id = event["event"]["message"]["message_id"]
+        message = inbound(event["event"]["message"]["chat_id"], "hello", message_id=message_id)
+        # The process that dies: it admitted and answered the message, as the responder
+        # does, but its settle was never written.
+        async with open_store("sqlite", tmp_path) as store:
+            assert await store.admit(message)
+            async with LarkClient(lark.url, lark.app_id, lark.app_secret) as client:
+                await ReplyPoster(client).post(message, Reply("echo: hello"))
+        agent = EchoAgent()
+        async with running_daemon(await settings_for(lark, tmp_path), agent):
+            # The next process resumes it; its post carries the same uuid as the first.
+            await lark.wait_for(lambda: lark.suppressed_duplicates == 1)
+        assert [m.message_id for m in agent.seen] == [message_id]
+        assert_answered_once(lark, [message_id], suppressed=1)
+        async with open_store("sqlite", tmp_path) as store:
+            stored = await store.lookup(message_id)
+            assert stored is not None and stored.status == InboxStatus.DONE
 
 
 async def test_drill_connection_dropped_mid_conversation(tmp_path: Path) -> None:

@@ -399,3 +399,16 @@ async def test_lines_logged_while_answering_carry_the_message_ids() -> None:
     # Outside the answer, no line borrows the message's ids.
     (stopping,) = [line for line in lines if line["message"].startswith("stopping:")]
     assert "message_id" not in stopping
+
+
+def test_json_time_is_the_records_utc_time_to_the_millisecond() -> None:
+    from datetime import UTC, datetime
+
+    from larkbot.ops.logging import _JsonFormatter
+
+    formatter = _JsonFormatter(journal=False)
+    # Within one second (the cached part), across seconds, and where rounding to the
+    # microsecond carries into the next millisecond or second.
+    for created in (1755337209.1, 1755337209.8789997, 1755337209.9999996, 1755337210.0, 0.0005):
+        expected = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+        assert formatter._time(created) == expected.replace("+00:00", "Z")

@@ -113,3 +113,20 @@ def test_long_connection_url_credentials_are_masked() -> None:
     shown = redact(f"long connection failed: bad URI {url}")
     assert "ak-9f8e7d6c5b" not in shown and "tk-1a2b3c4d" not in shown
     assert "device_id=7" in shown
+
+
+def test_few_or_many_registered_secrets_are_masked_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    from larkbot.core import redact as module
+
+    # A registry of its own, so that what other tests registered does not decide the path.
+    monkeypatch.setattr(module, "_pinned", set())
+    monkeypatch.setattr(module, "_rotating", {})
+    monkeypatch.setattr(module, "_registered", None)
+    secrets = [f"{n}vT7xK2pW9sL1dF8hJ3nB6cR0gY5aE" for n in range(12)]
+    pin_secrets(secrets[0])  # few: looked for as substrings before the pattern runs
+    assert redact(f"key {secrets[0]} and x{secrets[0]}") == f"key *** and x{secrets[0]}"
+    assert redact("nothing registered here") == "nothing registered here"
+    add_secrets(*secrets[1:])  # many: the pattern alone
+    for secret in secrets:
+        assert redact(f"({secret})") == "(***)"
+    assert redact(f"x{secrets[5]}") == f"x{secrets[5]}"

@@ -402,6 +402,39 @@ async def test_closed_owner_items_are_resumed_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_settles_noted_while_the_settler_runs_are_written_soon_and_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _open("sqlite", tmp_path) as first, _open("sqlite", tmp_path) as other:
+        for n in range(3):
+            await first.admit(_message(f"om_{n}"))
+        written = anyio.Event()
+        done_batch = first._done_batch  # type: ignore[attr-defined]
+
+        async def observed_done_batch(message_ids: list[str]) -> list[None]:
+            result = await done_batch(message_ids)
+            written.set()
+            return result
+
+        monkeypatch.setattr(first, "_done_batch", observed_done_batch)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first.run_pruner)
+            await anyio.wait_all_tasks_blocked()
+            await first.mark_done("om_0")
+            # The settler writes it, unasked: another process sees it settled.
+            with anyio.fail_after(5):
+                await written.wait()
+            assert (await other.lookup("om_0")).status == InboxStatus.DONE  # type: ignore[union-attr]
+            await first.mark_done("om_1")
+            # Its own reads see what it noted at once.
+            assert (await first.lookup("om_1")).status == InboxStatus.DONE  # type: ignore[union-attr]
+            await first.mark_done("om_2")
+            tg.cancel_scope.cancel()  # stopping the settler writes what it still holds
+        assert (await other.lookup("om_2")).status == InboxStatus.DONE  # type: ignore[union-attr]
+        assert await other.depth() == 0
+
+
+@pytest.mark.anyio
 async def test_cancelled_admits_leave_the_store_consistent(tmp_path: Path) -> None:
     ids = [f"om_{n}" for n in range(30)]
     admitted: list[str] = []

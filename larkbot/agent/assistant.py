@@ -26,7 +26,7 @@ from larkbot.core.agent import Reply, RuntimeStatus
 from larkbot.core.conversation import Conversation
 from larkbot.core.language import Language, choose_language, detect_language
 from larkbot.core.message import InboundMessage
-from larkbot.ops.metrics import AGENT_RESPONSE_TIME
+from larkbot.ops.metrics import AGENT_RESPONSE_TIME, labelled
 
 if TYPE_CHECKING:
     from larkbot.agent.tools.runner import ToolRunner
@@ -86,7 +86,8 @@ class Assistant:
             reply, intent = await self._respond(message, conversation)
         finally:
             profile = self._profile_of(conversation)
-            AGENT_RESPONSE_TIME.labels(agent_name=profile.name, intent_type=intent).observe(
+            # The series looked up once (``labels`` validates and locks on every call).
+            labelled(AGENT_RESPONSE_TIME, profile.name, intent).observe(
                 time.perf_counter() - started
             )
         return reply

@@ -59,6 +59,8 @@ _SHAPE = re.compile("|".join(_SHAPES))
 # ``Authorization: Bearer …``, ``bearer …``: the scheme stays, the credential goes. Eight
 # characters at least, so that prose such as "the bearer of news" stays readable.
 _SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{8,}")
+# Whether ``_SCHEME`` can match at all: its word, found without its look-arounds.
+_SCHEME_WORD = re.compile(r"(?i)bearer|basic")
 _HEADER = re.compile(
     r"(?i)(?<![A-Za-z0-9_\-])((?:proxy-)?authorization|x-api-key|api-key|cookie)(\s*:\s*)"
     r"(?!(?:bearer|basic)\s)([^\s,;]+)"
@@ -85,7 +87,10 @@ _SECRET_KEY = re.compile(
 _lock = threading.Lock()
 _pinned: set[str] = set()
 _rotating: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
-_registered: re.Pattern[str] | None = None
+# The pattern of the registered values, and those values while there are few enough to
+# look for one by one (else ``None``); replaced as one, as ``redact`` reads it unlocked.
+_registered: tuple[re.Pattern[str], tuple[str, ...] | None] | None = None
+_FEW = 8
 
 
 def pin_secrets(*values: str) -> None:
@@ -116,7 +121,7 @@ def redact(text: str, *, also: Iterable[str] = ()) -> str:
         return text
     # Each pattern runs only when the text holds a character it cannot match without: the
     # look-behinds make a pass cost microseconds per line, and every log line is redacted.
-    if "b" in text or "B" in text:
+    if ("b" in text or "B" in text) and _SCHEME_WORD.search(text):
         text = _SCHEME.sub(rf"\1\2{MASK}", text)
     if ":" in text:
         text = _HEADER.sub(rf"\1\2{MASK}", text)
@@ -126,9 +131,14 @@ def redact(text: str, *, also: Iterable[str] = ()) -> str:
         text = _QUOTED.sub(_mask_quoted, text)
     if "-" in text or "eyJ" in text:
         text = _SHAPE.sub(MASK, text)
-    pattern = _registered
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
+    registered = _registered
+    if registered is not None:
+        pattern, few = registered
+        # A few registered values (the usual case) are looked for as plain substrings
+        # first: the pattern's look-behinds, tried at every position, cost more (with the
+        # two checks here, redacting a reply's log line went from 4.5 to 1.7 µs).
+        if few is None or any(value in text for value in few):
+            text = pattern.sub(MASK, text)
     extra = _usable(also)
     if extra:
         text = _whole_tokens(extra).sub(MASK, text)
@@ -205,4 +215,5 @@ def _register(values: Iterable[str], *, pinned: bool) -> None:
         while len(_rotating) > _MAX_ROTATING:
             del _rotating[next(iter(_rotating))]
         if changed:
-            _registered = _whole_tokens(_pinned | _rotating.keys())
+            values = _pinned | _rotating.keys()
+            _registered = (_whole_tokens(values), tuple(values) if len(values) <= _FEW else None)

@@ -141,6 +141,9 @@ _MAX_BATCH = 500
 _CHECKPOINT_SECONDS = 1.0
 _DEFAULT_AUTOCHECKPOINT = 1000
 _SWITCH_INTERVAL = 0.0005
+# While the settler runs (see SqliteStore.run_pruner), replies are settled this often, or
+# as soon as a full batch is waiting, whichever comes first.
+_SETTLE_SECONDS = 0.02
 
 
 class SqliteStore(Store):
@@ -178,6 +181,11 @@ class SqliteStore(Store):
         # returns only after the commit that holds its own row.
         self._admits = _Admits(db, self._lock, owner, self._database)
         self._dones: GroupCommit[str, None] = GroupCommit(self._done_batch, max_items=_MAX_BATCH)
+        # Settles waiting for the settler (run_pruner), which writes them every 20 ms.
+        self._unsettled: list[str] = []
+        self._settling = False
+        self._settle_due = anyio.Event()
+        self._settle_full = anyio.Event()
 
     @classmethod
     @asynccontextmanager
@@ -236,8 +244,56 @@ class SqliteStore(Store):
         return await self._admits.admit(message)
 
     async def mark_done(self, message_id: str) -> None:
-        """Settle an inbox item whose reply the platform accepted."""
-        await self._dones.write(message_id)
+        """Settle an inbox item whose reply the platform accepted.
+
+        While the settler runs (:meth:`run_pruner`), the item is only noted here and
+        written with the others noted within 20 ms, or on close; no caller waits for a
+        settle. A crash before that write leaves the item pending, and the next process
+        resumes it: its reply goes out under the same ``uuid``, which the platform
+        answers with the message it already posted, so the user still sees one reply.
+        Without the settler the item is written before this returns.
+        """
+        if not self._settling:
+            await self._dones.write(message_id)
+            return
+        # Nothing awaited: settling cost each reply a trip through the group commit (its
+        # shield, turn and events), about 4 % of the loop's time on the echo benchmark.
+        if not self._unsettled:
+            self._settle_due.set()
+        self._unsettled.append(message_id)
+        if len(self._unsettled) >= _MAX_BATCH:
+            self._settle_full.set()
+
+    async def _settle_noted(self) -> None:
+        """Write the settles :meth:`mark_done` noted; on failure, keep them for the next try."""
+        noted, self._unsettled = self._unsettled, []
+        for start in range(0, len(noted), _MAX_BATCH):
+            try:
+                await self._done_batch(noted[start : start + _MAX_BATCH])
+            except StoreError:
+                self._unsettled[:0] = noted[start:]
+                raise
+
+    async def _keep_settling(self) -> None:
+        """Write noted settles every 20 ms while there are any, and what is left at the end."""
+        self._settling = True
+        try:
+            while True:
+                if not self._unsettled:
+                    await self._settle_due.wait()
+                with anyio.move_on_after(_SETTLE_SECONDS):
+                    await self._settle_full.wait()
+                # Renewed before the noted items are taken: the next one noted wakes us.
+                self._settle_due = anyio.Event()
+                self._settle_full = anyio.Event()
+                try:
+                    await self._settle_noted()
+                except StoreError as exc:
+                    logger.warning("settling answered inbox items failed, retrying: %s", exc)
+        finally:
+            self._settling = False
+            with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                await self._settle_noted()
 
     async def _done_batch(self, message_ids: Sequence[str]) -> list[None]:
         # A done item stays done: a late failure report cannot un-send a reply.
@@ -303,6 +359,7 @@ class SqliteStore(Store):
         A read of one statement per 500 ids (not a transaction), so it never holds admits
         back; only items too old to answer are written, marked expired in one more.
         """
+        await self._settle_noted()  # an answered message is not pending, written or not
         cutoff = self._timestamp(now) - max_age_seconds
         found: dict[str, InboundMessage] = {}
         stale: list[str] = []
@@ -333,11 +390,13 @@ class SqliteStore(Store):
 
     async def depth(self) -> int:
         """Count the pending inbox items (of every process sharing the database)."""
+        await self._settle_noted()
         rows = await self._query("SELECT count(*) FROM inbox WHERE status = 'pending'")
         return int(rows[0][0])
 
     async def lookup(self, message_id: str) -> StoredMessage | None:
         """Return the inbox item of ``message_id``, or ``None`` when there is none."""
+        await self._settle_noted()
         rows = await self._query(
             "SELECT status, reason, admitted_at, updated_at, body FROM inbox WHERE message_id = ?",
             (message_id,),
@@ -449,8 +508,8 @@ class SqliteStore(Store):
             )
 
     async def run_pruner(self) -> None:
-        """Renew this process's lease every 15 s, prune every ``prune_interval`` s, and
-        checkpoint the WAL every second.
+        """Renew this process's lease every 15 s, prune every ``prune_interval`` s,
+        checkpoint the WAL every second, and write settles (see :meth:`mark_done`).
 
         Run it for the store's whole life: without it, other processes take this one for
         frozen after 60 s and take over its pending items.
@@ -458,6 +517,7 @@ class SqliteStore(Store):
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._keep_lease)
             tg.start_soon(self._keep_checkpointing)
+            tg.start_soon(self._keep_settling)
             await super().run_pruner()
 
     async def _keep_checkpointing(self) -> None:
@@ -557,6 +617,11 @@ class SqliteStore(Store):
                     raise _store_error(exc, self._database) from exc
 
     async def _close(self) -> None:
+        try:
+            # What the settler could not write when it stopped: a last try.
+            await self._settle_noted()
+        except StoreError as exc:
+            logger.warning("could not settle answered inbox items on close: %s", exc)
         try:
             # Without its row and lock, this owner's leftover pending items are free for
             # the next process to resume.
