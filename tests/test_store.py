@@ -8,7 +8,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -832,3 +832,69 @@ async def test_a_transaction_given_up_while_waiting_does_not_hold_statements_bac
             waiting.cancel()
             with anyio.fail_after(5):
                 await ran.wait()
+
+
+@pytest.mark.anyio
+async def test_a_reader_cancelled_while_writing_noted_settles_keeps_them(tmp_path: Path) -> None:
+    # Regression: a reader (``depth``, as the inbox watch calls it) took the settles the
+    # settler had noted, waited for the connection behind a transaction, was cancelled and
+    # dropped them: the answered message stayed pending and was answered again at the
+    # next start.
+    async with open_store("sqlite", tmp_path) as store:
+        await store.admit(inbound("oc_1", "x", message_id="om_1"))
+        release, in_transaction = anyio.Event(), anyio.Event()
+
+        async def hold_the_connection() -> None:
+            async with store._transaction():
+                in_transaction.set()
+                await release.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.run_pruner)
+            tg.start_soon(hold_the_connection)
+            await in_transaction.wait()
+            await store.mark_done("om_1")
+            with anyio.move_on_after(0.05) as waited:
+                await store.depth()
+            assert waited.cancelled_caught
+            release.set()
+            tg.cancel_scope.cancel()  # the settler writes what is noted as it stops
+    async with open_store("sqlite", tmp_path) as store:
+        stored = await store.lookup("om_1")
+        assert stored is not None and stored.status is InboxStatus.DONE
+
+
+@pytest.mark.anyio
+async def test_settles_the_database_refuses_are_retried_at_a_growing_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_store("sqlite", tmp_path) as store:
+        await store.admit(inbound("oc_1", "x", message_id="om_1"))
+        attempts = 0
+        written = anyio.Event()
+        write = store._done_batch
+
+        async def refused(message_ids: Sequence[str]) -> list[None]:
+            nonlocal attempts
+            attempts += 1
+            if attempts <= 4:
+                raise StoreError("database is locked")
+            result = await write(message_ids)
+            written.set()
+            return result
+
+        store._done_batch = refused  # type: ignore[method-assign]
+        caplog.set_level(logging.INFO, logger="larkbot.store")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.run_pruner)
+            await anyio.wait_all_tasks_blocked()  # the settler runs: settles are noted
+            await store.mark_done("om_1")
+            with anyio.fail_after(10):
+                await written.wait()
+            tg.cancel_scope.cancel()
+        stored = await store.lookup("om_1")
+        assert stored is not None and stored.status is InboxStatus.DONE
+    messages = [record.getMessage() for record in caplog.records]
+    # One warning for the outage, one line when it is over (every 20 ms before: ~50 a second).
+    assert sum("settling answered inbox items failed" in m for m in messages) == 1
+    assert sum("works again" in m for m in messages) == 1

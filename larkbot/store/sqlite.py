@@ -144,6 +144,8 @@ _SWITCH_INTERVAL = 0.0005
 # While the settler runs (see SqliteStore.run_pruner), replies are settled this often, or
 # as soon as a full batch is waiting, whichever comes first.
 _SETTLE_SECONDS = 0.02
+# The longest wait between retries of settles the database refused.
+_SETTLE_RETRY_MAX = 5.0
 
 
 class SqliteStore(Store):
@@ -270,13 +272,16 @@ class SqliteStore(Store):
         for start in range(0, len(noted), _MAX_BATCH):
             try:
                 await self._done_batch(noted[start : start + _MAX_BATCH])
-            except StoreError:
+            except BaseException:
+                # Failed, or its caller (a reader, the settler at a stop) was cancelled
+                # while waiting for the connection: they stay noted for the next write.
                 self._unsettled[:0] = noted[start:]
                 raise
 
     async def _keep_settling(self) -> None:
         """Write noted settles every 20 ms while there are any, and what is left at the end."""
         self._settling = True
+        failing = 0
         try:
             while True:
                 if not self._unsettled:
@@ -289,7 +294,16 @@ class SqliteStore(Store):
                 try:
                     await self._settle_noted()
                 except StoreError as exc:
-                    logger.warning("settling answered inbox items failed, retrying: %s", exc)
+                    # A locked, full or read-only database: say so once per outage, and
+                    # retry at a growing interval rather than every 20 ms.
+                    if failing == 0:
+                        logger.warning("settling answered inbox items failed, retrying: %s", exc)
+                    failing += 1
+                    await anyio.sleep(min(_SETTLE_SECONDS * 2**failing, _SETTLE_RETRY_MAX))
+                else:
+                    if failing:
+                        logger.info("settling answered inbox items works again")
+                    failing = 0
         finally:
             self._settling = False
             with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
