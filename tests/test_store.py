@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -898,3 +899,24 @@ async def test_settles_the_database_refuses_are_retried_at_a_growing_interval(
     # One warning for the outage, one line when it is over (every 20 ms before: ~50 a second).
     assert sum("settling answered inbox items failed" in m for m in messages) == 1
     assert sum("works again" in m for m in messages) == 1
+
+
+def _connection_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+@pytest.mark.anyio
+async def test_a_store_stopped_as_it_starts_leaves_no_connection_thread(tmp_path: Path) -> None:
+    # Regression: the checkpointer's connection, cancelled while it was being made, kept
+    # its thread, which later reported to an event loop already closed.
+    before = _connection_threads()
+    async with _open("sqlite", tmp_path) as store, anyio.create_task_group() as tg:
+        opened = _connection_threads()
+        tg.start_soon(store.run_pruner)
+        with anyio.fail_after(10):
+            while not _connection_threads() - opened:  # the checkpointer is connecting
+                await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    with anyio.fail_after(10):
+        while left := _connection_threads() - before:
+            await anyio.to_thread.run_sync(lambda: [t.join(0.1) for t in left])

@@ -943,7 +943,16 @@ def _admit_rows(
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
-    """Open the database, set its pragmas and bring its schema up to date."""
+    """Open the database, set its pragmas and bring its schema up to date.
+
+    Shielded: a caller cancelled half way (a daemon stopped as it starts) would leave the
+    connection's thread behind, open or waiting to report to an event loop that is gone.
+    """
+    with anyio.CancelScope(shield=True):
+        return await _connect_unshielded(path)
+
+
+async def _connect_unshielded(path: Path) -> aiosqlite.Connection:
     try:
         # isolation_level=None: the sqlite3 module opens no transactions of its own; ours
         # are explicit BEGIN IMMEDIATE ... COMMIT.
