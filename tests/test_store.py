@@ -699,38 +699,6 @@ async def test_the_store_thread_gets_the_gil_quickly_while_open(tmp_path: Path) 
 
 
 @pytest.mark.anyio
-async def test_batches_in_flight_together_give_results_in_the_order_they_formed() -> None:
-    from larkbot.store._batch import GroupCommit
-
-    gates = [anyio.Event(), anyio.Event()]
-    returned: list[int] = []
-
-    async def flush(items: list[int]) -> list[int]:
-        await gates[0 if items[0] == 1 else 1].wait()
-        return list(items)
-
-    group: GroupCommit[int, int] = GroupCommit(flush, max_items=100, in_flight=2)  # type: ignore[arg-type]
-
-    async def write(item: int) -> None:
-        returned.append(await group.write(item))
-
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write, 1)  # the first batch: [1]
-            await anyio.wait_all_tasks_blocked()
-            tg.start_soon(write, 2)  # the second, in flight with the first: [2]
-            await anyio.wait_all_tasks_blocked()
-            for item in (3, 4):  # the third waits for a turn, then holds [3, 4]
-                tg.start_soon(write, item)
-            await anyio.wait_all_tasks_blocked()
-            gates[1].set()  # the second batch comes back first...
-            await anyio.wait_all_tasks_blocked()
-            assert returned == []  # ...but its caller waits for the first batch's
-            gates[0].set()
-    assert returned == [1, 2, 3, 4]
-
-
-@pytest.mark.anyio
 async def test_admits_held_back_by_a_transaction_go_after_it_in_the_order_they_came(
     tmp_path: Path,
 ) -> None:
