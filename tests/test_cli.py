@@ -262,6 +262,7 @@ async def test_start_up_garbage_is_collected_not_frozen_once_ready() -> None:
 
     daemon = SimpleNamespace(ready=anyio.Event())
     was_enabled = gc.isenabled()
+    thresholds = gc.get_threshold()
     gc.disable()  # only the collection before the freeze may reclaim the cycle
     try:
         garbage = weakref.ref(_Cycle())
@@ -272,7 +273,10 @@ async def test_start_up_garbage_is_collected_not_frozen_once_ready() -> None:
             daemon.ready.set()
         assert garbage() is None
         assert gc.get_freeze_count() > 0
+        # Serving, the young generation is collected far less often than by default.
+        assert gc.get_threshold() == (20_000, *thresholds[1:])
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
         if was_enabled:
             gc.enable()
