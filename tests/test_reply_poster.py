@@ -1,8 +1,8 @@
 """The reply poster's "working on it" reaction and its running of the agent, on the stand-in.
 
-An agent that answers without waiting is run to its end at once; one that waits is awaited
-in a task group beside the reaction's timer. Either way the agent must see what ``await``
-gives it: results, exceptions and cancellation, in order.
+Only an answer that takes a while gets the reaction, removed once the reply is posted; the
+agent sees what ``await`` gives it (results, exceptions, cancellation) and its own cancel
+scopes nest with whatever the poster wraps around it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 
@@ -42,6 +43,17 @@ class WaitingAgent:
 
     async def respond(self, message: InboundMessage, conversation: Conversation) -> Reply:
         send, receive = anyio.create_memory_object_stream[str](1)
+        # A cancel scope held across every wait, as an LLM call's timeout is: whatever
+        # the poster wraps around the agent must nest properly with it.
+        with anyio.fail_after(60):
+            await self._steps(send, receive)
+        return Reply(f"thought about {message.text}")
+
+    async def _steps(
+        self,
+        send: anyio.abc.ObjectSendStream[str],
+        receive: anyio.abc.ObjectReceiveStream[str],
+    ) -> None:
         async with send, receive:
             await anyio.lowlevel.checkpoint()
             await send.send("handed over")
@@ -53,7 +65,6 @@ class WaitingAgent:
                 self.steps.append("cancelled")
                 raise
             self.steps.append("went on")
-        return Reply(f"thought about {message.text}")
 
 
 class FailingAgent(WaitingAgent):

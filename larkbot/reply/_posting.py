@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import types
-from collections.abc import Coroutine, Generator, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
 
 import anyio
 
@@ -64,17 +62,6 @@ class ReplyPoster:
         """
         if self._working_reaction_after is None:
             return await agent.respond(message, conversation)
-        answering = agent.respond(message, conversation)
-        if not isinstance(answering, Coroutine):
-            return await answering
-        # The answer's first step is run here: an agent that answers without waiting (a
-        # command, a refusal, the offline brain) is done before any reaction could be
-        # due, and needs neither a task group nor a timer. They cost 25 µs of an echo's
-        # 700 (a task group's exit is one more pass through the event loop).
-        try:
-            waiting_on = answering.send(None)
-        except StopIteration as answered:
-            return cast(Reply, answered.value)
         async with anyio.create_task_group() as tg:
             # A timer rather than a task waiting beside every answer: nearly all answers
             # come before it fires, and a task started and cancelled per message cost more
@@ -84,7 +71,7 @@ class ReplyPoster:
                 self._working_reaction_after, tg.start_soon, self._react, message, reactions
             )
             try:
-                return cast(Reply, await _resumed(answering, waiting_on))
+                return await agent.respond(message, conversation)
             finally:
                 timer.cancel()
 
@@ -151,27 +138,3 @@ class ReplyPoster:
                 reactions.append(await self._client.react(message.message_id, _WORKING_EMOJI))
         except LarkAPIError as exc:
             log.debug("could not add a reaction to %s: %s", message.message_id, exc)
-
-
-@types.coroutine
-def _resumed(coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
-    """Await ``coroutine`` that already ran up to its first wait, on ``waiting_on``.
-
-    What ``await`` does after the first step, step for step: what the coroutine waits on
-    goes to the task running this one, and what the task sends or throws in (a result, a
-    cancellation) goes to the coroutine, until it returns or raises.
-    """
-    try:
-        while True:
-            try:
-                sent = yield waiting_on
-            except GeneratorExit:
-                raise
-            except BaseException as exc:  # thrown in (a cancellation): handed on as is
-                waiting_on = coroutine.throw(exc)
-            else:
-                waiting_on = coroutine.send(sent)
-    except StopIteration as returned:
-        return returned.value
-    finally:
-        coroutine.close()
