@@ -469,7 +469,8 @@ async def test_deadline_cuts_a_hanging_request_short() -> None:
     ):
         error, elapsed = await _failed_bot_info(client, within=60)
     print(f"\nhanging request cut after {elapsed:.2f} s (deadline 0.5 s, timeout 30 s)")
-    assert "deadline" in str(error)
+    # The transport's own timer, held to the deadline, cut the attempt and says so.
+    assert "no answer before the deadline" in str(error)
     assert elapsed < 10.0  # the 0.5 s deadline, far from the 30 s timeout
 
 
