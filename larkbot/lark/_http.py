@@ -10,12 +10,14 @@ measured on a 2-core machine (``python -m bench.http_clients``) one pooled
 
 from __future__ import annotations
 
+import math
 import urllib.request
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 __all__ = ["HttpAnswer", "HttpTransport", "NoAnswerError"]
 
@@ -83,7 +85,7 @@ class HttpTransport:
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         params: Mapping[str, Any] | None = None,
         body: bytes | None = None,
@@ -93,6 +95,8 @@ class HttpTransport:
         """Make one request and read its whole answer; ``limit`` caps this attempt's time.
 
         :raises NoAnswerError: no answer came.
+        :raises TimeoutError: no answer came within ``limit`` (when it, not the configured
+            timeout, was what ran out).
         """
         session = self._session
         if session is None:
@@ -115,6 +119,8 @@ class HttpTransport:
         except aiohttp.InvalidURL as exc:
             raise NoAnswerError(_describe(exc), never_sent=True, fatal=True) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if limit is not None and timeout.total == limit and isinstance(exc, TimeoutError):
+                raise TimeoutError from exc
             raise NoAnswerError(_describe(exc), never_sent=False) from exc
 
     async def aclose(self) -> None:
@@ -154,7 +160,11 @@ class HttpTransport:
         last = self._last_timeout
         if last is not None and last.total == total and last.connect == connect:
             return last
-        self._last_timeout = aiohttp.ClientTimeout(total=total, connect=connect)
+        # Never rounded up to a whole second (aiohttp does so from 5 s on by default):
+        # ``limit`` is the caller's deadline, which the attempt must not outlast.
+        self._last_timeout = aiohttp.ClientTimeout(
+            total=total, connect=connect, ceil_threshold=math.inf
+        )
         return self._last_timeout
 
 

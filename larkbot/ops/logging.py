@@ -336,6 +336,11 @@ def _types_only(args: Any) -> Any:
     return shown(args)
 
 
+# What ``json.dumps(line, ensure_ascii=False, default=str)`` gives, from an encoder built
+# once: with those options ``json.dumps`` builds one per call (2 µs of a reply's line).
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 class _JsonFormatter(logging.Formatter):
     """Format a record as one JSON object: time, level, logger, message, ids, exc."""
 
@@ -381,7 +386,7 @@ class _JsonFormatter(logging.Formatter):
             line["exc"] = record.exc_text
         if record.stack_info:
             line["stack"] = record.stack_info
-        text = json.dumps(line, ensure_ascii=False, default=str)
+        text = _LINE_ENCODER.encode(line)
         if self._journal:
             priority = _JOURNAL_PRIORITY.get(record.levelno)
             if priority is None:

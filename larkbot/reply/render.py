@@ -182,6 +182,8 @@ def _char_body_bytes(char: str) -> int:
 
 # Escaping only ever touches ASCII; any other character costs its UTF-8 length.
 _ASCII_BODY_BYTES = tuple(_char_body_bytes(chr(code)) for code in range(128))
+# The most any one character takes (a control character escaped twice, or 4 UTF-8 bytes).
+_MAX_CHAR_BODY_BYTES = max(*_ASCII_BODY_BYTES, 4)
 
 
 def _body_bytes(text: str) -> int:
@@ -192,6 +194,10 @@ def _body_bytes(text: str) -> int:
 
 def _fitting_prefix(text: str, budget: _Budget) -> int:
     """Return the length of the longest prefix of ``text`` within ``budget``."""
+    if len(text) <= budget.chars and len(text) * _MAX_CHAR_BODY_BYTES <= budget.bytes:
+        # Fits whatever its characters are: the common short answer is not walked
+        # character by character (an eighth of rendering an echo).
+        return len(text)
     used = 0
     for index, char in enumerate(text[: budget.chars]):
         code = ord(char)
