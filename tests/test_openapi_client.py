@@ -552,6 +552,18 @@ async def test_generic_request_returns_data_and_accepts_query_params() -> None:
     assert call.query == {"user_id_type": "open_id"}
 
 
+async def test_an_answer_with_text_cut_inside_an_emoji_is_still_read() -> None:
+    # Regression: the faster JSON parser refuses an escaped lone surrogate, which Lark
+    # sends for user text cut inside an emoji; the whole call failed as "not Lark's JSON".
+    fake = FakeLark()
+    raw = b'{"code":0,"msg":"success","data":{"text":"hi \\ud83d","n":1}}'
+    fake.script("im/v1/messages", Response(raw, media_type="application/json"))
+    async with serving(fake) as url, LarkClient(url, APP_ID, SECRET, retry=FAST) as client:
+        with anyio.fail_after(5):
+            data = await client.request("GET", "im/v1/messages", route="im/v1/messages")
+    assert data == {"text": "hi \ud83d", "n": 1}
+
+
 async def test_send_patch_react_and_unreact_use_their_endpoints() -> None:
     fake = FakeLark()
     async with serving(fake) as url, LarkClient(url, APP_ID, SECRET, retry=FAST) as client:
