@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from larkbot.admission.admission import Admission, BotIdentity
 from larkbot.core.cards import CardAction, CardAnswer
@@ -158,42 +158,87 @@ async def test_a_dropped_connection_loses_nothing_and_answers_nothing_twice(
         await lark.wait_for(lambda: rig.connection._frames_in_flight.value == _MAX_FRAMES_IN_FLIGHT)
 
 
+def _tracked_frame(frame_id: str) -> tuple[Frame, InboundFrame]:
+    frame = Frame(SeqID=1, LogID=1, service=0, method=FrameMethod.DATA)
+    header = frame.headers.add()
+    header.key, header.value = "message_id", frame_id
+    return frame, InboundFrame(frame_id, "event", "t", b"{}", 0.0, "conn")
+
+
+@asynccontextmanager
+async def _socket() -> AsyncIterator[tuple[LarkStandIn, ClientConnection]]:
+    async with (
+        LarkStandIn() as lark,
+        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
+        connect(await discover_endpoint(client), proxy=None) as ws,
+    ):
+        yield lark, ws
+
+
 async def test_the_ack_writer_drops_acks_after_its_session_and_waits_for_frames_taken(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     released: list[int] = []
-    frame = Frame(SeqID=1, LogID=1, service=0, method=FrameMethod.DATA)
-    data = InboundFrame("f_late", "event", "t", b"{}", 0.0, "conn")
-    async with (
-        LarkStandIn() as lark,
-        LarkClient(lark.url, lark.app_id, lark.app_secret) as client,
-    ):
-        url = await discover_endpoint(client)
-        async with connect(url, proxy=None) as ws:
-            writer = _AckWriter(ws, lambda: released.append(1))
-            ended = anyio.Event()
+    frame, data = _tracked_frame("f_late")
+    async with _socket() as (lark, ws):
+        writer = _AckWriter(ws, lambda: released.append(1))
+        ended = anyio.Event()
 
-            async def session() -> None:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(writer.run)
-                    await anyio.wait_all_tasks_blocked()
-                    tg.cancel_scope.cancel()
-                ended.set()
+        async def session() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writer.run)
+                await anyio.wait_all_tasks_blocked()
+                tg.cancel_scope.cancel()
+            ended.set()
 
-            pending = writer.expect(frame, data)
-            with caplog.at_level(logging.INFO, logger="larkbot.sources"):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(session)
-                    await anyio.wait_all_tasks_blocked()
-                    # The session waits for the frame it took before it ends...
-                    assert not ended.is_set()
-                    pending(Ack())
-                    with anyio.fail_after(5):
-                        await ended.wait()
-        # ... and the ack that came after it is dropped, its place given back.
-        assert released == [1]
-        assert any(
-            "connection closed before the ack of frame f_late" in r.getMessage()
-            for r in caplog.records
-        )
+        pending = writer.expect(frame, data)
+        with caplog.at_level(logging.INFO, logger="larkbot.sources"):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session)
+                await anyio.wait_all_tasks_blocked()
+                # The session waits for the frame it took before it ends...
+                assert not ended.is_set()
+                pending(Ack())
+                with anyio.fail_after(5):
+                    await ended.wait()
+            # ... and the ack that came after it is dropped, its place given back.
+            assert released == [1]
+            assert any(
+                "connection closed before the ack of frame f_late" in r.getMessage()
+                for r in caplog.records
+            )
+            # A frame taken afterwards is answered nowhere but in the log, once.
+            other, other_data = _tracked_frame("f_after")
+            late = writer.expect(other, other_data)
+            late(Ack())
+            late(Ack(ACK_FAILED))
+            assert released == [1, 1]
         assert lark.unmatched_acks == 0
+
+
+async def test_an_ack_is_written_in_place_without_the_writers_task() -> None:
+    released: list[int] = []
+    async with _socket() as (lark, ws):
+        writer = _AckWriter(ws, lambda: released.append(1))
+        frame, data = _tracked_frame("f_now")
+        # No task runs the writer: the ack can only go out from this call.
+        writer.expect(frame, data)(Ack())
+        assert released == [1]
+        # The stand-in did not deliver this frame: its ack lands as unmatched.
+        await lark.wait_for(lambda: lark.unmatched_acks == 1)
+        assert lark.bad_frames == 0
+
+
+async def test_an_ack_the_socket_cannot_take_now_goes_out_from_the_writers_task() -> None:
+    released: list[int] = []
+    async with _socket() as (lark, ws), anyio.create_task_group() as tg:
+        writer = _AckWriter(ws, lambda: released.append(1))
+        writer._in_place = False  # as with a websockets that lacks what in place needs
+        tg.start_soon(writer.run)
+        frame, data = _tracked_frame("f_later")
+        writer.expect(frame, data)(Ack())
+        assert released == []
+        await lark.wait_for(lambda: lark.unmatched_acks == 1)
+        assert released == [1]
+        assert lark.bad_frames == 0
+        tg.cancel_scope.cancel()

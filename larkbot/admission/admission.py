@@ -22,6 +22,12 @@ With a queue shared by several replicas (:class:`SharedQueue`, the Redis store),
 three steps are one: the message is deduplicated and queued in its chat's partition,
 atomically, before the ack, and the replica that owns the partition answers it. A queue
 that cannot be reached means a non-200 ack, never a 200 for a message not stored.
+
+Two ways in: awaiting :meth:`Admission.__call__` (the webhook, tests), or
+:meth:`Admission.offer` (the long connection), which answers every decision that needs no
+wait in the caller's own pass and a store admit from the store's callback, so a frame
+needs no task of its own; what has to wait (card actions, the shared queue, a store
+without callbacks) is handed back to the caller to await.
 """
 
 from __future__ import annotations

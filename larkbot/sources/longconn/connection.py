@@ -31,6 +31,7 @@ import anyio
 from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
 
 from larkbot.core.errors import EX_CONFIG, LarkbotError
 from larkbot.core.frames import ACK_FAILED, Ack, FrameHandler, InboundFrame, InlineFrameHandler
@@ -482,19 +483,39 @@ class _PendingAck:
             writer.forget()
 
 
-class _AckWriter:
-    """Sends a session's acks for frames taken inline, from one task of the session.
+# What writing an ack in place takes of websockets' asyncio connection (13-15): the
+# sans-I/O protocol, the method that flushes it to the transport, and the state ``send``
+# checks first. A version without them gets every ack sent by the writer task.
+_WRITE_IN_PLACE = ("protocol", "send_data", "paused", "fragmented_send_waiter", "transport")
 
-    ``ws.send`` is a coroutine, and acks come from loop callbacks (the store's report of a
-    committed batch) and the receive loop: they queue here, and this task, woken once per
-    loop pass that queued any, sends them all. That replaces a task per frame, whose start
-    and resume after the store's answer were two of an ack's three loop passes.
+
+class _AckWriter:
+    """Sends a session's acks for frames taken inline, where they are answered if it can.
+
+    Acks come from loop callbacks (the store's report of a committed batch) and the
+    receive loop. When the socket can take a write now (open, not paused by flow control,
+    no fragmented message going out), the ack is written there and then, as ``ws.send``
+    would write it; ``ws.send`` itself is a coroutine, which a callback cannot run.
+    Otherwise the ack queues for this writer's task, woken once per loop pass that queued
+    any, which sends them with ``ws.send``. Measured with 100 frames in flight, own ack
+    p50/p99 in ms: a task per frame (before) 4-5/13-24, the writer task for every ack
+    3-4/12-16, written in place 2/9-10 (at 200 in flight 5/27-28, 3-4/14-22, 2/9-15).
     """
 
-    __slots__ = ("_answered", "_expected", "_open", "_queue", "_release", "_wake", "_ws")
+    __slots__ = (
+        "_answered",
+        "_expected",
+        "_in_place",
+        "_open",
+        "_queue",
+        "_release",
+        "_wake",
+        "_ws",
+    )
 
     def __init__(self, ws: ClientConnection, release: Callable[[], None]) -> None:
         self._ws = ws
+        self._in_place = all(hasattr(ws, name) for name in _WRITE_IN_PLACE)
         self._release = release  # gives back the frame's place among those in flight
         self._queue: deque[tuple[Any, InboundFrame, Ack]] = deque()
         self._wake = anyio.Event()
@@ -521,8 +542,43 @@ class _AckWriter:
             log.info("connection closed before the ack of frame %s", data.frame_id)
             self._release()
             return
+        if not self._queue and self._writable_now():
+            self._write_in_place(frame, data, ack)
+            return
         self._queue.append((frame, data, ack))
         self._wake.set()
+
+    def _writable_now(self) -> bool:
+        """Whether ``ws.send`` would write at once, without waiting or raising."""
+        ws = self._ws
+        return (
+            self._in_place
+            and ws.protocol.state is State.OPEN
+            and not ws.paused
+            and ws.fragmented_send_waiter is None
+            and not ws.transport.is_closing()
+        )
+
+    def _write_in_place(self, frame: Any, data: InboundFrame, ack: Ack) -> None:
+        """Write one ack as ``ws.send`` does, minus its wait for the transport to drain.
+
+        Acks are a few dozen bytes; the drain is what the writer's ``ws.send`` waits for
+        once flow control pauses the socket, and then this path is not taken.
+        """
+        ws = self._ws
+        try:
+            elapsed = time.monotonic() - data.received_at
+            ws.protocol.send_binary(
+                encode_frame(ack_frame(frame, ack.code, round(elapsed * 1000), ack.data))
+            )
+            ws.send_data()
+        except OSError:
+            # Unacked, the platform re-delivers it; the ledger makes that a duplicate.
+            log.info("connection closed before the ack of frame %s", data.frame_id)
+            return
+        finally:
+            self._release()
+        metrics.ACK_LATENCY.observe(time.monotonic() - data.received_at)
 
     async def run(self) -> None:
         """Send queued acks until the session ends, then wait for the frames still taken.
