@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, cast
 
 from cachetools import TTLCache
 
@@ -225,8 +225,7 @@ class Admission:
             only answers an await), and ``respond`` is not called.
         """
         store = self.store
-        admit_nowait = getattr(store, "admit_nowait", None) if self.shared is None else None
-        if admit_nowait is None or self.dispatcher is None:
+        if self.shared is not None or self.dispatcher is None or not hasattr(store, "admit_nowait"):
             return self(frame)
         self.events_handled += 1
         checked = self._check(frame)
@@ -241,7 +240,11 @@ class Admission:
         message = message_from_event(envelope, self.identity.open_id)
         with log_context(message.message_id, message.chat_id):
             self._admit_soon(
-                message, envelope.header.event_type, event.sender.sender_type, admit_nowait, respond
+                cast(AdmitsWithoutWaiting, store),
+                message,
+                envelope.header.event_type,
+                event.sender.sender_type,
+                respond,
             )
         return None
 
@@ -302,12 +305,10 @@ class Admission:
 
     def _admit_soon(
         self,
+        store: AdmitsWithoutWaiting,
         message: InboundMessage,
         event_type: str,
         sender_type: str,
-        admit_nowait: Callable[
-            [InboundMessage, Callable[[bool, BaseException | None], None]], None
-        ],
         respond: Respond,
     ) -> None:
         """:meth:`_admit` for a store with ``admit_nowait``: the rest runs in its callback."""
@@ -345,7 +346,7 @@ class Admission:
                 respond(ack)
 
         # The last step: once the store has the message, nothing here may raise.
-        admit_nowait(message, then)
+        store.admit_nowait(message, then)
 
     def _hold_room(self, message: InboundMessage, event_type: str) -> SpillSlot | Ack | None:
         """Reserve room in dispatch (``None``), or a spill slot; the refusal's ack if neither.

@@ -441,14 +441,10 @@ class LongConnection:
                 # A handler bug must not lose the event: a non-200 ack makes Lark retry it.
                 log.exception("frame handler failed for frame %s", data.frame_id)
                 ack = Ack(ACK_FAILED)
-            elapsed = time.monotonic() - data.received_at
             try:
-                await ws.send(
-                    encode_frame(ack_frame(frame, ack.code, round(elapsed * 1000), ack.data))
-                )
+                await ws.send(_ack_bytes(frame, data, ack))
             except ConnectionClosed:
-                # Unacked, the platform re-delivers it; the ledger makes that a duplicate.
-                log.info("connection closed before the ack of frame %s", data.frame_id)
+                _unacked(data)
                 return
             metrics.ACK_LATENCY.observe(time.monotonic() - data.received_at)
         finally:
@@ -538,8 +534,7 @@ class _AckWriter:
         """Send ``ack`` for ``frame`` soon; callable from any loop callback."""
         self.forget()
         if not self._open:
-            # Unacked, the platform re-delivers it; the ledger makes that a duplicate.
-            log.info("connection closed before the ack of frame %s", data.frame_id)
+            _unacked(data)
             self._release()
             return
         if not self._queue and self._writable_now():
@@ -567,14 +562,10 @@ class _AckWriter:
         """
         ws = self._ws
         try:
-            elapsed = time.monotonic() - data.received_at
-            ws.protocol.send_binary(
-                encode_frame(ack_frame(frame, ack.code, round(elapsed * 1000), ack.data))
-            )
+            ws.protocol.send_binary(_ack_bytes(frame, data, ack))
             ws.send_data()
         except OSError:
-            # Unacked, the platform re-delivers it; the ledger makes that a duplicate.
-            log.info("connection closed before the ack of frame %s", data.frame_id)
+            _unacked(data)
             return
         finally:
             self._release()
@@ -595,8 +586,7 @@ class _AckWriter:
         finally:
             self._open = False
             while self._queue:
-                _, data, _ = self._queue.popleft()
-                log.info("connection closed before the ack of frame %s", data.frame_id)
+                _unacked(self._queue.popleft()[1])
                 self._release()
             if self._expected:
                 self._answered = anyio.Event()
@@ -609,16 +599,24 @@ class _AckWriter:
         while queue:
             frame, data, ack = queue.popleft()
             try:
-                elapsed = time.monotonic() - data.received_at
-                await ws.send(
-                    encode_frame(ack_frame(frame, ack.code, round(elapsed * 1000), ack.data))
-                )
+                await ws.send(_ack_bytes(frame, data, ack))
             except ConnectionClosed:
-                log.info("connection closed before the ack of frame %s", data.frame_id)
+                _unacked(data)
                 continue
             finally:
                 self._release()
             metrics.ACK_LATENCY.observe(time.monotonic() - data.received_at)
+
+
+def _ack_bytes(frame: Any, data: InboundFrame, ack: Ack) -> bytes:
+    """The encoded ack of ``frame``, its ``biz_rt`` the time since the frame was read."""
+    elapsed = time.monotonic() - data.received_at
+    return encode_frame(ack_frame(frame, ack.code, round(elapsed * 1000), ack.data))
+
+
+def _unacked(data: InboundFrame) -> None:
+    # Unacked, the platform re-delivers it; the ledger makes that a duplicate.
+    log.info("connection closed before the ack of frame %s", data.frame_id)
 
 
 async def discover_endpoint(client: LarkClient) -> str:
