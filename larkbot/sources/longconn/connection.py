@@ -493,9 +493,9 @@ class _AckWriter:
     no fragmented message going out), the ack is written there and then, as ``ws.send``
     would write it; ``ws.send`` itself is a coroutine, which a callback cannot run.
     Otherwise the ack queues for this writer's task, woken once per loop pass that queued
-    any, which sends them with ``ws.send``. Measured with 100 frames in flight, own ack
-    p50/p99 in ms: a task per frame (before) 4-5/13-24, the writer task for every ack
-    3-4/12-16, written in place 2/9-10 (at 200 in flight 5/27-28, 3-4/14-22, 2/9-15).
+    any, which sends them with ``ws.send``. Own ack p50/p99 in ms with 100 frames in
+    flight, echo benchmark: a task per frame 4-5/13-24, every ack through the writer task
+    3-4/12-16, written in place 2-4/9-12 (200 in flight: 5/24-37, 3-4/14-22, 2-3/9-25).
     """
 
     __slots__ = (
