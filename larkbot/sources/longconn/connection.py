@@ -494,8 +494,9 @@ class _AckWriter:
     would write it; ``ws.send`` itself is a coroutine, which a callback cannot run.
     Otherwise the ack queues for this writer's task, woken once per loop pass that queued
     any, which sends them with ``ws.send``. Own ack p50/p99 in ms with 100 frames in
-    flight, echo benchmark: a task per frame 4-5/13-24, every ack through the writer task
-    3-4/12-16, written in place 2-4/9-12 (200 in flight: 5/24-37, 3-4/14-22, 2-3/9-25).
+    flight, echo benchmark (6 runs each): a task per frame 4-5/13-24, every ack through
+    the writer task 3-4/12-16 (2 runs), written in place 2-4/9-13 (200 in flight: 4-6/17-37,
+    3-4/14-22, 2-4/9-25).
     """
 
     __slots__ = (
