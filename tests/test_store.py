@@ -8,7 +8,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from larkbot.core.message import InboundMessage
 from larkbot.store import InboxStatus, Store, StoreError, open_store
-from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION
+from larkbot.store.sqlite import DATABASE_NAME, SCHEMA_VERSION, SqliteStore
 from tests._confirmations import check_confirmation_attempts, pending_write
 from tests._factories import inbound
 
@@ -888,3 +888,40 @@ async def test_a_store_stopped_as_it_starts_leaves_no_connection_thread(tmp_path
     with anyio.fail_after(10):
         while left := _connection_threads() - before:
             await anyio.to_thread.run_sync(lambda: [t.join(0.1) for t in left])
+
+
+@pytest.mark.anyio
+async def test_admit_nowait_calls_back_in_order_once_committed_and_survives_a_failing_callback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[tuple[str, bool, BaseException | None]] = []
+    done = anyio.Event()
+
+    def then(message_id: str) -> Callable[[bool, BaseException | None], None]:
+        def record(admitted: bool, error: BaseException | None) -> None:
+            heard.append((message_id, admitted, error))
+            if len(heard) == 6:
+                done.set()
+            if message_id == "om_2":
+                raise RuntimeError("a callback's bug")
+
+        return record
+
+    async with open_store(kind="sqlite", state_dir=tmp_path) as store:
+        assert isinstance(store, SqliteStore)
+        for message_id in ("om_1", "om_2", "om_3", "om_1", "om_4", "om_5"):
+            store.admit_nowait(_message(message_id), then(message_id))
+        with anyio.fail_after(5):
+            await done.wait()
+        # Committed before the callback: each is a duplicate now.
+        for message_id in ("om_1", "om_2", "om_3", "om_4", "om_5"):
+            assert await store.admit(_message(message_id)) is False
+    assert heard == [
+        ("om_1", True, None),
+        ("om_2", True, None),
+        ("om_3", True, None),
+        ("om_1", False, None),
+        ("om_4", True, None),
+        ("om_5", True, None),
+    ]
+    assert any("admit callback failed for message om_2" in r.getMessage() for r in caplog.records)

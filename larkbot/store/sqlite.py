@@ -51,6 +51,11 @@ import anyio
 import anyio.to_thread
 from pydantic import ValidationError
 
+try:
+    from sniffio import current_async_library_cvar
+except ImportError:  # pragma: no cover - anyio then finds the running loop by itself
+    current_async_library_cvar = None
+
 from larkbot.core.message import InboundMessage
 from larkbot.store._batch import GroupCommit
 from larkbot.store.confirmations import ConfirmationMove, ConfirmationState, PendingWrite
@@ -58,7 +63,7 @@ from larkbot.store.inbox import InboxStatus, StoredMessage
 from larkbot.store.ledger import Store, StoreError
 from larkbot.store.streamed import StreamedCard
 
-__all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["DATABASE_NAME", "SCHEMA_VERSION", "AdmitCallback", "SqliteStore"]
 
 logger = logging.getLogger("larkbot.store")
 
@@ -244,6 +249,16 @@ class SqliteStore(Store):
         learns "admitted" would leave the message pending with nobody to answer it.
         """
         return await self._admits.admit(message)
+
+    def admit_nowait(self, message: InboundMessage, then: AdmitCallback) -> None:
+        """Record ``message`` as :meth:`admit` does, then call ``then`` on the event loop.
+
+        ``then(admitted, None)`` runs once the row is committed (``admitted`` is ``False``
+        when the message was seen before), ``then(False, error)`` when it could not be
+        written. Callbacks run in the order their messages were given, with no task
+        resumed in between: admission acks and dispatches from there in the same pass.
+        """
+        self._admits.admit_nowait(message, then)
 
     async def mark_done(self, message_id: str) -> None:
         """Settle an inbox item whose reply the platform accepted.
@@ -737,14 +752,24 @@ class _Turns:
             self.on_free()
 
 
-class _AdmitItem:
-    __slots__ = ("body", "created_at", "future", "message_id")
+AdmitCallback = Callable[[bool, BaseException | None], None]
+"""Told an admit's outcome on the event loop: ``(admitted, None)``, or ``(False, error)``."""
 
-    def __init__(self, message: InboundMessage, future: asyncio.Future[bool]) -> None:
+
+class _AdmitItem:
+    __slots__ = ("body", "created_at", "future", "message_id", "then")
+
+    def __init__(
+        self,
+        message: InboundMessage,
+        future: asyncio.Future[bool] | None,
+        then: AdmitCallback | None = None,
+    ) -> None:
         self.message_id = message.message_id
         self.created_at = message.created_at.timestamp()
         self.body = message.model_dump_json()
         self.future = future
+        self.then = then
 
 
 class _Admits:
@@ -803,6 +828,18 @@ class _Admits:
         self._start()
         with anyio.CancelScope(shield=True):
             return await future
+
+    def admit_nowait(self, message: InboundMessage, then: AdmitCallback) -> None:
+        """Queue ``message``; ``then`` is called on the loop once its row is committed.
+
+        Called with the admits queued before and after it, in the order they came, from
+        the one loop callback that hands a batch its results: no task waits on a future
+        and resumes a pass later (with 100 frames in flight that resume was p99 4-6 ms of
+        each ack).
+        """
+        self._loop = asyncio.get_running_loop()
+        self._pending.append(_AdmitItem(message, None, then))
+        self._start()
 
     def _start(self) -> None:
         """Hand the store's thread a run of batches, unless it has one or must wait."""
@@ -875,13 +912,17 @@ class _Admits:
                 # The same id twice in one batch: only its first delivery is new.
                 flag = item.message_id in fresh
                 fresh.discard(item.message_id)
-            if not item.future.done():
+            if item.then is not None:
+                _call_back(item, flag, None)
+            elif item.future is not None and not item.future.done():
                 item.future.set_result(flag)
 
     def _fail(self, batch: list[_AdmitItem], exc: BaseException) -> None:
         error = _store_error(exc, self._database) if isinstance(exc, sqlite3.Error) else exc
         for item in batch:
-            if not item.future.done():
+            if item.then is not None:
+                _call_back(item, False, error)
+            elif item.future is not None and not item.future.done():
                 # Each caller raises its own copy: one exception object raised in many
                 # tasks would collect all of their tracebacks.
                 try:
@@ -890,6 +931,30 @@ class _Admits:
                 except Exception:  # an exception that cannot be copied: share the one
                     copied = error
                 item.future.set_exception(copied)
+
+
+def _call_back(item: _AdmitItem, admitted: bool, error: BaseException | None) -> None:
+    """Run an admit's callback; a failing one must not keep the rest of its batch waiting.
+
+    It runs in a loop callback, outside any task, where anyio (through sniffio) cannot tell
+    which event loop runs it: told so, as anyio tells its own callbacks from a thread, the
+    callback may use anyio (start a task, make an event).
+    """
+    assert item.then is not None
+    token = (
+        None if current_async_library_cvar is None else current_async_library_cvar.set("asyncio")
+    )
+    try:
+        item.then(admitted, error)
+    except Exception:
+        logger.exception(
+            "admit callback failed for message %s",
+            item.message_id,
+            extra={"message_id": item.message_id},
+        )
+    finally:
+        if token is not None:
+            current_async_library_cvar.reset(token)
 
 
 def _admit_rows(
