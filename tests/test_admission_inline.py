@@ -271,3 +271,28 @@ async def test_a_store_error_is_a_500_ack_and_gives_the_room_back(
         dispatcher.release("oc_1")
         tg.cancel_scope.cancel()
     assert any("could not admit message om_lost" in r.getMessage() for r in caplog.records)
+
+
+class _RefusingStore(SqliteStore):
+    """A store whose ``admit_nowait`` fails on the spot rather than through its callback."""
+
+    def admit_nowait(self, message: InboundMessage, then: Any) -> None:
+        raise RuntimeError("refused on the spot")
+
+
+async def test_a_store_refusing_on_the_spot_gives_the_room_back(tmp_path: Path) -> None:
+    # An admit that raised used to give its reservation back; the callback path must too,
+    # or the dispatcher counts a message that never comes (and a stop waits for it).
+    dispatcher = Dispatcher(lambda _m: anyio.lowlevel.checkpoint(), max_backlog=1)
+    async with anyio.create_task_group() as tg, _RefusingStore.open(tmp_path) as store:
+        await tg.start(dispatcher.run)
+        admission = Admission(
+            store=store, dispatcher=dispatcher, identity=BotIdentity("ou_bot"), clock=lambda: NOW
+        )
+        answers = Answers()
+        with pytest.raises(RuntimeError, match="refused on the spot"):
+            admission.offer(_frame(_event("om_refused")), answers.respond)
+        assert answers.acks == []  # the source answers 500 for a handler that raised
+        assert dispatcher.reserve("oc_1"), "the reservation was given back"
+        dispatcher.release("oc_1")
+        tg.cancel_scope.cancel()

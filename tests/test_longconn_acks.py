@@ -8,6 +8,7 @@ admits are under way losing nothing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -31,7 +33,7 @@ from larkbot.sources.longconn.connection import (
     discover_endpoint,
 )
 from larkbot.sources.longconn.frames import Frame, FrameMethod
-from larkbot.store.sqlite import SqliteStore
+from larkbot.store.sqlite import DATABASE_NAME, SqliteStore
 from larkbot.testing import LarkStandIn
 from larkbot.testing._events import build_card_action_event
 
@@ -175,7 +177,7 @@ async def _socket() -> AsyncIterator[tuple[LarkStandIn, ClientConnection]]:
         yield lark, ws
 
 
-async def test_the_ack_writer_drops_acks_after_its_session_and_waits_for_frames_taken(
+async def test_the_ack_writer_waits_for_frames_taken_and_drops_acks_after_its_session(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     released: list[int] = []
@@ -196,24 +198,53 @@ async def test_the_ack_writer_drops_acks_after_its_session_and_waits_for_frames_
             async with anyio.create_task_group() as tg:
                 tg.start_soon(session)
                 await anyio.wait_all_tasks_blocked()
-                # The session waits for the frame it took before it ends...
+                # The session waits for the frame it took before it ends, and the socket,
+                # still open, takes its ack.
                 assert not ended.is_set()
                 pending(Ack())
                 with anyio.fail_after(5):
                     await ended.wait()
-            # ... and the ack that came after it is dropped, its place given back.
             assert released == [1]
-            assert any(
-                "connection closed before the ack of frame f_late" in r.getMessage()
-                for r in caplog.records
-            )
-            # A frame taken afterwards is answered nowhere but in the log, once.
+            await lark.wait_for(lambda: lark.unmatched_acks == 1)  # a frame it never sent
+            # A frame taken after the session ended is answered nowhere but in the log, once.
             other, other_data = _tracked_frame("f_after")
             late = writer.expect(other, other_data)
             late(Ack())
             late(Ack(ACK_FAILED))
             assert released == [1, 1]
-        assert lark.unmatched_acks == 0
+        closed = [
+            r.getMessage() for r in caplog.records if "closed before the ack" in r.getMessage()
+        ]
+        assert closed == ["connection closed before the ack of frame f_after"]
+        assert lark.unmatched_acks == 1
+
+
+async def test_acks_of_admits_committed_after_a_stop_still_go_out(tmp_path: Path) -> None:
+    # Regression: a stopping session marked its writer closed before waiting for the
+    # admits under way, so their acks were dropped though the socket was still open, and
+    # Lark delivered those messages again (to another replica, perhaps).
+    async with _connected(tmp_path) as rig:
+        lark = rig.lark
+        # Another writer holds the database: the admits wait on SQLite's busy timeout.
+        blocker = await anyio.to_thread.run_sync(_hold_database, tmp_path)
+        try:
+            ids = [await lark.send_text(f"m{i}") for i in range(5)]
+            await lark.wait_for(
+                lambda: rig.connection._frames_in_flight.value == _MAX_FRAMES_IN_FLIGHT - 5
+            )
+            rig.connection.close()  # a graceful stop: no more reading
+            await anyio.wait_all_tasks_blocked()
+        finally:
+            await anyio.to_thread.run_sync(blocker.close)  # rolls back: the admits go on
+        await lark.wait_for(lambda: {a.chat_message_id for a in lark.acks} >= set(ids))
+        assert all(a.code == 200 for a in lark.acks)
+        await lark.wait_for(lambda: len(rig.handled) == len(ids))
+
+
+def _hold_database(directory: Path) -> sqlite3.Connection:
+    blocker = sqlite3.connect(directory / DATABASE_NAME, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    return blocker
 
 
 async def test_an_ack_is_written_in_place_without_the_writers_task() -> None:

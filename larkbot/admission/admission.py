@@ -345,8 +345,13 @@ class Admission:
                     ack = Ack(ACK_FAILED)
                 respond(ack)
 
-        # The last step: once the store has the message, nothing here may raise.
-        store.admit_nowait(message, then)
+        # The last step: once the store has the message, nothing here may raise. A store
+        # that refuses it at once (closed) gives the room back, as an awaited admit does.
+        try:
+            store.admit_nowait(message, then)
+        except BaseException:
+            self._give_back(message, room, False)
+            raise
 
     def _hold_room(self, message: InboundMessage, event_type: str) -> SpillSlot | Ack | None:
         """Reserve room in dispatch (``None``), or a spill slot; the refusal's ack if neither.

@@ -483,6 +483,9 @@ class _PendingAck:
 # sans-I/O protocol, the method that flushes it to the transport, and the state ``send``
 # checks first. A version without them gets every ack sent by the writer task.
 _WRITE_IN_PLACE = ("protocol", "send_data", "paused", "fragmented_send_waiter", "transport")
+# How long a session that ends waits for a socket paused by flow control to take the acks
+# queued for it, as long as its close waits.
+_LAST_ACKS_SECONDS = 1.0
 
 
 class _AckWriter:
@@ -585,14 +588,19 @@ class _AckWriter:
                 self._wake = anyio.Event()
                 await self._send_queued()
         finally:
+            # The session closes the socket only after this: the acks of frames still
+            # being admitted (a stop, say) go out as they come, as they did when each frame
+            # had a task; then what is queued gets a bounded last chance.
+            with anyio.CancelScope(shield=True):
+                if self._expected:
+                    self._answered = anyio.Event()
+                    await self._answered.wait()
+                with anyio.move_on_after(_LAST_ACKS_SECONDS):
+                    await self._send_queued()
             self._open = False
             while self._queue:
                 _unacked(self._queue.popleft()[1])
                 self._release()
-            if self._expected:
-                self._answered = anyio.Event()
-                with anyio.CancelScope(shield=True):
-                    await self._answered.wait()
 
     async def _send_queued(self) -> None:
         queue = self._queue
