@@ -296,6 +296,8 @@ async def test_sqlite_file_layout_and_schema_version(tmp_path: Path) -> None:
         assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
         assert _sql(store.path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert _sql(store.path, "PRAGMA journal_mode") == [("wal",)]
+        # Temporary tables stay in memory (2): no file in /var/tmp for each settle.
+        assert await store._query("PRAGMA temp_store") == [(2,)]  # type: ignore[attr-defined]
     # Reopening an up-to-date database changes nothing and keeps the data.
     async with _open("sqlite", state_dir) as store:
         assert await store.admit(_message("om_1")) is False

@@ -1035,6 +1035,11 @@ async def _connect_unshielded(path: Path) -> aiosqlite.Connection:
                 mode,
             )
         await db.execute("PRAGMA synchronous = NORMAL")
+        # Temporary tables and indexes in memory: by default SQLite gave each statement
+        # that needs one (the settles' ``IN (SELECT ... json_each)``) a file of its own in
+        # /var/tmp, created and unlinked some 20 times a second under load, which a
+        # sandboxed service may not be allowed to write.
+        await db.execute("PRAGMA temp_store = MEMORY")
         await _migrate(db, path)
     except sqlite3.Error as exc:
         await db.close()
